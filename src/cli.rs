@@ -1,0 +1,169 @@
+//! Command line (SPEC §1). Parsed by clap into plain values; nothing here
+//! touches the filesystem. Every manifest key has a flag in [`Overrides`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+/// Migrate a huge file tree between two mounted shares: scan into SQLite,
+/// stream through a bounded FIFO with on-the-fly hashing, resume after any kill.
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobrun",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 ok, 1 some files failed, 2 bad invocation or manifest, \
+                  3 job locked by another run, 4 fatal (run aborted, backlog kept), 130 interrupted.\n\
+                  Every manifest key can also be set as JOBRUN_<KEY> (e.g. JOBRUN_BWLIMIT=20M).\n\
+                  Precedence: flag > environment > manifest > default."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the manifest, print the resolved settings and the stage plan; touch nothing.
+    Check(CommonArgs),
+    /// Read the state DB only: files and bytes per status.
+    Status(StatusArgs),
+}
+
+/// Arguments of a run (the default command).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job manifest (TOML).
+    #[arg(value_name = "JOB.toml", required = true)]
+    pub job: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: Overrides,
+    /// Force a full scan even when the DB holds a backlog.
+    #[arg(long)]
+    pub rescan: bool,
+    /// Print only errors and the final summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG also works.
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// The job manifest (TOML).
+    #[arg(value_name = "JOB.toml")]
+    pub job: PathBuf,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One flag per manifest key. Serialized into the top figment layer, so a
+/// flag that is not given must serialize to nothing (never to a null that
+/// would wipe the manifest's value).
+#[derive(Debug, Default, Clone, Args, Serialize)]
+pub struct Overrides {
+    /// Source root (a directory).
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Destination root.
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// State DB path (default: <manifest stem>.db beside the manifest).
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    /// Audit log path (default: <manifest stem>.log beside the manifest).
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Hash computed while reading: md5, sha1, sha256, blake2b.
+    #[arg(long, value_name = "ALGO")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// Bytes per queued block (e.g. 5MiB, 1M, 65536).
+    #[arg(long, value_name = "SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<String>,
+    /// Blocks the FIFO holds (>= 1).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<u64>,
+    /// Max copy rate per direction (e.g. 20M, 20MB/s, off).
+    #[arg(long, value_name = "RATE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<String>,
+    /// Mirror: delete destination entries that have no source.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_extras: Option<bool>,
+    /// Write straight to the destination file instead of a temporary sibling.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inplace: Option<bool>,
+    /// Two mtimes this close count as equal for a destination jobrun did not write (e.g. 2s).
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modify_window: Option<String>,
+    /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
+    #[arg(long, value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_interval: Option<String>,
+}
+
+impl Overrides {
+    /// The flag that sets `key`, if it was given (used to name it in errors
+    /// and to resolve relative paths against the working directory).
+    pub fn given(&self, key: &str) -> bool {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get(key).cloned())
+            .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_is_the_default_command() {
+        let cli =
+            Cli::try_parse_from(["jobrun", "x.toml", "--rescan", "--bwlimit", "20M"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.run.rescan);
+        assert_eq!(cli.run.overrides.bwlimit.as_deref(), Some("20M"));
+        assert!(cli.run.overrides.given("bwlimit"));
+        assert!(!cli.run.overrides.given("source"));
+    }
+
+    #[test]
+    fn check_takes_overrides() {
+        let cli = Cli::try_parse_from(["jobrun", "check", "x.toml", "--delete-extras"]).unwrap();
+        match cli.command {
+            Some(Command::Check(c)) => assert_eq!(c.overrides.delete_extras, Some(true)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

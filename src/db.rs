@@ -1,0 +1,811 @@
+//! State DB (SPEC §4): the only module that speaks SQL. SQLite in WAL mode,
+//! schema versioned by rusqlite_migration, writes batched in transactions.
+//!
+//! Paths are stored as full paths: TEXT when the name is valid UTF-8, a BLOB
+//! of the raw bytes otherwise, so nothing is ever lost to lossy conversion.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::decide::{EntryKind, Stamp};
+
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![M::up(
+        r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+-- One row per source entry. source_path/dest_path: TEXT, or BLOB for non-UTF-8 names.
+CREATE TABLE files (
+    source_path            PRIMARY KEY NOT NULL,
+    dest_path              NOT NULL,
+    kind                   TEXT NOT NULL CHECK (kind IN ('file', 'dir', 'symlink')),
+    size                   INTEGER NOT NULL,
+    modified_ns            INTEGER NOT NULL,
+    accessed_ns            INTEGER NOT NULL,
+    changed_ns             INTEGER NOT NULL,
+    created_ns             INTEGER,
+    mode                   INTEGER NOT NULL,
+    uid                    INTEGER NOT NULL,
+    gid                    INTEGER NOT NULL,
+    hash                   TEXT,
+    hash_algorithm         TEXT,
+    status                 TEXT NOT NULL CHECK (status IN ('pending', 'synced', 'failed')),
+    error                  TEXT,
+    -- size and mtime the destination showed right after jobrun wrote it
+    -- (coarse-timestamp skip rule); NULL once the source changes.
+    after_copy_size        INTEGER,
+    after_copy_modified_ns INTEGER,
+    scan_id                INTEGER NOT NULL
+);
+CREATE INDEX files_status ON files (status);
+-- The destination listing of the last scan (skip rule, mirror).
+CREATE TABLE dest_entries (
+    path        PRIMARY KEY NOT NULL,
+    kind        TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    modified_ns INTEGER NOT NULL
+);
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    mode        TEXT NOT NULL,
+    files_done  INTEGER NOT NULL DEFAULT 0,
+    bytes_done  INTEGER NOT NULL DEFAULT 0,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    exit_code   INTEGER
+);
+"#,
+    )])
+});
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open state DB `{path}`: {source}")]
+    Open {
+        path: Utf8PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("cannot migrate state DB `{path}`: {source}")]
+    Migrate {
+        path: Utf8PathBuf,
+        source: rusqlite_migration::Error,
+    },
+    #[error(
+        "state DB `{path}` belongs to another job: its {which} root is `{recorded}`, the manifest says `{wanted}`"
+    )]
+    RootsDiffer {
+        path: Utf8PathBuf,
+        which: &'static str,
+        recorded: String,
+        wanted: String,
+    },
+    #[error("state DB: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// A path as an SQL value: TEXT when UTF-8, BLOB of the raw bytes otherwise.
+pub fn path_value(p: &Path) -> Value {
+    match p.to_str() {
+        Some(s) => Value::Text(s.to_owned()),
+        None => Value::Blob(p.as_os_str().as_bytes().to_vec()),
+    }
+}
+
+/// Inverse of [`path_value`].
+pub fn path_from(v: ValueRef<'_>) -> rusqlite::Result<PathBuf> {
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => Ok(PathBuf::from(OsStr::from_bytes(b))),
+        other => Err(rusqlite::types::FromSqlError::InvalidType.into_with(other)),
+    }
+}
+
+trait IntoWith {
+    fn into_with(self, v: ValueRef<'_>) -> rusqlite::Error;
+}
+impl IntoWith for rusqlite::types::FromSqlError {
+    fn into_with(self, v: ValueRef<'_>) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(0, v.data_type(), Box::new(self))
+    }
+}
+
+/// One walked entry, source or destination side.
+#[derive(Debug, Clone)]
+pub struct ScanEntry {
+    pub path: PathBuf,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub accessed_ns: i64,
+    pub changed_ns: i64,
+    pub created_ns: Option<i64>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A backlog row as the transfer stage needs it.
+#[derive(Debug, Clone)]
+pub struct PendingFile {
+    pub id: i64,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub accessed_ns: i64,
+    pub mode: u32,
+}
+
+/// Files and bytes in one status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCount {
+    pub status: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// One row of the `runs` table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRow {
+    pub id: i64,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub mode: String,
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub failures: u64,
+    pub exit_code: Option<i32>,
+}
+
+/// The open state DB.
+pub struct StateDb {
+    conn: Connection,
+    path: Utf8PathBuf,
+}
+
+fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL: a commit survives a process kill; only a power cut may
+    // lose the last transactions, and those files are simply copied again.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl StateDb {
+    /// Opens (creating if needed) and migrates the DB.
+    pub fn open(path: &Utf8Path) -> Result<Self> {
+        let open_err = |source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        tune(&conn).map_err(open_err)?;
+        MIGRATIONS
+            .to_latest(&mut conn)
+            .map_err(|source| DbError::Migrate {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens an existing DB for reading only (`check`, `status`); `None`
+    /// when there is no DB file yet. Never creates or migrates anything.
+    pub fn open_existing_read_only(path: &Utf8Path) -> Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Some(Self {
+            conn,
+            path: path.to_owned(),
+        }))
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// A second connection to the same DB, for a thread of its own.
+    pub fn reopen(&self) -> Result<Self> {
+        let conn = Connection::open(&self.path).map_err(|source| DbError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        tune(&conn)?;
+        Ok(Self {
+            conn,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Remembers the job's roots on first use; refuses a DB made for other roots.
+    pub fn check_roots(&self, source: &Utf8Path, destination: &Utf8Path) -> Result<()> {
+        for (key, wanted) in [
+            ("source", source.as_str()),
+            ("destination", destination.as_str()),
+        ] {
+            let recorded: Option<String> = self
+                .conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?;
+            match recorded {
+                None => {
+                    self.conn.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                        [key, wanted],
+                    )?;
+                }
+                Some(r) if r == wanted => {}
+                Some(recorded) => {
+                    return Err(DbError::RootsDiffer {
+                        path: self.path.clone(),
+                        which: key,
+                        recorded,
+                        wanted: wanted.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pending files and bytes: the backlog.
+    pub fn backlog(&self) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Files and bytes per status, always listing all three.
+    pub fn status_counts(&self) -> Result<Vec<StatusCount>> {
+        let mut out: Vec<StatusCount> = ["pending", "synced", "failed"]
+            .iter()
+            .map(|s| StatusCount {
+                status: (*s).to_owned(),
+                ..Default::default()
+            })
+            .collect();
+        let mut st = self.conn.prepare(
+            "SELECT status, count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files GROUP BY status",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (status, files, bytes) = row?;
+            if let Some(c) = out.iter_mut().find(|c| c.status == status) {
+                c.files = files as u64;
+                c.bytes = bytes as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- scan ------------------------------------------------------------
+
+    /// Starts a scan: a new scan id, and an empty destination listing.
+    pub fn begin_scan(&mut self) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let last: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'scan_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let id = last.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('scan_id', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [id.to_string()],
+        )?;
+        tx.execute("DELETE FROM dest_entries", [])?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('scan_complete', '0')
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Records that the scan begun by [`Self::begin_scan`] reached its end.
+    pub fn finish_scan(&mut self) -> Result<()> {
+        self.conn.execute(
+            "UPDATE meta SET value = '1' WHERE key = 'scan_complete'",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// False when the last scan was cut short: its pending rows are then
+    /// not a trustworthy backlog, and the next run scans again.
+    pub fn last_scan_complete(&self) -> Result<bool> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'scan_complete'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.as_deref() != Some("0"))
+    }
+
+    /// Upserts a batch of source entries in one transaction. A row whose
+    /// size, mtime and kind did not change keeps its hash and its
+    /// after-copy stamp; status is decided later by [`Self::decide`].
+    pub fn upsert_sources(
+        &mut self,
+        batch: &[ScanEntry],
+        source_root: &Path,
+        dest_root: &Path,
+        scan_id: i64,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                    changed_ns, created_ns, mode, uid, gid, status, scan_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12)
+                 ON CONFLICT(source_path) DO UPDATE SET
+                    hash = CASE WHEN files.size = excluded.size AND files.modified_ns = excluded.modified_ns
+                                 AND files.kind = excluded.kind THEN files.hash END,
+                    hash_algorithm = CASE WHEN files.size = excluded.size AND files.modified_ns = excluded.modified_ns
+                                 AND files.kind = excluded.kind THEN files.hash_algorithm END,
+                    after_copy_size = CASE WHEN files.size = excluded.size AND files.modified_ns = excluded.modified_ns
+                                 AND files.kind = excluded.kind THEN files.after_copy_size END,
+                    after_copy_modified_ns = CASE WHEN files.size = excluded.size AND files.modified_ns = excluded.modified_ns
+                                 AND files.kind = excluded.kind THEN files.after_copy_modified_ns END,
+                    dest_path = excluded.dest_path, kind = excluded.kind, size = excluded.size,
+                    modified_ns = excluded.modified_ns, accessed_ns = excluded.accessed_ns,
+                    changed_ns = excluded.changed_ns, created_ns = excluded.created_ns,
+                    mode = excluded.mode, uid = excluded.uid, gid = excluded.gid,
+                    scan_id = excluded.scan_id",
+            )?;
+            for e in batch {
+                let rel = e
+                    .path
+                    .strip_prefix(source_root)
+                    .expect("the walker yields paths under the source root");
+                let dest = if rel.as_os_str().is_empty() {
+                    dest_root.to_path_buf()
+                } else {
+                    dest_root.join(rel)
+                };
+                st.execute(params![
+                    path_value(&e.path),
+                    path_value(&dest),
+                    e.kind.as_str(),
+                    e.size as i64,
+                    e.modified_ns,
+                    e.accessed_ns,
+                    e.changed_ns,
+                    e.created_ns,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    scan_id,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Inserts a batch of destination entries (the listing of this scan).
+    pub fn insert_dest(&mut self, batch: &[ScanEntry]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO dest_entries (path, kind, size, modified_ns) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for e in batch {
+                st.execute(params![
+                    path_value(&e.path),
+                    e.kind.as_str(),
+                    e.size as i64,
+                    e.modified_ns
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets rows whose source entry was not seen by scan `scan_id`.
+    pub fn drop_vanished(&mut self, scan_id: i64) -> Result<u64> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM files WHERE scan_id != ?1", [scan_id])? as u64)
+    }
+
+    /// Applies `rule` to every row of scan `scan_id`, joined with the
+    /// destination listing, in rowid chunks so memory stays flat. Only rows
+    /// whose status changes are written. Returns the backlog afterwards.
+    pub fn decide(
+        &mut self,
+        scan_id: i64,
+        mut rule: impl FnMut(&Stamp, Option<&Stamp>, Option<&Stamp>) -> bool,
+        mut on_chunk: impl FnMut(u64, u64),
+    ) -> Result<(u64, u64)> {
+        const CHUNK: i64 = 20_000;
+        let (mut last, mut pending, mut pending_bytes) = (0i64, 0u64, 0u64);
+        loop {
+            let tx = self.conn.transaction()?;
+            let mut changes: Vec<(i64, &'static str)> = Vec::new();
+            let mut n = 0;
+            {
+                let mut st = tx.prepare_cached(
+                    "SELECT f.rowid, f.kind, f.size, f.modified_ns, f.after_copy_size,
+                            f.after_copy_modified_ns, f.status, d.kind, d.size, d.modified_ns
+                     FROM files f LEFT JOIN dest_entries d ON d.path = f.dest_path
+                     WHERE f.rowid > ?1 AND f.scan_id = ?2 ORDER BY f.rowid LIMIT ?3",
+                )?;
+                let mut rows = st.query(params![last, scan_id, CHUNK])?;
+                while let Some(r) = rows.next()? {
+                    n += 1;
+                    last = r.get(0)?;
+                    let kind = kind_of(r.get_ref(1)?)?;
+                    let src = Stamp {
+                        kind,
+                        size: r.get::<_, i64>(2)? as u64,
+                        modified_ns: r.get(3)?,
+                    };
+                    let after = match (r.get::<_, Option<i64>>(4)?, r.get::<_, Option<i64>>(5)?) {
+                        (Some(size), Some(m)) => Some(Stamp {
+                            kind,
+                            size: size as u64,
+                            modified_ns: m,
+                        }),
+                        _ => None,
+                    };
+                    let status: String = r.get(6)?;
+                    let dst = match r.get_ref(7)? {
+                        ValueRef::Null => None,
+                        k => Some(Stamp {
+                            kind: kind_of(k)?,
+                            size: r.get::<_, i64>(8)? as u64,
+                            modified_ns: r.get(9)?,
+                        }),
+                    };
+                    let copy = rule(&src, dst.as_ref(), after.as_ref());
+                    let want = if copy { "pending" } else { "synced" };
+                    if copy {
+                        pending += 1;
+                        if kind == EntryKind::File {
+                            pending_bytes += src.size;
+                        }
+                    }
+                    if status != want {
+                        changes.push((last, want));
+                    }
+                }
+            }
+            {
+                let mut up = tx.prepare_cached(
+                    "UPDATE files SET status = ?2, error = NULL WHERE rowid = ?1",
+                )?;
+                for (id, status) in &changes {
+                    up.execute(params![id, status])?;
+                }
+            }
+            tx.commit()?;
+            on_chunk(pending, pending_bytes);
+            if n < CHUNK {
+                return Ok((pending, pending_bytes));
+            }
+        }
+    }
+
+    // ---- transfer -------------------------------------------------------
+
+    /// Up to `limit` pending rows with rowid above `after`, in rowid order.
+    pub fn pending_page(&self, after: i64, limit: usize) -> Result<Vec<PendingFile>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode
+             FROM files WHERE status = 'pending' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok(PendingFile {
+                id: r.get(0)?,
+                source: path_from(r.get_ref(1)?)?,
+                dest: path_from(r.get_ref(2)?)?,
+                kind: kind_of(r.get_ref(3)?)?,
+                size: r.get::<_, i64>(4)? as u64,
+                modified_ns: r.get(5)?,
+                accessed_ns: r.get(6)?,
+                mode: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Opens a write transaction that groups many per-file updates; see
+    /// [`Self::commit`]. Batching keeps fsyncs off the per-file path.
+    pub fn begin(&self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    pub fn commit(&self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Marks a row synced with its hash, the source stamp the copy was made
+    /// from, and what the destination showed right after the copy.
+    pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
+                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7
+             WHERE rowid = ?1",
+        )?;
+        st.execute(params![
+            done.id,
+            done.hash,
+            done.algorithm,
+            done.size as i64,
+            done.modified_ns,
+            done.after_copy.map(|s| s.size as i64),
+            done.after_copy.map(|s| s.modified_ns),
+        ])?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE files SET status = 'failed', error = ?2 WHERE rowid = ?1")?
+            .execute(params![id, error])?;
+        Ok(())
+    }
+
+    /// Marks the directory row for `source_dir` pending again: writing into
+    /// a directory changes its mtime, which must be restored afterwards.
+    pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET status = 'pending' WHERE source_path = ?1 AND kind = 'dir' AND status = 'synced'",
+            )?
+            .execute([path_value(source_dir)])?;
+        Ok(())
+    }
+
+    // ---- runs -------------------------------------------------------------
+
+    pub fn start_run(&self, started_at: &str, mode: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO runs (started_at, mode) VALUES (?1, ?2)",
+            [started_at, mode],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn finish_run(&self, row: &RunRow) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5, exit_code = ?6
+             WHERE id = ?1",
+            params![
+                row.id,
+                row.ended_at,
+                row.files_done as i64,
+                row.bytes_done as i64,
+                row.failures as i64,
+                row.exit_code
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The last `n` runs, newest first.
+    pub fn last_runs(&self, n: usize) -> Result<Vec<RunRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code
+             FROM runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = st.query_map([n as i64], |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                started_at: r.get(1)?,
+                ended_at: r.get(2)?,
+                mode: r.get(3)?,
+                files_done: r.get::<_, i64>(4)? as u64,
+                bytes_done: r.get::<_, i64>(5)? as u64,
+                failures: r.get::<_, i64>(6)? as u64,
+                exit_code: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Total bytes copied by all runs so far (progress "in total").
+    pub fn bytes_copied_all_runs(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(sum(bytes_done), 0) FROM runs", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// Directory rows waiting for their mtime, deepest paths first.
+    pub fn pending_dirs(&self) -> Result<Vec<PendingFile>> {
+        let mut st = self.conn.prepare(
+            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode
+             FROM files WHERE status = 'pending' AND kind = 'dir' ORDER BY source_path DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(PendingFile {
+                id: r.get(0)?,
+                source: path_from(r.get_ref(1)?)?,
+                dest: path_from(r.get_ref(2)?)?,
+                kind: EntryKind::Dir,
+                size: r.get::<_, i64>(4)? as u64,
+                modified_ns: r.get(5)?,
+                accessed_ns: r.get(6)?,
+                mode: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Raw access for tests and the status command's extra queries.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// What the writer records for a synced file.
+pub struct Synced<'a> {
+    pub id: i64,
+    pub hash: Option<&'a str>,
+    pub algorithm: Option<&'a str>,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub after_copy: Option<Stamp>,
+}
+
+fn kind_of(v: ValueRef<'_>) -> rusqlite::Result<EntryKind> {
+    let s = v.as_str()?;
+    EntryKind::parse(s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown entry kind `{s}`").into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn non_utf8_paths_round_trip() {
+        let p = PathBuf::from(OsStr::from_bytes(b"/src/caf\xe9/\xff.bin"));
+        let v = path_value(&p);
+        assert!(matches!(v, Value::Blob(_)));
+        let back = path_from(ValueRef::from(&v)).unwrap();
+        assert_eq!(back, p);
+        let u = PathBuf::from("/src/ok.txt");
+        assert!(matches!(path_value(&u), Value::Text(_)));
+    }
+
+    fn entry(path: &str, size: u64, m: i64) -> ScanEntry {
+        ScanEntry {
+            path: PathBuf::from(path),
+            kind: EntryKind::File,
+            size,
+            modified_ns: m,
+            accessed_ns: m,
+            changed_ns: m,
+            created_ns: None,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    #[test]
+    fn rescan_keeps_hash_only_for_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let mut db = StateDb::open(&path).unwrap();
+        db.check_roots("/s".into(), "/d".into()).unwrap();
+        let s1 = db.begin_scan().unwrap();
+        db.upsert_sources(
+            &[entry("/s/a", 1, 10), entry("/s/b", 2, 20)],
+            Path::new("/s"),
+            Path::new("/d"),
+            s1,
+        )
+        .unwrap();
+        db.begin().unwrap();
+        for id in [1, 2] {
+            db.mark_synced(&Synced {
+                id,
+                hash: Some("h"),
+                algorithm: Some("sha256"),
+                size: id as u64,
+                modified_ns: id * 10,
+                after_copy: None,
+            })
+            .unwrap();
+        }
+        db.commit().unwrap();
+        let s2 = db.begin_scan().unwrap();
+        db.upsert_sources(
+            &[entry("/s/a", 1, 10), entry("/s/b", 3, 30)],
+            Path::new("/s"),
+            Path::new("/d"),
+            s2,
+        )
+        .unwrap();
+        let hashes: Vec<Option<String>> = db
+            .conn()
+            .prepare("SELECT hash FROM files ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(hashes, vec![Some("h".to_string()), None]);
+        let dest: String = db
+            .conn()
+            .query_row("SELECT dest_path FROM files WHERE rowid = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(dest, "/d/a");
+    }
+
+    #[test]
+    fn roots_are_remembered_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let db = StateDb::open(&path).unwrap();
+        db.check_roots("/s".into(), "/d".into()).unwrap();
+        db.check_roots("/s".into(), "/d".into()).unwrap();
+        let err = db.check_roots("/s".into(), "/other".into()).unwrap_err();
+        assert!(
+            err.to_string().contains("destination root is `/d`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! jobrun: migrate huge file trees between two mounted shares, resumably.
+//!
+//! Data flows one way:
+//! `cli` → `manifest` (TOML + env + flags → [`manifest::Job`]) → `runner`
+//! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ mirror),
+//! which talk to each other only through the state DB (`db`) and write the
+//! audit log (`audit`). Pure decisions live in `decide`; hashing in
+//! `checksum`; bandwidth in `throttle`; what the operator sees in `progress`.
+
+pub mod app;
+pub mod audit;
+pub mod checksum;
+pub mod cli;
+pub mod db;
+pub mod decide;
+pub mod manifest;
+pub mod progress;
+pub mod runner;
+pub mod scan;
+pub mod throttle;
+pub mod transfer;
+pub mod units;

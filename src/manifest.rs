@@ -1,0 +1,559 @@
+//! Job manifest (SPEC §2): TOML file → `JOBRUN_*` environment → flags,
+//! layered with figment into one [`RawManifest`], then resolved into a
+//! [`Job`] that every stage may trust. Nothing here creates anything on disk.
+//!
+//! The file is first parsed on its own with `toml`, because only `toml`
+//! reports the line of a bad key or value; figment then layers the
+//! environment and the flags on top (it names the key and the source, but
+//! has no line numbers to give).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::checksum::HashAlgo;
+use crate::cli::Overrides;
+use crate::units;
+
+/// Every manifest key, in the order `check` prints them.
+pub const KEYS: &[&str] = &[
+    "source",
+    "destination",
+    "db",
+    "log",
+    "checksum",
+    "block_size",
+    "queue_capacity",
+    "bwlimit",
+    "delete_extras",
+    "inplace",
+    "modify_window",
+    "progress_interval",
+];
+
+/// Default `block_size`: the seed's 5 MiB.
+pub const DEFAULT_BLOCK_SIZE: u64 = 5 << 20;
+/// Default `queue_capacity`: the seed's 20 blocks.
+pub const DEFAULT_QUEUE_CAPACITY: u64 = 20;
+/// Largest accepted `block_size`; the FIFO holds `queue_capacity` of them in RAM.
+pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
+/// Default `progress_interval` for plain (non-terminal) progress lines.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Errors of manifest loading; every one maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {}{message}", key.as_ref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
+    Syntax {
+        path: Utf8PathBuf,
+        line: usize,
+        key: Option<String>,
+        message: String,
+    },
+    #[error("`{key}` from {origin}: {message}")]
+    Override {
+        key: String,
+        origin: String,
+        message: String,
+    },
+    #[error("{path}: missing required key `{key}` (set it in the manifest, with --{flag} or {env})", flag = key.replace('_', "-"), env = env_name(key))]
+    Missing {
+        path: Utf8PathBuf,
+        key: &'static str,
+    },
+    #[error("{path}{}: `{key}`: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        path: Utf8PathBuf,
+        line: Option<usize>,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+fn env_name(key: &str) -> String {
+    format!("JOBRUN_{}", key.to_ascii_uppercase())
+}
+
+/// The manifest as written (and as overridden): shapes and units checked,
+/// nothing resolved. Values are validated while deserializing so that `toml`
+/// can point at the offending line.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+    pub db: Option<String>,
+    pub log: Option<String>,
+    pub checksum: Option<HashAlgo>,
+    pub block_size: Option<BlockSize>,
+    pub queue_capacity: Option<QueueCapacity>,
+    pub bwlimit: Option<Rate>,
+    pub delete_extras: Option<bool>,
+    pub inplace: Option<bool>,
+    pub modify_window: Option<Dur>,
+    pub progress_interval: Option<Dur>,
+}
+
+/// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Absolute path of the manifest this job came from.
+    pub manifest: Utf8PathBuf,
+    /// Source root (absolute). Must be a directory when a run starts.
+    pub source: Utf8PathBuf,
+    /// Destination root (absolute). Created by a run if missing (its parent must exist).
+    pub destination: Utf8PathBuf,
+    /// State DB (SQLite). Default `<manifest stem>.db` beside the manifest.
+    pub db: Utf8PathBuf,
+    /// Audit log (JSON Lines, appended). Default `<manifest stem>.log` beside the manifest.
+    pub log: Utf8PathBuf,
+    /// Hash computed while reading.
+    pub checksum: HashAlgo,
+    /// Bytes per queued block (1 ..= 1 GiB). Default 5 MiB.
+    pub block_size: usize,
+    /// Blocks the FIFO holds (>= 1). Default 20. Peak FIFO memory is
+    /// `block_size × (queue_capacity + 2)`.
+    pub queue_capacity: usize,
+    /// Copy rate cap in bytes/s for reads and for writes, each; `None` = unlimited.
+    pub bwlimit: Option<u64>,
+    /// Mirror stage on: delete destination entries without a source.
+    pub delete_extras: bool,
+    /// Write straight to the destination file (no temporary sibling).
+    pub inplace: bool,
+    /// mtimes this close count as equal when comparing with a destination
+    /// file jobrun did not write itself (FAT keeps 2 s). Default 0.
+    pub modify_window: Duration,
+    /// Interval of plain progress lines when stderr is not a terminal.
+    pub progress_interval: Duration,
+}
+
+/// Loads, layers and validates a manifest. `cwd` resolves relative paths
+/// given by flags or environment; manifest paths resolve against the
+/// manifest's own folder.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Job, ManifestError> {
+    let abs = std::path::absolute(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = std::fs::read_to_string(&abs).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let manifest = Utf8PathBuf::from_path_buf(abs).map_err(|p| ManifestError::Read {
+        path: p,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8"),
+    })?;
+    load_str(&manifest, &text, overrides)
+}
+
+/// [`load`] for a manifest already read (tests, and `check` of examples).
+pub fn load_str(
+    manifest: &Utf8Path,
+    text: &str,
+    overrides: &Overrides,
+) -> Result<Job, ManifestError> {
+    // Pass 1: the file alone, for errors with a line number.
+    toml::from_str::<RawManifest>(text).map_err(|e| syntax_error(manifest, text, &e))?;
+    // Pass 2: file < environment < flags.
+    let raw: RawManifest = Figment::new()
+        .merge(Toml::string(text))
+        .merge(Env::prefixed("JOBRUN_").only(KEYS))
+        .merge(Serialized::defaults(overrides))
+        .extract()
+        .map_err(|e| override_error(&e, overrides))?;
+    resolve(manifest, text, raw, overrides)
+}
+
+fn syntax_error(path: &Utf8Path, text: &str, e: &toml::de::Error) -> ManifestError {
+    let start = e.span().map_or(0, |s| s.start);
+    let line = text[..start.min(text.len())].matches('\n').count() + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with('['));
+    ManifestError::Syntax {
+        path: path.to_owned(),
+        line,
+        key,
+        message: one_line(e.message()),
+    }
+}
+
+fn override_error(e: &figment::Error, overrides: &Overrides) -> ManifestError {
+    let key = e.path.first().cloned().unwrap_or_default();
+    let origin = if overrides.given(&key) {
+        format!("flag `--{}`", key.replace('_', "-"))
+    } else {
+        format!("environment variable `{}`", env_name(&key))
+    };
+    ManifestError::Override {
+        key,
+        origin,
+        message: one_line(&e.kind.to_string()),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.trim().replace('\n', "; ")
+}
+
+/// The 1-based line where `key` is set in the manifest, if it is.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+fn resolve(
+    manifest: &Utf8Path,
+    text: &str,
+    raw: RawManifest,
+    overrides: &Overrides,
+) -> Result<Job, ManifestError> {
+    let dir = manifest.parent().unwrap_or(Utf8Path::new("/"));
+    let stem = manifest.file_stem().unwrap_or("job");
+    let invalid = |key: &'static str, reason: String| ManifestError::Invalid {
+        path: manifest.to_owned(),
+        line: line_of_key(text, key),
+        key,
+        reason,
+    };
+    // A path given by a flag or JOBRUN_* is relative to where the command ran;
+    // one written in the manifest is relative to the manifest.
+    let place = |key: &'static str, value: String| -> Result<Utf8PathBuf, ManifestError> {
+        if value.trim().is_empty() {
+            return Err(invalid(key, "empty path".into()));
+        }
+        let from_outside = overrides.given(key) || std::env::var_os(env_name(key)).is_some();
+        let p = Utf8PathBuf::from(value);
+        let base = if p.is_absolute() {
+            Utf8PathBuf::new()
+        } else if from_outside {
+            Utf8PathBuf::from_path_buf(std::env::current_dir().unwrap_or_else(|_| "/".into()))
+                .map_err(|_| invalid(key, "working directory is not UTF-8".into()))?
+        } else {
+            dir.to_owned()
+        };
+        Ok(normalize(&base.join(p)))
+    };
+    let required = |key: &'static str, v: Option<String>| {
+        v.ok_or(ManifestError::Missing {
+            path: manifest.to_owned(),
+            key,
+        })
+    };
+    let source = place("source", required("source", raw.source)?)?;
+    let destination = place("destination", required("destination", raw.destination)?)?;
+    let db = match raw.db {
+        Some(v) => place("db", v)?,
+        None => dir.join(format!("{stem}.db")),
+    };
+    let log = match raw.log {
+        Some(v) => place("log", v)?,
+        None => dir.join(format!("{stem}.log")),
+    };
+    if source == destination || destination.starts_with(&source) {
+        return Err(invalid(
+            "destination",
+            format!("`{destination}` lies inside the source `{source}`"),
+        ));
+    }
+    if source.starts_with(&destination) {
+        return Err(invalid(
+            "source",
+            format!("`{source}` lies inside the destination `{destination}`"),
+        ));
+    }
+    for (key, p) in [("db", &db), ("log", &log)] {
+        if p.starts_with(&destination) || p.starts_with(&source) {
+            return Err(invalid(
+                key,
+                format!("`{p}` must lie outside the source and destination trees"),
+            ));
+        }
+    }
+    if db == log {
+        return Err(invalid("log", format!("`{log}` is also the `db`")));
+    }
+    Ok(Job {
+        manifest: manifest.to_owned(),
+        source,
+        destination,
+        db,
+        log,
+        checksum: raw.checksum.unwrap_or_default(),
+        block_size: raw.block_size.map_or(DEFAULT_BLOCK_SIZE, |b| b.0) as usize,
+        queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
+        bwlimit: raw.bwlimit.and_then(|r| r.0),
+        delete_extras: raw.delete_extras.unwrap_or(false),
+        inplace: raw.inplace.unwrap_or(false),
+        modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
+        progress_interval: raw
+            .progress_interval
+            .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
+    })
+}
+
+/// Lexical normalisation (`a/./b/../c` → `a/c`) so that nesting checks and
+/// the DB's remembered roots compare equal however the path was written.
+/// Symlinks are not resolved: the roots may not exist yet.
+fn normalize(p: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::new();
+    for c in p.components() {
+        match c {
+            camino::Utf8Component::CurDir => {}
+            camino::Utf8Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_str()),
+        }
+    }
+    out
+}
+
+// ---- value types validated while deserializing -------------------------
+
+/// Deserializes a value that may be written as an integer or a string.
+fn int_or_str<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    from_str: fn(&str) -> Result<T, String>,
+    from_int: fn(i64) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V<T> {
+        expecting: &'static str,
+        from_str: fn(&str) -> Result<T, String>,
+        from_int: fn(i64) -> Result<T, String>,
+    }
+    impl<T> Visitor<'_> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.from_str)(v).map_err(E::custom)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            (self.from_int)(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            let v = i64::try_from(v).map_err(|_| E::custom("number too large"))?;
+            (self.from_int)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V {
+        expecting,
+        from_str,
+        from_int,
+    })
+}
+
+/// `block_size`: a byte size between 1 byte and 1 GiB.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BlockSize(pub u64);
+
+impl BlockSize {
+    fn check(n: u64) -> Result<Self, String> {
+        if n == 0 || n > MAX_BLOCK_SIZE {
+            Err(format!(
+                "block size must be between 1 byte and 1GiB, got {n}"
+            ))
+        } else {
+            Ok(Self(n))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        int_or_str(
+            d,
+            "a byte size like \"5MiB\"",
+            |s| {
+                units::parse_size(s)
+                    .map_err(|e| e.to_string())
+                    .and_then(Self::check)
+            },
+            |n| {
+                u64::try_from(n)
+                    .map_err(|_| "size must not be negative".into())
+                    .and_then(Self::check)
+            },
+        )
+    }
+}
+
+/// `queue_capacity`: an integer of at least 1.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QueueCapacity(pub u64);
+
+impl<'de> Deserialize<'de> for QueueCapacity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn check(n: i64) -> Result<QueueCapacity, String> {
+            if (1..=1_000_000).contains(&n) {
+                Ok(QueueCapacity(n as u64))
+            } else {
+                Err(format!(
+                    "queue capacity must be between 1 and 1000000, got {n}"
+                ))
+            }
+        }
+        int_or_str(
+            d,
+            "an integer >= 1",
+            |s| {
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("invalid integer `{s}`"))
+                    .and_then(check)
+            },
+            check,
+        )
+    }
+}
+
+/// `bwlimit`: a byte rate, or `0`/`off` for none.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Rate(pub Option<u64>);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        int_or_str(
+            d,
+            "a byte rate like \"20M\" or \"off\"",
+            |s| units::parse_rate(s).map(Rate).map_err(|e| e.to_string()),
+            |n| match u64::try_from(n) {
+                Ok(0) => Ok(Rate(None)),
+                Ok(n) => Ok(Rate(Some(n))),
+                Err(_) => Err("rate must not be negative".into()),
+            },
+        )
+    }
+}
+
+/// A duration written the humantime way (`2s`, `1m 30s`, `500ms`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        int_or_str(
+            d,
+            "a duration like \"2s\" or \"1m\"",
+            |s| {
+                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+                    format!("invalid duration `{s}` ({e}), expected e.g. `2s` or `1m`")
+                })
+            },
+            |n| {
+                u64::try_from(n)
+                    .map(|s| Dur(Duration::from_secs(s)))
+                    .map_err(|_| "duration must not be negative".into())
+            },
+        )
+    }
+}
+
+impl Job {
+    /// Peak memory of the block FIFO, for `check` and the start line.
+    pub fn fifo_bytes(&self) -> u64 {
+        self.block_size as u64 * (self.queue_capacity as u64 + 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Job, ManifestError> {
+        load_str(Utf8Path::new("/jobs/t.toml"), text, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let job = load_text("source = \"src\"\ndestination = \"/mnt/dst\"\n").unwrap();
+        assert_eq!(job.source, "/jobs/src");
+        assert_eq!(job.destination, "/mnt/dst");
+        assert_eq!(job.db, "/jobs/t.db");
+        assert_eq!(job.log, "/jobs/t.log");
+        assert_eq!(job.block_size, 5 << 20);
+        assert_eq!(job.queue_capacity, 20);
+        assert_eq!(job.bwlimit, None);
+        assert_eq!(job.checksum, HashAlgo::Sha256);
+        assert!(!job.delete_extras && !job.inplace);
+    }
+
+    #[test]
+    fn flags_beat_manifest() {
+        let o = Overrides {
+            bwlimit: Some("1M".into()),
+            block_size: Some("64K".into()),
+            ..Default::default()
+        };
+        let job = load_str(
+            Utf8Path::new("/jobs/t.toml"),
+            "source = \"/a\"\ndestination = \"/b\"\nbwlimit = \"20M\"\nblock_size = 1024\n",
+            &o,
+        )
+        .unwrap();
+        assert_eq!(job.bwlimit, Some(1 << 20));
+        assert_eq!(job.block_size, 64 << 10);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let e = load_text("source = \"/a\"\ndestination = \"/b\"\nblock_size = \"4 foo\"\n")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("/jobs/t.toml:3: `block_size`: invalid size `4 foo`"),
+            "{msg}"
+        );
+        let e = load_text("source = \"/a\"\ndestination = \"/b\"\n\nbandwith = 3\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/jobs/t.toml:4: `bandwith`: unknown field"),
+            "{e}"
+        );
+        let e = load_text("destination = \"/b\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("missing required key `source`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn nested_roots_are_refused() {
+        let e = load_text("source = \"/a\"\ndestination = \"/a/b\"\n").unwrap_err();
+        assert!(e.to_string().contains("`destination`"), "{e}");
+        let e = load_text("source = \"/a/b/..\"\ndestination = \"/a\"\n").unwrap_err();
+        assert!(e.to_string().contains("inside"), "{e}");
+        let e =
+            load_text("source = \"/a\"\ndestination = \"/b\"\ndb = \"/b/state.db\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("/jobs/t.toml:3: `db`"), "{e}");
+    }
+
+    #[test]
+    fn line_lookup() {
+        assert_eq!(line_of_key("a = 1\n  bwlimit= 3\n", "bwlimit"), Some(2));
+        assert_eq!(line_of_key("bwlimit_x = 1\n", "bwlimit"), None);
+    }
+}

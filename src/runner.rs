@@ -1,0 +1,409 @@
+//! The runner: the only place that knows stage order. It takes the job's
+//! lock, opens the DB, picks the run mode, resolves the stage plan and
+//! executes it. Stages talk to each other only through DB rows, so a new
+//! stage is a new module plus one line in [`plan`].
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use camino::Utf8PathBuf;
+use serde::Serialize;
+use tracing::info_span;
+
+use crate::audit::{AuditError, AuditLog, now_rfc3339};
+use crate::db::{DbError, RunRow, StateDb};
+use crate::decide::{self, RunMode};
+use crate::manifest::Job;
+use crate::progress::{PHASE_IDLE, Progress};
+use crate::scan::{self, ScanError, ScanReport};
+use crate::transfer::{self, TransferError, TransferReport};
+use crate::units::human_bytes;
+
+/// Exit codes (SPEC §9), mapped in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Exit {
+    Ok = 0,
+    FilesFailed = 1,
+    Usage = 2,
+    Locked = 3,
+    Fatal = 4,
+    Interrupted = 130,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Exit::Ok => "ok",
+            Exit::FilesFailed => "some files failed",
+            Exit::Usage => "bad invocation or manifest",
+            Exit::Locked => "locked by another run",
+            Exit::Fatal => "aborted",
+            Exit::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One stage of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Scan,
+    Transfer,
+    Mirror,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Scan => "scan",
+            Stage::Transfer => "transfer",
+            Stage::Mirror => "mirror",
+        }
+    }
+}
+
+/// The ordered stages a run executes for `mode`.
+pub fn plan(job: &Job, mode: RunMode) -> Vec<Stage> {
+    let mut stages = Vec::with_capacity(3);
+    if mode.scans() {
+        stages.push(Stage::Scan);
+    }
+    stages.push(Stage::Transfer);
+    if job.delete_extras {
+        stages.push(Stage::Mirror);
+    }
+    stages
+}
+
+/// The line a run prints about its mode (SPEC §3).
+pub fn mode_line(mode: RunMode) -> String {
+    match mode {
+        RunMode::Resume { files, bytes } => {
+            format!("resuming backlog: {files} files, {}", human_bytes(bytes))
+        }
+        RunMode::Scan => "no backlog: full scan".into(),
+        RunMode::ForcedScan { files, bytes } => format!(
+            "rescan requested: full scan (backlog was {files} files, {})",
+            human_bytes(bytes)
+        ),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("job is locked by another run (pid {pid}); lock file `{path}`")]
+    Locked { path: Utf8PathBuf, pid: String },
+    #[error("cannot use lock file `{path}`: {source}")]
+    Lock {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create destination root `{path}`: {source}")]
+    DestRoot {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+}
+
+impl RunError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RunError::Locked { .. } => Exit::Locked,
+            RunError::Db(DbError::RootsDiffer { .. }) => Exit::Usage,
+            RunError::Scan(ScanError::Interrupted) => Exit::Interrupted,
+            _ => Exit::Fatal,
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub mode: RunMode,
+    pub stages: Vec<Stage>,
+    pub scan: Option<ScanReport>,
+    pub transfer: TransferReport,
+    pub elapsed: Duration,
+    pub exit: Exit,
+}
+
+impl RunReport {
+    /// The one-line summary printed at the end of every run.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let t = &self.transfer;
+        format!(
+            "jobrun: {} files, {} copied in {:.1}s ({}/s), {} failed, mode {}, exit {} ({})",
+            t.files_done,
+            human_bytes(t.bytes_done),
+            secs,
+            human_bytes((t.bytes_done as f64 / secs.max(0.001)) as u64),
+            t.failed,
+            self.mode.name(),
+            self.exit.code(),
+            self.exit.reason(),
+        )
+    }
+}
+
+/// The job's exclusive lock, held for the whole run, released on drop.
+pub struct JobLock {
+    _file: File,
+}
+
+impl JobLock {
+    /// Takes `<db>.lock` or reports who holds it. `flock` semantics: a
+    /// killed run releases it with its last file descriptor.
+    pub fn acquire(job: &Job) -> Result<Self, RunError> {
+        let path = Utf8PathBuf::from(format!("{}.lock", job.db));
+        let err = |source| RunError::Lock {
+            path: path.clone(),
+            source,
+        };
+        // The DB and log folders are ours (local state): create them.
+        for p in [&job.db, &job.log] {
+            if let Some(parent) = p.parent().filter(|d| !d.as_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(err)?;
+            }
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(RunError::Locked {
+                    path: path.clone(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        file.set_len(0).map_err(err)?;
+        file.rewind().map_err(err)?;
+        write!(file, "{}", std::process::id()).map_err(err)?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Run-level audit lines.
+#[derive(Serialize)]
+struct RunLine<'a> {
+    ts: String,
+    status: &'a str,
+    job: &'a str,
+    mode: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bwlimit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// Executes a job. `say` receives the user-facing lines (mode, stage notes).
+pub fn run(
+    job: &Job,
+    rescan: bool,
+    progress: &Progress,
+    stop: &AtomicBool,
+    say: &dyn Fn(&str),
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let _lock = JobLock::acquire(job)?;
+    let mut db = StateDb::open(&job.db)?;
+    db.check_roots(&job.source, &job.destination)?;
+    if !job.destination.exists() {
+        std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
+            path: job.destination.clone(),
+            source,
+        })?;
+    }
+    let (files, bytes) = db.backlog()?;
+    let trusted = db.last_scan_complete()?;
+    let mode = decide::run_mode(files, bytes, rescan || !trusted);
+    say(&mode_line(mode));
+    let stages = plan(job, mode);
+    progress
+        .0
+        .bytes_before
+        .store(db.bytes_copied_all_runs()?, Relaxed);
+    progress.0.bwlimit.store(job.bwlimit.unwrap_or(0), Relaxed);
+
+    let mut audit = AuditLog::open(&job.log)?;
+    audit.write(&RunLine {
+        ts: now_rfc3339(),
+        status: "run_start",
+        job: job.manifest.as_str(),
+        mode: mode.name(),
+        bwlimit: Some(job.bwlimit.map_or("off".into(), |b| format!("{b} B/s"))),
+        files: None,
+        bytes: None,
+        failed: None,
+        exit: None,
+        error: None,
+    })?;
+    audit.flush()?;
+    let run_id = db.start_run(&now_rfc3339(), mode.name())?;
+
+    let mut report = RunReport {
+        mode,
+        stages: stages.clone(),
+        scan: None,
+        transfer: TransferReport::default(),
+        elapsed: Duration::ZERO,
+        exit: Exit::Ok,
+    };
+    let outcome = execute(
+        job,
+        &stages,
+        &mut db,
+        &mut audit,
+        progress,
+        stop,
+        &mut report,
+        say,
+    );
+    progress.set_phase(PHASE_IDLE);
+    report.elapsed = started.elapsed();
+    report.exit = match &outcome {
+        Err(e) => e.exit(),
+        Ok(()) if stop.load(Relaxed) => Exit::Interrupted,
+        Ok(()) if report.transfer.failed > 0 => Exit::FilesFailed,
+        Ok(()) => Exit::Ok,
+    };
+    let t = &report.transfer;
+    db.finish_run(&RunRow {
+        id: run_id,
+        started_at: String::new(),
+        ended_at: Some(now_rfc3339()),
+        mode: mode.name().into(),
+        files_done: t.files_done,
+        bytes_done: t.bytes_done,
+        failures: t.failed,
+        exit_code: Some(i32::from(report.exit.code())),
+    })?;
+    audit.write(&RunLine {
+        ts: now_rfc3339(),
+        status: "run_end",
+        job: job.manifest.as_str(),
+        mode: mode.name(),
+        bwlimit: None,
+        files: Some(t.files_done),
+        bytes: Some(t.bytes_done),
+        failed: Some(t.failed),
+        exit: Some(report.exit.code()),
+        error: outcome.as_ref().err().map(|e| e.to_string()),
+    })?;
+    audit.flush()?;
+    match outcome {
+        Ok(()) => Ok(report),
+        Err(RunError::Scan(ScanError::Interrupted)) => Ok(report),
+        Err(e) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    job: &Job,
+    stages: &[Stage],
+    db: &mut StateDb,
+    audit: &mut AuditLog,
+    progress: &Progress,
+    stop: &AtomicBool,
+    report: &mut RunReport,
+    say: &dyn Fn(&str),
+) -> Result<(), RunError> {
+    for stage in stages {
+        if stop.load(Relaxed) {
+            break;
+        }
+        let _span = info_span!("stage", name = stage.name()).entered();
+        match stage {
+            Stage::Scan => {
+                let s = scan::run(job, db, progress, stop)?;
+                say(&format!(
+                    "scan: {} source entries, {} destination entries, {} pending ({})",
+                    s.source_entries,
+                    s.dest_entries,
+                    s.pending_files,
+                    human_bytes(s.pending_bytes)
+                ));
+                report.scan = Some(s);
+            }
+            Stage::Transfer => {
+                let (files, bytes) = db.backlog()?;
+                progress.0.backlog_files.store(files, Relaxed);
+                progress.0.backlog_bytes.store(bytes, Relaxed);
+                report.transfer = transfer::run(job, db, audit, progress, stop)?;
+            }
+            Stage::Mirror => {
+                say("mirror: not available in this version; no destination entry was deleted");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Overrides;
+
+    fn job(delete_extras: bool) -> Job {
+        let text =
+            format!("source = \"/s\"\ndestination = \"/d\"\ndelete_extras = {delete_extras}\n");
+        crate::manifest::load_str("/j/t.toml".into(), &text, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn plans() {
+        let resume = RunMode::Resume { files: 1, bytes: 2 };
+        assert_eq!(
+            plan(&job(false), RunMode::Scan),
+            vec![Stage::Scan, Stage::Transfer]
+        );
+        assert_eq!(plan(&job(false), resume), vec![Stage::Transfer]);
+        assert_eq!(
+            plan(&job(true), resume),
+            vec![Stage::Transfer, Stage::Mirror]
+        );
+    }
+
+    #[test]
+    fn mode_lines() {
+        assert_eq!(
+            mode_line(RunMode::Resume {
+                files: 3,
+                bytes: 3 << 30
+            }),
+            "resuming backlog: 3 files, 3.0 GiB"
+        );
+        assert_eq!(mode_line(RunMode::Scan), "no backlog: full scan");
+    }
+}

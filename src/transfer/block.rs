@@ -1,0 +1,55 @@
+//! The FIFO's message type. A [`Block`] carries the seed's fields (SPEC §5):
+//! data, offset, destination path, source times and mode, a last-block flag,
+//! and on the last block the file hash. Per-file fields live in one shared
+//! [`FileTask`] so a 10 GiB file does not clone its paths 2,000 times.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One file (or symlink) on its way through the pipeline, as the reader saw
+/// it when it opened the source.
+#[derive(Debug)]
+pub struct FileTask {
+    /// Row id in `files`.
+    pub id: i64,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    /// Size at open, in bytes.
+    pub size: u64,
+    pub modified_ns: i64,
+    pub accessed_ns: i64,
+    /// Source mode bits, for the log only: permissions are never applied.
+    pub mode: u32,
+}
+
+/// A slice of a file's bytes.
+#[derive(Debug)]
+pub struct Block {
+    pub file: Arc<FileTask>,
+    /// Where `data` goes in the destination file.
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub last: bool,
+    /// Lowercase hex, only on the last block.
+    pub hash: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    Block(Block),
+    /// A symlink to recreate with this target.
+    Symlink {
+        file: Arc<FileTask>,
+        target: PathBuf,
+    },
+    /// The reader could not produce this file; the writer discards any
+    /// partial temp, marks the row failed and logs it.
+    Failed {
+        file: Arc<FileTask>,
+        error: String,
+    },
+    /// The run is stopping: drop this file's partial temp, keep the row pending.
+    Abandon {
+        file: Arc<FileTask>,
+    },
+}

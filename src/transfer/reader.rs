@@ -1,0 +1,235 @@
+//! Transfer reader (producer): takes files from the DB backlog (never from
+//! the filesystem listing), reads each in `block_size` blocks, hashes while
+//! reading, and sends blocks into the FIFO. Never writes the DB: failures
+//! travel to the writer as messages.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use flume::{Receiver, Sender};
+use tracing::debug;
+
+use super::TransferError;
+use super::block::{Block, FileTask, Msg};
+use crate::checksum::HashAlgo;
+use crate::db::{PendingFile, StateDb};
+use crate::decide::EntryKind;
+use crate::throttle::Throttle;
+
+/// Backlog rows fetched per DB query.
+const PAGE: usize = 1_000;
+
+pub struct Reader<'a> {
+    pub db: StateDb,
+    pub source_root: &'a Path,
+    pub algo: HashAlgo,
+    pub block_size: usize,
+    pub tx: Sender<Msg>,
+    pub pool: Receiver<Vec<u8>>,
+    pub throttle: Throttle,
+    pub stop: &'a AtomicBool,
+}
+
+enum Outcome {
+    Sent,
+    Failed(String),
+    Abandoned,
+}
+
+impl Reader<'_> {
+    pub fn run(self) -> Result<(), TransferError> {
+        let mut after = 0i64;
+        loop {
+            let page = self.db.pending_page(after, PAGE)?;
+            let Some(last) = page.last() else {
+                return Ok(());
+            };
+            after = last.id;
+            for row in page {
+                if self.stop.load(Relaxed) {
+                    return Ok(());
+                }
+                let task = |size, modified_ns, accessed_ns| {
+                    Arc::new(FileTask {
+                        id: row.id,
+                        source: row.source.clone(),
+                        dest: row.dest.clone(),
+                        size,
+                        modified_ns,
+                        accessed_ns,
+                        mode: row.mode,
+                    })
+                };
+                let outcome = match row.kind {
+                    // Directories get their mtimes after their contents (writer).
+                    EntryKind::Dir => continue,
+                    EntryKind::Symlink => match std::fs::read_link(&row.source)
+                        .and_then(|t| std::fs::symlink_metadata(&row.source).map(|m| (t, m)))
+                    {
+                        Ok((target, md)) => {
+                            let file = task(
+                                md.len(),
+                                ns(md.mtime(), md.mtime_nsec()),
+                                ns(md.atime(), md.atime_nsec()),
+                            );
+                            self.send(Msg::Symlink { file, target })?;
+                            continue;
+                        }
+                        Err(e) => Outcome::Failed(format!("cannot read symlink: {e}")),
+                    },
+                    EntryKind::File => self.read_file(&row, &task)?,
+                };
+                match outcome {
+                    Outcome::Sent | Outcome::Abandoned => {}
+                    Outcome::Failed(error) => {
+                        self.check_root()?;
+                        let file = task(row.size, row.modified_ns, row.accessed_ns);
+                        self.send(Msg::Failed { file, error })?;
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), TransferError> {
+        self.tx.send(msg).map_err(|_| TransferError::WriterGone)
+    }
+
+    /// A vanished source root is fatal, not a per-file failure: otherwise an
+    /// unmounted share would mark the whole backlog failed.
+    fn check_root(&self) -> Result<(), TransferError> {
+        match std::fs::metadata(self.source_root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(TransferError::Fatal(format!(
+                "source root `{}` is no longer a directory",
+                self.source_root.display()
+            ))),
+            Err(e) => Err(TransferError::Fatal(format!(
+                "source root `{}` is gone: {e}",
+                self.source_root.display()
+            ))),
+        }
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        self.pool
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(self.block_size))
+    }
+
+    fn read_file(
+        &self,
+        row: &PendingFile,
+        task: &dyn Fn(u64, i64, i64) -> Arc<FileTask>,
+    ) -> Result<Outcome, TransferError> {
+        let mut f = match open_source(&row.source) {
+            Ok(f) => f,
+            Err(e) => return Ok(Outcome::Failed(format!("cannot open source: {e}"))),
+        };
+        let before = match f.metadata() {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(Outcome::Failed("source is no longer a regular file".into())),
+            Err(e) => return Ok(Outcome::Failed(format!("cannot stat source: {e}"))),
+        };
+        let file = task(
+            before.len(),
+            ns(before.mtime(), before.mtime_nsec()),
+            ns(before.atime(), before.atime_nsec()),
+        );
+        debug!(path = %row.source.display(), size = before.len(), "reading");
+        let mut hasher = self.algo.hasher();
+        let mut offset = 0u64;
+        loop {
+            if offset > 0 && self.stop.load(Relaxed) {
+                self.send(Msg::Abandon { file })?;
+                return Ok(Outcome::Abandoned);
+            }
+            let want = (file.size - offset).min(self.block_size as u64) as usize;
+            let mut data = self.buffer();
+            data.resize(want, 0);
+            if let Err(e) = self.fill(&mut f, &mut data) {
+                let why = if e.kind() == io::ErrorKind::UnexpectedEof {
+                    "source changed while being read (it shrank)".to_string()
+                } else {
+                    format!("cannot read source: {e}")
+                };
+                return Ok(Outcome::Failed(why));
+            }
+            hasher.update(&data);
+            let last = offset + want as u64 == file.size;
+            let block_offset = offset;
+            offset += want as u64;
+            let mut hash = None;
+            if last {
+                // Size or mtime moved while we read: the copy may mix two
+                // versions, so it must not be marked synced.
+                let changed = match f.metadata() {
+                    Ok(after) => {
+                        after.len() != before.len()
+                            || after.mtime() != before.mtime()
+                            || after.mtime_nsec() != before.mtime_nsec()
+                    }
+                    Err(_) => true,
+                };
+                if changed {
+                    return Ok(Outcome::Failed(
+                        "source changed while being read (size or mtime moved); retried next run"
+                            .into(),
+                    ));
+                }
+                let h = std::mem::replace(&mut hasher, self.algo.hasher());
+                hash = Some(h.finish_hex());
+            }
+            self.send(Msg::Block(Block {
+                file: file.clone(),
+                offset: block_offset,
+                data,
+                last,
+                hash,
+            }))?;
+            if last {
+                return Ok(Outcome::Sent);
+            }
+        }
+    }
+
+    /// Fills `buf` completely, in throttled slices when a limit is set.
+    fn fill(&self, f: &mut File, buf: &mut [u8]) -> io::Result<()> {
+        if !self.throttle.is_limited() {
+            return f.read_exact(buf);
+        }
+        let slice = self.throttle.slice_len();
+        for chunk in buf.chunks_mut(slice) {
+            self.throttle.consume(chunk.len());
+            f.read_exact(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens with `O_NOATIME` where permitted (owner or CAP_FOWNER), so the
+/// migration does not rewrite atimes all over the source share; falls back
+/// silently where the flag is refused (EPERM) or unsupported.
+pub fn open_source(path: &Path) -> io::Result<File> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Ok(f) => Ok(f),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            File::open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn ns(s: i64, n: i64) -> i64 {
+    s.saturating_mul(1_000_000_000).saturating_add(n)
+}
