@@ -1,1 +1,7 @@
+//! One integration-test binary: every module runs the real `jobrun` binary
+//! on temporary trees.
 
+mod env;
+
+mod core;
+mod manifest;

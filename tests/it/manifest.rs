@@ -1,0 +1,126 @@
+//! Manifest errors (exit 2, one line naming key, file and line, nothing
+//! created), layering precedence, and every shipped example manifest.
+
+use crate::env::TestEnv;
+
+/// Runs a manifest body and returns the redacted stderr; asserts exit 2 and
+/// that nothing was created.
+fn bad(body: &str) -> String {
+    let env = TestEnv::new();
+    std::fs::write(&env.manifest, body).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(2);
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+    assert!(!env.db_path().exists() && !env.log_path().exists() && !env.dst.exists());
+    assert!(!env.root().join("job.db.lock").exists());
+    out.stderr.replace(env.root().to_str().unwrap(), "[TMP]")
+}
+
+#[test]
+fn manifest_errors() {
+    let cases: &[(&str, &str)] = &[
+        ("unknown_key", "source = \"src\"\ndestination = \"dst\"\nbandwith = \"20M\"\n"),
+        ("wrong_type", "source = \"src\"\ndestination = \"dst\"\ndelete_extras = \"yes\"\n"),
+        ("bad_size", "source = \"src\"\ndestination = \"dst\"\n\nblock_size = \"4 foo\"\n"),
+        ("zero_block_size", "source = \"src\"\ndestination = \"dst\"\nblock_size = 0\n"),
+        ("bad_rate", "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"fast\"\n"),
+        ("bad_checksum", "source = \"src\"\ndestination = \"dst\"\nchecksum = \"sha512\"\n"),
+        ("zero_queue", "source = \"src\"\ndestination = \"dst\"\nqueue_capacity = 0\n"),
+        ("missing_source", "destination = \"dst\"\n"),
+        ("not_toml", "source = \"src\ndestination = \"dst\"\n"),
+        ("dest_inside_source", "source = \"src\"\ndestination = \"src/copy\"\n"),
+        ("bad_duration", "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"soon\"\n"),
+    ];
+    for (name, body) in cases {
+        insta::assert_snapshot!(format!("manifest_error_{name}"), bad(body));
+    }
+}
+
+#[test]
+fn missing_manifest_file() {
+    let env = TestEnv::new();
+    let out = env.cmd().arg("nope.toml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("jobrun: cannot read manifest `nope.toml`"), "{err}");
+}
+
+#[test]
+fn bad_env_and_flag_values_name_their_origin() {
+    let env = TestEnv::new();
+    let out: crate::env::Out = env
+        .cmd()
+        .env("JOBRUN_BLOCK_SIZE", "huge")
+        .arg("check")
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(2);
+    assert!(out.stderr.contains("`block_size` from environment variable `JOBRUN_BLOCK_SIZE`"), "{}", out.stderr);
+    let out = env.check(&["--queue-capacity", "0"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("`queue_capacity` from flag `--queue-capacity`"), "{}", out.stderr);
+}
+
+#[test]
+fn flag_beats_env_beats_manifest() {
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"1M\"\nchecksum = \"md5\"");
+    let check = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut c = env.cmd();
+        c.envs(envs.iter().copied()).arg("check").arg(&env.manifest).args(args);
+        let out: crate::env::Out = c.output().unwrap().into();
+        out.assert_code(0);
+        out.stdout
+    };
+    let line = |s: &str, key: &str| s.lines().find(|l| l.starts_with(key)).unwrap().to_string();
+    let s = check(&[], &[]);
+    assert!(line(&s, "bwlimit").contains("1048576 bytes/s"), "{s}");
+    assert!(line(&s, "checksum").ends_with("md5"));
+    let s = check(&[("JOBRUN_BWLIMIT", "2M"), ("JOBRUN_CHECKSUM", "sha1")], &[]);
+    assert!(line(&s, "bwlimit").contains("2097152 bytes/s"), "{s}");
+    assert!(line(&s, "checksum").ends_with("sha1"));
+    let s = check(&[("JOBRUN_BWLIMIT", "2M")], &["--bwlimit", "3M", "--checksum", "blake2b"]);
+    assert!(line(&s, "bwlimit").contains("3145728 bytes/s"), "{s}");
+    assert!(line(&s, "checksum").ends_with("blake2b"));
+    // Paths from flags resolve against the working directory.
+    let s = check(&[], &["--destination", "elsewhere"]);
+    assert!(line(&s, "destination").ends_with(&format!("{}/elsewhere", env.root().display())), "{s}");
+}
+
+#[test]
+fn every_shipped_manifest_loads() {
+    let jobs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&jobs).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let out: crate::env::Out = std::process::Command::new(crate::env::BIN)
+                .arg("check")
+                .arg(&p)
+                .output()
+                .unwrap()
+                .into();
+            out.assert_code(0);
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected demo.toml and archive.toml");
+}
+
+#[test]
+fn check_output_snapshot() {
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"20M\"\nblock_size = \"1MiB\"\nqueue_capacity = 8");
+    let out = env.check(&[]);
+    out.assert_code(0);
+    insta::assert_snapshot!(out.stdout.replace(env.root().to_str().unwrap(), "[TMP]"));
+}
+
+#[test]
+fn help_snapshot() {
+    let out = std::process::Command::new(crate::env::BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
+}
