@@ -70,6 +70,8 @@ pub fn run(
             throttle: Throttle::new(job.bwlimit),
             progress,
             stop,
+            last_dest_dir: None,
+            last_touched_dir: None,
         };
         let w = writer.run();
         let r = r.join().expect("reader thread panicked");
