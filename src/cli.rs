@@ -24,6 +24,9 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,9 +51,6 @@ pub struct RunArgs {
     /// Print only errors and the final summary.
     #[arg(long, short)]
     pub quiet: bool,
-    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG also works.
-    #[arg(long, short, action = clap::ArgAction::Count)]
-    pub verbose: u8,
 }
 
 #[derive(Debug, Args)]

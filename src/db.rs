@@ -285,6 +285,27 @@ impl StateDb {
         )?)
     }
 
+    /// The transfer stage's share of the backlog: pending entries other
+    /// than folders (those only get their times restored) and file bytes.
+    pub fn transfer_backlog(&self) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending' AND kind != 'dir'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Up to `n` failed rows with their error text, for `status`.
+    pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT source_path, coalesce(error, '') FROM files WHERE status = 'failed'
+             ORDER BY rowid LIMIT ?1",
+        )?;
+        let rows = st.query_map([n as i64], |r| Ok((path_from(r.get_ref(0)?)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Files and bytes per status, always listing all three.
     pub fn status_counts(&self) -> Result<Vec<StatusCount>> {
         let mut out: Vec<StatusCount> = ["pending", "synced", "failed"]

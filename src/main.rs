@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = jobrun::cli::Cli::parse();
-    let default = match cli.run.verbose {
+    let default = match cli.verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| jobrun::progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     std::process::ExitCode::from(jobrun::app::run(cli).code())

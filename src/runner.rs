@@ -143,19 +143,16 @@ pub struct RunReport {
 impl RunReport {
     /// The one-line summary printed at the end of every run.
     pub fn summary(&self) -> String {
-        let secs = self.elapsed.as_secs_f64();
         let t = &self.transfer;
-        format!(
-            "jobrun: {} files, {} copied in {:.1}s ({}/s), {} failed, mode {}, exit {} ({})",
-            t.files_done,
-            human_bytes(t.bytes_done),
-            secs,
-            human_bytes((t.bytes_done as f64 / secs.max(0.001)) as u64),
-            t.failed,
-            self.mode.name(),
-            self.exit.code(),
-            self.exit.reason(),
-        )
+        crate::progress::summary_line(&crate::progress::Summary {
+            files: t.files_done,
+            bytes: t.bytes_done,
+            failed: t.failed,
+            elapsed: self.elapsed,
+            mode: Some(self.mode.name()),
+            exit_code: self.exit.code(),
+            reason: self.exit.reason(),
+        })
     }
 }
 
@@ -357,7 +354,7 @@ fn execute(
                 report.scan = Some(s);
             }
             Stage::Transfer => {
-                let (files, bytes) = db.backlog()?;
+                let (files, bytes) = db.transfer_backlog()?;
                 progress.0.backlog_files.store(files, Relaxed);
                 progress.0.backlog_bytes.store(bytes, Relaxed);
                 report.transfer = transfer::run(job, db, audit, progress, stop)?;

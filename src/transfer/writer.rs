@@ -134,7 +134,7 @@ impl Writer<'_> {
                     self.synced(&file, hash.as_deref(), stamp)?;
                     report.files_done += 1;
                     report.bytes_done += file.size;
-                    self.progress.0.files_done.fetch_add(1, Relaxed);
+                    self.progress.file_synced(file.size);
                     batch.tick(self.db, self.audit)?;
                 }
                 Err((file, Fault::File(error))) => {
@@ -146,7 +146,7 @@ impl Writer<'_> {
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
                     report.failed += 1;
-                    self.progress.0.files_failed.fetch_add(1, Relaxed);
+                    self.progress.file_failed(file.size);
                     batch.tick(self.db, self.audit)?;
                 }
                 Err((file, Fault::Fatal(e))) => {
