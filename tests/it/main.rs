@@ -4,4 +4,6 @@
 mod env;
 
 mod core;
+mod faults;
+mod hostile;
 mod manifest;
