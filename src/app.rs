@@ -134,6 +134,7 @@ fn check(args: &CommonArgs) -> Exit {
             "modify_window",
             humantime::format_duration(job.modify_window).to_string(),
         ),
+        ("symlinks", job.symlinks.to_string()),
         (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),

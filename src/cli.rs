@@ -120,6 +120,10 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modify_window: Option<String>,
+    /// Source symlinks: copy (as symlinks) or skip.
+    #[arg(long, value_name = "POLICY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symlinks: Option<String>,
     /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]

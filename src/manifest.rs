@@ -33,6 +33,7 @@ pub const KEYS: &[&str] = &[
     "delete_extras",
     "inplace",
     "modify_window",
+    "symlinks",
     "progress_interval",
 ];
 
@@ -101,6 +102,7 @@ pub struct RawManifest {
     pub delete_extras: Option<bool>,
     pub inplace: Option<bool>,
     pub modify_window: Option<Dur>,
+    pub symlinks: Option<SymlinkPolicy>,
     pub progress_interval: Option<Dur>,
 }
 
@@ -133,6 +135,9 @@ pub struct Job {
     /// mtimes this close count as equal when comparing with a destination
     /// file jobrun did not write itself (FAT keeps 2 s). Default 0.
     pub modify_window: Duration,
+    /// What to do with source symlinks: copy them as symlinks (default, as
+    /// `rsync -a`) or skip them (never recorded, never created).
+    pub symlinks: SymlinkPolicy,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
 }
@@ -303,6 +308,7 @@ fn resolve(
         delete_extras: raw.delete_extras.unwrap_or(false),
         inplace: raw.inplace.unwrap_or(false),
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
+        symlinks: raw.symlinks.unwrap_or_default(),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
@@ -327,6 +333,27 @@ fn normalize(p: &Utf8Path) -> Utf8PathBuf {
 }
 
 // ---- value types validated while deserializing -------------------------
+
+/// `symlinks`: the policy for source symlinks (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymlinkPolicy {
+    /// Recreate each symlink as a symlink with the same target and its own
+    /// mtime; the target is never followed.
+    #[default]
+    Copy,
+    /// Leave symlinks out of the job entirely (logged at scan).
+    Skip,
+}
+
+impl std::fmt::Display for SymlinkPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Copy => "copy",
+            Self::Skip => "skip",
+        })
+    }
+}
 
 /// Deserializes a value that may be written as an integer or a string.
 fn int_or_str<'de, D, T>(
@@ -549,6 +576,30 @@ mod tests {
         let e =
             load_text("source = \"/a\"\ndestination = \"/b\"\ndb = \"/b/state.db\"\n").unwrap_err();
         assert!(e.to_string().starts_with("/jobs/t.toml:3: `db`"), "{e}");
+    }
+
+    #[test]
+    fn symlink_policy() {
+        let base = "source = \"/a\"\ndestination = \"/b\"\n";
+        assert_eq!(load_text(base).unwrap().symlinks, SymlinkPolicy::Copy);
+        let job = load_text(&format!("{base}symlinks = \"skip\"\n")).unwrap();
+        assert_eq!(job.symlinks, SymlinkPolicy::Skip);
+        let o = Overrides {
+            symlinks: Some("copy".into()),
+            ..Default::default()
+        };
+        let job = load_str(
+            Utf8Path::new("/jobs/t.toml"),
+            &format!("{base}symlinks = \"skip\"\n"),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(job.symlinks, SymlinkPolicy::Copy);
+        let e = load_text(&format!("{base}symlinks = \"follow\"\n")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/jobs/t.toml:3: `symlinks`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use walkdir::WalkDir;
 
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{self, Decision, EntryKind};
-use crate::manifest::Job;
+use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{PHASE_SCAN, Progress};
 
 /// Entries per DB transaction from each walker.
@@ -42,6 +42,8 @@ pub struct ScanReport {
     pub dest_errors: u64,
     /// FIFOs, sockets and devices: never opened, never copied.
     pub special_skipped: u64,
+    /// Source symlinks left out by `symlinks = "skip"`.
+    pub symlinks_skipped: u64,
 }
 
 enum Batch {
@@ -78,6 +80,8 @@ pub fn run(
     let scan_id = db.begin_scan()?;
     let mut report = ScanReport::default();
     let (src_err, dst_err, special) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let links_skipped = AtomicU64::new(0);
+    let skip_links = (job.symlinks == SymlinkPolicy::Skip).then_some(&links_skipped);
 
     let result: Result<(), ScanError> = std::thread::scope(|s| {
         let (tx, rx) = flume::bounded::<Batch>(8);
@@ -89,7 +93,14 @@ pub fn run(
             let tx = tx.clone();
             let (span, special) = (span.clone(), &special);
             s.spawn(move || {
-                span.in_scope(|| walk(root, side, &tx, progress, stop, errors, special))
+                span.in_scope(|| {
+                    let counters = Counters {
+                        errors,
+                        special,
+                        skip_links: skip_links.filter(|_| side == Side::Source),
+                    };
+                    walk(root, side, &tx, progress, stop, &counters)
+                })
             });
         }
         drop(tx);
@@ -114,6 +125,7 @@ pub fn run(
     report.source_errors = src_err.load(Relaxed);
     report.dest_errors = dst_err.load(Relaxed);
     report.special_skipped = special.load(Relaxed);
+    report.symlinks_skipped = links_skipped.load(Relaxed);
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
     check_source_root(source)?;
     if report.source_errors == 0 {
@@ -164,15 +176,27 @@ fn check_source_root(source: &Path) -> Result<(), ScanError> {
     Ok(())
 }
 
+/// What one walker counts (and, on the source side, leaves out).
+struct Counters<'a> {
+    errors: &'a AtomicU64,
+    special: &'a AtomicU64,
+    /// Set when source symlinks are skipped by policy: counts them.
+    skip_links: Option<&'a AtomicU64>,
+}
+
 fn walk(
     root: &Path,
     side: Side,
     tx: &flume::Sender<Batch>,
     progress: &Progress,
     stop: &AtomicBool,
-    errors: &AtomicU64,
-    special: &AtomicU64,
+    counters: &Counters,
 ) {
+    let Counters {
+        errors,
+        special,
+        skip_links,
+    } = *counters;
     let c = &progress.0;
     let (files, bytes) = match side {
         Side::Source => (&c.src_files, &c.src_bytes),
@@ -215,9 +239,21 @@ fn walk(
                 continue;
             }
         };
-        let Some(e) = to_entry(entry.into_path(), &md) else {
+        if let Some(n) = skip_links.filter(|_| md.file_type().is_symlink()) {
+            info!(path = %entry.path().display(), "skipping symlink (symlinks = \"skip\")");
+            n.fetch_add(1, Relaxed);
+            continue;
+        }
+        let path = entry.into_path();
+        let Some(e) = to_entry(path.clone(), &md) else {
+            // Never opened: opening a FIFO would block the walk forever, and
+            // opening some devices has side effects (tape rewind).
             if side == Side::Source {
-                info!(kind = "special", "skipping FIFO, socket or device");
+                warn!(
+                    path = %path.display(),
+                    kind = special_kind(&md),
+                    "skipped: not a regular file, folder or symlink; never copied"
+                );
             }
             special.fetch_add(1, Relaxed);
             continue;
@@ -235,6 +271,22 @@ fn walk(
         send(batch);
     }
     debug!(side = side_name(side), "walk done");
+}
+
+fn special_kind(md: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = md.file_type();
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "char device"
+    } else {
+        "unknown"
+    }
 }
 
 fn side_name(side: Side) -> &'static str {

@@ -138,6 +138,14 @@ impl Reader<'_> {
     ) -> Result<Outcome, TransferError> {
         let mut f = match open_source(&row.source) {
             Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Ok(Outcome::Failed(
+                    "source is no longer a regular file (now a symlink)".into(),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Ok(Outcome::Failed(e.to_string()));
+            }
             Err(e) => return Ok(Outcome::Failed(format!("cannot open source: {e}"))),
         };
         let before = match f.metadata() {
@@ -162,6 +170,10 @@ impl Reader<'_> {
             let mut data = self.buffer();
             data.resize(want, 0);
             if let Err(e) = self.fill(&mut f, &mut data) {
+                if e.kind() == io::ErrorKind::Interrupted && self.stop.load(Relaxed) {
+                    send(Msg::Abandon { file })?;
+                    return Ok(Outcome::Abandoned);
+                }
                 let why = if e.kind() == io::ErrorKind::UnexpectedEof {
                     "source changed while being read (it shrank)".to_string()
                 } else {
@@ -214,6 +226,11 @@ impl Reader<'_> {
         }
         let slice = self.throttle.slice_len();
         for chunk in buf.chunks_mut(slice) {
+            // A slow limit makes a block take seconds: a stop request must
+            // not wait for it.
+            if self.stop.load(Relaxed) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
             self.throttle.consume(chunk.len());
             f.read_exact(chunk)?;
         }
@@ -263,22 +280,56 @@ impl Packer<'_> {
     }
 }
 
-/// Opens with `O_NOATIME` where permitted (owner or CAP_FOWNER), so the
-/// migration does not rewrite atimes all over the source share; falls back
-/// silently where the flag is refused (EPERM) or unsupported.
+/// Opens a source file for reading, never anything else: an entry that is
+/// no longer a regular file (replaced by a FIFO, device or symlink since the
+/// scan) is refused with `InvalidInput` before it is opened, and the open
+/// itself uses `O_NOFOLLOW | O_NONBLOCK` so that losing that race cannot
+/// follow a symlink or block on a FIFO.
+///
+/// Uses `O_NOATIME` where permitted (owner or CAP_FOWNER), so the migration
+/// does not rewrite atimes all over the source share; falls back silently
+/// where the flag is refused (EPERM) or unsupported.
 pub fn open_source(path: &Path) -> io::Result<File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
+    let md = std::fs::symlink_metadata(path)?;
+    if !md.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "source is no longer a regular file (now a {}); not opened",
+                kind_name(&md)
+            ),
+        ));
+    }
+    let open = |extra: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | extra)
+            .open(path)
+    };
+    match open(libc::O_NOATIME) {
         Ok(f) => Ok(f),
         Err(e)
             if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EINVAL) =>
         {
-            File::open(path)
+            open(0)
         }
         Err(e) => Err(e),
+    }
+}
+
+fn kind_name(md: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = md.file_type();
+    if ft.is_dir() {
+        "folder"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else {
+        "device"
     }
 }
 

@@ -77,6 +77,8 @@ type Outcome = Result<Option<(Arc<FileTask>, Option<String>, Stamp)>, (Arc<FileT
 enum Fault {
     File(String),
     Fatal(TransferError),
+    /// A stop request cut a write short: not a failure, the row stays pending.
+    Stopped,
 }
 
 impl From<TransferError> for Fault {
@@ -108,6 +110,13 @@ impl Writer<'_> {
         for msg in rx.iter().flatten() {
             let outcome: Outcome = match msg {
                 Msg::Block(b) => {
+                    // Stopping: queued blocks are not written (with a slow
+                    // limit they would take minutes); the file stays pending.
+                    if self.stop.load(Relaxed) {
+                        discard(&mut open, b.file.id, self.inplace);
+                        self.recycle(b.data);
+                        continue;
+                    }
                     if skip == Some(b.file.id) {
                         self.recycle(b.data);
                         continue;
@@ -149,6 +158,7 @@ impl Writer<'_> {
                     self.progress.file_failed(file.size);
                     batch.tick(self.db, self.audit)?;
                 }
+                Err((file, Fault::Stopped)) => discard(&mut open, file.id, self.inplace),
                 Err((file, Fault::Fatal(e))) => {
                     discard(&mut open, file.id, self.inplace);
                     batch.end(self.db, self.audit)?;
@@ -186,8 +196,13 @@ impl Writer<'_> {
         let Some(o) = open.as_mut().filter(|o| o.id == task.id) else {
             return Err(Fault::File("internal: block without an open file".into()));
         };
-        self.write(o, &b.data)
-            .map_err(|e| classify("cannot write", &o.path, e))?;
+        self.write(o, &b.data).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted && self.stop.load(Relaxed) {
+                Fault::Stopped
+            } else {
+                classify("cannot write", &o.path, e)
+            }
+        })?;
         self.progress.add_written(b.data.len() as u64);
         self.recycle(b.data);
         if !b.last {
@@ -205,6 +220,9 @@ impl Writer<'_> {
             return o.file.write_all(data);
         }
         for chunk in data.chunks(self.throttle.slice_len()) {
+            if self.stop.load(Relaxed) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
             self.throttle.consume(chunk.len());
             o.file.write_all(chunk)?;
         }
@@ -253,34 +271,44 @@ impl Writer<'_> {
         })
     }
 
-    /// Times first (on the open handle), then the rename: the file appears
-    /// under its real name complete and with the source's mtime, so no scan
-    /// can ever see a half-finished file that looks synced.
+    /// Close, times, then the rename: the file appears under its real name
+    /// complete and with the source's mtime, so no scan can ever see a
+    /// half-finished file that looks synced. The times are set by path after
+    /// the close because some destinations stamp the write time at close
+    /// (fusefat; SMB servers flushing cached writes), undoing times set on
+    /// the open handle. The after-copy stamp is read under the final name,
+    /// as the next scan will see it.
     fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
         let (atime, mtime) = (file_time(task.accessed_ns), file_time(task.modified_ns));
-        let result = filetime::set_file_handle_times(&o.file, Some(atime), Some(mtime))
-            .map_err(|e| classify("cannot set times on", &o.path, e))
-            .and_then(|()| {
-                o.file
-                    .metadata()
-                    .map_err(|e| classify("cannot stat", &o.path, e))
-            });
-        let md = match result {
-            Ok(md) => md,
-            Err(f) => {
-                let mut o = Some(o);
-                discard(&mut o, task.id, self.inplace);
-                return Err(f);
+        let Open { file, path, .. } = o;
+        drop(file);
+        let undo = |f: Fault| {
+            if !self.inplace {
+                let _ = std::fs::remove_file(&path);
             }
+            f
         };
-        drop(o.file);
-        if !self.inplace
-            && let Err(e) = std::fs::rename(&o.path, &task.dest)
-        {
-            let _ = std::fs::remove_file(&o.path);
-            return Err(classify("cannot rename into", &task.dest, e));
+        let set_times = |p: &Path| {
+            filetime::set_file_times(p, atime, mtime)
+                .and_then(|()| std::fs::symlink_metadata(p))
+                .map_err(|e| classify("cannot set times on", p, e))
+        };
+        let md = set_times(&path).map_err(undo)?;
+        if self.inplace {
+            return Ok(stamp_of(EntryKind::File, &md));
         }
-        Ok(stamp_of(EntryKind::File, &md))
+        std::fs::rename(&path, &task.dest)
+            .map_err(|e| undo(classify("cannot rename into", &task.dest, e)))?;
+        let mut after = std::fs::symlink_metadata(&task.dest)
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        // Some destinations stamp a renamed file with the current time
+        // (fusefat): set the times again. Safe at any instant: until they
+        // are set, the destination's mtime differs from the source's, so a
+        // killed run leaves a file the next scan copies again.
+        if stamp_of(EntryKind::File, &after) != stamp_of(EntryKind::File, &md) {
+            after = set_times(&task.dest)?;
+        }
+        Ok(stamp_of(EntryKind::File, &after))
     }
 
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {

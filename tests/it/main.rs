@@ -4,5 +4,7 @@
 mod env;
 
 mod core;
+mod faults;
+mod hostile;
 mod manifest;
 mod progress;
