@@ -11,6 +11,7 @@ use crate::decide;
 use crate::manifest::{self, Job};
 use crate::progress::{Progress, Reporter, Style};
 use crate::runner::{self, Exit};
+use crate::throttle::{Schedule, rate_text};
 use crate::units::human_bytes;
 
 /// Runs one command; every error has already been printed as one line
@@ -99,9 +100,14 @@ fn check(args: &CommonArgs) -> Exit {
         ),
         (
             "bwlimit",
-            job.bwlimit.map_or("off".into(), |b| {
-                format!("{}/s ({b} bytes/s)", human_bytes(b))
-            }),
+            match &job.bwlimit {
+                Schedule::Fixed(r) => r.map_or("off".into(), |b| {
+                    format!("{}/s ({b} bytes/s)", human_bytes(b))
+                }),
+                t @ Schedule::Timetable(_) => {
+                    format!("timetable {t} (now {})", rate_text(t.rate_now()))
+                }
+            },
         ),
         ("delete_extras", job.delete_extras.to_string()),
         ("inplace", job.inplace.to_string()),

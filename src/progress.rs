@@ -114,13 +114,18 @@ pub fn line(p: &Progress, elapsed: Duration) -> String {
                 .ok()
                 .and_then(|g| g.as_ref().map(|p| p.display().to_string()))
                 .unwrap_or_default();
+            let limit = match c.bwlimit.load(Relaxed) {
+                0 => String::new(),
+                b => format!(", limit {}", HumanRate(b as f64)),
+            };
             format!(
-                "transfer: {}/{} files, {}/{} ({}), eta {}, failed {}, total copied {} | {} ({}/{})",
+                "transfer: {}/{} files, {}/{} ({}{}), eta {}, failed {}, total copied {} | {} ({}/{})",
                 c.files_done.load(Relaxed),
                 c.backlog_files.load(Relaxed),
                 human_bytes(done),
                 human_bytes(total),
                 HumanRate(rate),
+                limit,
                 eta,
                 c.files_failed.load(Relaxed),
                 human_bytes(c.bytes_before.load(Relaxed) + done),

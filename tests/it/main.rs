@@ -3,5 +3,6 @@
 
 mod env;
 
+mod bwlimit;
 mod core;
 mod manifest;
