@@ -12,6 +12,7 @@ use crate::decide;
 use crate::manifest::{self, Job};
 use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
 use crate::runner::{self, Exit};
+use crate::throttle::{Schedule, rate_text};
 use crate::units::{HumanRate, human_bytes};
 use serde::Serialize;
 
@@ -124,9 +125,14 @@ fn check(args: &CommonArgs) -> Exit {
         ),
         (
             "bwlimit",
-            job.bwlimit.map_or("off".into(), |b| {
-                format!("{}/s ({b} bytes/s)", human_bytes(b))
-            }),
+            match &job.bwlimit {
+                Schedule::Fixed(r) => r.map_or("off".into(), |b| {
+                    format!("{}/s ({b} bytes/s)", human_bytes(b))
+                }),
+                t @ Schedule::Timetable(_) => {
+                    format!("timetable {t} (now {})", rate_text(t.rate_now()))
+                }
+            },
         ),
         ("delete_extras", job.delete_extras.to_string()),
         ("inplace", job.inplace.to_string()),

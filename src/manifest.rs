@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
+use crate::throttle::Schedule;
 use crate::units;
 
 /// Every manifest key, in the order `check` prints them.
@@ -98,7 +99,7 @@ pub struct RawManifest {
     pub checksum: Option<HashAlgo>,
     pub block_size: Option<BlockSize>,
     pub queue_capacity: Option<QueueCapacity>,
-    pub bwlimit: Option<Rate>,
+    pub bwlimit: Option<Bwlimit>,
     pub delete_extras: Option<bool>,
     pub inplace: Option<bool>,
     pub modify_window: Option<Dur>,
@@ -126,8 +127,10 @@ pub struct Job {
     /// Blocks the FIFO holds (>= 1). Default 20. Peak FIFO memory is
     /// `block_size × (queue_capacity + 2)`.
     pub queue_capacity: usize,
-    /// Copy rate cap in bytes/s for reads and for writes, each; `None` = unlimited.
-    pub bwlimit: Option<u64>,
+    /// Copy rate cap in bytes/s for reads and for writes, each: one rate
+    /// (`Fixed(None)` = unlimited, the default) or a day timetable in local
+    /// time whose rate in force changes while a run goes.
+    pub bwlimit: Schedule,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
     /// Write straight to the destination file (no temporary sibling).
@@ -304,7 +307,7 @@ fn resolve(
         checksum: raw.checksum.unwrap_or_default(),
         block_size: raw.block_size.map_or(DEFAULT_BLOCK_SIZE, |b| b.0) as usize,
         queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
-        bwlimit: raw.bwlimit.and_then(|r| r.0),
+        bwlimit: raw.bwlimit.map(|b| b.0).unwrap_or_default(),
         delete_extras: raw.delete_extras.unwrap_or(false),
         inplace: raw.inplace.unwrap_or(false),
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
@@ -457,19 +460,21 @@ impl<'de> Deserialize<'de> for QueueCapacity {
     }
 }
 
-/// `bwlimit`: a byte rate, or `0`/`off` for none.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Rate(pub Option<u64>);
+/// `bwlimit`: a byte rate, `0`/`off` for none, or a day timetable
+/// (`"08:00,10M 12:00,20M 19:00,off"`), parsed here so that a bad entry is
+/// reported with the manifest line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bwlimit(pub Schedule);
 
-impl<'de> Deserialize<'de> for Rate {
+impl<'de> Deserialize<'de> for Bwlimit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         int_or_str(
             d,
-            "a byte rate like \"20M\" or \"off\"",
-            |s| units::parse_rate(s).map(Rate).map_err(|e| e.to_string()),
+            "a byte rate like \"20M\", \"off\", or a timetable like \"08:00,10M 19:00,off\"",
+            |s| Schedule::parse(s).map(Bwlimit),
             |n| match u64::try_from(n) {
-                Ok(0) => Ok(Rate(None)),
-                Ok(n) => Ok(Rate(Some(n))),
+                Ok(0) => Ok(Bwlimit(Schedule::Fixed(None))),
+                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Some(n)))),
                 Err(_) => Err("rate must not be negative".into()),
             },
         )
@@ -523,7 +528,7 @@ mod tests {
         assert_eq!(job.log, "/jobs/t.log");
         assert_eq!(job.block_size, 5 << 20);
         assert_eq!(job.queue_capacity, 20);
-        assert_eq!(job.bwlimit, None);
+        assert_eq!(job.bwlimit, Schedule::Fixed(None));
         assert_eq!(job.checksum, HashAlgo::Sha256);
         assert!(!job.delete_extras && !job.inplace);
     }
@@ -541,7 +546,7 @@ mod tests {
             &o,
         )
         .unwrap();
-        assert_eq!(job.bwlimit, Some(1 << 20));
+        assert_eq!(job.bwlimit, Schedule::Fixed(Some(1 << 20)));
         assert_eq!(job.block_size, 64 << 10);
     }
 

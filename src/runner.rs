@@ -18,6 +18,7 @@ use crate::decide::{self, RunMode};
 use crate::manifest::Job;
 use crate::progress::{PHASE_IDLE, Progress};
 use crate::scan::{self, ScanError, ScanReport};
+use crate::throttle::Schedule;
 use crate::transfer::{self, TransferError, TransferReport};
 use crate::units::human_bytes;
 
@@ -223,6 +224,17 @@ struct RunLine<'a> {
     error: Option<String>,
 }
 
+/// The audit `bwlimit` of `run_start`: the rate in force, in bytes/s as
+/// before (`20971520 B/s` or `off`), then the timetable when there is one
+/// (`20971520 B/s (timetable 08:00,10.0 MiB/s 12:00,20.0 MiB/s 19:00,off)`).
+fn bwlimit_line(schedule: &Schedule, now: Option<u64>) -> String {
+    let active = now.map_or("off".into(), |b| format!("{b} B/s"));
+    match schedule {
+        Schedule::Fixed(_) => active,
+        Schedule::Timetable(_) => format!("{active} (timetable {schedule})"),
+    }
+}
+
 /// Executes a job. `say` receives the user-facing lines (mode, stage notes).
 pub fn run(
     job: &Job,
@@ -250,7 +262,8 @@ pub fn run(
         .0
         .bytes_before
         .store(db.bytes_copied_all_runs()?, Relaxed);
-    progress.0.bwlimit.store(job.bwlimit.unwrap_or(0), Relaxed);
+    let bwlimit_now = job.bwlimit.rate_now();
+    progress.0.bwlimit.store(bwlimit_now.unwrap_or(0), Relaxed);
 
     let mut audit = AuditLog::open(&job.log)?;
     audit.write(&RunLine {
@@ -258,7 +271,7 @@ pub fn run(
         status: "run_start",
         job: job.manifest.as_str(),
         mode: mode.name(),
-        bwlimit: Some(job.bwlimit.map_or("off".into(), |b| format!("{b} B/s"))),
+        bwlimit: Some(bwlimit_line(&job.bwlimit, bwlimit_now)),
         files: None,
         bytes: None,
         failed: None,

@@ -54,7 +54,7 @@ pub fn run(
             block_size: job.block_size,
             tx,
             pool: pool_rx,
-            throttle: Throttle::new(job.bwlimit),
+            throttle: Throttle::new(&job.bwlimit),
             stop,
         };
         let rspan = span.clone();
@@ -67,7 +67,7 @@ pub fn run(
             inplace: job.inplace,
             rx,
             pool: pool_tx,
-            throttle: Throttle::new(job.bwlimit),
+            throttle: Throttle::new(&job.bwlimit),
             progress,
             stop,
             last_dest_dir: None,

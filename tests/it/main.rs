@@ -3,6 +3,7 @@
 
 mod env;
 
+mod bwlimit;
 mod core;
 mod faults;
 mod hostile;
