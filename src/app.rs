@@ -57,7 +57,11 @@ fn run_job(cli: Cli) -> Exit {
         }
     };
     let reporter = Reporter::start(&progress, style);
-    let result = runner::run(&job, args.rescan, &progress, &stop, &say);
+    let opts = runner::RunOptions {
+        rescan: args.rescan,
+        dry_run: args.dry_run,
+    };
+    let result = runner::run(&job, opts, &progress, &stop, &say);
     drop(reporter);
     match result {
         Ok(report) => {
@@ -104,6 +108,16 @@ fn check(args: &CommonArgs) -> Exit {
             }),
         ),
         ("delete_extras", job.delete_extras.to_string()),
+        (
+            "max_delete",
+            match job.max_delete {
+                decide::MaxDelete::Percent(_) => {
+                    format!("{} of the destination's entries per run", job.max_delete)
+                }
+                decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
+                decide::MaxDelete::Off => "off (no cap)".into(),
+            },
+        ),
         ("inplace", job.inplace.to_string()),
         (
             "modify_window",
