@@ -45,7 +45,7 @@ pub struct RunArgs {
     /// Force a full scan even when the DB holds a backlog.
     #[arg(long)]
     pub rescan: bool,
-    /// Scan (or resume), then only print what would be copied and deleted: the trees are not written.
+    /// Scan (or resume), then only print what would be copied and deleted; copy and delete nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Print only errors and the final summary.
