@@ -736,6 +736,17 @@ impl StateDb {
         self.listed_page("temp.mirror_candidates", before, limit)
     }
 
+    /// (accessed_ns, modified_ns) of a directory row, by source path.
+    pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT accessed_ns, modified_ns FROM files WHERE source_path = ?1 AND kind = 'dir'",
+            )?
+            .query_row([path_value(source_path)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
     /// Forgets a deleted (or vanished) destination entry.
     pub fn forget_dest(&self, path: &Path) -> Result<()> {
         self.conn

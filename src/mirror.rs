@@ -14,6 +14,7 @@
 //! fatal error and without a stop request. This module never deletes
 //! anything recursively and never touches the source tree.
 
+use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,11 @@ pub fn run(
     say: &dyn Fn(&str),
 ) -> Result<MirrorReport, MirrorError> {
     progress.set_phase(PHASE_MIRROR);
+    info!(
+        fresh_listing = opts.fresh_listing,
+        dry_run = opts.dry_run,
+        "mirror start"
+    );
     let source_root = job.source.as_std_path();
     let dest_root = job.destination.as_std_path();
     let policy = MirrorPolicy {
@@ -200,6 +206,13 @@ pub fn run(
         return Err(refused(refusal, report.deleted));
     }
     outcome?;
+    info!(
+        deleted = report.deleted,
+        kept = report.kept,
+        failed = report.failed,
+        dry_run = opts.dry_run,
+        "mirror done"
+    );
     let verb = if opts.dry_run {
         "dry run: would delete"
     } else {
@@ -421,6 +434,8 @@ fn delete_pass(
     }
     let (mut since_commit, mut last_commit) = (0usize, Instant::now());
     let mut before: Option<PathBuf> = None;
+    // Folders that lost an entry: their mtime moved, and is put back below.
+    let mut touched = BTreeSet::new();
     let result = 'pages: loop {
         let page = match db.candidate_page(before.as_deref(), PAGE) {
             Ok(p) => p,
@@ -481,6 +496,9 @@ fn delete_pass(
                     let logged = match removed {
                         Ok(()) => {
                             count_deleted(report, &cand.stamp);
+                            if let Some(parent) = dest.parent() {
+                                touched.insert(parent.to_path_buf());
+                            }
                             audit
                                 .write(&FileRecord::new("deleted", &src, dest, size))
                                 .map_err(MirrorError::from)
@@ -523,8 +541,49 @@ fn delete_pass(
     if write {
         // Whatever stopped the pass, what was deleted is recorded.
         commit(db, audit, false)?;
+        restore_folder_times(db, &touched, source_root, dest_root)?;
     }
     result
+}
+
+/// Puts back the source mtime (and atime) of destination folders that lost
+/// entries, so that the next scan finds them unchanged instead of queueing
+/// them again. Folders without a source row (extras that could not be
+/// removed) are left as they are; a failure only costs that next scan a
+/// folder to redo.
+fn restore_folder_times(
+    db: &StateDb,
+    touched: &BTreeSet<PathBuf>,
+    source_root: &Path,
+    dest_root: &Path,
+) -> Result<(), DbError> {
+    for dir in touched.iter().rev() {
+        let src = if dir == dest_root {
+            source_root.to_path_buf()
+        } else {
+            match source_of(dir, dest_root, source_root) {
+                Some(s) => s,
+                None => continue,
+            }
+        };
+        let Some((accessed_ns, modified_ns)) = db.dir_times(&src)? else {
+            continue;
+        };
+        if let Err(e) =
+            filetime::set_file_times(dir, file_time(accessed_ns), file_time(modified_ns))
+            && e.kind() != ErrorKind::NotFound
+        {
+            debug!(path = %dir.display(), error = %e, "mirror: cannot restore folder times");
+        }
+    }
+    Ok(())
+}
+
+fn file_time(ns: i64) -> filetime::FileTime {
+    filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 fn count_deleted(report: &mut MirrorReport, stamp: &Stamp) {

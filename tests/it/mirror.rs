@@ -139,9 +139,15 @@ fn mirror_deletes_extra_files_and_whole_trees() {
         .unwrap();
     assert_eq!(left, 0);
 
-    // A second run has nothing left to delete.
+    // Folders that lost entries got their source mtime back...
+    for rel in ["", "d1"] {
+        let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        assert_eq!(mtime(&env.src.join(rel)), mtime(&env.dst.join(rel)), "mtime of `{rel}`");
+    }
+    // ...so a second run has nothing to copy and nothing left to delete.
     let out = env.run(&[]);
     out.assert_code(0);
+    assert!(out.stderr.contains(" 0 pending"), "{}", out.stderr);
     assert_eq!(env.log_with_status("deleted").len(), extras.len());
 }
 
