@@ -274,12 +274,14 @@ impl fmt::Display for Refusal {
             }
             Self::SourceWalkErrors(n) => write!(
                 f,
-                "the last source scan could not read {n} entries, so its listing is incomplete"
+                "the last source scan could not read {}, so its listing is incomplete",
+                entries(*n)
             ),
             Self::SourceEmpty { dest_entries } => write!(
                 f,
-                "the source root is empty but the destination holds {dest_entries} entries \
-                 (an unmounted share looks empty); delete them by hand if that is really wanted"
+                "the source root is empty but the destination holds {} \
+                 (an unmounted share looks empty); delete them by hand if that is really wanted",
+                entries(*dest_entries)
             ),
             Self::OverCap {
                 candidates,
@@ -289,7 +291,8 @@ impl fmt::Display for Refusal {
             } => {
                 write!(
                     f,
-                    "{candidates} entries would be deleted, over `max_delete` {cap}"
+                    "{} would be deleted, over `max_delete` {cap}",
+                    entries(*candidates)
                 )?;
                 if let MaxDelete::Percent(_) = cap {
                     write!(f, " of {base} destination entries")?;
@@ -300,6 +303,15 @@ impl fmt::Display for Refusal {
                 )
             }
         }
+    }
+}
+
+/// "1 entry", "2 entries".
+fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
     }
 }
 
@@ -815,6 +827,7 @@ mod tests {
             ),
             (Refusal::SourceRoot(SourceRoot::Replaced), "unmounted"),
             (Refusal::SourceWalkErrors(3), "could not read 3 entries"),
+            (Refusal::SourceWalkErrors(1), "could not read 1 entry,"),
             (
                 Refusal::SourceEmpty { dest_entries: 4 },
                 "destination holds 4 entries",

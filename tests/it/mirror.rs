@@ -142,7 +142,11 @@ fn mirror_deletes_extra_files_and_whole_trees() {
     // Folders that lost entries got their source mtime back...
     for rel in ["", "d1"] {
         let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
-        assert_eq!(mtime(&env.src.join(rel)), mtime(&env.dst.join(rel)), "mtime of `{rel}`");
+        assert_eq!(
+            mtime(&env.src.join(rel)),
+            mtime(&env.dst.join(rel)),
+            "mtime of `{rel}`"
+        );
     }
     // ...so a second run has nothing to copy and nothing left to delete.
     let out = env.run(&[]);
@@ -288,14 +292,12 @@ fn source_root_that_is_a_file_deletes_nothing() {
     assert!(env.log_with_status("deleted").is_empty());
 }
 
-/// An unreadable source root. Root reads everything, so as root the run is
-/// made as `nobody` through `setpriv`; skipped when neither works.
-#[test]
-fn unreadable_source_deletes_nothing() {
+/// Runs jobrun on `env` with `unreadable` made mode 000. Root reads
+/// everything, so as root the run is made as `nobody` through `setpriv`
+/// (after handing it the temp dir); `None` (skipped, with a message) when
+/// that is not possible.
+fn run_with_unreadable(env: &TestEnv, unreadable: &Path) -> Option<Out> {
     use std::os::unix::fs::PermissionsExt;
-    let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
-    let extras = add_extras(&env);
-    make_backlog(&env);
     let is_root = euid() == 0;
     let as_nobody = || {
         let mut c = std::process::Command::new("setpriv");
@@ -303,6 +305,11 @@ fn unreadable_source_deletes_nothing() {
             .arg(crate::env::BIN)
             .current_dir(env.root())
             .env_remove("RUST_LOG");
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("JOBRUN_") {
+                c.env_remove(k);
+            }
+        }
         c
     };
     if is_root {
@@ -319,16 +326,29 @@ fn unreadable_source_deletes_nothing() {
             eprintln!(
                 "skipped: running as root and cannot run jobrun as `nobody` (setpriv, chown)"
             );
-            return;
+            return None;
         }
     }
-    std::fs::set_permissions(&env.src, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mode = |m| std::fs::set_permissions(unreadable, std::fs::Permissions::from_mode(m));
+    mode(0o000).unwrap();
     let out: Out = if is_root {
         as_nobody().arg(&env.manifest).output().unwrap().into()
     } else {
         env.run(&[])
     };
-    std::fs::set_permissions(&env.src, std::fs::Permissions::from_mode(0o755)).unwrap();
+    mode(0o755).unwrap();
+    Some(out)
+}
+
+/// An unreadable source root (resumed run: the mirror's own check).
+#[test]
+fn unreadable_source_deletes_nothing() {
+    let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
+    let extras = add_extras(&env);
+    make_backlog(&env);
+    let Some(out) = run_with_unreadable(&env, &env.src) else {
+        return;
+    };
     out.assert_code(4);
     assert!(
         out.stderr
@@ -337,6 +357,38 @@ fn unreadable_source_deletes_nothing() {
         out.stderr
     );
     assert_all_exist(&extras);
+    assert!(env.log_with_status("deleted").is_empty());
+}
+
+/// An unreadable source folder: the scan's listing is incomplete, so the
+/// mirror deletes nothing, not even the extras elsewhere (rclone's rule).
+#[test]
+fn source_walk_errors_delete_nothing() {
+    let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
+    let extras = add_extras(&env);
+    std::fs::remove_dir_all(env.src.join("d1")).unwrap();
+    let Some(out) = run_with_unreadable(&env, &env.src.join("d2")) else {
+        return;
+    };
+    out.assert_code(4);
+    assert!(
+        out.stderr.contains(
+            "mirror refused, nothing deleted: the last source scan could not read 1 entry"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_all_exist(&extras);
+    assert!(
+        exists(&env.dst.join("d1/f1.bin")),
+        "copy of a removed source file deleted"
+    );
+    assert!(env.log_with_status("deleted").is_empty());
+
+    // Readable again: the next scan is complete and the mirror proceeds.
+    env.run(&[]).assert_code(0);
+    assert!(!exists(&env.dst.join("d1")));
+    assert!(!exists(&env.dst.join("extra.txt")));
 }
 
 fn euid() -> u32 {
