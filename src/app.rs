@@ -62,7 +62,11 @@ fn run_job(cli: Cli) -> Exit {
     let progress = Progress::default();
     let started = Instant::now();
     let reporter = Reporter::start(&progress, style);
-    let result = runner::run(&job, args.rescan, &progress, &stop, &|l| reporter.say(l));
+    let opts = runner::RunOptions {
+        rescan: args.rescan,
+        dry_run: args.dry_run,
+    };
+    let result = runner::run(&job, opts, &progress, &stop, &|l| reporter.say(l));
     drop(reporter);
     match result {
         Ok(report) => {
@@ -82,6 +86,7 @@ fn run_job(cli: Cli) -> Exit {
                         files: s.files_done,
                         bytes: s.bytes_done,
                         failed: s.files_failed,
+                        deleted: 0,
                         elapsed: started.elapsed(),
                         mode: None,
                         exit_code: exit.code(),
@@ -135,6 +140,16 @@ fn check(args: &CommonArgs) -> Exit {
             },
         ),
         ("delete_extras", job.delete_extras.to_string()),
+        (
+            "max_delete",
+            match job.max_delete {
+                decide::MaxDelete::Percent(_) => {
+                    format!("{} of the destination's entries per run", job.max_delete)
+                }
+                decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
+                decide::MaxDelete::Off => "off (no cap)".into(),
+            },
+        ),
         ("inplace", job.inplace.to_string()),
         (
             "modify_window",

@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// Force a full scan even when the DB holds a backlog.
     #[arg(long)]
     pub rescan: bool,
+    /// Scan (or resume), then only print what would be copied and deleted; copy and delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Print only errors and the final summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -112,6 +115,10 @@ pub struct Overrides {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_extras: Option<bool>,
+    /// Mirror: most entries deleted per run: a count, a percentage of the destination's entries (e.g. 10%), or off.
+    #[arg(long, value_name = "N|PCT%|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<String>,
     /// Write straight to the destination file instead of a temporary sibling.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]

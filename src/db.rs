@@ -624,6 +624,158 @@ impl StateDb {
         Ok(())
     }
 
+    // ---- mirror -----------------------------------------------------------
+
+    /// Remembers how many source entries the current scan could not read:
+    /// the mirror stage refuses to delete after an incomplete source walk,
+    /// also in later runs that resume without scanning.
+    pub fn set_scan_source_errors(&self, n: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('scan_source_errors', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [n.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// See [`Self::set_scan_source_errors`]; 0 when never recorded.
+    pub fn scan_source_errors(&self) -> Result<u64> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'scan_source_errors'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    /// Source rows other than the source root itself.
+    pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM files WHERE source_path != ?1",
+            [path_value(source_root)],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Destination listing rows other than the destination root itself.
+    pub fn dest_listing_len(&self, dest_root: &Path) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM dest_entries WHERE path != ?1",
+            [path_value(dest_root)],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Empties the destination listing before a fresh walk refills it with
+    /// [`Self::insert_dest`].
+    pub fn clear_dest_listing(&self) -> Result<()> {
+        self.conn.execute("DELETE FROM dest_entries", [])?;
+        Ok(())
+    }
+
+    /// Up to `limit` listing rows sorted by path, descending, below
+    /// `before` (all when `None`). Descending byte order puts every entry
+    /// before its parent directory (TEXT sorts before BLOB in SQLite, and a
+    /// non-UTF-8 directory only has non-UTF-8 descendants).
+    pub fn dest_listing_page(&self, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {
+        self.listed_page("dest_entries", before, limit)
+    }
+
+    fn listed_page(&self, table: &str, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {
+        // Two statements rather than `?1 IS NULL OR path < ?1`, which would
+        // keep SQLite from walking the primary-key index (keyset paging).
+        let sql = match before {
+            Some(_) => format!(
+                "SELECT path, kind, size, modified_ns FROM {table}
+                 WHERE path < ?1 ORDER BY path DESC LIMIT ?2"
+            ),
+            None => format!(
+                "SELECT path, kind, size, modified_ns FROM {table}
+                 WHERE ?1 IS NULL ORDER BY path DESC LIMIT ?2"
+            ),
+        };
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let before = before.map_or(Value::Null, path_value);
+        let rows = st.query_map(params![before, limit as i64], |r| {
+            Ok(Listed {
+                path: path_from(r.get_ref(0)?)?,
+                stamp: Stamp {
+                    kind: kind_of(r.get_ref(1)?)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    modified_ns: r.get(3)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether the DB has a row for this source path.
+    pub fn has_source(&self, source_path: &Path) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM files WHERE source_path = ?1")?
+            .exists([path_value(source_path)])?)
+    }
+
+    /// Starts an empty candidate list for the mirror stage (a TEMP table:
+    /// private to this connection, gone when it closes).
+    pub fn reset_candidates(&self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS mirror_candidates (
+                 path PRIMARY KEY NOT NULL, kind TEXT NOT NULL,
+                 size INTEGER NOT NULL, modified_ns INTEGER NOT NULL);
+             DELETE FROM temp.mirror_candidates;",
+        )?;
+        Ok(())
+    }
+
+    pub fn add_candidates(&mut self, batch: &[Listed]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO temp.mirror_candidates (path, kind, size, modified_ns)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for c in batch {
+                st.execute(params![
+                    path_value(&c.path),
+                    c.stamp.kind.as_str(),
+                    c.stamp.size as i64,
+                    c.stamp.modified_ns
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Candidates in the order of [`Self::dest_listing_page`].
+    pub fn candidate_page(&self, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {
+        self.listed_page("temp.mirror_candidates", before, limit)
+    }
+
+    /// (accessed_ns, modified_ns) of a directory row, by source path.
+    pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT accessed_ns, modified_ns FROM files WHERE source_path = ?1 AND kind = 'dir'",
+            )?
+            .query_row([path_value(source_path)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Forgets a deleted (or vanished) destination entry.
+    pub fn forget_dest(&self, path: &Path) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM dest_entries WHERE path = ?1")?
+            .execute([path_value(path)])?;
+        Ok(())
+    }
+
     // ---- runs -------------------------------------------------------------
 
     pub fn start_run(&self, started_at: &str, mode: &str) -> Result<i64> {
@@ -705,6 +857,13 @@ impl StateDb {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// One destination listing row (or mirror candidate).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: PathBuf,
+    pub stamp: Stamp,
 }
 
 /// What the writer records for a synced file.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
+use crate::decide::{self, MaxDelete};
 use crate::throttle::Schedule;
 use crate::units;
 
@@ -32,6 +33,7 @@ pub const KEYS: &[&str] = &[
     "queue_capacity",
     "bwlimit",
     "delete_extras",
+    "max_delete",
     "inplace",
     "modify_window",
     "symlinks",
@@ -101,6 +103,7 @@ pub struct RawManifest {
     pub queue_capacity: Option<QueueCapacity>,
     pub bwlimit: Option<Bwlimit>,
     pub delete_extras: Option<bool>,
+    pub max_delete: Option<MaxDel>,
     pub inplace: Option<bool>,
     pub modify_window: Option<Dur>,
     pub symlinks: Option<SymlinkPolicy>,
@@ -133,6 +136,11 @@ pub struct Job {
     pub bwlimit: Schedule,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
+    /// Most destination entries the mirror stage may delete in one run
+    /// (directories count): a count, a percentage of the destination's
+    /// entries, or off. Over it, nothing is deleted. Default 10%
+    /// ([`decide::DEFAULT_MAX_DELETE`]).
+    pub max_delete: MaxDelete,
     /// Write straight to the destination file (no temporary sibling).
     pub inplace: bool,
     /// mtimes this close count as equal when comparing with a destination
@@ -309,6 +317,7 @@ fn resolve(
         queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
         bwlimit: raw.bwlimit.map(|b| b.0).unwrap_or_default(),
         delete_extras: raw.delete_extras.unwrap_or(false),
+        max_delete: raw.max_delete.map_or(decide::DEFAULT_MAX_DELETE, |m| m.0),
         inplace: raw.inplace.unwrap_or(false),
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
         symlinks: raw.symlinks.unwrap_or_default(),
@@ -481,6 +490,61 @@ impl<'de> Deserialize<'de> for Bwlimit {
     }
 }
 
+/// `max_delete`: a count (`500`), a percentage of the destination's
+/// entries (`10%`, `2.5%`, two decimals at most), or `off`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MaxDel(pub MaxDelete);
+
+impl MaxDel {
+    fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(Self(MaxDelete::Off));
+        }
+        let bad = || {
+            format!("invalid `{s}`, expected a count like `500`, a percentage like `10%`, or `off`")
+        };
+        let Some(p) = t.strip_suffix('%') else {
+            return t
+                .parse::<u64>()
+                .map(|n| Self(MaxDelete::Count(n)))
+                .map_err(|_| bad());
+        };
+        let (int, frac) = p.trim().split_once('.').unwrap_or((p.trim(), ""));
+        if int.is_empty() && frac.is_empty()
+            || frac.len() > 2
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let int: u32 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
+        let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+        match int.checked_mul(100).and_then(|h| h.checked_add(frac)) {
+            Some(h) if h <= 10_000 => Ok(Self(MaxDelete::Percent(h))),
+            _ => Err(format!("invalid `{s}`: a percentage must be at most 100%")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxDel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        int_or_str(
+            d,
+            "a count like 500, a percentage like \"10%\", or \"off\"",
+            Self::parse,
+            |n| {
+                u64::try_from(n)
+                    .map(|n| Self(MaxDelete::Count(n)))
+                    .map_err(|_| "a count must not be negative".into())
+            },
+        )
+    }
+}
+
 /// A duration written the humantime way (`2s`, `1m 30s`, `500ms`).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Dur(pub Duration);
@@ -605,6 +669,42 @@ mod tests {
             e.to_string().starts_with("/jobs/t.toml:3: `symlinks`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn max_delete_values() {
+        let md = |v: &str| {
+            load_text(&format!(
+                "source = \"/a\"\ndestination = \"/b\"\nmax_delete = {v}\n"
+            ))
+            .map(|j| j.max_delete)
+        };
+        assert_eq!(
+            load_text("source = \"/a\"\ndestination = \"/b\"\n")
+                .unwrap()
+                .max_delete,
+            MaxDelete::Percent(1000)
+        );
+        assert_eq!(md("250").unwrap(), MaxDelete::Count(250));
+        assert_eq!(md("\"250\"").unwrap(), MaxDelete::Count(250));
+        assert_eq!(md("0").unwrap(), MaxDelete::Count(0));
+        assert_eq!(md("\"10%\"").unwrap(), MaxDelete::Percent(1000));
+        assert_eq!(md("\" 2.5 %\"").unwrap(), MaxDelete::Percent(250));
+        assert_eq!(md("\".05%\"").unwrap(), MaxDelete::Percent(5));
+        assert_eq!(md("\"100%\"").unwrap(), MaxDelete::Percent(10_000));
+        assert_eq!(md("\"OFF\"").unwrap(), MaxDelete::Off);
+        for bad in [
+            "-1",
+            "\"101%\"",
+            "\"1.234%\"",
+            "\"%\"",
+            "\"ten\"",
+            "\"1e3%\"",
+            "true",
+        ] {
+            let e = md(bad).unwrap_err().to_string();
+            assert!(e.starts_with("/jobs/t.toml:3: `max_delete`"), "{bad}: {e}");
+        }
     }
 
     #[test]

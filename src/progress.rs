@@ -469,6 +469,8 @@ pub struct Summary<'a> {
     /// Bytes copied this run.
     pub bytes: u64,
     pub failed: u64,
+    /// Destination entries the mirror stage deleted (shown when > 0).
+    pub deleted: u64,
     pub elapsed: Duration,
     /// `scan`, `resume` or `rescan`; unknown when the run stopped early.
     pub mode: Option<&'a str>,
@@ -491,8 +493,12 @@ pub fn summary_line(s: &Summary<'_>) -> String {
         0.0
     };
     let mode = s.mode.map(|m| format!(", mode {m}")).unwrap_or_default();
+    let deleted = match s.deleted {
+        0 => String::new(),
+        n => format!(", {n} deleted"),
+    };
     format!(
-        "jobrun: {} files, {} copied in {took} ({} mean), {} failed{mode}, exit {} ({})",
+        "jobrun: {} files, {} copied in {took} ({} mean){deleted}, {} failed{mode}, exit {} ({})",
         s.files,
         human_bytes(s.bytes),
         HumanRate(mean),
@@ -939,6 +945,7 @@ mod tests {
             files: 1200,
             bytes: 12 << 30,
             failed: 0,
+            deleted: 0,
             elapsed: Duration::from_secs(3 * 3600 + 25 * 60 + 7),
             mode: Some("resume"),
             exit_code: 0,
@@ -948,6 +955,7 @@ mod tests {
             files: 3,
             bytes: 3 * MIB,
             failed: 1,
+            deleted: 0,
             elapsed: Duration::from_millis(1500),
             mode: Some("scan"),
             exit_code: 1,
@@ -957,6 +965,7 @@ mod tests {
             files: 0,
             bytes: 0,
             failed: 0,
+            deleted: 0,
             elapsed: Duration::ZERO,
             mode: None,
             exit_code: 4,

@@ -16,6 +16,7 @@ use crate::audit::{AuditError, AuditLog, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
 use crate::decide::{self, RunMode};
 use crate::manifest::Job;
+use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
 use crate::progress::{PHASE_IDLE, Progress};
 use crate::scan::{self, ScanError, ScanReport};
 use crate::throttle::Schedule;
@@ -117,6 +118,8 @@ pub enum RunError {
     Scan(#[from] ScanError),
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
 }
 
 impl RunError {
@@ -137,6 +140,8 @@ pub struct RunReport {
     pub stages: Vec<Stage>,
     pub scan: Option<ScanReport>,
     pub transfer: TransferReport,
+    /// `None` when the plan had no mirror stage (or it did not run).
+    pub mirror: Option<MirrorReport>,
     pub elapsed: Duration,
     pub exit: Exit,
 }
@@ -148,7 +153,8 @@ impl RunReport {
         crate::progress::summary_line(&crate::progress::Summary {
             files: t.files_done,
             bytes: t.bytes_done,
-            failed: t.failed,
+            failed: t.failed + self.mirror.as_ref().map_or(0, |m| m.failed),
+            deleted: self.mirror.as_ref().map_or(0, |m| m.deleted),
             elapsed: self.elapsed,
             mode: Some(self.mode.name()),
             exit_code: self.exit.code(),
@@ -235,10 +241,22 @@ fn bwlimit_line(schedule: &Schedule, now: Option<u64>) -> String {
     }
 }
 
+/// Per-invocation choices that are not manifest keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `--rescan`: scan even when a backlog exists.
+    pub rescan: bool,
+    /// `--dry-run`: scan (or resume), then only report what would be
+    /// copied and deleted. Not a manifest key on purpose: a dry run is a
+    /// property of one invocation, and `dry_run = true` forgotten in a cron
+    /// manifest would silently stop a job while it reports success.
+    pub dry_run: bool,
+}
+
 /// Executes a job. `say` receives the user-facing lines (mode, stage notes).
 pub fn run(
     job: &Job,
-    rescan: bool,
+    opts: RunOptions,
     progress: &Progress,
     stop: &AtomicBool,
     say: &dyn Fn(&str),
@@ -255,8 +273,11 @@ pub fn run(
     }
     let (files, bytes) = db.backlog()?;
     let trusted = db.last_scan_complete()?;
-    let mode = decide::run_mode(files, bytes, rescan || !trusted);
+    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
     say(&mode_line(mode));
+    if opts.dry_run {
+        say("dry run: nothing will be copied or deleted");
+    }
     let stages = plan(job, mode);
     progress
         .0
@@ -286,11 +307,13 @@ pub fn run(
         stages: stages.clone(),
         scan: None,
         transfer: TransferReport::default(),
+        mirror: None,
         elapsed: Duration::ZERO,
         exit: Exit::Ok,
     };
     let outcome = execute(
         job,
+        opts,
         &stages,
         &mut db,
         &mut audit,
@@ -305,6 +328,7 @@ pub fn run(
         Err(e) => e.exit(),
         Ok(()) if stop.load(Relaxed) => Exit::Interrupted,
         Ok(()) if report.transfer.failed > 0 => Exit::FilesFailed,
+        Ok(()) if report.mirror.as_ref().is_some_and(|m| m.failed > 0) => Exit::FilesFailed,
         Ok(()) => Exit::Ok,
     };
     let t = &report.transfer;
@@ -341,6 +365,7 @@ pub fn run(
 #[allow(clippy::too_many_arguments)]
 fn execute(
     job: &Job,
+    opts: RunOptions,
     stages: &[Stage],
     db: &mut StateDb,
     audit: &mut AuditLog,
@@ -366,14 +391,29 @@ fn execute(
                 ));
                 report.scan = Some(s);
             }
+            Stage::Transfer if opts.dry_run => {
+                let (files, bytes) = db.backlog()?;
+                say(&format!(
+                    "dry run: would copy {files} entries ({})",
+                    human_bytes(bytes)
+                ));
+            }
             Stage::Transfer => {
                 let (files, bytes) = db.transfer_backlog()?;
                 progress.0.backlog_files.store(files, Relaxed);
                 progress.0.backlog_bytes.store(bytes, Relaxed);
                 report.transfer = transfer::run(job, db, audit, progress, stop)?;
             }
+            // Reached only when the transfer ended without a fatal error
+            // (`?` above) and no stop was requested (checked at the loop top).
             Stage::Mirror => {
-                say("mirror: not available in this version; no destination entry was deleted");
+                let m = MirrorOptions {
+                    // Without a scan this run, the stored listing predates
+                    // the transfer and any change since: walk again.
+                    fresh_listing: !report.mode.scans(),
+                    dry_run: opts.dry_run,
+                };
+                report.mirror = Some(mirror::run(job, db, audit, progress, stop, m, say)?);
             }
         }
     }

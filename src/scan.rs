@@ -150,6 +150,7 @@ pub fn run(
             progress.0.pending_bytes.store(bytes, Relaxed);
         },
     )?;
+    db.set_scan_source_errors(report.source_errors)?;
     db.finish_scan()?;
     report.pending_files = pending;
     report.pending_bytes = bytes;

@@ -8,4 +8,5 @@ mod core;
 mod faults;
 mod hostile;
 mod manifest;
+mod mirror;
 mod progress;
