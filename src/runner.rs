@@ -12,7 +12,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 use tracing::info_span;
 
-use crate::audit::{AuditError, AuditLog, now_rfc3339};
+use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
 use crate::decide::{self, RunMode};
 use crate::manifest::Job;
@@ -141,6 +141,12 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Entries that failed this run: files the transfer could not copy plus
+    /// source entries the scan could not read.
+    pub fn failed(&self) -> u64 {
+        self.transfer.failed + self.scan.as_ref().map_or(0, |s| s.source_errors)
+    }
+
     /// The one-line summary printed at the end of every run.
     pub fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
@@ -151,7 +157,7 @@ impl RunReport {
             human_bytes(t.bytes_done),
             secs,
             human_bytes((t.bytes_done as f64 / secs.max(0.001)) as u64),
-            t.failed,
+            self.failed(),
             self.mode.name(),
             self.exit.code(),
             self.exit.reason(),
@@ -294,7 +300,7 @@ pub fn run(
     report.exit = match &outcome {
         Err(e) => e.exit(),
         Ok(()) if stop.load(Relaxed) => Exit::Interrupted,
-        Ok(()) if report.transfer.failed > 0 => Exit::FilesFailed,
+        Ok(()) if report.failed() > 0 => Exit::FilesFailed,
         Ok(()) => Exit::Ok,
     };
     let t = &report.transfer;
@@ -305,7 +311,7 @@ pub fn run(
         mode: mode.name().into(),
         files_done: t.files_done,
         bytes_done: t.bytes_done,
-        failures: t.failed,
+        failures: report.failed(),
         exit_code: Some(i32::from(report.exit.code())),
     })?;
     audit.write(&RunLine {
@@ -316,7 +322,7 @@ pub fn run(
         bwlimit: None,
         files: Some(t.files_done),
         bytes: Some(t.bytes_done),
-        failed: Some(t.failed),
+        failed: Some(report.failed()),
         exit: Some(report.exit.code()),
         error: outcome.as_ref().err().map(|e| e.to_string()),
     })?;
@@ -347,6 +353,13 @@ fn execute(
         match stage {
             Stage::Scan => {
                 let s = scan::run(job, db, progress, stop)?;
+                for (path, error) in &s.source_failures {
+                    let rel = path.strip_prefix(&job.source).unwrap_or(path);
+                    let dest = job.destination.as_std_path().join(rel);
+                    let mut rec = FileRecord::new("failed", path, &dest, 0);
+                    rec.error = Some(error);
+                    audit.write(&rec)?;
+                }
                 say(&format!(
                     "scan: {} source entries, {} destination entries, {} pending ({})",
                     s.source_entries,

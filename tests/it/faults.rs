@@ -558,10 +558,13 @@ fn unreadable_file_fails_alone_as_an_unprivileged_user() {
     env.src_file("secret/locked.bin", &bytes(10_000, 1));
     env.src_file("z.txt", b"zulu");
     let theirs = env.src_file("root-owned.txt", b"readable, but O_NOATIME is refused");
+    env.src_file("closed/inside.txt", b"behind a folder nobody may list");
     chown_tree(env.root(), 65534);
     std::os::unix::fs::lchown(&theirs, Some(0), Some(0)).unwrap();
     let locked = env.src.join("secret/locked.bin");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let closed = env.src.join("closed");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
 
     let out = run_as_nobody(&env, &[]);
     out.assert_code(1);
@@ -572,15 +575,23 @@ fn unreadable_file_fails_alone_as_an_unprivileged_user() {
         r.error.as_deref().unwrap().contains("Permission denied"),
         "{r:?}"
     );
-    let failed = env.log_with_status("failed");
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(failed[0]["source"], locked.to_str().unwrap());
+    // An unreadable folder is not an empty one: failed, never synced.
+    let r = row(&env, "closed");
+    assert_eq!(r.status, "failed", "{r:?}");
     assert!(
-        failed[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("Permission denied")
+        r.error.as_deref().unwrap().contains("Permission denied"),
+        "{r:?}"
     );
+    let failed = env.log_with_status("failed");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for p in [&locked, &closed] {
+        let l = failed
+            .iter()
+            .find(|l| l["source"] == p.to_str().unwrap())
+            .expect("failed line");
+        assert!(l["error"].as_str().unwrap().contains("Permission denied"));
+    }
+    assert!(out.stdout.contains("2 failed"), "{}", out.stdout);
     for f in ["a.txt", "z.txt", "root-owned.txt"] {
         assert_eq!(row(&env, f).status, "synced", "{f}");
         assert_eq!(
@@ -601,9 +612,11 @@ fn unreadable_file_fails_alone_as_an_unprivileged_user() {
     );
     // Readable again: the next run copies it.
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = run_as_nobody(&env, &[]);
     out.assert_code(0);
     assert_eq!(row(&env, "secret/locked.bin").status, "synced");
+    assert_eq!(row(&env, "closed/inside.txt").status, "synced");
     env.assert_trees_equal();
 }
 

@@ -139,6 +139,38 @@ fn hostile_names_are_copied_byte_exact_and_logged_losslessly() {
     );
 }
 
+#[test]
+fn paths_beyond_path_max_fail_clearly_and_the_rest_syncs() {
+    let env = TestEnv::new();
+    env.src_file("ok.txt", b"ok");
+    // 18 nested 250-byte names: the leaf's path is ~4,600 bytes, past
+    // PATH_MAX (4096). Built with relative mkdir calls from a shell.
+    let script = format!(
+        "cd '{}' && n=$(printf 'x%.0s' $(seq 250)) && for i in $(seq 18); do mkdir $n && cd $n; done && echo deep > leaf.txt",
+        env.src.display()
+    );
+    assert!(
+        Command::new("bash")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert!(!out.stderr.contains("panicked"));
+    assert!(out.stderr.contains("File name too long"), "{}", out.stderr);
+    let failed = env.log_with_status("failed");
+    assert!(!failed.is_empty());
+    assert!(
+        failed
+            .iter()
+            .all(|l| l["error"].as_str().unwrap().contains("File name too long")),
+        "{failed:?}"
+    );
+    assert_eq!(row(&env, "ok.txt").status, "synced");
+}
+
 fn make_links(env: &TestEnv) -> Vec<(&'static str, &'static str)> {
     env.src_file("target.txt", b"the target");
     env.src_file("sub/inner.txt", b"inner");
