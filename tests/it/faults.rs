@@ -426,6 +426,41 @@ fn sigint_stops_cleanly_with_130_and_resumes() {
 }
 
 #[test]
+fn sigint_during_the_scan_exits_130_and_the_next_run_rescans() {
+    let env = TestEnv::new();
+    populate_kill_tree(&env, 2_000, 0);
+    let run = Running::start(&env, &[]);
+    wait_for("the scan to start", Duration::from_secs(20), || {
+        run.stderr().contains("no backlog: full scan")
+    });
+    run.signal(libc::SIGINT);
+    let out = run.wait(Duration::from_secs(20));
+    out.assert_code(130);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let in_scan = !out.stderr.contains("scan: ");
+    eprintln!(
+        "SIGINT landed {}",
+        if in_scan {
+            "during the scan"
+        } else {
+            "after the scan"
+        }
+    );
+    assert_eq!(env.log_with_status("run_end").last().unwrap()["exit"], 130);
+    assert_kill_invariants(&env, "after SIGINT in the scan");
+    let out = env.run(&[]);
+    out.assert_code(0);
+    if in_scan {
+        assert!(
+            out.stderr.contains("full scan"),
+            "an interrupted scan is not trusted: {}",
+            out.stderr
+        );
+    }
+    assert_converges(&env, &[], 2);
+}
+
+#[test]
 fn sigterm_stops_cleanly_too() {
     let env = slow_env(2, 2_000_000);
     let run = Running::start(&env, &[]);
