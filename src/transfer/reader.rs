@@ -42,6 +42,7 @@ enum Outcome {
 
 impl Reader<'_> {
     pub fn run(self) -> Result<(), TransferError> {
+        let root = root_identity(self.source_root);
         let mut after = 0i64;
         loop {
             let page = self.db.pending_page(after, PAGE)?;
@@ -86,7 +87,7 @@ impl Reader<'_> {
                 match outcome {
                     Outcome::Sent | Outcome::Abandoned => {}
                     Outcome::Failed(error) => {
-                        self.check_root()?;
+                        self.check_root(root)?;
                         let file = task(row.size, row.modified_ns, row.accessed_ns);
                         self.send(Msg::Failed { file, error })?;
                     }
@@ -100,17 +101,23 @@ impl Reader<'_> {
     }
 
     /// A vanished source root is fatal, not a per-file failure: otherwise an
-    /// unmounted share would mark the whole backlog failed.
-    fn check_root(&self) -> Result<(), TransferError> {
+    /// unmounted share would mark the whole backlog failed. An unmounted
+    /// share usually leaves its empty mount point behind, so the root must
+    /// also still be the same folder (device and inode) as at the start.
+    fn check_root(&self, at_start: Option<(u64, u64)>) -> Result<(), TransferError> {
+        let root = self.source_root.display();
         match std::fs::metadata(self.source_root) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(TransferError::Fatal(format!(
-                "source root `{}` is no longer a directory",
-                self.source_root.display()
+            Ok(m) if !m.is_dir() => Err(TransferError::Fatal(format!(
+                "source root `{root}` is no longer a directory"
             ))),
+            Ok(m) if at_start.is_some_and(|id| id != (m.dev(), m.ino())) => {
+                Err(TransferError::Fatal(format!(
+                    "source root `{root}` is no longer the same folder (share unmounted?)"
+                )))
+            }
+            Ok(_) => Ok(()),
             Err(e) => Err(TransferError::Fatal(format!(
-                "source root `{}` is gone: {e}",
-                self.source_root.display()
+                "source root `{root}` is gone: {e}"
             ))),
         }
     }
@@ -279,6 +286,11 @@ fn kind_name(md: &std::fs::Metadata) -> &'static str {
     } else {
         "device"
     }
+}
+
+/// Device and inode of the source root, to notice an unmount.
+fn root_identity(root: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn ns(s: i64, n: i64) -> i64 {

@@ -905,6 +905,52 @@ fn source_root_gone_mid_run_is_fatal_and_keeps_the_backlog() {
 }
 
 #[test]
+fn source_share_unmounted_mid_run_is_fatal_not_a_failure_per_file() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot bind-mount a source share");
+        return;
+    }
+    let env = slow_env(5, 300_000);
+    // The "share": a bind mount over src; unmounting it leaves the empty
+    // mount point behind, as an NFS/SMB unmount does.
+    let share = env.root().join("share");
+    std::fs::rename(&env.src, &share).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let bind = |on: bool| {
+        let mut c = Command::new(if on { "mount" } else { "umount" });
+        if on {
+            c.arg("--bind").arg(&share);
+        } else {
+            c.arg("-l");
+        }
+        c.arg(&env.src).status().is_ok_and(|s| s.success())
+    };
+    if !bind(true) {
+        eprintln!("SKIP: bind mounts are not permitted here");
+        return;
+    }
+    let m = Mount(env.src.clone());
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    assert!(bind(false));
+    std::mem::forget(m);
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(4);
+    assert_one_clear_line(&out, "no longer the same folder");
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    // Mounted again: the backlog resumes.
+    assert!(bind(true));
+    let _m = Mount(env.src.clone());
+    assert_kill_invariants(&env, "after the unmount");
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
 fn corrupt_db_is_fatal_with_one_line() {
     let env = TestEnv::new();
     env.src_file("a.txt", b"a");
