@@ -10,7 +10,7 @@ use crate::db::StateDb;
 use crate::decide;
 use crate::manifest::{self, Job};
 use crate::progress::{Progress, Reporter, Style};
-use crate::runner::{self, Exit};
+use crate::runner::{self, Exit, RunError};
 use crate::units::human_bytes;
 
 /// Runs one command; every error has already been printed as one line
@@ -64,7 +64,23 @@ fn run_job(cli: Cli) -> Exit {
             println!("{}", report.summary());
             report.exit
         }
-        Err(e) => fail(e.to_string(), e.exit()),
+        Err(e) => fail(describe(&e, &job), e.exit()),
+    }
+}
+
+/// The one error line of a failed run. A bare SQLite error ("attempt to
+/// write a readonly database") gets the DB's path, which it lacks.
+fn describe(e: &RunError, job: &Job) -> String {
+    use crate::db::DbError::Sql;
+    use crate::scan::ScanError;
+    use crate::transfer::TransferError;
+    match e {
+        RunError::Db(Sql(s))
+        | RunError::Scan(ScanError::Db(Sql(s)))
+        | RunError::Transfer(TransferError::Db(Sql(s))) => {
+            format!("state DB `{}` is unusable: {s}", job.db)
+        }
+        _ => e.to_string(),
     }
 }
 
