@@ -268,13 +268,19 @@ impl Writer<'_> {
     fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
         let (atime, mtime) = (file_time(task.accessed_ns), file_time(task.modified_ns));
         let Open { file, path, .. } = o;
-        drop(file);
         let undo = |f: Fault| {
             if !self.inplace {
                 let _ = std::fs::remove_file(&path);
             }
             f
         };
+        // Data on disk before the file takes the source's size and mtime
+        // under its final name: the next scan would skip it forever. This
+        // is also where NFS reports deferred write errors (ENOSPC, EDQUOT,
+        // EIO), which a plain close would drop.
+        let synced = file.sync_data();
+        drop(file);
+        synced.map_err(|e| undo(classify("cannot write", &path, e)))?;
         let set_times = |p: &Path| {
             filetime::set_file_times(p, atime, mtime)
                 .and_then(|()| std::fs::symlink_metadata(p))
