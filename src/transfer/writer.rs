@@ -227,6 +227,9 @@ impl Writer<'_> {
     /// must not silently receive the data).
     fn ensure_parent(&self, dest: &Path) -> Result<(), Fault> {
         let parent = dest.parent().unwrap_or(self.dest_root);
+        if let Some(link) = symlinked_folder(self.dest_root, parent) {
+            return Err(Fault::File(symlinked_folder_error(&link)));
+        }
         if parent.is_dir() {
             return Ok(());
         }
@@ -366,15 +369,19 @@ impl Writer<'_> {
     /// first, after all their contents are written.
     fn restore_dirs(&mut self, batch: &mut Batch) -> Result<(), TransferError> {
         for d in self.db.pending_dirs()? {
-            let done = std::fs::create_dir_all(&d.dest)
-                .and_then(|()| {
-                    filetime::set_file_times(
-                        &d.dest,
-                        file_time(d.accessed_ns),
-                        file_time(d.modified_ns),
-                    )
-                })
-                .and_then(|()| std::fs::symlink_metadata(&d.dest));
+            let done = match symlinked_folder(self.dest_root, &d.dest) {
+                Some(link) => Err(io::Error::other(symlinked_folder_error(&link))),
+                None => Ok(()),
+            }
+            .and_then(|()| std::fs::create_dir_all(&d.dest))
+            .and_then(|()| {
+                filetime::set_file_times(
+                    &d.dest,
+                    file_time(d.accessed_ns),
+                    file_time(d.modified_ns),
+                )
+            })
+            .and_then(|()| std::fs::symlink_metadata(&d.dest));
             match done {
                 Ok(md) => self.db.mark_synced(&Synced {
                     id: d.id,
@@ -410,6 +417,25 @@ fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
             let _ = std::fs::remove_file(&o.path);
         }
     }
+}
+
+/// The topmost folder of `dir` (itself included, `root` excluded) that is a
+/// symlink in the destination. Writing through it would put files wherever
+/// it points (a source folder that was a symlink when jobrun copied it, say
+/// to `/etc`, and is a real folder now), so such entries fail instead.
+fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| *a != root && a.starts_with(root))
+        .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+        .last()
+        .map(Path::to_path_buf)
+}
+
+fn symlinked_folder_error(link: &Path) -> String {
+    format!(
+        "destination folder `{}` is a symlink; not followed (replace it with a folder)",
+        link.display()
+    )
 }
 
 fn file_time(ns: i64) -> FileTime {
@@ -462,5 +488,34 @@ impl Batch {
         audit.flush()?;
         db.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_folders_are_found_below_the_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(t.path().join("elsewhere/c")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), root.join("a/link")).unwrap();
+        // The root itself may be a symlink: the user chose that path.
+        let via = t.path().join("via");
+        std::os::unix::fs::symlink(&root, &via).unwrap();
+        assert_eq!(symlinked_folder(&root, &root.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root.join("a/new/deeper")), None);
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link/c")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(symlinked_folder(&via, &via.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root), None);
     }
 }

@@ -221,6 +221,43 @@ fn symlinks_are_copied_as_symlinks_with_their_own_mtime() {
 }
 
 #[test]
+fn a_symlink_that_became_a_folder_is_never_written_through() {
+    let env = TestEnv::new();
+    let outside = env.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("x.txt"), b"precious").unwrap();
+    env.src_file("a.txt", b"a");
+    std::os::unix::fs::symlink("../outside", env.src.join("sub")).unwrap();
+    env.run(&[]).assert_code(0);
+    assert!(
+        env.dst
+            .join("sub")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The source replaces its symlink with a real folder of the same name.
+    std::fs::remove_file(env.src.join("sub")).unwrap();
+    env.src_file("sub/x.txt", b"would overwrite the link's target");
+    env.src_file("sub/y.txt", b"would land in the link's target");
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(std::fs::read(outside.join("x.txt")).unwrap(), b"precious");
+    assert!(!outside.join("y.txt").exists());
+    for rel in ["sub/x.txt", "sub/y.txt", "sub"] {
+        let r = row(&env, rel);
+        assert_eq!(r.status, "failed", "{rel}: {r:?}");
+        assert!(
+            r.error.unwrap().contains("is a symlink; not followed"),
+            "{rel}"
+        );
+    }
+    assert_eq!(row(&env, "a.txt").status, "synced");
+    assert!(temps(&env.dst).is_empty());
+}
+
+#[test]
 fn symlinks_skip_policy_leaves_them_out() {
     let env = TestEnv::new();
     make_links(&env);
