@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -253,7 +253,23 @@ impl Writer<'_> {
     fn create(&self, task: &FileTask) -> Result<Open, Fault> {
         self.ensure_parent(&task.dest)?;
         let path = self.target(task);
-        let file = File::create(&path).map_err(|e| classify("cannot create", &path, e))?;
+        // Never through a symlink: a stale temporary is removed and the new
+        // one created exclusively; with `inplace` a destination that is a
+        // symlink fails (ELOOP) instead of overwriting what it points to.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if self.inplace {
+            options
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW);
+        } else {
+            let _ = std::fs::remove_file(&path);
+            options.create_new(true);
+        }
+        let file = options
+            .open(&path)
+            .map_err(|e| classify("cannot create", &path, e))?;
         Ok(Open {
             id: task.id,
             file,

@@ -258,6 +258,36 @@ fn a_symlink_that_became_a_folder_is_never_written_through() {
 }
 
 #[test]
+fn a_destination_file_that_is_a_symlink_is_replaced_never_written_through() {
+    for inplace in [false, true] {
+        let env = TestEnv::new();
+        let outside = env.root().join("outside.txt");
+        std::fs::write(&outside, b"precious").unwrap();
+        env.src_file("x.txt", b"the source's file");
+        std::fs::create_dir(&env.dst).unwrap();
+        std::os::unix::fs::symlink(&outside, env.dst.join("x.txt")).unwrap();
+        env.manifest(&format!("inplace = {inplace}\n"));
+        let out = env.run(&[]);
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            b"precious",
+            "inplace = {inplace}"
+        );
+        if inplace {
+            // Writing in place would go through the link: refused instead.
+            out.assert_code(1);
+            let r = row(&env, "x.txt");
+            assert_eq!(r.status, "failed");
+            assert!(r.error.unwrap().contains("symbolic links"));
+        } else {
+            // The rename replaces the link itself, as rsync does.
+            out.assert_code(0);
+            env.assert_trees_equal();
+        }
+    }
+}
+
+#[test]
 fn symlinks_skip_policy_leaves_them_out() {
     let env = TestEnv::new();
     make_links(&env);
