@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg};
+use super::writer::symlinked_folder;
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
 use crate::decide::EntryKind;
@@ -65,9 +66,19 @@ impl Reader<'_> {
                         mode: row.mode,
                     })
                 };
+                let moved = (row.kind != EntryKind::Dir)
+                    .then(|| row.source.parent())
+                    .flatten()
+                    .and_then(|dir| symlinked_folder(self.source_root, dir));
                 let outcome = match row.kind {
                     // Directories get their mtimes after their contents (writer).
                     EntryKind::Dir => continue,
+                    // Replaced by a symlink since the scan: following it
+                    // would copy whatever it points to under this name.
+                    _ if let Some(link) = moved => Outcome::Failed(format!(
+                        "source folder `{}` is now a symlink; not followed",
+                        link.display()
+                    )),
                     EntryKind::Symlink => match std::fs::read_link(&row.source)
                         .and_then(|t| std::fs::symlink_metadata(&row.source).map(|m| (t, m)))
                     {

@@ -436,10 +436,11 @@ fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
 }
 
 /// The topmost folder of `dir` (itself included, `root` excluded) that is a
-/// symlink in the destination. Writing through it would put files wherever
+/// symlink. In the destination, writing through it would put files wherever
 /// it points (a source folder that was a symlink when jobrun copied it, say
-/// to `/etc`, and is a real folder now), so such entries fail instead.
-fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
+/// to `/etc`, and is a real folder now), so such entries fail instead; the
+/// reader applies the same rule to the source.
+pub(super) fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
     dir.ancestors()
         .take_while(|a| *a != root && a.starts_with(root))
         .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))

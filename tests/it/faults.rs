@@ -778,6 +778,31 @@ fn files_that_change_vanish_or_turn_special_mid_run_fail_alone() {
     );
 }
 
+#[test]
+fn a_source_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
+    let env = TestEnv::new();
+    env.src_file("a_slow.bin", &bytes(400_000, 1));
+    env.src_file("sub/x.txt", b"the real sub/x.txt");
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("x.txt"), b"not part of the source").unwrap();
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    std::fs::rename(env.src.join("sub"), env.root().join("sub.moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.src.join("sub")).unwrap();
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(1);
+    let r = row(&env, "sub/x.txt");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(r.error.unwrap().contains("is now a symlink; not followed"));
+    assert!(
+        !env.dst.join("sub/x.txt").exists(),
+        "data from outside the source was copied"
+    );
+    assert_eq!(row(&env, "a_slow.bin").status, "synced");
+}
+
 pub fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
     // SAFETY: valid NUL-terminated path.
