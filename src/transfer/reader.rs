@@ -126,6 +126,13 @@ impl Reader<'_> {
                     "source root `{root}` is no longer the same folder (share unmounted?)"
                 )))
             }
+            // A share that was not mounted when the run started: an empty
+            // mount point, while the backlog says it holds files.
+            Ok(_) if std::fs::read_dir(self.source_root).is_ok_and(|mut d| d.next().is_none()) => {
+                Err(TransferError::Fatal(format!(
+                    "source root `{root}` is empty but the backlog lists files in it (share not mounted? if it was emptied on purpose, run with --rescan)"
+                )))
+            }
             Ok(_) => Ok(()),
             Err(e) => Err(TransferError::Fatal(format!(
                 "source root `{root}` is gone: {e}"

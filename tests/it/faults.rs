@@ -1001,6 +1001,28 @@ fn source_share_unmounted_mid_run_is_fatal_not_a_failure_per_file() {
 }
 
 #[test]
+fn resuming_onto_an_empty_source_mount_point_is_fatal_not_a_failure_per_file() {
+    let env = slow_env(5, 300_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    run.kill();
+    assert!(status_counts(&env).get("pending").copied().unwrap_or(0) >= 3);
+    // cron fires while the share is not mounted: an empty mount point.
+    let away = env.root().join("share");
+    std::fs::rename(&env.src, &away).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_one_clear_line(&out, "is empty but the backlog lists files in it");
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    std::fs::remove_dir(&env.src).unwrap();
+    std::fs::rename(&away, &env.src).unwrap();
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
 fn corrupt_db_is_fatal_with_one_line() {
     let env = TestEnv::new();
     env.src_file("a.txt", b"a");
