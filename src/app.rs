@@ -11,7 +11,7 @@ use crate::db::{RunRow, StateDb, StatusCount};
 use crate::decide;
 use crate::manifest::{self, Job};
 use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
-use crate::runner::{self, Exit};
+use crate::runner::{self, Exit, RunError};
 use crate::throttle::{Schedule, rate_text};
 use crate::units::{HumanRate, human_bytes};
 use serde::Serialize;
@@ -75,7 +75,7 @@ fn run_job(cli: Cli) -> Exit {
         }
         Err(e) => {
             let exit = e.exit();
-            fail(&e, exit);
+            fail(describe(&e, &job), exit);
             // A run that got going still ends with its summary line, so a
             // cron mail always says what was done before the abort.
             if exit == Exit::Fatal {
@@ -96,6 +96,22 @@ fn run_job(cli: Cli) -> Exit {
             }
             exit
         }
+    }
+}
+
+/// The one error line of a failed run. A bare SQLite error ("attempt to
+/// write a readonly database") gets the DB's path, which it lacks.
+fn describe(e: &RunError, job: &Job) -> String {
+    use crate::db::DbError::Sql;
+    use crate::scan::ScanError;
+    use crate::transfer::TransferError;
+    match e {
+        RunError::Db(Sql(s))
+        | RunError::Scan(ScanError::Db(Sql(s)))
+        | RunError::Transfer(TransferError::Db(Sql(s))) => {
+            format!("state DB `{}` is unusable: {s}", job.db)
+        }
+        _ => e.to_string(),
     }
 }
 

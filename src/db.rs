@@ -613,6 +613,19 @@ impl StateDb {
         Ok(())
     }
 
+    /// Marks the row of `source` failed (a source entry the scan could not
+    /// read, e.g. a folder without read permission: its contents are unknown,
+    /// so it must not look synced). Returns whether such a row exists.
+    pub fn mark_failed_path(&self, source: &Path, error: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE files SET status = 'failed', error = ?2 WHERE source_path = ?1",
+            )?
+            .execute(params![path_value(source), error])?
+            > 0)
+    }
+
     /// Marks the directory row for `source_dir` pending again: writing into
     /// a directory changes its mtime, which must be restored afterwards.
     pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {

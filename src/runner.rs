@@ -12,7 +12,7 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 use tracing::info_span;
 
-use crate::audit::{AuditError, AuditLog, now_rfc3339};
+use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
 use crate::decide::{self, RunMode};
 use crate::manifest::Job;
@@ -147,13 +147,21 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Entries that failed this run: files the transfer could not copy,
+    /// source entries the scan could not read, extras the mirror could not delete.
+    pub fn failed(&self) -> u64 {
+        self.transfer.failed
+            + self.scan.as_ref().map_or(0, |s| s.source_errors)
+            + self.mirror.as_ref().map_or(0, |m| m.failed)
+    }
+
     /// The one-line summary printed at the end of every run.
     pub fn summary(&self) -> String {
         let t = &self.transfer;
         crate::progress::summary_line(&crate::progress::Summary {
             files: t.files_done,
             bytes: t.bytes_done,
-            failed: t.failed + self.mirror.as_ref().map_or(0, |m| m.failed),
+            failed: self.failed(),
             deleted: self.mirror.as_ref().map_or(0, |m| m.deleted),
             elapsed: self.elapsed,
             mode: Some(self.mode.name()),
@@ -327,8 +335,7 @@ pub fn run(
     report.exit = match &outcome {
         Err(e) => e.exit(),
         Ok(()) if stop.load(Relaxed) => Exit::Interrupted,
-        Ok(()) if report.transfer.failed > 0 => Exit::FilesFailed,
-        Ok(()) if report.mirror.as_ref().is_some_and(|m| m.failed > 0) => Exit::FilesFailed,
+        Ok(()) if report.failed() > 0 => Exit::FilesFailed,
         Ok(()) => Exit::Ok,
     };
     let t = &report.transfer;
@@ -339,7 +346,7 @@ pub fn run(
         mode: mode.name().into(),
         files_done: t.files_done,
         bytes_done: t.bytes_done,
-        failures: t.failed,
+        failures: report.failed(),
         exit_code: Some(i32::from(report.exit.code())),
     })?;
     audit.write(&RunLine {
@@ -350,7 +357,7 @@ pub fn run(
         bwlimit: None,
         files: Some(t.files_done),
         bytes: Some(t.bytes_done),
-        failed: Some(t.failed),
+        failed: Some(report.failed()),
         exit: Some(report.exit.code()),
         error: outcome.as_ref().err().map(|e| e.to_string()),
     })?;
@@ -382,6 +389,13 @@ fn execute(
         match stage {
             Stage::Scan => {
                 let s = scan::run(job, db, progress, stop)?;
+                for (path, error) in &s.source_failures {
+                    let rel = path.strip_prefix(&job.source).unwrap_or(path);
+                    let dest = job.destination.as_std_path().join(rel);
+                    let mut rec = FileRecord::new("failed", path, &dest, 0);
+                    rec.error = Some(error);
+                    audit.write(&rec)?;
+                }
                 say(&format!(
                     "scan: {} source entries, {} destination entries, {} pending ({})",
                     s.source_entries,

@@ -4,7 +4,8 @@
 //! the tree size: at most a few batches are in flight, and the decision
 //! pass afterwards reads the DB in chunks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use tracing::{debug, info, warn};
@@ -44,7 +45,14 @@ pub struct ScanReport {
     pub special_skipped: u64,
     /// Source symlinks left out by `symlinks = "skip"`.
     pub symlinks_skipped: u64,
+    /// Source entries the walk could not read, with the error (at most
+    /// [`MAX_FAILURES`] kept; `source_errors` counts them all). Their rows,
+    /// where they have one (an unreadable folder), are marked failed.
+    pub source_failures: Vec<(PathBuf, String)>,
 }
+
+/// Source read errors kept by name per scan (memory stays bounded).
+pub const MAX_FAILURES: usize = 10_000;
 
 enum Batch {
     Source(Vec<ScanEntry>),
@@ -81,6 +89,8 @@ pub fn run(
     let mut report = ScanReport::default();
     let (src_err, dst_err, special) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let links_skipped = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let failures_ref = &failures;
     let skip_links = (job.symlinks == SymlinkPolicy::Skip).then_some(&links_skipped);
 
     let result: Result<(), ScanError> = std::thread::scope(|s| {
@@ -96,6 +106,7 @@ pub fn run(
                 span.in_scope(|| {
                     let counters = Counters {
                         errors,
+                        failures: (side == Side::Source).then_some(failures_ref),
                         special,
                         skip_links: skip_links.filter(|_| side == Side::Source),
                     };
@@ -126,6 +137,7 @@ pub fn run(
     report.dest_errors = dst_err.load(Relaxed);
     report.special_skipped = special.load(Relaxed);
     report.symlinks_skipped = links_skipped.load(Relaxed);
+    report.source_failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
     check_source_root(source)?;
     if report.source_errors == 0 {
@@ -151,6 +163,10 @@ pub fn run(
         },
     )?;
     db.set_scan_source_errors(report.source_errors)?;
+    // After the decisions, which would call an unreadable folder synced.
+    for (path, error) in &report.source_failures {
+        db.mark_failed_path(path, error)?;
+    }
     db.finish_scan()?;
     report.pending_files = pending;
     report.pending_bytes = bytes;
@@ -180,6 +196,8 @@ fn check_source_root(source: &Path) -> Result<(), ScanError> {
 /// What one walker counts (and, on the source side, leaves out).
 struct Counters<'a> {
     errors: &'a AtomicU64,
+    /// Source side only: the entries that could not be read, by name.
+    failures: Option<&'a Mutex<Vec<(PathBuf, String)>>>,
     special: &'a AtomicU64,
     /// Set when source symlinks are skipped by policy: counts them.
     skip_links: Option<&'a AtomicU64>,
@@ -195,9 +213,19 @@ fn walk(
 ) {
     let Counters {
         errors,
+        failures,
         special,
         skip_links,
     } = *counters;
+    let record = |path: Option<&Path>, error: String| {
+        errors.fetch_add(1, Relaxed);
+        if let (Some(f), Some(path)) = (failures, path) {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            if f.len() < MAX_FAILURES {
+                f.push((path.to_path_buf(), error));
+            }
+        }
+    };
     let c = &progress.0;
     let (files, bytes) = match side {
         Side::Source => (&c.src_files, &c.src_bytes),
@@ -223,7 +251,7 @@ fn walk(
                     return;
                 }
                 warn!(side = side_name(side), error = %e, "cannot read entry; skipped");
-                errors.fetch_add(1, Relaxed);
+                record(e.path(), e.to_string());
                 continue;
             }
         };
@@ -236,7 +264,7 @@ fn walk(
             Ok(m) => m,
             Err(e) => {
                 warn!(side = side_name(side), error = %e, "cannot stat entry; skipped");
-                errors.fetch_add(1, Relaxed);
+                record(Some(entry.path()), format!("cannot stat source: {e}"));
                 continue;
             }
         };

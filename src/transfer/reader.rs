@@ -15,6 +15,7 @@ use tracing::debug;
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
+use super::writer::symlinked_folder;
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
 use crate::decide::EntryKind;
@@ -54,6 +55,7 @@ impl Reader<'_> {
     }
 
     fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
+        let root = root_identity(self.source_root);
         let mut after = 0i64;
         loop {
             let page = self.db.pending_page(after, PAGE)?;
@@ -77,9 +79,19 @@ impl Reader<'_> {
                         mode: row.mode,
                     })
                 };
+                let moved = (row.kind != EntryKind::Dir)
+                    .then(|| row.source.parent())
+                    .flatten()
+                    .and_then(|dir| symlinked_folder(self.source_root, dir));
                 let outcome = match row.kind {
                     // Directories get their mtimes after their contents (writer).
                     EntryKind::Dir => continue,
+                    // Replaced by a symlink since the scan: following it
+                    // would copy whatever it points to under this name.
+                    _ if let Some(link) = moved => Outcome::Failed(format!(
+                        "source folder `{}` is now a symlink; not followed",
+                        link.display()
+                    )),
                     EntryKind::Symlink => match std::fs::read_link(&row.source)
                         .and_then(|t| std::fs::symlink_metadata(&row.source).map(|m| (t, m)))
                     {
@@ -99,7 +111,7 @@ impl Reader<'_> {
                 match outcome {
                     Outcome::Sent | Outcome::Abandoned => {}
                     Outcome::Failed(error) => {
-                        self.check_root()?;
+                        self.check_root(root)?;
                         let file = task(row.size, row.modified_ns, row.accessed_ns);
                         send(Msg::Failed { file, error })?;
                     }
@@ -109,17 +121,30 @@ impl Reader<'_> {
     }
 
     /// A vanished source root is fatal, not a per-file failure: otherwise an
-    /// unmounted share would mark the whole backlog failed.
-    fn check_root(&self) -> Result<(), TransferError> {
+    /// unmounted share would mark the whole backlog failed. An unmounted
+    /// share usually leaves its empty mount point behind, so the root must
+    /// also still be the same folder (device and inode) as at the start.
+    fn check_root(&self, at_start: Option<(u64, u64)>) -> Result<(), TransferError> {
+        let root = self.source_root.display();
         match std::fs::metadata(self.source_root) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(TransferError::Fatal(format!(
-                "source root `{}` is no longer a directory",
-                self.source_root.display()
+            Ok(m) if !m.is_dir() => Err(TransferError::Fatal(format!(
+                "source root `{root}` is no longer a directory"
             ))),
+            Ok(m) if at_start.is_some_and(|id| id != (m.dev(), m.ino())) => {
+                Err(TransferError::Fatal(format!(
+                    "source root `{root}` is no longer the same folder (share unmounted?)"
+                )))
+            }
+            // A share that was not mounted when the run started: an empty
+            // mount point, while the backlog says it holds files.
+            Ok(_) if std::fs::read_dir(self.source_root).is_ok_and(|mut d| d.next().is_none()) => {
+                Err(TransferError::Fatal(format!(
+                    "source root `{root}` is empty but the backlog lists files in it (share not mounted? if it was emptied on purpose, run with --rescan)"
+                )))
+            }
+            Ok(_) => Ok(()),
             Err(e) => Err(TransferError::Fatal(format!(
-                "source root `{}` is gone: {e}",
-                self.source_root.display()
+                "source root `{root}` is gone: {e}"
             ))),
         }
     }
@@ -331,6 +356,11 @@ fn kind_name(md: &std::fs::Metadata) -> &'static str {
     } else {
         "device"
     }
+}
+
+/// Device and inode of the source root, to notice an unmount.
+fn root_identity(root: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn ns(s: i64, n: i64) -> i64 {

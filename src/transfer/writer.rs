@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -365,6 +365,9 @@ impl Writer<'_> {
         if self.last_dest_dir.as_deref() == Some(parent) {
             return Ok(());
         }
+        if let Some(link) = symlinked_folder(self.dest_root, parent) {
+            return Err(Fault::File(symlinked_folder_error(&link)));
+        }
         if parent.is_dir() {
             self.last_dest_dir = Some(parent.to_path_buf());
             return Ok(());
@@ -391,7 +394,23 @@ impl Writer<'_> {
     fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
         self.ensure_parent(&task.dest)?;
         let path = self.target(task);
-        let file = File::create(&path).map_err(|e| classify("cannot create", &path, e))?;
+        // Never through a symlink: a stale temporary is removed and the new
+        // one created exclusively; with `inplace` a destination that is a
+        // symlink fails (ELOOP) instead of overwriting what it points to.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if self.inplace {
+            options
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW);
+        } else {
+            let _ = std::fs::remove_file(&path);
+            options.create_new(true);
+        }
+        let file = options
+            .open(&path)
+            .map_err(|e| classify("cannot create", &path, e))?;
         Ok(Open {
             id: task.id,
             file,
@@ -424,9 +443,16 @@ impl Writer<'_> {
         // Written data leaves the page cache before the times are set, so
         // the times are the last change the server sees (and no banked
         // dirty data bursts out after the file is done).
-        let flushed = pacer.finish(&file);
+        pacer
+            .finish(&file)
+            .map_err(|e| undo(classify("cannot write", &path, e)))?;
+        // Data on disk before the file takes the source's size and mtime
+        // under its final name: the next scan would skip it forever. This
+        // is also where NFS reports deferred write errors (ENOSPC, EDQUOT,
+        // EIO), which a plain close would drop.
+        let synced = file.sync_data();
         drop(file);
-        flushed.map_err(|e| undo(classify("cannot write", &path, e)))?;
+        synced.map_err(|e| undo(classify("cannot write", &path, e)))?;
         let set_times = |p: &Path| {
             filetime::set_file_times(p, atime, mtime)
                 .and_then(|()| std::fs::symlink_metadata(p))
@@ -515,15 +541,19 @@ impl Writer<'_> {
     /// first, after all their contents are written.
     fn restore_dirs(&mut self, batch: &mut Batch) -> Result<(), TransferError> {
         for d in self.db.pending_dirs()? {
-            let done = std::fs::create_dir_all(&d.dest)
-                .and_then(|()| {
-                    filetime::set_file_times(
-                        &d.dest,
-                        file_time(d.accessed_ns),
-                        file_time(d.modified_ns),
-                    )
-                })
-                .and_then(|()| std::fs::symlink_metadata(&d.dest));
+            let done = match symlinked_folder(self.dest_root, &d.dest) {
+                Some(link) => Err(io::Error::other(symlinked_folder_error(&link))),
+                None => Ok(()),
+            }
+            .and_then(|()| std::fs::create_dir_all(&d.dest))
+            .and_then(|()| {
+                filetime::set_file_times(
+                    &d.dest,
+                    file_time(d.accessed_ns),
+                    file_time(d.modified_ns),
+                )
+            })
+            .and_then(|()| std::fs::symlink_metadata(&d.dest));
             match done {
                 Ok(md) => self.db.mark_synced(&Synced {
                     id: d.id,
@@ -559,6 +589,26 @@ fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
             let _ = std::fs::remove_file(&o.path);
         }
     }
+}
+
+/// The topmost folder of `dir` (itself included, `root` excluded) that is a
+/// symlink. In the destination, writing through it would put files wherever
+/// it points (a source folder that was a symlink when jobrun copied it, say
+/// to `/etc`, and is a real folder now), so such entries fail instead; the
+/// reader applies the same rule to the source.
+pub(super) fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| *a != root && a.starts_with(root))
+        .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+        .last()
+        .map(Path::to_path_buf)
+}
+
+fn symlinked_folder_error(link: &Path) -> String {
+    format!(
+        "destination folder `{}` is a symlink; not followed (replace it with a folder)",
+        link.display()
+    )
 }
 
 fn file_time(ns: i64) -> FileTime {
@@ -611,5 +661,34 @@ impl Batch {
         audit.flush()?;
         db.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_folders_are_found_below_the_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(t.path().join("elsewhere/c")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), root.join("a/link")).unwrap();
+        // The root itself may be a symlink: the user chose that path.
+        let via = t.path().join("via");
+        std::os::unix::fs::symlink(&root, &via).unwrap();
+        assert_eq!(symlinked_folder(&root, &root.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root.join("a/new/deeper")), None);
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link/c")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(symlinked_folder(&via, &via.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root), None);
     }
 }

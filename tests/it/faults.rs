@@ -375,10 +375,13 @@ fn wait_for_transfer(env: &TestEnv) {
 
 #[test]
 fn sigint_stops_cleanly_with_130_and_resumes() {
-    let env = slow_env(4, 2_000_000);
+    let env = slow_env(1, 6_000_000);
+    // 4 MiB blocks at 1 MiB/s: finishing the block being read and writing
+    // out the one being written would take ~5 s.
+    env.manifest("block_size = \"4M\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
     let run = Running::start(&env, &[]);
     wait_for_transfer(&env);
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     let t0 = Instant::now();
     run.signal(libc::SIGINT);
     let out = run.wait(Duration::from_secs(20));
@@ -390,9 +393,10 @@ fn sigint_stops_cleanly_with_130_and_resumes() {
         "{}",
         out.stdout
     );
-    // A clean stop does not wait for queued blocks at 1 MB/s.
+    // A clean stop neither finishes the block being read nor writes out
+    // the one being written at 1 MiB/s.
     assert!(
-        stop_time < Duration::from_secs(5),
+        stop_time < Duration::from_secs(3),
         "clean stop took {stop_time:?}"
     );
     assert!(
@@ -426,6 +430,41 @@ fn sigint_stops_cleanly_with_130_and_resumes() {
 }
 
 #[test]
+fn sigint_during_the_scan_exits_130_and_the_next_run_rescans() {
+    let env = TestEnv::new();
+    populate_kill_tree(&env, 2_000, 0);
+    let run = Running::start(&env, &[]);
+    wait_for("the scan to start", Duration::from_secs(20), || {
+        run.stderr().contains("no backlog: full scan")
+    });
+    run.signal(libc::SIGINT);
+    let out = run.wait(Duration::from_secs(20));
+    out.assert_code(130);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let in_scan = !out.stderr.contains("scan: ");
+    eprintln!(
+        "SIGINT landed {}",
+        if in_scan {
+            "during the scan"
+        } else {
+            "after the scan"
+        }
+    );
+    assert_eq!(env.log_with_status("run_end").last().unwrap()["exit"], 130);
+    assert_kill_invariants(&env, "after SIGINT in the scan");
+    let out = env.run(&[]);
+    out.assert_code(0);
+    if in_scan {
+        assert!(
+            out.stderr.contains("full scan"),
+            "an interrupted scan is not trusted: {}",
+            out.stderr
+        );
+    }
+    assert_converges(&env, &[], 2);
+}
+
+#[test]
 fn sigterm_stops_cleanly_too() {
     let env = slow_env(2, 2_000_000);
     let run = Running::start(&env, &[]);
@@ -440,23 +479,30 @@ fn sigterm_stops_cleanly_too() {
 #[test]
 fn second_signal_exits_at_once_and_safely() {
     let env = slow_env(4, 2_000_000);
-    // One huge block: the clean stop path has a whole block in flight.
-    env.manifest("block_size = \"2M\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    env.manifest("block_size = \"256K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
     let run = Running::start(&env, &[]);
     wait_for_transfer(&env);
-    let t0 = Instant::now();
+    // Two different signals, so the kernel cannot merge them into one:
+    // SIGINT (delivered first) starts the clean stop, SIGTERM finds it
+    // started and exits on the spot.
     run.signal(libc::SIGINT);
-    run.signal(libc::SIGINT);
+    run.signal(libc::SIGTERM);
     let out = run.wait(Duration::from_secs(20));
     out.assert_code(130);
-    assert!(
-        t0.elapsed() < Duration::from_secs(3),
-        "second signal took {:?}",
-        t0.elapsed()
-    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    // At once: no summary, no run_end line, the run row left open.
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        env.log_with_status("run_end").is_empty(),
+        "the run ended cleanly instead"
+    );
+    // Safely: committed rows are true, the rest is pending; a temporary may
+    // remain and is removed by the next scan.
     assert_kill_invariants(&env, "after two signals");
-    assert_converges(&env, &["--bwlimit", "off"], 3);
+    let out = env.run(&["--bwlimit", "off"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_converges(&env, &[], 2);
 }
 
 // ---- 2. one run at a time -----------------------------------------------
@@ -536,7 +582,21 @@ fn can_setpriv() -> bool {
         eprintln!("SKIP: setpriv (util-linux) is not installed");
         return false;
     }
-    true
+    // The checkout may sit where nobody cannot reach the binary (/root).
+    let runs = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "--version",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        eprintln!("SKIP: user 65534 cannot execute `{BIN}`");
+    }
+    runs
 }
 
 fn chown_tree(root: &Path, uid: u32) {
@@ -558,10 +618,13 @@ fn unreadable_file_fails_alone_as_an_unprivileged_user() {
     env.src_file("secret/locked.bin", &bytes(10_000, 1));
     env.src_file("z.txt", b"zulu");
     let theirs = env.src_file("root-owned.txt", b"readable, but O_NOATIME is refused");
+    env.src_file("closed/inside.txt", b"behind a folder nobody may list");
     chown_tree(env.root(), 65534);
     std::os::unix::fs::lchown(&theirs, Some(0), Some(0)).unwrap();
     let locked = env.src.join("secret/locked.bin");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let closed = env.src.join("closed");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
 
     let out = run_as_nobody(&env, &[]);
     out.assert_code(1);
@@ -572,15 +635,23 @@ fn unreadable_file_fails_alone_as_an_unprivileged_user() {
         r.error.as_deref().unwrap().contains("Permission denied"),
         "{r:?}"
     );
-    let failed = env.log_with_status("failed");
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(failed[0]["source"], locked.to_str().unwrap());
+    // An unreadable folder is not an empty one: failed, never synced.
+    let r = row(&env, "closed");
+    assert_eq!(r.status, "failed", "{r:?}");
     assert!(
-        failed[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("Permission denied")
+        r.error.as_deref().unwrap().contains("Permission denied"),
+        "{r:?}"
     );
+    let failed = env.log_with_status("failed");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for p in [&locked, &closed] {
+        let l = failed
+            .iter()
+            .find(|l| l["source"] == p.to_str().unwrap())
+            .expect("failed line");
+        assert!(l["error"].as_str().unwrap().contains("Permission denied"));
+    }
+    assert!(out.stdout.contains("2 failed"), "{}", out.stdout);
     for f in ["a.txt", "z.txt", "root-owned.txt"] {
         assert_eq!(row(&env, f).status, "synced", "{f}");
         assert_eq!(
@@ -601,9 +672,11 @@ fn unreadable_file_fails_alone_as_an_unprivileged_user() {
     );
     // Readable again: the next run copies it.
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = run_as_nobody(&env, &[]);
     out.assert_code(0);
     assert_eq!(row(&env, "secret/locked.bin").status, "synced");
+    assert_eq!(row(&env, "closed/inside.txt").status, "synced");
     env.assert_trees_equal();
 }
 
@@ -703,6 +776,31 @@ fn files_that_change_vanish_or_turn_special_mid_run_fail_alone() {
             .iter()
             .all(|r| !r.source.ends_with("c_vanishes.txt"))
     );
+}
+
+#[test]
+fn a_source_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
+    let env = TestEnv::new();
+    env.src_file("a_slow.bin", &bytes(400_000, 1));
+    env.src_file("sub/x.txt", b"the real sub/x.txt");
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("x.txt"), b"not part of the source").unwrap();
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    std::fs::rename(env.src.join("sub"), env.root().join("sub.moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.src.join("sub")).unwrap();
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(1);
+    let r = row(&env, "sub/x.txt");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(r.error.unwrap().contains("is now a symlink; not followed"));
+    assert!(
+        !env.dst.join("sub/x.txt").exists(),
+        "data from outside the source was copied"
+    );
+    assert_eq!(row(&env, "a_slow.bin").status, "synced");
 }
 
 pub fn mkfifo(p: &Path) {
@@ -857,6 +955,74 @@ fn source_root_gone_mid_run_is_fatal_and_keeps_the_backlog() {
 }
 
 #[test]
+fn source_share_unmounted_mid_run_is_fatal_not_a_failure_per_file() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot bind-mount a source share");
+        return;
+    }
+    let env = slow_env(5, 300_000);
+    // The "share": a bind mount over src; unmounting it leaves the empty
+    // mount point behind, as an NFS/SMB unmount does.
+    let share = env.root().join("share");
+    std::fs::rename(&env.src, &share).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let bind = |on: bool| {
+        let mut c = Command::new(if on { "mount" } else { "umount" });
+        if on {
+            c.arg("--bind").arg(&share);
+        } else {
+            c.arg("-l");
+        }
+        c.arg(&env.src).status().is_ok_and(|s| s.success())
+    };
+    if !bind(true) {
+        eprintln!("SKIP: bind mounts are not permitted here");
+        return;
+    }
+    let m = Mount(env.src.clone());
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    assert!(bind(false));
+    std::mem::forget(m);
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(4);
+    assert_one_clear_line(&out, "no longer the same folder");
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    // Mounted again: the backlog resumes.
+    assert!(bind(true));
+    let _m = Mount(env.src.clone());
+    assert_kill_invariants(&env, "after the unmount");
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
+fn resuming_onto_an_empty_source_mount_point_is_fatal_not_a_failure_per_file() {
+    let env = slow_env(5, 300_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    run.kill();
+    assert!(status_counts(&env).get("pending").copied().unwrap_or(0) >= 3);
+    // cron fires while the share is not mounted: an empty mount point.
+    let away = env.root().join("share");
+    std::fs::rename(&env.src, &away).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_one_clear_line(&out, "is empty but the backlog lists files in it");
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    std::fs::remove_dir(&env.src).unwrap();
+    std::fs::rename(&away, &env.src).unwrap();
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
 fn corrupt_db_is_fatal_with_one_line() {
     let env = TestEnv::new();
     env.src_file("a.txt", b"a");
@@ -898,7 +1064,10 @@ fn read_only_db_is_fatal_and_unchanged() {
     let before = std::fs::read(env.db_path()).unwrap();
     let out = run_as_nobody(&env, &[]);
     out.assert_code(4);
-    assert_one_clear_line(&out, "");
+    assert_one_clear_line(
+        &out,
+        "job.db` is unusable: attempt to write a readonly database",
+    );
     assert_eq!(
         std::fs::read(env.db_path()).unwrap(),
         before,

@@ -139,6 +139,38 @@ fn hostile_names_are_copied_byte_exact_and_logged_losslessly() {
     );
 }
 
+#[test]
+fn paths_beyond_path_max_fail_clearly_and_the_rest_syncs() {
+    let env = TestEnv::new();
+    env.src_file("ok.txt", b"ok");
+    // 18 nested 250-byte names: the leaf's path is ~4,600 bytes, past
+    // PATH_MAX (4096). Built with relative mkdir calls from a shell.
+    let script = format!(
+        "cd '{}' && n=$(printf 'x%.0s' $(seq 250)) && for i in $(seq 18); do mkdir $n && cd $n; done && echo deep > leaf.txt",
+        env.src.display()
+    );
+    assert!(
+        Command::new("bash")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert!(!out.stderr.contains("panicked"));
+    assert!(out.stderr.contains("File name too long"), "{}", out.stderr);
+    let failed = env.log_with_status("failed");
+    assert!(!failed.is_empty());
+    assert!(
+        failed
+            .iter()
+            .all(|l| l["error"].as_str().unwrap().contains("File name too long")),
+        "{failed:?}"
+    );
+    assert_eq!(row(&env, "ok.txt").status, "synced");
+}
+
 fn make_links(env: &TestEnv) -> Vec<(&'static str, &'static str)> {
     env.src_file("target.txt", b"the target");
     env.src_file("sub/inner.txt", b"inner");
@@ -186,6 +218,73 @@ fn symlinks_are_copied_as_symlinks_with_their_own_mtime() {
         "{}",
         out.stdout
     );
+}
+
+#[test]
+fn a_symlink_that_became_a_folder_is_never_written_through() {
+    let env = TestEnv::new();
+    let outside = env.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("x.txt"), b"precious").unwrap();
+    env.src_file("a.txt", b"a");
+    std::os::unix::fs::symlink("../outside", env.src.join("sub")).unwrap();
+    env.run(&[]).assert_code(0);
+    assert!(
+        env.dst
+            .join("sub")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The source replaces its symlink with a real folder of the same name.
+    std::fs::remove_file(env.src.join("sub")).unwrap();
+    env.src_file("sub/x.txt", b"would overwrite the link's target");
+    env.src_file("sub/y.txt", b"would land in the link's target");
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(std::fs::read(outside.join("x.txt")).unwrap(), b"precious");
+    assert!(!outside.join("y.txt").exists());
+    for rel in ["sub/x.txt", "sub/y.txt", "sub"] {
+        let r = row(&env, rel);
+        assert_eq!(r.status, "failed", "{rel}: {r:?}");
+        assert!(
+            r.error.unwrap().contains("is a symlink; not followed"),
+            "{rel}"
+        );
+    }
+    assert_eq!(row(&env, "a.txt").status, "synced");
+    assert!(temps(&env.dst).is_empty());
+}
+
+#[test]
+fn a_destination_file_that_is_a_symlink_is_replaced_never_written_through() {
+    for inplace in [false, true] {
+        let env = TestEnv::new();
+        let outside = env.root().join("outside.txt");
+        std::fs::write(&outside, b"precious").unwrap();
+        env.src_file("x.txt", b"the source's file");
+        std::fs::create_dir(&env.dst).unwrap();
+        std::os::unix::fs::symlink(&outside, env.dst.join("x.txt")).unwrap();
+        env.manifest(&format!("inplace = {inplace}\n"));
+        let out = env.run(&[]);
+        assert_eq!(
+            std::fs::read(&outside).unwrap(),
+            b"precious",
+            "inplace = {inplace}"
+        );
+        if inplace {
+            // Writing in place would go through the link: refused instead.
+            out.assert_code(1);
+            let r = row(&env, "x.txt");
+            assert_eq!(r.status, "failed");
+            assert!(r.error.unwrap().contains("symbolic links"));
+        } else {
+            // The rename replaces the link itself, as rsync does.
+            out.assert_code(0);
+            env.assert_trees_equal();
+        }
+    }
 }
 
 #[test]
