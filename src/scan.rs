@@ -84,7 +84,7 @@ pub fn run(
     progress.set_phase(PHASE_SCAN);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
-    check_source_root(source)?;
+    let root_id = check_source_root(source, None)?;
     let scan_id = db.begin_scan()?;
     let mut report = ScanReport::default();
     let (src_err, dst_err, special) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
@@ -139,7 +139,7 @@ pub fn run(
     report.symlinks_skipped = links_skipped.load(Relaxed);
     report.source_failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
-    check_source_root(source)?;
+    check_source_root(source, Some(root_id))?;
     if report.source_errors == 0 {
         report.vanished = db.drop_vanished(scan_id)?;
     } else {
@@ -180,7 +180,11 @@ pub fn run(
     Ok(report)
 }
 
-fn check_source_root(source: &Path) -> Result<(), ScanError> {
+/// Checks the source root; returns its device and inode. With `at_start`,
+/// the root must still be that folder: a share unmounted mid-walk leaves
+/// its mount point behind, and a partial walk must not be trusted.
+fn check_source_root(source: &Path, at_start: Option<(u64, u64)>) -> Result<(u64, u64), ScanError> {
+    use std::os::unix::fs::MetadataExt;
     let bad = |reason: String| ScanError::SourceRoot {
         path: source.display().to_string(),
         reason,
@@ -189,8 +193,11 @@ fn check_source_root(source: &Path) -> Result<(), ScanError> {
     if !md.is_dir() {
         return Err(bad("not a directory".into()));
     }
+    if at_start.is_some_and(|id| id != (md.dev(), md.ino())) {
+        return Err(bad("no longer the same folder (share unmounted?)".into()));
+    }
     std::fs::read_dir(source).map_err(|e| bad(e.to_string()))?;
-    Ok(())
+    Ok((md.dev(), md.ino()))
 }
 
 /// What one walker counts (and, on the source side, leaves out).

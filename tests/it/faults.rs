@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::env::{BIN, Out, TestEnv, bytes};
+use crate::env::{BIN, Out, TestEnv, bytes, files_under};
 
 // ---- helpers (also used by hostile.rs) ----------------------------------
 
@@ -1020,6 +1020,59 @@ fn resuming_onto_an_empty_source_mount_point_is_fatal_not_a_failure_per_file() {
     std::fs::remove_dir(&env.src).unwrap();
     std::fs::rename(&away, &env.src).unwrap();
     assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
+fn source_share_unmounted_during_the_scan_is_fatal() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot bind-mount a source share");
+        return;
+    }
+    let env = TestEnv::new();
+    populate_kill_tree(&env, 2_000, 0);
+    let share = env.root().join("share");
+    std::fs::rename(&env.src, &share).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&share)
+        .arg(&env.src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIP: bind mounts are not permitted here");
+        return;
+    }
+    let _m = Mount(env.src.clone());
+    let run = Running::start(&env, &[]);
+    wait_for("the scan to start", Duration::from_secs(20), || {
+        run.stderr().contains("no backlog: full scan")
+    });
+    // Freeze the run mid-walk, unmount under it, let it go on.
+    run.signal(libc::SIGSTOP);
+    let stderr_then = run.stderr();
+    assert!(
+        Command::new("umount")
+            .arg("-l")
+            .arg(&env.src)
+            .status()
+            .unwrap()
+            .success()
+    );
+    run.signal(libc::SIGCONT);
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(4);
+    assert_one_clear_line(&out, "share");
+    if !stderr_then.contains("scan: ") {
+        assert!(
+            out.stderr
+                .contains("is not usable: no longer the same folder"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(status_counts(&env).get("synced"), None);
+    assert!(!env.dst.exists() || files_under(&env.dst).is_empty());
 }
 
 #[test]
