@@ -581,6 +581,12 @@ impl StateDb {
         Ok(())
     }
 
+    /// Drops the open batch: its rows keep their previous status.
+    pub fn rollback(&self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
     pub fn commit(&self) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
         Ok(())
