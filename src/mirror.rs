@@ -94,6 +94,8 @@ pub struct MirrorReport {
     pub kept: u64,
     /// Deletions that failed (each a `failed` audit line); exit 1.
     pub failed: u64,
+    /// `deleted` only counts what a real run would delete.
+    pub dry_run: bool,
 }
 
 /// Runs the mirror stage. `say` receives user-facing lines (the dry-run
@@ -151,6 +153,7 @@ pub fn run(
     };
     let mut report = MirrorReport {
         candidates: run.candidates,
+        dry_run: opts.dry_run,
         ..Default::default()
     };
     info!(

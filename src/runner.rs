@@ -151,6 +151,7 @@ impl RunReport {
         let secs = self.elapsed.as_secs_f64();
         let t = &self.transfer;
         let mirror = match &self.mirror {
+            Some(m) if m.dry_run => format!(", {} to delete (dry run)", m.deleted),
             Some(m) => format!(", {} deleted", m.deleted),
             None => String::new(),
         };

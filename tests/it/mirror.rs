@@ -519,6 +519,11 @@ fn dry_run_deletes_and_copies_nothing() {
         "{}",
         out.stderr
     );
+    assert!(
+        out.stdout.contains(", 9 to delete (dry run),"),
+        "{}",
+        out.stdout
+    );
     assert!(env.log_with_status("deleted").is_empty());
 
     // Over the cap, a dry run still lists, then says a real run would refuse.
