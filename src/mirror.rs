@@ -144,6 +144,10 @@ pub fn run(
         let n = collect_candidates(db, source_root, dest_root)?;
         (n, db.dest_listing_len(dest_root)?)
     };
+    if stop.load(Relaxed) {
+        // A listing cut short by a stop request judges nothing.
+        return Ok(MirrorReport::default());
+    }
     let mut run = MirrorRun {
         source_root: root_state,
         source_entries: db.source_entries(source_root)?,
