@@ -325,23 +325,7 @@ fn collect_candidates(
     dest_root: &Path,
 ) -> Result<u64, DbError> {
     db.reset_candidates()?;
-    let (mut before, mut count) = (None::<PathBuf>, 0u64);
-    loop {
-        let page = db.dest_listing_page(before.as_deref(), PAGE)?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.path.clone());
-        let mut found = Vec::new();
-        for row in page {
-            if let Some(src) = source_of(&row.path, dest_root, source_root)
-                && !db.has_source(&src)?
-            {
-                found.push(row);
-            }
-        }
-        count += found.len() as u64;
-        db.add_candidates(&found)?;
-    }
-    Ok(count)
+    db.collect_dest_only(dest_root, source_root, PAGE)
 }
 
 /// A dry run that resumed: walks the destination straight into the

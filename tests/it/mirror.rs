@@ -80,7 +80,8 @@ fn extras_are_kept_without_delete_extras() {
     assert_all_exist(&extras);
     assert!(env.log_with_status("deleted").is_empty());
     // The flag turns it on for one run (and does not swallow the manifest).
-    env.run(&["--delete-extras", "--max-delete", "off"]).assert_code(0);
+    env.run(&["--delete-extras", "--max-delete", "off"])
+        .assert_code(0);
     assert_eq!(env.log_with_status("deleted").len(), extras.len());
     env.assert_trees_equal();
 }
