@@ -87,6 +87,7 @@ fn run_job(cli: Cli) -> Exit {
                         bytes: s.bytes_done,
                         failed: s.files_failed,
                         deleted: 0,
+                        dry_run: false,
                         elapsed: started.elapsed(),
                         mode: None,
                         exit_code: exit.code(),

@@ -112,7 +112,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<String>,
     /// Mirror: delete destination entries that have no source.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_extras: Option<bool>,
     /// Mirror: most entries deleted per run: a count, a percentage of the destination's entries (e.g. 10%), or off.
@@ -120,7 +120,7 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_delete: Option<String>,
     /// Write straight to the destination file instead of a temporary sibling.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inplace: Option<bool>,
     /// Two mtimes this close count as equal for a destination jobrun did not write (e.g. 2s).
@@ -167,6 +167,15 @@ mod tests {
         assert_eq!(cli.run.overrides.bwlimit.as_deref(), Some("20M"));
         assert!(cli.run.overrides.given("bwlimit"));
         assert!(!cli.run.overrides.given("source"));
+    }
+
+    #[test]
+    fn bool_flags_do_not_swallow_the_manifest() {
+        let cli = Cli::try_parse_from(["jobrun", "--delete-extras", "x.toml"]).unwrap();
+        assert_eq!(cli.run.overrides.delete_extras, Some(true));
+        assert_eq!(cli.run.job.as_deref(), Some(std::path::Path::new("x.toml")));
+        let cli = Cli::try_parse_from(["jobrun", "--delete-extras=false", "x.toml"]).unwrap();
+        assert_eq!(cli.run.overrides.delete_extras, Some(false));
     }
 
     #[test]

@@ -289,17 +289,15 @@ impl fmt::Display for Refusal {
                 cap,
                 base,
             } => {
+                let of = match cap {
+                    MaxDelete::Percent(_) => format!(" of {base} destination entries"),
+                    MaxDelete::Count(_) | MaxDelete::Off => String::new(),
+                };
                 write!(
                     f,
-                    "{} would be deleted, over `max_delete` {cap}",
+                    "{} would be deleted, over `max_delete` {cap}{of} (allows {allowed}); \
+                     to allow them for one run: --max-delete {candidates}",
                     entries(*candidates)
-                )?;
-                if let MaxDelete::Percent(_) = cap {
-                    write!(f, " of {base} destination entries")?;
-                }
-                write!(
-                    f,
-                    " (allows {allowed}); to allow them for one run: --max-delete {candidates}"
                 )
             }
         }

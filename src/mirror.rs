@@ -94,6 +94,8 @@ pub struct MirrorReport {
     pub kept: u64,
     /// Deletions that failed (each a `failed` audit line); exit 1.
     pub failed: u64,
+    /// `deleted` only counts what a real run would delete.
+    pub dry_run: bool,
 }
 
 /// Runs the mirror stage. `say` receives user-facing lines (the dry-run
@@ -142,6 +144,10 @@ pub fn run(
         let n = collect_candidates(db, source_root, dest_root)?;
         (n, db.dest_listing_len(dest_root)?)
     };
+    if stop.load(Relaxed) {
+        // A listing cut short by a stop request judges nothing.
+        return Ok(MirrorReport::default());
+    }
     let mut run = MirrorRun {
         source_root: root_state,
         source_entries: db.source_entries(source_root)?,
@@ -151,6 +157,7 @@ pub fn run(
     };
     let mut report = MirrorReport {
         candidates: run.candidates,
+        dry_run: opts.dry_run,
         ..Default::default()
     };
     info!(
@@ -318,23 +325,7 @@ fn collect_candidates(
     dest_root: &Path,
 ) -> Result<u64, DbError> {
     db.reset_candidates()?;
-    let (mut before, mut count) = (None::<PathBuf>, 0u64);
-    loop {
-        let page = db.dest_listing_page(before.as_deref(), PAGE)?;
-        let Some(last) = page.last() else { break };
-        before = Some(last.path.clone());
-        let mut found = Vec::new();
-        for row in page {
-            if let Some(src) = source_of(&row.path, dest_root, source_root)
-                && !db.has_source(&src)?
-            {
-                found.push(row);
-            }
-        }
-        count += found.len() as u64;
-        db.add_candidates(&found)?;
-    }
-    Ok(count)
+    db.collect_dest_only(dest_root, source_root, PAGE)
 }
 
 /// A dry run that resumed: walks the destination straight into the

@@ -471,6 +471,8 @@ pub struct Summary<'a> {
     pub failed: u64,
     /// Destination entries the mirror stage deleted (shown when > 0).
     pub deleted: u64,
+    /// A dry run: `deleted` counts what would have been deleted.
+    pub dry_run: bool,
     pub elapsed: Duration,
     /// `scan`, `resume` or `rescan`; unknown when the run stopped early.
     pub mode: Option<&'a str>,
@@ -493,9 +495,10 @@ pub fn summary_line(s: &Summary<'_>) -> String {
         0.0
     };
     let mode = s.mode.map(|m| format!(", mode {m}")).unwrap_or_default();
-    let deleted = match s.deleted {
-        0 => String::new(),
-        n => format!(", {n} deleted"),
+    let deleted = match (s.deleted, s.dry_run) {
+        (n, true) => format!(", {n} to delete (dry run)"),
+        (0, false) => String::new(),
+        (n, false) => format!(", {n} deleted"),
     };
     format!(
         "jobrun: {} files, {} copied in {took} ({} mean){deleted}, {} failed{mode}, exit {} ({})",
@@ -946,6 +949,7 @@ mod tests {
             bytes: 12 << 30,
             failed: 0,
             deleted: 0,
+            dry_run: false,
             elapsed: Duration::from_secs(3 * 3600 + 25 * 60 + 7),
             mode: Some("resume"),
             exit_code: 0,
@@ -956,6 +960,7 @@ mod tests {
             bytes: 3 * MIB,
             failed: 1,
             deleted: 0,
+            dry_run: false,
             elapsed: Duration::from_millis(1500),
             mode: Some("scan"),
             exit_code: 1,
@@ -966,6 +971,7 @@ mod tests {
             bytes: 0,
             failed: 0,
             deleted: 0,
+            dry_run: false,
             elapsed: Duration::ZERO,
             mode: None,
             exit_code: 4,

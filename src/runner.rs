@@ -163,6 +163,7 @@ impl RunReport {
             bytes: t.bytes_done,
             failed: self.failed(),
             deleted: self.mirror.as_ref().map_or(0, |m| m.deleted),
+            dry_run: self.mirror.as_ref().is_some_and(|m| m.dry_run),
             elapsed: self.elapsed,
             mode: Some(self.mode.name()),
             exit_code: self.exit.code(),

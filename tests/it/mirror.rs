@@ -79,6 +79,11 @@ fn extras_are_kept_without_delete_extras() {
     env.run(&[]).assert_code(0);
     assert_all_exist(&extras);
     assert!(env.log_with_status("deleted").is_empty());
+    // The flag turns it on for one run (and does not swallow the manifest).
+    env.run(&["--delete-extras", "--max-delete", "off"])
+        .assert_code(0);
+    assert_eq!(env.log_with_status("deleted").len(), extras.len());
+    env.assert_trees_equal();
 }
 
 #[test]
@@ -413,23 +418,30 @@ fn file_created_at_source_after_scan_is_not_deleted() {
     let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
     env.dst_file("late.txt", b"late");
     env.dst_file("extra.txt", b"extra");
+    env.dst_file("rewritten.txt", b"old");
     // The scan saw no `late.txt` in the source: it is a candidate now.
+    // `rewritten.txt` is an extra that someone rewrote after the listing.
     let out = run_with_pause_before_deletes(&env, &[], || {
         env.src_file("late.txt", b"late");
+        std::fs::write(env.dst.join("rewritten.txt"), b"new, longer").unwrap();
     });
     out.assert_code(0);
     assert!(
         exists(&env.dst.join("late.txt")),
         "deleted despite the live check"
     );
+    assert!(
+        exists(&env.dst.join("rewritten.txt")),
+        "changed since the listing, yet deleted"
+    );
     assert!(!exists(&env.dst.join("extra.txt")));
     assert!(
-        out.stderr.contains("deleted 1 of 2 extra entries"),
+        out.stderr.contains("deleted 1 of 3 extra entries"),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("1 kept by the live check"),
+        out.stderr.contains("2 kept by the live check"),
         "{}",
         out.stderr
     );
@@ -519,6 +531,11 @@ fn dry_run_deletes_and_copies_nothing() {
         "{}",
         out.stderr
     );
+    assert!(
+        out.stdout.contains(", 9 to delete (dry run),"),
+        "{}",
+        out.stdout
+    );
     assert!(env.log_with_status("deleted").is_empty());
 
     // Over the cap, a dry run still lists, then says a real run would refuse.
@@ -536,4 +553,35 @@ fn dry_run_deletes_and_copies_nothing() {
     env.run(&[]).assert_code(0);
     assert_eq!(env.log_with_status("deleted").len(), extras.len());
     env.assert_trees_equal();
+}
+
+/// Names that are not UTF-8 are ordinary data: found, deleted byte-exact
+/// (children first, whatever mix of TEXT and BLOB paths the DB holds), and
+/// logged with their exact bytes.
+#[test]
+fn non_utf8_extras_are_deleted_byte_exact() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
+    let latin1 = env.dst.join(OsStr::from_bytes(b"caf\xe9.txt"));
+    std::fs::write(&latin1, b"x").unwrap();
+    let dir = env.dst.join("d0").join(OsStr::from_bytes(b"\xffdir"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("inner.txt"), b"y").unwrap();
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(!exists(&latin1) && !exists(&dir), "{}", out.stderr);
+    env.assert_trees_equal();
+    let lines = env.log_with_status("deleted");
+    assert_eq!(lines.len(), 3);
+    let b64: Vec<&str> = lines
+        .iter()
+        .filter_map(|v| v["dest_b64"].as_str())
+        .collect();
+    assert_eq!(b64.len(), 3, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["dest"].as_str().unwrap().ends_with("/caf\\xE9.txt"))
+    );
 }
