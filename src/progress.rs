@@ -519,7 +519,10 @@ impl Style {
     pub fn pick(quiet: bool, interval: Duration) -> Self {
         if quiet {
             Style::Hidden
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        {
+            // A dumb terminal cannot move the cursor: plain lines instead.
             Style::Live
         } else {
             Style::Plain(interval)
@@ -553,6 +556,7 @@ impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let _ = match live() {
             Some(m) => m.suspend(|| std::io::stderr().write_all(buf)),
+            None if stderr_is_plain() => std::io::stderr().write_all(&plain_bytes(buf)),
             None => std::io::stderr().write_all(buf),
         };
         Ok(buf.len())
@@ -562,6 +566,28 @@ impl Write for LogWriter {
         let _ = std::io::stderr().flush();
         Ok(())
     }
+}
+
+fn stderr_is_plain() -> bool {
+    static PLAIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PLAIN.get_or_init(|| !std::io::stderr().is_terminal())
+}
+
+/// A diagnostic for a file or pipe: control characters (which a file name
+/// can smuggle in, e.g. an escape sequence) become `?`; newlines and tabs
+/// stay. Tracing's colours are already off there (`main.rs`).
+fn plain_bytes(buf: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(buf)
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// Samples the counters from its own thread and shows them until dropped.
@@ -931,6 +957,14 @@ mod tests {
         ] {
             assert!(!text.chars().any(char::is_control), "{text:?}");
         }
+    }
+
+    #[test]
+    fn diagnostics_for_pipes_lose_control_characters_only() {
+        let out = plain_bytes("a\x1b[31mb\tc\u{9b}d\n".as_bytes());
+        assert_eq!(String::from_utf8(out).unwrap(), "a?[31mb\tc?d\n");
+        // Invalid UTF-8 in a name is shown, not dropped.
+        assert_eq!(plain_bytes(b"x\xffy"), "x\u{fffd}y".as_bytes());
     }
 
     #[test]

@@ -27,8 +27,11 @@ fn control_bytes(text: &str) -> Vec<(usize, char)> {
 #[test]
 fn non_tty_output_is_plain_lines_without_control_bytes() {
     let env = slow_env();
-    let out = env.run(&["-v"]);
+    // A name that carries an escape sequence, shown by -vv's per-file lines.
+    env.src_file("evil\x1b[2J\x07name.bin", b"x");
+    let out = env.run(&["-vv"]);
     out.assert_code(0);
+    assert!(out.stderr.contains("evil?[2J?name.bin"), "{}", out.stderr);
     for (name, text) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
         let bad = control_bytes(text);
         assert!(bad.is_empty(), "{name} has control bytes {bad:?}:\n{text}");
@@ -46,7 +49,7 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
     for l in &lines {
         for part in [
             "transfer: backlog ",
-            "/3 files ",
+            "/4 files ",
             " eta ",
             ", rate ",
             " smoothed ",
@@ -57,8 +60,8 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
             assert!(l.contains(part), "`{part}` missing from {l:?}");
         }
     }
-    // -v diagnostics share stderr, as plain text too.
-    assert!(out.stderr.contains(" INFO "), "{}", out.stderr);
+    // -vv diagnostics share stderr, as plain text too.
+    assert!(out.stderr.contains(" DEBUG "), "{}", out.stderr);
 }
 
 /// Times, sizes that depend on timing, and the temp dir, normalised.
@@ -297,4 +300,41 @@ fn status_shows_a_running_job() {
     let v: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
     assert_eq!(v["running_pid"], serde_json::Value::Null);
     assert_eq!(v["runs"][0]["state"], "ok");
+}
+
+/// On a terminal (a pty from util-linux `script`): the live display is
+/// drawn in place and cleared, and the summary follows it.
+#[test]
+fn terminal_gets_the_live_display() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let env = slow_env();
+    let cmd = format!(
+        "stty cols 120 2>/dev/null; TERM=xterm {} {}",
+        crate::env::BIN,
+        env.manifest.display()
+    );
+    let out = std::process::Command::new("script")
+        .current_dir(env.root())
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("spawn script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("⠋ scan") || text.contains("transfer  "),
+        "no live frame:\n{text}"
+    );
+    assert!(text.contains("  backlog  ["), "no backlog bar:\n{text}");
+    assert!(
+        text.contains("\x1b["),
+        "no cursor movement: not redrawn in place"
+    );
+    assert!(text.contains("jobrun: 3 files, 1.5 MiB copied"), "{text}");
 }
