@@ -430,7 +430,7 @@ pub fn live_frame(s: &Snapshot, r: &Rates, width: usize, tick: usize) -> Vec<Str
         PHASE_MIRROR => vec![format!(
             "{spin} mirror    checking destination extras, elapsed {elapsed}"
         )],
-        _ => Vec::new(),
+        _ => vec![format!("{spin} jobrun    elapsed {elapsed}")],
     };
     lines.into_iter().map(|l| truncate(&l, width)).collect()
 }
@@ -604,19 +604,29 @@ impl Reporter {
             Style::Hidden => None,
             Style::Live | Style::Plain(_) => {
                 let (p, stop) = (p.clone(), stop.clone());
-                let multi = (style == Style::Live).then(|| {
+                let live = (style == Style::Live).then(|| {
                     let m = indicatif::MultiProgress::with_draw_target(
                         indicatif::ProgressDrawTarget::stderr_with_hz(10),
                     );
                     // Overwrite lines in place instead of clearing them first.
                     m.set_move_cursor(true);
+                    let b = m.add(indicatif::ProgressBar::new_spinner());
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("{msg}")
+                            .expect("static template is valid"),
+                    );
+                    // Drawn before any note is printed above it: with no
+                    // line of its own on screen, indicatif's in-place redraw
+                    // would overwrite the last note.
+                    b.set_message(live_frame(&p.snapshot(), &Rates::default(), 80, 0).join("\n"));
+                    b.force_draw();
                     if let Ok(mut g) = LIVE.lock() {
                         *g = Some(m.clone());
                     }
-                    m
+                    (m, b)
                 });
                 Some(std::thread::spawn(move || {
-                    report_loop(&p, style, &stop, multi);
+                    report_loop(&p, style, &stop, live);
                 }))
             }
         };
@@ -646,7 +656,7 @@ fn report_loop(
     p: &Progress,
     style: Style,
     stop: &AtomicBool,
-    multi: Option<indicatif::MultiProgress>,
+    live: Option<(indicatif::MultiProgress, indicatif::ProgressBar)>,
 ) {
     let started = Instant::now();
     // Plain output samples every second for the averages and prints every
@@ -658,18 +668,12 @@ fn report_loop(
         ),
         _ => (FRAME, FRAME),
     };
-    let bar = multi.as_ref().map(|m| {
-        let b = m.add(indicatif::ProgressBar::new_spinner());
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{msg}").expect("static template is valid"),
-        );
-        b
-    });
+    let (multi, bar) = live.unzip();
     let (mut now_rate, mut smoothed) = (Ewma::new(TAU_NOW), Ewma::new(TAU_SMOOTHED));
     let (mut last_at, mut last_bytes, mut last_phase) = (Instant::now(), 0u64, PHASE_IDLE);
     let mut next_sample = last_at + sample_every;
     let mut next_print = started + print_every;
-    let (mut tick, mut height) = (0usize, 0usize);
+    let (mut tick, mut height) = (0usize, 1usize);
     while !stop.load(Relaxed) {
         let now = Instant::now();
         let wake = next_sample.min(next_print);
