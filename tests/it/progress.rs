@@ -277,7 +277,13 @@ fn status_shows_a_running_job() {
     let env = TestEnv::new();
     env.manifest("bwlimit = \"1M\"");
     env.src_file("big.bin", &bytes(3 << 20, 1));
-    let mut child = env.cmd().arg("-q").arg(&env.manifest).spawn().unwrap();
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = None;
     while Instant::now() < deadline && seen.is_none() {
@@ -337,4 +343,43 @@ fn terminal_gets_the_live_display() {
         "no cursor movement: not redrawn in place"
     );
     assert!(text.contains("jobrun: 3 files, 1.5 MiB copied"), "{text}");
+}
+
+/// A run killed with SIGKILL never writes its end, yet its `runs` row
+/// holds what it copied (updated every 2 s), so totals and `status` count it.
+#[test]
+fn killed_run_keeps_its_progress_in_the_runs_table() {
+    let env = TestEnv::new();
+    // Many files: the writer commits between files (every second).
+    env.manifest("bwlimit = \"1M\"\nblock_size = \"128K\"");
+    for i in 0..64 {
+        env.src_file(&format!("f{i:02}.bin"), &bytes(128 << 10, i));
+    }
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recorded = 0i64;
+    while Instant::now() < deadline && recorded == 0 {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(v) = env.db().query_row(
+            "SELECT bytes_done FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        ) {
+            recorded = v;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(recorded > 0, "no progress recorded while running");
+    let out = status(&env, true);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["state"], "unfinished");
+    assert!(v["runs"][0]["bytes_done"].as_u64().unwrap() >= recorded as u64);
+    assert_eq!(v["running_pid"], serde_json::Value::Null);
 }
