@@ -60,6 +60,20 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
             assert!(l.contains(part), "`{part}` missing from {l:?}");
         }
     }
+    // The shape of a periodic line, with every timing-dependent figure
+    // normalised (the current file is there only when sampled mid-file).
+    insta::with_settings!({ filters => vec![
+        (r", current .*$", ""),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", "[RATE]"),
+        (r"(rate|smoothed) -", "$1 [RATE]"),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)", "[SIZE]"),
+        (r"eta (-|\d+[dhms]( \d+[dhms])?)", "eta [ETA]"),
+        (r"elapsed \d+[dhms]( \d+[dhms])?", "elapsed [T]"),
+        (r"backlog \d+/", "backlog [N]/"),
+        (r"\(\d+(\.\d+)?%\)", "([PCT])"),
+    ]}, {
+        insta::assert_snapshot!("plain_transfer_line", lines[0]);
+    });
     // -vv diagnostics share stderr, as plain text too.
     assert!(out.stderr.contains(" DEBUG "), "{}", out.stderr);
 }
