@@ -590,9 +590,9 @@ impl StateDb {
         Ok(())
     }
 
-    /// Commits; when a run is tracked, its `runs` row is updated in the
-    /// same transaction, so the row always matches the rows committed.
     pub fn commit(&self) -> Result<()> {
+        // A tracked run's `runs` row is updated in the same transaction, so
+        // the row always matches the rows committed (see `track_run`).
         if let Some((id, counts)) = &self.run {
             let (files, bytes, failures) = counts();
             self.conn
