@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does showing progress slow the copy? Runs the release binary on 20,000
-# small files (0.5-4 KiB, ~79 MiB) on tmpfs, interleaving three modes:
+# small files (0.5-4 KiB, ~44 MiB of data) on tmpfs, interleaving three modes:
 #   quiet  (`-q`, no reporter thread)
 #   plain  (stderr is a file: one line per second, progress_interval = 1s)
 #   live   (stderr is a pty from util-linux `script`: the indicatif display)
