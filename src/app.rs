@@ -288,8 +288,10 @@ fn lock_holder(db: &camino::Utf8Path) -> Option<u32> {
         .trim()
         .parse()
         .ok()?;
+    // `comm` is the executable's name cut to 15 bytes; an installed
+    // `jobrun-0.2` still starts with `jobrun`.
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "jobrun").then_some(pid)
+    comm.starts_with("jobrun").then_some(pid)
 }
 
 fn exit_reason(code: i32) -> &'static str {
@@ -308,8 +310,11 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
     let counts = db.status_counts()?;
     let (backlog_files, backlog_bytes) = db.backlog()?;
     let trusted = db.last_scan_complete()?;
-    let running_pid = lock_holder(&job.db);
     let rows = db.last_runs(SHOWN_RUNS.max(50))?;
+    // A live holder of the lock whose run has not recorded its end: a pid
+    // reused after a kill, by another job's run, is not taken for this one.
+    let running_pid =
+        lock_holder(&job.db).filter(|_| rows.first().is_some_and(|r| r.ended_at.is_none()));
     let rated: Vec<(u64, f64)> = rows
         .iter()
         .filter(|r| r.bytes_done > 0)

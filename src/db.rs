@@ -169,10 +169,16 @@ pub struct RunRow {
     pub exit_code: Option<i32>,
 }
 
+/// Reads a run's counters `(files_done, bytes_done, failures)`; see
+/// [`StateDb::track_run`].
+pub type RunCounts = Box<dyn Fn() -> (u64, u64, u64) + Send>;
+
 /// The open state DB.
 pub struct StateDb {
     conn: Connection,
     path: Utf8PathBuf,
+    /// The run whose `runs` row each [`StateDb::commit`] brings up to date.
+    run: Option<(i64, RunCounts)>,
 }
 
 fn tune(conn: &Connection) -> rusqlite::Result<()> {
@@ -204,6 +210,7 @@ impl StateDb {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            run: None,
         })
     }
 
@@ -224,6 +231,7 @@ impl StateDb {
         Ok(Some(Self {
             conn,
             path: path.to_owned(),
+            run: None,
         }))
     }
 
@@ -241,6 +249,7 @@ impl StateDb {
         Ok(Self {
             conn,
             path: self.path.clone(),
+            run: None,
         })
     }
 
@@ -588,6 +597,17 @@ impl StateDb {
     }
 
     pub fn commit(&self) -> Result<()> {
+        // A tracked run's `runs` row is updated in the same transaction, so
+        // the row always matches the rows committed (see `track_run`).
+        if let Some((id, counts)) = &self.run {
+            let (files, bytes, failures) = counts();
+            self.conn
+                .prepare_cached(
+                    "UPDATE runs SET files_done = ?2, bytes_done = ?3, failures = ?4
+                     WHERE id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![id, files as i64, bytes as i64, failures as i64])?;
+        }
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
@@ -916,7 +936,16 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish_run(&self, row: &RunRow) -> Result<()> {
+    /// From now on every batch commit also records run `id`'s progress
+    /// (read from `counts`), so a run killed before [`Self::finish_run`]
+    /// still counts in the totals, and `status` shows a running run's
+    /// progress. Costs one small UPDATE per batch.
+    pub fn track_run(&mut self, id: i64, counts: RunCounts) {
+        self.run = Some((id, counts));
+    }
+
+    pub fn finish_run(&mut self, row: &RunRow) -> Result<()> {
+        self.run = None;
         self.conn.execute(
             "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5, exit_code = ?6
              WHERE id = ?1",

@@ -430,7 +430,7 @@ pub fn live_frame(s: &Snapshot, r: &Rates, width: usize, tick: usize) -> Vec<Str
         PHASE_MIRROR => vec![format!(
             "{spin} mirror    checking destination extras, elapsed {elapsed}"
         )],
-        _ => Vec::new(),
+        _ => vec![format!("{spin} jobrun    elapsed {elapsed}")],
     };
     lines.into_iter().map(|l| truncate(&l, width)).collect()
 }
@@ -528,7 +528,10 @@ impl Style {
     pub fn pick(quiet: bool, interval: Duration) -> Self {
         if quiet {
             Style::Hidden
-        } else if std::io::stderr().is_terminal() {
+        } else if std::io::stderr().is_terminal()
+            && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        {
+            // A dumb terminal cannot move the cursor: plain lines instead.
             Style::Live
         } else {
             Style::Plain(interval)
@@ -562,6 +565,7 @@ impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let _ = match live() {
             Some(m) => m.suspend(|| std::io::stderr().write_all(buf)),
+            None if stderr_is_plain() => std::io::stderr().write_all(&plain_bytes(buf)),
             None => std::io::stderr().write_all(buf),
         };
         Ok(buf.len())
@@ -571,6 +575,28 @@ impl Write for LogWriter {
         let _ = std::io::stderr().flush();
         Ok(())
     }
+}
+
+fn stderr_is_plain() -> bool {
+    static PLAIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PLAIN.get_or_init(|| !std::io::stderr().is_terminal())
+}
+
+/// A diagnostic for a file or pipe: control characters (which a file name
+/// can smuggle in, e.g. an escape sequence) become `?`; newlines and tabs
+/// stay. Tracing's colours are already off there (`main.rs`).
+fn plain_bytes(buf: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(buf)
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// Samples the counters from its own thread and shows them until dropped.
@@ -587,19 +613,29 @@ impl Reporter {
             Style::Hidden => None,
             Style::Live | Style::Plain(_) => {
                 let (p, stop) = (p.clone(), stop.clone());
-                let multi = (style == Style::Live).then(|| {
+                let live = (style == Style::Live).then(|| {
                     let m = indicatif::MultiProgress::with_draw_target(
                         indicatif::ProgressDrawTarget::stderr_with_hz(10),
                     );
                     // Overwrite lines in place instead of clearing them first.
                     m.set_move_cursor(true);
+                    let b = m.add(indicatif::ProgressBar::new_spinner());
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("{msg}")
+                            .expect("static template is valid"),
+                    );
+                    // Drawn before any note is printed above it: with no
+                    // line of its own on screen, indicatif's in-place redraw
+                    // would overwrite the last note.
+                    b.set_message(live_frame(&p.snapshot(), &Rates::default(), 80, 0).join("\n"));
+                    b.force_draw();
                     if let Ok(mut g) = LIVE.lock() {
                         *g = Some(m.clone());
                     }
-                    m
+                    (m, b)
                 });
                 Some(std::thread::spawn(move || {
-                    report_loop(&p, style, &stop, multi);
+                    report_loop(&p, style, &stop, live);
                 }))
             }
         };
@@ -629,7 +665,7 @@ fn report_loop(
     p: &Progress,
     style: Style,
     stop: &AtomicBool,
-    multi: Option<indicatif::MultiProgress>,
+    live: Option<(indicatif::MultiProgress, indicatif::ProgressBar)>,
 ) {
     let started = Instant::now();
     // Plain output samples every second for the averages and prints every
@@ -641,18 +677,12 @@ fn report_loop(
         ),
         _ => (FRAME, FRAME),
     };
-    let bar = multi.as_ref().map(|m| {
-        let b = m.add(indicatif::ProgressBar::new_spinner());
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{msg}").expect("static template is valid"),
-        );
-        b
-    });
+    let (multi, bar) = live.unzip();
     let (mut now_rate, mut smoothed) = (Ewma::new(TAU_NOW), Ewma::new(TAU_SMOOTHED));
     let (mut last_at, mut last_bytes, mut last_phase) = (Instant::now(), 0u64, PHASE_IDLE);
     let mut next_sample = last_at + sample_every;
     let mut next_print = started + print_every;
-    let (mut tick, mut height) = (0usize, 0usize);
+    let (mut tick, mut height) = (0usize, 1usize);
     while !stop.load(Relaxed) {
         let now = Instant::now();
         let wake = next_sample.min(next_print);
@@ -940,6 +970,14 @@ mod tests {
         ] {
             assert!(!text.chars().any(char::is_control), "{text:?}");
         }
+    }
+
+    #[test]
+    fn diagnostics_for_pipes_lose_control_characters_only() {
+        let out = plain_bytes("a\x1b[31mb\tc\u{9b}d\n".as_bytes());
+        assert_eq!(String::from_utf8(out).unwrap(), "a?[31mb\tc?d\n");
+        // Invalid UTF-8 in a name is shown, not dropped.
+        assert_eq!(plain_bytes(b"x\xffy"), "x\u{fffd}y".as_bytes());
     }
 
     #[test]

@@ -310,6 +310,18 @@ pub fn run(
     })?;
     audit.flush()?;
     let run_id = db.start_run(&now_rfc3339(), mode.name())?;
+    let counters = progress.clone();
+    db.track_run(
+        run_id,
+        Box::new(move || {
+            let c = &counters.0;
+            (
+                c.files_done.load(Relaxed),
+                c.bytes_done.load(Relaxed),
+                c.files_failed.load(Relaxed),
+            )
+        }),
+    );
 
     let mut report = RunReport {
         mode,

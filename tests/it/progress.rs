@@ -27,8 +27,11 @@ fn control_bytes(text: &str) -> Vec<(usize, char)> {
 #[test]
 fn non_tty_output_is_plain_lines_without_control_bytes() {
     let env = slow_env();
-    let out = env.run(&["-v"]);
+    // A name that carries an escape sequence, shown by -vv's per-file lines.
+    env.src_file("evil\x1b[2J\x07name.bin", b"x");
+    let out = env.run(&["-vv"]);
     out.assert_code(0);
+    assert!(out.stderr.contains("evil?[2J?name.bin"), "{}", out.stderr);
     for (name, text) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
         let bad = control_bytes(text);
         assert!(bad.is_empty(), "{name} has control bytes {bad:?}:\n{text}");
@@ -46,7 +49,7 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
     for l in &lines {
         for part in [
             "transfer: backlog ",
-            "/3 files ",
+            "/4 files ",
             " eta ",
             ", rate ",
             " smoothed ",
@@ -57,8 +60,22 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
             assert!(l.contains(part), "`{part}` missing from {l:?}");
         }
     }
-    // -v diagnostics share stderr, as plain text too.
-    assert!(out.stderr.contains(" INFO "), "{}", out.stderr);
+    // The shape of a periodic line, with every timing-dependent figure
+    // normalised (the current file is there only when sampled mid-file).
+    insta::with_settings!({ filters => vec![
+        (r", current .*$", ""),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", "[RATE]"),
+        (r"(rate|smoothed) -", "$1 [RATE]"),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)", "[SIZE]"),
+        (r"eta (-|\d+[dhms]( \d+[dhms])?)", "eta [ETA]"),
+        (r"elapsed \d+[dhms]( \d+[dhms])?", "elapsed [T]"),
+        (r"backlog \d+/", "backlog [N]/"),
+        (r"\(\d+(\.\d+)?%\)", "([PCT])"),
+    ]}, {
+        insta::assert_snapshot!("plain_transfer_line", lines[0]);
+    });
+    // -vv diagnostics share stderr, as plain text too.
+    assert!(out.stderr.contains(" DEBUG "), "{}", out.stderr);
 }
 
 /// Times, sizes that depend on timing, and the temp dir, normalised.
@@ -274,7 +291,13 @@ fn status_shows_a_running_job() {
     let env = TestEnv::new();
     env.manifest("bwlimit = \"1M\"");
     env.src_file("big.bin", &bytes(3 << 20, 1));
-    let mut child = env.cmd().arg("-q").arg(&env.manifest).spawn().unwrap();
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = None;
     while Instant::now() < deadline && seen.is_none() {
@@ -297,4 +320,80 @@ fn status_shows_a_running_job() {
     let v: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
     assert_eq!(v["running_pid"], serde_json::Value::Null);
     assert_eq!(v["runs"][0]["state"], "ok");
+}
+
+/// On a terminal (a pty from util-linux `script`): the live display is
+/// drawn in place and cleared, and the summary follows it.
+#[test]
+fn terminal_gets_the_live_display() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let env = slow_env();
+    let cmd = format!(
+        "stty cols 120 2>/dev/null; TERM=xterm {} {}",
+        crate::env::BIN,
+        env.manifest.display()
+    );
+    let out = std::process::Command::new("script")
+        .current_dir(env.root())
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("spawn script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("⠋ scan") || text.contains("transfer  "),
+        "no live frame:\n{text}"
+    );
+    assert!(text.contains("  backlog  ["), "no backlog bar:\n{text}");
+    assert!(
+        text.contains("\x1b["),
+        "no cursor movement: not redrawn in place"
+    );
+    assert!(text.contains("jobrun: 3 files, 1.5 MiB copied"), "{text}");
+}
+
+/// A run killed with SIGKILL never writes its end, yet its `runs` row
+/// holds what it copied (updated every 2 s), so totals and `status` count it.
+#[test]
+fn killed_run_keeps_its_progress_in_the_runs_table() {
+    let env = TestEnv::new();
+    // Many files: the writer commits between files (every second).
+    env.manifest("bwlimit = \"1M\"\nblock_size = \"128K\"");
+    for i in 0..64 {
+        env.src_file(&format!("f{i:02}.bin"), &bytes(128 << 10, i));
+    }
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recorded = 0i64;
+    while Instant::now() < deadline && recorded == 0 {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(v) = env.db().query_row(
+            "SELECT bytes_done FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        ) {
+            recorded = v;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(recorded > 0, "no progress recorded while running");
+    let out = status(&env, true);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["state"], "unfinished");
+    assert!(v["runs"][0]["bytes_done"].as_u64().unwrap() >= recorded as u64);
+    assert_eq!(v["running_pid"], serde_json::Value::Null);
 }
