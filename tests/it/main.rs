@@ -4,4 +4,5 @@
 mod env;
 
 mod core;
+mod edges;
 mod manifest;
