@@ -197,3 +197,68 @@ fn throttled_in_place_copy_is_identical_and_not_faster_than_the_limit() {
         3
     );
 }
+
+#[test]
+fn plain_progress_lines_without_a_terminal() {
+    let env = TestEnv::new();
+    // ~1 s of transfer at 1 MiB/s, a progress line every 100 ms.
+    env.manifest("bwlimit = \"1M\"\nprogress_interval = \"100ms\"\nblock_size = \"128K\"");
+    env.src_file("big.bin", &bytes(1 << 20, 9));
+    let out = env.run(&[]);
+    out.assert_code(0);
+    // SPEC §8: not on a terminal, plain lines at an interval, no control
+    // characters; the transfer line names the current file.
+    assert!(!out.stderr.contains(['\r', '\x1b']), "{:?}", out.stderr);
+    let naming: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("big.bin"))
+        .collect();
+    assert!(
+        naming.len() >= 2,
+        "expected periodic lines naming big.bin:\n{}",
+        out.stderr
+    );
+    // --quiet: no progress at all.
+    std::fs::remove_dir_all(&env.dst).unwrap();
+    let out = env.run(&["-q", "--rescan"]);
+    out.assert_code(0);
+    assert!(!out.stderr.contains("big.bin"), "{}", out.stderr);
+}
+
+#[test]
+fn status_reads_the_db_and_changes_nothing() {
+    let env = TestEnv::new();
+    let status = |json: bool| {
+        let mut c = env.cmd();
+        c.arg("status").arg(&env.manifest);
+        if json {
+            c.arg("--json");
+        }
+        crate::env::Out::from(c.output().unwrap())
+    };
+    let out = status(false);
+    assert_ne!(out.code, 0, "status before any run: {out:?}");
+    assert!(!env.db_path().exists(), "status created the DB");
+
+    env.src_file("a", &bytes(10, 1));
+    env.src_file("b/c", &bytes(20, 2));
+    env.run(&[]).assert_code(0);
+    let db_bytes = std::fs::read(env.db_path()).unwrap();
+
+    let out = status(false);
+    out.assert_code(0);
+    for word in ["pending", "synced", "failed"] {
+        assert!(out.stdout.contains(word), "{word} missing:\n{}", out.stdout);
+    }
+    let out = status(true);
+    out.assert_code(0);
+    let v: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).expect("status --json is JSON");
+    assert!(v.to_string().contains("synced"), "{v}");
+    assert_eq!(
+        std::fs::read(env.db_path()).unwrap(),
+        db_bytes,
+        "status modified the DB"
+    );
+}
