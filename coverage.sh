@@ -44,6 +44,11 @@ export LLVM_PROFILE_FILE="$OUT/profraw/%p-%m.profraw"
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 # --lib --bins --tests: unit and integration tests, not criterion benches.
+# The executables of THIS build (test harnesses and the jobrun binary); stale
+# ones from earlier builds in the same target dir must not be reported.
+mapfile -t objs < <(cargo test --locked --lib --bins --tests --no-run --message-format=json |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | sort -u)
+[ ${#objs[@]} -gt 0 ] || { echo "coverage.sh: no executables built" >&2; exit 1; }
 cargo test --locked --lib --bins --tests --no-fail-fast "$@"
 
 shopt -s nullglob
@@ -52,9 +57,6 @@ raw=("$OUT"/profraw/*.profraw)
 "$LLVM_BIN/llvm-profdata" merge -sparse "${raw[@]}" -o "$OUT/merged.profdata"
 rm -rf "$OUT/profraw"
 
-# Every instrumented executable: the test harnesses and the jobrun binary.
-mapfile -t objs < <(find "$CARGO_TARGET_DIR/debug/deps" "$CARGO_TARGET_DIR/debug" -maxdepth 1 \
-  -type f -perm -u+x ! -name '*.so' ! -name '*.d' ! -name 'build-script-*' ! -name '*.rlib' | sort)
 args=()
 for o in "${objs[@]}"; do args+=(--object "$o"); done
 # Report src/ only: no dependencies, no std, no test code.

@@ -5,6 +5,7 @@ mod env;
 
 mod bwlimit;
 mod core;
+mod edges;
 mod faults;
 mod hostile;
 mod manifest;
