@@ -71,7 +71,7 @@ struct Open {
 const WRITEBACK_UNLIMITED: u64 = 8 << 20;
 /// When limited, ranges of this much time at the active rate: small enough
 /// that one range leaving at link speed is not a burst in a 100 ms window.
-const WRITEBACK_LIMITED_DIV: u64 = 32;
+const WRITEBACK_LIMITED_DIV: u64 = 64;
 
 /// Keeps the dirty page-cache data a file leaves behind small (SPEC §6): a
 /// kernel-buffered mount (NFS, CIFS, FUSE writeback) would otherwise bank
