@@ -174,6 +174,7 @@ impl WriteBack {
             | Some(libc::EINVAL)
             | Some(libc::ESPIPE)
             | Some(libc::EOPNOTSUPP) => {
+                warn!(error = %e, "sync_file_range refused: file written without write-back pacing");
                 self.off = true;
                 Ok(())
             }
