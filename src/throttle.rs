@@ -22,6 +22,19 @@ use crate::units::{self, HumanRate};
 
 /// Largest slice consumed at once when limited.
 const MAX_SLICE: u64 = 64 * 1024;
+/// Bucket capacity, as a fraction of a second of the rate (1/50 s = 20 ms):
+/// absorbs late wake-ups and short syscalls without letting any window
+/// carry more than 20 ms worth above the rate.
+const BUCKET_DIV: u64 = 50;
+/// Catch-up: a throttle that fell behind its schedule (the machine stalled
+/// it, a file open took long) runs this much faster until it is back on
+/// schedule: +5 %, so that a 1 s window stays within SPEC §6's 10 %.
+const CATCH_UP_DIV: u64 = 20;
+/// At most this much lost time is made up; older debt is forgotten (so an
+/// idle hour is not "owed" to the link).
+const MAX_DEBT: Duration = Duration::from_secs(2);
+/// Debt that switches catch-up on (hysteresis: it switches off at zero).
+const DEBT_ON: Duration = Duration::from_millis(50);
 /// How often a running throttle looks at the clock for a timetable boundary.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 const DAY_SECS: u32 = 24 * 3600;
@@ -193,6 +206,12 @@ pub struct Throttle {
     active: Cell<u64>,
     next_check: Cell<Instant>,
     check_every: Duration,
+    /// Start of the schedule the catch-up compares with (reset on a rate change).
+    pace_since: Cell<Instant>,
+    /// Bytes consumed since `pace_since`.
+    pace_bytes: Cell<u64>,
+    /// Running at the catch-up rate.
+    boosted: Cell<bool>,
     clock: fn() -> u32,
 }
 
@@ -218,6 +237,9 @@ impl Throttle {
             active: Cell::new(0),
             next_check: Cell::new(Instant::now()),
             check_every,
+            pace_since: Cell::new(Instant::now()),
+            pace_bytes: Cell::new(0),
+            boosted: Cell::new(false),
             clock,
         };
         if t.limiter.is_some() {
@@ -244,7 +266,7 @@ impl Throttle {
         }
         if new > 0 {
             // Capacity first: `set_rate` keeps a max_tokens that is not u64::MAX.
-            l.set_max_tokens(slice_for(new));
+            l.set_max_tokens(bucket_for(new));
             l.set_rate(new);
         }
         if log {
@@ -255,6 +277,40 @@ impl Throttle {
             );
         }
         self.active.set(new);
+        self.pace_since.set(Instant::now());
+        self.pace_bytes.set(0);
+        self.boosted.set(false);
+    }
+
+    /// Compares the bytes consumed with what the rate allowed since
+    /// `pace_since`, and switches the +5 % catch-up on or off.
+    fn pace(&self, l: &Ratelimiter, n: u64) {
+        let rate = self.active.get();
+        let bytes = self.pace_bytes.get() + n;
+        self.pace_bytes.set(bytes);
+        let now = Instant::now();
+        let since = self.pace_since.get();
+        let due = rate as f64 * now.saturating_duration_since(since).as_secs_f64();
+        let mut behind = due - bytes as f64;
+        let cap = rate as f64 * MAX_DEBT.as_secs_f64();
+        if behind > cap {
+            self.pace_since
+                .set(since + Duration::from_secs_f64((behind - cap) / rate as f64));
+            behind = cap;
+        }
+        let boost = if self.boosted.get() {
+            behind > 0.0
+        } else {
+            behind > rate as f64 * DEBT_ON.as_secs_f64()
+        };
+        if boost != self.boosted.get() {
+            self.boosted.set(boost);
+            l.set_rate(if boost {
+                rate + rate / CATCH_UP_DIV
+            } else {
+                rate
+            });
+        }
     }
 
     /// Looks at the clock if a check is due; cheap otherwise.
@@ -299,9 +355,12 @@ impl Throttle {
             if self.active.get() == 0 {
                 return;
             }
-            let step = left.min(l.max_tokens());
+            let step = left.min(slice_for(self.active.get()));
             match l.try_wait_n(step) {
-                Ok(()) => left -= step,
+                Ok(()) => {
+                    left -= step;
+                    self.pace(l, step);
+                }
                 Err(TryWaitError::Insufficient(d)) => {
                     std::thread::sleep(d.max(Duration::from_micros(100)))
                 }
@@ -314,6 +373,10 @@ impl Throttle {
 
 fn slice_for(rate: u64) -> u64 {
     (rate / 50).clamp(1, MAX_SLICE)
+}
+
+fn bucket_for(rate: u64) -> u64 {
+    (rate / BUCKET_DIV).max(slice_for(rate))
 }
 
 #[cfg(test)]
@@ -359,6 +422,27 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn a_stalled_throttle_catches_up_by_at_most_5_percent() {
+        let rate = 4u64 << 20;
+        let t = Throttle::new(&Schedule::Fixed(Some(rate)));
+        // Stalled for 1 s (the machine, a slow open): 4 MiB behind schedule.
+        std::thread::sleep(Duration::from_secs(1));
+        t.consume(t.slice_len());
+        assert!(t.boosted.get(), "behind schedule: catch-up on");
+        // Making up 1 s of rate must still take >= 1/1.05 s (minus the 20 ms bucket).
+        let start = Instant::now();
+        drain(&t, rate as usize);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(930), "{took:?}");
+        // Debt beyond MAX_DEBT is forgotten, and once on schedule the boost ends.
+        std::thread::sleep(Duration::from_secs(3));
+        drain(&t, t.slice_len());
+        let (bytes, since) = (t.pace_bytes.get() as f64, t.pace_since.get());
+        let behind = rate as f64 * since.elapsed().as_secs_f64() - bytes;
+        assert!(behind <= rate as f64 * 2.05, "debt capped at 2 s: {behind}");
     }
 
     #[test]

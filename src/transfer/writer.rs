@@ -76,15 +76,15 @@ struct Open {
 const WRITEBACK_UNLIMITED: u64 = 8 << 20;
 /// When limited, ranges of this much time at the active rate: small enough
 /// that one range leaving at link speed is not a burst in a 100 ms window.
-const WRITEBACK_LIMITED_DIV: u64 = 32;
+const WRITEBACK_LIMITED_DIV: u64 = 64;
 
 /// Keeps the dirty page-cache data a file leaves behind small (SPEC §6): a
 /// kernel-buffered mount (NFS, CIFS, FUSE writeback) would otherwise bank
 /// the throttled writes and flush them later at link rate. Every range of
-/// written bytes is handed to write-out at once (`sync_file_range(WRITE)`),
-/// the range before it is waited for and dropped from the cache
-/// (`WAIT_BEFORE|WRITE|WAIT_AFTER`, then `posix_fadvise(DONTNEED)`), so at
-/// most two ranges are ever dirty or in flight.
+/// written bytes is handed to write-out (`sync_file_range(WRITE)`) as soon
+/// as the range before it has been waited for and dropped from the cache
+/// (`WAIT_BEFORE|WRITE|WAIT_AFTER`, then `posix_fadvise(DONTNEED)`): one
+/// range in flight, one being written, never more.
 #[derive(Debug, Default)]
 struct WriteBack {
     /// Bytes written to the file so far.
@@ -107,10 +107,14 @@ impl WriteBack {
         }
         let next = (self.queued, self.written - self.queued);
         self.queued = self.written;
-        self.sync(f, next, libc::SYNC_FILE_RANGE_WRITE)?;
-        if let Some(prev) = self.in_flight.replace(next) {
+        // The previous range first: only one range is ever in flight, so
+        // the server sees the writes in file order (rclone mount without a
+        // VFS cache refuses out-of-order writes: "can't seek").
+        if let Some(prev) = self.in_flight.take() {
             self.settle(f, prev)?;
         }
+        self.sync(f, next, libc::SYNC_FILE_RANGE_WRITE)?;
+        self.in_flight = Some(next);
         Ok(())
     }
 
@@ -120,13 +124,13 @@ impl WriteBack {
         if self.off {
             return Ok(());
         }
+        if let Some(prev) = self.in_flight.take() {
+            self.settle(f, prev)?;
+        }
         if self.written > self.queued {
             let rest = (self.queued, self.written - self.queued);
             self.queued = self.written;
-            self.sync(f, rest, libc::SYNC_FILE_RANGE_WRITE)?;
-            if let Some(prev) = self.in_flight.replace(rest) {
-                self.settle(f, prev)?;
-            }
+            self.in_flight = Some(rest);
         }
         if let Some(last) = self.in_flight.take() {
             self.settle(f, last)?;
@@ -179,6 +183,7 @@ impl WriteBack {
             | Some(libc::EINVAL)
             | Some(libc::ESPIPE)
             | Some(libc::EOPNOTSUPP) => {
+                warn!(error = %e, "sync_file_range refused: file written without write-back pacing");
                 self.off = true;
                 Ok(())
             }

@@ -54,8 +54,10 @@ fn limit_holds_and_flag_beats_env_beats_manifest() {
     out.assert_code(0);
     env.assert_trees_equal();
     assert_eq!(start_bwlimit(&env), "off");
+    // "Far less" with room for a loaded CI machine and a debug build: the
+    // unlimited run does the same work minus the ~4 s the limit imposes.
     assert!(
-        unlimited * 2 < limited,
+        unlimited * 4 < limited * 3,
         "unlimited {unlimited:?} vs limited {limited:?}"
     );
 }
