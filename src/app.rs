@@ -98,6 +98,14 @@ fn check(args: &CommonArgs) -> Exit {
             ),
         ),
         (
+            "transfers",
+            format!(
+                "{} (files at once; {} queued blocks each)",
+                job.transfers,
+                job.lane_capacity()
+            ),
+        ),
+        (
             "bwlimit",
             job.bwlimit.map_or("off".into(), |b| {
                 format!("{}/s ({b} bytes/s)", human_bytes(b))

@@ -2,6 +2,10 @@
 //! the filesystem listing), reads each in `block_size` blocks, hashes while
 //! reading, and sends blocks into the FIFO. Never writes the DB: failures
 //! travel to the writer as messages.
+//!
+//! With `transfers = N` there are N readers (one per lane, see `mod.rs`);
+//! [`feed`] pages the backlog from the DB once and hands rows to whichever
+//! reader is free, so a reader never waits on a DB query between files.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -23,15 +27,50 @@ use crate::throttle::Throttle;
 /// Backlog rows fetched per DB query.
 const PAGE: usize = 1_000;
 
+/// Pages pending rows (rowid order) from the DB into `work`, skipping
+/// folders (their mtimes are restored by the committer at the end). Ends
+/// when the backlog is exhausted, on stop/halt, or when no reader is left.
+pub fn feed(
+    db: StateDb,
+    work: Sender<PendingFile>,
+    stop: &AtomicBool,
+    halt: &AtomicBool,
+) -> Result<(), TransferError> {
+    let mut after = 0i64;
+    loop {
+        let page = db.pending_page(after, PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        for row in page {
+            if stop.load(Relaxed) || halt.load(Relaxed) {
+                return Ok(());
+            }
+            if row.kind == EntryKind::Dir {
+                continue;
+            }
+            if work.send(row).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 pub struct Reader<'a> {
-    pub db: StateDb,
+    /// Backlog rows from [`feed`], shared by all lanes' readers.
+    pub work: Receiver<PendingFile>,
     pub source_root: &'a Path,
     pub algo: HashAlgo,
     pub block_size: usize,
     pub tx: Sender<Msg>,
     pub pool: Receiver<Vec<u8>>,
-    pub throttle: Throttle,
+    /// Shared by all readers: one read budget for the whole run.
+    pub throttle: &'a Throttle,
     pub stop: &'a AtomicBool,
+    /// Set when another lane or the committer hit a fatal error: stop like
+    /// on `stop`, leaving rows pending.
+    pub halt: &'a AtomicBool,
 }
 
 enum Outcome {
@@ -42,15 +81,11 @@ enum Outcome {
 
 impl Reader<'_> {
     pub fn run(self) -> Result<(), TransferError> {
-        let mut after = 0i64;
-        loop {
-            let page = self.db.pending_page(after, PAGE)?;
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            after = last.id;
-            for row in page {
-                if self.stop.load(Relaxed) {
+        // One indentation level kept from the single-reader loop (it paged
+        // the DB itself) so the per-row code below stays diff-stable.
+        {
+            for row in self.work.iter() {
+                if self.stopping() {
                     return Ok(());
                 }
                 let task = |size, modified_ns, accessed_ns| {
@@ -93,6 +128,11 @@ impl Reader<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Relaxed) || self.halt.load(Relaxed)
     }
 
     fn send(&self, msg: Msg) -> Result<(), TransferError> {
@@ -144,7 +184,7 @@ impl Reader<'_> {
         let mut hasher = self.algo.hasher();
         let mut offset = 0u64;
         loop {
-            if offset > 0 && self.stop.load(Relaxed) {
+            if offset > 0 && self.stopping() {
                 self.send(Msg::Abandon { file })?;
                 return Ok(Outcome::Abandoned);
             }

@@ -30,7 +30,11 @@ fn full_sync_then_nothing_to_do() {
     let files = populate(&env);
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(out.stderr.contains("no backlog: full scan"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no backlog: full scan"),
+        "{}",
+        out.stderr
+    );
     env.assert_trees_equal();
 
     let rows = env.rows();
@@ -43,19 +47,38 @@ fn full_sync_then_nothing_to_do() {
         assert_eq!(v["algorithm"], "sha256");
         assert!(v["ts"].as_str().unwrap().ends_with('Z'));
         let src = std::path::Path::new(v["source"].as_str().unwrap());
-        assert_eq!(v["hash"].as_str().unwrap(), coreutils_hash("sha256sum", src));
-        assert_eq!(v["size"].as_u64().unwrap(), std::fs::metadata(src).unwrap().len());
+        assert_eq!(
+            v["hash"].as_str().unwrap(),
+            coreutils_hash("sha256sum", src)
+        );
+        assert_eq!(
+            v["size"].as_u64().unwrap(),
+            std::fs::metadata(src).unwrap().len()
+        );
     }
 
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(out.stdout.contains(" 0 files, 0 B copied"), "{}", out.stdout);
-    assert_eq!(env.log_with_status("synced").len(), synced.len(), "second run logged copies");
+    assert!(
+        out.stdout.contains(" 0 files, 0 B copied"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        env.log_with_status("synced").len(),
+        synced.len(),
+        "second run logged copies"
+    );
 }
 
 #[test]
 fn hashes_match_coreutils_for_every_algorithm() {
-    for (algo, tool) in [("md5", "md5sum"), ("sha1", "sha1sum"), ("sha256", "sha256sum"), ("blake2b", "b2sum")] {
+    for (algo, tool) in [
+        ("md5", "md5sum"),
+        ("sha1", "sha1sum"),
+        ("sha256", "sha256sum"),
+        ("blake2b", "b2sum"),
+    ] {
         let env = TestEnv::new();
         env.manifest(&format!("checksum = \"{algo}\"\nblock_size = \"64KiB\""));
         populate(&env);
@@ -72,7 +95,11 @@ fn hashes_match_coreutils_for_every_algorithm() {
         assert_eq!(rows.len(), 7);
         for (path, hash, alg) in rows {
             assert_eq!(alg, algo);
-            assert_eq!(hash, coreutils_hash(tool, path.as_ref()), "{algo} of {path}");
+            assert_eq!(
+                hash,
+                coreutils_hash(tool, path.as_ref()),
+                "{algo} of {path}"
+            );
         }
     }
 }
@@ -139,15 +166,27 @@ fn pending_backlog_resumes_without_scanning() {
 
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(out.stderr.contains("resuming backlog: 2 files"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("resuming backlog: 2 files"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("full scan"));
     assert!(env.dst.join("a/exact.bin").exists());
     assert!(!env.dst.join("new.txt").exists(), "a resume must not scan");
-    assert!(env.rows().values().all(|(s, h)| s == "synced" && h.is_some()));
+    assert!(
+        env.rows()
+            .values()
+            .all(|(s, h)| s == "synced" && h.is_some())
+    );
 
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(out.stderr.contains("no backlog: full scan"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no backlog: full scan"),
+        "{}",
+        out.stderr
+    );
     env.assert_trees_equal();
 }
 
@@ -156,11 +195,17 @@ fn rescan_flag_forces_a_scan_over_a_backlog() {
     let env = TestEnv::new();
     populate(&env);
     env.run(&[]).assert_code(0);
-    env.db().execute("UPDATE files SET status = 'pending'", []).unwrap();
+    env.db()
+        .execute("UPDATE files SET status = 'pending'", [])
+        .unwrap();
     env.src_file("new.txt", b"new");
     let out = env.run(&["--rescan"]);
     out.assert_code(0);
-    assert!(out.stderr.contains("rescan requested: full scan"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rescan requested: full scan"),
+        "{}",
+        out.stderr
+    );
     // The rescan finds everything in place except the new file.
     assert!(out.stdout.contains(" 1 files,"), "{}", out.stdout);
     env.assert_trees_equal();
@@ -172,8 +217,16 @@ fn check_touches_nothing() {
     populate(&env);
     let out = env.check(&[]);
     out.assert_code(0);
-    assert!(out.stdout.contains("plan               scan -> transfer"), "{}", out.stdout);
-    assert!(out.stdout.contains("warning: destination root"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("plan               scan -> transfer"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("warning: destination root"),
+        "{}",
+        out.stdout
+    );
     assert!(!env.dst.exists());
     assert!(!env.db_path().exists());
     assert!(!env.log_path().exists());
@@ -186,9 +239,20 @@ fn odd_block_sizes_and_queue_of_one_give_identical_results() {
         let env = TestEnv::new();
         populate(&env);
         env.run(&[]).assert_code(0);
-        env.rows().into_iter().map(|(k, v)| (k.rsplit("/src/").next().unwrap().to_string(), v)).collect::<Vec<_>>()
+        env.rows()
+            .into_iter()
+            .map(|(k, v)| (k.rsplit("/src/").next().unwrap().to_string(), v))
+            .collect::<Vec<_>>()
     };
-    for extra in ["block_size = \"1KiB\"", "queue_capacity = 1", "block_size = 1000\nqueue_capacity = 1", "inplace = true"] {
+    for extra in [
+        "block_size = \"1KiB\"",
+        "queue_capacity = 1",
+        "block_size = 1000\nqueue_capacity = 1",
+        "inplace = true",
+        "transfers = 1",
+        "transfers = 7\nqueue_capacity = 1",
+        "transfers = 3\nblock_size = \"1KiB\"\ninplace = true",
+    ] {
         let env = TestEnv::new();
         env.manifest(extra);
         populate(&env);
@@ -245,7 +309,11 @@ fn manifest_of_another_job_is_refused() {
     std::fs::write(&env.manifest, "source = \"src2\"\ndestination = \"dst\"\n").unwrap();
     let out = env.run(&[]);
     out.assert_code(2);
-    assert!(out.stderr.contains("belongs to another job"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("belongs to another job"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

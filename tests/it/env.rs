@@ -29,7 +29,11 @@ pub struct Out {
 impl Out {
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -126,7 +130,9 @@ impl TestEnv {
     pub fn rows(&self) -> BTreeMap<String, (String, Option<String>)> {
         let db = self.db();
         let mut st = db
-            .prepare("SELECT CAST(source_path AS TEXT), status, hash FROM files WHERE kind = 'file'")
+            .prepare(
+                "SELECT CAST(source_path AS TEXT), status, hash FROM files WHERE kind = 'file'",
+            )
             .unwrap();
         st.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))
             .unwrap()
@@ -144,7 +150,10 @@ impl TestEnv {
     }
 
     pub fn log_with_status(&self, status: &str) -> Vec<serde_json::Value> {
-        self.log().into_iter().filter(|v| v["status"] == status).collect()
+        self.log()
+            .into_iter()
+            .filter(|v| v["status"] == status)
+            .collect()
     }
 
     /// Every source file exists in dst with the same bytes and mtime (ns),
@@ -153,7 +162,11 @@ impl TestEnv {
     pub fn assert_trees_equal(&self) {
         let src = files_under(&self.src);
         let dst = files_under(&self.dst);
-        assert_eq!(src.keys().collect::<Vec<_>>(), dst.keys().collect::<Vec<_>>(), "file lists differ");
+        assert_eq!(
+            src.keys().collect::<Vec<_>>(),
+            dst.keys().collect::<Vec<_>>(),
+            "file lists differ"
+        );
         for (rel, s) in &src {
             let d = &dst[rel];
             assert_eq!(s.0, d.0, "content of {rel:?} differs");
@@ -171,7 +184,13 @@ pub fn files_under(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, i64)> {
         .map(|e| {
             let md = e.metadata().unwrap();
             let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
-            (rel, (std::fs::read(e.path()).unwrap(), md.mtime() * 1_000_000_000 + md.mtime_nsec()))
+            (
+                rel,
+                (
+                    std::fs::read(e.path()).unwrap(),
+                    md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                ),
+            )
         })
         .collect()
 }
@@ -191,7 +210,15 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// Hex digest of `path` by the coreutils tool (an independent computation).
 pub fn coreutils_hash(tool: &str, path: &Path) -> String {
-    let out = Command::new(tool).arg(path).output().expect("coreutils hash tool");
+    let out = Command::new(tool)
+        .arg(path)
+        .output()
+        .expect("coreutils hash tool");
     assert!(out.status.success(), "{tool} failed");
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }

@@ -19,17 +19,44 @@ fn bad(body: &str) -> String {
 #[test]
 fn manifest_errors() {
     let cases: &[(&str, &str)] = &[
-        ("unknown_key", "source = \"src\"\ndestination = \"dst\"\nbandwith = \"20M\"\n"),
-        ("wrong_type", "source = \"src\"\ndestination = \"dst\"\ndelete_extras = \"yes\"\n"),
-        ("bad_size", "source = \"src\"\ndestination = \"dst\"\n\nblock_size = \"4 foo\"\n"),
-        ("zero_block_size", "source = \"src\"\ndestination = \"dst\"\nblock_size = 0\n"),
-        ("bad_rate", "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"fast\"\n"),
-        ("bad_checksum", "source = \"src\"\ndestination = \"dst\"\nchecksum = \"sha512\"\n"),
-        ("zero_queue", "source = \"src\"\ndestination = \"dst\"\nqueue_capacity = 0\n"),
+        (
+            "unknown_key",
+            "source = \"src\"\ndestination = \"dst\"\nbandwith = \"20M\"\n",
+        ),
+        (
+            "wrong_type",
+            "source = \"src\"\ndestination = \"dst\"\ndelete_extras = \"yes\"\n",
+        ),
+        (
+            "bad_size",
+            "source = \"src\"\ndestination = \"dst\"\n\nblock_size = \"4 foo\"\n",
+        ),
+        (
+            "zero_block_size",
+            "source = \"src\"\ndestination = \"dst\"\nblock_size = 0\n",
+        ),
+        (
+            "bad_rate",
+            "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"fast\"\n",
+        ),
+        (
+            "bad_checksum",
+            "source = \"src\"\ndestination = \"dst\"\nchecksum = \"sha512\"\n",
+        ),
+        (
+            "zero_queue",
+            "source = \"src\"\ndestination = \"dst\"\nqueue_capacity = 0\n",
+        ),
         ("missing_source", "destination = \"dst\"\n"),
         ("not_toml", "source = \"src\ndestination = \"dst\"\n"),
-        ("dest_inside_source", "source = \"src\"\ndestination = \"src/copy\"\n"),
-        ("bad_duration", "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"soon\"\n"),
+        (
+            "dest_inside_source",
+            "source = \"src\"\ndestination = \"src/copy\"\n",
+        ),
+        (
+            "bad_duration",
+            "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"soon\"\n",
+        ),
     ];
     for (name, body) in cases {
         insta::assert_snapshot!(format!("manifest_error_{name}"), bad(body));
@@ -42,7 +69,10 @@ fn missing_manifest_file() {
     let out = env.cmd().arg("nope.toml").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.starts_with("jobrun: cannot read manifest `nope.toml`"), "{err}");
+    assert!(
+        err.starts_with("jobrun: cannot read manifest `nope.toml`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -57,10 +87,20 @@ fn bad_env_and_flag_values_name_their_origin() {
         .unwrap()
         .into();
     out.assert_code(2);
-    assert!(out.stderr.contains("`block_size` from environment variable `JOBRUN_BLOCK_SIZE`"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`block_size` from environment variable `JOBRUN_BLOCK_SIZE`"),
+        "{}",
+        out.stderr
+    );
     let out = env.check(&["--queue-capacity", "0"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("`queue_capacity` from flag `--queue-capacity`"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`queue_capacity` from flag `--queue-capacity`"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -69,7 +109,10 @@ fn flag_beats_env_beats_manifest() {
     env.manifest("bwlimit = \"1M\"\nchecksum = \"md5\"");
     let check = |envs: &[(&str, &str)], args: &[&str]| {
         let mut c = env.cmd();
-        c.envs(envs.iter().copied()).arg("check").arg(&env.manifest).args(args);
+        c.envs(envs.iter().copied())
+            .arg("check")
+            .arg(&env.manifest)
+            .args(args);
         let out: crate::env::Out = c.output().unwrap().into();
         out.assert_code(0);
         out.stdout
@@ -78,15 +121,24 @@ fn flag_beats_env_beats_manifest() {
     let s = check(&[], &[]);
     assert!(line(&s, "bwlimit").contains("1048576 bytes/s"), "{s}");
     assert!(line(&s, "checksum").ends_with("md5"));
-    let s = check(&[("JOBRUN_BWLIMIT", "2M"), ("JOBRUN_CHECKSUM", "sha1")], &[]);
+    let s = check(
+        &[("JOBRUN_BWLIMIT", "2M"), ("JOBRUN_CHECKSUM", "sha1")],
+        &[],
+    );
     assert!(line(&s, "bwlimit").contains("2097152 bytes/s"), "{s}");
     assert!(line(&s, "checksum").ends_with("sha1"));
-    let s = check(&[("JOBRUN_BWLIMIT", "2M")], &["--bwlimit", "3M", "--checksum", "blake2b"]);
+    let s = check(
+        &[("JOBRUN_BWLIMIT", "2M")],
+        &["--bwlimit", "3M", "--checksum", "blake2b"],
+    );
     assert!(line(&s, "bwlimit").contains("3145728 bytes/s"), "{s}");
     assert!(line(&s, "checksum").ends_with("blake2b"));
     // Paths from flags resolve against the working directory.
     let s = check(&[], &["--destination", "elsewhere"]);
-    assert!(line(&s, "destination").ends_with(&format!("{}/elsewhere", env.root().display())), "{s}");
+    assert!(
+        line(&s, "destination").ends_with(&format!("{}/elsewhere", env.root().display())),
+        "{s}"
+    );
 }
 
 #[test]
@@ -120,7 +172,10 @@ fn check_output_snapshot() {
 
 #[test]
 fn help_snapshot() {
-    let out = std::process::Command::new(crate::env::BIN).arg("--help").output().unwrap();
+    let out = std::process::Command::new(crate::env::BIN)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     insta::assert_snapshot!(String::from_utf8(out.stdout).unwrap());
 }
