@@ -11,12 +11,14 @@ use tracing::{debug, info, warn};
 use walkdir::WalkDir;
 
 use crate::db::{DbError, ScanEntry, StateDb};
-use crate::decide::{self, Decision, EntryKind};
+use crate::decide::{self, Decision, EntryKind, Stamp};
 use crate::manifest::Job;
 use crate::progress::{PHASE_SCAN, Progress};
 
-/// Entries per DB transaction from each walker.
+/// Entries per batch from each walker.
 const BATCH: usize = 2_000;
+/// Merged entries per DB transaction.
+const TX_ENTRIES: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
@@ -44,11 +46,6 @@ pub struct ScanReport {
     pub special_skipped: u64,
 }
 
-enum Batch {
-    Source(Vec<ScanEntry>),
-    Dest(Vec<ScanEntry>),
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
     Source,
@@ -64,7 +61,52 @@ pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
         && b[8..b.len() - 4].iter().all(u8::is_ascii_digit)
 }
 
-/// Runs the scan stage: walk both trees into the DB, then decide each row.
+/// One side's walk as a stream of entries, from batches sent by its walker.
+struct Stream {
+    rx: flume::Receiver<Vec<ScanEntry>>,
+    buf: std::vec::IntoIter<ScanEntry>,
+}
+
+impl Stream {
+    fn next(&mut self) -> Option<ScanEntry> {
+        loop {
+            if let Some(e) = self.buf.next() {
+                return Some(e);
+            }
+            self.buf = self.rx.recv().ok()?.into_iter();
+        }
+    }
+}
+
+/// Ids of the rows the source walk saw: one bit per rowid (50M rows ≈ 6 MB).
+#[derive(Default)]
+struct Seen(Vec<u64>);
+
+impl Seen {
+    fn insert(&mut self, id: i64) {
+        let (w, b) = ((id as u64 / 64) as usize, id as u64 % 64);
+        if self.0.len() <= w {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << b;
+    }
+    fn contains(&self, id: i64) -> bool {
+        let (w, b) = ((id as u64 / 64) as usize, id as u64 % 64);
+        self.0.get(w).is_some_and(|x| x & (1 << b) != 0)
+    }
+}
+
+/// Runs the scan stage: walk both trees, decide each source entry against
+/// its destination counterpart, and write to the DB only what changed.
+///
+/// Both walkers yield entries in the same order (pre-order, siblings sorted
+/// by name), which is the order of `Path`'s component-wise comparison of the
+/// paths relative to each root; so this thread merge-joins the two streams
+/// with one entry of look-ahead per side, whatever the tree size. Each source
+/// entry is looked up by primary key; an unchanged row whose status stays is
+/// not written at all, so a no-op rescan of 50M files reads the DB but does
+/// not rewrite it. Rows the walk did not see are found with a bitset of the
+/// seen rowids and dropped (only when the source walk had no errors).
 pub fn run(
     job: &Job,
     db: &mut StateDb,
@@ -75,39 +117,94 @@ pub fn run(
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
     check_source_root(source)?;
+    let t0 = std::time::Instant::now();
     let scan_id = db.begin_scan()?;
     let mut report = ScanReport::default();
+    let mut seen = Seen::default();
     let (src_err, dst_err, special) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
 
     let result: Result<(), ScanError> = std::thread::scope(|s| {
-        let (tx, rx) = flume::bounded::<Batch>(8);
         let span = tracing::Span::current();
+        let mut streams = Vec::new();
         for (side, root, errors) in [
             (Side::Source, source, &src_err),
             (Side::Dest, dest, &dst_err),
         ] {
-            let tx = tx.clone();
+            let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(4);
             let (span, special) = (span.clone(), &special);
             s.spawn(move || {
                 span.in_scope(|| walk(root, side, &tx, progress, stop, errors, special))
             });
+            streams.push(Stream {
+                rx,
+                buf: Vec::new().into_iter(),
+            });
         }
-        drop(tx);
-        for batch in rx.iter() {
-            match batch {
-                Batch::Source(b) => {
-                    report.source_entries += b.len() as u64;
-                    db.upsert_sources(&b, source, dest, scan_id)?;
-                }
-                Batch::Dest(b) => {
-                    report.dest_entries += b.len() as u64;
-                    db.insert_dest(&b)?;
+        let mut dst_stream = streams.pop().expect("two streams");
+        let mut src_stream = streams.pop().expect("two streams");
+        let window = job.modify_window;
+        let mut listing = Vec::new();
+        let (mut pending, mut pending_bytes, mut in_tx) = (0u64, 0u64, 0usize);
+        let (mut s_cur, mut d_cur) = (src_stream.next(), dst_stream.next());
+        db.begin()?;
+        loop {
+            // Merge step: the smaller relative path goes first; equal = a pair.
+            let order = match (&s_cur, &d_cur) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(a), Some(b)) => relative(&a.path, source).cmp(relative(&b.path, dest)),
+            };
+            let (src, dst) = match order {
+                std::cmp::Ordering::Less => (s_cur.take(), None),
+                std::cmp::Ordering::Greater => (None, d_cur.take()),
+                std::cmp::Ordering::Equal => (s_cur.take(), d_cur.take()),
+            };
+            if let Some(d) = &dst {
+                report.dest_entries += 1;
+                if job.delete_extras {
+                    listing.push(d.clone());
                 }
             }
+            if let Some(e) = src {
+                report.source_entries += 1;
+                let dst_stamp = dst.as_ref().map(stamp);
+                let (id, copy) = record(db, &e, dst_stamp.as_ref(), source, dest, window, scan_id)?;
+                seen.insert(id);
+                if copy {
+                    pending += 1;
+                    if e.kind == EntryKind::File {
+                        pending_bytes += e.size;
+                    }
+                }
+            }
+            if s_cur.is_none() {
+                s_cur = src_stream.next();
+            }
+            if d_cur.is_none() {
+                d_cur = dst_stream.next();
+            }
+            in_tx += 1;
+            if in_tx >= TX_ENTRIES {
+                db.insert_dest(&listing)?;
+                listing.clear();
+                db.commit()?;
+                db.begin()?;
+                in_tx = 0;
+                progress.0.pending_files.store(pending, Relaxed);
+                progress.0.pending_bytes.store(pending_bytes, Relaxed);
+            }
         }
+        db.insert_dest(&listing)?;
+        db.commit()?;
+        report.pending_files = pending;
+        report.pending_bytes = pending_bytes;
+        progress.0.pending_files.store(pending, Relaxed);
+        progress.0.pending_bytes.store(pending_bytes, Relaxed);
         Ok(())
     });
     result?;
+    debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
     if stop.load(Relaxed) {
         return Err(ScanError::Interrupted);
     }
@@ -117,38 +214,97 @@ pub fn run(
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
     check_source_root(source)?;
     if report.source_errors == 0 {
-        report.vanished = db.drop_vanished(scan_id)?;
+        // Every walked entry has a row, so equal counts mean nothing vanished.
+        if db.count_files()? != report.source_entries {
+            report.vanished = db.drop_unseen(|id| seen.contains(id))?;
+        }
     } else {
         warn!(
             errors = report.source_errors,
             "source walk had errors; rows of unseen entries are kept"
         );
     }
-    let window = job.modify_window;
-    let (pending, bytes) = db.decide(
-        scan_id,
-        |src, dst, after| {
-            matches!(
-                decide::needs_transfer(src, dst, after, window),
-                Decision::Copy(_)
-            )
-        },
-        |files, bytes| {
-            progress.0.pending_files.store(files, Relaxed);
-            progress.0.pending_bytes.store(bytes, Relaxed);
-        },
-    )?;
     db.finish_scan()?;
-    report.pending_files = pending;
-    report.pending_bytes = bytes;
+    debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
     info!(
         source = report.source_entries,
         dest = report.dest_entries,
-        pending,
+        pending = report.pending_files,
         vanished = report.vanished,
         "scan done"
     );
     Ok(report)
+}
+
+/// `path` relative to `root` (the walkers only yield paths below their root).
+fn relative<'p>(path: &'p Path, root: &Path) -> &'p Path {
+    path.strip_prefix(root)
+        .expect("the walker yields paths under its root")
+}
+
+fn stamp(e: &ScanEntry) -> Stamp {
+    Stamp {
+        kind: e.kind,
+        size: e.size,
+        modified_ns: e.modified_ns,
+    }
+}
+
+/// Decides one source entry against its destination counterpart and writes
+/// its row if anything changed. Returns the row id and whether it is pending.
+fn record(
+    db: &StateDb,
+    e: &ScanEntry,
+    dst: Option<&Stamp>,
+    source: &Path,
+    dest: &Path,
+    window: std::time::Duration,
+    scan_id: i64,
+) -> Result<(i64, bool), DbError> {
+    let src = stamp(e);
+    let known = db.find_source(&e.path)?;
+    // The after-copy stamp only counts while the source is the one copied.
+    let same_content = known.as_ref().is_some_and(|k| stamp(&k.entry) == src);
+    let after = known
+        .as_ref()
+        .filter(|_| same_content)
+        .and_then(|k| k.after_copy);
+    let copy = matches!(
+        decide::needs_transfer(&src, dst, after.as_ref(), window),
+        Decision::Copy(_)
+    );
+    let status = if copy { "pending" } else { "synced" };
+    let id = match known {
+        None => {
+            let rel = relative(&e.path, source);
+            let to = if rel.as_os_str().is_empty() {
+                dest.to_path_buf()
+            } else {
+                dest.join(rel)
+            };
+            db.insert_source(e, &to, status, scan_id)?
+        }
+        Some(k) => {
+            if k.status != status || !same_row(&k.entry, e) {
+                db.update_source(k.id, e, status, same_content, scan_id)?;
+            }
+            k.id
+        }
+    };
+    Ok((id, copy))
+}
+
+/// Every recorded source field equal (the path is the key, not compared).
+fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
+    a.kind == b.kind
+        && a.size == b.size
+        && a.modified_ns == b.modified_ns
+        && a.accessed_ns == b.accessed_ns
+        && a.changed_ns == b.changed_ns
+        && a.created_ns == b.created_ns
+        && a.mode == b.mode
+        && a.uid == b.uid
+        && a.gid == b.gid
 }
 
 fn check_source_root(source: &Path) -> Result<(), ScanError> {
@@ -167,7 +323,7 @@ fn check_source_root(source: &Path) -> Result<(), ScanError> {
 fn walk(
     root: &Path,
     side: Side,
-    tx: &flume::Sender<Batch>,
+    tx: &flume::Sender<Vec<ScanEntry>>,
     progress: &Progress,
     stop: &AtomicBool,
     errors: &AtomicU64,
@@ -178,13 +334,7 @@ fn walk(
         Side::Source => (&c.src_files, &c.src_bytes),
         Side::Dest => (&c.dst_files, &c.dst_bytes),
     };
-    let send = |b: Vec<ScanEntry>| {
-        let msg = match side {
-            Side::Source => Batch::Source(b),
-            Side::Dest => Batch::Dest(b),
-        };
-        tx.send(msg).is_ok()
-    };
+    let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
     for entry in WalkDir::new(root).follow_links(false).sort_by_file_name() {
         if stop.load(Relaxed) {

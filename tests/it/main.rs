@@ -5,4 +5,5 @@ mod env;
 
 mod core;
 mod manifest;
+mod scan;
 mod transfers;
