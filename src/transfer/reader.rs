@@ -180,7 +180,7 @@ impl Reader<'_> {
             ns(before.mtime(), before.mtime_nsec()),
             ns(before.atime(), before.atime_nsec()),
         );
-        debug!(path = %row.source.display(), size = before.len(), "reading");
+        debug!(id = row.id, path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.algo.hasher();
         let mut offset = 0u64;
         loop {

@@ -502,6 +502,7 @@ impl Batch {
     fn tick(&mut self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
         self.count += 1;
         if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
+            debug!(files = self.count, "commit");
             audit.flush()?;
             db.commit()?;
             db.begin()?;
