@@ -4,14 +4,17 @@
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use crate::cli::{Cli, Command, CommonArgs, StatusArgs};
-use crate::db::StateDb;
+use crate::db::{RunRow, StateDb, StatusCount};
 use crate::decide;
 use crate::manifest::{self, Job};
-use crate::progress::{Progress, Reporter, Style};
-use crate::runner::{self, Exit};
-use crate::units::human_bytes;
+use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
+use crate::runner::{self, Exit, RunError};
+use crate::throttle::{Schedule, rate_text};
+use crate::units::{HumanRate, human_bytes};
+use serde::Serialize;
 
 /// Runs one command; every error has already been printed as one line
 /// prefixed `jobrun:` when this returns.
@@ -24,8 +27,15 @@ pub fn run(cli: Cli) -> Exit {
 }
 
 fn fail(msg: impl std::fmt::Display, exit: Exit) -> Exit {
-    eprintln!("jobrun: {msg}");
+    let _ = writeln!(std::io::stderr(), "jobrun: {msg}");
     exit
+}
+
+/// Prints to stdout; a closed stdout (`| head`) is not an error worth a
+/// panic, the exit code still tells what happened.
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
 }
 
 fn load(args: &CommonArgs) -> Result<Job, Exit> {
@@ -50,21 +60,59 @@ fn run_job(cli: Cli) -> Exit {
     }
     let style = Style::pick(args.quiet, job.progress_interval);
     let progress = Progress::default();
-    let quiet = args.quiet;
-    let say = move |line: &str| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    };
+    let started = Instant::now();
     let reporter = Reporter::start(&progress, style);
-    let result = runner::run(&job, args.rescan, &progress, &stop, &say);
+    let opts = runner::RunOptions {
+        rescan: args.rescan,
+        dry_run: args.dry_run,
+    };
+    let result = runner::run(&job, opts, &progress, &stop, &|l| reporter.say(l));
     drop(reporter);
     match result {
         Ok(report) => {
-            println!("{}", report.summary());
+            out(&format!("{}\n", report.summary()));
             report.exit
         }
-        Err(e) => fail(e.to_string(), e.exit()),
+        Err(e) => {
+            let exit = e.exit();
+            fail(describe(&e, &job), exit);
+            // A run that got going still ends with its summary line, so a
+            // cron mail always says what was done before the abort.
+            if exit == Exit::Fatal {
+                let s = progress.snapshot();
+                out(&format!(
+                    "{}\n",
+                    summary_line(&Summary {
+                        files: s.files_done,
+                        bytes: s.bytes_done,
+                        failed: s.files_failed,
+                        deleted: 0,
+                        dry_run: false,
+                        elapsed: started.elapsed(),
+                        mode: None,
+                        exit_code: exit.code(),
+                        reason: exit.reason(),
+                    })
+                ));
+            }
+            exit
+        }
+    }
+}
+
+/// The one error line of a failed run. A bare SQLite error ("attempt to
+/// write a readonly database") gets the DB's path, which it lacks.
+fn describe(e: &RunError, job: &Job) -> String {
+    use crate::db::DbError::Sql;
+    use crate::scan::ScanError;
+    use crate::transfer::TransferError;
+    match e {
+        RunError::Db(Sql(s))
+        | RunError::Scan(ScanError::Db(Sql(s)))
+        | RunError::Transfer(TransferError::Db(Sql(s))) => {
+            format!("state DB `{}` is unusable: {s}", job.db)
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -107,16 +155,32 @@ fn check(args: &CommonArgs) -> Exit {
         ),
         (
             "bwlimit",
-            job.bwlimit.map_or("off".into(), |b| {
-                format!("{}/s ({b} bytes/s)", human_bytes(b))
-            }),
+            match &job.bwlimit {
+                Schedule::Fixed(r) => r.map_or("off".into(), |b| {
+                    format!("{}/s ({b} bytes/s)", human_bytes(b))
+                }),
+                t @ Schedule::Timetable(_) => {
+                    format!("timetable {t} (now {})", rate_text(t.rate_now()))
+                }
+            },
         ),
         ("delete_extras", job.delete_extras.to_string()),
+        (
+            "max_delete",
+            match job.max_delete {
+                decide::MaxDelete::Percent(_) => {
+                    format!("{} of the destination's entries per run", job.max_delete)
+                }
+                decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
+                decide::MaxDelete::Off => "off (no cap)".into(),
+            },
+        ),
         ("inplace", job.inplace.to_string()),
         (
             "modify_window",
             humantime::format_duration(job.modify_window).to_string(),
         ),
+        ("symlinks", job.symlinks.to_string()),
         (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),
@@ -161,9 +225,246 @@ fn check(args: &CommonArgs) -> Exit {
             ));
         }
     }
-    print!("{out}");
-    let _ = std::io::stdout().flush();
+    self::out(&out);
     Exit::Ok
+}
+
+/// Runs whose mean rate gives `status` its ETA.
+const RATE_RUNS: usize = 5;
+/// Runs listed by `status`.
+const SHOWN_RUNS: usize = 5;
+/// Failed rows listed by `status`.
+const SHOWN_FAILED: usize = 5;
+
+/// What `jobrun status` reports, read from the state DB only; `--json`
+/// prints this struct as it is.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub db: String,
+    /// Pid of the run holding the job's lock right now, if any.
+    pub running_pid: Option<u32>,
+    /// Files and bytes per status (`pending`, `synced`, `failed`); bytes
+    /// count regular files only.
+    pub counts: Vec<StatusCount>,
+    /// Pending entries (folders included) and pending file bytes.
+    pub backlog_files: u64,
+    pub backlog_bytes: u64,
+    /// `resume` or `scan`: what the next run does.
+    pub next_run: &'static str,
+    /// Mean copy rate of the last runs that copied data (bytes over their
+    /// whole run time, scans included), bytes/s.
+    pub recent_rate: Option<f64>,
+    /// How many runs `recent_rate` is the mean of.
+    pub recent_rate_runs: usize,
+    /// Run time the backlog needs at `recent_rate`, seconds.
+    pub eta_seconds: Option<u64>,
+    /// The last runs, newest first.
+    pub runs: Vec<RunStatus>,
+    pub failed_total: u64,
+    /// The first few failed rows with their errors.
+    pub failed_sample: Vec<FailedFile>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunStatus {
+    #[serde(flatten)]
+    pub row: RunRow,
+    /// `ended_at - started_at`; `None` while running or after a kill.
+    pub seconds: Option<f64>,
+    /// `running`, `unfinished` (killed, no end recorded) or the exit reason.
+    pub state: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailedFile {
+    pub path: String,
+    pub error: String,
+}
+
+fn run_seconds(r: &RunRow) -> Option<f64> {
+    let start = humantime::parse_rfc3339(&r.started_at).ok()?;
+    let end = humantime::parse_rfc3339(r.ended_at.as_deref()?).ok()?;
+    Some(end.duration_since(start).ok()?.as_secs_f64())
+}
+
+/// Pid of a live `jobrun` holding `<db>.lock`. Reads the pid the lock
+/// holder wrote and checks /proc; never takes the lock (a starting cron run
+/// must not find it busy because someone looked).
+fn lock_holder(db: &camino::Utf8Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(format!("{db}.lock"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // `comm` is the executable's name cut to 15 bytes; an installed
+    // `jobrun-0.2` still starts with `jobrun`.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    comm.starts_with("jobrun").then_some(pid)
+}
+
+fn exit_reason(code: i32) -> &'static str {
+    match code {
+        0 => Exit::Ok.reason(),
+        1 => Exit::FilesFailed.reason(),
+        2 => Exit::Usage.reason(),
+        3 => Exit::Locked.reason(),
+        4 => Exit::Fatal.reason(),
+        130 => Exit::Interrupted.reason(),
+        _ => "unknown",
+    }
+}
+
+fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbError> {
+    let counts = db.status_counts()?;
+    let (backlog_files, backlog_bytes) = db.backlog()?;
+    let trusted = db.last_scan_complete()?;
+    let rows = db.last_runs(SHOWN_RUNS.max(50))?;
+    // A live holder of the lock whose run has not recorded its end: a pid
+    // reused after a kill, by another job's run, is not taken for this one.
+    let running_pid =
+        lock_holder(&job.db).filter(|_| rows.first().is_some_and(|r| r.ended_at.is_none()));
+    let rated: Vec<(u64, f64)> = rows
+        .iter()
+        .filter(|r| r.bytes_done > 0)
+        .filter_map(|r| Some((r.bytes_done, run_seconds(r)?)))
+        .take(RATE_RUNS)
+        .collect();
+    let recent_rate = progress::mean_rate(rated.iter().copied());
+    let runs = rows
+        .into_iter()
+        .take(SHOWN_RUNS)
+        .enumerate()
+        .map(|(i, row)| {
+            let state = match row.exit_code {
+                Some(c) => exit_reason(c).to_string(),
+                None if i == 0 && running_pid.is_some() => "running".into(),
+                None => "unfinished".into(),
+            };
+            RunStatus {
+                seconds: run_seconds(&row),
+                state,
+                row,
+            }
+        })
+        .collect();
+    let failed_total = counts
+        .iter()
+        .find(|c| c.status == "failed")
+        .map_or(0, |c| c.files);
+    Ok(StatusReport {
+        db: job.db.to_string(),
+        running_pid,
+        backlog_files,
+        backlog_bytes,
+        next_run: decide::run_mode(backlog_files, backlog_bytes, !trusted).name(),
+        recent_rate,
+        recent_rate_runs: rated.len(),
+        eta_seconds: progress::eta(backlog_bytes, recent_rate).map(|d| d.as_secs()),
+        counts,
+        runs,
+        failed_total,
+        failed_sample: db
+            .failed_sample(SHOWN_FAILED)?
+            .into_iter()
+            .map(|(p, error)| FailedFile {
+                path: p.display().to_string(),
+                error,
+            })
+            .collect(),
+    })
+}
+
+/// The text form of `status` (see README "Reading `status`").
+pub fn render_status(r: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "db        {}", r.db);
+    let state = match r.running_pid {
+        Some(pid) => format!("running (pid {pid})"),
+        None => "idle".into(),
+    };
+    let _ = writeln!(o, "state     {state}; next run: {}", r.next_run);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "{:<9} {:>12} {:>12}", "status", "files", "bytes");
+    for c in &r.counts {
+        let _ = writeln!(
+            o,
+            "{:<9} {:>12} {:>12}",
+            c.status,
+            c.files,
+            human_bytes(c.bytes)
+        );
+    }
+    let _ = writeln!(o);
+    if r.backlog_files == 0 {
+        let _ = writeln!(
+            o,
+            "backlog   empty: the next run scans both trees for changes"
+        );
+    } else {
+        let eta = match (r.eta_seconds, r.recent_rate) {
+            (Some(s), Some(rate)) => format!(
+                "eta {} of run time at {} (mean of the last {} run{} that copied data)",
+                progress::fmt_duration(Duration::from_secs(s)),
+                HumanRate(rate),
+                r.recent_rate_runs,
+                if r.recent_rate_runs == 1 { "" } else { "s" },
+            ),
+            _ => "eta unknown: no run has copied data yet".into(),
+        };
+        let _ = writeln!(
+            o,
+            "backlog   {} entries, {}; {eta}",
+            r.backlog_files,
+            human_bytes(r.backlog_bytes)
+        );
+    }
+    let _ = writeln!(o);
+    if r.runs.is_empty() {
+        let _ = writeln!(o, "no runs yet");
+    } else {
+        let _ = writeln!(o, "last runs, newest first:");
+        let _ = writeln!(
+            o,
+            "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  exit",
+            "run", "started (UTC)", "took", "mode", "files", "bytes", "failed"
+        );
+        for r in &r.runs {
+            let row = &r.row;
+            // RFC 3339 to the second, `T` and `Z` dropped: easier to read.
+            let started: String = row.started_at.replace('T', " ").chars().take(19).collect();
+            let took = r.seconds.map_or("-".to_string(), |s| {
+                progress::fmt_duration(Duration::from_secs_f64(s))
+            });
+            let exit = row
+                .exit_code
+                .map_or(r.state.clone(), |c| format!("{c} {}", r.state));
+            let _ = writeln!(
+                o,
+                "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  {exit}",
+                row.id,
+                started,
+                took,
+                row.mode,
+                row.files_done,
+                human_bytes(row.bytes_done),
+                row.failures,
+            );
+        }
+    }
+    if r.failed_total > 0 {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "failed files ({} of {}; all are retried by the next scan):",
+            r.failed_sample.len(),
+            r.failed_total
+        );
+        for f in &r.failed_sample {
+            let _ = writeln!(o, "  {}: {}", f.path, f.error);
+        }
+    }
+    o
 }
 
 fn status(args: &StatusArgs) -> Exit {
@@ -181,23 +482,59 @@ fn status(args: &StatusArgs) -> Exit {
         }
         Err(e) => return fail(e, Exit::Fatal),
     };
-    let counts = match db.status_counts() {
-        Ok(c) => c,
+    let report = match status_report(&job, &db) {
+        Ok(r) => r,
         Err(e) => return fail(e, Exit::Fatal),
     };
     if args.json {
-        let v = serde_json::json!({ "db": job.db, "counts": counts });
-        println!("{v}");
-    } else {
-        println!("{:<8} {:>12} {:>14}", "status", "files", "bytes");
-        for c in &counts {
-            println!(
-                "{:<8} {:>12} {:>14}",
-                c.status,
-                c.files,
-                human_bytes(c.bytes)
-            );
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => out(&format!("{text}\n")),
+            Err(e) => return fail(e, Exit::Fatal),
         }
+    } else {
+        out(&render_status(&report));
     }
     Exit::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: i64, start: &str, end: Option<&str>, bytes: u64, exit: Option<i32>) -> RunRow {
+        RunRow {
+            id,
+            started_at: start.into(),
+            ended_at: end.map(Into::into),
+            mode: "scan".into(),
+            files_done: 7,
+            bytes_done: bytes,
+            failures: 0,
+            exit_code: exit,
+        }
+    }
+
+    #[test]
+    fn run_time_comes_from_the_recorded_timestamps() {
+        let r = run(
+            1,
+            "2026-11-24T03:57:25.500000Z",
+            Some("2026-11-24T04:57:26.000000Z"),
+            1,
+            Some(0),
+        );
+        assert_eq!(run_seconds(&r), Some(3600.5));
+        assert_eq!(
+            run_seconds(&run(2, "2026-11-24T03:57:25Z", None, 1, None)),
+            None
+        );
+        assert_eq!(run_seconds(&run(3, "garbage", Some("x"), 1, None)), None);
+    }
+
+    #[test]
+    fn exit_reasons_match_the_enum() {
+        for e in [Exit::Ok, Exit::FilesFailed, Exit::Fatal, Exit::Interrupted] {
+            assert_eq!(exit_reason(i32::from(e.code())), e.reason());
+        }
+    }
 }

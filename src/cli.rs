@@ -24,6 +24,9 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub run: RunArgs,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,12 +48,12 @@ pub struct RunArgs {
     /// Force a full scan even when the DB holds a backlog.
     #[arg(long)]
     pub rescan: bool,
+    /// Scan (or resume), then only print what would be copied and deleted; copy and delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Print only errors and the final summary.
     #[arg(long, short)]
     pub quiet: bool,
-    /// More diagnostics on stderr (-v info, -vv debug); RUST_LOG also works.
-    #[arg(long, short, action = clap::ArgAction::Count)]
-    pub verbose: u8,
 }
 
 #[derive(Debug, Args)]
@@ -108,22 +111,30 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfers: Option<u64>,
-    /// Max copy rate per direction (e.g. 20M, 20MB/s, off).
+    /// Max copy rate per direction (e.g. 20M, 20MB/s, off), or a day timetable ("08:00,10M 19:00,off").
     #[arg(long, value_name = "RATE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<String>,
     /// Mirror: delete destination entries that have no source.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_extras: Option<bool>,
+    /// Mirror: most entries deleted per run: a count, a percentage of the destination's entries (e.g. 10%), or off.
+    #[arg(long, value_name = "N|PCT%|off")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_delete: Option<String>,
     /// Write straight to the destination file instead of a temporary sibling.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inplace: Option<bool>,
     /// Two mtimes this close count as equal for a destination jobrun did not write (e.g. 2s).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modify_window: Option<String>,
+    /// Source symlinks: copy (as symlinks) or skip.
+    #[arg(long, value_name = "POLICY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub symlinks: Option<String>,
     /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +171,15 @@ mod tests {
         assert_eq!(cli.run.overrides.bwlimit.as_deref(), Some("20M"));
         assert!(cli.run.overrides.given("bwlimit"));
         assert!(!cli.run.overrides.given("source"));
+    }
+
+    #[test]
+    fn bool_flags_do_not_swallow_the_manifest() {
+        let cli = Cli::try_parse_from(["jobrun", "--delete-extras", "x.toml"]).unwrap();
+        assert_eq!(cli.run.overrides.delete_extras, Some(true));
+        assert_eq!(cli.run.job.as_deref(), Some(std::path::Path::new("x.toml")));
+        let cli = Cli::try_parse_from(["jobrun", "--delete-extras=false", "x.toml"]).unwrap();
+        assert_eq!(cli.run.overrides.delete_extras, Some(false));
     }
 
     #[test]

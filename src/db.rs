@@ -179,10 +179,16 @@ pub struct RunRow {
     pub exit_code: Option<i32>,
 }
 
+/// Reads a run's counters `(files_done, bytes_done, failures)`; see
+/// [`StateDb::track_run`].
+pub type RunCounts = Box<dyn Fn() -> (u64, u64, u64) + Send>;
+
 /// The open state DB.
 pub struct StateDb {
     conn: Connection,
     path: Utf8PathBuf,
+    /// The run whose `runs` row each [`StateDb::commit`] brings up to date.
+    run: Option<(i64, RunCounts)>,
 }
 
 fn tune(conn: &Connection) -> rusqlite::Result<()> {
@@ -214,6 +220,7 @@ impl StateDb {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            run: None,
         })
     }
 
@@ -234,6 +241,7 @@ impl StateDb {
         Ok(Some(Self {
             conn,
             path: path.to_owned(),
+            run: None,
         }))
     }
 
@@ -251,6 +259,7 @@ impl StateDb {
         Ok(Self {
             conn,
             path: self.path.clone(),
+            run: None,
         })
     }
 
@@ -293,6 +302,27 @@ impl StateDb {
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
+    }
+
+    /// The transfer stage's share of the backlog: pending entries other
+    /// than folders (those only get their times restored) and file bytes.
+    pub fn transfer_backlog(&self) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending' AND kind != 'dir'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Up to `n` failed rows with their error text, for `status`.
+    pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT source_path, coalesce(error, '') FROM files WHERE status = 'failed'
+             ORDER BY rowid LIMIT ?1",
+        )?;
+        let rows = st.query_map([n as i64], |r| Ok((path_from(r.get_ref(0)?)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Files and bytes per status, always listing all three.
@@ -575,7 +605,24 @@ impl StateDb {
         Ok(())
     }
 
+    /// Drops the open batch: its rows keep their previous status.
+    pub fn rollback(&self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
     pub fn commit(&self) -> Result<()> {
+        // A tracked run's `runs` row is updated in the same transaction, so
+        // the row always matches the rows committed (see `track_run`).
+        if let Some((id, counts)) = &self.run {
+            let (files, bytes, failures) = counts();
+            self.conn
+                .prepare_cached(
+                    "UPDATE runs SET files_done = ?2, bytes_done = ?3, failures = ?4
+                     WHERE id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![id, files as i64, bytes as i64, failures as i64])?;
+        }
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
@@ -607,6 +654,19 @@ impl StateDb {
         Ok(())
     }
 
+    /// Marks the row of `source` failed (a source entry the scan could not
+    /// read, e.g. a folder without read permission: its contents are unknown,
+    /// so it must not look synced). Returns whether such a row exists.
+    pub fn mark_failed_path(&self, source: &Path, error: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE files SET status = 'failed', error = ?2 WHERE source_path = ?1",
+            )?
+            .execute(params![path_value(source), error])?
+            > 0)
+    }
+
     /// Marks the directory row for `source_dir` pending again: writing into
     /// a directory changes its mtime, which must be restored afterwards.
     pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
@@ -615,6 +675,269 @@ impl StateDb {
                 "UPDATE files SET status = 'pending' WHERE source_path = ?1 AND kind = 'dir' AND status = 'synced'",
             )?
             .execute([path_value(source_dir)])?;
+        Ok(())
+    }
+
+    // ---- mirror -----------------------------------------------------------
+
+    /// Remembers how many source entries the current scan could not read:
+    /// the mirror stage refuses to delete after an incomplete source walk,
+    /// also in later runs that resume without scanning.
+    pub fn set_scan_source_errors(&self, n: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('scan_source_errors', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [n.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// See [`Self::set_scan_source_errors`]; 0 when never recorded.
+    pub fn scan_source_errors(&self) -> Result<u64> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'scan_source_errors'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    /// Source rows other than the source root itself.
+    pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM files WHERE source_path != ?1",
+            [path_value(source_root)],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Destination listing rows other than the destination root itself.
+    pub fn dest_listing_len(&self, dest_root: &Path) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM dest_entries WHERE path != ?1",
+            [path_value(dest_root)],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Empties the destination listing before a fresh walk refills it with
+    /// [`Self::insert_dest`].
+    pub fn clear_dest_listing(&self) -> Result<()> {
+        self.conn.execute("DELETE FROM dest_entries", [])?;
+        Ok(())
+    }
+
+    fn listed_page(&self, table: &str, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {
+        // Two statements rather than `?1 IS NULL OR path < ?1`, which would
+        // keep SQLite from walking the primary-key index (keyset paging).
+        let sql = match before {
+            Some(_) => format!(
+                "SELECT path, kind, size, modified_ns FROM {table}
+                 WHERE path < ?1 ORDER BY path DESC LIMIT ?2"
+            ),
+            None => format!(
+                "SELECT path, kind, size, modified_ns FROM {table}
+                 WHERE ?1 IS NULL ORDER BY path DESC LIMIT ?2"
+            ),
+        };
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let before = before.map_or(Value::Null, path_value);
+        let rows = st.query_map(params![before, limit as i64], |r| {
+            Ok(Listed {
+                path: path_from(r.get_ref(0)?)?,
+                stamp: Stamp {
+                    kind: kind_of(r.get_ref(1)?)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    modified_ns: r.get(3)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Fills the mirror candidate table (see [`Self::reset_candidates`])
+    /// with the listing rows that have no `files` row at the same path
+    /// relative to the roots (the roots themselves excluded). Returns how
+    /// many.
+    ///
+    /// A merge of two ordered, covering index scans (`dest_entries.path`,
+    /// `files.source_path`), paged by key: O(listing + files) with no
+    /// per-row lookup. SQLite orders every TEXT before every BLOB and each
+    /// by memcmp; the roots are UTF-8, so a full path is a BLOB exactly when
+    /// its relative part is not UTF-8, and (is BLOB, relative bytes) orders
+    /// both sides as SQLite does. Were the two orders ever to disagree, an
+    /// entry would only become a candidate wrongly, and the mirror stage's
+    /// live check of its source path would still keep it.
+    pub fn collect_dest_only(
+        &mut self,
+        dest_root: &Path,
+        source_root: &Path,
+        page: usize,
+    ) -> Result<u64> {
+        fn key<'a>(p: &'a Path, root: &Path) -> Option<(bool, &'a [u8])> {
+            let rel = p.strip_prefix(root).ok()?.as_os_str();
+            (!rel.is_empty()).then(|| (p.to_str().is_none(), rel.as_bytes()))
+        }
+        let mut dest = std::collections::VecDeque::new();
+        let mut src = std::collections::VecDeque::new();
+        let (mut dest_last, mut src_last) = (None::<PathBuf>, None::<PathBuf>);
+        let (mut src_done, mut found, mut count) = (false, Vec::new(), 0u64);
+        loop {
+            if dest.is_empty() {
+                dest.extend(self.paths_after(
+                    "dest_entries",
+                    "path",
+                    dest_last.as_deref(),
+                    page,
+                )?);
+                let Some(last) = dest.back() else { break };
+                dest_last = Some(last.clone());
+            }
+            if src.is_empty() && !src_done {
+                src.extend(self.paths_after("files", "source_path", src_last.as_deref(), page)?);
+                match src.back() {
+                    Some(last) => src_last = Some(last.clone()),
+                    None => src_done = true,
+                }
+            }
+            let d = dest.front().expect("refilled above");
+            let Some(dk) = key(d, dest_root) else {
+                dest.pop_front();
+                continue;
+            };
+            if let Some(s) = src.front() {
+                let Some(sk) = key(s, source_root) else {
+                    src.pop_front();
+                    continue;
+                };
+                match sk.cmp(&dk) {
+                    std::cmp::Ordering::Less => {
+                        src.pop_front();
+                        continue;
+                    }
+                    std::cmp::Ordering::Equal => {
+                        src.pop_front();
+                        dest.pop_front();
+                        continue;
+                    }
+                    std::cmp::Ordering::Greater => {}
+                }
+            }
+            found.push(dest.pop_front().expect("front checked"));
+            if found.len() >= page {
+                count += self.add_candidates_from_listing(&std::mem::take(&mut found))?;
+            }
+        }
+        count += self.add_candidates_from_listing(&found)?;
+        Ok(count)
+    }
+
+    /// Up to `limit` values of `column` above `after`, ascending (keyset
+    /// paging over the column's index).
+    fn paths_after(
+        &self,
+        table: &str,
+        column: &str,
+        after: Option<&Path>,
+        limit: usize,
+    ) -> Result<Vec<PathBuf>> {
+        let sql = match after {
+            Some(_) => format!(
+                "SELECT {column} FROM {table} WHERE {column} > ?1 ORDER BY {column} LIMIT ?2"
+            ),
+            None => {
+                format!("SELECT {column} FROM {table} WHERE ?1 IS NULL ORDER BY {column} LIMIT ?2")
+            }
+        };
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let after = after.map_or(Value::Null, path_value);
+        let rows = st.query_map(params![after, limit as i64], |r| path_from(r.get_ref(0)?))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn add_candidates_from_listing(&mut self, paths: &[PathBuf]) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO temp.mirror_candidates (path, kind, size, modified_ns)
+                 SELECT path, kind, size, modified_ns FROM dest_entries WHERE path = ?1",
+            )?;
+            for p in paths {
+                n += st.execute([path_value(p)])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Whether the DB has a row for this source path.
+    pub fn has_source(&self, source_path: &Path) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM files WHERE source_path = ?1")?
+            .exists([path_value(source_path)])?)
+    }
+
+    /// Starts an empty candidate list for the mirror stage (a TEMP table:
+    /// private to this connection, gone when it closes).
+    pub fn reset_candidates(&self) -> Result<()> {
+        self.conn.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS mirror_candidates (
+                 path PRIMARY KEY NOT NULL, kind TEXT NOT NULL,
+                 size INTEGER NOT NULL, modified_ns INTEGER NOT NULL);
+             DELETE FROM temp.mirror_candidates;",
+        )?;
+        Ok(())
+    }
+
+    pub fn add_candidates(&mut self, batch: &[Listed]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO temp.mirror_candidates (path, kind, size, modified_ns)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for c in batch {
+                st.execute(params![
+                    path_value(&c.path),
+                    c.stamp.kind.as_str(),
+                    c.stamp.size as i64,
+                    c.stamp.modified_ns
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` candidates sorted by path, descending, below `before`
+    /// (from the top when `None`). Descending byte order puts every entry
+    /// before its parent directory (TEXT sorts before BLOB in SQLite, and a
+    /// non-UTF-8 directory only has non-UTF-8 descendants).
+    pub fn candidate_page(&self, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {
+        self.listed_page("temp.mirror_candidates", before, limit)
+    }
+
+    /// (accessed_ns, modified_ns) of a directory row, by source path.
+    pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT accessed_ns, modified_ns FROM files WHERE source_path = ?1 AND kind = 'dir'",
+            )?
+            .query_row([path_value(source_path)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Forgets a deleted (or vanished) destination entry.
+    pub fn forget_dest(&self, path: &Path) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM dest_entries WHERE path = ?1")?
+            .execute([path_value(path)])?;
         Ok(())
     }
 
@@ -628,7 +951,16 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn finish_run(&self, row: &RunRow) -> Result<()> {
+    /// From now on every batch commit also records run `id`'s progress
+    /// (read from `counts`), so a run killed before [`Self::finish_run`]
+    /// still counts in the totals, and `status` shows a running run's
+    /// progress. Costs one small UPDATE per batch.
+    pub fn track_run(&mut self, id: i64, counts: RunCounts) {
+        self.run = Some((id, counts));
+    }
+
+    pub fn finish_run(&mut self, row: &RunRow) -> Result<()> {
+        self.run = None;
         self.conn.execute(
             "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5, exit_code = ?6
              WHERE id = ?1",
@@ -699,6 +1031,13 @@ impl StateDb {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// One destination listing row (or mirror candidate).
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: PathBuf,
+    pub stamp: Stamp,
 }
 
 /// What the writer records for a synced file.
@@ -822,6 +1161,82 @@ mod tests {
         assert_eq!(dest, "/d/a");
         assert_eq!(db.drop_unseen(|id| id == 2).unwrap(), 1);
         assert_eq!(db.count_files().unwrap(), 1);
+    }
+
+    #[test]
+    fn dest_only_merges_text_and_blob_paths_across_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let mut db = StateDb::open(&path).unwrap();
+        let p = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+        let src = [
+            &b"/s"[..],
+            b"/s/a",
+            b"/s/a/x",
+            b"/s/b\xff",
+            b"/s/c",
+            b"/s/\xfe",
+        ];
+        let id = db.begin_scan().unwrap();
+        let rows: Vec<ScanEntry> = src
+            .iter()
+            .map(|b| ScanEntry {
+                path: p(b),
+                ..entry("/", 1, 1)
+            })
+            .collect();
+        for e in &rows {
+            let rel = e.path.strip_prefix("/s").unwrap();
+            db.insert_source(e, &Path::new("/d").join(rel), "pending", id)
+                .unwrap();
+        }
+        let dst = [
+            &b"/d"[..],
+            b"/d/a",
+            b"/d/a/x",
+            b"/d/a/y",
+            b"/d/a0",
+            b"/d/b\xff",
+            b"/d/b\xff/z",
+            b"/d/c",
+            b"/d/\xfe",
+            b"/d/\xfe\xfe",
+            b"/d/zz",
+        ];
+        let rows: Vec<ScanEntry> = dst
+            .iter()
+            .map(|b| ScanEntry {
+                path: p(b),
+                ..entry("/", 1, 1)
+            })
+            .collect();
+        db.insert_dest(&rows).unwrap();
+        for page in [1, 2, 3, 100] {
+            db.reset_candidates().unwrap();
+            let n = db
+                .collect_dest_only(Path::new("/d"), Path::new("/s"), page)
+                .unwrap();
+            let mut got: Vec<PathBuf> = Vec::new();
+            let mut before: Option<PathBuf> = None;
+            loop {
+                let rows = db.candidate_page(before.as_deref(), 2).unwrap();
+                let Some(last) = rows.last() else { break };
+                before = Some(last.path.clone());
+                got.extend(rows.into_iter().map(|l| l.path));
+            }
+            let want: Vec<PathBuf> = [
+                &b"/d/\xfe\xfe"[..],
+                b"/d/b\xff/z",
+                b"/d/zz",
+                b"/d/a0",
+                b"/d/a/y",
+            ]
+            .iter()
+            .map(|b| p(b))
+            .collect();
+            assert_eq!(got, want, "page {page}");
+            assert_eq!(n, 5);
+        }
     }
 
     #[test]

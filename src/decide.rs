@@ -1,7 +1,8 @@
-//! Pure decisions, no I/O: the skip rule (SPEC §5) and run mode (SPEC §3).
-//! Each returns a reason rather than a bool so tests, logs and `check` can
-//! say *why*.
+//! Pure decisions, no I/O: the skip rule (SPEC §5), run mode (SPEC §3) and
+//! the mirror safety rules (SPEC §7). Each returns a reason rather than a
+//! bool so tests, logs and `check` can say *why*.
 
+use std::fmt;
 use std::time::Duration;
 
 /// What a tree entry is. Other kinds (FIFOs, sockets, devices) never reach
@@ -127,6 +128,285 @@ impl RunMode {
 
     pub fn name(self) -> &'static str {
         if self.scans() { "scan" } else { "resume" }
+    }
+}
+
+// ---- mirror (SPEC §7) ------------------------------------------------------
+
+/// The per-run cap on mirror deletions (`max_delete`). Every deleted entry
+/// counts, directories included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MaxDelete {
+    /// No cap.
+    Off,
+    /// At most this many entries per run.
+    Count(u64),
+    /// At most this share of the destination's entries once the copy is
+    /// done (source entries plus extras, roots excluded), in hundredths of a
+    /// percent (`1000` = 10%), rounded up so that a small tree may still
+    /// lose one entry.
+    Percent(u32),
+}
+
+/// Default `max_delete`: 10% of the destination's entries. See the README
+/// ("Mirror") for why.
+pub const DEFAULT_MAX_DELETE: MaxDelete = MaxDelete::Percent(1000);
+
+impl MaxDelete {
+    /// How many deletions the cap allows out of `dest_entries` entries.
+    pub fn allowed(self, dest_entries: u64) -> u64 {
+        match self {
+            Self::Off => u64::MAX,
+            Self::Count(n) => n,
+            Self::Percent(h) => {
+                let num = u128::from(dest_entries) * u128::from(h);
+                u64::try_from(num.div_ceil(10_000)).unwrap_or(u64::MAX)
+            }
+        }
+    }
+}
+
+impl fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Off => f.write_str("off"),
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Percent(h) if h % 100 == 0 => write!(f, "{}%", h / 100),
+            Self::Percent(h) => {
+                let s = format!("{}.{:02}", h / 100, h % 100);
+                write!(f, "{}%", s.trim_end_matches('0'))
+            }
+        }
+    }
+}
+
+/// The source root as the mirror stage finds it right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceRoot {
+    /// A readable directory, the very one (device, inode) the stage began with.
+    Dir {
+        empty: bool,
+    },
+    Missing,
+    NotADirectory,
+    Unreadable,
+    /// Not the directory the stage began with: unmounted, remounted or
+    /// swapped while deleting. A mount point left behind looks empty, and
+    /// every source path under it looks absent.
+    Replaced,
+}
+
+/// Run-level facts the mirror rails judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorRun {
+    /// The source root, checked live.
+    pub source_root: SourceRoot,
+    /// Source entries (root excluded) recorded by the last scan.
+    pub source_entries: u64,
+    /// Entries the last source walk could not read.
+    pub source_walk_errors: u64,
+    /// Destination entries (root and jobrun temporaries excluded) in the
+    /// listing the candidates come from (taken before the transfer when
+    /// the run scanned).
+    pub dest_entries: u64,
+    /// Listed destination entries with no source row.
+    pub candidates: u64,
+}
+
+/// What a live `symlink_metadata` of a candidate's source path said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceNow {
+    /// `ENOENT`, or `ENOTDIR` (a parent is not a directory): truly absent.
+    Absent,
+    Present,
+    /// Any other error (permission, I/O): absence is not proven.
+    Unknown,
+}
+
+/// What a live `symlink_metadata` of the candidate itself said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestNow {
+    Gone,
+    Is(Stamp),
+    Unknown,
+}
+
+/// The live facts about one candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub source: SourceNow,
+    pub dest: DestNow,
+}
+
+/// Why the mirror stage deletes nothing (more) this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The source root is missing, unreadable, not a directory, or changed.
+    SourceRoot(SourceRoot),
+    /// The source listing is incomplete (rclone: "not deleting files as
+    /// there were IO errors").
+    SourceWalkErrors(u64),
+    /// The source is empty while the destination is not: what an unmounted
+    /// share looks like.
+    SourceEmpty { dest_entries: u64 },
+    /// More candidates than `max_delete` allows out of `base` entries.
+    OverCap {
+        candidates: u64,
+        allowed: u64,
+        cap: MaxDelete,
+        base: u64,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SourceRoot(state) => {
+                let what = match state {
+                    SourceRoot::Missing => "is missing",
+                    SourceRoot::NotADirectory => "is not a directory",
+                    SourceRoot::Replaced => {
+                        "changed during the mirror stage (unmounted or remounted?)"
+                    }
+                    SourceRoot::Unreadable | SourceRoot::Dir { .. } => "cannot be read",
+                };
+                write!(f, "the source root {what}")
+            }
+            Self::SourceWalkErrors(n) => write!(
+                f,
+                "the last source scan could not read {}, so its listing is incomplete",
+                entries(*n)
+            ),
+            Self::SourceEmpty { dest_entries } => write!(
+                f,
+                "the source root is empty but the destination holds {} \
+                 (an unmounted share looks empty); delete them by hand if that is really wanted",
+                entries(*dest_entries)
+            ),
+            Self::OverCap {
+                candidates,
+                allowed,
+                cap,
+                base,
+            } => {
+                let of = match cap {
+                    MaxDelete::Percent(_) => format!(" of {base} destination entries"),
+                    MaxDelete::Count(_) | MaxDelete::Off => String::new(),
+                };
+                write!(
+                    f,
+                    "{} would be deleted, over `max_delete` {cap}{of} (allows {allowed}); \
+                     to allow them for one run: --max-delete {candidates}",
+                    entries(*candidates)
+                )
+            }
+        }
+    }
+}
+
+/// "1 entry", "2 entries".
+fn entries(n: u64) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
+}
+
+/// Why a candidate is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepReason {
+    /// The source path exists now (created after the listing).
+    SourcePresent,
+    /// The source path could not be checked.
+    SourceUnknown,
+    /// Already gone from the destination.
+    DestGone,
+    /// The destination entry is no longer what the listing recorded.
+    DestChanged,
+    /// The destination entry could not be checked.
+    DestUnknown,
+}
+
+/// The mirror policy from the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorPolicy {
+    pub max_delete: MaxDelete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorVerdict {
+    /// Stop the stage; delete nothing (more).
+    Refuse(Refusal),
+    Keep(KeepReason),
+    Delete,
+}
+
+/// The run-level rails, in order: a usable source root, a complete source
+/// listing, a non-empty source (unless the destination is empty too), and
+/// the `max_delete` cap over all candidates. A percentage cap is taken of
+/// the destination as the copy leaves it, source entries plus extras: the
+/// listing alone may predate the copy (a first run into a destination that
+/// holds only an old partial copy would otherwise look like all extras).
+pub fn may_mirror(run: &MirrorRun, policy: &MirrorPolicy) -> Result<(), Refusal> {
+    let empty_now = match run.source_root {
+        SourceRoot::Dir { empty } => empty,
+        other => return Err(Refusal::SourceRoot(other)),
+    };
+    if run.source_walk_errors > 0 {
+        return Err(Refusal::SourceWalkErrors(run.source_walk_errors));
+    }
+    if (empty_now || run.source_entries == 0) && run.dest_entries > 0 {
+        return Err(Refusal::SourceEmpty {
+            dest_entries: run.dest_entries,
+        });
+    }
+    let base = run.source_entries.saturating_add(run.candidates);
+    let allowed = policy.max_delete.allowed(base);
+    if run.candidates > allowed {
+        return Err(Refusal::OverCap {
+            candidates: run.candidates,
+            allowed,
+            cap: policy.max_delete,
+            base,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the destination entry `listed` (no source row in the DB) is
+/// deleted, given the run (re-checked for every candidate, so a source
+/// root that vanishes mid-stage stops it) and what a live check of the
+/// candidate's source path and of the candidate itself found. A candidate is
+/// deleted only when its source is proven absent and the destination entry
+/// is still what the listing recorded (same kind; files and symlinks also
+/// same size and mtime; a directory's mtime moves as its contents go).
+pub fn mirror_verdict(
+    run: &MirrorRun,
+    listed: &Stamp,
+    live: &Live,
+    policy: &MirrorPolicy,
+) -> MirrorVerdict {
+    if let Err(refusal) = may_mirror(run, policy) {
+        return MirrorVerdict::Refuse(refusal);
+    }
+    match live.source {
+        SourceNow::Absent => {}
+        SourceNow::Present => return MirrorVerdict::Keep(KeepReason::SourcePresent),
+        SourceNow::Unknown => return MirrorVerdict::Keep(KeepReason::SourceUnknown),
+    }
+    let now = match live.dest {
+        DestNow::Gone => return MirrorVerdict::Keep(KeepReason::DestGone),
+        DestNow::Unknown => return MirrorVerdict::Keep(KeepReason::DestUnknown),
+        DestNow::Is(now) => now,
+    };
+    let same = now.kind == listed.kind
+        && (now.kind == EntryKind::Dir
+            || (now.size == listed.size && now.modified_ns == listed.modified_ns));
+    if same {
+        MirrorVerdict::Delete
+    } else {
+        MirrorVerdict::Keep(KeepReason::DestChanged)
     }
 }
 
@@ -286,5 +566,291 @@ mod tests {
             assert_eq!(EntryKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(EntryKind::parse("fifo"), None);
+    }
+    // ---- mirror ----------------------------------------------------------
+
+    const OK_ROOT: SourceRoot = SourceRoot::Dir { empty: false };
+
+    fn run(root: SourceRoot, src: u64, errors: u64, dest: u64, cand: u64) -> MirrorRun {
+        MirrorRun {
+            source_root: root,
+            source_entries: src,
+            source_walk_errors: errors,
+            dest_entries: dest,
+            candidates: cand,
+        }
+    }
+
+    #[test]
+    fn mirror_rules_table() {
+        use KeepReason::*;
+        use MirrorVerdict::*;
+        let cap = |max_delete| MirrorPolicy { max_delete };
+        let pct10 = cap(MaxDelete::Percent(1000));
+        let off = cap(MaxDelete::Off);
+        let file = st(File, 10, 5 * S);
+        let dir = st(Dir, 4096, 5 * S);
+        let absent_same = |s: Stamp| Live {
+            source: SourceNow::Absent,
+            dest: DestNow::Is(s),
+        };
+        let normal = run(OK_ROOT, 100, 0, 100, 3);
+        type Case = (
+            &'static str,
+            MirrorRun,
+            Stamp,
+            Live,
+            MirrorPolicy,
+            MirrorVerdict,
+        );
+        let cases: &[Case] = &[
+            (
+                "absent, unchanged file",
+                normal,
+                file,
+                absent_same(file),
+                pct10,
+                Delete,
+            ),
+            (
+                "absent dir whose mtime moved",
+                normal,
+                dir,
+                absent_same(st(Dir, 60, 9 * S)),
+                pct10,
+                Delete,
+            ),
+            (
+                "source root missing",
+                run(SourceRoot::Missing, 100, 0, 100, 3),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceRoot(SourceRoot::Missing)),
+            ),
+            (
+                "source root not a directory",
+                run(SourceRoot::NotADirectory, 100, 0, 100, 3),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceRoot(SourceRoot::NotADirectory)),
+            ),
+            (
+                "source root unreadable",
+                run(SourceRoot::Unreadable, 100, 0, 100, 3),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceRoot(SourceRoot::Unreadable)),
+            ),
+            (
+                "source root replaced mid-stage",
+                run(SourceRoot::Replaced, 100, 0, 100, 3),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceRoot(SourceRoot::Replaced)),
+            ),
+            (
+                "source walk had errors",
+                run(OK_ROOT, 100, 2, 100, 3),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceWalkErrors(2)),
+            ),
+            (
+                "source root empty now",
+                run(SourceRoot::Dir { empty: true }, 100, 0, 100, 3),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceEmpty { dest_entries: 100 }),
+            ),
+            (
+                "source listing empty",
+                run(OK_ROOT, 0, 0, 7, 7),
+                file,
+                absent_same(file),
+                off,
+                Refuse(Refusal::SourceEmpty { dest_entries: 7 }),
+            ),
+            (
+                "over the percent cap",
+                run(OK_ROOT, 89, 0, 100, 12),
+                file,
+                absent_same(file),
+                pct10,
+                Refuse(Refusal::OverCap {
+                    candidates: 12,
+                    allowed: 11,
+                    cap: MaxDelete::Percent(1000),
+                    base: 101,
+                }),
+            ),
+            (
+                "over the count cap",
+                normal,
+                file,
+                absent_same(file),
+                cap(MaxDelete::Count(2)),
+                Refuse(Refusal::OverCap {
+                    candidates: 3,
+                    allowed: 2,
+                    cap: MaxDelete::Count(2),
+                    base: 103,
+                }),
+            ),
+            (
+                "source present now",
+                normal,
+                file,
+                Live {
+                    source: SourceNow::Present,
+                    dest: DestNow::Is(file),
+                },
+                pct10,
+                Keep(SourcePresent),
+            ),
+            (
+                "source cannot be checked",
+                normal,
+                file,
+                Live {
+                    source: SourceNow::Unknown,
+                    dest: DestNow::Is(file),
+                },
+                pct10,
+                Keep(SourceUnknown),
+            ),
+            (
+                "dest already gone",
+                normal,
+                file,
+                Live {
+                    source: SourceNow::Absent,
+                    dest: DestNow::Gone,
+                },
+                pct10,
+                Keep(DestGone),
+            ),
+            (
+                "dest cannot be checked",
+                normal,
+                file,
+                Live {
+                    source: SourceNow::Absent,
+                    dest: DestNow::Unknown,
+                },
+                pct10,
+                Keep(DestUnknown),
+            ),
+            (
+                "dest file rewritten since listing",
+                normal,
+                file,
+                absent_same(st(File, 10, 6 * S)),
+                pct10,
+                Keep(DestChanged),
+            ),
+            (
+                "dest file resized since listing",
+                normal,
+                file,
+                absent_same(st(File, 11, 5 * S)),
+                pct10,
+                Keep(DestChanged),
+            ),
+            (
+                "dest kind changed since listing",
+                normal,
+                file,
+                absent_same(dir),
+                pct10,
+                Keep(DestChanged),
+            ),
+        ];
+        for (name, run, listed, live, policy, want) in cases {
+            assert_eq!(mirror_verdict(run, listed, live, policy), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn mirror_edges() {
+        let off = MirrorPolicy {
+            max_delete: MaxDelete::Off,
+        };
+        // Empty source and empty destination: nothing to protect.
+        assert_eq!(
+            may_mirror(&run(SourceRoot::Dir { empty: true }, 0, 0, 0, 0), &off),
+            Ok(())
+        );
+        // Exactly at the cap is allowed; 10% of 5 entries rounds up to 1.
+        let pct10 = MirrorPolicy {
+            max_delete: MaxDelete::Percent(1000),
+        };
+        assert_eq!(may_mirror(&run(OK_ROOT, 90, 0, 100, 10), &pct10), Ok(()));
+        assert_eq!(may_mirror(&run(OK_ROOT, 4, 0, 5, 1), &pct10), Ok(()));
+        assert_eq!(MaxDelete::Percent(1000).allowed(0), 0);
+        assert_eq!(MaxDelete::Percent(10_000).allowed(7), 7);
+        assert_eq!(MaxDelete::Percent(1).allowed(10_001), 2);
+        assert_eq!(MaxDelete::Off.allowed(3), u64::MAX);
+        assert_eq!(MaxDelete::Count(0).allowed(3), 0);
+    }
+
+    #[test]
+    fn mirror_texts() {
+        assert_eq!(MaxDelete::Percent(1000).to_string(), "10%");
+        assert_eq!(MaxDelete::Percent(250).to_string(), "2.5%");
+        assert_eq!(MaxDelete::Percent(5).to_string(), "0.05%");
+        assert_eq!(MaxDelete::Count(7).to_string(), "7");
+        assert_eq!(MaxDelete::Off.to_string(), "off");
+        let texts = [
+            (
+                Refusal::SourceRoot(SourceRoot::Missing),
+                "source root is missing",
+            ),
+            (
+                Refusal::SourceRoot(SourceRoot::NotADirectory),
+                "not a directory",
+            ),
+            (
+                Refusal::SourceRoot(SourceRoot::Unreadable),
+                "cannot be read",
+            ),
+            (
+                Refusal::SourceRoot(SourceRoot::Dir { empty: false }),
+                "cannot be read",
+            ),
+            (Refusal::SourceRoot(SourceRoot::Replaced), "unmounted"),
+            (Refusal::SourceWalkErrors(3), "could not read 3 entries"),
+            (Refusal::SourceWalkErrors(1), "could not read 1 entry,"),
+            (
+                Refusal::SourceEmpty { dest_entries: 4 },
+                "destination holds 4 entries",
+            ),
+            (
+                Refusal::OverCap {
+                    candidates: 12,
+                    allowed: 10,
+                    cap: MaxDelete::Percent(1000),
+                    base: 100,
+                },
+                "12 entries would be deleted, over `max_delete` 10% of 100 destination entries (allows 10); to allow them for one run: --max-delete 12",
+            ),
+            (
+                Refusal::OverCap {
+                    candidates: 3,
+                    allowed: 2,
+                    cap: MaxDelete::Count(2),
+                    base: 100,
+                },
+                "3 entries would be deleted, over `max_delete` 2 (allows 2)",
+            ),
+        ];
+        for (r, want) in texts {
+            assert!(r.to_string().contains(want), "{r}");
+        }
     }
 }

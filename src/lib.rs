@@ -2,7 +2,7 @@
 //!
 //! Data flows one way:
 //! `cli` → `manifest` (TOML + env + flags → [`manifest::Job`]) → `runner`
-//! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ mirror),
+//! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ `mirror`),
 //! which talk to each other only through the state DB (`db`) and write the
 //! audit log (`audit`). Pure decisions live in `decide`; hashing in
 //! `checksum`; bandwidth in `throttle`; what the operator sees in `progress`.
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod db;
 pub mod decide;
 pub mod manifest;
+pub mod mirror;
 pub mod progress;
 pub mod runner;
 pub mod scan;

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
+use crate::decide::{self, MaxDelete};
+use crate::throttle::Schedule;
 use crate::units;
 
 /// Every manifest key, in the order `check` prints them.
@@ -32,8 +34,10 @@ pub const KEYS: &[&str] = &[
     "transfers",
     "bwlimit",
     "delete_extras",
+    "max_delete",
     "inplace",
     "modify_window",
+    "symlinks",
     "progress_interval",
 ];
 
@@ -105,10 +109,12 @@ pub struct RawManifest {
     pub block_size: Option<BlockSize>,
     pub queue_capacity: Option<QueueCapacity>,
     pub transfers: Option<Transfers>,
-    pub bwlimit: Option<Rate>,
+    pub bwlimit: Option<Bwlimit>,
     pub delete_extras: Option<bool>,
+    pub max_delete: Option<MaxDel>,
     pub inplace: Option<bool>,
     pub modify_window: Option<Dur>,
+    pub symlinks: Option<SymlinkPolicy>,
     pub progress_interval: Option<Dur>,
 }
 
@@ -137,15 +143,25 @@ pub struct Job {
     /// and one writer thread; they share the bandwidth limit, the FIFO
     /// memory budget and the one DB writer.
     pub transfers: usize,
-    /// Copy rate cap in bytes/s for reads and for writes, each; `None` = unlimited.
-    pub bwlimit: Option<u64>,
+    /// Copy rate cap in bytes/s for reads and for writes, each: one rate
+    /// (`Fixed(None)` = unlimited, the default) or a day timetable in local
+    /// time whose rate in force changes while a run goes.
+    pub bwlimit: Schedule,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
+    /// Most destination entries the mirror stage may delete in one run
+    /// (directories count): a count, a percentage of the destination's
+    /// entries, or off. Over it, nothing is deleted. Default 10%
+    /// ([`decide::DEFAULT_MAX_DELETE`]).
+    pub max_delete: MaxDelete,
     /// Write straight to the destination file (no temporary sibling).
     pub inplace: bool,
     /// mtimes this close count as equal when comparing with a destination
     /// file jobrun did not write itself (FAT keeps 2 s). Default 0.
     pub modify_window: Duration,
+    /// What to do with source symlinks: copy them as symlinks (default, as
+    /// `rsync -a`) or skip them (never recorded, never created).
+    pub symlinks: SymlinkPolicy,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
 }
@@ -313,10 +329,12 @@ fn resolve(
         block_size: raw.block_size.map_or(DEFAULT_BLOCK_SIZE, |b| b.0) as usize,
         queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
         transfers: raw.transfers.map_or(DEFAULT_TRANSFERS, |t| t.0) as usize,
-        bwlimit: raw.bwlimit.and_then(|r| r.0),
+        bwlimit: raw.bwlimit.map(|b| b.0).unwrap_or_default(),
         delete_extras: raw.delete_extras.unwrap_or(false),
+        max_delete: raw.max_delete.map_or(decide::DEFAULT_MAX_DELETE, |m| m.0),
         inplace: raw.inplace.unwrap_or(false),
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
+        symlinks: raw.symlinks.unwrap_or_default(),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
@@ -341,6 +359,27 @@ fn normalize(p: &Utf8Path) -> Utf8PathBuf {
 }
 
 // ---- value types validated while deserializing -------------------------
+
+/// `symlinks`: the policy for source symlinks (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SymlinkPolicy {
+    /// Recreate each symlink as a symlink with the same target and its own
+    /// mtime; the target is never followed.
+    #[default]
+    Copy,
+    /// Leave symlinks out of the job entirely (logged at scan).
+    Skip,
+}
+
+impl std::fmt::Display for SymlinkPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Copy => "copy",
+            Self::Skip => "skip",
+        })
+    }
+}
 
 /// Deserializes a value that may be written as an integer or a string.
 fn int_or_str<'de, D, T>(
@@ -473,20 +512,77 @@ impl<'de> Deserialize<'de> for QueueCapacity {
     }
 }
 
-/// `bwlimit`: a byte rate, or `0`/`off` for none.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Rate(pub Option<u64>);
+/// `bwlimit`: a byte rate, `0`/`off` for none, or a day timetable
+/// (`"08:00,10M 12:00,20M 19:00,off"`), parsed here so that a bad entry is
+/// reported with the manifest line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bwlimit(pub Schedule);
 
-impl<'de> Deserialize<'de> for Rate {
+impl<'de> Deserialize<'de> for Bwlimit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         int_or_str(
             d,
-            "a byte rate like \"20M\" or \"off\"",
-            |s| units::parse_rate(s).map(Rate).map_err(|e| e.to_string()),
+            "a byte rate like \"20M\", \"off\", or a timetable like \"08:00,10M 19:00,off\"",
+            |s| Schedule::parse(s).map(Bwlimit),
             |n| match u64::try_from(n) {
-                Ok(0) => Ok(Rate(None)),
-                Ok(n) => Ok(Rate(Some(n))),
+                Ok(0) => Ok(Bwlimit(Schedule::Fixed(None))),
+                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Some(n)))),
                 Err(_) => Err("rate must not be negative".into()),
+            },
+        )
+    }
+}
+
+/// `max_delete`: a count (`500`), a percentage of the destination's
+/// entries (`10%`, `2.5%`, two decimals at most), or `off`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MaxDel(pub MaxDelete);
+
+impl MaxDel {
+    fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("off") {
+            return Ok(Self(MaxDelete::Off));
+        }
+        let bad = || {
+            format!("invalid `{s}`, expected a count like `500`, a percentage like `10%`, or `off`")
+        };
+        let Some(p) = t.strip_suffix('%') else {
+            return t
+                .parse::<u64>()
+                .map(|n| Self(MaxDelete::Count(n)))
+                .map_err(|_| bad());
+        };
+        let (int, frac) = p.trim().split_once('.').unwrap_or((p.trim(), ""));
+        if int.is_empty() && frac.is_empty()
+            || frac.len() > 2
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let int: u32 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
+        let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+        match int.checked_mul(100).and_then(|h| h.checked_add(frac)) {
+            Some(h) if h <= 10_000 => Ok(Self(MaxDelete::Percent(h))),
+            _ => Err(format!("invalid `{s}`: a percentage must be at most 100%")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxDel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        int_or_str(
+            d,
+            "a count like 500, a percentage like \"10%\", or \"off\"",
+            Self::parse,
+            |n| {
+                u64::try_from(n)
+                    .map(|n| Self(MaxDelete::Count(n)))
+                    .map_err(|_| "a count must not be negative".into())
             },
         )
     }
@@ -550,7 +646,7 @@ mod tests {
         assert_eq!(job.log, "/jobs/t.log");
         assert_eq!(job.block_size, 5 << 20);
         assert_eq!(job.queue_capacity, 20);
-        assert_eq!(job.bwlimit, None);
+        assert_eq!(job.bwlimit, Schedule::Fixed(None));
         assert_eq!(job.checksum, HashAlgo::Sha256);
         assert!(!job.delete_extras && !job.inplace);
     }
@@ -568,7 +664,7 @@ mod tests {
             &o,
         )
         .unwrap();
-        assert_eq!(job.bwlimit, Some(1 << 20));
+        assert_eq!(job.bwlimit, Schedule::Fixed(Some(1 << 20)));
         assert_eq!(job.block_size, 64 << 10);
     }
 
@@ -603,6 +699,66 @@ mod tests {
         let e =
             load_text("source = \"/a\"\ndestination = \"/b\"\ndb = \"/b/state.db\"\n").unwrap_err();
         assert!(e.to_string().starts_with("/jobs/t.toml:3: `db`"), "{e}");
+    }
+
+    #[test]
+    fn symlink_policy() {
+        let base = "source = \"/a\"\ndestination = \"/b\"\n";
+        assert_eq!(load_text(base).unwrap().symlinks, SymlinkPolicy::Copy);
+        let job = load_text(&format!("{base}symlinks = \"skip\"\n")).unwrap();
+        assert_eq!(job.symlinks, SymlinkPolicy::Skip);
+        let o = Overrides {
+            symlinks: Some("copy".into()),
+            ..Default::default()
+        };
+        let job = load_str(
+            Utf8Path::new("/jobs/t.toml"),
+            &format!("{base}symlinks = \"skip\"\n"),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(job.symlinks, SymlinkPolicy::Copy);
+        let e = load_text(&format!("{base}symlinks = \"follow\"\n")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/jobs/t.toml:3: `symlinks`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn max_delete_values() {
+        let md = |v: &str| {
+            load_text(&format!(
+                "source = \"/a\"\ndestination = \"/b\"\nmax_delete = {v}\n"
+            ))
+            .map(|j| j.max_delete)
+        };
+        assert_eq!(
+            load_text("source = \"/a\"\ndestination = \"/b\"\n")
+                .unwrap()
+                .max_delete,
+            MaxDelete::Percent(1000)
+        );
+        assert_eq!(md("250").unwrap(), MaxDelete::Count(250));
+        assert_eq!(md("\"250\"").unwrap(), MaxDelete::Count(250));
+        assert_eq!(md("0").unwrap(), MaxDelete::Count(0));
+        assert_eq!(md("\"10%\"").unwrap(), MaxDelete::Percent(1000));
+        assert_eq!(md("\" 2.5 %\"").unwrap(), MaxDelete::Percent(250));
+        assert_eq!(md("\".05%\"").unwrap(), MaxDelete::Percent(5));
+        assert_eq!(md("\"100%\"").unwrap(), MaxDelete::Percent(10_000));
+        assert_eq!(md("\"OFF\"").unwrap(), MaxDelete::Off);
+        for bad in [
+            "-1",
+            "\"101%\"",
+            "\"1.234%\"",
+            "\"%\"",
+            "\"ten\"",
+            "\"1e3%\"",
+            "true",
+        ] {
+            let e = md(bad).unwrap_err().to_string();
+            assert!(e.starts_with("/jobs/t.toml:3: `max_delete`"), "{bad}: {e}");
+        }
     }
 
     #[test]

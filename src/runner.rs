@@ -12,12 +12,14 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 use tracing::info_span;
 
-use crate::audit::{AuditError, AuditLog, now_rfc3339};
+use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
 use crate::decide::{self, RunMode};
 use crate::manifest::Job;
+use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
 use crate::progress::{PHASE_IDLE, Progress};
 use crate::scan::{self, ScanError, ScanReport};
+use crate::throttle::Schedule;
 use crate::transfer::{self, TransferError, TransferReport};
 use crate::units::human_bytes;
 
@@ -116,6 +118,8 @@ pub enum RunError {
     Scan(#[from] ScanError),
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
 }
 
 impl RunError {
@@ -136,26 +140,35 @@ pub struct RunReport {
     pub stages: Vec<Stage>,
     pub scan: Option<ScanReport>,
     pub transfer: TransferReport,
+    /// `None` when the plan had no mirror stage (or it did not run).
+    pub mirror: Option<MirrorReport>,
     pub elapsed: Duration,
     pub exit: Exit,
 }
 
 impl RunReport {
+    /// Entries that failed this run: files the transfer could not copy,
+    /// source entries the scan could not read, extras the mirror could not delete.
+    pub fn failed(&self) -> u64 {
+        self.transfer.failed
+            + self.scan.as_ref().map_or(0, |s| s.source_errors)
+            + self.mirror.as_ref().map_or(0, |m| m.failed)
+    }
+
     /// The one-line summary printed at the end of every run.
     pub fn summary(&self) -> String {
-        let secs = self.elapsed.as_secs_f64();
         let t = &self.transfer;
-        format!(
-            "jobrun: {} files, {} copied in {:.1}s ({}/s), {} failed, mode {}, exit {} ({})",
-            t.files_done,
-            human_bytes(t.bytes_done),
-            secs,
-            human_bytes((t.bytes_done as f64 / secs.max(0.001)) as u64),
-            t.failed,
-            self.mode.name(),
-            self.exit.code(),
-            self.exit.reason(),
-        )
+        crate::progress::summary_line(&crate::progress::Summary {
+            files: t.files_done,
+            bytes: t.bytes_done,
+            failed: self.failed(),
+            deleted: self.mirror.as_ref().map_or(0, |m| m.deleted),
+            dry_run: self.mirror.as_ref().is_some_and(|m| m.dry_run),
+            elapsed: self.elapsed,
+            mode: Some(self.mode.name()),
+            exit_code: self.exit.code(),
+            reason: self.exit.reason(),
+        })
     }
 }
 
@@ -226,10 +239,33 @@ struct RunLine<'a> {
     error: Option<String>,
 }
 
+/// The audit `bwlimit` of `run_start`: the rate in force, in bytes/s as
+/// before (`20971520 B/s` or `off`), then the timetable when there is one
+/// (`20971520 B/s (timetable 08:00,10.0 MiB/s 12:00,20.0 MiB/s 19:00,off)`).
+fn bwlimit_line(schedule: &Schedule, now: Option<u64>) -> String {
+    let active = now.map_or("off".into(), |b| format!("{b} B/s"));
+    match schedule {
+        Schedule::Fixed(_) => active,
+        Schedule::Timetable(_) => format!("{active} (timetable {schedule})"),
+    }
+}
+
+/// Per-invocation choices that are not manifest keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// `--rescan`: scan even when a backlog exists.
+    pub rescan: bool,
+    /// `--dry-run`: scan (or resume), then only report what would be
+    /// copied and deleted. Not a manifest key on purpose: a dry run is a
+    /// property of one invocation, and `dry_run = true` forgotten in a cron
+    /// manifest would silently stop a job while it reports success.
+    pub dry_run: bool,
+}
+
 /// Executes a job. `say` receives the user-facing lines (mode, stage notes).
 pub fn run(
     job: &Job,
-    rescan: bool,
+    opts: RunOptions,
     progress: &Progress,
     stop: &AtomicBool,
     say: &dyn Fn(&str),
@@ -246,14 +282,18 @@ pub fn run(
     }
     let (files, bytes) = db.backlog()?;
     let trusted = db.last_scan_complete()?;
-    let mode = decide::run_mode(files, bytes, rescan || !trusted);
+    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
     say(&mode_line(mode));
+    if opts.dry_run {
+        say("dry run: nothing will be copied or deleted");
+    }
     let stages = plan(job, mode);
     progress
         .0
         .bytes_before
         .store(db.bytes_copied_all_runs()?, Relaxed);
-    progress.0.bwlimit.store(job.bwlimit.unwrap_or(0), Relaxed);
+    let bwlimit_now = job.bwlimit.rate_now();
+    progress.0.bwlimit.store(bwlimit_now.unwrap_or(0), Relaxed);
 
     let mut audit = AuditLog::open(&job.log)?;
     audit.write(&RunLine {
@@ -261,7 +301,7 @@ pub fn run(
         status: "run_start",
         job: job.manifest.as_str(),
         mode: mode.name(),
-        bwlimit: Some(job.bwlimit.map_or("off".into(), |b| format!("{b} B/s"))),
+        bwlimit: Some(bwlimit_line(&job.bwlimit, bwlimit_now)),
         files: None,
         bytes: None,
         failed: None,
@@ -270,17 +310,31 @@ pub fn run(
     })?;
     audit.flush()?;
     let run_id = db.start_run(&now_rfc3339(), mode.name())?;
+    let counters = progress.clone();
+    db.track_run(
+        run_id,
+        Box::new(move || {
+            let c = &counters.0;
+            (
+                c.files_done.load(Relaxed),
+                c.bytes_done.load(Relaxed),
+                c.files_failed.load(Relaxed),
+            )
+        }),
+    );
 
     let mut report = RunReport {
         mode,
         stages: stages.clone(),
         scan: None,
         transfer: TransferReport::default(),
+        mirror: None,
         elapsed: Duration::ZERO,
         exit: Exit::Ok,
     };
     let outcome = execute(
         job,
+        opts,
         &stages,
         &mut db,
         &mut audit,
@@ -294,7 +348,7 @@ pub fn run(
     report.exit = match &outcome {
         Err(e) => e.exit(),
         Ok(()) if stop.load(Relaxed) => Exit::Interrupted,
-        Ok(()) if report.transfer.failed > 0 => Exit::FilesFailed,
+        Ok(()) if report.failed() > 0 => Exit::FilesFailed,
         Ok(()) => Exit::Ok,
     };
     let t = &report.transfer;
@@ -305,7 +359,7 @@ pub fn run(
         mode: mode.name().into(),
         files_done: t.files_done,
         bytes_done: t.bytes_done,
-        failures: t.failed,
+        failures: report.failed(),
         exit_code: Some(i32::from(report.exit.code())),
     })?;
     audit.write(&RunLine {
@@ -316,7 +370,7 @@ pub fn run(
         bwlimit: None,
         files: Some(t.files_done),
         bytes: Some(t.bytes_done),
-        failed: Some(t.failed),
+        failed: Some(report.failed()),
         exit: Some(report.exit.code()),
         error: outcome.as_ref().err().map(|e| e.to_string()),
     })?;
@@ -331,6 +385,7 @@ pub fn run(
 #[allow(clippy::too_many_arguments)]
 fn execute(
     job: &Job,
+    opts: RunOptions,
     stages: &[Stage],
     db: &mut StateDb,
     audit: &mut AuditLog,
@@ -347,6 +402,13 @@ fn execute(
         match stage {
             Stage::Scan => {
                 let s = scan::run(job, db, progress, stop)?;
+                for (path, error) in &s.source_failures {
+                    let rel = path.strip_prefix(&job.source).unwrap_or(path);
+                    let dest = job.destination.as_std_path().join(rel);
+                    let mut rec = FileRecord::new("failed", path, &dest, 0);
+                    rec.error = Some(error);
+                    audit.write(&rec)?;
+                }
                 say(&format!(
                     "scan: {} source entries, {} destination entries, {} pending ({})",
                     s.source_entries,
@@ -356,14 +418,29 @@ fn execute(
                 ));
                 report.scan = Some(s);
             }
-            Stage::Transfer => {
+            Stage::Transfer if opts.dry_run => {
                 let (files, bytes) = db.backlog()?;
+                say(&format!(
+                    "dry run: would copy {files} entries ({})",
+                    human_bytes(bytes)
+                ));
+            }
+            Stage::Transfer => {
+                let (files, bytes) = db.transfer_backlog()?;
                 progress.0.backlog_files.store(files, Relaxed);
                 progress.0.backlog_bytes.store(bytes, Relaxed);
                 report.transfer = transfer::run(job, db, audit, progress, stop)?;
             }
+            // Reached only when the transfer ended without a fatal error
+            // (`?` above) and no stop was requested (checked at the loop top).
             Stage::Mirror => {
-                say("mirror: not available in this version; no destination entry was deleted");
+                let m = MirrorOptions {
+                    // Without a scan this run, the stored listing predates
+                    // the transfer and any change since: walk again.
+                    fresh_listing: !report.mode.scans(),
+                    dry_run: opts.dry_run,
+                };
+                report.mirror = Some(mirror::run(job, db, audit, progress, stop, m, say)?);
             }
         }
     }

@@ -6,13 +6,14 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use tracing::{debug, info, warn};
 
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{self, Decision, EntryKind, Stamp};
-use crate::manifest::Job;
+use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{PHASE_SCAN, Progress};
 
 /// Entries per batch from each walker.
@@ -44,7 +45,16 @@ pub struct ScanReport {
     pub dest_errors: u64,
     /// FIFOs, sockets and devices: never opened, never copied.
     pub special_skipped: u64,
+    /// Source symlinks left out by `symlinks = "skip"`.
+    pub symlinks_skipped: u64,
+    /// Source entries the walk could not read, with the error (at most
+    /// [`MAX_FAILURES`] kept; `source_errors` counts them all). Their rows,
+    /// where they have one (an unreadable folder), are marked failed.
+    pub source_failures: Vec<(PathBuf, String)>,
 }
+
+/// Source read errors kept by name per scan (memory stays bounded).
+pub const MAX_FAILURES: usize = 10_000;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -116,12 +126,16 @@ pub fn run(
     progress.set_phase(PHASE_SCAN);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
-    check_source_root(source)?;
+    let root_id = check_source_root(source, None)?;
     let t0 = std::time::Instant::now();
     let scan_id = db.begin_scan()?;
     let mut report = ScanReport::default();
     let mut seen = Seen::default();
     let (src_err, dst_err, special) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let links_skipped = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let failures_ref = &failures;
+    let skip_links = (job.symlinks == SymlinkPolicy::Skip).then_some(&links_skipped);
 
     let result: Result<(), ScanError> = std::thread::scope(|s| {
         let span = tracing::Span::current();
@@ -133,7 +147,15 @@ pub fn run(
             let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(4);
             let (span, special) = (span.clone(), &special);
             s.spawn(move || {
-                span.in_scope(|| walk(root, side, &tx, progress, stop, errors, special))
+                span.in_scope(|| {
+                    let counters = Counters {
+                        errors,
+                        failures: (side == Side::Source).then_some(failures_ref),
+                        special,
+                        skip_links: skip_links.filter(|_| side == Side::Source),
+                    };
+                    walk(root, side, &tx, progress, stop, &counters)
+                })
             });
             streams.push(Stream {
                 rx,
@@ -211,8 +233,10 @@ pub fn run(
     report.source_errors = src_err.load(Relaxed);
     report.dest_errors = dst_err.load(Relaxed);
     report.special_skipped = special.load(Relaxed);
+    report.symlinks_skipped = links_skipped.load(Relaxed);
+    report.source_failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
-    check_source_root(source)?;
+    check_source_root(source, Some(root_id))?;
     if report.source_errors == 0 {
         // Every walked entry has a row, so equal counts mean nothing vanished.
         if db.count_files()? != report.source_entries {
@@ -223,6 +247,15 @@ pub fn run(
             errors = report.source_errors,
             "source walk had errors; rows of unseen entries are kept"
         );
+    }
+    db.set_scan_source_errors(report.source_errors)?;
+    // After the decisions, which would call an unreadable folder synced.
+    if !report.source_failures.is_empty() {
+        db.begin()?;
+        for (path, error) in &report.source_failures {
+            db.mark_failed_path(path, error)?;
+        }
+        db.commit()?;
     }
     db.finish_scan()?;
     debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
@@ -307,7 +340,11 @@ fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
         && a.gid == b.gid
 }
 
-fn check_source_root(source: &Path) -> Result<(), ScanError> {
+/// Checks the source root; returns its device and inode. With `at_start`,
+/// the root must still be that folder: a share unmounted mid-walk leaves
+/// its mount point behind, and a partial walk must not be trusted.
+fn check_source_root(source: &Path, at_start: Option<(u64, u64)>) -> Result<(u64, u64), ScanError> {
+    use std::os::unix::fs::MetadataExt;
     let bad = |reason: String| ScanError::SourceRoot {
         path: source.display().to_string(),
         reason,
@@ -316,8 +353,21 @@ fn check_source_root(source: &Path) -> Result<(), ScanError> {
     if !md.is_dir() {
         return Err(bad("not a directory".into()));
     }
+    if at_start.is_some_and(|id| id != (md.dev(), md.ino())) {
+        return Err(bad("no longer the same folder (share unmounted?)".into()));
+    }
     std::fs::read_dir(source).map_err(|e| bad(e.to_string()))?;
-    Ok(())
+    Ok((md.dev(), md.ino()))
+}
+
+/// What one walker counts (and, on the source side, leaves out).
+struct Counters<'a> {
+    errors: &'a AtomicU64,
+    /// Source side only: the entries that could not be read, by name.
+    failures: Option<&'a Mutex<Vec<(PathBuf, String)>>>,
+    special: &'a AtomicU64,
+    /// Set when source symlinks are skipped by policy: counts them.
+    skip_links: Option<&'a AtomicU64>,
 }
 
 fn walk(
@@ -326,9 +376,23 @@ fn walk(
     tx: &flume::Sender<Vec<ScanEntry>>,
     progress: &Progress,
     stop: &AtomicBool,
-    errors: &AtomicU64,
-    special: &AtomicU64,
+    counters: &Counters,
 ) {
+    let Counters {
+        errors,
+        failures,
+        special,
+        skip_links,
+    } = *counters;
+    let record = |path: Option<&Path>, error: String| {
+        errors.fetch_add(1, Relaxed);
+        if let (Some(f), Some(path)) = (failures, path) {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            if f.len() < MAX_FAILURES {
+                f.push((path.to_path_buf(), error));
+            }
+        }
+    };
     let c = &progress.0;
     let (files, bytes) = match side {
         Side::Source => (&c.src_files, &c.src_bytes),
@@ -342,13 +406,13 @@ fn walk(
         }
         let entry = match entry {
             Ok(e) => e,
-            Err((depth, e)) => {
+            Err((depth, path, e)) => {
                 // A missing destination root is simply an empty destination.
                 if side == Side::Dest && depth == 0 {
                     return;
                 }
                 warn!(side = side_name(side), error = %e, "cannot read entry; skipped");
-                errors.fetch_add(1, Relaxed);
+                record(Some(&path), e.to_string());
                 continue;
             }
         };
@@ -361,13 +425,25 @@ fn walk(
             Ok(m) => m,
             Err(e) => {
                 warn!(side = side_name(side), error = %e, "cannot stat entry; skipped");
-                errors.fetch_add(1, Relaxed);
+                record(Some(&entry.path()), format!("cannot stat source: {e}"));
                 continue;
             }
         };
-        let Some(e) = to_entry(entry.path(), &md) else {
+        if let Some(n) = skip_links.filter(|_| md.file_type().is_symlink()) {
+            info!(path = %entry.path().display(), "skipping symlink (symlinks = \"skip\")");
+            n.fetch_add(1, Relaxed);
+            continue;
+        }
+        let path = entry.path();
+        let Some(e) = to_entry(path.clone(), &md) else {
+            // Never opened: opening a FIFO would block the walk forever, and
+            // opening some devices has side effects (tape rewind).
             if side == Side::Source {
-                info!(kind = "special", "skipping FIFO, socket or device");
+                warn!(
+                    path = %path.display(),
+                    kind = special_kind(&md),
+                    "skipped: not a regular file, folder or symlink; never copied"
+                );
             }
             special.fetch_add(1, Relaxed);
             continue;
@@ -400,8 +476,12 @@ struct SortedWalk {
     /// Per open directory level: its children not yet yielded.
     stack: Vec<std::vec::IntoIter<(OsString, std::fs::DirEntry)>>,
     /// A folder that could not be listed, reported by the next call.
-    failed: Option<(usize, std::io::Error)>,
+    failed: Option<WalkError>,
 }
+
+/// A walk failure: depth (0 = the root), the path that could not be read
+/// (a folder that could not be listed, or the root), and the error.
+type WalkError = (usize, PathBuf, std::io::Error);
 
 /// One walked entry: the root, or a directory entry below it.
 enum Node {
@@ -453,14 +533,14 @@ impl SortedWalk {
             }
             Err(e) => {
                 let e = std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
-                self.failed = Some((depth, e));
+                self.failed = Some((depth, dir.to_path_buf(), e));
             }
         }
     }
 }
 
 impl Iterator for SortedWalk {
-    type Item = Result<Node, (usize, std::io::Error)>;
+    type Item = Result<Node, WalkError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(f) = self.failed.take() {
@@ -474,7 +554,7 @@ impl Iterator for SortedWalk {
                     }
                     Ok(Node::Root(root))
                 }
-                Err(e) => Err((0, e)),
+                Err(e) => Err((0, root, e)),
             });
         }
         loop {
@@ -492,6 +572,22 @@ impl Iterator for SortedWalk {
                 }
             }
         }
+    }
+}
+
+fn special_kind(md: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = md.file_type();
+    if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "char device"
+    } else {
+        "unknown"
     }
 }
 
@@ -567,7 +663,7 @@ mod tests {
         assert_eq!(ours, sorted, "walk order must be Path order");
         assert!(matches!(
             SortedWalk::new(&dir.path().join("missing")).next(),
-            Some(Err((0, _)))
+            Some(Err((0, _, _)))
         ));
     }
 

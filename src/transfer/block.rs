@@ -53,3 +53,7 @@ pub enum Msg {
         file: Arc<FileTask>,
     },
 }
+
+/// What travels through the FIFO: one or more messages in order (see
+/// `reader::Packer`).
+pub type Parcel = Vec<Msg>;

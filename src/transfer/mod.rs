@@ -56,13 +56,15 @@ pub fn run(
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let lane_cap = job.lane_capacity();
-    let (read_limit, write_limit) = (Throttle::new(job.bwlimit), Throttle::new(job.bwlimit));
+    let (read_limit, write_limit) = (Throttle::new(&job.bwlimit), Throttle::new(&job.bwlimit));
     // Set on the first fatal error anywhere, so that the other lanes stop.
     let halt = AtomicBool::new(false);
     let first_block = AtomicBool::new(false);
     // A little look-ahead so a free reader never waits for the DB page query.
     let (work_tx, work_rx) = flume::bounded(2 * lanes);
-    let (done_tx, done_rx) = flume::unbounded();
+    // Bounded: if the committer (DB) falls behind, the lanes wait instead of
+    // queueing outcomes without limit.
+    let (done_tx, done_rx) = flume::bounded(4096);
     let span = tracing::Span::current();
     std::thread::scope(|s| {
         let fspan = span.clone();
@@ -104,6 +106,8 @@ pub fn run(
                 done: done_tx.clone(),
                 halt,
                 first_block: &first_block,
+                stop,
+                last_dest_dir: None,
             };
             let wspan = span.clone();
             s.spawn(move || wspan.in_scope(|| writer.run()));
@@ -112,9 +116,11 @@ pub fn run(
         let committer = writer::Committer {
             db,
             audit,
+            dest_root: job.destination.as_std_path(),
             algo: job.checksum,
             progress,
             stop,
+            last_touched_dir: None,
         };
         let c = committer.run(done_rx, halt);
         let f = feeder.join().expect("feeder thread panicked");

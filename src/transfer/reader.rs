@@ -18,7 +18,8 @@ use flume::{Receiver, Sender};
 use tracing::debug;
 
 use super::TransferError;
-use super::block::{Block, FileTask, Msg};
+use super::block::{Block, FileTask, Msg, Parcel};
+use super::writer::symlinked_folder;
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
 use crate::decide::EntryKind;
@@ -63,7 +64,7 @@ pub struct Reader<'a> {
     pub source_root: &'a Path,
     pub algo: HashAlgo,
     pub block_size: usize,
-    pub tx: Sender<Msg>,
+    pub tx: Sender<Parcel>,
     pub pool: Receiver<Vec<u8>>,
     /// Shared by all readers: one read budget for the whole run.
     pub throttle: &'a Throttle,
@@ -81,6 +82,19 @@ enum Outcome {
 
 impl Reader<'_> {
     pub fn run(self) -> Result<(), TransferError> {
+        let mut parcel = Packer {
+            tx: &self.tx,
+            msgs: Vec::new(),
+            bytes: 0,
+            limit: self.block_size,
+        };
+        let result = self.feed(&mut parcel);
+        parcel.flush()?;
+        result
+    }
+
+    fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
+        let root = root_identity(self.source_root);
         // One indentation level kept from the single-reader loop (it paged
         // the DB itself) so the per-row code below stays diff-stable.
         {
@@ -88,6 +102,7 @@ impl Reader<'_> {
                 if self.stopping() {
                     return Ok(());
                 }
+                let send = &mut |m| parcel.push(m);
                 let task = |size, modified_ns, accessed_ns| {
                     Arc::new(FileTask {
                         id: row.id,
@@ -99,9 +114,19 @@ impl Reader<'_> {
                         mode: row.mode,
                     })
                 };
+                let moved = (row.kind != EntryKind::Dir)
+                    .then(|| row.source.parent())
+                    .flatten()
+                    .and_then(|dir| symlinked_folder(self.source_root, dir));
                 let outcome = match row.kind {
                     // Directories get their mtimes after their contents (writer).
                     EntryKind::Dir => continue,
+                    // Replaced by a symlink since the scan: following it
+                    // would copy whatever it points to under this name.
+                    _ if let Some(link) = moved => Outcome::Failed(format!(
+                        "source folder `{}` is now a symlink; not followed",
+                        link.display()
+                    )),
                     EntryKind::Symlink => match std::fs::read_link(&row.source)
                         .and_then(|t| std::fs::symlink_metadata(&row.source).map(|m| (t, m)))
                     {
@@ -111,19 +136,19 @@ impl Reader<'_> {
                                 ns(md.mtime(), md.mtime_nsec()),
                                 ns(md.atime(), md.atime_nsec()),
                             );
-                            self.send(Msg::Symlink { file, target })?;
+                            send(Msg::Symlink { file, target })?;
                             continue;
                         }
                         Err(e) => Outcome::Failed(format!("cannot read symlink: {e}")),
                     },
-                    EntryKind::File => self.read_file(&row, &task)?,
+                    EntryKind::File => self.read_file(&row, &task, send)?,
                 };
                 match outcome {
                     Outcome::Sent | Outcome::Abandoned => {}
                     Outcome::Failed(error) => {
-                        self.check_root()?;
+                        self.check_root(root)?;
                         let file = task(row.size, row.modified_ns, row.accessed_ns);
-                        self.send(Msg::Failed { file, error })?;
+                        send(Msg::Failed { file, error })?;
                     }
                 }
             }
@@ -135,22 +160,31 @@ impl Reader<'_> {
         self.stop.load(Relaxed) || self.halt.load(Relaxed)
     }
 
-    fn send(&self, msg: Msg) -> Result<(), TransferError> {
-        self.tx.send(msg).map_err(|_| TransferError::WriterGone)
-    }
-
     /// A vanished source root is fatal, not a per-file failure: otherwise an
-    /// unmounted share would mark the whole backlog failed.
-    fn check_root(&self) -> Result<(), TransferError> {
+    /// unmounted share would mark the whole backlog failed. An unmounted
+    /// share usually leaves its empty mount point behind, so the root must
+    /// also still be the same folder (device and inode) as at the start.
+    fn check_root(&self, at_start: Option<(u64, u64)>) -> Result<(), TransferError> {
+        let root = self.source_root.display();
         match std::fs::metadata(self.source_root) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(TransferError::Fatal(format!(
-                "source root `{}` is no longer a directory",
-                self.source_root.display()
+            Ok(m) if !m.is_dir() => Err(TransferError::Fatal(format!(
+                "source root `{root}` is no longer a directory"
             ))),
+            Ok(m) if at_start.is_some_and(|id| id != (m.dev(), m.ino())) => {
+                Err(TransferError::Fatal(format!(
+                    "source root `{root}` is no longer the same folder (share unmounted?)"
+                )))
+            }
+            // A share that was not mounted when the run started: an empty
+            // mount point, while the backlog says it holds files.
+            Ok(_) if std::fs::read_dir(self.source_root).is_ok_and(|mut d| d.next().is_none()) => {
+                Err(TransferError::Fatal(format!(
+                    "source root `{root}` is empty but the backlog lists files in it (share not mounted? if it was emptied on purpose, run with --rescan)"
+                )))
+            }
+            Ok(_) => Ok(()),
             Err(e) => Err(TransferError::Fatal(format!(
-                "source root `{}` is gone: {e}",
-                self.source_root.display()
+                "source root `{root}` is gone: {e}"
             ))),
         }
     }
@@ -165,9 +199,18 @@ impl Reader<'_> {
         &self,
         row: &PendingFile,
         task: &dyn Fn(u64, i64, i64) -> Arc<FileTask>,
+        send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
     ) -> Result<Outcome, TransferError> {
         let mut f = match open_source(&row.source) {
             Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Ok(Outcome::Failed(
+                    "source is no longer a regular file (now a symlink)".into(),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Ok(Outcome::Failed(e.to_string()));
+            }
             Err(e) => return Ok(Outcome::Failed(format!("cannot open source: {e}"))),
         };
         let before = match f.metadata() {
@@ -185,13 +228,17 @@ impl Reader<'_> {
         let mut offset = 0u64;
         loop {
             if offset > 0 && self.stopping() {
-                self.send(Msg::Abandon { file })?;
+                send(Msg::Abandon { file })?;
                 return Ok(Outcome::Abandoned);
             }
             let want = (file.size - offset).min(self.block_size as u64) as usize;
             let mut data = self.buffer();
             data.resize(want, 0);
             if let Err(e) = self.fill(&mut f, &mut data) {
+                if e.kind() == io::ErrorKind::Interrupted && self.stopping() {
+                    send(Msg::Abandon { file })?;
+                    return Ok(Outcome::Abandoned);
+                }
                 let why = if e.kind() == io::ErrorKind::UnexpectedEof {
                     "source changed while being read (it shrank)".to_string()
                 } else {
@@ -224,7 +271,7 @@ impl Reader<'_> {
                 let h = std::mem::replace(&mut hasher, self.algo.hasher());
                 hash = Some(h.finish_hex());
             }
-            self.send(Msg::Block(Block {
+            send(Msg::Block(Block {
                 file: file.clone(),
                 offset: block_offset,
                 data,
@@ -244,6 +291,11 @@ impl Reader<'_> {
         }
         let slice = self.throttle.slice_len();
         for chunk in buf.chunks_mut(slice) {
+            // A slow limit makes a block take seconds: a stop request must
+            // not wait for it.
+            if self.stopping() {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
             self.throttle.consume(chunk.len());
             f.read_exact(chunk)?;
         }
@@ -251,23 +303,104 @@ impl Reader<'_> {
     }
 }
 
-/// Opens with `O_NOATIME` where permitted (owner or CAP_FOWNER), so the
-/// migration does not rewrite atimes all over the source share; falls back
-/// silently where the flag is refused (EPERM) or unsupported.
+/// Packs messages into parcels for the FIFO. Sending every small file's
+/// message on its own costs a futex wake-up per file, which dominated the
+/// profile on 4 KiB files; a parcel carries up to `block_size` bytes of
+/// data (at most 64 messages), so FIFO memory stays bounded by
+/// `queue_capacity × block_size`. A parcel leaves at once when the FIFO is
+/// empty, so a slow source never keeps a waiting writer idle.
+struct Packer<'a> {
+    tx: &'a Sender<Parcel>,
+    msgs: Parcel,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Packer<'_> {
+    const MAX_MSGS: usize = 64;
+
+    fn push(&mut self, msg: Msg) -> Result<(), TransferError> {
+        let len = match &msg {
+            Msg::Block(b) => b.data.len(),
+            _ => 0,
+        };
+        if self.bytes + len > self.limit {
+            self.flush()?;
+        }
+        self.bytes += len;
+        self.msgs.push(msg);
+        if self.msgs.len() >= Self::MAX_MSGS || self.bytes >= self.limit || self.tx.is_empty() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TransferError> {
+        if self.msgs.is_empty() {
+            return Ok(());
+        }
+        let parcel = std::mem::take(&mut self.msgs);
+        self.bytes = 0;
+        self.tx.send(parcel).map_err(|_| TransferError::WriterGone)
+    }
+}
+
+/// Opens a source file for reading, never anything else: an entry that is
+/// no longer a regular file (replaced by a FIFO, device or symlink since the
+/// scan) is refused with `InvalidInput` before it is opened, and the open
+/// itself uses `O_NOFOLLOW | O_NONBLOCK` so that losing that race cannot
+/// follow a symlink or block on a FIFO.
+///
+/// Uses `O_NOATIME` where permitted (owner or CAP_FOWNER), so the migration
+/// does not rewrite atimes all over the source share; falls back silently
+/// where the flag is refused (EPERM) or unsupported.
 pub fn open_source(path: &Path) -> io::Result<File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
+    let md = std::fs::symlink_metadata(path)?;
+    if !md.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "source is no longer a regular file (now a {}); not opened",
+                kind_name(&md)
+            ),
+        ));
+    }
+    let open = |extra: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | extra)
+            .open(path)
+    };
+    match open(libc::O_NOATIME) {
         Ok(f) => Ok(f),
         Err(e)
             if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EINVAL) =>
         {
-            File::open(path)
+            open(0)
         }
         Err(e) => Err(e),
     }
+}
+
+fn kind_name(md: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = md.file_type();
+    if ft.is_dir() {
+        "folder"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else {
+        "device"
+    }
+}
+
+/// Device and inode of the source root, to notice an unmount.
+fn root_identity(root: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn ns(s: i64, n: i64) -> i64 {

@@ -5,16 +5,17 @@
 //! Split in two so that `transfers = N` lanes can write at once while the
 //! state DB keeps a single writer:
 //! - [`Writer`] (one per lane, own thread): the filesystem half — temp file,
-//!   blocks, times on the handle, rename. It reports each finished or failed
-//!   entry as a [`Done`] event, only after the rename.
+//!   blocks with write-back pacing, checked close, times, rename. It reports
+//!   each finished or failed entry as a [`Done`] event, only after the rename.
 //! - [`Committer`] (one, the transfer stage's calling thread): the DB half —
 //!   mark synced/failed, parent folder rows, audit line, batched commits
-//!   (audit flushed before each commit), folder times at the end. Sole owner
-//!   of the state DB while the transfer stage runs.
+//!   (audit flushed and destination `syncfs`ed before each commit), folder
+//!   times at the end. Sole owner of the state DB while the transfer stage runs.
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -25,7 +26,7 @@ use flume::{Receiver, Sender};
 use tracing::{debug, info, warn};
 
 use super::TransferError;
-use super::block::{Block, FileTask, Msg};
+use super::block::{Block, FileTask, Msg, Parcel};
 use crate::audit::{AuditLog, FileRecord};
 use crate::checksum::HashAlgo;
 use crate::db::{StateDb, Synced};
@@ -56,7 +57,7 @@ pub struct WriterReport {
 pub struct Writer<'a> {
     pub dest_root: &'a Path,
     pub inplace: bool,
-    pub rx: Receiver<Msg>,
+    pub rx: Receiver<Parcel>,
     pub pool: Sender<Vec<u8>>,
     /// Shared by all writers: one write budget for the whole run.
     pub throttle: &'a Throttle,
@@ -68,6 +69,10 @@ pub struct Writer<'a> {
     /// Set once, by whichever lane writes the run's first block (the
     /// "time to first byte" figure of benches/scale.sh).
     pub first_block: &'a AtomicBool,
+    pub stop: &'a AtomicBool,
+    /// Last destination folder known to exist: consecutive files mostly
+    /// share it, which saves a stat per small file.
+    pub last_dest_dir: Option<PathBuf>,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).
@@ -90,9 +95,13 @@ pub enum Done {
 pub struct Committer<'a> {
     pub db: &'a mut StateDb,
     pub audit: &'a mut AuditLog,
+    pub dest_root: &'a Path,
     pub algo: HashAlgo,
     pub progress: &'a Progress,
     pub stop: &'a AtomicBool,
+    /// Last source folder whose row was marked for an mtime restore:
+    /// consecutive files mostly share it, which saves an UPDATE per file.
+    pub last_touched_dir: Option<PathBuf>,
 }
 
 /// The file being written.
@@ -101,6 +110,123 @@ struct Open {
     file: File,
     /// Where the bytes go: the temp sibling, or the destination with `inplace`.
     path: PathBuf,
+    pacer: WriteBack,
+}
+
+/// Write-back pacing for unlimited runs: large ranges, so the syscalls cost
+/// nothing next to the data (see the README, "Bandwidth limit").
+const WRITEBACK_UNLIMITED: u64 = 8 << 20;
+/// When limited, ranges of this much time at the active rate: small enough
+/// that one range leaving at link speed is not a burst in a 100 ms window.
+const WRITEBACK_LIMITED_DIV: u64 = 32;
+
+/// Keeps the dirty page-cache data a file leaves behind small (SPEC §6): a
+/// kernel-buffered mount (NFS, CIFS, FUSE writeback) would otherwise bank
+/// the throttled writes and flush them later at link rate. Every range of
+/// written bytes is handed to write-out at once (`sync_file_range(WRITE)`),
+/// the range before it is waited for and dropped from the cache
+/// (`WAIT_BEFORE|WRITE|WAIT_AFTER`, then `posix_fadvise(DONTNEED)`), so at
+/// most two ranges are ever dirty or in flight.
+#[derive(Debug, Default)]
+struct WriteBack {
+    /// Bytes written to the file so far.
+    written: u64,
+    /// Start of the bytes not yet handed to write-out.
+    queued: u64,
+    /// The range handed to write-out last, not yet waited for.
+    in_flight: Option<(u64, u64)>,
+    /// Set when the filesystem refuses `sync_file_range` (then nothing is paced).
+    off: bool,
+}
+
+impl WriteBack {
+    /// Records `n` more bytes written; submits a range once `range` bytes
+    /// are pending.
+    fn wrote(&mut self, f: &File, n: usize, range: u64) -> io::Result<()> {
+        self.written += n as u64;
+        if self.off || self.written - self.queued < range {
+            return Ok(());
+        }
+        let next = (self.queued, self.written - self.queued);
+        self.queued = self.written;
+        self.sync(f, next, libc::SYNC_FILE_RANGE_WRITE)?;
+        if let Some(prev) = self.in_flight.replace(next) {
+            self.settle(f, prev)?;
+        }
+        Ok(())
+    }
+
+    /// Before close: everything written is out of the cache, so that times
+    /// set afterwards are the last change the server sees.
+    fn finish(&mut self, f: &File) -> io::Result<()> {
+        if self.off {
+            return Ok(());
+        }
+        if self.written > self.queued {
+            let rest = (self.queued, self.written - self.queued);
+            self.queued = self.written;
+            self.sync(f, rest, libc::SYNC_FILE_RANGE_WRITE)?;
+            if let Some(prev) = self.in_flight.replace(rest) {
+                self.settle(f, prev)?;
+            }
+        }
+        if let Some(last) = self.in_flight.take() {
+            self.settle(f, last)?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, f: &File, range: (u64, u64)) -> io::Result<()> {
+        self.sync(
+            f,
+            range,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        )?;
+        // Advice only: its failure changes nothing that matters.
+        // SAFETY: plain syscall on an open fd; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(
+                f.as_raw_fd(),
+                range.0 as libc::off_t,
+                range.1 as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        Ok(())
+    }
+
+    fn sync(&mut self, f: &File, (off, len): (u64, u64), flags: libc::c_uint) -> io::Result<()> {
+        if self.off {
+            return Ok(());
+        }
+        // SAFETY: plain syscall on an open fd; no memory is passed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                f.as_raw_fd(),
+                off as libc::off64_t,
+                len as libc::off64_t,
+                flags,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Not supported here (e.g. some FUSE or overlay setups): write
+            // unpaced rather than fail the copy.
+            Some(libc::ENOSYS)
+            | Some(libc::EINVAL)
+            | Some(libc::ESPIPE)
+            | Some(libc::EOPNOTSUPP) => {
+                self.off = true;
+                Ok(())
+            }
+            _ => Err(e),
+        }
+    }
 }
 
 /// What one message led to: nothing yet, a finished entry (with its hash and
@@ -111,6 +237,8 @@ type Outcome = Result<Option<(Arc<FileTask>, Option<String>, Stamp)>, (Arc<FileT
 enum Fault {
     File(String),
     Fatal(TransferError),
+    /// A stop request cut a write short: not a failure, the row stays pending.
+    Stopped,
 }
 
 impl From<TransferError> for Fault {
@@ -149,14 +277,14 @@ impl Committer<'_> {
 
     fn record(&mut self, done: Receiver<Done>) -> Result<WriterReport, TransferError> {
         let mut report = WriterReport::default();
-        let mut batch = Batch::begin(self.db)?;
+        let mut batch = Batch::begin(self.db, self.dest_root)?;
         for event in done.iter() {
             match event {
                 Done::Synced { file, hash, stamp } => {
                     self.synced(&file, hash.as_deref(), stamp)?;
                     report.files_done += 1;
                     report.bytes_done += file.size;
-                    self.progress.0.files_done.fetch_add(1, Relaxed);
+                    self.progress.file_synced(file.size);
                     batch.tick(self.db, self.audit)?;
                 }
                 Done::Failed { file, error } => {
@@ -166,7 +294,7 @@ impl Committer<'_> {
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
                     report.failed += 1;
-                    self.progress.0.files_failed.fetch_add(1, Relaxed);
+                    self.progress.file_failed(file.size);
                     batch.tick(self.db, self.audit)?;
                 }
                 Done::Fatal(e) => {
@@ -185,18 +313,26 @@ impl Committer<'_> {
 
 impl Writer<'_> {
     /// Writes this lane's messages until the reader closes the FIFO, the
-    /// committer goes away, or `halt` is set.
+    /// committer goes away, or `halt` is set. Each entry's outcome goes to
+    /// the committer only after its rename (or its failure).
     pub fn run(mut self) {
         let mut open: Option<Open> = None;
         // A file that already failed: its remaining blocks are dropped.
         let mut skip: Option<i64> = None;
         let rx = self.rx.clone();
-        for msg in rx.iter() {
+        for msg in rx.iter().flatten() {
             if self.halt.load(Relaxed) {
                 break;
             }
             let outcome: Outcome = match msg {
                 Msg::Block(b) => {
+                    // Stopping: queued blocks are not written (with a slow
+                    // limit they would take minutes); the file stays pending.
+                    if self.stop.load(Relaxed) {
+                        discard(&mut open, b.file.id, self.inplace);
+                        self.recycle(b.data);
+                        continue;
+                    }
                     if skip == Some(b.file.id) {
                         self.recycle(b.data);
                         continue;
@@ -228,6 +364,10 @@ impl Writer<'_> {
                     skip = Some(file.id);
                     Done::Failed { file, error }
                 }
+                Err((file, Fault::Stopped)) => {
+                    discard(&mut open, file.id, self.inplace);
+                    continue;
+                }
                 Err((file, Fault::Fatal(e))) => {
                     discard(&mut open, file.id, self.inplace);
                     let _ = self.done.send(Done::Fatal(e));
@@ -241,8 +381,10 @@ impl Writer<'_> {
         discard(&mut open, -1, self.inplace);
     }
 
-    fn recycle(&self, mut data: Vec<u8>) {
-        data.clear();
+    /// Returns a block buffer to the reader. Its length is kept, so the
+    /// reader's `resize` does not zero-fill it again (a measurable cost at
+    /// GB/s: one extra memset of every byte copied).
+    fn recycle(&self, data: Vec<u8>) {
         let _ = self.pool.try_send(data);
     }
 
@@ -261,8 +403,13 @@ impl Writer<'_> {
         let Some(o) = open.as_mut().filter(|o| o.id == task.id) else {
             return Err(Fault::File("internal: block without an open file".into()));
         };
-        self.write(o, &b.data)
-            .map_err(|e| classify("cannot write", &o.path, e))?;
+        self.write(o, &b.data).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted && self.stop.load(Relaxed) {
+                Fault::Stopped
+            } else {
+                classify("cannot write", &o.path, e)
+            }
+        })?;
         if !self.first_block.swap(true, Relaxed) {
             info!("first block written");
         }
@@ -279,12 +426,25 @@ impl Writer<'_> {
     }
 
     fn write(&self, o: &mut Open, data: &[u8]) -> io::Result<()> {
-        if !self.throttle.is_limited() {
-            return o.file.write_all(data);
+        let limited = self.throttle.is_limited();
+        self.progress
+            .0
+            .bwlimit
+            .store(self.throttle.active().unwrap_or(0), Relaxed);
+        if !limited {
+            o.file.write_all(data)?;
+            return o.pacer.wrote(&o.file, data.len(), WRITEBACK_UNLIMITED);
         }
+        let range = self.throttle.active().map_or(WRITEBACK_UNLIMITED, |r| {
+            (r / WRITEBACK_LIMITED_DIV).clamp(64 << 10, WRITEBACK_UNLIMITED)
+        });
         for chunk in data.chunks(self.throttle.slice_len()) {
+            if self.stop.load(Relaxed) {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
             self.throttle.consume(chunk.len());
             o.file.write_all(chunk)?;
+            o.pacer.wrote(&o.file, chunk.len(), range)?;
         }
         Ok(())
     }
@@ -292,9 +452,16 @@ impl Writer<'_> {
     /// Makes sure the parent folder exists, below a destination root that
     /// must itself still be there (an unmounted share's empty mount point
     /// must not silently receive the data).
-    fn ensure_parent(&self, dest: &Path) -> Result<(), Fault> {
+    fn ensure_parent(&mut self, dest: &Path) -> Result<(), Fault> {
         let parent = dest.parent().unwrap_or(self.dest_root);
+        if self.last_dest_dir.as_deref() == Some(parent) {
+            return Ok(());
+        }
+        if let Some(link) = symlinked_folder(self.dest_root, parent) {
+            return Err(Fault::File(symlinked_folder_error(&link)));
+        }
         if parent.is_dir() {
+            self.last_dest_dir = Some(parent.to_path_buf());
             return Ok(());
         }
         if !self.dest_root.is_dir() {
@@ -303,7 +470,9 @@ impl Writer<'_> {
                 self.dest_root.display()
             ))));
         }
-        std::fs::create_dir_all(parent).map_err(|e| classify("cannot create folder", parent, e))
+        std::fs::create_dir_all(parent).map_err(|e| classify("cannot create folder", parent, e))?;
+        self.last_dest_dir = Some(parent.to_path_buf());
+        Ok(())
     }
 
     fn target(&self, task: &FileTask) -> PathBuf {
@@ -314,48 +483,88 @@ impl Writer<'_> {
         parent.join(temp_name(task.id))
     }
 
-    fn create(&self, task: &FileTask) -> Result<Open, Fault> {
+    fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
         self.ensure_parent(&task.dest)?;
         let path = self.target(task);
-        let file = File::create(&path).map_err(|e| classify("cannot create", &path, e))?;
+        // Never through a symlink: a stale temporary is removed and the new
+        // one created exclusively; with `inplace` a destination that is a
+        // symlink fails (ELOOP) instead of overwriting what it points to.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        if self.inplace {
+            options
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW);
+        } else {
+            let _ = std::fs::remove_file(&path);
+            options.create_new(true);
+        }
+        let file = options
+            .open(&path)
+            .map_err(|e| classify("cannot create", &path, e))?;
         Ok(Open {
             id: task.id,
             file,
             path,
+            pacer: WriteBack::default(),
         })
     }
 
-    /// Times first (on the open handle), then the rename: the file appears
-    /// under its real name complete and with the source's mtime, so no scan
-    /// can ever see a half-finished file that looks synced.
+    /// Close, times, then the rename: the file appears under its real name
+    /// complete and with the source's mtime, so no scan can ever see a
+    /// half-finished file that looks synced. The times are set by path after
+    /// the close because some destinations stamp the write time at close
+    /// (fusefat; SMB servers flushing cached writes), undoing times set on
+    /// the open handle. The after-copy stamp is read under the final name,
+    /// as the next scan will see it.
     fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
         let (atime, mtime) = (file_time(task.accessed_ns), file_time(task.modified_ns));
-        let result = filetime::set_file_handle_times(&o.file, Some(atime), Some(mtime))
-            .map_err(|e| classify("cannot set times on", &o.path, e))
-            .and_then(|()| {
-                o.file
-                    .metadata()
-                    .map_err(|e| classify("cannot stat", &o.path, e))
-            });
-        let md = match result {
-            Ok(md) => md,
-            Err(f) => {
-                let mut o = Some(o);
-                discard(&mut o, task.id, self.inplace);
-                return Err(f);
+        let Open {
+            file,
+            path,
+            mut pacer,
+            ..
+        } = o;
+        let undo = |f: Fault| {
+            if !self.inplace {
+                let _ = std::fs::remove_file(&path);
             }
+            f
         };
-        drop(o.file);
-        if !self.inplace
-            && let Err(e) = std::fs::rename(&o.path, &task.dest)
-        {
-            let _ = std::fs::remove_file(&o.path);
-            return Err(classify("cannot rename into", &task.dest, e));
+        // Written data leaves the page cache before the times are set, so
+        // the times are the last change the server sees (and no banked
+        // dirty data bursts out after the file is done).
+        pacer
+            .finish(&file)
+            .map_err(|e| undo(classify("cannot write", &path, e)))?;
+        // A checked close: NFS and SMB report deferred write errors (ENOSPC,
+        // EDQUOT, EIO) at close, which dropping a `File` would ignore.
+        close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
+        let set_times = |p: &Path| {
+            filetime::set_file_times(p, atime, mtime)
+                .and_then(|()| std::fs::symlink_metadata(p))
+                .map_err(|e| classify("cannot set times on", p, e))
+        };
+        let md = set_times(&path).map_err(undo)?;
+        if self.inplace {
+            return Ok(stamp_of(EntryKind::File, &md));
         }
-        Ok(stamp_of(EntryKind::File, &md))
+        std::fs::rename(&path, &task.dest)
+            .map_err(|e| undo(classify("cannot rename into", &task.dest, e)))?;
+        let mut after = std::fs::symlink_metadata(&task.dest)
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        // Some destinations stamp a renamed file with the current time
+        // (fusefat): set the times again. Safe at any instant: until they
+        // are set, the destination's mtime differs from the source's, so a
+        // killed run leaves a file the next scan copies again.
+        if stamp_of(EntryKind::File, &after) != stamp_of(EntryKind::File, &md) {
+            after = set_times(&task.dest)?;
+        }
+        Ok(stamp_of(EntryKind::File, &after))
     }
 
-    fn symlink(&self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
+    fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
         self.ensure_parent(&task.dest)?;
         let tmp = task
             .dest
@@ -405,8 +614,11 @@ impl Committer<'_> {
             modified_ns: task.modified_ns,
             after_copy: Some(stamp),
         })?;
-        if let Some(parent) = task.source.parent() {
+        if let Some(parent) = task.source.parent()
+            && self.last_touched_dir.as_deref() != Some(parent)
+        {
             self.db.touch_dir(parent)?;
+            self.last_touched_dir = Some(parent.to_path_buf());
         }
         let mut rec = FileRecord::new("synced", &task.source, &task.dest, task.size);
         rec.hash = hash;
@@ -419,15 +631,19 @@ impl Committer<'_> {
     /// first, after all their contents are written.
     fn restore_dirs(&mut self, batch: &mut Batch) -> Result<(), TransferError> {
         for d in self.db.pending_dirs()? {
-            let done = std::fs::create_dir_all(&d.dest)
-                .and_then(|()| {
-                    filetime::set_file_times(
-                        &d.dest,
-                        file_time(d.accessed_ns),
-                        file_time(d.modified_ns),
-                    )
-                })
-                .and_then(|()| std::fs::symlink_metadata(&d.dest));
+            let done = match symlinked_folder(self.dest_root, &d.dest) {
+                Some(link) => Err(io::Error::other(symlinked_folder_error(&link))),
+                None => Ok(()),
+            }
+            .and_then(|()| std::fs::create_dir_all(&d.dest))
+            .and_then(|()| {
+                filetime::set_file_times(
+                    &d.dest,
+                    file_time(d.accessed_ns),
+                    file_time(d.modified_ns),
+                )
+            })
+            .and_then(|()| std::fs::symlink_metadata(&d.dest));
             match done {
                 Ok(md) => self.db.mark_synced(&Synced {
                     id: d.id,
@@ -465,6 +681,26 @@ fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
     }
 }
 
+/// The topmost folder of `dir` (itself included, `root` excluded) that is a
+/// symlink. In the destination, writing through it would put files wherever
+/// it points (a source folder that was a symlink when jobrun copied it, say
+/// to `/etc`, and is a real folder now), so such entries fail instead; the
+/// reader applies the same rule to the source.
+pub(super) fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| *a != root && a.starts_with(root))
+        .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+        .last()
+        .map(Path::to_path_buf)
+}
+
+fn symlinked_folder_error(link: &Path) -> String {
+    format!(
+        "destination folder `{}` is a symlink; not followed (replace it with a folder)",
+        link.display()
+    )
+}
+
 fn file_time(ns: i64) -> FileTime {
     FileTime::from_unix_time(
         ns.div_euclid(1_000_000_000),
@@ -485,17 +721,36 @@ fn stamp_of(kind: EntryKind, md: &std::fs::Metadata) -> Stamp {
 
 /// Groups row updates into transactions; the audit log is flushed before
 /// each commit, so no committed `synced` row lacks its audit line.
+///
+/// Durability is batched too: before each commit, one `syncfs` of the
+/// destination filesystem puts every file of the batch (data, times and
+/// rename) on stable storage, so a row only becomes `synced` once its file
+/// would survive a crash, without paying an fdatasync per file (measured:
+/// 2,000 tiny files took 2.7× as long with a per-file fdatasync on ext4). A
+/// crash before the barrier leaves the batch's rows `pending`, and a resume
+/// copies them again.
 struct Batch {
     count: usize,
     since: Instant,
+    /// The destination root, kept open for `syncfs`.
+    dest: File,
+    dest_root: PathBuf,
 }
 
 impl Batch {
-    fn begin(db: &StateDb) -> Result<Self, TransferError> {
+    fn begin(db: &StateDb, dest_root: &Path) -> Result<Self, TransferError> {
+        let dest = File::open(dest_root).map_err(|e| {
+            TransferError::Fatal(format!(
+                "cannot open destination root `{}`: {e}",
+                dest_root.display()
+            ))
+        })?;
         db.begin()?;
         Ok(Self {
             count: 0,
             since: Instant::now(),
+            dest,
+            dest_root: dest_root.to_path_buf(),
         })
     }
 
@@ -503,8 +758,7 @@ impl Batch {
         self.count += 1;
         if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
             debug!(files = self.count, "commit");
-            audit.flush()?;
-            db.commit()?;
+            self.commit(db, audit)?;
             db.begin()?;
             self.count = 0;
             self.since = Instant::now();
@@ -512,9 +766,73 @@ impl Batch {
         Ok(())
     }
 
-    fn end(self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
+    fn commit(&self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
+        if self.count > 0 {
+            // SAFETY: plain syscall on an fd this struct owns; no memory is passed.
+            if unsafe { libc::syncfs(self.dest.as_raw_fd()) } != 0 {
+                let e = io::Error::last_os_error();
+                // Nothing of this batch is marked synced: its rows stay
+                // pending and the next run copies them again.
+                let _ = db.rollback();
+                return Err(TransferError::Fatal(format!(
+                    "cannot make the destination `{}` durable: {e}",
+                    self.dest_root.display()
+                )));
+            }
+        }
         audit.flush()?;
         db.commit()?;
         Ok(())
+    }
+
+    fn end(self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
+        self.commit(db, audit)
+    }
+}
+
+/// Closes `file` and reports the error `close(2)` returns, which `Drop` ignores.
+fn close_checked(file: File) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` came from `into_raw_fd`, so it is open and owned here, and
+    // is closed exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // Linux closes the descriptor even when close is interrupted.
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_folders_are_found_below_the_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(t.path().join("elsewhere/c")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), root.join("a/link")).unwrap();
+        // The root itself may be a symlink: the user chose that path.
+        let via = t.path().join("via");
+        std::os::unix::fs::symlink(&root, &via).unwrap();
+        assert_eq!(symlinked_folder(&root, &root.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root.join("a/new/deeper")), None);
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link/c")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(symlinked_folder(&via, &via.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root), None);
     }
 }

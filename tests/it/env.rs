@@ -91,6 +91,14 @@ impl TestEnv {
         p
     }
 
+    /// Writes a destination file (parents created).
+    pub fn dst_file(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.dst.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
     pub fn set_mtime(p: &Path, secs: i64, nanos: u32) {
         let t = filetime::FileTime::from_unix_time(secs, nanos);
         filetime::set_file_mtime(p, t).unwrap();

@@ -3,7 +3,13 @@
 
 mod env;
 
+mod bwlimit;
 mod core;
+mod edges;
+mod faults;
+mod hostile;
 mod manifest;
+mod mirror;
+mod progress;
 mod scan;
 mod transfers;

@@ -57,6 +57,10 @@ fn manifest_errors() {
             "bad_duration",
             "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"soon\"\n",
         ),
+        (
+            "bad_max_delete",
+            "source = \"src\"\ndestination = \"dst\"\nmax_delete = \"150%\"\n",
+        ),
     ];
     for (name, body) in cases {
         insta::assert_snapshot!(format!("manifest_error_{name}"), bad(body));

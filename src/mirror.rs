@@ -1,0 +1,613 @@
+//! Mirror stage (SPEC §7): deletes destination entries that have no source
+//! counterpart, and is built so that an unmounted, empty or half-readable
+//! source can never empty the destination.
+//!
+//! Flow: check the source root → take the destination listing (the last
+//! scan's, or a fresh walk when the run resumed without scanning) → keep the
+//! entries with no source row as candidates → judge the run-level rails
+//! (`decide::may_mirror`) → for each candidate, deepest first, re-stat its
+//! source path and itself and let `decide::mirror_verdict` decide → delete
+//! (`remove_file`, or `remove_dir`, which only removes an empty directory),
+//! then audit line, then forget the listing row.
+//!
+//! The runner only starts this stage after a transfer that ended without a
+//! fatal error and without a stop request. This module never deletes
+//! anything recursively and never touches the source tree.
+
+use std::collections::BTreeSet;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+use walkdir::WalkDir;
+
+use crate::audit::{AuditError, AuditLog, FileRecord};
+use crate::db::{DbError, Listed, ScanEntry, StateDb};
+use crate::decide::{
+    self, DestNow, EntryKind, KeepReason, Live, MirrorPolicy, MirrorRun, MirrorVerdict, Refusal,
+    SourceNow, SourceRoot, Stamp,
+};
+use crate::manifest::Job;
+use crate::progress::{PHASE_MIRROR, Progress};
+use crate::scan::is_temp_name;
+use crate::units::human_bytes;
+
+/// Rows per DB page and per batch of inserted listing rows.
+const PAGE: usize = 5_000;
+/// Commit the DB (and flush the audit log) after this many deletions...
+const COMMIT_DELETES: usize = 512;
+/// ...or this much time, whichever comes first.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// A safety rail refused (exit 4).
+    #[error("{}", refused_text(.refusal, .source_root, *.deleted))]
+    Refused {
+        refusal: Refusal,
+        source_root: String,
+        /// Deletions already done (and audited) before a mid-stage refusal.
+        deleted: u64,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+fn refused_text(refusal: &Refusal, root: &str, deleted: u64) -> String {
+    let head = if deleted == 0 {
+        "mirror refused, nothing deleted".to_string()
+    } else {
+        format!("mirror stopped after {deleted} deletions")
+    };
+    match refusal {
+        Refusal::SourceRoot(_) => format!("{head}: {refusal} (`{root}`)"),
+        _ => format!("{head}: {refusal}"),
+    }
+}
+
+/// How the stage runs this time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MirrorOptions {
+    /// Walk the destination now instead of trusting the last scan's listing
+    /// (the run resumed without scanning).
+    pub fresh_listing: bool,
+    /// Report what would be deleted; delete nothing, change no DB row.
+    pub dry_run: bool,
+}
+
+/// What the stage did.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorReport {
+    /// Listed destination entries with no source row.
+    pub candidates: u64,
+    /// Entries deleted (or, in a dry run, that would be).
+    pub deleted: u64,
+    /// Bytes of the regular files among them.
+    pub deleted_bytes: u64,
+    /// Candidates kept by the live check (source present again, entry
+    /// changed, or a directory that is not empty).
+    pub kept: u64,
+    /// Deletions that failed (each a `failed` audit line); exit 1.
+    pub failed: u64,
+    /// `deleted` only counts what a real run would delete.
+    pub dry_run: bool,
+}
+
+/// Runs the mirror stage. `say` receives user-facing lines (the dry-run
+/// listing and the closing note).
+pub fn run(
+    job: &Job,
+    db: &mut StateDb,
+    audit: &mut AuditLog,
+    progress: &Progress,
+    stop: &AtomicBool,
+    opts: MirrorOptions,
+    say: &dyn Fn(&str),
+) -> Result<MirrorReport, MirrorError> {
+    progress.set_phase(PHASE_MIRROR);
+    info!(
+        fresh_listing = opts.fresh_listing,
+        dry_run = opts.dry_run,
+        "mirror start"
+    );
+    let source_root = job.source.as_std_path();
+    let dest_root = job.destination.as_std_path();
+    let policy = MirrorPolicy {
+        max_delete: job.max_delete,
+    };
+    let refused = |refusal, deleted| MirrorError::Refused {
+        refusal,
+        source_root: job.source.to_string(),
+        deleted,
+    };
+
+    // 1. The source root, before anything else is even listed.
+    let (root_state, root_id) = check_source_root(source_root);
+    if !matches!(root_state, SourceRoot::Dir { .. }) {
+        return Err(refused(Refusal::SourceRoot(root_state), 0));
+    }
+
+    // 2. The listing, and the candidates in it.
+    if opts.fresh_listing && !opts.dry_run {
+        relist_destination(db, dest_root, stop)?;
+    }
+    let (candidates, dest_entries) = if opts.fresh_listing && opts.dry_run {
+        // A dry run leaves the stored listing alone: the walk goes straight
+        // into the (connection-private) candidate table.
+        fresh_candidates(db, source_root, dest_root, stop)?
+    } else {
+        let n = collect_candidates(db, source_root, dest_root)?;
+        (n, db.dest_listing_len(dest_root)?)
+    };
+    if stop.load(Relaxed) {
+        // A listing cut short by a stop request judges nothing.
+        return Ok(MirrorReport::default());
+    }
+    let mut run = MirrorRun {
+        source_root: root_state,
+        source_entries: db.source_entries(source_root)?,
+        source_walk_errors: db.scan_source_errors()?,
+        dest_entries,
+        candidates,
+    };
+    let mut report = MirrorReport {
+        candidates: run.candidates,
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    info!(
+        candidates = run.candidates,
+        dest_entries = run.dest_entries,
+        source_entries = run.source_entries,
+        "mirror candidates listed"
+    );
+
+    // 3. Run-level rails. A dry run over the cap still lists what it would
+    //    delete: that list is what the operator needs to raise the cap.
+    if let Err(refusal) = decide::may_mirror(&run, &policy) {
+        let list_anyway = opts.dry_run && matches!(refusal, Refusal::OverCap { .. });
+        if !list_anyway {
+            return Err(refused(refusal, 0));
+        }
+        let unlimited = MirrorPolicy {
+            max_delete: decide::MaxDelete::Off,
+        };
+        delete_pass(
+            db,
+            audit,
+            stop,
+            opts,
+            say,
+            &mut run,
+            &unlimited,
+            (source_root, dest_root, root_id),
+            &mut report,
+        )?;
+        say(&format!(
+            "dry run: would delete {} entries ({}), but a real run would refuse",
+            report.deleted,
+            human_bytes(report.deleted_bytes)
+        ));
+        return Err(refused(refusal, 0));
+    }
+    test_pause();
+
+    // 4. One candidate at a time, deepest first, each re-checked live.
+    let outcome = delete_pass(
+        db,
+        audit,
+        stop,
+        opts,
+        say,
+        &mut run,
+        &policy,
+        (source_root, dest_root, root_id),
+        &mut report,
+    );
+    if let Err(MirrorError::Refused { refusal, .. }) = outcome {
+        return Err(refused(refusal, report.deleted));
+    }
+    outcome?;
+    info!(
+        deleted = report.deleted,
+        kept = report.kept,
+        failed = report.failed,
+        dry_run = opts.dry_run,
+        "mirror done"
+    );
+    let verb = if opts.dry_run {
+        "dry run: would delete"
+    } else {
+        "mirror: deleted"
+    };
+    say(&format!(
+        "{verb} {} of {} extra entries ({}); {} kept by the live check{}",
+        report.deleted,
+        report.candidates,
+        human_bytes(report.deleted_bytes),
+        report.kept,
+        if report.failed > 0 {
+            format!(", {} failed", report.failed)
+        } else {
+            String::new()
+        }
+    ));
+    Ok(report)
+}
+
+/// The source root now, and its (device, inode) when it is a directory.
+fn check_source_root(root: &Path) -> (SourceRoot, Option<(u64, u64)>) {
+    let md = match std::fs::metadata(root) {
+        Ok(md) => md,
+        Err(e) if e.kind() == ErrorKind::NotFound => return (SourceRoot::Missing, None),
+        Err(e) if e.kind() == ErrorKind::NotADirectory => return (SourceRoot::Missing, None),
+        Err(_) => return (SourceRoot::Unreadable, None),
+    };
+    if !md.is_dir() {
+        return (SourceRoot::NotADirectory, None);
+    }
+    match std::fs::read_dir(root) {
+        Ok(mut entries) => {
+            let empty = entries.next().is_none();
+            (SourceRoot::Dir { empty }, Some((md.dev(), md.ino())))
+        }
+        Err(_) => (SourceRoot::Unreadable, None),
+    }
+}
+
+/// Replaces the listing with a walk of the destination as it is now.
+fn relist_destination(
+    db: &mut StateDb,
+    dest_root: &Path,
+    stop: &AtomicBool,
+) -> Result<(), DbError> {
+    db.clear_dest_listing()?;
+    let mut batch = Vec::with_capacity(PAGE);
+    for_each_dest_entry(dest_root, stop, |e| {
+        batch.push(e);
+        if batch.len() >= PAGE {
+            db.insert_dest(&std::mem::take(&mut batch))?;
+        }
+        Ok(())
+    })?;
+    db.insert_dest(&batch)
+}
+
+/// Walks the destination (root, jobrun temporaries, FIFOs, sockets and
+/// devices excluded; unreadable parts skipped, hence never deleted).
+fn for_each_dest_entry(
+    dest_root: &Path,
+    stop: &AtomicBool,
+    mut f: impl FnMut(ScanEntry) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    for entry in WalkDir::new(dest_root).follow_links(false).min_depth(1) {
+        if stop.load(Relaxed) {
+            break;
+        }
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(error = %e, "mirror: cannot read destination entry; kept");
+                continue;
+            }
+        };
+        if is_temp_name(entry.file_name()) {
+            continue;
+        }
+        let Ok(md) = entry.metadata() else { continue };
+        if let Some(e) = crate::scan::to_entry(entry.into_path(), &md) {
+            f(e)?;
+        }
+    }
+    Ok(())
+}
+
+/// The source path matching a destination path, or `None` for the
+/// destination root itself, a path outside it, and jobrun's temporaries.
+fn source_of(dest: &Path, dest_root: &Path, source_root: &Path) -> Option<PathBuf> {
+    let rel = dest.strip_prefix(dest_root).ok()?;
+    if rel.as_os_str().is_empty() || dest.file_name().is_some_and(is_temp_name) {
+        return None;
+    }
+    Some(source_root.join(rel))
+}
+
+/// Fills the candidate table from the listing: rows whose source path has
+/// no row in `files`. Returns how many.
+fn collect_candidates(
+    db: &mut StateDb,
+    source_root: &Path,
+    dest_root: &Path,
+) -> Result<u64, DbError> {
+    db.reset_candidates()?;
+    db.collect_dest_only(dest_root, source_root, PAGE)
+}
+
+/// A dry run that resumed: walks the destination straight into the
+/// candidate table, leaving the persistent listing untouched. Returns
+/// (candidates, destination entries).
+fn fresh_candidates(
+    db: &mut StateDb,
+    source_root: &Path,
+    dest_root: &Path,
+    stop: &AtomicBool,
+) -> Result<(u64, u64), DbError> {
+    db.reset_candidates()?;
+    let (mut entries, mut count) = (0u64, 0u64);
+    let mut batch = Vec::new();
+    for_each_dest_entry(dest_root, stop, |e| {
+        entries += 1;
+        if let Some(src) = source_of(&e.path, dest_root, source_root)
+            && !db.has_source(&src)?
+        {
+            count += 1;
+            batch.push(Listed {
+                path: e.path,
+                stamp: Stamp {
+                    kind: e.kind,
+                    size: e.size,
+                    modified_ns: e.modified_ns,
+                },
+            });
+            if batch.len() >= PAGE {
+                db.add_candidates(&std::mem::take(&mut batch))?;
+            }
+        }
+        Ok(())
+    })?;
+    db.add_candidates(&batch)?;
+    Ok((count, entries))
+}
+
+/// Classifies a failed `symlink_metadata` of a source path. `ENOTDIR`
+/// means a parent is not a directory, so the entry cannot exist either.
+fn source_now(path: &Path) -> SourceNow {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => SourceNow::Present,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            SourceNow::Absent
+        }
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "mirror: cannot check source path; destination entry kept");
+            SourceNow::Unknown
+        }
+    }
+}
+
+fn dest_now(path: &Path) -> DestNow {
+    match std::fs::symlink_metadata(path) {
+        Ok(md) => match crate::scan::to_entry(path.to_path_buf(), &md) {
+            Some(e) => DestNow::Is(Stamp {
+                kind: e.kind,
+                size: e.size,
+                modified_ns: e.modified_ns,
+            }),
+            None => DestNow::Unknown,
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => DestNow::Gone,
+        Err(_) => DestNow::Unknown,
+    }
+}
+
+/// The source root again, for every candidate: a root that vanished or
+/// was unmounted mid-stage stops the stage before the next deletion.
+fn recheck_root(root: &Path, at_start: Option<(u64, u64)>, was: SourceRoot) -> SourceRoot {
+    match std::fs::metadata(root) {
+        Ok(md) if md.is_dir() && Some((md.dev(), md.ino())) == at_start => was,
+        Ok(md) if md.is_dir() => SourceRoot::Replaced,
+        Ok(_) => SourceRoot::NotADirectory,
+        Err(e) if e.kind() == ErrorKind::NotFound => SourceRoot::Missing,
+        Err(_) => SourceRoot::Unreadable,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn delete_pass(
+    db: &mut StateDb,
+    audit: &mut AuditLog,
+    stop: &AtomicBool,
+    opts: MirrorOptions,
+    say: &dyn Fn(&str),
+    run: &mut MirrorRun,
+    policy: &MirrorPolicy,
+    (source_root, dest_root, root_id): (&Path, &Path, Option<(u64, u64)>),
+    report: &mut MirrorReport,
+) -> Result<(), MirrorError> {
+    let initial_root = run.source_root;
+    let write = !opts.dry_run;
+    if write {
+        db.begin()?;
+    }
+    let (mut since_commit, mut last_commit) = (0usize, Instant::now());
+    let mut before: Option<PathBuf> = None;
+    // Folders that lost an entry: their mtime moved, and is put back below.
+    let mut touched = BTreeSet::new();
+    let result = 'pages: loop {
+        let page = match db.candidate_page(before.as_deref(), PAGE) {
+            Ok(p) => p,
+            Err(e) => break Err(e.into()),
+        };
+        let Some(last) = page.last() else {
+            break Ok(());
+        };
+        before = Some(last.path.clone());
+        for cand in page {
+            if stop.load(Relaxed) {
+                break 'pages Ok(());
+            }
+            let Some(src) = source_of(&cand.path, dest_root, source_root) else {
+                continue;
+            };
+            run.source_root = recheck_root(source_root, root_id, initial_root);
+            let live = Live {
+                source: source_now(&src),
+                dest: dest_now(&cand.path),
+            };
+            let dest = &cand.path;
+            match decide::mirror_verdict(run, &cand.stamp, &live, policy) {
+                MirrorVerdict::Refuse(refusal) => {
+                    break 'pages Err(MirrorError::Refused {
+                        refusal,
+                        source_root: String::new(),
+                        deleted: report.deleted,
+                    });
+                }
+                MirrorVerdict::Keep(KeepReason::DestGone) => {
+                    if write && let Err(e) = db.forget_dest(dest) {
+                        break 'pages Err(e.into());
+                    }
+                }
+                MirrorVerdict::Keep(why) => {
+                    debug!(path = %dest.display(), reason = ?why, "mirror: kept");
+                    report.kept += 1;
+                }
+                MirrorVerdict::Delete if !write => {
+                    say(&format!(
+                        "dry run: would delete {} `{}`",
+                        cand.stamp.kind.as_str(),
+                        dest.display()
+                    ));
+                    count_deleted(report, &cand.stamp);
+                }
+                MirrorVerdict::Delete => {
+                    let removed = match cand.stamp.kind {
+                        EntryKind::Dir => std::fs::remove_dir(dest),
+                        EntryKind::File | EntryKind::Symlink => std::fs::remove_file(dest),
+                    };
+                    let size = if cand.stamp.kind == EntryKind::Dir {
+                        0
+                    } else {
+                        cand.stamp.size
+                    };
+                    let logged = match removed {
+                        Ok(()) => {
+                            count_deleted(report, &cand.stamp);
+                            if let Some(parent) = dest.parent() {
+                                touched.insert(parent.to_path_buf());
+                            }
+                            audit
+                                .write(&FileRecord::new("deleted", &src, dest, size))
+                                .map_err(MirrorError::from)
+                                .and_then(|()| db.forget_dest(dest).map_err(Into::into))
+                        }
+                        // Something appeared inside since the listing (or a
+                        // child was kept): the directory stays, by design.
+                        Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
+                            debug!(path = %dest.display(), "mirror: directory not empty; kept");
+                            report.kept += 1;
+                            Ok(())
+                        }
+                        Err(e) if e.kind() == ErrorKind::NotFound => {
+                            db.forget_dest(dest).map_err(Into::into)
+                        }
+                        Err(e) => {
+                            warn!(path = %dest.display(), error = %e, "mirror: cannot delete");
+                            report.failed += 1;
+                            let text = format!("cannot delete: {e}");
+                            let mut rec = FileRecord::new("failed", &src, dest, size);
+                            rec.error = Some(&text);
+                            audit.write(&rec).map_err(Into::into)
+                        }
+                    };
+                    if let Err(e) = logged {
+                        break 'pages Err(e);
+                    }
+                    since_commit += 1;
+                    if since_commit >= COMMIT_DELETES || last_commit.elapsed() >= COMMIT_EVERY {
+                        if let Err(e) = commit(db, audit, true) {
+                            break 'pages Err(e);
+                        }
+                        since_commit = 0;
+                        last_commit = Instant::now();
+                    }
+                }
+            }
+        }
+    };
+    if write {
+        // Whatever stopped the pass, what was deleted is recorded.
+        commit(db, audit, false)?;
+        restore_folder_times(db, &touched, source_root, dest_root)?;
+    }
+    result
+}
+
+/// Puts back the source mtime (and atime) of destination folders that lost
+/// entries, so that the next scan finds them unchanged instead of queueing
+/// them again. Folders without a source row (extras that could not be
+/// removed) are left as they are; a failure only costs that next scan a
+/// folder to redo.
+fn restore_folder_times(
+    db: &StateDb,
+    touched: &BTreeSet<PathBuf>,
+    source_root: &Path,
+    dest_root: &Path,
+) -> Result<(), DbError> {
+    for dir in touched.iter().rev() {
+        let src = if dir == dest_root {
+            source_root.to_path_buf()
+        } else {
+            match source_of(dir, dest_root, source_root) {
+                Some(s) => s,
+                None => continue,
+            }
+        };
+        let Some((accessed_ns, modified_ns)) = db.dir_times(&src)? else {
+            continue;
+        };
+        if let Err(e) =
+            filetime::set_file_times(dir, file_time(accessed_ns), file_time(modified_ns))
+            && e.kind() != ErrorKind::NotFound
+        {
+            debug!(path = %dir.display(), error = %e, "mirror: cannot restore folder times");
+        }
+    }
+    Ok(())
+}
+
+fn file_time(ns: i64) -> filetime::FileTime {
+    filetime::FileTime::from_unix_time(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+}
+
+fn count_deleted(report: &mut MirrorReport, stamp: &Stamp) {
+    report.deleted += 1;
+    if stamp.kind == EntryKind::File {
+        report.deleted_bytes += stamp.size;
+    }
+}
+
+/// Audit lines reach the disk before the DB forgets their entries.
+fn commit(db: &StateDb, audit: &mut AuditLog, reopen: bool) -> Result<(), MirrorError> {
+    audit.flush()?;
+    db.commit()?;
+    if reopen {
+        db.begin()?;
+    }
+    Ok(())
+}
+
+/// Test hook (debug builds only): with `JOBRUN_TEST_MIRROR_PAUSE=<path>`,
+/// creates `<path>.ready` once the candidates are listed and the rails
+/// passed, then waits (up to 60 s) for `<path>` to exist, so a test can
+/// change the source between the listing and the live checks.
+fn test_pause() {
+    #[cfg(debug_assertions)]
+    if let Some(p) = std::env::var_os("JOBRUN_TEST_MIRROR_PAUSE") {
+        let p = PathBuf::from(p);
+        let mut ready = p.clone().into_os_string();
+        ready.push(".ready");
+        let _ = std::fs::write(&ready, b"");
+        let until = Instant::now() + Duration::from_secs(60);
+        while !p.exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

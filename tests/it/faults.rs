@@ -1,0 +1,1132 @@
+//! Faults (SPEC §9, issue 6): SIGKILL at pseudo-random instants, SIGINT and
+//! a second signal, the job lock, per-file faults (exit 1, run continues)
+//! and fatal ones (exit 4, backlog intact). Root-only cases (tmpfs, running
+//! as an unprivileged user) print a message and return when not root.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::env::{BIN, Out, TestEnv, bytes, files_under};
+
+// ---- helpers (also used by hostile.rs) ----------------------------------
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A started `jobrun` whose stdout/stderr go to files in the env folder.
+pub struct Running {
+    pub child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Running {
+    pub fn start(env: &TestEnv, args: &[&str]) -> Self {
+        Self::start_cmd(env, env.cmd(), args)
+    }
+
+    pub fn start_cmd(env: &TestEnv, mut c: Command, args: &[&str]) -> Self {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let out = env.root().join(format!("out-{n}.txt"));
+        let err = env.root().join(format!("err-{n}.txt"));
+        c.args(args)
+            .arg(&env.manifest)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        Running {
+            child: c.spawn().expect("spawn jobrun"),
+            out,
+            err,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid (not yet reaped).
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits up to `limit`; on timeout the child is SIGKILLed and the
+    /// test fails (e.g. a FIFO that hung the run).
+    #[track_caller]
+    pub fn wait(mut self, limit: Duration) -> Out {
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let out = self.out_with(st.code().unwrap_or(-1));
+                let _ = std::fs::remove_file(&self.out);
+                let _ = std::fs::remove_file(&self.err);
+                return out;
+            }
+            if t0.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "jobrun did not finish within {limit:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn out_with(&self, code: i32) -> Out {
+        Out {
+            code,
+            stdout: std::fs::read_to_string(&self.out).unwrap_or_default(),
+            stderr: self.stderr(),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// SIGKILL and reap; returns the stderr written so far.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let e = self.stderr();
+        let _ = std::fs::remove_file(&self.out);
+        let _ = std::fs::remove_file(&self.err);
+        e
+    }
+}
+
+/// Polls `cond` every 5 ms for up to `limit`.
+#[track_caller]
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn is_temp(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b".jobrun-") && b.ends_with(b".tmp")
+}
+
+/// jobrun temporaries anywhere under `root`.
+pub fn temps(root: &Path) -> Vec<PathBuf> {
+    if !root.exists() {
+        return vec![];
+    }
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| is_temp(e.file_name()))
+        .map(|e| e.into_path())
+        .collect()
+}
+
+fn path_of(v: rusqlite::types::ValueRef<'_>) -> PathBuf {
+    match v {
+        rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => {
+            PathBuf::from(OsStr::from_bytes(b))
+        }
+        other => panic!("path column holds {other:?}"),
+    }
+}
+
+/// One `files` row, paths byte-exact.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: i64,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub kind: String,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+pub fn all_rows(env: &TestEnv) -> Vec<Row> {
+    try_rows(env).expect("read files rows")
+}
+
+/// `files` rows, or an error while the DB is still being created.
+pub fn try_rows(env: &TestEnv) -> rusqlite::Result<Vec<Row>> {
+    let db = env.db();
+    let mut st = db.prepare(
+        "SELECT rowid, source_path, dest_path, kind, status, error FROM files ORDER BY rowid",
+    )?;
+    st.query_map([], |r| {
+        Ok(Row {
+            id: r.get(0)?,
+            source: path_of(r.get_ref(1)?),
+            dest: path_of(r.get_ref(2)?),
+            kind: r.get(3)?,
+            status: r.get(4)?,
+            error: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// Row of the file `rel` under the source root.
+#[track_caller]
+pub fn row(env: &TestEnv, rel: &str) -> Row {
+    let p = env.src.join(rel);
+    all_rows(env)
+        .into_iter()
+        .find(|r| r.source == p)
+        .unwrap_or_else(|| panic!("no row for {p:?}"))
+}
+
+/// Status → number of file rows.
+pub fn status_counts(env: &TestEnv) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in all_rows(env).into_iter().filter(|r| r.kind == "file") {
+        *m.entry(r.status).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The kill-safety invariants, checked while no run is active:
+/// 1. every regular file under its real name in the destination has
+///    exactly its source's bytes (nothing half-written is visible);
+/// 2. every `synced` file row's destination has its source's bytes.
+///
+/// Valid as long as the test does not change the source tree.
+#[track_caller]
+pub fn assert_kill_invariants(env: &TestEnv, context: &str) {
+    for e in walkdir::WalkDir::new(&env.dst)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if !e.file_type().is_file() || is_temp(e.file_name()) {
+            continue;
+        }
+        let rel = e.path().strip_prefix(&env.dst).unwrap();
+        let src = env.src.join(rel);
+        let d = std::fs::read(e.path()).unwrap();
+        let s =
+            std::fs::read(&src).unwrap_or_else(|_| panic!("{context}: extra dest file {rel:?}"));
+        assert!(
+            d == s,
+            "{context}: {rel:?} is half-written or wrong ({} of {} bytes)",
+            d.len(),
+            s.len()
+        );
+    }
+    for r in all_rows(env) {
+        if r.kind == "file" && r.status == "synced" {
+            let d = std::fs::read(&r.dest).unwrap_or_else(|e| {
+                panic!("{context}: synced {:?} has no destination: {e}", r.dest)
+            });
+            assert!(
+                d == std::fs::read(&r.source).unwrap(),
+                "{context}: synced {:?} differs from its source",
+                r.dest
+            );
+        }
+    }
+}
+
+/// Runs until a run exits 0 (at most `max` runs), then once more (a scan,
+/// which removes leftover temporaries) which must copy nothing; then the
+/// trees are identical, every row synced and no temporary is left.
+#[track_caller]
+pub fn assert_converges(env: &TestEnv, args: &[&str], max: usize) {
+    let mut last = None;
+    for _ in 0..max {
+        let out = env.run(args);
+        if out.code == 0 {
+            last = Some(out);
+            break;
+        }
+        assert!(
+            out.code == 1 || out.code == 130,
+            "converging run failed: {out:?}"
+        );
+    }
+    assert!(last.is_some(), "no clean run in {max} attempts");
+    let out = env.run(args);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("jobrun: 0 files, 0 B copied"),
+        "a converged job copied again: {}",
+        out.stdout
+    );
+    env.assert_trees_equal();
+    assert!(
+        temps(&env.dst).is_empty(),
+        "temporaries left: {:?}",
+        temps(&env.dst)
+    );
+    let rows = all_rows(env);
+    let not_synced: Vec<_> = rows.iter().filter(|r| r.status != "synced").collect();
+    assert!(not_synced.is_empty(), "rows not synced: {not_synced:?}");
+}
+
+/// Seeded xorshift for reproducible "random" kill instants.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A tree of `small` tiny files in folders of 50 plus `big` multi-block files.
+fn populate_kill_tree(env: &TestEnv, small: usize, big: usize) {
+    for i in 0..small {
+        env.src_file(
+            &format!("d{:02}/s{i:04}.txt", i / 50),
+            &bytes(i % 700, i as u64),
+        );
+    }
+    for i in 0..big {
+        let len = 150_000 + (i * 37_501) % 500_000;
+        env.src_file(&format!("big/b{i:03}.bin"), &bytes(len, 10_000 + i as u64));
+    }
+    std::fs::create_dir_all(env.src.join("empty/deeper")).unwrap();
+}
+
+// ---- 1. kill at any instant ---------------------------------------------
+
+#[test]
+fn sigkill_at_twenty_seeded_moments_loses_nothing() {
+    let env = TestEnv::new();
+    populate_kill_tree(&env, 1_500, 60);
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 4\nbwlimit = \"2M\"\n");
+    let mut rng = Rng::new(0x6_2026);
+    let (mut in_scan, mut in_transfer, mut finished) = (0, 0, 0);
+    for i in 0..20 {
+        let rescan = rng.below(3) == 0;
+        let delay = if rescan {
+            rng.below(300)
+        } else {
+            30 + rng.below(900)
+        };
+        let args: &[&str] = if rescan { &["--rescan"] } else { &[] };
+        let mut run = Running::start(&env, args);
+        std::thread::sleep(Duration::from_millis(delay));
+        if let Ok(Some(_)) = run.child.try_wait() {
+            finished += 1;
+        }
+        let stderr = run.kill();
+        // Killed before the "scan: …" summary of a scanning run = during
+        // startup or the scan; otherwise during the transfer.
+        let scanning = !stderr.contains("resuming backlog") && !stderr.contains("scan: ");
+        if scanning {
+            in_scan += 1;
+        } else {
+            in_transfer += 1;
+        }
+        eprintln!(
+            "kill {i}: after {delay} ms, rescan={rescan}, during {}",
+            if scanning { "scan" } else { "transfer" }
+        );
+        assert_kill_invariants(&env, &format!("after kill {i} ({delay} ms)"));
+    }
+    eprintln!(
+        "kills: {in_scan} during scan/startup, {in_transfer} during transfer, {finished} runs had already ended"
+    );
+    assert!(
+        in_scan >= 1 && in_transfer >= 1,
+        "kills must land in both stages: {in_scan} scan, {in_transfer} transfer"
+    );
+    assert_converges(&env, &["--bwlimit", "off"], 5);
+}
+
+/// A slow job: `n` files of `len` bytes read at 1 MB/s in 64 KiB blocks.
+fn slow_env(n: usize, len: usize) -> TestEnv {
+    let env = TestEnv::new();
+    for i in 0..n {
+        env.src_file(&format!("f{i}.bin"), &bytes(len, i as u64 + 1));
+    }
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 8\nbwlimit = \"1M\"\n");
+    env
+}
+
+/// Waits until the writer has a temporary in the destination.
+fn wait_for_transfer(env: &TestEnv) {
+    wait_for(
+        "a temporary in the destination",
+        Duration::from_secs(20),
+        || !temps(&env.dst).is_empty(),
+    );
+}
+
+#[test]
+fn sigint_stops_cleanly_with_130_and_resumes() {
+    let env = slow_env(1, 6_000_000);
+    // 4 MiB blocks at 1 MiB/s: finishing the block being read and writing
+    // out the one being written would take ~5 s.
+    env.manifest("block_size = \"4M\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    run.signal(libc::SIGINT);
+    let out = run.wait(Duration::from_secs(20));
+    let stop_time = t0.elapsed();
+    out.assert_code(130);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("exit 130 (interrupted)"),
+        "{}",
+        out.stdout
+    );
+    // A clean stop neither finishes the block being read nor writes out
+    // the one being written at 1 MiB/s.
+    assert!(
+        stop_time < Duration::from_secs(3),
+        "clean stop took {stop_time:?}"
+    );
+    assert!(
+        temps(&env.dst).is_empty(),
+        "temporary left after a clean stop: {:?}",
+        temps(&env.dst)
+    );
+    // DB committed: every synced audit line has its synced row, and the run row is closed.
+    let synced_rows = status_counts(&env).get("synced").copied().unwrap_or(0);
+    assert_eq!(synced_rows, env.log_with_status("synced").len());
+    assert!(
+        status_counts(&env).get("pending").copied().unwrap_or(0) > 0,
+        "nothing left to resume"
+    );
+    let end = env.log_with_status("run_end");
+    assert_eq!(end.last().unwrap()["exit"], 130);
+    let code: i64 = env
+        .db()
+        .query_row(
+            "SELECT exit_code FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(code, 130);
+    assert_kill_invariants(&env, "after SIGINT");
+    let out = env.run(&["--bwlimit", "off"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_converges(&env, &[], 2);
+}
+
+#[test]
+fn sigint_during_the_scan_exits_130_and_the_next_run_rescans() {
+    let env = TestEnv::new();
+    populate_kill_tree(&env, 2_000, 0);
+    let run = Running::start(&env, &[]);
+    wait_for("the scan to start", Duration::from_secs(20), || {
+        run.stderr().contains("no backlog: full scan")
+    });
+    run.signal(libc::SIGINT);
+    let out = run.wait(Duration::from_secs(20));
+    out.assert_code(130);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let in_scan = !out.stderr.contains("scan: ");
+    eprintln!(
+        "SIGINT landed {}",
+        if in_scan {
+            "during the scan"
+        } else {
+            "after the scan"
+        }
+    );
+    assert_eq!(env.log_with_status("run_end").last().unwrap()["exit"], 130);
+    assert_kill_invariants(&env, "after SIGINT in the scan");
+    let out = env.run(&[]);
+    out.assert_code(0);
+    if in_scan {
+        assert!(
+            out.stderr.contains("full scan"),
+            "an interrupted scan is not trusted: {}",
+            out.stderr
+        );
+    }
+    assert_converges(&env, &[], 2);
+}
+
+#[test]
+fn sigterm_stops_cleanly_too() {
+    let env = slow_env(2, 2_000_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    run.signal(libc::SIGTERM);
+    let out = run.wait(Duration::from_secs(20));
+    out.assert_code(130);
+    assert!(temps(&env.dst).is_empty());
+    assert_kill_invariants(&env, "after SIGTERM");
+}
+
+#[test]
+fn second_signal_exits_at_once_and_safely() {
+    let env = slow_env(4, 2_000_000);
+    env.manifest("block_size = \"256K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    // Two different signals, so the kernel cannot merge them into one:
+    // SIGINT (delivered first) starts the clean stop, SIGTERM finds it
+    // started and exits on the spot.
+    run.signal(libc::SIGINT);
+    run.signal(libc::SIGTERM);
+    let out = run.wait(Duration::from_secs(20));
+    out.assert_code(130);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    // At once: no summary, no run_end line, the run row left open.
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        env.log_with_status("run_end").is_empty(),
+        "the run ended cleanly instead"
+    );
+    // Safely: committed rows are true, the rest is pending; a temporary may
+    // remain and is removed by the next scan.
+    assert_kill_invariants(&env, "after two signals");
+    let out = env.run(&["--bwlimit", "off"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_converges(&env, &[], 2);
+}
+
+// ---- 2. one run at a time -----------------------------------------------
+
+#[test]
+fn second_concurrent_run_exits_3_naming_the_holder() {
+    let env = slow_env(2, 2_000_000);
+    let first = Running::start(&env, &[]);
+    let lock = env.root().join("job.db.lock");
+    wait_for("the lock file with a pid", Duration::from_secs(20), || {
+        std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty())
+    });
+    let t0 = Instant::now();
+    let out = env.run(&[]);
+    let took = t0.elapsed();
+    let stderr = first.kill();
+    out.assert_code(3);
+    assert!(
+        took < Duration::from_secs(5),
+        "the second run waited {took:?}"
+    );
+    let pid = first_pid_in(&out.stderr);
+    assert!(
+        out.stderr.contains("locked by another run"),
+        "{}",
+        out.stderr
+    );
+    assert!(pid.is_some(), "no pid named: {}", out.stderr);
+    assert!(!stderr.contains("panicked"));
+    // The lock dies with its holder: the next run proceeds.
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+fn first_pid_in(s: &str) -> Option<u32> {
+    let i = s.find("pid ")?;
+    s[i + 4..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn lock_names_the_actual_holder_pid() {
+    let env = slow_env(2, 2_000_000);
+    let first = Running::start(&env, &[]);
+    let holder = first.pid() as u32;
+    let lock = env.root().join("job.db.lock");
+    wait_for("the lock file with a pid", Duration::from_secs(20), || {
+        std::fs::read_to_string(&lock).is_ok_and(|s| !s.trim().is_empty())
+    });
+    let out = env.run(&[]);
+    first.kill();
+    out.assert_code(3);
+    assert_eq!(first_pid_in(&out.stderr), Some(holder), "{}", out.stderr);
+}
+
+// ---- 3. per-file faults: failed row, run continues, exit 1 --------------
+
+/// Runs jobrun as nobody (65534) with no groups.
+fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
+    let mut c = Command::new("setpriv");
+    c.current_dir(env.root())
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(args)
+        .arg(&env.manifest)
+        .env_remove("RUST_LOG");
+    c.output().expect("setpriv").into()
+}
+
+fn can_setpriv() -> bool {
+    if !is_root() {
+        eprintln!("SKIP: not root, so an unreadable file cannot be tested as another user");
+        return false;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP: setpriv (util-linux) is not installed");
+        return false;
+    }
+    // The checkout may sit where nobody cannot reach the binary (/root).
+    let runs = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "--version",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        eprintln!("SKIP: user 65534 cannot execute `{BIN}`");
+    }
+    runs
+}
+
+fn chown_tree(root: &Path, uid: u32) {
+    for e in walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        std::os::unix::fs::lchown(e.path(), Some(uid), Some(uid)).unwrap();
+    }
+}
+
+#[test]
+fn unreadable_file_fails_alone_as_an_unprivileged_user() {
+    if !can_setpriv() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.src_file("secret/locked.bin", &bytes(10_000, 1));
+    env.src_file("z.txt", b"zulu");
+    let theirs = env.src_file("root-owned.txt", b"readable, but O_NOATIME is refused");
+    env.src_file("closed/inside.txt", b"behind a folder nobody may list");
+    chown_tree(env.root(), 65534);
+    std::os::unix::fs::lchown(&theirs, Some(0), Some(0)).unwrap();
+    let locked = env.src.join("secret/locked.bin");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let closed = env.src.join("closed");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let out = run_as_nobody(&env, &[]);
+    out.assert_code(1);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let r = row(&env, "secret/locked.bin");
+    assert_eq!(r.status, "failed");
+    assert!(
+        r.error.as_deref().unwrap().contains("Permission denied"),
+        "{r:?}"
+    );
+    // An unreadable folder is not an empty one: failed, never synced.
+    let r = row(&env, "closed");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(
+        r.error.as_deref().unwrap().contains("Permission denied"),
+        "{r:?}"
+    );
+    let failed = env.log_with_status("failed");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    for p in [&locked, &closed] {
+        let l = failed
+            .iter()
+            .find(|l| l["source"] == p.to_str().unwrap())
+            .expect("failed line");
+        assert!(l["error"].as_str().unwrap().contains("Permission denied"));
+    }
+    assert!(out.stdout.contains("2 failed"), "{}", out.stdout);
+    for f in ["a.txt", "z.txt", "root-owned.txt"] {
+        assert_eq!(row(&env, f).status, "synced", "{f}");
+        assert_eq!(
+            std::fs::read(env.dst.join(f)).unwrap(),
+            std::fs::read(env.src.join(f)).unwrap()
+        );
+    }
+    assert!(!env.dst.join("secret/locked.bin").exists());
+    assert!(temps(&env.dst).is_empty());
+
+    // Still unreadable next time: failed again, the others are not recopied.
+    let out = run_as_nobody(&env, &[]);
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("jobrun: 0 files, 0 B copied"),
+        "{}",
+        out.stdout
+    );
+    // Readable again: the next run copies it.
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_as_nobody(&env, &[]);
+    out.assert_code(0);
+    assert_eq!(row(&env, "secret/locked.bin").status, "synced");
+    assert_eq!(row(&env, "closed/inside.txt").status, "synced");
+    env.assert_trees_equal();
+}
+
+#[test]
+fn files_that_change_vanish_or_turn_special_mid_run_fail_alone() {
+    let env = TestEnv::new();
+    env.src_file("a_grows.bin", &bytes(600_000, 1));
+    env.src_file("b_touched.bin", &bytes(600_000, 2));
+    env.src_file("c_vanishes.txt", b"here at scan time");
+    env.src_file("d_becomes_fifo.txt", b"a file at scan time");
+    env.src_file("e_becomes_symlink.txt", b"a file at scan time");
+    env.src_file("f_ok.txt", b"untouched");
+    TestEnv::set_mtime(&env.src.join("b_touched.bin"), 1_600_000_000, 0);
+    // One lane: the test relies on the files being read one after another.
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\ntransfers = 1\n");
+    let run = Running::start(&env, &[]);
+    let temp_of = |rel: &str| {
+        let dir = env.dst.clone();
+        let id = row(&env, rel).id;
+        move || dir.join(format!(".jobrun-{id}.tmp")).exists()
+    };
+    wait_for("the scan", Duration::from_secs(20), || {
+        try_rows(&env).is_ok_and(|r| r.len() >= 7)
+    });
+    wait_for(
+        "a_grows.bin being copied",
+        Duration::from_secs(20),
+        temp_of("a_grows.bin"),
+    );
+    // While a_grows.bin is being read: it grows, c vanishes, d and e change kind.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(env.src.join("a_grows.bin"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"more").unwrap();
+    drop(f);
+    std::fs::remove_file(env.src.join("c_vanishes.txt")).unwrap();
+    let fifo = env.src.join("d_becomes_fifo.txt");
+    std::fs::remove_file(&fifo).unwrap();
+    mkfifo(&fifo);
+    let link = env.src.join("e_becomes_symlink.txt");
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink("f_ok.txt", &link).unwrap();
+    wait_for(
+        "b_touched.bin being copied",
+        Duration::from_secs(20),
+        temp_of("b_touched.bin"),
+    );
+    // Same size, new mtime, while being read.
+    TestEnv::set_mtime(&env.src.join("b_touched.bin"), 1_700_000_000, 0);
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(1);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+
+    let expect = [
+        ("a_grows.bin", "changed while being read"),
+        ("b_touched.bin", "changed while being read"),
+        ("c_vanishes.txt", "No such file"),
+        (
+            "d_becomes_fifo.txt",
+            "no longer a regular file (now a FIFO)",
+        ),
+        (
+            "e_becomes_symlink.txt",
+            "no longer a regular file (now a symlink)",
+        ),
+    ];
+    let failed = env.log_with_status("failed");
+    for (rel, why) in expect {
+        let r = row(&env, rel);
+        assert_eq!(r.status, "failed", "{rel}: {r:?}");
+        assert!(r.error.as_deref().unwrap().contains(why), "{rel}: {r:?}");
+        assert!(
+            !env.dst.join(rel).exists(),
+            "{rel} must not be in the destination"
+        );
+        let line = failed
+            .iter()
+            .find(|l| l["source"] == env.src.join(rel).to_str().unwrap());
+        assert!(
+            line.is_some_and(|l| l["error"].as_str().unwrap().contains(why)),
+            "{rel}: no failed audit line"
+        );
+    }
+    assert_eq!(row(&env, "f_ok.txt").status, "synced");
+    assert!(temps(&env.dst).is_empty());
+
+    // Next run: the changed files are retried and copied in their new
+    // version; the vanished and special entries are gone from the job.
+    let out = env.run(&["--bwlimit", "off"]);
+    out.assert_code(0);
+    std::fs::remove_file(&fifo).unwrap();
+    env.assert_trees_equal();
+    assert_eq!(row(&env, "a_grows.bin").status, "synced");
+    assert_eq!(row(&env, "b_touched.bin").status, "synced");
+    assert!(
+        all_rows(&env)
+            .iter()
+            .all(|r| !r.source.ends_with("c_vanishes.txt"))
+    );
+}
+
+#[test]
+fn a_source_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
+    let env = TestEnv::new();
+    env.src_file("a_slow.bin", &bytes(400_000, 1));
+    env.src_file("sub/x.txt", b"the real sub/x.txt");
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("x.txt"), b"not part of the source").unwrap();
+    // One lane: the test relies on the files being read one after another.
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\ntransfers = 1\n");
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    std::fs::rename(env.src.join("sub"), env.root().join("sub.moved")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.src.join("sub")).unwrap();
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(1);
+    let r = row(&env, "sub/x.txt");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(r.error.unwrap().contains("is now a symlink; not followed"));
+    assert!(
+        !env.dst.join("sub/x.txt").exists(),
+        "data from outside the source was copied"
+    );
+    assert_eq!(row(&env, "a_slow.bin").status, "synced");
+}
+
+pub fn mkfifo(p: &Path) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "mkfifo {p:?}"
+    );
+}
+
+#[test]
+fn blocked_destination_paths_fail_alone() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"a");
+    env.src_file("dir_in_the_way.txt", b"a folder sits here in dst");
+    env.src_file("file_in_the_way/x.txt", b"a file sits where my folder goes");
+    env.src_file("z.txt", b"z");
+    std::fs::create_dir_all(env.dst.join("dir_in_the_way.txt/keep")).unwrap();
+    std::fs::write(env.dst.join("file_in_the_way"), b"not a folder").unwrap();
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    for rel in ["dir_in_the_way.txt", "file_in_the_way/x.txt"] {
+        let r = row(&env, rel);
+        assert_eq!(r.status, "failed", "{rel}");
+        assert!(
+            r.error
+                .as_deref()
+                .unwrap()
+                .contains(&*env.dst.to_string_lossy()),
+            "error names the path: {r:?}"
+        );
+    }
+    assert_eq!(row(&env, "a.txt").status, "synced");
+    assert_eq!(row(&env, "z.txt").status, "synced");
+    assert!(
+        env.dst.join("dir_in_the_way.txt/keep").is_dir(),
+        "nothing of the user's was removed"
+    );
+    assert!(temps(&env.dst).is_empty());
+    assert_eq!(
+        env.log_with_status("failed").len(),
+        2 + usize::from(
+            // the folder row of file_in_the_way fails too
+            all_rows(&env)
+                .iter()
+                .any(|r| r.kind == "dir" && r.status == "failed")
+        )
+    );
+}
+
+// ---- 4. fatal faults: exit 4, backlog intact, one clear line -------------
+
+#[track_caller]
+fn assert_one_clear_line(out: &Out, needle: &str) {
+    assert!(
+        !out.stderr.contains("panicked") && !out.stderr.contains("RUST_BACKTRACE"),
+        "{}",
+        out.stderr
+    );
+    let lines: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("jobrun: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one error line: {}", out.stderr);
+    assert!(lines[0].contains(needle), "{lines:?} lacks {needle:?}");
+}
+
+/// A tmpfs mounted at `path`, unmounted on drop.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn destination_full_is_fatal_and_keeps_the_backlog() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot mount a small tmpfs");
+        return;
+    }
+    let env = TestEnv::new();
+    for i in 0..8 {
+        env.src_file(&format!("f{i}.bin"), &bytes(300_000, i));
+    }
+    std::fs::create_dir(&env.dst).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&env.dst)
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP: cannot mount tmpfs here");
+        return;
+    }
+    let m = Mount(env.dst.clone());
+    let out = env.run(&["--block-size", "64K"]);
+    out.assert_code(4);
+    assert_one_clear_line(&out, "No space left on device");
+    let counts = status_counts(&env);
+    assert_eq!(
+        counts.get("failed"),
+        None,
+        "no file is blamed for a full disk: {counts:?}"
+    );
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) >= 4,
+        "{counts:?}"
+    );
+    assert!(
+        temps(&env.dst).is_empty(),
+        "temporary left on the full disk"
+    );
+    assert_kill_invariants(&env, "after ENOSPC");
+    assert_eq!(env.log_with_status("run_end").last().unwrap()["exit"], 4);
+    // Space freed (bigger disk): the backlog resumes and completes.
+    drop(m);
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    // The files written to the tmpfs went with it: the next scan finds them missing.
+    assert_converges(&env, &[], 2);
+}
+
+#[test]
+fn source_root_gone_mid_run_is_fatal_and_keeps_the_backlog() {
+    let env = slow_env(5, 300_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    let away = env.root().join("src.away");
+    std::fs::rename(&env.src, &away).unwrap();
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(4);
+    assert_one_clear_line(&out, "source root");
+    let counts = status_counts(&env);
+    assert_eq!(
+        counts.get("failed"),
+        None,
+        "an unmounted share must not fail files: {counts:?}"
+    );
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    std::fs::rename(&away, &env.src).unwrap();
+    assert_kill_invariants(&env, "after the source root vanished");
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
+fn source_share_unmounted_mid_run_is_fatal_not_a_failure_per_file() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot bind-mount a source share");
+        return;
+    }
+    let env = slow_env(5, 300_000);
+    // The "share": a bind mount over src; unmounting it leaves the empty
+    // mount point behind, as an NFS/SMB unmount does.
+    let share = env.root().join("share");
+    std::fs::rename(&env.src, &share).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let bind = |on: bool| {
+        let mut c = Command::new(if on { "mount" } else { "umount" });
+        if on {
+            c.arg("--bind").arg(&share);
+        } else {
+            c.arg("-l");
+        }
+        c.arg(&env.src).status().is_ok_and(|s| s.success())
+    };
+    if !bind(true) {
+        eprintln!("SKIP: bind mounts are not permitted here");
+        return;
+    }
+    let m = Mount(env.src.clone());
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    assert!(bind(false));
+    std::mem::forget(m);
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(4);
+    assert_one_clear_line(&out, "no longer the same folder");
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    assert!(
+        counts.get("pending").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    // Mounted again: the backlog resumes.
+    assert!(bind(true));
+    let _m = Mount(env.src.clone());
+    assert_kill_invariants(&env, "after the unmount");
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
+fn resuming_onto_an_empty_source_mount_point_is_fatal_not_a_failure_per_file() {
+    let env = slow_env(5, 300_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    run.kill();
+    assert!(status_counts(&env).get("pending").copied().unwrap_or(0) >= 3);
+    // cron fires while the share is not mounted: an empty mount point.
+    let away = env.root().join("share");
+    std::fs::rename(&env.src, &away).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_one_clear_line(&out, "is empty but the backlog lists files in it");
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    std::fs::remove_dir(&env.src).unwrap();
+    std::fs::rename(&away, &env.src).unwrap();
+    assert_converges(&env, &["--bwlimit", "off"], 2);
+}
+
+#[test]
+fn source_share_unmounted_during_the_scan_is_fatal() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot bind-mount a source share");
+        return;
+    }
+    let env = TestEnv::new();
+    populate_kill_tree(&env, 2_000, 0);
+    let share = env.root().join("share");
+    std::fs::rename(&env.src, &share).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&share)
+        .arg(&env.src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIP: bind mounts are not permitted here");
+        return;
+    }
+    let _m = Mount(env.src.clone());
+    let run = Running::start(&env, &[]);
+    wait_for("the scan to start", Duration::from_secs(20), || {
+        run.stderr().contains("no backlog: full scan")
+    });
+    // Freeze the run mid-walk, unmount under it, let it go on.
+    run.signal(libc::SIGSTOP);
+    let stderr_then = run.stderr();
+    assert!(
+        Command::new("umount")
+            .arg("-l")
+            .arg(&env.src)
+            .status()
+            .unwrap()
+            .success()
+    );
+    run.signal(libc::SIGCONT);
+    let out = run.wait(Duration::from_secs(30));
+    out.assert_code(4);
+    assert_one_clear_line(&out, "share");
+    if !stderr_then.contains("scan: ") {
+        assert!(
+            out.stderr
+                .contains("is not usable: no longer the same folder"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(status_counts(&env).get("synced"), None);
+    assert!(!env.dst.exists() || files_under(&env.dst).is_empty());
+}
+
+#[test]
+fn corrupt_db_is_fatal_with_one_line() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"a");
+    std::fs::write(env.db_path(), bytes(64 * 1024, 9)).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_one_clear_line(&out, "job.db");
+    assert!(!env.dst.join("a.txt").exists());
+}
+
+#[test]
+fn db_path_that_is_a_folder_is_fatal_with_one_line() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"a");
+    std::fs::create_dir(env.db_path()).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_one_clear_line(&out, "job.db");
+}
+
+#[test]
+fn read_only_db_is_fatal_and_unchanged() {
+    if !can_setpriv() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"a");
+    env.run(&[]).assert_code(0);
+    env.src_file("b.txt", b"new since");
+    chown_tree(env.root(), 65534);
+    // The DB stays root's and read-only for everyone else.
+    for f in ["job.db", "job.db-wal", "job.db-shm"] {
+        let p = env.root().join(f);
+        if p.exists() {
+            std::os::unix::fs::lchown(&p, Some(0), Some(0)).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let before = std::fs::read(env.db_path()).unwrap();
+    let out = run_as_nobody(&env, &[]);
+    out.assert_code(4);
+    assert_one_clear_line(
+        &out,
+        "job.db` is unusable: attempt to write a readonly database",
+    );
+    assert_eq!(
+        std::fs::read(env.db_path()).unwrap(),
+        before,
+        "the DB was modified"
+    );
+    assert!(!env.dst.join("b.txt").exists());
+}

@@ -1,0 +1,399 @@
+//! What the operator sees (SPEC §8): plain progress lines when stderr is
+//! not a terminal (here it is a pipe), the summary, `--quiet`, diagnostics,
+//! and `status` (text and JSON), which reads the DB and nothing else.
+
+use std::time::{Duration, Instant};
+
+use crate::env::{TestEnv, bytes};
+
+/// Three 512 KiB files at 2 MiB/s: the transfer lasts ~0.75 s, long enough
+/// for several plain lines at a 50 ms interval.
+fn slow_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"2M\"\nprogress_interval = \"50ms\"");
+    for i in 0..3 {
+        env.src_file(&format!("d/f{i}.bin"), &bytes(512 << 10, i));
+    }
+    env
+}
+
+/// Bytes that are neither printable nor a newline: escapes, `\r`, DEL…
+fn control_bytes(text: &str) -> Vec<(usize, char)> {
+    text.char_indices()
+        .filter(|(_, c)| *c != '\n' && c.is_control())
+        .collect()
+}
+
+#[test]
+fn non_tty_output_is_plain_lines_without_control_bytes() {
+    let env = slow_env();
+    // A name that carries an escape sequence, shown by -vv's per-file lines.
+    env.src_file("evil\x1b[2J\x07name.bin", b"x");
+    let out = env.run(&["-vv"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("evil?[2J?name.bin"), "{}", out.stderr);
+    for (name, text) in [("stderr", &out.stderr), ("stdout", &out.stdout)] {
+        let bad = control_bytes(text);
+        assert!(bad.is_empty(), "{name} has control bytes {bad:?}:\n{text}");
+    }
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("transfer: "))
+        .collect();
+    assert!(
+        lines.len() >= 2,
+        "expected periodic transfer lines:\n{}",
+        out.stderr
+    );
+    for l in &lines {
+        for part in [
+            "transfer: backlog ",
+            "/4 files ",
+            " eta ",
+            ", rate ",
+            " smoothed ",
+            " limit 2.0 MiB/s, copied run ",
+            " total ",
+            ", failed 0, elapsed ",
+        ] {
+            assert!(l.contains(part), "`{part}` missing from {l:?}");
+        }
+    }
+    // The shape of a periodic line, with every timing-dependent figure
+    // normalised (the current file is there only when sampled mid-file).
+    insta::with_settings!({ filters => vec![
+        (r", current .*$", ""),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", "[RATE]"),
+        (r"(rate|smoothed) -", "$1 [RATE]"),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)", "[SIZE]"),
+        (r"eta (-|\d+[dhms]( \d+[dhms])?)", "eta [ETA]"),
+        (r"elapsed \d+[dhms]( \d+[dhms])?", "elapsed [T]"),
+        (r"backlog \d+/", "backlog [N]/"),
+        (r"\(\d+(\.\d+)?%\)", "([PCT])"),
+    ]}, {
+        insta::assert_snapshot!("plain_transfer_line", lines[0]);
+    });
+    // -vv diagnostics share stderr, as plain text too.
+    assert!(out.stderr.contains(" DEBUG "), "{}", out.stderr);
+}
+
+/// Times, sizes that depend on timing, and the temp dir, normalised.
+fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (
+            r"in \d+(\.\d+)?s \([0-9.]+ [KMG]?i?B/s mean\)",
+            "in [T] ([RATE] mean)",
+        ),
+        (
+            r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?Z?",
+            "[TIMESTAMP]",
+        ),
+    ]
+}
+
+#[test]
+fn plain_run_output_snapshot() {
+    let env = slow_env();
+    // A long interval: no periodic line, only what every run prints.
+    env.manifest("progress_interval = \"1h\"");
+    let first = env.run(&[]);
+    first.assert_code(0);
+    let second = env.run(&[]);
+    second.assert_code(0);
+    insta::with_settings!({ filters => filters() }, {
+        insta::assert_snapshot!(format!(
+            "first run, stderr:\n{}first run, stdout:\n{}second run, stderr:\n{}second run, stdout:\n{}",
+            first.stderr, first.stdout, second.stderr, second.stdout
+        ));
+    });
+}
+
+#[test]
+fn quiet_prints_only_the_summary() {
+    let env = slow_env();
+    let out = env.run(&["--quiet"]);
+    out.assert_code(0);
+    assert_eq!(out.stderr, "", "--quiet printed on stderr");
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    insta::with_settings!({ filters => filters() }, {
+        insta::assert_snapshot!(out.stdout);
+    });
+}
+
+#[test]
+fn fatal_run_still_ends_with_a_summary() {
+    let env = TestEnv::new();
+    env.src_file("a", b"x");
+    env.run(&["-q"]).assert_code(0);
+    std::fs::remove_dir_all(&env.src).unwrap();
+    let out = env.run(&["-q"]);
+    out.assert_code(4);
+    assert!(out.stderr.starts_with("jobrun: "), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("jobrun: 0 files, 0 B copied in ")
+            && out.stdout.trim_end().ends_with("exit 4 (aborted)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn diagnostics_go_to_stderr_never_into_the_audit_log() {
+    let env = TestEnv::new();
+    env.src_file("a", b"x");
+    let out = env
+        .cmd()
+        .env("RUST_LOG", "jobrun=debug")
+        .arg(&env.manifest)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("DEBUG"),
+        "RUST_LOG=debug gave no debug line:\n{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .all(|l| l.starts_with("jobrun: "))
+    );
+    // Every audit line is JSON (env.log() panics otherwise) with a status.
+    let log = env.log();
+    assert!(!log.is_empty());
+    assert!(log.iter().all(|v| v["status"].is_string()));
+    // Without -v/RUST_LOG only warnings and errors would show: none here.
+    let quiet = env.run(&["--rescan"]);
+    assert!(
+        !quiet.stderr.contains("INFO") && !quiet.stderr.contains("DEBUG"),
+        "{}",
+        quiet.stderr
+    );
+}
+
+#[test]
+fn status_needs_an_existing_db_and_creates_nothing() {
+    let env = TestEnv::new();
+    let out = env.cmd().arg("status").arg(&env.manifest).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("never run"));
+    assert!(!env.db_path().exists(), "status created the DB");
+    assert!(
+        !env.root().join("job.db.lock").exists(),
+        "status created a lock"
+    );
+    assert!(!env.log_path().exists(), "status created the log");
+}
+
+fn status(env: &TestEnv, json: bool) -> crate::env::Out {
+    let mut c = env.cmd();
+    c.arg("status").arg(&env.manifest);
+    if json {
+        c.arg("--json");
+    }
+    c.output().expect("spawn jobrun status").into()
+}
+
+/// A DB with a known history: one real run, then rows and runs rewritten
+/// to fixed values, so the whole `status` screen is deterministic.
+fn env_with_history() -> TestEnv {
+    let env = TestEnv::new();
+    for i in 0..4 {
+        env.src_file(&format!("f{i}.bin"), &bytes(1 << 20, i));
+    }
+    env.run(&["-q"]).assert_code(0);
+    let db = env.db();
+    db.execute_batch(
+        "UPDATE files SET status = 'pending' WHERE source_path LIKE '%/f2.bin';
+         UPDATE files SET status = 'failed', error = 'cannot open: Permission denied (os error 13)'
+            WHERE source_path LIKE '%/f3.bin';
+         UPDATE files SET size = 3 * 1024 * 1024 * 1024 WHERE source_path LIKE '%/f2.bin';
+         DELETE FROM runs;
+         INSERT INTO runs (id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code) VALUES
+            (1, '2026-01-01T01:00:00.000000Z', '2026-01-01T02:00:00.000000Z', 'scan', 100, 36000000000, 0, 0),
+            (2, '2026-01-02T01:00:00.000000Z', '2026-01-02T01:30:00.000000Z', 'resume', 50, 9000000000, 1, 1),
+            (3, '2026-01-03T01:00:00.000000Z', NULL, 'resume', 7, 0, 0, NULL),
+            (4, '2026-01-04T01:00:00.000000Z', '2026-01-04T01:00:05.000000Z', 'scan', 0, 0, 0, 0),
+            (5, '2026-01-05T01:00:00.000000Z', '2026-01-05T01:00:01.000000Z', 'resume', 0, 0, 0, 130);",
+    )
+    .unwrap();
+    env
+}
+
+#[test]
+fn status_snapshot() {
+    let env = env_with_history();
+    let db_before = std::fs::read(env.db_path()).unwrap();
+    let out = status(&env, false);
+    out.assert_code(0);
+    // The history has fixed times: only the temp dir needs normalising.
+    insta::with_settings!({ filters => vec![(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]")] }, {
+        insta::assert_snapshot!(out.stdout);
+    });
+    // 45 GB over 1.5 h of run time = 8.33 MB/s; 3 GiB pending.
+    assert!(
+        out.stdout.contains("eta 6m 26s of run time"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(env.db_path()).unwrap(),
+        db_before,
+        "status changed the DB file"
+    );
+}
+
+#[test]
+fn status_json_parses_and_matches_the_db() {
+    let env = env_with_history();
+    let out = status(&env, true);
+    out.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("status --json is JSON");
+    let count = |s: &str| {
+        v["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["status"] == s)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(count("pending")["files"], 1);
+    assert_eq!(count("pending")["bytes"], 3u64 << 30);
+    assert_eq!(count("failed")["files"], 1);
+    assert_eq!(count("synced")["files"], 3, "two files and the root folder");
+    assert_eq!(v["backlog_bytes"], 3u64 << 30);
+    assert_eq!(v["next_run"], "resume");
+    assert_eq!(v["recent_rate_runs"], 2);
+    let rate = v["recent_rate"].as_f64().unwrap();
+    assert!((rate - 45e9 / 5400.0).abs() < 1.0, "{rate}");
+    assert_eq!(v["eta_seconds"], ((3u64 << 30) as f64 / rate) as u64);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 5);
+    assert_eq!(runs[0]["id"], 5, "newest first");
+    assert_eq!(runs[2]["state"], "unfinished");
+    assert_eq!(runs[2]["seconds"], serde_json::Value::Null);
+    assert_eq!(runs[4]["seconds"], 3600.0);
+    assert_eq!(v["failed_total"], 1);
+    assert!(
+        v["failed_sample"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied")
+    );
+    assert_eq!(v["running_pid"], serde_json::Value::Null);
+}
+
+#[test]
+fn status_shows_a_running_job() {
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"1M\"");
+    env.src_file("big.bin", &bytes(3 << 20, 1));
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = None;
+    while Instant::now() < deadline && seen.is_none() {
+        if env.db_path().exists() {
+            let out = status(&env, true);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+                && v["running_pid"].is_u64()
+            {
+                seen = Some(v);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let v = seen.expect("status never saw the run");
+    assert_eq!(v["running_pid"], pid);
+    assert_eq!(v["runs"][0]["state"], "running");
+    let after = status(&env, true);
+    let v: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(v["running_pid"], serde_json::Value::Null);
+    assert_eq!(v["runs"][0]["state"], "ok");
+}
+
+/// On a terminal (a pty from util-linux `script`): the live display is
+/// drawn in place and cleared, and the summary follows it.
+#[test]
+fn terminal_gets_the_live_display() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let env = slow_env();
+    let cmd = format!(
+        "stty cols 120 2>/dev/null; TERM=xterm {} {}",
+        crate::env::BIN,
+        env.manifest.display()
+    );
+    let out = std::process::Command::new("script")
+        .current_dir(env.root())
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("spawn script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("⠋ scan") || text.contains("transfer  "),
+        "no live frame:\n{text}"
+    );
+    assert!(text.contains("  backlog  ["), "no backlog bar:\n{text}");
+    assert!(
+        text.contains("\x1b["),
+        "no cursor movement: not redrawn in place"
+    );
+    assert!(text.contains("jobrun: 3 files, 1.5 MiB copied"), "{text}");
+}
+
+/// A run killed with SIGKILL never writes its end, yet its `runs` row
+/// holds what it copied (updated every 2 s), so totals and `status` count it.
+#[test]
+fn killed_run_keeps_its_progress_in_the_runs_table() {
+    let env = TestEnv::new();
+    // Many files: the writer commits between files (every second).
+    env.manifest("bwlimit = \"1M\"\nblock_size = \"128K\"");
+    for i in 0..64 {
+        env.src_file(&format!("f{i:02}.bin"), &bytes(128 << 10, i));
+    }
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut recorded = 0i64;
+    while Instant::now() < deadline && recorded == 0 {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(v) = env.db().query_row(
+            "SELECT bytes_done FROM runs ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        ) {
+            recorded = v;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(recorded > 0, "no progress recorded while running");
+    let out = status(&env, true);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["runs"][0]["state"], "unfinished");
+    assert!(v["runs"][0]["bytes_done"].as_u64().unwrap() >= recorded as u64);
+    assert_eq!(v["running_pid"], serde_json::Value::Null);
+}
