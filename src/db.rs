@@ -17,8 +17,9 @@ use rusqlite_migration::{M, Migrations};
 use crate::decide::{EntryKind, Stamp};
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
@@ -65,7 +66,13 @@ CREATE TABLE runs (
     exit_code   INTEGER
 );
 "#,
-    )])
+        ),
+        // v2: the backlog total (files and bytes pending), read at every
+        // start, as an index-only scan of the pending rows: with 1M pending
+        // rows 0.23 s instead of 0.45 s (one table lookup per row). Partial,
+        // so synced rows cost nothing.
+        M::up("CREATE INDEX files_pending_size ON files (kind, size) WHERE status = 'pending';"),
+    ])
 });
 
 #[derive(Debug, thiserror::Error)]
@@ -287,12 +294,20 @@ impl StateDb {
 
     /// Pending files and bytes: the backlog.
     pub fn backlog(&self) -> Result<(u64, u64)> {
-        Ok(self.conn.query_row(
+        // A DB opened read-only (`check`, `status`) may predate migration v2.
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let sql = if version >= 2 {
             "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
-             FROM files WHERE status = 'pending'",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
+             FROM files INDEXED BY files_pending_size WHERE status = 'pending'"
+        } else {
+            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending'"
+        };
+        Ok(self.conn.query_row(sql, [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?)
     }
 
     /// Files and bytes per status, always listing all three.
