@@ -62,7 +62,9 @@ pub fn run(
     let first_block = AtomicBool::new(false);
     // A little look-ahead so a free reader never waits for the DB page query.
     let (work_tx, work_rx) = flume::bounded(2 * lanes);
-    let (done_tx, done_rx) = flume::unbounded();
+    // Bounded: if the committer (DB) falls behind, the lanes wait instead of
+    // queueing outcomes without limit.
+    let (done_tx, done_rx) = flume::bounded(4096);
     let span = tracing::Span::current();
     std::thread::scope(|s| {
         let fspan = span.clone();
