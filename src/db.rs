@@ -17,8 +17,9 @@ use rusqlite_migration::{M, Migrations};
 use crate::decide::{EntryKind, Stamp};
 
 static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
@@ -65,7 +66,12 @@ CREATE TABLE runs (
     exit_code   INTEGER
 );
 "#,
-    )])
+        ),
+        // No v2 on purpose: a partial covering index for the startup backlog
+        // total (`(kind, size) WHERE status = 'pending'`) halved that query
+        // at 1M pending rows (0.45 → 0.23 s), but its random-order inserts
+        // made the first scan of 1M files ~40 % slower (47 → 66 s).
+    ])
 });
 
 #[derive(Debug, thiserror::Error)]
@@ -296,12 +302,11 @@ impl StateDb {
 
     /// Pending files and bytes: the backlog.
     pub fn backlog(&self) -> Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
-             FROM files WHERE status = 'pending'",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
+        let sql = "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending'";
+        Ok(self.conn.query_row(sql, [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?)
     }
 
     /// The transfer stage's share of the backlog: pending entries other
