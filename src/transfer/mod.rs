@@ -107,6 +107,7 @@ pub fn run(
                 halt,
                 first_block: &first_block,
                 stop,
+                lanes: lanes as u64,
                 last_dest_dir: None,
             };
             let wspan = span.clone();

@@ -70,6 +70,8 @@ pub struct Writer<'a> {
     /// "time to first byte" figure of benches/scale.sh).
     pub first_block: &'a AtomicBool,
     pub stop: &'a AtomicBool,
+    /// Number of lanes sharing `throttle` (sizes the write-back ranges).
+    pub lanes: u64,
     /// Last destination folder known to exist: consecutive files mostly
     /// share it, which saves a stat per small file.
     pub last_dest_dir: Option<PathBuf>,
@@ -436,7 +438,8 @@ impl Writer<'_> {
             return o.pacer.wrote(&o.file, data.len(), WRITEBACK_UNLIMITED);
         }
         let range = self.throttle.active().map_or(WRITEBACK_UNLIMITED, |r| {
-            (r / WRITEBACK_LIMITED_DIV).clamp(64 << 10, WRITEBACK_UNLIMITED)
+            // The lanes share the rate: each one's range is its share.
+            (r / WRITEBACK_LIMITED_DIV / self.lanes.max(1)).clamp(64 << 10, WRITEBACK_UNLIMITED)
         });
         for chunk in data.chunks(self.throttle.slice_len()) {
             if self.stop.load(Relaxed) {
