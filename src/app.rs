@@ -146,6 +146,14 @@ fn check(args: &CommonArgs) -> Exit {
             ),
         ),
         (
+            "transfers",
+            format!(
+                "{} (files at once; {} queued blocks each)",
+                job.transfers,
+                job.lane_capacity()
+            ),
+        ),
+        (
             "bwlimit",
             match &job.bwlimit {
                 Schedule::Fixed(r) => r.map_or("off".into(), |b| {

@@ -107,6 +107,10 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<u64>,
+    /// Files streamed at once (1..=64), sharing the limit and the FIFO budget.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfers: Option<u64>,
     /// Max copy rate per direction (e.g. 20M, 20MB/s, off), or a day timetable ("08:00,10M 19:00,off").
     #[arg(long, value_name = "RATE")]
     #[serde(skip_serializing_if = "Option::is_none")]

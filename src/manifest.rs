@@ -31,6 +31,7 @@ pub const KEYS: &[&str] = &[
     "checksum",
     "block_size",
     "queue_capacity",
+    "transfers",
     "bwlimit",
     "delete_extras",
     "max_delete",
@@ -44,6 +45,12 @@ pub const KEYS: &[&str] = &[
 pub const DEFAULT_BLOCK_SIZE: u64 = 5 << 20;
 /// Default `queue_capacity`: the seed's 20 blocks.
 pub const DEFAULT_QUEUE_CAPACITY: u64 = 20;
+/// Default `transfers`: file streams at once. Chosen from the netlab curve
+/// (README "Performance"): 4 lanes hide sshfs per-file round trips on small
+/// files and cost nothing on large ones.
+pub const DEFAULT_TRANSFERS: u64 = 4;
+/// Largest accepted `transfers`.
+pub const MAX_TRANSFERS: u64 = 64;
 /// Largest accepted `block_size`; the FIFO holds `queue_capacity` of them in RAM.
 pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
 /// Default `progress_interval` for plain (non-terminal) progress lines.
@@ -101,6 +108,7 @@ pub struct RawManifest {
     pub checksum: Option<HashAlgo>,
     pub block_size: Option<BlockSize>,
     pub queue_capacity: Option<QueueCapacity>,
+    pub transfers: Option<Transfers>,
     pub bwlimit: Option<Bwlimit>,
     pub delete_extras: Option<bool>,
     pub max_delete: Option<MaxDel>,
@@ -128,8 +136,13 @@ pub struct Job {
     /// Bytes per queued block (1 ..= 1 GiB). Default 5 MiB.
     pub block_size: usize,
     /// Blocks the FIFO holds (>= 1). Default 20. Peak FIFO memory is
-    /// `block_size × (queue_capacity + 2)`.
+    /// `block_size × (queue_capacity + 2)`, shared by all `transfers` lanes
+    /// (see [`Job::lane_capacity`]).
     pub queue_capacity: usize,
+    /// Files streamed at once (1 ..= 64). Default 4. Each lane is one reader
+    /// and one writer thread; they share the bandwidth limit, the FIFO
+    /// memory budget and the one DB writer.
+    pub transfers: usize,
     /// Copy rate cap in bytes/s for reads and for writes, each: one rate
     /// (`Fixed(None)` = unlimited, the default) or a day timetable in local
     /// time whose rate in force changes while a run goes.
@@ -315,6 +328,7 @@ fn resolve(
         checksum: raw.checksum.unwrap_or_default(),
         block_size: raw.block_size.map_or(DEFAULT_BLOCK_SIZE, |b| b.0) as usize,
         queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
+        transfers: raw.transfers.map_or(DEFAULT_TRANSFERS, |t| t.0) as usize,
         bwlimit: raw.bwlimit.map(|b| b.0).unwrap_or_default(),
         delete_extras: raw.delete_extras.unwrap_or(false),
         max_delete: raw.max_delete.map_or(decide::DEFAULT_MAX_DELETE, |m| m.0),
@@ -436,6 +450,35 @@ impl<'de> Deserialize<'de> for BlockSize {
                     .map_err(|_| "size must not be negative".into())
                     .and_then(Self::check)
             },
+        )
+    }
+}
+
+/// `transfers`: an integer in 1 ..= [`MAX_TRANSFERS`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Transfers(pub u64);
+
+impl<'de> Deserialize<'de> for Transfers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn check(n: i64) -> Result<Transfers, String> {
+            if (1..=MAX_TRANSFERS as i64).contains(&n) {
+                Ok(Transfers(n as u64))
+            } else {
+                Err(format!(
+                    "transfers must be between 1 and {MAX_TRANSFERS}, got {n}"
+                ))
+            }
+        }
+        int_or_str(
+            d,
+            "an integer >= 1",
+            |s| {
+                s.trim()
+                    .parse::<i64>()
+                    .map_err(|_| format!("invalid integer `{s}`"))
+                    .and_then(check)
+            },
+            check,
         )
     }
 }
@@ -569,9 +612,20 @@ impl<'de> Deserialize<'de> for Dur {
 }
 
 impl Job {
-    /// Peak memory of the block FIFO, for `check` and the start line.
+    /// Blocks each transfer lane's FIFO holds: the one budget of
+    /// `queue_capacity + 2` blocks (queued, plus one being read and one being
+    /// written) split over the lanes, each lane holding at least 1 queued
+    /// block (so at least 3 in all).
+    pub fn lane_capacity(&self) -> usize {
+        ((self.queue_capacity + 2) / self.transfers.max(1))
+            .saturating_sub(2)
+            .max(1)
+    }
+
+    /// Peak memory of the block FIFOs of all lanes, for `check` and the start line.
     pub fn fifo_bytes(&self) -> u64 {
-        self.block_size as u64 * (self.queue_capacity as u64 + 2)
+        let lanes = self.transfers.max(1) as u64;
+        self.block_size as u64 * lanes * (self.lane_capacity() as u64 + 2)
     }
 }
 

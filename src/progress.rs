@@ -133,7 +133,12 @@ impl Progress {
             bytes_settled: c.bytes_settled.load(Relaxed),
             bytes_before: c.bytes_before.load(Relaxed),
             current_size: c.current_size.load(Relaxed),
-            current_done: c.current_done.load(Relaxed),
+            // With `transfers` > 1 the lanes share this one "current file"
+            // slot, so its byte count can mix files: never shown above the size.
+            current_done: c
+                .current_done
+                .load(Relaxed)
+                .min(c.current_size.load(Relaxed)),
             bwlimit: c.bwlimit.load(Relaxed),
             current,
         }

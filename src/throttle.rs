@@ -11,8 +11,9 @@
 //! [`CHECK_EVERY`], so a month-long run follows thousands of boundaries for
 //! the price of one `localtime_r` per second.
 
-use std::cell::Cell;
 use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use ratelimit::{Ratelimiter, TryWaitError};
@@ -195,24 +196,41 @@ fn local_secs_of_day() -> u32 {
 
 // ---- the enforcing token bucket ------------------------------------------
 
-/// A token bucket following a [`Schedule`]. Owned by one thread (reader or
-/// writer); the active rate changes under it when the clock crosses a
-/// timetable boundary.
+/// A token bucket following a [`Schedule`]. Shared by all readers (or all
+/// writers) of a run's `transfers` lanes: the limit is for the whole run; the
+/// active rate changes under it when the clock crosses a timetable boundary.
 pub struct Throttle {
     schedule: Schedule,
     /// `Some` unless the schedule never limits (then every call is free).
     limiter: Option<Ratelimiter>,
     /// Rate in force, bytes/s; 0 = unlimited right now.
-    active: Cell<u64>,
-    next_check: Cell<Instant>,
+    active: AtomicU64,
+    next_check: Mutex<Instant>,
     check_every: Duration,
-    /// Start of the schedule the catch-up compares with (reset on a rate change).
-    pace_since: Cell<Instant>,
-    /// Bytes consumed since `pace_since`.
-    pace_bytes: Cell<u64>,
-    /// Running at the catch-up rate.
-    boosted: Cell<bool>,
+    /// Catch-up state; a mutex because all lanes share one throttle.
+    pace: Mutex<Pace>,
     clock: fn() -> u32,
+}
+
+/// Where the throttle stands against its schedule.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Start of the schedule the catch-up compares with (reset on a rate change).
+    since: Instant,
+    /// Bytes consumed since `since`.
+    bytes: u64,
+    /// Running at the catch-up rate.
+    boosted: bool,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            bytes: 0,
+            boosted: false,
+        }
+    }
 }
 
 impl Throttle {
@@ -234,17 +252,15 @@ impl Throttle {
         let t = Self {
             schedule: schedule.clone(),
             limiter,
-            active: Cell::new(0),
-            next_check: Cell::new(Instant::now()),
+            active: AtomicU64::new(0),
+            next_check: Mutex::new(Instant::now()),
             check_every,
-            pace_since: Cell::new(Instant::now()),
-            pace_bytes: Cell::new(0),
-            boosted: Cell::new(false),
+            pace: Mutex::new(Pace::new()),
             clock,
         };
         if t.limiter.is_some() {
             t.apply(t.schedule_rate(), false);
-            t.next_check.set(Instant::now() + check_every);
+            *t.next_check.lock().expect("throttle lock") = Instant::now() + check_every;
         }
         t
     }
@@ -261,7 +277,7 @@ impl Throttle {
         let (Some(l), new) = (&self.limiter, rate.unwrap_or(0)) else {
             return;
         };
-        if new == self.active.get() {
+        if new == self.active.load(Relaxed) {
             return;
         }
         if new > 0 {
@@ -276,35 +292,39 @@ impl Throttle {
                 "bandwidth limit changed (timetable)"
             );
         }
-        self.active.set(new);
-        self.pace_since.set(Instant::now());
-        self.pace_bytes.set(0);
-        self.boosted.set(false);
+        self.active.store(new, Relaxed);
+        *self.pace_state() = Pace::new();
     }
 
     /// Compares the bytes consumed with what the rate allowed since
     /// `pace_since`, and switches the +5 % catch-up on or off.
+    fn pace_state(&self) -> std::sync::MutexGuard<'_, Pace> {
+        // A poisoned lock only means another lane panicked mid-update of
+        // plain numbers; they are still usable.
+        self.pace.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn pace(&self, l: &Ratelimiter, n: u64) {
-        let rate = self.active.get();
-        let bytes = self.pace_bytes.get() + n;
-        self.pace_bytes.set(bytes);
+        let rate = self.active.load(Relaxed);
+        let mut p = self.pace_state();
+        p.bytes += n;
+        let bytes = p.bytes;
         let now = Instant::now();
-        let since = self.pace_since.get();
+        let since = p.since;
         let due = rate as f64 * now.saturating_duration_since(since).as_secs_f64();
         let mut behind = due - bytes as f64;
         let cap = rate as f64 * MAX_DEBT.as_secs_f64();
         if behind > cap {
-            self.pace_since
-                .set(since + Duration::from_secs_f64((behind - cap) / rate as f64));
+            p.since = since + Duration::from_secs_f64((behind - cap) / rate as f64);
             behind = cap;
         }
-        let boost = if self.boosted.get() {
+        let boost = if p.boosted {
             behind > 0.0
         } else {
             behind > rate as f64 * DEBT_ON.as_secs_f64()
         };
-        if boost != self.boosted.get() {
-            self.boosted.set(boost);
+        if boost != p.boosted {
+            p.boosted = boost;
             l.set_rate(if boost {
                 rate + rate / CATCH_UP_DIV
             } else {
@@ -319,28 +339,30 @@ impl Throttle {
             return;
         }
         let now = Instant::now();
-        if now < self.next_check.get() {
+        // Held while applying, so that concurrent lanes change the rate once.
+        let mut next = self.next_check.lock().expect("throttle lock");
+        if now < *next {
             return;
         }
-        self.next_check.set(now + self.check_every);
+        *next = now + self.check_every;
         self.apply(self.schedule_rate(), true);
     }
 
     /// Rate in force now, bytes/s; `None` = unlimited.
     pub fn active(&self) -> Option<u64> {
-        Some(self.active.get()).filter(|&r| r > 0)
+        Some(self.active.load(Relaxed)).filter(|&r| r > 0)
     }
 
     /// Whether bytes must go through [`Self::consume`] right now. Also the
     /// point where a timetable boundary is noticed: call it per block.
     pub fn is_limited(&self) -> bool {
         self.refresh();
-        self.active.get() > 0
+        self.active.load(Relaxed) > 0
     }
 
     /// Bytes to move per `consume` call: ≤ 64 KiB and ≤ 1/50 s of the rate.
     pub fn slice_len(&self) -> usize {
-        match self.active.get() {
+        match self.active.load(Relaxed) {
             0 => usize::MAX,
             r => slice_for(r) as usize,
         }
@@ -352,10 +374,10 @@ impl Throttle {
         let mut left = n as u64;
         while left > 0 {
             self.refresh();
-            if self.active.get() == 0 {
+            if self.active.load(Relaxed) == 0 {
                 return;
             }
-            let step = left.min(slice_for(self.active.get()));
+            let step = left.min(slice_for(self.active.load(Relaxed)));
             match l.try_wait_n(step) {
                 Ok(()) => {
                     left -= step;
@@ -431,7 +453,7 @@ mod tests {
         // Stalled for 1 s (the machine, a slow open): 4 MiB behind schedule.
         std::thread::sleep(Duration::from_secs(1));
         t.consume(t.slice_len());
-        assert!(t.boosted.get(), "behind schedule: catch-up on");
+        assert!(t.pace_state().boosted, "behind schedule: catch-up on");
         // Making up 1 s of rate must still take >= 1/1.05 s (minus the 20 ms bucket).
         let start = Instant::now();
         drain(&t, rate as usize);
@@ -440,7 +462,10 @@ mod tests {
         // Debt beyond MAX_DEBT is forgotten, and once on schedule the boost ends.
         std::thread::sleep(Duration::from_secs(3));
         drain(&t, t.slice_len());
-        let (bytes, since) = (t.pace_bytes.get() as f64, t.pace_since.get());
+        let (bytes, since) = {
+            let p = t.pace_state();
+            (p.bytes as f64, p.since)
+        };
         let behind = rate as f64 * since.elapsed().as_secs_f64() - bytes;
         assert!(behind <= rate as f64 * 2.05, "debt capped at 2 s: {behind}");
     }

@@ -1,12 +1,25 @@
-//! Transfer stage (SPEC §5): one reader and one writer joined by a bounded
-//! flume FIFO of `queue_capacity` blocks. This file is the only place that
-//! creates the channel; it spawns both ends, joins them and ranks errors.
+//! Transfer stage (SPEC §5). With `transfers = N` it runs N lanes, each one
+//! reader and one writer joined by a bounded flume FIFO (this file is the
+//! only place that creates the channels):
+//!
+//! ```text
+//!            ┌─ reader 1 ─FIFO─ writer 1 ─┐
+//! DB ─ feed ─┼─ reader 2 ─FIFO─ writer 2 ─┼─ Done events ─ committer ─ DB + audit
+//!   (rows)   └─ …        (blocks)  …      ┘   (after rename)  (this thread)
+//! ```
+//!
+//! Shared by all lanes: one read and one write [`Throttle`] (the limit is for
+//! the whole run), one FIFO memory budget (`Job::lane_capacity` splits
+//! `queue_capacity` over the lanes), and the single DB writer (the
+//! committer), which batches commits and flushes the audit log before each.
+//! Per-file order is the single-lane order: temp, blocks, times, rename, then
+//! (committer) mark synced and audit line.
 
 pub mod block;
 pub mod reader;
 pub mod writer;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::audit::{AuditError, AuditLog};
 use crate::db::{DbError, StateDb};
@@ -31,7 +44,7 @@ pub enum TransferError {
     WriterGone,
 }
 
-/// Streams the backlog from the DB through the FIFO into the destination.
+/// Streams the backlog from the DB through the lanes into the destination.
 pub fn run(
     job: &Job,
     db: &mut StateDb,
@@ -40,46 +53,94 @@ pub fn run(
     stop: &AtomicBool,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(PHASE_TRANSFER);
-    let reader_db = db.reopen()?;
-    // Memory cap: queue_capacity blocks in the channel, plus one being read
-    // and one being written; recycled buffers come back through `pool`.
-    let (tx, rx) = flume::bounded(job.queue_capacity);
-    let (pool_tx, pool_rx) = flume::bounded(job.queue_capacity + 2);
+    let feed_db = db.reopen()?;
+    let lanes = job.transfers.max(1);
+    let lane_cap = job.lane_capacity();
+    let (read_limit, write_limit) = (Throttle::new(&job.bwlimit), Throttle::new(&job.bwlimit));
+    // Set on the first fatal error anywhere, so that the other lanes stop.
+    let halt = AtomicBool::new(false);
+    let first_block = AtomicBool::new(false);
+    // A little look-ahead so a free reader never waits for the DB page query.
+    let (work_tx, work_rx) = flume::bounded(2 * lanes);
+    // Bounded: if the committer (DB) falls behind, the lanes wait instead of
+    // queueing outcomes without limit.
+    let (done_tx, done_rx) = flume::bounded(4096);
     let span = tracing::Span::current();
     std::thread::scope(|s| {
-        let reader = reader::Reader {
-            db: reader_db,
-            source_root: job.source.as_std_path(),
-            algo: job.checksum,
-            block_size: job.block_size,
-            tx,
-            pool: pool_rx,
-            throttle: Throttle::new(&job.bwlimit),
-            stop,
-        };
-        let rspan = span.clone();
-        let r = s.spawn(move || rspan.in_scope(|| reader.run()));
-        let writer = writer::Writer {
+        let fspan = span.clone();
+        let (halt, stop) = (&halt, stop);
+        let feeder = s.spawn(move || fspan.in_scope(|| reader::feed(feed_db, work_tx, stop, halt)));
+        let mut readers = Vec::with_capacity(lanes);
+        for _ in 0..lanes {
+            // Memory cap per lane: lane_cap blocks in the channel, plus one
+            // being read and one being written; recycled buffers come back
+            // through `pool`.
+            let (tx, rx) = flume::bounded(lane_cap);
+            let (pool_tx, pool_rx) = flume::bounded(lane_cap + 2);
+            let reader = reader::Reader {
+                work: work_rx.clone(),
+                source_root: job.source.as_std_path(),
+                algo: job.checksum,
+                block_size: job.block_size,
+                tx,
+                pool: pool_rx,
+                throttle: &read_limit,
+                stop,
+                halt,
+            };
+            let rspan = span.clone();
+            readers.push(s.spawn(move || {
+                let r = rspan.in_scope(|| reader.run());
+                if matches!(r, Err(ref e) if !matches!(e, TransferError::WriterGone)) {
+                    halt.store(true, Relaxed);
+                }
+                r
+            }));
+            let writer = writer::Writer {
+                dest_root: job.destination.as_std_path(),
+                inplace: job.inplace,
+                rx,
+                pool: pool_tx,
+                throttle: &write_limit,
+                progress,
+                done: done_tx.clone(),
+                halt,
+                first_block: &first_block,
+                stop,
+                lanes: lanes as u64,
+                last_dest_dir: None,
+            };
+            let wspan = span.clone();
+            s.spawn(move || wspan.in_scope(|| writer.run()));
+        }
+        drop((work_rx, done_tx));
+        let committer = writer::Committer {
             db,
             audit,
             dest_root: job.destination.as_std_path(),
             algo: job.checksum,
-            inplace: job.inplace,
-            rx,
-            pool: pool_tx,
-            throttle: Throttle::new(&job.bwlimit),
             progress,
             stop,
-            last_dest_dir: None,
             last_touched_dir: None,
         };
-        let w = writer.run();
-        let r = r.join().expect("reader thread panicked");
-        // The writer's error wins: a reader `WriterGone` is only its echo.
-        match (w, r) {
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e),
-            (Ok(report), Ok(())) => Ok(report),
+        let c = committer.run(done_rx, halt);
+        let f = feeder.join().expect("feeder thread panicked");
+        // The committer's error wins; then a reader's real error (a
+        // `WriterGone` is only the echo of a stopped lane); then the feeder's.
+        let mut first_reader_err = None;
+        for r in readers {
+            match r.join().expect("reader thread panicked") {
+                Ok(()) | Err(TransferError::WriterGone) => {}
+                Err(e) => {
+                    first_reader_err.get_or_insert(e);
+                }
+            }
+        }
+        match (c, first_reader_err, f) {
+            (Err(e), _, _) => Err(e),
+            (Ok(_), Some(e), _) => Err(e),
+            (Ok(_), None, Err(e)) => Err(e),
+            (Ok(report), None, Ok(())) => Ok(report),
         }
     })
 }

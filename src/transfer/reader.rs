@@ -2,6 +2,10 @@
 //! the filesystem listing), reads each in `block_size` blocks, hashes while
 //! reading, and sends blocks into the FIFO. Never writes the DB: failures
 //! travel to the writer as messages.
+//!
+//! With `transfers = N` there are N readers (one per lane, see `mod.rs`);
+//! [`feed`] pages the backlog from the DB once and hands rows to whichever
+//! reader is free, so a reader never waits on a DB query between files.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -24,15 +28,50 @@ use crate::throttle::Throttle;
 /// Backlog rows fetched per DB query.
 const PAGE: usize = 1_000;
 
+/// Pages pending rows (rowid order) from the DB into `work`, skipping
+/// folders (their mtimes are restored by the committer at the end). Ends
+/// when the backlog is exhausted, on stop/halt, or when no reader is left.
+pub fn feed(
+    db: StateDb,
+    work: Sender<PendingFile>,
+    stop: &AtomicBool,
+    halt: &AtomicBool,
+) -> Result<(), TransferError> {
+    let mut after = 0i64;
+    loop {
+        let page = db.pending_page(after, PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        for row in page {
+            if stop.load(Relaxed) || halt.load(Relaxed) {
+                return Ok(());
+            }
+            if row.kind == EntryKind::Dir {
+                continue;
+            }
+            if work.send(row).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
 pub struct Reader<'a> {
-    pub db: StateDb,
+    /// Backlog rows from [`feed`], shared by all lanes' readers.
+    pub work: Receiver<PendingFile>,
     pub source_root: &'a Path,
     pub algo: HashAlgo,
     pub block_size: usize,
     pub tx: Sender<Parcel>,
     pub pool: Receiver<Vec<u8>>,
-    pub throttle: Throttle,
+    /// Shared by all readers: one read budget for the whole run.
+    pub throttle: &'a Throttle,
     pub stop: &'a AtomicBool,
+    /// Set when another lane or the committer hit a fatal error: stop like
+    /// on `stop`, leaving rows pending.
+    pub halt: &'a AtomicBool,
 }
 
 enum Outcome {
@@ -56,15 +95,11 @@ impl Reader<'_> {
 
     fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
         let root = root_identity(self.source_root);
-        let mut after = 0i64;
-        loop {
-            let page = self.db.pending_page(after, PAGE)?;
-            let Some(last) = page.last() else {
-                return Ok(());
-            };
-            after = last.id;
-            for row in page {
-                if self.stop.load(Relaxed) {
+        // One indentation level kept from the single-reader loop (it paged
+        // the DB itself) so the per-row code below stays diff-stable.
+        {
+            for row in self.work.iter() {
+                if self.stopping() {
                     return Ok(());
                 }
                 let send = &mut |m| parcel.push(m);
@@ -118,6 +153,11 @@ impl Reader<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Relaxed) || self.halt.load(Relaxed)
     }
 
     /// A vanished source root is fatal, not a per-file failure: otherwise an
@@ -183,11 +223,11 @@ impl Reader<'_> {
             ns(before.mtime(), before.mtime_nsec()),
             ns(before.atime(), before.atime_nsec()),
         );
-        debug!(path = %row.source.display(), size = before.len(), "reading");
+        debug!(id = row.id, path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.algo.hasher();
         let mut offset = 0u64;
         loop {
-            if offset > 0 && self.stop.load(Relaxed) {
+            if offset > 0 && self.stopping() {
                 send(Msg::Abandon { file })?;
                 return Ok(Outcome::Abandoned);
             }
@@ -195,7 +235,7 @@ impl Reader<'_> {
             let mut data = self.buffer();
             data.resize(want, 0);
             if let Err(e) = self.fill(&mut f, &mut data) {
-                if e.kind() == io::ErrorKind::Interrupted && self.stop.load(Relaxed) {
+                if e.kind() == io::ErrorKind::Interrupted && self.stopping() {
                     send(Msg::Abandon { file })?;
                     return Ok(Outcome::Abandoned);
                 }
@@ -253,7 +293,7 @@ impl Reader<'_> {
         for chunk in buf.chunks_mut(slice) {
             // A slow limit makes a block take seconds: a stop request must
             // not wait for it.
-            if self.stop.load(Relaxed) {
+            if self.stopping() {
                 return Err(io::ErrorKind::Interrupted.into());
             }
             self.throttle.consume(chunk.len());

@@ -1,7 +1,16 @@
 //! Transfer writer (consumer): writes blocks to a temporary sibling, applies
 //! the source times, renames into place, then marks the row synced and
-//! appends the audit line, in that order (SPEC §5). Sole owner of the state
-//! DB while the transfer stage runs.
+//! appends the audit line, in that order (SPEC §5).
+//!
+//! Split in two so that `transfers = N` lanes can write at once while the
+//! state DB keeps a single writer:
+//! - [`Writer`] (one per lane, own thread): the filesystem half — temp file,
+//!   blocks with write-back pacing, checked close, times, rename. It reports
+//!   each finished or failed entry as a [`Done`] event, only after the rename.
+//! - [`Committer`] (one, the transfer stage's calling thread): the DB half —
+//!   mark synced/failed, parent folder rows, audit line, batched commits
+//!   (audit flushed and destination `syncfs`ed before each commit), folder
+//!   times at the end. Sole owner of the state DB while the transfer stage runs.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -14,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use filetime::FileTime;
 use flume::{Receiver, Sender};
-use tracing::warn;
+use tracing::{debug, info, warn};
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
@@ -44,21 +53,56 @@ pub struct WriterReport {
     pub failed: u64,
 }
 
+/// One lane's filesystem writer.
 pub struct Writer<'a> {
+    pub dest_root: &'a Path,
+    pub inplace: bool,
+    pub rx: Receiver<Parcel>,
+    pub pool: Sender<Vec<u8>>,
+    /// Shared by all writers: one write budget for the whole run.
+    pub throttle: &'a Throttle,
+    pub progress: &'a Progress,
+    /// Outcomes, to the [`Committer`].
+    pub done: Sender<Done>,
+    /// Set on a fatal error anywhere: drop the open file and stop.
+    pub halt: &'a AtomicBool,
+    /// Set once, by whichever lane writes the run's first block (the
+    /// "time to first byte" figure of benches/scale.sh).
+    pub first_block: &'a AtomicBool,
+    pub stop: &'a AtomicBool,
+    /// Number of lanes sharing `throttle` (sizes the write-back ranges).
+    pub lanes: u64,
+    /// Last destination folder known to exist: consecutive files mostly
+    /// share it, which saves a stat per small file.
+    pub last_dest_dir: Option<PathBuf>,
+}
+
+/// A lane's outcome for one entry, sent after the rename (or the failure).
+pub enum Done {
+    Synced {
+        file: Arc<FileTask>,
+        hash: Option<String>,
+        /// The destination's size and mtime right after the copy.
+        stamp: Stamp,
+    },
+    Failed {
+        file: Arc<FileTask>,
+        error: String,
+    },
+    /// Stops the run (exit 4).
+    Fatal(TransferError),
+}
+
+/// The DB half: sole owner of the state DB during the transfer stage.
+pub struct Committer<'a> {
     pub db: &'a mut StateDb,
     pub audit: &'a mut AuditLog,
     pub dest_root: &'a Path,
     pub algo: HashAlgo,
-    pub inplace: bool,
-    pub rx: Receiver<Parcel>,
-    pub pool: Sender<Vec<u8>>,
-    pub throttle: Throttle,
     pub progress: &'a Progress,
     pub stop: &'a AtomicBool,
-    /// Last destination folder known to exist, and last source folder whose
-    /// row was marked for an mtime restore: consecutive files mostly share
-    /// them, which saves a stat and an UPDATE per small file.
-    pub last_dest_dir: Option<PathBuf>,
+    /// Last source folder whose row was marked for an mtime restore:
+    /// consecutive files mostly share it, which saves an UPDATE per file.
     pub last_touched_dir: Option<PathBuf>,
 }
 
@@ -222,15 +266,71 @@ fn classify(what: &str, path: &Path, e: io::Error) -> Fault {
     }
 }
 
-impl Writer<'_> {
-    pub fn run(mut self) -> Result<WriterReport, TransferError> {
+impl Committer<'_> {
+    /// Records every lane's outcomes until all lanes are done, then restores
+    /// folder times (unless stopping). On any error, sets `halt` so the lanes
+    /// stop; their unrecorded files stay pending.
+    pub fn run(
+        mut self,
+        done: Receiver<Done>,
+        halt: &AtomicBool,
+    ) -> Result<WriterReport, TransferError> {
+        let result = self.record(done);
+        if result.is_err() {
+            halt.store(true, Relaxed);
+        }
+        result
+    }
+
+    fn record(&mut self, done: Receiver<Done>) -> Result<WriterReport, TransferError> {
         let mut report = WriterReport::default();
+        let mut batch = Batch::begin(self.db, self.dest_root)?;
+        for event in done.iter() {
+            match event {
+                Done::Synced { file, hash, stamp } => {
+                    self.synced(&file, hash.as_deref(), stamp)?;
+                    report.files_done += 1;
+                    report.bytes_done += file.size;
+                    self.progress.file_synced(file.size);
+                    batch.tick(self.db, self.audit)?;
+                }
+                Done::Failed { file, error } => {
+                    warn!(path = %file.source.display(), %error, "file failed; run continues");
+                    self.db.mark_failed(file.id, &error)?;
+                    let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size);
+                    rec.error = Some(&error);
+                    self.audit.write(&rec)?;
+                    report.failed += 1;
+                    self.progress.file_failed(file.size);
+                    batch.tick(self.db, self.audit)?;
+                }
+                Done::Fatal(e) => {
+                    batch.end(self.db, self.audit)?;
+                    return Err(e);
+                }
+            }
+        }
+        if !self.stop.load(Relaxed) {
+            self.restore_dirs(&mut batch)?;
+        }
+        batch.end(self.db, self.audit)?;
+        Ok(report)
+    }
+}
+
+impl Writer<'_> {
+    /// Writes this lane's messages until the reader closes the FIFO, the
+    /// committer goes away, or `halt` is set. Each entry's outcome goes to
+    /// the committer only after its rename (or its failure).
+    pub fn run(mut self) {
         let mut open: Option<Open> = None;
         // A file that already failed: its remaining blocks are dropped.
         let mut skip: Option<i64> = None;
-        let mut batch = Batch::begin(self.db, self.dest_root)?;
         let rx = self.rx.clone();
         for msg in rx.iter().flatten() {
+            if self.halt.load(Relaxed) {
+                break;
+            }
             let outcome: Outcome = match msg {
                 Msg::Block(b) => {
                     // Stopping: queued blocks are not written (with a slow
@@ -260,41 +360,32 @@ impl Writer<'_> {
                     continue;
                 }
             };
-            match outcome {
-                Ok(None) => {}
+            let event = match outcome {
+                Ok(None) => continue,
                 Ok(Some((file, hash, stamp))) => {
-                    self.synced(&file, hash.as_deref(), stamp)?;
-                    report.files_done += 1;
-                    report.bytes_done += file.size;
-                    self.progress.file_synced(file.size);
-                    batch.tick(self.db, self.audit)?;
+                    debug!(id = file.id, "renamed");
+                    Done::Synced { file, hash, stamp }
                 }
                 Err((file, Fault::File(error))) => {
                     discard(&mut open, file.id, self.inplace);
                     skip = Some(file.id);
-                    warn!(path = %file.source.display(), %error, "file failed; run continues");
-                    self.db.mark_failed(file.id, &error)?;
-                    let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size);
-                    rec.error = Some(&error);
-                    self.audit.write(&rec)?;
-                    report.failed += 1;
-                    self.progress.file_failed(file.size);
-                    batch.tick(self.db, self.audit)?;
+                    Done::Failed { file, error }
                 }
-                Err((file, Fault::Stopped)) => discard(&mut open, file.id, self.inplace),
+                Err((file, Fault::Stopped)) => {
+                    discard(&mut open, file.id, self.inplace);
+                    continue;
+                }
                 Err((file, Fault::Fatal(e))) => {
                     discard(&mut open, file.id, self.inplace);
-                    batch.end(self.db, self.audit)?;
-                    return Err(e);
+                    let _ = self.done.send(Done::Fatal(e));
+                    break;
                 }
+            };
+            if self.done.send(event).is_err() {
+                break;
             }
         }
         discard(&mut open, -1, self.inplace);
-        if !self.stop.load(Relaxed) {
-            self.restore_dirs(&mut batch)?;
-        }
-        batch.end(self.db, self.audit)?;
-        Ok(report)
     }
 
     /// Returns a block buffer to the reader. Its length is kept, so the
@@ -326,6 +417,9 @@ impl Writer<'_> {
                 classify("cannot write", &o.path, e)
             }
         })?;
+        if !self.first_block.swap(true, Relaxed) {
+            info!("first block written");
+        }
         self.progress.add_written(b.data.len() as u64);
         self.recycle(b.data);
         if !b.last {
@@ -349,7 +443,8 @@ impl Writer<'_> {
             return o.pacer.wrote(&o.file, data.len(), WRITEBACK_UNLIMITED);
         }
         let range = self.throttle.active().map_or(WRITEBACK_UNLIMITED, |r| {
-            (r / WRITEBACK_LIMITED_DIV).clamp(64 << 10, WRITEBACK_UNLIMITED)
+            // The lanes share the rate: each one's range is its share.
+            (r / WRITEBACK_LIMITED_DIV / self.lanes.max(1)).clamp(64 << 10, WRITEBACK_UNLIMITED)
         });
         for chunk in data.chunks(self.throttle.slice_len()) {
             if self.stop.load(Relaxed) {
@@ -509,7 +604,9 @@ impl Writer<'_> {
             }
         }
     }
+}
 
+impl Committer<'_> {
     fn synced(
         &mut self,
         task: &FileTask,
@@ -668,6 +765,7 @@ impl Batch {
     fn tick(&mut self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
         self.count += 1;
         if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
+            debug!(files = self.count, "commit");
             self.commit(db, audit)?;
             db.begin()?;
             self.count = 0;

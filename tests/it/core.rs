@@ -249,6 +249,9 @@ fn odd_block_sizes_and_queue_of_one_give_identical_results() {
         "queue_capacity = 1",
         "block_size = 1000\nqueue_capacity = 1",
         "inplace = true",
+        "transfers = 1",
+        "transfers = 7\nqueue_capacity = 1",
+        "transfers = 3\nblock_size = \"1KiB\"\ninplace = true",
     ] {
         let env = TestEnv::new();
         env.manifest(extra);

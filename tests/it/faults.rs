@@ -690,7 +690,8 @@ fn files_that_change_vanish_or_turn_special_mid_run_fail_alone() {
     env.src_file("e_becomes_symlink.txt", b"a file at scan time");
     env.src_file("f_ok.txt", b"untouched");
     TestEnv::set_mtime(&env.src.join("b_touched.bin"), 1_600_000_000, 0);
-    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    // One lane: the test relies on the files being read one after another.
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\ntransfers = 1\n");
     let run = Running::start(&env, &[]);
     let temp_of = |rel: &str| {
         let dir = env.dst.clone();
@@ -786,7 +787,8 @@ fn a_source_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
     let elsewhere = env.root().join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
     std::fs::write(elsewhere.join("x.txt"), b"not part of the source").unwrap();
-    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\n");
+    // One lane: the test relies on the files being read one after another.
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\ntransfers = 1\n");
     let run = Running::start(&env, &[]);
     wait_for_transfer(&env);
     std::fs::rename(env.src.join("sub"), env.root().join("sub.moved")).unwrap();

@@ -11,3 +11,5 @@ mod hostile;
 mod manifest;
 mod mirror;
 mod progress;
+mod scan;
+mod transfers;
