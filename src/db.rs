@@ -271,6 +271,24 @@ impl StateDb {
         })
     }
 
+    /// A value of the `meta` table.
+    pub fn meta_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets a value of the `meta` table.
+    pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
     /// Remembers the job's roots on first use; refuses a DB made for other roots.
     pub fn check_roots(&self, source: &Utf8Path, destination: &Utf8Path) -> Result<()> {
         for (key, wanted) in [

@@ -14,7 +14,7 @@ use tracing::info_span;
 
 use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
-use crate::decide::{self, RunMode};
+use crate::decide::{self, MountCheck, RunMode};
 use crate::manifest::Job;
 use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
 use crate::progress::{PHASE_IDLE, Progress};
@@ -69,6 +69,18 @@ impl Stage {
     }
 }
 
+/// Whether `root` is a mount point (its device differs from its parent's);
+/// `None` when it does not exist or cannot be examined.
+fn is_mount_point(root: &std::path::Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(root).ok()?;
+    let parent = root
+        .parent()
+        .map_or(Ok(md.clone()), std::fs::metadata)
+        .ok()?;
+    Some(root.parent().is_none() || md.dev() != parent.dev())
+}
+
 /// The ordered stages a run executes for `mode`.
 pub fn plan(job: &Job, mode: RunMode) -> Vec<Stage> {
     let mut stages = Vec::with_capacity(3);
@@ -104,6 +116,14 @@ pub enum RunError {
     Lock {
         path: Utf8PathBuf,
         source: std::io::Error,
+    },
+    #[error(
+        "{which} root `{path}` was a mount point when this job started and is not one now \
+         (share not mounted?); nothing was done"
+    )]
+    Unmounted {
+        which: &'static str,
+        path: Utf8PathBuf,
     },
     #[error("cannot create destination root `{path}`: {source}")]
     DestRoot {
@@ -274,6 +294,20 @@ pub fn run(
     let _lock = JobLock::acquire(job)?;
     let mut db = StateDb::open(&job.db)?;
     db.check_roots(&job.source, &job.destination)?;
+    for (which, root) in [("source", &job.source), ("destination", &job.destination)] {
+        let key = format!("{which}_mount_point");
+        let recorded = db.meta_get(&key)?.map(|v| v == "1");
+        match decide::mount_check(recorded, is_mount_point(root.as_std_path())) {
+            MountCheck::Record(m) => db.meta_set(&key, if m { "1" } else { "0" })?,
+            MountCheck::Same => {}
+            MountCheck::Unmounted => {
+                return Err(RunError::Unmounted {
+                    which,
+                    path: root.clone(),
+                });
+            }
+        }
+    }
     if !job.destination.exists() {
         std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
             path: job.destination.clone(),

@@ -922,8 +922,14 @@ fn destination_full_is_fatal_and_keeps_the_backlog() {
     );
     assert_kill_invariants(&env, "after ENOSPC");
     assert_eq!(env.log_with_status("run_end").last().unwrap()["exit"], 4);
-    // Space freed (bigger disk): the backlog resumes and completes.
+    // A bigger disk mounted in its place: the backlog resumes and completes.
     drop(m);
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&env.dst)
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "remount a bigger tmpfs");
+    let _m = Mount(env.dst.clone());
     let out = env.run(&[]);
     out.assert_code(0);
     assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
@@ -1129,4 +1135,44 @@ fn read_only_db_is_fatal_and_unchanged() {
         "the DB was modified"
     );
     assert!(!env.dst.join("b.txt").exists());
+}
+
+#[test]
+fn an_unmounted_destination_share_is_refused_not_filled() {
+    if !is_root() {
+        eprintln!("SKIP: not root, cannot mount a destination share");
+        return;
+    }
+    let env = TestEnv::new();
+    env.src_file("a.bin", &bytes(10_000, 1));
+    std::fs::create_dir(&env.dst).unwrap();
+    let mount = || {
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+            .arg(&env.dst)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !mount() {
+        eprintln!("SKIP: cannot mount tmpfs here");
+        return;
+    }
+    let m = Mount(env.dst.clone());
+    env.run(&[]).assert_code(0);
+    env.src_file("b.bin", &bytes(10_000, 2));
+    // cron fires while the share is not mounted: the empty mount point must
+    // not receive the copy (it would fill the local disk under it).
+    drop(m);
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_one_clear_line(&out, "was a mount point when this job started");
+    assert!(
+        std::fs::read_dir(&env.dst).unwrap().next().is_none(),
+        "nothing may be written to the bare mount point"
+    );
+    // Mounted again, the job goes on.
+    assert!(mount());
+    let _m = Mount(env.dst.clone());
+    env.run(&[]).assert_code(0);
+    assert!(env.dst.join("b.bin").exists());
 }
