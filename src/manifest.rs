@@ -454,32 +454,37 @@ impl<'de> Deserialize<'de> for BlockSize {
     }
 }
 
+/// A bounded integer key, written as a number or a string.
+fn bounded_int<'de, D: Deserializer<'de>, const MAX: i64>(
+    d: D,
+    what: &'static str,
+) -> Result<u64, D::Error> {
+    let n = int_or_str(
+        d,
+        "an integer >= 1",
+        |s| {
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("invalid integer `{s}`"))
+        },
+        Ok,
+    )?;
+    if (1..=MAX).contains(&n) {
+        Ok(n as u64)
+    } else {
+        Err(de::Error::custom(format!(
+            "{what} must be between 1 and {MAX}, got {n}"
+        )))
+    }
+}
+
 /// `transfers`: an integer in 1 ..= [`MAX_TRANSFERS`].
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Transfers(pub u64);
 
 impl<'de> Deserialize<'de> for Transfers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        fn check(n: i64) -> Result<Transfers, String> {
-            if (1..=MAX_TRANSFERS as i64).contains(&n) {
-                Ok(Transfers(n as u64))
-            } else {
-                Err(format!(
-                    "transfers must be between 1 and {MAX_TRANSFERS}, got {n}"
-                ))
-            }
-        }
-        int_or_str(
-            d,
-            "an integer >= 1",
-            |s| {
-                s.trim()
-                    .parse::<i64>()
-                    .map_err(|_| format!("invalid integer `{s}`"))
-                    .and_then(check)
-            },
-            check,
-        )
+        bounded_int::<D, { MAX_TRANSFERS as i64 }>(d, "transfers").map(Transfers)
     }
 }
 
@@ -489,26 +494,7 @@ pub struct QueueCapacity(pub u64);
 
 impl<'de> Deserialize<'de> for QueueCapacity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        fn check(n: i64) -> Result<QueueCapacity, String> {
-            if (1..=1_000_000).contains(&n) {
-                Ok(QueueCapacity(n as u64))
-            } else {
-                Err(format!(
-                    "queue capacity must be between 1 and 1000000, got {n}"
-                ))
-            }
-        }
-        int_or_str(
-            d,
-            "an integer >= 1",
-            |s| {
-                s.trim()
-                    .parse::<i64>()
-                    .map_err(|_| format!("invalid integer `{s}`"))
-                    .and_then(check)
-            },
-            check,
-        )
+        bounded_int::<D, 1_000_000>(d, "queue capacity").map(QueueCapacity)
     }
 }
 
