@@ -898,9 +898,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn plain_lines_snapshot() {
-        let scan = Snapshot {
+    /// A scan part-way through, shared by the line and frame snapshots.
+    fn scan_snapshot() -> Snapshot {
+        Snapshot {
             phase: PHASE_SCAN,
             src_files: 12_345,
             src_bytes: 5 << 30,
@@ -909,7 +909,12 @@ mod tests {
             pending_files: 345,
             pending_bytes: 100 * MIB,
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn plain_lines_snapshot() {
+        let scan = scan_snapshot();
         let early = Rates {
             elapsed: Duration::from_secs(12),
             ..Default::default()
@@ -938,16 +943,7 @@ mod tests {
 
     #[test]
     fn live_frames_snapshot_and_fit_the_width() {
-        let scan = Snapshot {
-            phase: PHASE_SCAN,
-            src_files: 12_345,
-            src_bytes: 5 << 30,
-            dst_files: 12_000,
-            dst_bytes: 4 << 30,
-            pending_files: 345,
-            pending_bytes: 100 * MIB,
-            ..Default::default()
-        };
+        let scan = scan_snapshot();
         let wide = [
             live_frame(&scan, &rates(), 100, 0).join("\n"),
             live_frame(&transfer_snapshot(), &rates(), 100, 1).join("\n"),
