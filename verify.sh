@@ -59,9 +59,10 @@ mk docs/2019/q1/page-minus-1 4095
 mk docs/2019/q1/page 4096
 mk "docs/2019/q2/name with spaces & ünïcode.bin" 65537
 mk media/one-mib $MiB
-mk media/raw/block-minus-1 $((5 * MiB - 1))
-mk media/raw/block $((5 * MiB))
-mk media/raw/block-plus-1 $((5 * MiB + 1))
+mk media/raw/block-minus-1 $((128 * 1024 - 1))
+mk media/raw/block $((128 * 1024))
+mk media/raw/block-plus-1 $((128 * 1024 + 1))
+mk media/raw/five-mib $((5 * MiB))
 mk media/raw/deep/deeper/deepest/large.bin $((12 * MiB + 3))
 mk media/raw/deep/big.bin $((37 * MiB))
 for i in $(seq -w 1 200); do mk "many/f$i" $((RANDOM % 3000)); done

@@ -11,6 +11,8 @@
 # caches, empty dst) before every run, each run under `netlab sample`, then a
 # size check of dst against src on the backing dirs. Prints one table.
 # The lab is shared: the script holds /tmp/netlab.lock for its whole run.
+# `writeback-nora` (not in the default set) is the write-back lab with rclone
+# mount's read-ahead buffer off, to tell the mount's reads from the tool's.
 # Env: TOOLS="jobrun rsync rclone", MOUNTS="sshfs writeback", OUT=dir,
 #      NETLAB=path/to/netlab, RATE=400mbit, JOBRUN=binary (default: build release).
 set -euo pipefail
@@ -57,11 +59,24 @@ for m in "${mounts[@]}"; do
   case $m in
     sshfs)     "$NETLAB" up --rate "$RATE" >"$OUT/up-$m.txt" 2>&1 ;;
     writeback) "$NETLAB" up --rate "$RATE" --proto rclone --buffered >"$OUT/up-$m.txt" 2>&1 ;;
+    # The same write-back mounts without rclone's own read-ahead buffer
+    # (`rclone mount --buffer-size 0`; default 16 MiB per open file, fetched
+    # at link rate on open, whatever pace the reader keeps). netlab passes
+    # `rclone_args` from its state file to `rclone mount` on every reset.
+    writeback-nora)
+      "$NETLAB" up --rate "$RATE" --proto rclone --buffered >"$OUT/up-$m.txt" 2>&1
+      python3 - "${NETLAB_STATE_DIR:-/var/lib/netlab}/state.json" <<'PY'
+import json, sys
+p = sys.argv[1]; st = json.load(open(p))
+st["rclone_args"] = ["--buffer-size", "0"]
+json.dump(st, open(p, "w"), indent=1)
+PY
+      ;;
     *) echo "unknown mount $m" >&2; exit 2 ;;
   esac
   for r in $(seq 1 "$REPEATS"); do
     for t in "${tools[@]}"; do
-      tag="${m}_${t}_r${r}"
+      tag="${m/-/}_${t}_r${r}"
       "$NETLAB" reset >/dev/null 2>&1
       # A fresh job each run: state DB and audit log on local disk.
       rm -f "$OUT"/job.db* "$OUT"/job.log
@@ -103,7 +118,7 @@ for f in sorted(glob.glob(os.path.join(out, "*.json"))):
     rows.append((mount, tool, rep, d["wall_s"], mean / LIMIT,
                  r("peak1s", "rx"), r("peak100ms", "rx"), r("peak1s", "tx"), r("peak100ms", "tx"),
                  d["rx_avg_MBps"], d["tx_avg_MBps"], d["cpu_avg_pct"], d["check"]))
-order = {"sshfs": 0, "writeback": 1}, {"jobrun": 0, "rsync": 1, "rclone": 2, "jobrun-off": 3}
+order = {"sshfs": 0, "writeback": 1, "writebacknora": 2}, {"jobrun": 0, "rsync": 1, "rclone": 2, "jobrun-off": 3}
 rows.sort(key=lambda x: (order[0].get(x[0], 9), order[1].get(x[1], 9), x[2]))
 print("| mount | tool | run | wall s | mean payload / limit | RX 1 s peak / mean | RX 100 ms peak / mean "
       "| TX 1 s peak / mean | TX 100 ms peak / mean | RX / TX wire mean MB/s | cpu % | check | goals |")
@@ -111,7 +126,9 @@ print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (m, t, rep, wall, mean, rx1, rx01, tx1, tx01, rxa, txa, cpu, ok) in rows:
     goals = mean >= 0.95 and max(rx1, tx1) <= 1.10 and max(rx01, tx01) <= 1.5
     goals = "-" if t.endswith("-off") else "met" if goals else "NOT met"
-    print(f"| {'write-through sshfs' if m == 'sshfs' else 'write-back rclone'} | {t} | {rep} | {wall:.1f} "
+    name = {"sshfs": "write-through sshfs", "writeback": "write-back rclone",
+            "writebacknora": "write-back rclone, --buffer-size 0"}[m]
+    print(f"| {name} | {t} | {rep} | {wall:.1f} "
           f"| {mean:.3f} | {rx1:.2f} | {rx01:.2f} | {tx1:.2f} | {tx01:.2f} | {rxa:.1f} / {txa:.1f} "
           f"| {cpu:.0f} | {ok} | {goals} |")
 print()
