@@ -101,6 +101,7 @@ pub fn run(
                 inplace: job.inplace,
                 rx,
                 pool: pool_tx,
+                block_size: job.block_size,
                 throttle: &write_limit,
                 progress,
                 done: done_tx.clone(),

@@ -190,10 +190,20 @@ impl Reader<'_> {
         }
     }
 
-    fn buffer(&self) -> Vec<u8> {
+    /// A buffer for `want` bytes. A block shorter than `block_size` (a small
+    /// file, a file's tail) gets exactly its size: a full-size buffer for
+    /// each of the thousands of small files in flight would keep mostly
+    /// untouched 128 KiB allocations alive and grow the heap. Full-size
+    /// buffers come back from the writer through the pool.
+    fn buffer(&self, want: usize) -> Vec<u8> {
+        if want < self.block_size {
+            return Vec::with_capacity(want);
+        }
         self.pool
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(self.block_size))
+            .ok()
+            .filter(|b| b.capacity() >= want)
+            .unwrap_or_else(|| Vec::with_capacity(self.block_size))
     }
 
     fn read_file(
@@ -234,7 +244,7 @@ impl Reader<'_> {
                 return Ok(Outcome::Abandoned);
             }
             let want = (file.size - offset).min(self.block_size as u64) as usize;
-            let mut data = self.buffer();
+            let mut data = self.buffer(want);
             data.resize(want, 0);
             if let Err(e) = self.fill(&mut f, &mut data, &mut read_ahead) {
                 if e.kind() == io::ErrorKind::Interrupted && self.stopping() {

@@ -59,6 +59,8 @@ pub struct Writer<'a> {
     pub inplace: bool,
     pub rx: Receiver<Parcel>,
     pub pool: Sender<Vec<u8>>,
+    /// Size of the buffers worth recycling.
+    pub block_size: usize,
     /// Shared by all writers: one write budget for the whole run.
     pub throttle: &'a Throttle,
     pub progress: &'a Progress,
@@ -391,8 +393,11 @@ impl Writer<'_> {
     /// Returns a block buffer to the reader. Its length is kept, so the
     /// reader's `resize` does not zero-fill it again (a measurable cost at
     /// GB/s: one extra memset of every byte copied).
+    /// Hands a full-size buffer back to the reader (see `Reader::buffer`).
     fn recycle(&self, data: Vec<u8>) {
-        let _ = self.pool.try_send(data);
+        if data.capacity() >= self.block_size {
+            let _ = self.pool.try_send(data);
+        }
     }
 
     /// Writes one block; on the last one, finishes the file.
