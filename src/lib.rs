@@ -19,5 +19,6 @@ pub mod progress;
 pub mod runner;
 pub mod scan;
 pub mod throttle;
+pub mod times;
 pub mod transfer;
 pub mod units;

@@ -560,21 +560,13 @@ fn restore_folder_times(
         let Some((accessed_ns, modified_ns)) = db.dir_times(&src)? else {
             continue;
         };
-        if let Err(e) =
-            filetime::set_file_times(dir, file_time(accessed_ns), file_time(modified_ns))
+        if let Err(e) = crate::times::set_by_path(dir, accessed_ns, modified_ns)
             && e.kind() != ErrorKind::NotFound
         {
             debug!(path = %dir.display(), error = %e, "mirror: cannot restore folder times");
         }
     }
     Ok(())
-}
-
-fn file_time(ns: i64) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
 }
 
 fn count_deleted(report: &mut MirrorReport, stamp: &Stamp) {

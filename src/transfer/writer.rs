@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use filetime::FileTime;
 use flume::{Receiver, Sender};
 use tracing::{debug, info, warn};
 
@@ -33,6 +32,7 @@ use crate::db::{StateDb, Synced};
 use crate::decide::{EntryKind, Stamp};
 use crate::progress::Progress;
 use crate::throttle::Throttle;
+use crate::times;
 
 /// Commit the DB (and flush the audit log) after this many outcomes...
 const COMMIT_FILES: usize = 512;
@@ -510,12 +510,19 @@ impl Writer<'_> {
                 .truncate(true)
                 .custom_flags(libc::O_NOFOLLOW);
         } else {
-            let _ = std::fs::remove_file(&path);
             options.create_new(true);
         }
-        let file = options
-            .open(&path)
-            .map_err(|e| classify("cannot create", &path, e))?;
+        let file = match options.open(&path) {
+            // A stale temporary of a killed run (or anything planted under
+            // its name): removed, then created anew. Not unlinked up front:
+            // on a share a failed unlink still costs a round trip per file.
+            Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&path);
+                options.open(&path)
+            }
+            r => r,
+        }
+        .map_err(|e| classify("cannot create", &path, e))?;
         Ok(Open {
             id: task.id,
             file,
@@ -532,7 +539,6 @@ impl Writer<'_> {
     /// the open handle. The after-copy stamp is read under the final name,
     /// as the next scan will see it.
     fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
-        let (atime, mtime) = (file_time(task.accessed_ns), file_time(task.modified_ns));
         let Open {
             file,
             path,
@@ -555,7 +561,7 @@ impl Writer<'_> {
         // EDQUOT, EIO) at close, which dropping a `File` would ignore.
         close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
         let set_times = |p: &Path| {
-            filetime::set_file_times(p, atime, mtime)
+            times::set_by_path(p, task.accessed_ns, task.modified_ns)
                 .and_then(|()| std::fs::symlink_metadata(p))
                 .map_err(|e| classify("cannot set times on", p, e))
         };
@@ -587,20 +593,16 @@ impl Writer<'_> {
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(target, &tmp)
             .map_err(|e| classify("cannot create symlink", &tmp, e))?;
-        let done = filetime::set_symlink_file_times(
-            &tmp,
-            file_time(task.accessed_ns),
-            file_time(task.modified_ns),
-        )
-        .map_err(|e| classify("cannot set times on", &tmp, e))
-        .and_then(|()| {
-            std::fs::rename(&tmp, &task.dest)
-                .map_err(|e| classify("cannot rename into", &task.dest, e))
-        })
-        .and_then(|()| {
-            std::fs::symlink_metadata(&task.dest)
-                .map_err(|e| classify("cannot stat", &task.dest, e))
-        });
+        let done = times::set_by_path(&tmp, task.accessed_ns, task.modified_ns)
+            .map_err(|e| classify("cannot set times on", &tmp, e))
+            .and_then(|()| {
+                std::fs::rename(&tmp, &task.dest)
+                    .map_err(|e| classify("cannot rename into", &task.dest, e))
+            })
+            .and_then(|()| {
+                std::fs::symlink_metadata(&task.dest)
+                    .map_err(|e| classify("cannot stat", &task.dest, e))
+            });
         match done {
             Ok(md) => Ok(stamp_of(EntryKind::Symlink, &md)),
             Err(f) => {
@@ -649,13 +651,7 @@ impl Committer<'_> {
                 None => Ok(()),
             }
             .and_then(|()| std::fs::create_dir_all(&d.dest))
-            .and_then(|()| {
-                filetime::set_file_times(
-                    &d.dest,
-                    file_time(d.accessed_ns),
-                    file_time(d.modified_ns),
-                )
-            })
+            .and_then(|()| times::set_by_path(&d.dest, d.accessed_ns, d.modified_ns))
             .and_then(|()| std::fs::symlink_metadata(&d.dest));
             match done {
                 Ok(md) => self.db.mark_synced(&Synced {
@@ -711,13 +707,6 @@ fn symlinked_folder_error(link: &Path) -> String {
     format!(
         "destination folder `{}` is a symlink; not followed (replace it with a folder)",
         link.display()
-    )
-}
-
-fn file_time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
     )
 }
 

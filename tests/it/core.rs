@@ -284,6 +284,46 @@ fn empty_dirs_and_dir_mtimes_are_reproduced() {
 }
 
 #[test]
+fn a_resumed_file_replaces_a_stale_temporary_of_its_own_id() {
+    // Resume does not scan, so the temporary a killed run left for a
+    // pending file (or a symlink planted under its name) is still there
+    // when the writer creates it again: it must be replaced, and a
+    // symlink never followed.
+    let env = TestEnv::new();
+    env.src_file("sub/f.txt", b"new data");
+    env.run(&[]).assert_code(0);
+    let db = env.db();
+    db.execute(
+        "UPDATE files SET status = 'pending' WHERE kind = 'file'",
+        [],
+    )
+    .unwrap();
+    let id: i64 = db
+        .query_row("SELECT rowid FROM files WHERE kind = 'file'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    drop(db);
+    std::fs::remove_file(env.dst.join("sub/f.txt")).unwrap();
+    let victim = env.root().join("victim");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let temp = env.dst.join(format!("sub/.jobrun-{id}.tmp"));
+    std::os::unix::fs::symlink(&victim, &temp).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("mode resume"), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read(env.dst.join("sub/f.txt")).unwrap(),
+        b"new data"
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(
+        std::fs::symlink_metadata(&temp).is_err(),
+        "temporary left behind"
+    );
+}
+
+#[test]
 fn leftover_temporaries_are_removed_by_the_next_scan() {
     let env = TestEnv::new();
     env.src_file("f.txt", b"data");
