@@ -16,6 +16,7 @@
 //! (committer) mark synced and audit line.
 
 pub mod block;
+pub mod folders;
 pub mod reader;
 pub mod writer;
 
@@ -65,6 +66,11 @@ pub fn run(
     // Bounded: if the committer (DB) falls behind, the lanes wait instead of
     // queueing outcomes without limit.
     let (done_tx, done_rx) = flume::bounded(4096);
+    // Folders checked recently by any lane, per side (see `folders`).
+    let (source_folders, dest_folders) = (
+        folders::CheckedFolders::default(),
+        folders::CheckedFolders::default(),
+    );
     let span = tracing::Span::current();
     std::thread::scope(|s| {
         let fspan = span.clone();
@@ -85,6 +91,7 @@ pub fn run(
                 tx,
                 pool: pool_rx,
                 throttle: &read_limit,
+                folders: &source_folders,
                 stop,
                 halt,
             };
@@ -109,7 +116,7 @@ pub fn run(
                 first_block: &first_block,
                 stop,
                 lanes: lanes as u64,
-                last_dest_dir: None,
+                folders: &dest_folders,
             };
             let wspan = span.clone();
             s.spawn(move || wspan.in_scope(|| writer.run()));

@@ -20,6 +20,7 @@ use tracing::debug;
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
+use super::folders::CheckedFolders;
 use super::writer::symlinked_folder;
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
@@ -69,6 +70,8 @@ pub struct Reader<'a> {
     pub pool: Receiver<Vec<u8>>,
     /// Shared by all readers: one read budget for the whole run.
     pub throttle: &'a Throttle,
+    /// Source folders found free of symlinks by any lane a moment ago.
+    pub folders: &'a CheckedFolders,
     pub stop: &'a AtomicBool,
     /// Set when another lane or the committer hit a fatal error: stop like
     /// on `stop`, leaving rows pending.
@@ -118,7 +121,7 @@ impl Reader<'_> {
                 let moved = (row.kind != EntryKind::Dir)
                     .then(|| row.source.parent())
                     .flatten()
-                    .and_then(|dir| symlinked_folder(self.source_root, dir));
+                    .and_then(|dir| self.symlinked_folder(dir));
                 let outcome = match row.kind {
                     // Directories get their mtimes after their contents (writer).
                     EntryKind::Dir => continue,
@@ -155,6 +158,19 @@ impl Reader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The source folder on the way to `dir` that is now a symlink, unless
+    /// a lane found none there a moment ago.
+    fn symlinked_folder(&self, dir: &Path) -> Option<std::path::PathBuf> {
+        if self.folders.is_fresh(dir) {
+            return None;
+        }
+        let link = symlinked_folder(self.source_root, dir);
+        if link.is_none() {
+            self.folders.checked(dir);
+        }
+        link
     }
 
     fn stopping(&self) -> bool {

@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
+use super::folders::CheckedFolders;
 use crate::audit::{AuditLog, FileRecord};
 use crate::checksum::HashAlgo;
 use crate::db::{StateDb, Synced};
@@ -74,9 +75,9 @@ pub struct Writer<'a> {
     pub stop: &'a AtomicBool,
     /// Number of lanes sharing `throttle` (sizes the write-back ranges).
     pub lanes: u64,
-    /// Last destination folder known to exist: consecutive files mostly
-    /// share it, which saves a stat per small file.
-    pub last_dest_dir: Option<PathBuf>,
+    /// Destination folders checked (exist, no symlink on the way) by any
+    /// lane a moment ago.
+    pub folders: &'a CheckedFolders,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).
@@ -467,14 +468,14 @@ impl Writer<'_> {
     /// must not silently receive the data).
     fn ensure_parent(&mut self, dest: &Path) -> Result<(), Fault> {
         let parent = dest.parent().unwrap_or(self.dest_root);
-        if self.last_dest_dir.as_deref() == Some(parent) {
+        if self.folders.is_fresh(parent) {
             return Ok(());
         }
         if let Some(link) = symlinked_folder(self.dest_root, parent) {
             return Err(Fault::File(symlinked_folder_error(&link)));
         }
         if parent.is_dir() {
-            self.last_dest_dir = Some(parent.to_path_buf());
+            self.folders.checked(parent);
             return Ok(());
         }
         if !self.dest_root.is_dir() {
@@ -484,7 +485,7 @@ impl Writer<'_> {
             ))));
         }
         std::fs::create_dir_all(parent).map_err(|e| classify("cannot create folder", parent, e))?;
-        self.last_dest_dir = Some(parent.to_path_buf());
+        self.folders.checked(parent);
         Ok(())
     }
 
