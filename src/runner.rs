@@ -308,6 +308,14 @@ pub fn run(
             }
         }
     }
+    // The source root as found now: the scan refuses to walk another
+    // folder in its place (a share unmounted in between).
+    let source_id = std::fs::metadata(&job.source).ok().map(|m| {
+        (
+            std::os::unix::fs::MetadataExt::dev(&m),
+            std::os::unix::fs::MetadataExt::ino(&m),
+        )
+    });
     if !job.destination.exists() {
         std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
             path: job.destination.clone(),
@@ -369,6 +377,7 @@ pub fn run(
     let outcome = execute(
         job,
         opts,
+        source_id,
         &stages,
         &mut db,
         &mut audit,
@@ -420,6 +429,7 @@ pub fn run(
 fn execute(
     job: &Job,
     opts: RunOptions,
+    source_id: Option<(u64, u64)>,
     stages: &[Stage],
     db: &mut StateDb,
     audit: &mut AuditLog,
@@ -435,7 +445,7 @@ fn execute(
         let _span = info_span!("stage", name = stage.name()).entered();
         match stage {
             Stage::Scan => {
-                let s = scan::run(job, db, progress, stop)?;
+                let s = scan::run(job, db, progress, stop, source_id)?;
                 for (path, error) in &s.source_failures {
                     let rel = path.strip_prefix(&job.source).unwrap_or(path);
                     let dest = job.destination.as_std_path().join(rel);

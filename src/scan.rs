@@ -122,11 +122,15 @@ pub fn run(
     db: &mut StateDb,
     progress: &Progress,
     stop: &AtomicBool,
+    source_at_start: Option<(u64, u64)>,
 ) -> Result<ScanReport, ScanError> {
     progress.set_phase(PHASE_SCAN);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
-    let root_id = check_source_root(source, None)?;
+    // Against the root as the run found it: a share unmounted between the
+    // start of the run and the walk would otherwise be walked as an empty
+    // folder (and, with `delete_extras`, look like a source emptied on purpose).
+    let root_id = check_source_root(source, source_at_start)?;
     let t0 = std::time::Instant::now();
     let scan_id = db.begin_scan()?;
     let mut report = ScanReport::default();

@@ -939,7 +939,7 @@ fn destination_full_is_fatal_and_keeps_the_backlog() {
 
 #[test]
 fn source_root_gone_mid_run_is_fatal_and_keeps_the_backlog() {
-    let env = slow_env(5, 300_000);
+    let env = slow_env(12, 300_000); // more files than the 8 default lanes open at once
     let run = Running::start(&env, &[]);
     wait_for_transfer(&env);
     let away = env.root().join("src.away");
@@ -968,7 +968,7 @@ fn source_share_unmounted_mid_run_is_fatal_not_a_failure_per_file() {
         eprintln!("SKIP: not root, cannot bind-mount a source share");
         return;
     }
-    let env = slow_env(5, 300_000);
+    let env = slow_env(12, 300_000); // more files than the 8 default lanes open at once
     // The "share": a bind mount over src; unmounting it leaves the empty
     // mount point behind, as an NFS/SMB unmount does.
     let share = env.root().join("share");
