@@ -12,7 +12,9 @@
 # size check of dst against src on the backing dirs. Prints one table.
 # The lab is shared: the script holds /tmp/netlab.lock for its whole run.
 # `writeback-nora` (not in the default set) is the write-back lab with rclone
-# mount's read-ahead buffer off, to tell the mount's reads from the tool's.
+# mount's read-ahead buffer off, to tell the mount's reads from the tool's;
+# `writeback-sshsrc` keeps the write-back rclone destination but reads from
+# a write-through sshfs source.
 # Env: TOOLS="jobrun rsync rclone", MOUNTS="sshfs writeback", OUT=dir,
 #      NETLAB=path/to/netlab, RATE=400mbit, JOBRUN=binary (default: build release).
 set -euo pipefail
@@ -55,6 +57,13 @@ cmd_for() { # tool -> command line
   esac
 }
 
+sshfs_source() {
+  local st=${NETLAB_STATE_DIR:-/var/lib/netlab} cipher
+  cipher=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cipher"])' "$st/state.json")
+  fusermount3 -u "$SRC" 2>/dev/null || umount -l "$SRC"
+  sshfs "root@198.18.0.2:/srv/netlab/src" "$SRC" -o "IdentityFile=$st/ssh/client_ed25519_key,UserKnownHostsFile=$st/ssh/known_hosts,StrictHostKeyChecking=yes,BatchMode=yes,IdentitiesOnly=yes,Ciphers=$cipher,Compression=no,allow_other,idmap=none"
+}
+
 for m in "${mounts[@]}"; do
   case $m in
     sshfs)     "$NETLAB" up --rate "$RATE" >"$OUT/up-$m.txt" 2>&1 ;;
@@ -72,12 +81,19 @@ st["rclone_args"] = ["--buffer-size", "0"]
 json.dump(st, open(p, "w"), indent=1)
 PY
       ;;
+    # Write-back destination (rclone mount) read from a write-through sshfs
+    # source: the source mount reads only what the reader asks for, so the
+    # figures show what the tool does on a kernel-buffered destination.
+    # netlab mounts both exports with one protocol; the source is swapped
+    # for sshfs (netlab's own options and keys) after every reset.
+    writeback-sshsrc) "$NETLAB" up --rate "$RATE" --proto rclone --buffered >"$OUT/up-$m.txt" 2>&1 ;;
     *) echo "unknown mount $m" >&2; exit 2 ;;
   esac
   for r in $(seq 1 "$REPEATS"); do
     for t in "${tools[@]}"; do
       tag="${m/-/}_${t}_r${r}"
       "$NETLAB" reset >/dev/null 2>&1
+      [[ $m == writeback-sshsrc ]] && sshfs_source
       # A fresh job each run: state DB and audit log on local disk.
       rm -f "$OUT"/job.db* "$OUT"/job.log
       printf 'source = "%s"\ndestination = "%s"\n' "$SRC/$P" "$DST/$P" >"$OUT/job.toml"
@@ -118,7 +134,7 @@ for f in sorted(glob.glob(os.path.join(out, "*.json"))):
     rows.append((mount, tool, rep, d["wall_s"], mean / LIMIT,
                  r("peak1s", "rx"), r("peak100ms", "rx"), r("peak1s", "tx"), r("peak100ms", "tx"),
                  d["rx_avg_MBps"], d["tx_avg_MBps"], d["cpu_avg_pct"], d["check"]))
-order = {"sshfs": 0, "writeback": 1, "writebacknora": 2}, {"jobrun": 0, "rsync": 1, "rclone": 2, "jobrun-off": 3}
+order = {"sshfs": 0, "writeback": 1, "writebacknora": 2, "writebacksshsrc": 3}, {"jobrun": 0, "rsync": 1, "rclone": 2, "jobrun-off": 3}
 rows.sort(key=lambda x: (order[0].get(x[0], 9), order[1].get(x[1], 9), x[2]))
 print("| mount | tool | run | wall s | mean payload / limit | RX 1 s peak / mean | RX 100 ms peak / mean "
       "| TX 1 s peak / mean | TX 100 ms peak / mean | RX / TX wire mean MB/s | cpu % | check | goals |")
@@ -127,7 +143,8 @@ for (m, t, rep, wall, mean, rx1, rx01, tx1, tx01, rxa, txa, cpu, ok) in rows:
     goals = mean >= 0.95 and max(rx1, tx1) <= 1.10 and max(rx01, tx01) <= 1.5
     goals = "-" if t.endswith("-off") else "met" if goals else "NOT met"
     name = {"sshfs": "write-through sshfs", "writeback": "write-back rclone",
-            "writebacknora": "write-back rclone, --buffer-size 0"}[m]
+            "writebacknora": "write-back rclone, --buffer-size 0",
+            "writebacksshsrc": "write-back rclone dst, sshfs src"}[m]
     print(f"| {name} | {t} | {rep} | {wall:.1f} "
           f"| {mean:.3f} | {rx1:.2f} | {rx01:.2f} | {tx1:.2f} | {tx01:.2f} | {rxa:.1f} / {txa:.1f} "
           f"| {cpu:.0f} | {ok} | {goals} |")
