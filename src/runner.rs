@@ -310,12 +310,12 @@ pub fn run(
     }
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).
-    let source_id = std::fs::metadata(&job.source).ok().map(|m| {
-        (
-            std::os::unix::fs::MetadataExt::dev(&m),
-            std::os::unix::fs::MetadataExt::ino(&m),
-        )
-    });
+    let source_id = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&job.source)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    };
     if !job.destination.exists() {
         std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
             path: job.destination.clone(),

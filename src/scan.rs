@@ -129,7 +129,8 @@ pub fn run(
     let dest = job.destination.as_std_path();
     // Against the root as the run found it: a share unmounted between the
     // start of the run and the walk would otherwise be walked as an empty
-    // folder (and, with `delete_extras`, look like a source emptied on purpose).
+    // folder (nothing copied, exit 0; with `delete_extras` only the mirror's
+    // "source empty" rail would stand between it and the destination).
     let root_id = check_source_root(source, source_at_start)?;
     let t0 = std::time::Instant::now();
     let scan_id = db.begin_scan()?;
