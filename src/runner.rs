@@ -310,12 +310,7 @@ pub fn run(
     }
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).
-    let source_id = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&job.source)
-            .ok()
-            .map(|m| (m.dev(), m.ino()))
-    };
+    let source_id = scan::root_identity(job.source.as_std_path());
     if !job.destination.exists() {
         std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
             path: job.destination.clone(),

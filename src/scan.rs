@@ -345,6 +345,13 @@ fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
         && a.gid == b.gid
 }
 
+/// Device and inode of a root folder, to notice that a share was unmounted
+/// (its empty mount point is another folder); `None` when it cannot be read.
+pub fn root_identity(root: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Checks the source root; returns its device and inode. With `at_start`,
 /// the root must still be that folder: a share unmounted mid-walk leaves
 /// its mount point behind, and a partial walk must not be trusted.

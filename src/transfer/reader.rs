@@ -98,7 +98,7 @@ impl Reader<'_> {
     }
 
     fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
-        let root = root_identity(self.source_root);
+        let root = crate::scan::root_identity(self.source_root);
         // One indentation level kept from the single-reader loop (it paged
         // the DB itself) so the per-row code below stays diff-stable.
         {
@@ -217,9 +217,7 @@ impl Reader<'_> {
         }
         self.pool
             .try_recv()
-            .ok()
-            .filter(|b| b.capacity() >= want)
-            .unwrap_or_else(|| Vec::with_capacity(self.block_size))
+            .unwrap_or_else(|_| Vec::with_capacity(self.block_size))
     }
 
     fn read_file(
@@ -462,11 +460,6 @@ fn kind_name(md: &std::fs::Metadata) -> &'static str {
     } else {
         "device"
     }
-}
-
-/// Device and inode of the source root, to notice an unmount.
-fn root_identity(root: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn ns(s: i64, n: i64) -> i64 {
