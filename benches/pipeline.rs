@@ -66,7 +66,7 @@ fn copy(job: &Job) {
     let (progress, stop) = (Progress::default(), AtomicBool::new(false));
     let s = scan::run(job, &mut db, &progress, &stop, None).expect("scan");
     assert!(s.pending_files > 0, "nothing to copy: {s:?}");
-    let t = transfer::run(job, &mut db, &mut audit, &progress, &stop).expect("transfer");
+    let t = transfer::run(job, &mut db, &mut audit, &progress, &stop, None).expect("transfer");
     assert_eq!(t.failed, 0);
 }
 

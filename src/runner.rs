@@ -468,7 +468,7 @@ fn execute(
                 let (files, bytes) = db.transfer_backlog()?;
                 progress.0.backlog_files.store(files, Relaxed);
                 progress.0.backlog_bytes.store(bytes, Relaxed);
-                report.transfer = transfer::run(job, db, audit, progress, stop)?;
+                report.transfer = transfer::run(job, db, audit, progress, stop, source_id)?;
             }
             // Reached only when the transfer ended without a fatal error
             // (`?` above) and no stop was requested (checked at the loop top).

@@ -52,6 +52,7 @@ pub fn run(
     audit: &mut AuditLog,
     progress: &Progress,
     stop: &AtomicBool,
+    source_at_start: Option<(u64, u64)>,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(PHASE_TRANSFER);
     let feed_db = db.reopen()?;
@@ -92,6 +93,7 @@ pub fn run(
                 pool: pool_rx,
                 throttle: &read_limit,
                 folders: &source_folders,
+                root_at_start: source_at_start,
                 stop,
                 halt,
             };

@@ -72,6 +72,9 @@ pub struct Reader<'a> {
     pub throttle: &'a Throttle,
     /// Source folders found free of symlinks by any lane a moment ago.
     pub folders: &'a CheckedFolders,
+    /// The source root's identity when the run started (see
+    /// `scan::root_identity`); taken here when unknown.
+    pub root_at_start: Option<(u64, u64)>,
     pub stop: &'a AtomicBool,
     /// Set when another lane or the committer hit a fatal error: stop like
     /// on `stop`, leaving rows pending.
@@ -98,7 +101,9 @@ impl Reader<'_> {
     }
 
     fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
-        let root = crate::scan::root_identity(self.source_root);
+        let root = self
+            .root_at_start
+            .or_else(|| crate::scan::root_identity(self.source_root));
         // One indentation level kept from the single-reader loop (it paged
         // the DB itself) so the per-row code below stays diff-stable.
         {
