@@ -16,6 +16,7 @@ pub mod decide;
 pub mod manifest;
 pub mod mirror;
 pub mod progress;
+pub mod roots;
 pub mod runner;
 pub mod scan;
 pub mod throttle;

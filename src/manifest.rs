@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
 use crate::decide::{self, MaxDelete};
+use crate::roots;
 use crate::throttle::Schedule;
 use crate::units;
 
@@ -285,7 +286,7 @@ fn resolve(
         } else {
             dir.to_owned()
         };
-        Ok(normalize(&base.join(p)))
+        Ok(base.join(p))
     };
     let required = |key: &'static str, v: Option<String>| {
         v.ok_or(ManifestError::Missing {
@@ -303,26 +304,7 @@ fn resolve(
         Some(v) => place("log", v)?,
         None => dir.join(format!("{stem}.log")),
     };
-    if source == destination || destination.starts_with(&source) {
-        return Err(invalid(
-            "destination",
-            format!("`{destination}` lies inside the source `{source}`"),
-        ));
-    }
-    if source.starts_with(&destination) {
-        return Err(invalid(
-            "source",
-            format!("`{source}` lies inside the destination `{destination}`"),
-        ));
-    }
-    for (key, p) in [("db", &db), ("log", &log)] {
-        if p.starts_with(&destination) || p.starts_with(&source) {
-            return Err(invalid(
-                key,
-                format!("`{p}` must lie outside the source and destination trees"),
-            ));
-        }
-    }
+    let (source, destination, db, log) = resolve_places(&invalid, source, destination, db, log)?;
     if db == log {
         return Err(invalid("log", format!("`{log}` is also the `db`")));
     }
@@ -346,6 +328,66 @@ fn resolve(
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
     })
+}
+
+/// Resolves the two roots and the job's own files to what they are
+/// (`roots::resolve`) and refuses overlaps, judged by canonical path and by
+/// folder identity (a symlink or a bind mount is no way around it).
+fn resolve_places(
+    invalid: &dyn Fn(&'static str, String) -> ManifestError,
+    source: Utf8PathBuf,
+    destination: Utf8PathBuf,
+    db: Utf8PathBuf,
+    log: Utf8PathBuf,
+) -> Result<(Utf8PathBuf, Utf8PathBuf, Utf8PathBuf, Utf8PathBuf), ManifestError> {
+    let real = |key: &'static str, p: &Utf8Path| roots::resolve(p).map_err(|e| invalid(key, e));
+    let (src, dst) = (real("source", &source)?, real("destination", &destination)?);
+    let (dbr, logr) = (real("db", &db)?, real("log", &log)?);
+    // Both roots by what they are, and by how they were written when that differs.
+    let name = |r: &roots::Resolved, written: &Utf8Path| {
+        let written = normalize(written);
+        if written == r.path {
+            format!("`{}`", r.path)
+        } else {
+            format!("`{}` (written `{written}`)", r.path)
+        }
+    };
+    let (s, d) = (name(&src, &source), name(&dst, &destination));
+    match roots::overlap(&src, &dst) {
+        None => {}
+        Some(roots::Overlap::Same) => {
+            return Err(invalid(
+                "destination",
+                format!(
+                    "{d} is the source {s} itself; the destination may not lie inside the source"
+                ),
+            ));
+        }
+        Some(roots::Overlap::Contains) => {
+            return Err(invalid(
+                "destination",
+                format!("{d} lies inside the source {s}"),
+            ));
+        }
+        Some(roots::Overlap::Inside) => {
+            return Err(invalid(
+                "source",
+                format!("{s} lies inside the destination {d}"),
+            ));
+        }
+    }
+    for (key, p) in [("db", &dbr), ("log", &logr)] {
+        if roots::file_inside(p, &dst) || roots::file_inside(p, &src) {
+            return Err(invalid(
+                key,
+                format!(
+                    "`{}` must lie outside the source {s} and destination {d} trees",
+                    p.path
+                ),
+            ));
+        }
+    }
+    Ok((src.path, dst.path, dbr.path, logr.path))
 }
 
 /// Lexical normalisation (`a/./b/../c` → `a/c`) so that nesting checks and

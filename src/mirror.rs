@@ -16,7 +16,6 @@
 
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -32,6 +31,7 @@ use crate::decide::{
 };
 use crate::manifest::Job;
 use crate::progress::{PHASE_MIRROR, Progress};
+use crate::roots::{DeleteGuard, RootId, RootNow};
 use crate::scan::is_temp_name;
 use crate::units::human_bytes;
 
@@ -51,6 +51,11 @@ pub enum MirrorError {
         source_root: String,
         /// Deletions already done (and audited) before a mid-stage refusal.
         deleted: u64,
+    },
+    #[error("cannot check the destination root `{path}`: {source}")]
+    DestRoot {
+        path: String,
+        source: std::io::Error,
     },
     #[error(transparent)]
     Db(#[from] DbError),
@@ -127,7 +132,11 @@ pub fn run(
     };
 
     // 1. The source root, before anything else is even listed.
-    let (root_state, root_id) = check_source_root(source_root);
+    let RootNow {
+        state: root_state,
+        id: root_id,
+        ..
+    } = RootNow::look(source_root, None);
     if !matches!(root_state, SourceRoot::Dir { .. }) {
         return Err(refused(Refusal::SourceRoot(root_state), 0));
     }
@@ -238,26 +247,6 @@ pub fn run(
         }
     ));
     Ok(report)
-}
-
-/// The source root now, and its (device, inode) when it is a directory.
-fn check_source_root(root: &Path) -> (SourceRoot, Option<(u64, u64)>) {
-    let md = match std::fs::metadata(root) {
-        Ok(md) => md,
-        Err(e) if e.kind() == ErrorKind::NotFound => return (SourceRoot::Missing, None),
-        Err(e) if e.kind() == ErrorKind::NotADirectory => return (SourceRoot::Missing, None),
-        Err(_) => return (SourceRoot::Unreadable, None),
-    };
-    if !md.is_dir() {
-        return (SourceRoot::NotADirectory, None);
-    }
-    match std::fs::read_dir(root) {
-        Ok(mut entries) => {
-            let empty = entries.next().is_none();
-            (SourceRoot::Dir { empty }, Some((md.dev(), md.ino())))
-        }
-        Err(_) => (SourceRoot::Unreadable, None),
-    }
 }
 
 /// Replaces the listing with a walk of the destination as it is now.
@@ -394,18 +383,6 @@ fn dest_now(path: &Path) -> DestNow {
     }
 }
 
-/// The source root again, for every candidate: a root that vanished or
-/// was unmounted mid-stage stops the stage before the next deletion.
-fn recheck_root(root: &Path, at_start: Option<(u64, u64)>, was: SourceRoot) -> SourceRoot {
-    match std::fs::metadata(root) {
-        Ok(md) if md.is_dir() && Some((md.dev(), md.ino())) == at_start => was,
-        Ok(md) if md.is_dir() => SourceRoot::Replaced,
-        Ok(_) => SourceRoot::NotADirectory,
-        Err(e) if e.kind() == ErrorKind::NotFound => SourceRoot::Missing,
-        Err(_) => SourceRoot::Unreadable,
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn delete_pass(
     db: &mut StateDb,
@@ -415,11 +392,22 @@ fn delete_pass(
     say: &dyn Fn(&str),
     run: &mut MirrorRun,
     policy: &MirrorPolicy,
-    (source_root, dest_root, root_id): (&Path, &Path, Option<(u64, u64)>),
+    (source_root, dest_root, root_id): (&Path, &Path, Option<RootId>),
     report: &mut MirrorReport,
 ) -> Result<(), MirrorError> {
     let initial_root = run.source_root;
     let write = !opts.dry_run;
+    let Some(source_id) = root_id else {
+        // The stage refused before this pass: no identity, no deletion.
+        return Ok(());
+    };
+    let mut guard =
+        DeleteGuard::new(dest_root, source_id).map_err(|source| MirrorError::DestRoot {
+            path: dest_root.display().to_string(),
+            source,
+        })?;
+    // One warning per run for entries kept by the guard; each at debug.
+    let mut guard_warned = false;
     if write {
         db.begin()?;
     }
@@ -443,7 +431,13 @@ fn delete_pass(
             let Some(src) = source_of(&cand.path, dest_root, source_root) else {
                 continue;
             };
-            run.source_root = recheck_root(source_root, root_id, initial_root);
+            // The source root again, for every candidate: a root that
+            // vanished or was unmounted mid-stage stops the stage before
+            // the next deletion.
+            run.source_root = match RootNow::stat(source_root, root_id) {
+                SourceRoot::Dir { .. } => initial_root,
+                other => other,
+            };
             let live = Live {
                 source: source_now(&src),
                 dest: dest_now(&cand.path),
@@ -464,6 +458,14 @@ fn delete_pass(
                 }
                 MirrorVerdict::Keep(why) => {
                     debug!(path = %dest.display(), reason = ?why, "mirror: kept");
+                    report.kept += 1;
+                }
+                MirrorVerdict::Delete if let Err(why) = guard.check(dest) => {
+                    if !guard_warned {
+                        warn!(error = %why, "mirror: kept, never deleted across a symlink, a mount or into the source (further ones at debug level)");
+                        guard_warned = true;
+                    }
+                    debug!(path = %dest.display(), error = %why, "mirror: kept by the guard");
                     report.kept += 1;
                 }
                 MirrorVerdict::Delete if !write => {

@@ -146,7 +146,8 @@ impl RunError {
     pub fn exit(&self) -> Exit {
         match self {
             RunError::Locked { .. } => Exit::Locked,
-            RunError::Db(DbError::RootsDiffer { .. }) => Exit::Usage,
+            RunError::Db(DbError::RootsDiffer { .. })
+            | RunError::Scan(ScanError::RootsCross { .. }) => Exit::Usage,
             RunError::Scan(ScanError::Interrupted) => Exit::Interrupted,
             _ => Exit::Fatal,
         }
@@ -310,7 +311,7 @@ pub fn run(
     }
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).
-    let source_id = scan::root_identity(job.source.as_std_path());
+    let source_id = crate::roots::RootId::of(job.source.as_std_path()).ok();
     if !job.destination.exists() {
         std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
             path: job.destination.clone(),
@@ -424,7 +425,7 @@ pub fn run(
 fn execute(
     job: &Job,
     opts: RunOptions,
-    source_id: Option<(u64, u64)>,
+    source_id: Option<crate::roots::RootId>,
     stages: &[Stage],
     db: &mut StateDb,
     audit: &mut AuditLog,

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use tracing::{debug, info, warn};
 
 use crate::db::{DbError, ScanEntry, StateDb};
-use crate::decide::{self, Decision, EntryKind, Stamp};
+use crate::decide::{self, Decision, EntryKind, SourceRoot, Stamp};
 use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{PHASE_SCAN, Progress};
+use crate::roots::{RootId, RootNow};
 
 /// Entries per batch from each walker.
 const BATCH: usize = 2_000;
@@ -29,6 +30,18 @@ pub enum ScanError {
     Db(#[from] DbError),
     #[error("scan interrupted")]
     Interrupted,
+    /// A walk met the other root below its own (a bind mount, say): the
+    /// trees overlap although their paths do not. Nothing was copied.
+    #[error(
+        "`{path}` in the {side} tree is the {other} root `{root}` (a bind mount?); \
+         the roots must not overlap; nothing was copied"
+    )]
+    RootsCross {
+        path: String,
+        side: &'static str,
+        other: &'static str,
+        root: String,
+    },
 }
 
 /// What a scan found.
@@ -122,7 +135,7 @@ pub fn run(
     db: &mut StateDb,
     progress: &Progress,
     stop: &AtomicBool,
-    source_at_start: Option<(u64, u64)>,
+    source_at_start: Option<RootId>,
 ) -> Result<ScanReport, ScanError> {
     progress.set_phase(PHASE_SCAN);
     let source = job.source.as_std_path();
@@ -141,13 +154,15 @@ pub fn run(
     let failures = Mutex::new(Vec::new());
     let failures_ref = &failures;
     let skip_links = (job.symlinks == SymlinkPolicy::Skip).then_some(&links_skipped);
+    let dest_id = RootId::of(dest).ok();
+    let crossed = [Mutex::new(None), Mutex::new(None)];
 
     let result: Result<(), ScanError> = std::thread::scope(|s| {
         let span = tracing::Span::current();
         let mut streams = Vec::new();
-        for (side, root, errors) in [
-            (Side::Source, source, &src_err),
-            (Side::Dest, dest, &dst_err),
+        for (side, root, errors, other_root, crossed) in [
+            (Side::Source, source, &src_err, dest_id, &crossed[0]),
+            (Side::Dest, dest, &dst_err, Some(root_id), &crossed[1]),
         ] {
             let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(4);
             let (span, special) = (span.clone(), &special);
@@ -158,6 +173,8 @@ pub fn run(
                         failures: (side == Side::Source).then_some(failures_ref),
                         special,
                         skip_links: skip_links.filter(|_| side == Side::Source),
+                        other_root,
+                        crossed,
                     };
                     walk(root, side, &tx, progress, stop, &counters)
                 })
@@ -230,6 +247,21 @@ pub fn run(
         progress.0.pending_bytes.store(pending_bytes, Relaxed);
         Ok(())
     });
+    for (i, c) in crossed.into_iter().enumerate() {
+        if let Some(path) = c.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            let (side, other, root) = if i == 0 {
+                ("source", "destination", dest)
+            } else {
+                ("destination", "source", source)
+            };
+            return Err(ScanError::RootsCross {
+                path: path.display().to_string(),
+                side,
+                other,
+                root: root.display().to_string(),
+            });
+        }
+    }
     result?;
     debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
     if stop.load(Relaxed) {
@@ -345,31 +377,22 @@ fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
         && a.gid == b.gid
 }
 
-/// Device and inode of a root folder, to notice that a share was unmounted
-/// (its empty mount point is another folder); `None` when it cannot be read.
-pub fn root_identity(root: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
-}
-
-/// Checks the source root; returns its device and inode. With `at_start`,
-/// the root must still be that folder: a share unmounted mid-walk leaves
-/// its mount point behind, and a partial walk must not be trusted.
-fn check_source_root(source: &Path, at_start: Option<(u64, u64)>) -> Result<(u64, u64), ScanError> {
-    use std::os::unix::fs::MetadataExt;
-    let bad = |reason: String| ScanError::SourceRoot {
+/// Checks the source root; returns its identity. With `at_start`, the
+/// root must still be that folder: a share unmounted mid-walk leaves its
+/// mount point behind, and a partial walk must not be trusted.
+fn check_source_root(source: &Path, at_start: Option<RootId>) -> Result<RootId, ScanError> {
+    let now = RootNow::look(source, at_start);
+    let reason = match (now.state, now.id, now.error) {
+        (SourceRoot::Dir { .. }, Some(id), _) => return Ok(id),
+        (SourceRoot::NotADirectory, ..) => "not a directory".to_string(),
+        (SourceRoot::Replaced, ..) => "no longer the same folder (share unmounted?)".to_string(),
+        (_, _, Some(e)) => e.to_string(),
+        (state, ..) => format!("{state:?}"),
+    };
+    Err(ScanError::SourceRoot {
         path: source.display().to_string(),
         reason,
-    };
-    let md = std::fs::metadata(source).map_err(|e| bad(e.to_string()))?;
-    if !md.is_dir() {
-        return Err(bad("not a directory".into()));
-    }
-    if at_start.is_some_and(|id| id != (md.dev(), md.ino())) {
-        return Err(bad("no longer the same folder (share unmounted?)".into()));
-    }
-    std::fs::read_dir(source).map_err(|e| bad(e.to_string()))?;
-    Ok((md.dev(), md.ino()))
+    })
 }
 
 /// What one walker counts (and, on the source side, leaves out).
@@ -380,6 +403,10 @@ struct Counters<'a> {
     special: &'a AtomicU64,
     /// Set when source symlinks are skipped by policy: counts them.
     skip_links: Option<&'a AtomicU64>,
+    /// The other root's identity: a folder that is it ends the walk.
+    other_root: Option<RootId>,
+    /// Where the walk met the other root.
+    crossed: &'a Mutex<Option<PathBuf>>,
 }
 
 fn walk(
@@ -395,6 +422,8 @@ fn walk(
         failures,
         special,
         skip_links,
+        other_root,
+        crossed,
     } = *counters;
     let record = |path: Option<&Path>, error: String| {
         errors.fetch_add(1, Relaxed);
@@ -441,6 +470,10 @@ fn walk(
                 continue;
             }
         };
+        if md.is_dir() && other_root == Some(RootId::of_meta(&md)) {
+            *crossed.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.path());
+            return;
+        }
         if let Some(n) = skip_links.filter(|_| md.file_type().is_symlink()) {
             info!(path = %entry.path().display(), "skipping symlink (symlinks = \"skip\")");
             n.fetch_add(1, Relaxed);

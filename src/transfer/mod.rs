@@ -52,7 +52,7 @@ pub fn run(
     audit: &mut AuditLog,
     progress: &Progress,
     stop: &AtomicBool,
-    source_at_start: Option<(u64, u64)>,
+    source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(PHASE_TRANSFER);
     let feed_db = db.reopen()?;

@@ -24,7 +24,8 @@ use super::folders::CheckedFolders;
 use super::writer::symlinked_folder;
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
-use crate::decide::EntryKind;
+use crate::decide::{EntryKind, SourceRoot};
+use crate::roots::{RootId, RootNow};
 use crate::throttle::Throttle;
 
 /// Backlog rows fetched per DB query.
@@ -72,9 +73,9 @@ pub struct Reader<'a> {
     pub throttle: &'a Throttle,
     /// Source folders found free of symlinks by any lane a moment ago.
     pub folders: &'a CheckedFolders,
-    /// The source root's identity when the run started (see
-    /// `scan::root_identity`); taken here when unknown.
-    pub root_at_start: Option<(u64, u64)>,
+    /// The source root's identity when the run started; taken here when
+    /// unknown.
+    pub root_at_start: Option<RootId>,
     pub stop: &'a AtomicBool,
     /// Set when another lane or the committer hit a fatal error: stop like
     /// on `stop`, leaving rows pending.
@@ -103,7 +104,7 @@ impl Reader<'_> {
     fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
         let root = self
             .root_at_start
-            .or_else(|| crate::scan::root_identity(self.source_root));
+            .or_else(|| RootId::of(self.source_root).ok());
         // One indentation level kept from the single-reader loop (it paged
         // the DB itself) so the per-row code below stays diff-stable.
         {
@@ -186,29 +187,25 @@ impl Reader<'_> {
     /// unmounted share would mark the whole backlog failed. An unmounted
     /// share usually leaves its empty mount point behind, so the root must
     /// also still be the same folder (device and inode) as at the start.
-    fn check_root(&self, at_start: Option<(u64, u64)>) -> Result<(), TransferError> {
+    fn check_root(&self, at_start: Option<RootId>) -> Result<(), TransferError> {
         let root = self.source_root.display();
-        match std::fs::metadata(self.source_root) {
-            Ok(m) if !m.is_dir() => Err(TransferError::Fatal(format!(
-                "source root `{root}` is no longer a directory"
-            ))),
-            Ok(m) if at_start.is_some_and(|id| id != (m.dev(), m.ino())) => {
-                Err(TransferError::Fatal(format!(
-                    "source root `{root}` is no longer the same folder (share unmounted?)"
-                )))
-            }
+        let now = RootNow::look(self.source_root, at_start);
+        let why = match now.state {
+            // Unreadable: each file's open says so, and the mirror refuses.
+            SourceRoot::Dir { empty: false } | SourceRoot::Unreadable => return Ok(()),
+            SourceRoot::NotADirectory => "is no longer a directory".to_string(),
+            SourceRoot::Replaced => "is no longer the same folder (share unmounted?)".to_string(),
             // A share that was not mounted when the run started: an empty
             // mount point, while the backlog says it holds files.
-            Ok(_) if std::fs::read_dir(self.source_root).is_ok_and(|mut d| d.next().is_none()) => {
-                Err(TransferError::Fatal(format!(
-                    "source root `{root}` is empty but the backlog lists files in it (share not mounted? if it was emptied on purpose, run with --rescan)"
-                )))
-            }
-            Ok(_) => Ok(()),
-            Err(e) => Err(TransferError::Fatal(format!(
-                "source root `{root}` is gone: {e}"
-            ))),
-        }
+            SourceRoot::Dir { empty: true } => "is empty but the backlog lists files in it \
+                (share not mounted? if it was emptied on purpose, run with --rescan)"
+                .to_string(),
+            SourceRoot::Missing => format!(
+                "is gone: {}",
+                now.error.map(|e| e.to_string()).unwrap_or_default()
+            ),
+        };
+        Err(TransferError::Fatal(format!("source root `{root}` {why}")))
     }
 
     /// A buffer for `want` bytes. A block shorter than `block_size` (a small

@@ -1,0 +1,449 @@
+//! The job's roots as what they are, not as they are spelled: canonical
+//! paths and (device, inode) identities, the overlap rule between the two
+//! roots and the job's own files, and the last check the mirror makes
+//! before each deletion. A leaf: every stage may use it.
+//!
+//! Why: a root written through a symlink (`link/alpha` with
+//! `link -> root/projects`) compared by its text looks apart from a
+//! destination `root` that in fact contains it, and a mirror then deletes
+//! its own source. So both roots are resolved (symlinks followed, `..`
+//! applied as the kernel would) and compared twice: by canonical path, and
+//! by the identity of each existing ancestor, which also sees a bind mount
+//! (another path, the same folder).
+
+use std::collections::HashSet;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
+
+use crate::decide::SourceRoot;
+
+/// A folder's identity: device and inode, as `stat` reports them. Two
+/// spellings of one folder (a symlink, a bind mount) have the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RootId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl RootId {
+    /// The identity of what `path` names, following symlinks.
+    pub fn of(path: &Path) -> io::Result<Self> {
+        std::fs::metadata(path).map(|m| Self::of_meta(&m))
+    }
+
+    pub fn of_meta(md: &std::fs::Metadata) -> Self {
+        Self {
+            dev: md.dev(),
+            ino: md.ino(),
+        }
+    }
+}
+
+/// The source root as found now: the one check the scan, the transfer
+/// lanes and the mirror make of it, against its identity when the run
+/// started (an unmounted share leaves its empty mount point behind, which
+/// is another folder).
+#[derive(Debug)]
+pub struct RootNow {
+    pub state: SourceRoot,
+    /// Its identity, when it is a readable directory.
+    pub id: Option<RootId>,
+    /// The error behind `Missing` or `Unreadable`.
+    pub error: Option<io::Error>,
+}
+
+impl RootNow {
+    /// One `stat` and, for a directory, one `readdir` (is it empty?).
+    pub fn look(root: &Path, at_start: Option<RootId>) -> Self {
+        let failed = |state, e| Self {
+            state,
+            id: None,
+            error: Some(e),
+        };
+        let md = match std::fs::metadata(root) {
+            Ok(md) => md,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return failed(SourceRoot::Missing, e);
+            }
+            Err(e) => return failed(SourceRoot::Unreadable, e),
+        };
+        let id = RootId::of_meta(&md);
+        if !md.is_dir() {
+            return Self {
+                state: SourceRoot::NotADirectory,
+                id: None,
+                error: None,
+            };
+        }
+        if at_start.is_some_and(|s| s != id) {
+            return Self {
+                state: SourceRoot::Replaced,
+                id: Some(id),
+                error: None,
+            };
+        }
+        match std::fs::read_dir(root) {
+            Ok(mut entries) => Self {
+                state: SourceRoot::Dir {
+                    empty: entries.next().is_none(),
+                },
+                id: Some(id),
+                error: None,
+            },
+            Err(e) => failed(SourceRoot::Unreadable, e),
+        }
+    }
+}
+
+impl RootNow {
+    /// [`RootNow::look`] without the `readdir`, for a check repeated per
+    /// entry: one `stat`. A directory is reported `Dir { empty: false }`
+    /// (not looked into).
+    pub fn stat(root: &Path, at_start: Option<RootId>) -> SourceRoot {
+        match std::fs::metadata(root) {
+            Ok(md) if !md.is_dir() => SourceRoot::NotADirectory,
+            Ok(md) if at_start.is_some_and(|s| s != RootId::of_meta(&md)) => SourceRoot::Replaced,
+            Ok(_) => SourceRoot::Dir { empty: false },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => SourceRoot::Missing,
+            Err(_) => SourceRoot::Unreadable,
+        }
+    }
+}
+
+/// A path resolved to what it is: `path` is absolute and canonical (no
+/// symlink, `.` or `..` in it); `exists` tells whether all of it exists or
+/// only an ancestor does (a destination root not created yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub path: Utf8PathBuf,
+    pub exists: bool,
+}
+
+/// Resolves an absolute path: its longest existing prefix is canonicalised
+/// (symlinks followed, `..` applied after them, as the kernel does), and
+/// the rest, which cannot hold a symlink since it does not exist, is
+/// applied lexically.
+pub fn resolve(path: &Utf8Path) -> Result<Resolved, String> {
+    let parts: Vec<Utf8Component> = path.components().collect();
+    for keep in (1..=parts.len()).rev() {
+        let prefix: Utf8PathBuf = parts[..keep].iter().collect();
+        match std::fs::canonicalize(&prefix) {
+            Ok(real) => {
+                let mut out = Utf8PathBuf::from_path_buf(real).map_err(|p| {
+                    format!("`{path}` resolves to `{}`, which is not UTF-8", p.display())
+                })?;
+                for c in &parts[keep..] {
+                    match c {
+                        Utf8Component::CurDir => {}
+                        Utf8Component::ParentDir => {
+                            out.pop();
+                        }
+                        other => out.push(other.as_str()),
+                    }
+                }
+                return Ok(Resolved {
+                    path: out,
+                    exists: keep == parts.len(),
+                });
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) && keep > 1 => {}
+            Err(e) => return Err(format!("cannot resolve `{prefix}`: {e}")),
+        }
+    }
+    Err(format!("cannot resolve `{path}`"))
+}
+
+/// The identities of `path` (when it exists) and of each existing ancestor.
+fn identity_chain(path: &Utf8Path) -> Vec<RootId> {
+    path.ancestors()
+        .filter_map(|a| RootId::of(a.as_std_path()).ok())
+        .collect()
+}
+
+/// How two resolved folders relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The same folder.
+    Same,
+    /// The first lies inside the second.
+    Inside,
+    /// The first contains the second.
+    Contains,
+}
+
+/// Whether `a` and `b` overlap: by canonical path (one is a prefix of the
+/// other, components compared), or by identity (an existing ancestor of
+/// one is the other, e.g. through a bind mount).
+pub fn overlap(a: &Resolved, b: &Resolved) -> Option<Overlap> {
+    if a.path == b.path {
+        return Some(Overlap::Same);
+    }
+    if a.path.starts_with(&b.path) {
+        return Some(Overlap::Inside);
+    }
+    if b.path.starts_with(&a.path) {
+        return Some(Overlap::Contains);
+    }
+    let id = |r: &Resolved| {
+        r.exists
+            .then(|| RootId::of(r.path.as_std_path()).ok())
+            .flatten()
+    };
+    let (a_id, b_id) = (id(a), id(b));
+    if a_id.is_some() && a_id == b_id {
+        return Some(Overlap::Same);
+    }
+    if b_id.is_some_and(|b| identity_chain(&a.path).contains(&b)) {
+        return Some(Overlap::Inside);
+    }
+    if a_id.is_some_and(|a| identity_chain(&b.path).contains(&a)) {
+        return Some(Overlap::Contains);
+    }
+    None
+}
+
+/// Whether the file at `file` (the DB, the log) would lie inside the
+/// folder `tree`, by path or by identity of its existing ancestors.
+pub fn file_inside(file: &Resolved, tree: &Resolved) -> bool {
+    if file.path.starts_with(&tree.path) {
+        return true;
+    }
+    let Some(tree_id) = tree
+        .exists
+        .then(|| RootId::of(tree.path.as_std_path()).ok())
+        .flatten()
+    else {
+        return false;
+    };
+    file.path
+        .parent()
+        .is_some_and(|p| identity_chain(p).contains(&tree_id))
+}
+
+/// Why the mirror keeps a candidate it would otherwise delete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsafe {
+    #[error("`{0}` is a symlink on the way; not followed")]
+    Symlink(PathBuf),
+    #[error("`{0}` is another mount inside the destination; the mirror never deletes across it")]
+    OtherMount(PathBuf),
+    #[error("`{0}` is the source root (bind mount?); never deleted")]
+    SourceRoot(PathBuf),
+    #[error("`{0}` is not below the destination root")]
+    Outside(PathBuf),
+    #[error("cannot check `{0}`: {1}")]
+    Unreadable(PathBuf, String),
+}
+
+/// The mirror's last check before each deletion: the entry must be reached
+/// from the destination root through real folders only (no symlink), all on
+/// the destination root's own mount (a bind mount of the source, or of any
+/// folder, is another mount even on the same filesystem), and neither it
+/// nor a folder above it may be the source root. Folders already checked
+/// are remembered, so a deletion costs one `statx` of the entry and of each
+/// folder not seen before.
+pub struct DeleteGuard {
+    dest_root: PathBuf,
+    mount: Mount,
+    source: RootId,
+    checked: HashSet<PathBuf>,
+}
+
+impl DeleteGuard {
+    pub fn new(dest_root: &Path, source: RootId) -> io::Result<Self> {
+        let mount = Mount::of(dest_root)?;
+        Ok(Self {
+            dest_root: dest_root.to_path_buf(),
+            mount,
+            source,
+            checked: HashSet::new(),
+        })
+    }
+
+    /// `Ok` when `path` (a candidate below the destination root) may be
+    /// deleted as far as where it lies goes.
+    pub fn check(&mut self, path: &Path) -> Result<(), Unsafe> {
+        let rel = path
+            .strip_prefix(&self.dest_root)
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+            .ok_or_else(|| Unsafe::Outside(path.to_path_buf()))?;
+        let mut dir = self.dest_root.clone();
+        let mut parts = rel.components().peekable();
+        while let Some(c) = parts.next() {
+            dir.push(c);
+            let last = parts.peek().is_none();
+            if !last && self.checked.contains(&dir) {
+                continue;
+            }
+            self.check_one(&dir, last)?;
+            if !last {
+                self.checked.insert(dir.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn check_one(&self, path: &Path, last: bool) -> Result<(), Unsafe> {
+        let m = match Mount::of_nofollow(path) {
+            Ok(m) => m,
+            // Gone since the listing: the deletion itself will say so.
+            Err(e) if last && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Unsafe::Unreadable(path.to_path_buf(), e.to_string())),
+        };
+        if m.symlink && !last {
+            return Err(Unsafe::Symlink(path.to_path_buf()));
+        }
+        if m.symlink {
+            // A symlink candidate is removed itself, never followed.
+            return Ok(());
+        }
+        if m.id == self.source {
+            return Err(Unsafe::SourceRoot(path.to_path_buf()));
+        }
+        if !m.same_mount(&self.mount) {
+            return Err(Unsafe::OtherMount(path.to_path_buf()));
+        }
+        Ok(())
+    }
+}
+
+/// What `statx` says of one entry: its identity and its mount.
+struct Mount {
+    id: RootId,
+    /// The kernel's mount id (Linux 5.8+), which tells a bind mount from
+    /// its parent even on one filesystem; `None` on older kernels, where
+    /// only the device can be compared.
+    mnt_id: Option<u64>,
+    symlink: bool,
+}
+
+impl Mount {
+    fn of(path: &Path) -> io::Result<Self> {
+        statx(path, 0)
+    }
+
+    fn of_nofollow(path: &Path) -> io::Result<Self> {
+        statx(path, libc::AT_SYMLINK_NOFOLLOW)
+    }
+
+    fn same_mount(&self, root: &Mount) -> bool {
+        match (self.mnt_id, root.mnt_id) {
+            (Some(a), Some(b)) => a == b && self.id.dev == root.id.dev,
+            _ => self.id.dev == root.id.dev,
+        }
+    }
+}
+
+fn statx(path: &Path, flags: libc::c_int) -> io::Result<Mount> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string, `buf` a writable statx
+    // buffer the kernel fills; both outlive the call.
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            flags | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_TYPE | libc::STATX_INO | libc::STATX_MNT_ID,
+            &raw mut buf,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let dev = libc::makedev(buf.stx_dev_major, buf.stx_dev_minor);
+    Ok(Mount {
+        id: RootId {
+            dev,
+            ino: buf.stx_ino,
+        },
+        mnt_id: (buf.stx_mask & libc::STATX_MNT_ID != 0).then_some(buf.stx_mnt_id),
+        symlink: u32::from(buf.stx_mode) & libc::S_IFMT == libc::S_IFLNK,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf8(p: &Path) -> Utf8PathBuf {
+        Utf8PathBuf::from_path_buf(p.to_path_buf()).unwrap()
+    }
+
+    #[test]
+    fn resolves_symlinks_dotdot_and_missing_tails() {
+        let t = tempfile::tempdir().unwrap();
+        let base = utf8(&std::fs::canonicalize(t.path()).unwrap());
+        std::fs::create_dir_all(base.join("root/projects/alpha")).unwrap();
+        std::os::unix::fs::symlink(base.join("root/projects"), base.join("link")).unwrap();
+        let r = resolve(&base.join("link/alpha")).unwrap();
+        assert_eq!(r.path, base.join("root/projects/alpha"));
+        assert!(r.exists);
+        // `..` after a symlink is applied to where the link leads.
+        let r = resolve(&base.join("link/../x")).unwrap();
+        assert_eq!(r.path, base.join("root/x"));
+        assert!(!r.exists);
+        // A missing tail is applied lexically below the nearest ancestor.
+        let r = resolve(&base.join("link/new/a/../b/")).unwrap();
+        assert_eq!(r.path, base.join("root/projects/new/b"));
+        assert!(!r.exists);
+    }
+
+    #[test]
+    fn overlap_by_path_and_identity() {
+        let t = tempfile::tempdir().unwrap();
+        let base = utf8(&std::fs::canonicalize(t.path()).unwrap());
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        std::fs::create_dir_all(base.join("c")).unwrap();
+        let r = |p: &str| resolve(&base.join(p)).unwrap();
+        assert_eq!(overlap(&r("a"), &r("a/")), Some(Overlap::Same));
+        assert_eq!(overlap(&r("a/b"), &r("a")), Some(Overlap::Inside));
+        assert_eq!(overlap(&r("a"), &r("a/b/new")), Some(Overlap::Contains));
+        assert_eq!(overlap(&r("a"), &r("c")), None);
+        // `ab` is not inside `a`: components, not text.
+        std::fs::create_dir_all(base.join("ab")).unwrap();
+        assert_eq!(overlap(&r("ab"), &r("a")), None);
+        assert!(file_inside(&r("a/b/job.db"), &r("a")));
+        assert!(!file_inside(&r("c/job.db"), &r("a")));
+    }
+
+    #[test]
+    fn guard_refuses_symlinks_on_the_way() {
+        let t = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(t.path()).unwrap();
+        let (src, dst) = (base.join("src"), base.join("dst"));
+        std::fs::create_dir_all(src.join("x")).unwrap();
+        std::fs::create_dir_all(dst.join("d")).unwrap();
+        std::fs::write(dst.join("d/f"), b"").unwrap();
+        std::os::unix::fs::symlink(&src, dst.join("l")).unwrap();
+        let mut g = DeleteGuard::new(&dst, RootId::of(&src).unwrap()).unwrap();
+        assert_eq!(g.check(&dst.join("d/f")), Ok(()));
+        assert_eq!(g.check(&dst.join("d")), Ok(()));
+        // The link itself may go; nothing through it.
+        assert_eq!(g.check(&dst.join("l")), Ok(()));
+        assert_eq!(
+            g.check(&dst.join("l/x")),
+            Err(Unsafe::Symlink(dst.join("l")))
+        );
+        assert_eq!(g.check(&dst), Err(Unsafe::Outside(dst.clone())));
+        assert_eq!(
+            g.check(&base.join("other")),
+            Err(Unsafe::Outside(base.join("other")))
+        );
+    }
+}
