@@ -289,35 +289,83 @@ impl StateDb {
         Ok(())
     }
 
-    /// Remembers the job's roots on first use; refuses a DB made for other roots.
-    pub fn check_roots(&self, source: &Utf8Path, destination: &Utf8Path) -> Result<()> {
-        for (key, wanted) in [
-            ("source", source.as_str()),
-            ("destination", destination.as_str()),
-        ] {
-            let recorded: Option<String> = self
-                .conn
-                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()?;
+    /// Remembers the job's roots on first use; refuses a DB made for other
+    /// roots. A root recorded under another spelling of the same folder
+    /// (`same_folder(recorded)`: a DB made before roots were recorded as
+    /// canonical paths, or through a symlink) has its rows moved to the new
+    /// spelling, in one transaction.
+    pub fn check_roots(
+        &self,
+        source: &Utf8Path,
+        destination: &Utf8Path,
+        same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
+    ) -> Result<()> {
+        for (key, wanted) in [("source", source), ("destination", destination)] {
+            let recorded: Option<String> = self.meta_get(key)?;
             match recorded {
-                None => {
-                    self.conn.execute(
-                        "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-                        [key, wanted],
-                    )?;
-                }
-                Some(r) if r == wanted => {}
+                None => self.meta_set(key, wanted.as_str())?,
+                Some(r) if r == wanted.as_str() => {}
+                Some(r) if same_folder(&r, wanted) => self.rebase_root(key, &r, wanted)?,
                 Some(recorded) => {
                     return Err(DbError::RootsDiffer {
                         path: self.path.clone(),
                         which: key,
                         recorded,
-                        wanted: wanted.to_owned(),
+                        wanted: wanted.to_string(),
                     });
                 }
             }
         }
         Ok(())
+    }
+
+    /// Rewrites the stored paths below root `which` from `old` to `new`.
+    /// Pages by rowid, so memory stays flat whatever the row count.
+    fn rebase_root(&self, which: &'static str, old: &str, new: &Utf8Path) -> Result<()> {
+        const PAGE: i64 = 10_000;
+        let columns: &[(&str, &str)] = if which == "source" {
+            &[("files", "source_path")]
+        } else {
+            &[("files", "dest_path"), ("dest_entries", "path")]
+        };
+        self.begin()?;
+        let moved = (|| -> Result<()> {
+            for (table, column) in columns {
+                let mut after = 0i64;
+                loop {
+                    let page: Vec<(i64, PathBuf)> = self
+                        .conn
+                        .prepare(&format!(
+                            "SELECT rowid, {column} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"
+                        ))?
+                        .query_map(params![after, PAGE], |r| Ok((r.get(0)?, path_from(r.get_ref(1)?)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = *last;
+                    let mut update = self.conn.prepare(&format!(
+                        "UPDATE {table} SET {column} = ?2 WHERE rowid = ?1"
+                    ))?;
+                    for (id, path) in page {
+                        if let Ok(rel) = path.strip_prefix(old) {
+                            let moved = if rel.as_os_str().is_empty() {
+                                new.as_std_path().to_path_buf()
+                            } else {
+                                new.as_std_path().join(rel)
+                            };
+                            update.execute(params![id, path_value(&moved)])?;
+                        }
+                    }
+                }
+            }
+            self.meta_set(which, new.as_str())
+        })();
+        match moved {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                let _ = self.rollback();
+                Err(e)
+            }
+        }
     }
 
     /// Pending files and bytes: the backlog.
@@ -1139,7 +1187,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
         let mut db = StateDb::open(&path).unwrap();
-        db.check_roots("/s".into(), "/d".into()).unwrap();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
         let s1 = db.begin_scan().unwrap();
         db.begin().unwrap();
         for e in [entry("/s/a", 1, 10), entry("/s/b", 2, 20)] {
@@ -1265,13 +1314,41 @@ mod tests {
     }
 
     #[test]
+    fn a_root_spelled_otherwise_has_its_rows_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let mut db = StateDb::open(&path).unwrap();
+        db.check_roots("/link/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        let s1 = db.begin_scan().unwrap();
+        db.begin().unwrap();
+        for e in [entry("/link/s", 0, 1), entry("/link/s/a", 1, 10)] {
+            let to = Path::new("/d").join(e.path.strip_prefix("/link/s").unwrap());
+            db.insert_source(&e, &to, "pending", s1).unwrap();
+        }
+        db.commit().unwrap();
+        db.check_roots("/real/s".into(), "/d".into(), &|r, w| {
+            r == "/link/s" && w == "/real/s"
+        })
+        .unwrap();
+        assert_eq!(db.meta_get("source").unwrap().as_deref(), Some("/real/s"));
+        assert!(db.has_source(Path::new("/real/s/a")).unwrap());
+        assert!(db.has_source(Path::new("/real/s")).unwrap());
+        assert!(!db.has_source(Path::new("/link/s/a")).unwrap());
+    }
+
+    #[test]
     fn roots_are_remembered_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
         let db = StateDb::open(&path).unwrap();
-        db.check_roots("/s".into(), "/d".into()).unwrap();
-        db.check_roots("/s".into(), "/d".into()).unwrap();
-        let err = db.check_roots("/s".into(), "/other".into()).unwrap_err();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        let err = db
+            .check_roots("/s".into(), "/other".into(), &|_, _| false)
+            .unwrap_err();
         assert!(
             err.to_string().contains("destination root is `/d`"),
             "{err}"

@@ -294,7 +294,11 @@ pub fn run(
     let started = Instant::now();
     let _lock = JobLock::acquire(job)?;
     let mut db = StateDb::open(&job.db)?;
-    db.check_roots(&job.source, &job.destination)?;
+    // A root recorded under another spelling of the same folder (a DB
+    // made before roots were canonical) is moved, not refused.
+    db.check_roots(&job.source, &job.destination, &|recorded, wanted| {
+        crate::roots::resolve(camino::Utf8Path::new(recorded)).is_ok_and(|r| r.path == wanted)
+    })?;
     for (which, root) in [("source", &job.source), ("destination", &job.destination)] {
         let key = format!("{which}_mount_point");
         let recorded = db.meta_get(&key)?.map(|v| v == "1");

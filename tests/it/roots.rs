@@ -291,3 +291,40 @@ fn symlinked_roots_are_followed() {
     out.assert_code(0);
     assert!(out.stdout.starts_with("jobrun: 0 files"), "{}", out.stdout);
 }
+
+/// A DB made before roots were recorded as canonical paths holds the
+/// root as it was spelled (through a symlink): the next run moves its rows
+/// to the canonical spelling instead of calling it another job's DB, and
+/// finds everything already copied.
+#[test]
+fn a_db_with_a_root_spelled_through_a_symlink_is_moved_not_refused() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.src_file("sub/b.txt", b"beta");
+    env.run(&[]).assert_code(0);
+    symlink(env.root(), env.root().join("via")).unwrap();
+    let real = std::fs::canonicalize(&env.src).unwrap();
+    let spelled = env.root().join("via/src");
+    {
+        // What an older jobrun wrote for `source = "via/src"`.
+        let db = env.db();
+        let (real, spelled) = (real.to_str().unwrap(), spelled.to_str().unwrap());
+        db.execute(
+            "UPDATE files SET source_path = ?2 || substr(source_path, length(?1) + 1)",
+            [real, spelled],
+        )
+        .unwrap();
+        db.execute("UPDATE meta SET value = ?1 WHERE key = 'source'", [spelled])
+            .unwrap();
+    }
+    manifest(&env, "source = \"via/src\"\ndestination = \"dst\"\n");
+    let out = env.run(&["--rescan"]);
+    out.assert_code(0);
+    assert!(out.stdout.starts_with("jobrun: 0 files"), "{}", out.stdout);
+    let rows = env.rows();
+    assert!(
+        rows.keys().all(|k| k.starts_with(real.to_str().unwrap())),
+        "{rows:?}"
+    );
+    assert_eq!(rows.len(), 2, "{rows:?}");
+}
