@@ -191,8 +191,16 @@ fn check(args: &CommonArgs) -> Exit {
     }
     let mode = match StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
         None => Ok(None),
-        Some(db) => Ok(Some((db.backlog()?, db.last_scan_complete()?))),
+        Some(db) => {
+            db.verify_roots(&job.source, &job.destination, &runner::same_folder)?;
+            Ok(Some((db.backlog()?, db.last_scan_complete()?)))
+        }
     }) {
+        // A DB of another job: a run refuses it, so does `check`.
+        Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
+            self::out(&out);
+            return fail(e, Exit::Usage);
+        }
         Ok(None) => Some(decide::RunMode::Scan),
         Ok(Some(((files, bytes), trusted))) => Some(decide::run_mode(files, bytes, !trusted)),
         Err(e) => {
@@ -218,15 +226,18 @@ fn check(args: &CommonArgs) -> Exit {
             ));
         }
     }
-    for (key, root) in [("source", &job.source), ("destination", &job.destination)] {
-        if !root.exists() {
-            out.push_str(&format!(
-                "warning: {key} root `{root}` does not exist (yet)\n"
-            ));
-        }
+    if !job.destination.exists() {
+        out.push_str(&format!(
+            "warning: destination root `{}` does not exist (yet); a run creates it\n",
+            job.destination
+        ));
     }
     self::out(&out);
-    Exit::Ok
+    // What a run would refuse about the roots, with its line and exit code.
+    match runner::preflight(&job) {
+        Ok(()) => Exit::Ok,
+        Err(e) => fail(describe(&e, &job), e.exit()),
+    }
 }
 
 /// Runs whose mean rate gives `status` its ETA.

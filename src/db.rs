@@ -103,6 +103,15 @@ pub enum DbError {
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
+/// What a DB says of one of the job's roots.
+enum Recorded {
+    /// A new DB: the root is recorded now.
+    Nothing,
+    Same,
+    /// Another spelling of the same folder: rows move to the new one.
+    Respelled(String),
+}
+
 /// A path as an SQL value: TEXT when UTF-8, BLOB of the raw bytes otherwise.
 pub fn path_value(p: &Path) -> Value {
     match p.to_str() {
@@ -291,9 +300,9 @@ impl StateDb {
 
     /// Remembers the job's roots on first use; refuses a DB made for other
     /// roots. A root recorded under another spelling of the same folder
-    /// (`same_folder(recorded)`: a DB made before roots were recorded as
-    /// canonical paths, or through a symlink) has its rows moved to the new
-    /// spelling, in one transaction.
+    /// (`same_folder(recorded, wanted)`: a DB made before roots were
+    /// recorded as canonical paths) has its rows moved to the new spelling,
+    /// in one transaction.
     pub fn check_roots(
         &self,
         source: &Utf8Path,
@@ -301,22 +310,47 @@ impl StateDb {
         same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
     ) -> Result<()> {
         for (key, wanted) in [("source", source), ("destination", destination)] {
-            let recorded: Option<String> = self.meta_get(key)?;
-            match recorded {
-                None => self.meta_set(key, wanted.as_str())?,
-                Some(r) if r == wanted.as_str() => {}
-                Some(r) if same_folder(&r, wanted) => self.rebase_root(key, &r, wanted)?,
-                Some(recorded) => {
-                    return Err(DbError::RootsDiffer {
-                        path: self.path.clone(),
-                        which: key,
-                        recorded,
-                        wanted: wanted.to_string(),
-                    });
-                }
+            match self.recorded_root(key, wanted, same_folder)? {
+                Recorded::Nothing => self.meta_set(key, wanted.as_str())?,
+                Recorded::Same => {}
+                Recorded::Respelled(r) => self.rebase_root(key, &r, wanted)?,
             }
         }
         Ok(())
+    }
+
+    /// [`Self::check_roots`] without writing: `check` on a read-only DB.
+    pub fn verify_roots(
+        &self,
+        source: &Utf8Path,
+        destination: &Utf8Path,
+        same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
+    ) -> Result<()> {
+        for (key, wanted) in [("source", source), ("destination", destination)] {
+            self.recorded_root(key, wanted, same_folder)?;
+        }
+        Ok(())
+    }
+
+    fn recorded_root(
+        &self,
+        key: &'static str,
+        wanted: &Utf8Path,
+        same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
+    ) -> Result<Recorded> {
+        Ok(match self.meta_get(key)? {
+            None => Recorded::Nothing,
+            Some(r) if r == wanted.as_str() => Recorded::Same,
+            Some(r) if same_folder(&r, wanted) => Recorded::Respelled(r),
+            Some(recorded) => {
+                return Err(DbError::RootsDiffer {
+                    path: self.path.clone(),
+                    which: key,
+                    recorded,
+                    wanted: wanted.to_string(),
+                });
+            }
+        })
     }
 
     /// Rewrites the stored paths below root `which` from `old` to `new`.

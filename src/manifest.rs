@@ -304,11 +304,12 @@ fn resolve(
         Some(v) => place("log", v)?,
         None => dir.join(format!("{stem}.log")),
     };
+    let raw_block_size_set = raw.block_size.is_some();
     let (source, destination, db, log) = resolve_places(&invalid, source, destination, db, log)?;
     if db == log {
         return Err(invalid("log", format!("`{log}` is also the `db`")));
     }
-    Ok(Job {
+    let job = Job {
         manifest: manifest.to_owned(),
         source,
         destination,
@@ -327,7 +328,36 @@ fn resolve(
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
-    })
+    };
+    if let Some(total) = machine_memory()
+        && job.fifo_bytes() > total / 2
+    {
+        return Err(invalid(
+            if raw_block_size_set {
+                "block_size"
+            } else {
+                "queue_capacity"
+            },
+            format!(
+                "the block FIFOs would hold up to {} (block_size × blocks per lane × transfers), \
+                 more than half of this machine's {} of memory; lower `block_size` or `queue_capacity`",
+                units::human_bytes(job.fifo_bytes()),
+                units::human_bytes(total)
+            ),
+        ));
+    }
+    Ok(job)
+}
+
+/// This machine's memory in bytes (`sysinfo`), `None` if it cannot be read.
+fn machine_memory() -> Option<u64> {
+    // SAFETY: `info` is a plain C struct the call fills in.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a sysinfo buffer.
+    if unsafe { libc::sysinfo(&raw mut info) } != 0 {
+        return None;
+    }
+    Some(info.totalram as u64 * u64::from(info.mem_unit.max(1)))
 }
 
 /// Resolves the two roots and the job's own files to what they are

@@ -5,10 +5,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use tracing::info_span;
 
@@ -81,6 +82,56 @@ fn is_mount_point(root: &std::path::Path) -> Option<bool> {
     Some(root.parent().is_none() || md.dev() != parent.dev())
 }
 
+/// Whether a root recorded in the DB as `recorded` is the folder `wanted`
+/// (the job's canonical root) under another spelling.
+pub fn same_folder(recorded: &str, wanted: &Utf8Path) -> bool {
+    crate::roots::resolve(Utf8Path::new(recorded)).is_ok_and(|r| r.path == wanted)
+}
+
+/// What a run refuses about its roots before it touches them, with the
+/// exit code it would end with; `check` reports the same (SPEC §9: `check`
+/// says what a run would do). The source must be a readable folder; the
+/// destination a folder, or missing with a folder as parent (a run
+/// creates it).
+pub fn preflight(job: &Job) -> Result<(), RunError> {
+    scan::check_source_root(job.source.as_std_path(), None)?;
+    let dest = job.destination.as_std_path();
+    match std::fs::metadata(dest) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(RunError::DestNotDir {
+            path: job.destination.clone(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The run creates the DB's and the log's folders (with their
+            // parents) before it creates the destination root.
+            let made_by_run = |p: &Path| {
+                [job.db.parent(), job.log.parent()]
+                    .into_iter()
+                    .flatten()
+                    .any(|d| d.as_std_path().starts_with(p))
+            };
+            match dest.parent().map(|p| (p, std::fs::metadata(p))) {
+                Some((_, Ok(p))) if p.is_dir() => Ok(()),
+                Some((p, Err(e))) if e.kind() == std::io::ErrorKind::NotFound && made_by_run(p) => {
+                    Ok(())
+                }
+                Some((_, Err(source))) => Err(RunError::DestRoot {
+                    path: job.destination.clone(),
+                    source,
+                }),
+                _ => Err(RunError::DestRoot {
+                    path: job.destination.clone(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+                }),
+            }
+        }
+        Err(source) => Err(RunError::DestRoot {
+            path: job.destination.clone(),
+            source,
+        }),
+    }
+}
+
 /// The ordered stages a run executes for `mode`.
 pub fn plan(job: &Job, mode: RunMode) -> Vec<Stage> {
     let mut stages = Vec::with_capacity(3);
@@ -125,6 +176,8 @@ pub enum RunError {
         which: &'static str,
         path: Utf8PathBuf,
     },
+    #[error("destination root `{path}` is not a directory")]
+    DestNotDir { path: Utf8PathBuf },
     #[error("cannot create destination root `{path}`: {source}")]
     DestRoot {
         path: Utf8PathBuf,
@@ -296,9 +349,7 @@ pub fn run(
     let mut db = StateDb::open(&job.db)?;
     // A root recorded under another spelling of the same folder (a DB
     // made before roots were canonical) is moved, not refused.
-    db.check_roots(&job.source, &job.destination, &|recorded, wanted| {
-        crate::roots::resolve(camino::Utf8Path::new(recorded)).is_ok_and(|r| r.path == wanted)
-    })?;
+    db.check_roots(&job.source, &job.destination, &same_folder)?;
     for (which, root) in [("source", &job.source), ("destination", &job.destination)] {
         let key = format!("{which}_mount_point");
         let recorded = db.meta_get(&key)?.map(|v| v == "1");
@@ -313,6 +364,14 @@ pub fn run(
             }
         }
     }
+    let (files, bytes) = db.backlog()?;
+    let trusted = db.last_scan_complete()?;
+    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
+    say(&mode_line(mode));
+    if opts.dry_run {
+        say("dry run: nothing will be copied or deleted");
+    }
+    preflight(job)?;
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).
     let source_id = crate::roots::RootId::of(job.source.as_std_path()).ok();
@@ -321,13 +380,6 @@ pub fn run(
             path: job.destination.clone(),
             source,
         })?;
-    }
-    let (files, bytes) = db.backlog()?;
-    let trusted = db.last_scan_complete()?;
-    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
-    say(&mode_line(mode));
-    if opts.dry_run {
-        say("dry run: nothing will be copied or deleted");
     }
     let stages = plan(job, mode);
     progress

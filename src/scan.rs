@@ -380,7 +380,7 @@ fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
 /// Checks the source root; returns its identity. With `at_start`, the
 /// root must still be that folder: a share unmounted mid-walk leaves its
 /// mount point behind, and a partial walk must not be trusted.
-fn check_source_root(source: &Path, at_start: Option<RootId>) -> Result<RootId, ScanError> {
+pub fn check_source_root(source: &Path, at_start: Option<RootId>) -> Result<RootId, ScanError> {
     let now = RootNow::look(source, at_start);
     let reason = match (now.state, now.id, now.error) {
         (SourceRoot::Dir { .. }, Some(id), _) => return Ok(id),

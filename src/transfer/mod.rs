@@ -45,6 +45,57 @@ pub enum TransferError {
     WriterGone,
 }
 
+/// Creates and removes one temporary in the destination root, when there
+/// is something to copy: a root this user may not write (EACCES, EPERM) or
+/// a read-only one is fatal once, instead of one failure per file
+/// (millions in a real job). Any other error is left to the files
+/// themselves. The name (`.jobrun-0<pid>.tmp`) is a temporary's, which no
+/// row uses (row ids have no leading zero) and which the next scan removes
+/// if a kill leaves it behind. The root's times are put back, so the probe
+/// leaves no trace for the next scan to take for a change.
+fn probe_destination(root: &std::path::Path) -> Result<(), TransferError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let probe = root.join(format!(".jobrun-0{}.tmp", std::process::id()));
+    let times = std::fs::metadata(root).ok().map(|m| {
+        (
+            m.atime() * 1_000_000_000 + m.atime_nsec(),
+            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        )
+    });
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&probe);
+    match created {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            if let Some((atime, mtime)) = times {
+                let _ = crate::times::set_by_path(root, atime, mtime);
+            }
+            Ok(())
+        }
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            ) =>
+        {
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            Err(TransferError::Fatal(format!(
+                "destination root `{}` is not writable by this user (uid {uid}): {e}; nothing copied, backlog kept",
+                root.display()
+            )))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "destination probe failed; left to the files");
+            Ok(())
+        }
+    }
+}
+
 /// Streams the backlog from the DB through the lanes into the destination.
 pub fn run(
     job: &Job,
@@ -55,6 +106,9 @@ pub fn run(
     source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(PHASE_TRANSFER);
+    if progress.0.backlog_files.load(Relaxed) > 0 {
+        probe_destination(job.destination.as_std_path())?;
+    }
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let lane_cap = job.lane_capacity();

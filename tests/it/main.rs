@@ -11,6 +11,7 @@ mod hostile;
 mod manifest;
 mod mirror;
 mod progress;
+mod refuse;
 mod roots;
 mod scan;
 mod transfers;
