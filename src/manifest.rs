@@ -47,13 +47,13 @@ pub const KEYS: &[&str] = &[
 /// outbound direction in bursts; the reads' requests and TCP ACKs then wait
 /// behind them and the two directions take turns (netlab, one 384 MiB file
 /// over sshfs: 5 MiB blocks 1.38× the time of `cp -a`, 512 KiB 1.17×,
-/// 128 KiB 1.0×; README "Performance").
+/// 128 KiB 1.0×; benches/README.md "Performance").
 pub const DEFAULT_BLOCK_SIZE: u64 = 128 << 10;
 /// Default `queue_capacity`: 160 blocks, the same 20 MiB FIFO budget as the
 /// seed's 20 blocks of 1 MiB would be, and 40 blocks per lane at 4 lanes.
 pub const DEFAULT_QUEUE_CAPACITY: u64 = 160;
 /// Default `transfers`: file streams at once. Chosen from the netlab curve
-/// (README "Performance"): on small files 8 lanes beat 4 in each of three
+/// (benches/README.md "Performance"): on small files 8 lanes beat 4 in each of three
 /// sessions (0.80/0.97/0.87 × rclone's time against 0.91/1.02/0.98), and
 /// cost nothing on big ones (`mixed`: 0.92 × `cp -a` against 0.95).
 pub const DEFAULT_TRANSFERS: u64 = 8;
