@@ -192,7 +192,11 @@ fn check(args: &CommonArgs) -> Exit {
     match mode {
         Some(mode) => {
             let stages: Vec<&str> = runner::plan(&job, mode).iter().map(|s| s.name()).collect();
-            out.push_str(&format!("{:<18} {}\n", "mode", runner::mode_line(mode, false)));
+            out.push_str(&format!(
+                "{:<18} {}\n",
+                "mode",
+                runner::mode_line(mode, false)
+            ));
             out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
         }
         None => {

@@ -314,8 +314,13 @@ mod tests {
         let mut log = AuditLog::open(&path).unwrap();
         assert!(log.ended_torn_line());
         log.set_run(7);
-        log.write(&FileRecord::new("synced", Path::new("/s/a"), Path::new("/d/a"), 1))
-            .unwrap();
+        log.write(&FileRecord::new(
+            "synced",
+            Path::new("/s/a"),
+            Path::new("/d/a"),
+            1,
+        ))
+        .unwrap();
         drop(log);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();

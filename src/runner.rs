@@ -319,7 +319,13 @@ fn user() -> (u32, String) {
     // SAFETY: all pointers are valid for the call; `buf` outlives the use
     // of `pwd`'s string pointers below.
     let rc = unsafe {
-        libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr().cast(), buf.len(), &mut found)
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
     };
     let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
         // SAFETY: a NUL-terminated string inside `buf`.
@@ -606,7 +612,10 @@ fn execute(
                     audit.write(&rec)?;
                 }
                 for skipped in &s.skipped {
-                    let rel = skipped.path.strip_prefix(&job.source).unwrap_or(&skipped.path);
+                    let rel = skipped
+                        .path
+                        .strip_prefix(&job.source)
+                        .unwrap_or(&skipped.path);
                     let dest = job.destination.as_std_path().join(rel);
                     let mut rec = FileRecord::new("skipped", &skipped.path, &dest, skipped.size)
                         .entry(skipped.kind, skipped.modified_ns);
