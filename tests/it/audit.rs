@@ -34,24 +34,31 @@ fn strict_log(env: &TestEnv) -> Vec<Value> {
 type RunsRow = (i64, u64, u64, u64, Option<i64>, bool, Option<String>);
 
 fn last_runs_row(env: &TestEnv) -> Option<RunsRow> {
-    env.db()
-        .query_row(
-            "SELECT id, files_done, bytes_done, failures, exit_code, dry_run, error
-             FROM runs ORDER BY id DESC LIMIT 1",
-            [],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u64,
-                    r.get::<_, i64>(3)? as u64,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            },
-        )
-        .ok()
+    let db = env.db();
+    // A DB without the v2 columns reads as "no dry run, no error".
+    let v2 = db
+        .prepare("SELECT dry_run, error FROM runs LIMIT 0")
+        .is_ok();
+    let extra = if v2 { "dry_run, error" } else { "0, NULL" };
+    db.query_row(
+        &format!(
+            "SELECT id, files_done, bytes_done, failures, exit_code, {extra}
+                 FROM runs ORDER BY id DESC LIMIT 1"
+        ),
+        [],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? as u64,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        },
+    )
+    .ok()
 }
 
 /// `(files, bytes text, failed)` of the summary line on stdout.
@@ -114,12 +121,6 @@ fn assert_one_truth(env: &TestEnv, out: &Out, first_run: bool) -> Value {
         .unwrap_or_else(|| panic!("no run_end; stdout {} stderr {}", out.stdout, out.stderr))
         .clone();
     let (id, files, bytes, failures, exit, _, _) = last_runs_row(env).expect("a runs row");
-    assert_eq!(end["run"], id, "run_end names its runs row");
-    assert!(
-        log.iter()
-            .any(|v| v["status"] == "run_start" && v["run"] == id),
-        "run_start of run {id}"
-    );
     assert_eq!(exit, Some(i64::from(out.code)), "runs.exit_code");
     assert_eq!(end["exit"], out.code, "run_end exit");
     assert_eq!(end["files"], files, "run_end files vs runs row");
@@ -140,6 +141,12 @@ fn assert_one_truth(env: &TestEnv, out: &Out, first_run: bool) -> Value {
             .contains(&format!(", mode {mode}, exit {}", out.code)),
         "summary names the mode: {}",
         out.stdout
+    );
+    assert_eq!(end["run"], id, "run_end names its runs row");
+    assert!(
+        log.iter()
+            .any(|v| v["status"] == "run_start" && v["run"] == id),
+        "run_start of run {id}"
     );
     if first_run {
         assert_eq!(
