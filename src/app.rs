@@ -11,7 +11,7 @@ use crate::db::{RunRow, StateDb, StatusCount};
 use crate::decide;
 use crate::manifest::{self, Job};
 use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
-use crate::runner::{self, Exit, RunError};
+use crate::runner::{self, Exit};
 use crate::throttle::{Schedule, rate_text};
 use crate::units::{HumanRate, human_bytes};
 use serde::Serialize;
@@ -61,6 +61,7 @@ fn run_job(cli: Cli) -> Exit {
     let style = Style::pick(args.quiet, job.progress_interval);
     let progress = Progress::default();
     let started = Instant::now();
+    let dry_run = args.dry_run;
     let reporter = Reporter::start(&progress, style);
     let opts = runner::RunOptions {
         rescan: args.rescan,
@@ -69,25 +70,29 @@ fn run_job(cli: Cli) -> Exit {
     let result = runner::run(&job, opts, &progress, &stop, &|l| reporter.say(l));
     drop(reporter);
     match result {
-        Ok(report) => {
+        Ok(runner::Finished { report, error }) => {
+            if let Some(e) = &error {
+                fail(runner::describe(e, &job), report.exit);
+            }
+            // Every recorded run ends with its summary line, so a cron mail
+            // always says what was done before an abort; its figures are the
+            // `run_end` line's and the `runs` row's.
             out(&format!("{}\n", report.summary()));
             report.exit
         }
         Err(e) => {
             let exit = e.exit();
-            fail(describe(&e, &job), exit);
-            // A run that got going still ends with its summary line, so a
-            // cron mail always says what was done before the abort.
+            fail(runner::describe(&e, &job), exit);
+            // Not recorded (DB or log unusable): nothing was done.
             if exit == Exit::Fatal {
-                let s = progress.snapshot();
                 out(&format!(
                     "{}\n",
                     summary_line(&Summary {
-                        files: s.files_done,
-                        bytes: s.bytes_done,
-                        failed: s.files_failed,
-                        deleted: 0,
-                        dry_run: false,
+                        files: 0,
+                        bytes: 0,
+                        failed: 0,
+                        deleted: None,
+                        dry_run,
                         elapsed: started.elapsed(),
                         mode: None,
                         exit_code: exit.code(),
@@ -97,22 +102,6 @@ fn run_job(cli: Cli) -> Exit {
             }
             exit
         }
-    }
-}
-
-/// The one error line of a failed run. A bare SQLite error ("attempt to
-/// write a readonly database") gets the DB's path, which it lacks.
-fn describe(e: &RunError, job: &Job) -> String {
-    use crate::db::DbError::Sql;
-    use crate::scan::ScanError;
-    use crate::transfer::TransferError;
-    match e {
-        RunError::Db(Sql(s))
-        | RunError::Scan(ScanError::Db(Sql(s)))
-        | RunError::Transfer(TransferError::Db(Sql(s))) => {
-            format!("state DB `{}` is unusable: {s}", job.db)
-        }
-        _ => e.to_string(),
     }
 }
 
@@ -211,7 +200,11 @@ fn check(args: &CommonArgs) -> Exit {
     match mode {
         Some(mode) => {
             let stages: Vec<&str> = runner::plan(&job, mode).iter().map(|s| s.name()).collect();
-            out.push_str(&format!("{:<18} {}\n", "mode", runner::mode_line(mode)));
+            out.push_str(&format!(
+                "{:<18} {}\n",
+                "mode",
+                runner::mode_line(mode, false)
+            ));
             out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
         }
         None => {
@@ -236,7 +229,7 @@ fn check(args: &CommonArgs) -> Exit {
     // What a run would refuse about the roots, with its line and exit code.
     match runner::preflight(&job) {
         Ok(()) => Exit::Ok,
-        Err(e) => fail(describe(&e, &job), e.exit()),
+        Err(e) => fail(runner::describe(&e, &job), e.exit()),
     }
 }
 
@@ -396,7 +389,7 @@ pub fn render_status(r: &StatusReport) -> String {
     };
     let _ = writeln!(o, "state     {state}; next run: {}", r.next_run);
     let _ = writeln!(o);
-    let _ = writeln!(o, "{:<9} {:>12} {:>12}", "status", "files", "bytes");
+    let _ = writeln!(o, "{:<9} {:>12} {:>12}", "status", "entries", "bytes");
     for c in &r.counts {
         let _ = writeln!(
             o,
@@ -425,8 +418,8 @@ pub fn render_status(r: &StatusReport) -> String {
         };
         let _ = writeln!(
             o,
-            "backlog   {} entries, {}; {eta}",
-            r.backlog_files,
+            "backlog   {}, {}; {eta}",
+            progress::count(r.backlog_files, "entry", "entries"),
             human_bytes(r.backlog_bytes)
         );
     }
@@ -447,9 +440,12 @@ pub fn render_status(r: &StatusReport) -> String {
             let took = r.seconds.map_or("-".to_string(), |s| {
                 progress::fmt_duration(Duration::from_secs_f64(s))
             });
-            let exit = row
+            let mut exit = row
                 .exit_code
                 .map_or(r.state.clone(), |c| format!("{c} {}", r.state));
+            if row.dry_run {
+                exit.push_str(" (dry run)");
+            }
             let _ = writeln!(
                 o,
                 "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  {exit}",
@@ -461,6 +457,19 @@ pub fn render_status(r: &StatusReport) -> String {
                 human_bytes(row.bytes_done),
                 row.failures,
             );
+        }
+    }
+    // Why the last aborted runs stopped: the `error` of the `runs` row.
+    let errors: Vec<_> = r
+        .runs
+        .iter()
+        .filter_map(|run| Some((run.row.id, run.row.error.as_deref()?)))
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "why runs stopped, newest first:");
+        for (id, error) in errors {
+            let _ = writeln!(o, "  run {id}: {error}");
         }
     }
     if r.failed_total > 0 {
@@ -493,6 +502,13 @@ fn status(args: &StatusArgs) -> Exit {
         }
         Err(e) => return fail(e, Exit::Fatal),
     };
+    // A DB made for other roots describes another job: say so, as a run
+    // would, instead of showing its figures as this job's.
+    match db.verify_roots(&job.source, &job.destination, &runner::same_folder) {
+        Ok(()) => {}
+        Err(e @ crate::db::DbError::RootsDiffer { .. }) => return fail(e, Exit::Usage),
+        Err(e) => return fail(e, Exit::Fatal),
+    }
     let report = match status_report(&job, &db) {
         Ok(r) => r,
         Err(e) => return fail(e, Exit::Fatal),
@@ -522,6 +538,8 @@ mod tests {
             bytes_done: bytes,
             failures: 0,
             exit_code: exit,
+            dry_run: false,
+            error: None,
         }
     }
 

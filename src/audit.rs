@@ -1,5 +1,14 @@
-//! Audit log (SPEC §8): JSON Lines, appended, one object per file outcome
-//! plus run-level lines. Field order is stable so logs diff and grep well.
+//! Audit log (SPEC §8): JSON Lines, appended, one object per entry outcome
+//! plus run-level lines. Field order is stable so logs diff and grep well;
+//! the README lists every field and which statuses carry it.
+//!
+//! Every line starts with `ts` and `run` (the `runs` row id), added here so
+//! no stage has to carry them. Each line is written with one `write(2)` on
+//! an `O_APPEND` descriptor: concurrent writers cannot interleave inside a
+//! line, and a killed writer leaves at most its last line torn. A log that
+//! does not end in a newline (a writer killed mid-line, by an older jobrun or
+//! anything else) is ended with one when it is opened, so the next line
+//! starts on a line of its own.
 //!
 //! Paths that are not valid UTF-8 are written twice: `source`/`dest` as text
 //! with each invalid byte escaped as `\xNN` (readable, greppable), and
@@ -7,8 +16,9 @@
 //! log alone can always name the file byte-exact.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -23,11 +33,16 @@ pub struct AuditError {
     pub source: io::Error,
 }
 
-/// The outcome of one entry, as logged.
+/// The outcome of one entry, as logged (`synced`, `failed`, `deleted`,
+/// `skipped`). `ts` and `run` are added by [`AuditLog::write`].
 #[derive(Debug, Serialize)]
 pub struct FileRecord<'a> {
-    pub ts: String,
     pub status: &'a str,
+    /// `file`, `dir`, `symlink`; for `skipped`: also `fifo`, `socket`,
+    /// `block device`, `char device`. Absent when unknown (an entry the
+    /// scan could not stat).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'a str>,
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_b64: Option<String>,
@@ -35,12 +50,24 @@ pub struct FileRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dest_b64: Option<String>,
     pub size: u64,
+    /// The entry's mtime (RFC 3339 UTC, ns): the source version copied (or
+    /// that failed, or was skipped); the destination entry deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<String>,
+    /// A symlink's target, as stored in the link (never followed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_b64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// Why a `skipped` entry is left out of the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
 }
 
 impl<'a> FileRecord<'a> {
@@ -48,23 +75,68 @@ impl<'a> FileRecord<'a> {
         let (source, source_b64) = encode_path(source);
         let (dest, dest_b64) = encode_path(dest);
         Self {
-            ts: now_rfc3339(),
             status,
+            kind: None,
             source,
             source_b64,
             dest,
             dest_b64,
             size,
+            mtime: None,
+            target: None,
+            target_b64: None,
             hash: None,
             algorithm: None,
             error: None,
+            reason: None,
         }
+    }
+
+    /// Adds the entry's kind and mtime (ns since the epoch).
+    #[must_use]
+    pub fn entry(mut self, kind: &'a str, modified_ns: i64) -> Self {
+        self.kind = Some(kind);
+        self.mtime = Some(rfc3339_ns(modified_ns));
+        self
+    }
+
+    /// Adds a symlink's target.
+    #[must_use]
+    pub fn target(mut self, target: &Path) -> Self {
+        let (text, b64) = encode_path(target);
+        self.target = Some(text);
+        self.target_b64 = b64;
+        self
     }
 }
 
 /// RFC 3339 UTC timestamp with microseconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+/// ns since the epoch as RFC 3339 UTC with nanoseconds
+/// (`2026-11-24T03:57:25.123456789Z`); times before 1970 too, which
+/// `humantime` refuses (a source file may carry any mtime).
+pub fn rfc3339_ns(ns: i64) -> String {
+    let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant, `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
 }
 
 /// Text form of a path plus, when it is not UTF-8, its exact bytes in base64.
@@ -88,27 +160,69 @@ pub fn encode_path(p: &Path) -> (String, Option<String>) {
     }
 }
 
-/// The append-only audit log. Buffered; [`AuditLog::flush`] is called
-/// before each DB commit, so a line is on disk no later than its DB row.
+/// What every line starts with.
+#[derive(Serialize)]
+struct Stamped<'a, T: Serialize> {
+    ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<i64>,
+    #[serde(flatten)]
+    line: &'a T,
+}
+
+/// The append-only audit log. Unbuffered on purpose: each line is one
+/// `write(2)`, so a line is in the kernel before its DB row is committed,
+/// and never split.
 pub struct AuditLog {
-    out: BufWriter<File>,
+    file: File,
     path: Utf8PathBuf,
+    /// The run every line belongs to (see [`AuditLog::set_run`]).
+    run: Option<i64>,
+    /// Reused per line.
+    buf: Vec<u8>,
+    torn: bool,
 }
 
 impl AuditLog {
+    /// Opens (creating) the log for appending; ends a torn last line.
     pub fn open(path: &Utf8Path) -> Result<Self, AuditError> {
-        let file = OpenOptions::new()
+        let err = |source| AuditError {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
-            .map_err(|source| AuditError {
-                path: path.to_owned(),
-                source,
-            })?;
+            .map_err(err)?;
+        let len = file.metadata().map_err(err)?.len();
+        let mut last = [b'\n'];
+        if len > 0 {
+            file.read_exact_at(&mut last, len - 1).map_err(err)?;
+        }
+        let torn = last[0] != b'\n';
+        if torn {
+            file.write_all(b"\n").map_err(err)?;
+        }
         Ok(Self {
-            out: BufWriter::with_capacity(64 * 1024, file),
+            file,
             path: path.to_owned(),
+            run: None,
+            buf: Vec::with_capacity(1024),
+            torn,
         })
+    }
+
+    /// Whether [`AuditLog::open`] found the log's last line torn (no
+    /// newline at its end) and ended it.
+    pub fn ended_torn_line(&self) -> bool {
+        self.torn
+    }
+
+    /// Every line written from now on carries `"run": id`.
+    pub fn set_run(&mut self, id: i64) {
+        self.run = Some(id);
     }
 
     fn err(&self, source: io::Error) -> AuditError {
@@ -118,20 +232,26 @@ impl AuditLog {
         }
     }
 
-    /// Appends one line: any serializable object.
+    /// Appends one line: `ts`, `run`, then the fields of `line`, with one
+    /// `write(2)`.
     pub fn write<T: Serialize>(&mut self, line: &T) -> Result<(), AuditError> {
-        serde_json::to_writer(&mut self.out, line).map_err(|e| self.err(e.into()))?;
-        self.out.write_all(b"\n").map_err(|e| self.err(e))
+        self.buf.clear();
+        let stamped = Stamped {
+            ts: now_rfc3339(),
+            run: self.run,
+            line,
+        };
+        serde_json::to_writer(&mut self.buf, &stamped).map_err(|e| self.err(e.into()))?;
+        self.buf.push(b'\n');
+        // One call for a regular file, short only on a full disk or a
+        // signal; `write_all` then finishes the line.
+        self.file.write_all(&self.buf).map_err(|e| self.err(e))
     }
 
+    /// Kept for the callers that flush before each DB commit: every line
+    /// is already in the kernel when [`AuditLog::write`] returns.
     pub fn flush(&mut self) -> Result<(), AuditError> {
-        self.out.flush().map_err(|e| self.err(e))
-    }
-}
-
-impl Drop for AuditLog {
-    fn drop(&mut self) {
-        let _ = self.out.flush();
+        Ok(())
     }
 }
 
@@ -168,5 +288,50 @@ mod tests {
         assert_eq!(v["size"], 3);
         assert!(v.get("error").is_none());
         assert!(text.starts_with("{\"ts\":"));
+    }
+
+    #[test]
+    fn mtimes_are_rfc3339_with_nanoseconds_before_the_epoch_too() {
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            rfc3339_ns(1_709_210_096_123_456_789),
+            "2024-02-29T12:34:56.123456789Z"
+        );
+        // Agrees with humantime wherever humantime can format.
+        for secs in [951_782_400_i64, 4_102_444_799, 1_234_567_890] {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
+            let h = humantime::format_rfc3339_nanos(t).to_string();
+            assert_eq!(rfc3339_ns(secs * 1_000_000_000), h);
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_before_the_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("a.log")).unwrap();
+        std::fs::write(&path, "{\"ts\":\"x\"}\n{\"ts\":\"2026-").unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        assert!(log.ended_torn_line());
+        log.set_run(7);
+        log.write(&FileRecord::new(
+            "synced",
+            Path::new("/s/a"),
+            Path::new("/d/a"),
+            1,
+        ))
+        .unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[1], "{\"ts\":\"2026-");
+        let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+        assert_eq!(v["run"], 7);
+        assert!(lines[2].starts_with("{\"ts\":"), "{}", lines[2]);
+        // Ended once: the next open finds a whole last line.
+        assert!(!AuditLog::open(&path).unwrap().ended_torn_line());
+        assert!(!AuditLog::open(&path).unwrap().ended_torn_line());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 }

@@ -73,6 +73,13 @@ CREATE TABLE runs (
         // made the first scan of 1M files slower (47 → 66 s, one run each on
         // a loaded machine) and slowed the committer (peak RSS 13 → 90 MB
         // while outcomes queued up).
+        // v2: what a run was and why it ended (issue 12): `dry_run` (1 for
+        // `--dry-run`) and `error`, the fatal condition that ended it (NULL
+        // when none). Rows of older runs get 0 and NULL.
+        M::up(
+            "ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE runs ADD COLUMN error TEXT;",
+        ),
     ])
 });
 
@@ -194,6 +201,11 @@ pub struct RunRow {
     pub bytes_done: u64,
     pub failures: u64,
     pub exit_code: Option<i32>,
+    /// A `--dry-run`: nothing was copied or deleted.
+    pub dry_run: bool,
+    /// The fatal condition that ended the run (exit 4, or 130 for a
+    /// stopped scan); `None` otherwise.
+    pub error: Option<String>,
 }
 
 /// Reads a run's counters `(files_done, bytes_done, failures)`; see
@@ -1050,10 +1062,10 @@ impl StateDb {
 
     // ---- runs -------------------------------------------------------------
 
-    pub fn start_run(&self, started_at: &str, mode: &str) -> Result<i64> {
+    pub fn start_run(&self, started_at: &str, mode: &str, dry_run: bool) -> Result<i64> {
         self.conn.execute(
-            "INSERT INTO runs (started_at, mode) VALUES (?1, ?2)",
-            [started_at, mode],
+            "INSERT INTO runs (started_at, mode, dry_run) VALUES (?1, ?2, ?3)",
+            params![started_at, mode, dry_run],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -1069,7 +1081,8 @@ impl StateDb {
     pub fn finish_run(&mut self, row: &RunRow) -> Result<()> {
         self.run = None;
         self.conn.execute(
-            "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5, exit_code = ?6
+            "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5,
+                 exit_code = ?6, error = ?7
              WHERE id = ?1",
             params![
                 row.id,
@@ -1077,7 +1090,8 @@ impl StateDb {
                 row.files_done as i64,
                 row.bytes_done as i64,
                 row.failures as i64,
-                row.exit_code
+                row.exit_code,
+                row.error
             ],
         )?;
         Ok(())
@@ -1085,10 +1099,21 @@ impl StateDb {
 
     /// The last `n` runs, newest first.
     pub fn last_runs(&self, n: usize) -> Result<Vec<RunRow>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code
-             FROM runs ORDER BY id DESC LIMIT ?1",
-        )?;
+        // `status` reads without migrating: a DB last used by an older
+        // jobrun has no v2 columns yet.
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let extra = if version >= 2 {
+            "dry_run, error"
+        } else {
+            "0, NULL"
+        };
+        let mut st = self.conn.prepare(&format!(
+            "SELECT id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code,
+                    {extra}
+             FROM runs ORDER BY id DESC LIMIT ?1"
+        ))?;
         let rows = st.query_map([n as i64], |r| {
             Ok(RunRow {
                 id: r.get(0)?,
@@ -1099,6 +1124,8 @@ impl StateDb {
                 bytes_done: r.get::<_, i64>(5)? as u64,
                 failures: r.get::<_, i64>(6)? as u64,
                 exit_code: r.get(7)?,
+                dry_run: r.get(8)?,
+                error: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -493,7 +493,10 @@ fn delete_pass(
                                 touched.insert(parent.to_path_buf());
                             }
                             audit
-                                .write(&FileRecord::new("deleted", &src, dest, size))
+                                .write(
+                                    &FileRecord::new("deleted", &src, dest, size)
+                                        .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns),
+                                )
                                 .map_err(MirrorError::from)
                                 .and_then(|()| db.forget_dest(dest).map_err(Into::into))
                         }
@@ -511,7 +514,8 @@ fn delete_pass(
                             warn!(path = %dest.display(), error = %e, "mirror: cannot delete");
                             report.failed += 1;
                             let text = format!("cannot delete: {e}");
-                            let mut rec = FileRecord::new("failed", &src, dest, size);
+                            let mut rec = FileRecord::new("failed", &src, dest, size)
+                                .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns);
                             rec.error = Some(&text);
                             audit.write(&rec).map_err(Into::into)
                         }

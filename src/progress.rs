@@ -39,8 +39,11 @@ pub struct Counters {
     pub backlog_bytes: AtomicU64,
     /// Entries synced this run.
     pub files_done: AtomicU64,
-    /// Bytes written to the destination this run.
+    /// Bytes written to the destination this run (partial files included).
     pub bytes_done: AtomicU64,
+    /// Sizes of the entries synced this run: what the DB holds as copied
+    /// by this run (the summary, `run_end` and the `runs` row).
+    pub bytes_synced: AtomicU64,
     /// Entries that failed this run.
     pub files_failed: AtomicU64,
     /// Sizes of the backlog entries finished this run (synced or failed):
@@ -92,6 +95,7 @@ impl Progress {
     /// A backlog entry of `size` bytes is synced.
     pub fn file_synced(&self, size: u64) {
         self.0.files_done.fetch_add(1, Relaxed);
+        self.0.bytes_synced.fetch_add(size, Relaxed);
         self.settle(size);
     }
 
@@ -474,15 +478,21 @@ pub struct Summary<'a> {
     /// Bytes copied this run.
     pub bytes: u64,
     pub failed: u64,
-    /// Destination entries the mirror stage deleted (shown when > 0).
-    pub deleted: u64,
+    /// Destination entries the mirror stage deleted (shown when > 0);
+    /// `None` without a mirror stage.
+    pub deleted: Option<u64>,
     /// A dry run: `deleted` counts what would have been deleted.
     pub dry_run: bool,
     pub elapsed: Duration,
-    /// `scan`, `resume` or `rescan`; unknown when the run stopped early.
+    /// `scan` or `resume`; unknown when the run stopped before it was known.
     pub mode: Option<&'a str>,
     pub exit_code: u8,
     pub reason: &'a str,
+}
+
+/// `1 file`, `2 files`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The one line every run ends with (on stdout, also under `--quiet`).
@@ -501,13 +511,14 @@ pub fn summary_line(s: &Summary<'_>) -> String {
     };
     let mode = s.mode.map(|m| format!(", mode {m}")).unwrap_or_default();
     let deleted = match (s.deleted, s.dry_run) {
-        (n, true) => format!(", {n} to delete (dry run)"),
-        (0, false) => String::new(),
-        (n, false) => format!(", {n} deleted"),
+        (None, true) => ", dry run".into(),
+        (Some(n), true) => format!(", {n} to delete (dry run)"),
+        (None | Some(0), false) => String::new(),
+        (Some(n), false) => format!(", {n} deleted"),
     };
     format!(
-        "jobrun: {} files, {} copied in {took} ({} mean){deleted}, {} failed{mode}, exit {} ({})",
-        s.files,
+        "jobrun: {}, {} copied in {took} ({} mean){deleted}, {} failed{mode}, exit {} ({})",
+        count(s.files, "file", "files"),
         human_bytes(s.bytes),
         HumanRate(mean),
         s.failed,
@@ -987,7 +998,7 @@ mod tests {
             files: 1200,
             bytes: 12 << 30,
             failed: 0,
-            deleted: 0,
+            deleted: None,
             dry_run: false,
             elapsed: Duration::from_secs(3 * 3600 + 25 * 60 + 7),
             mode: Some("resume"),
@@ -995,10 +1006,10 @@ mod tests {
             reason: "ok",
         };
         let short = Summary {
-            files: 3,
+            files: 1,
             bytes: 3 * MIB,
             failed: 1,
-            deleted: 0,
+            deleted: None,
             dry_run: false,
             elapsed: Duration::from_millis(1500),
             mode: Some("scan"),
@@ -1009,15 +1020,30 @@ mod tests {
             files: 0,
             bytes: 0,
             failed: 0,
-            deleted: 0,
+            deleted: None,
             dry_run: false,
             elapsed: Duration::ZERO,
-            mode: None,
+            mode: Some("scan"),
             exit_code: 4,
             reason: "aborted",
         };
+        let dry = Summary {
+            files: 0,
+            bytes: 0,
+            failed: 0,
+            deleted: Some(2),
+            dry_run: true,
+            elapsed: Duration::from_secs(2),
+            mode: Some("scan"),
+            exit_code: 0,
+            reason: "ok",
+        };
+        let dry_no_mirror = Summary {
+            deleted: None,
+            ..dry.clone()
+        };
         insta::assert_snapshot!(
-            [ok, short, aborted]
+            [ok, short, aborted, dry, dry_no_mirror]
                 .iter()
                 .map(summary_line)
                 .collect::<Vec<_>>()

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
-use tracing::info_span;
+use tracing::{info_span, warn};
 
 use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
 use crate::decide::{self, MountCheck, RunMode};
 use crate::manifest::Job;
 use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
-use crate::progress::{PHASE_IDLE, Progress};
+use crate::progress::{PHASE_IDLE, Progress, count};
 use crate::scan::{self, ScanError, ScanReport};
 use crate::throttle::Schedule;
 use crate::transfer::{self, TransferError, TransferReport};
@@ -145,15 +145,24 @@ pub fn plan(job: &Job, mode: RunMode) -> Vec<Stage> {
     stages
 }
 
-/// The line a run prints about its mode (SPEC §3).
-pub fn mode_line(mode: RunMode) -> String {
+/// The line a run prints about its mode (SPEC §3). `rescan`: the user
+/// asked for it; otherwise a scan despite a backlog means the last scan did
+/// not finish, so its backlog is not trusted.
+pub fn mode_line(mode: RunMode, rescan: bool) -> String {
+    let files = |n| count(n, "file", "files");
     match mode {
-        RunMode::Resume { files, bytes } => {
-            format!("resuming backlog: {files} files, {}", human_bytes(bytes))
+        RunMode::Resume { files: n, bytes } => {
+            format!("resuming backlog: {}, {}", files(n), human_bytes(bytes))
         }
         RunMode::Scan => "no backlog: full scan".into(),
-        RunMode::ForcedScan { files, bytes } => format!(
-            "rescan requested: full scan (backlog was {files} files, {})",
+        RunMode::ForcedScan { files: n, bytes } if rescan => format!(
+            "rescan requested: full scan (backlog was {}, {})",
+            files(n),
+            human_bytes(bytes)
+        ),
+        RunMode::ForcedScan { files: n, bytes } => format!(
+            "the last scan did not finish: full scan (its partial backlog: {}, {})",
+            files(n),
             human_bytes(bytes)
         ),
     }
@@ -218,6 +227,8 @@ pub struct RunReport {
     pub mirror: Option<MirrorReport>,
     pub elapsed: Duration,
     pub exit: Exit,
+    /// `--dry-run`: nothing was copied or deleted.
+    pub dry_run: bool,
 }
 
 impl RunReport {
@@ -236,8 +247,8 @@ impl RunReport {
             files: t.files_done,
             bytes: t.bytes_done,
             failed: self.failed(),
-            deleted: self.mirror.as_ref().map_or(0, |m| m.deleted),
-            dry_run: self.mirror.as_ref().is_some_and(|m| m.dry_run),
+            deleted: self.mirror.as_ref().map(|m| m.deleted),
+            dry_run: self.dry_run,
             elapsed: self.elapsed,
             mode: Some(self.mode.name()),
             exit_code: self.exit.code(),
@@ -292,25 +303,93 @@ impl JobLock {
     }
 }
 
-/// Run-level audit lines.
+/// The `run_start` audit line: what an auditor needs to know about the run
+/// before it touches anything (the roots actually used, flags included).
 #[derive(Serialize)]
-struct RunLine<'a> {
-    ts: String,
-    status: &'a str,
+struct RunStart<'a> {
+    status: &'static str,
     job: &'a str,
     mode: &'a str,
+    dry_run: bool,
+    rescan: bool,
+    source: &'a str,
+    destination: &'a str,
+    db: &'a str,
+    log: &'a str,
+    checksum: &'a str,
+    bwlimit: String,
+    transfers: usize,
+    delete_extras: bool,
+    version: &'static str,
+    host: String,
+    user: String,
+    uid: u32,
+    pid: u32,
+    /// Present (true) when the log's last line was torn and was ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    torn_line_ended: bool,
+}
+
+/// The `run_end` audit line: the same figures as the summary line and the
+/// `runs` row.
+#[derive(Serialize)]
+struct RunEnd<'a> {
+    status: &'static str,
+    job: &'a str,
+    mode: &'a str,
+    dry_run: bool,
+    files: u64,
+    bytes: u64,
+    failed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    bwlimit: Option<String>,
+    deleted: Option<u64>,
+    exit: u8,
+    reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    files: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failed: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    exit: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    error: Option<&'a str>,
+}
+
+/// The host name (`gethostname`), empty if it cannot be read.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the kernel NUL-terminates
+    // within it (a truncated name is cut at the first NUL below anyway).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The user the run runs as: its uid and the name the password database
+/// gives it (the uid as text when it has none).
+fn user() -> (u32, String) {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call; `buf` outlives the use
+    // of `pwd`'s string pointers below.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: a NUL-terminated string inside `buf`.
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        uid.to_string()
+    };
+    (uid, name)
 }
 
 /// The audit `bwlimit` of `run_start`: the rate in force, in bytes/s as
@@ -336,20 +415,204 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
+/// A run that was recorded: it has its `runs` row and its `run_start` and
+/// `run_end` lines, which say what [`RunReport`] says.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: RunReport,
+    /// The fatal condition that ended it (exit 4), if any.
+    pub error: Option<RunError>,
+}
+
+/// The one error line of a failed run, as printed and as recorded (`runs`
+/// row, `run_end`). A bare SQLite error ("attempt to write a readonly
+/// database") gets the DB's path, which it lacks.
+pub fn describe(e: &RunError, job: &Job) -> String {
+    use crate::db::DbError::Sql;
+    match e {
+        RunError::Db(Sql(s))
+        | RunError::Scan(ScanError::Db(Sql(s)))
+        | RunError::Transfer(TransferError::Db(Sql(s))) => {
+            format!("state DB `{}` is unusable: {s}", job.db)
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Executes a job. `say` receives the user-facing lines (mode, stage notes).
+///
+/// `Err` is a run refused before it was recorded: locked (exit 3), a DB of
+/// another job (exit 2), or a DB or log that cannot be used at all (exit
+/// 4). Any run past that gets its `runs` row and audit lines, whatever
+/// ends it, and returns [`Finished`].
 pub fn run(
     job: &Job,
     opts: RunOptions,
     progress: &Progress,
     stop: &AtomicBool,
     say: &dyn Fn(&str),
-) -> Result<RunReport, RunError> {
+) -> Result<Finished, RunError> {
     let started = Instant::now();
     let _lock = JobLock::acquire(job)?;
     let mut db = StateDb::open(&job.db)?;
     // A root recorded under another spelling of the same folder (a DB
     // made before roots were canonical) is moved, not refused.
     db.check_roots(&job.source, &job.destination, &same_folder)?;
+    let (files, bytes) = db.backlog()?;
+    let trusted = db.last_scan_complete()?;
+    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
+    let mut audit = AuditLog::open(&job.log)?;
+    if audit.ended_torn_line() {
+        warn!(
+            log = %job.log,
+            "the audit log's last line was torn (a writer killed mid-line); it was ended with a newline"
+        );
+    }
+    let run_id = db.start_run(&now_rfc3339(), mode.name(), opts.dry_run)?;
+    audit.set_run(run_id);
+    say(&mode_line(mode, opts.rescan));
+    if opts.dry_run {
+        say("dry run: nothing will be copied or deleted");
+    }
+    let stages = plan(job, mode);
+    let mut report = RunReport {
+        mode,
+        stages: stages.clone(),
+        scan: None,
+        transfer: TransferReport::default(),
+        mirror: None,
+        elapsed: Duration::ZERO,
+        exit: Exit::Ok,
+        dry_run: opts.dry_run,
+    };
+    let counters = progress.clone();
+    db.track_run(
+        run_id,
+        Box::new(move || {
+            let c = &counters.0;
+            (
+                c.files_done.load(Relaxed),
+                c.bytes_synced.load(Relaxed),
+                c.files_failed.load(Relaxed),
+            )
+        }),
+    );
+    let outcome = start(job, opts, mode, progress, &mut db, &mut audit).and_then(|source_id| {
+        execute(
+            job,
+            opts,
+            source_id,
+            &stages,
+            &mut db,
+            &mut audit,
+            progress,
+            stop,
+            &mut report,
+            say,
+        )
+    });
+    progress.set_phase(PHASE_IDLE);
+    report.elapsed = started.elapsed();
+    // One truth: the counters each batch commit recorded with the rows it
+    // committed, whichever way the run ended (a fatal error loses the
+    // stage's own report).
+    let c = &progress.0;
+    report.transfer.files_done = c.files_done.load(Relaxed);
+    report.transfer.bytes_done = c.bytes_synced.load(Relaxed);
+    report.transfer.failed = c.files_failed.load(Relaxed);
+    let mut error = match outcome {
+        Ok(()) | Err(RunError::Scan(ScanError::Interrupted)) => None,
+        Err(e) => Some(e),
+    };
+    report.exit = match &error {
+        Some(e) => e.exit(),
+        None if stop.load(Relaxed) => Exit::Interrupted,
+        None if report.failed() > 0 => Exit::FilesFailed,
+        None => Exit::Ok,
+    };
+    let text = error.as_ref().map(|e| describe(e, job));
+    let t = &report.transfer;
+    let row = RunRow {
+        id: run_id,
+        started_at: String::new(),
+        ended_at: Some(now_rfc3339()),
+        mode: mode.name().into(),
+        files_done: t.files_done,
+        bytes_done: t.bytes_done,
+        failures: report.failed(),
+        exit_code: Some(i32::from(report.exit.code())),
+        dry_run: opts.dry_run,
+        error: text.clone(),
+    };
+    if let Err(e) = db.finish_run(&row) {
+        // The DB failed at the very end: the run is aborted after all, and
+        // its log line says so.
+        if error.is_none() {
+            report.exit = Exit::Fatal;
+            error = Some(e.into());
+        }
+    }
+    let text = text.or_else(|| error.as_ref().map(|e| describe(e, job)));
+    let ended = audit.write(&RunEnd {
+        status: "run_end",
+        job: job.manifest.as_str(),
+        mode: mode.name(),
+        dry_run: opts.dry_run,
+        files: report.transfer.files_done,
+        bytes: report.transfer.bytes_done,
+        failed: report.failed(),
+        deleted: report.mirror.as_ref().map(|m| m.deleted),
+        exit: report.exit.code(),
+        reason: report.exit.reason(),
+        error: text.as_deref(),
+    });
+    if let (Err(e), None) = (ended, &error) {
+        report.exit = Exit::Fatal;
+        error = Some(e.into());
+    }
+    Ok(Finished { report, error })
+}
+
+/// What a recorded run does before its first stage: the `run_start` line,
+/// the roots' checks, the destination root (not for a dry run). Returns the
+/// source root's identity as found now: the scan and the transfer refuse
+/// another folder in its place (a share unmounted in between).
+fn start(
+    job: &Job,
+    opts: RunOptions,
+    mode: RunMode,
+    progress: &Progress,
+    db: &mut StateDb,
+    audit: &mut AuditLog,
+) -> Result<Option<crate::roots::RootId>, RunError> {
+    progress
+        .0
+        .bytes_before
+        .store(db.bytes_copied_all_runs()?, Relaxed);
+    let bwlimit_now = job.bwlimit.rate_now();
+    progress.0.bwlimit.store(bwlimit_now.unwrap_or(0), Relaxed);
+    let (uid, user) = user();
+    audit.write(&RunStart {
+        status: "run_start",
+        job: job.manifest.as_str(),
+        mode: mode.name(),
+        dry_run: opts.dry_run,
+        rescan: opts.rescan,
+        source: job.source.as_str(),
+        destination: job.destination.as_str(),
+        db: job.db.as_str(),
+        log: job.log.as_str(),
+        checksum: job.checksum.name(),
+        bwlimit: bwlimit_line(&job.bwlimit, bwlimit_now),
+        transfers: job.transfers,
+        delete_extras: job.delete_extras,
+        version: env!("CARGO_PKG_VERSION"),
+        host: host_name(),
+        user,
+        uid,
+        pid: std::process::id(),
+        torn_line_ended: audit.ended_torn_line(),
+    })?;
     for (which, root) in [("source", &job.source), ("destination", &job.destination)] {
         let key = format!("{which}_mount_point");
         let recorded = db.meta_get(&key)?.map(|v| v == "1");
@@ -364,117 +627,19 @@ pub fn run(
             }
         }
     }
-    let (files, bytes) = db.backlog()?;
-    let trusted = db.last_scan_complete()?;
-    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
-    say(&mode_line(mode));
-    if opts.dry_run {
-        say("dry run: nothing will be copied or deleted");
-    }
     preflight(job)?;
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).
     let source_id = crate::roots::RootId::of(job.source.as_std_path()).ok();
-    if !job.destination.exists() {
+    // A dry run creates nothing at the destination: a missing root is
+    // simply an empty destination to its scan.
+    if !opts.dry_run && !job.destination.exists() {
         std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
             path: job.destination.clone(),
             source,
         })?;
     }
-    let stages = plan(job, mode);
-    progress
-        .0
-        .bytes_before
-        .store(db.bytes_copied_all_runs()?, Relaxed);
-    let bwlimit_now = job.bwlimit.rate_now();
-    progress.0.bwlimit.store(bwlimit_now.unwrap_or(0), Relaxed);
-
-    let mut audit = AuditLog::open(&job.log)?;
-    audit.write(&RunLine {
-        ts: now_rfc3339(),
-        status: "run_start",
-        job: job.manifest.as_str(),
-        mode: mode.name(),
-        bwlimit: Some(bwlimit_line(&job.bwlimit, bwlimit_now)),
-        files: None,
-        bytes: None,
-        failed: None,
-        exit: None,
-        error: None,
-    })?;
-    audit.flush()?;
-    let run_id = db.start_run(&now_rfc3339(), mode.name())?;
-    let counters = progress.clone();
-    db.track_run(
-        run_id,
-        Box::new(move || {
-            let c = &counters.0;
-            (
-                c.files_done.load(Relaxed),
-                c.bytes_done.load(Relaxed),
-                c.files_failed.load(Relaxed),
-            )
-        }),
-    );
-
-    let mut report = RunReport {
-        mode,
-        stages: stages.clone(),
-        scan: None,
-        transfer: TransferReport::default(),
-        mirror: None,
-        elapsed: Duration::ZERO,
-        exit: Exit::Ok,
-    };
-    let outcome = execute(
-        job,
-        opts,
-        source_id,
-        &stages,
-        &mut db,
-        &mut audit,
-        progress,
-        stop,
-        &mut report,
-        say,
-    );
-    progress.set_phase(PHASE_IDLE);
-    report.elapsed = started.elapsed();
-    report.exit = match &outcome {
-        Err(e) => e.exit(),
-        Ok(()) if stop.load(Relaxed) => Exit::Interrupted,
-        Ok(()) if report.failed() > 0 => Exit::FilesFailed,
-        Ok(()) => Exit::Ok,
-    };
-    let t = &report.transfer;
-    db.finish_run(&RunRow {
-        id: run_id,
-        started_at: String::new(),
-        ended_at: Some(now_rfc3339()),
-        mode: mode.name().into(),
-        files_done: t.files_done,
-        bytes_done: t.bytes_done,
-        failures: report.failed(),
-        exit_code: Some(i32::from(report.exit.code())),
-    })?;
-    audit.write(&RunLine {
-        ts: now_rfc3339(),
-        status: "run_end",
-        job: job.manifest.as_str(),
-        mode: mode.name(),
-        bwlimit: None,
-        files: Some(t.files_done),
-        bytes: Some(t.bytes_done),
-        failed: Some(report.failed()),
-        exit: Some(report.exit.code()),
-        error: outcome.as_ref().err().map(|e| e.to_string()),
-    })?;
-    audit.flush()?;
-    match outcome {
-        Ok(()) => Ok(report),
-        Err(RunError::Scan(ScanError::Interrupted)) => Ok(report),
-        Err(e) => Err(e),
-    }
+    Ok(source_id)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -505,6 +670,17 @@ fn execute(
                     rec.error = Some(error);
                     audit.write(&rec)?;
                 }
+                for skipped in &s.skipped {
+                    let rel = skipped
+                        .path
+                        .strip_prefix(&job.source)
+                        .unwrap_or(&skipped.path);
+                    let dest = job.destination.as_std_path().join(rel);
+                    let mut rec = FileRecord::new("skipped", &skipped.path, &dest, skipped.size)
+                        .entry(skipped.kind, skipped.modified_ns);
+                    rec.reason = Some(skipped.reason);
+                    audit.write(&rec)?;
+                }
                 say(&format!(
                     "scan: {} source entries, {} destination entries, {} pending ({})",
                     s.source_entries,
@@ -517,7 +693,8 @@ fn execute(
             Stage::Transfer if opts.dry_run => {
                 let (files, bytes) = db.backlog()?;
                 say(&format!(
-                    "dry run: would copy {files} entries ({})",
+                    "dry run: would copy {} ({})",
+                    count(files, "entry", "entries"),
                     human_bytes(bytes)
                 ));
             }
@@ -571,12 +748,27 @@ mod tests {
     #[test]
     fn mode_lines() {
         assert_eq!(
-            mode_line(RunMode::Resume {
-                files: 3,
-                bytes: 3 << 30
-            }),
-            "resuming backlog: 3 files, 3.0 GiB"
+            mode_line(
+                RunMode::Resume {
+                    files: 1,
+                    bytes: 3 << 30
+                },
+                false
+            ),
+            "resuming backlog: 1 file, 3.0 GiB"
         );
-        assert_eq!(mode_line(RunMode::Scan), "no backlog: full scan");
+        assert_eq!(mode_line(RunMode::Scan, false), "no backlog: full scan");
+        let forced = RunMode::ForcedScan {
+            files: 2,
+            bytes: 1 << 20,
+        };
+        assert_eq!(
+            mode_line(forced, true),
+            "rescan requested: full scan (backlog was 2 files, 1.0 MiB)"
+        );
+        assert_eq!(
+            mode_line(forced, false),
+            "the last scan did not finish: full scan (its partial backlog: 2 files, 1.0 MiB)"
+        );
     }
 }

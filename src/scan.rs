@@ -64,7 +64,27 @@ pub struct ScanReport {
     /// [`MAX_FAILURES`] kept; `source_errors` counts them all). Their rows,
     /// where they have one (an unreadable folder), are marked failed.
     pub source_failures: Vec<(PathBuf, String)>,
+    /// Source entries left out of the job (FIFOs, sockets, devices; symlinks
+    /// under `symlinks = "skip"`), for the audit log's `skipped` lines (at
+    /// most [`MAX_FAILURES`] kept; the counts above count them all).
+    pub skipped: Vec<Skipped>,
 }
+
+/// A source entry the scan left out of the job, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub path: PathBuf,
+    /// `symlink`, `fifo`, `socket`, `block device` or `char device`.
+    pub kind: &'static str,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub reason: &'static str,
+}
+
+/// [`Skipped::reason`] of FIFOs, sockets and devices.
+pub const SKIPPED_SPECIAL: &str = "not a regular file, folder or symlink; never copied";
+/// [`Skipped::reason`] of symlinks under `symlinks = "skip"`.
+pub const SKIPPED_SYMLINK: &str = "symlinks = \"skip\"";
 
 /// Source read errors kept by name per scan (memory stays bounded).
 pub const MAX_FAILURES: usize = 10_000;
@@ -153,6 +173,8 @@ pub fn run(
     let links_skipped = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
     let failures_ref = &failures;
+    let skipped = Mutex::new(Vec::new());
+    let skipped_ref = &skipped;
     let skip_links = (job.symlinks == SymlinkPolicy::Skip).then_some(&links_skipped);
     let dest_id = RootId::of(dest).ok();
     let crossed = [Mutex::new(None), Mutex::new(None)];
@@ -171,6 +193,7 @@ pub fn run(
                     let counters = Counters {
                         errors,
                         failures: (side == Side::Source).then_some(failures_ref),
+                        skipped: (side == Side::Source).then_some(skipped_ref),
                         special,
                         skip_links: skip_links.filter(|_| side == Side::Source),
                         other_root,
@@ -272,6 +295,7 @@ pub fn run(
     report.special_skipped = special.load(Relaxed);
     report.symlinks_skipped = links_skipped.load(Relaxed);
     report.source_failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.skipped = skipped.into_inner().unwrap_or_else(|p| p.into_inner());
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
     check_source_root(source, Some(root_id))?;
     if report.source_errors == 0 {
@@ -400,6 +424,8 @@ struct Counters<'a> {
     errors: &'a AtomicU64,
     /// Source side only: the entries that could not be read, by name.
     failures: Option<&'a Mutex<Vec<(PathBuf, String)>>>,
+    /// Source side only: the entries left out of the job.
+    skipped: Option<&'a Mutex<Vec<Skipped>>>,
     special: &'a AtomicU64,
     /// Set when source symlinks are skipped by policy: counts them.
     skip_links: Option<&'a AtomicU64>,
@@ -420,11 +446,30 @@ fn walk(
     let Counters {
         errors,
         failures,
+        skipped,
         special,
         skip_links,
         other_root,
         crossed,
     } = *counters;
+    let skip = |path: PathBuf, md: &std::fs::Metadata, kind, reason| {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(s) = skipped {
+            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            if s.len() < MAX_FAILURES {
+                s.push(Skipped {
+                    path,
+                    kind,
+                    size: md.len(),
+                    modified_ns: md
+                        .mtime()
+                        .saturating_mul(1_000_000_000)
+                        .saturating_add(md.mtime_nsec()),
+                    reason,
+                });
+            }
+        }
+    };
     let record = |path: Option<&Path>, error: String| {
         errors.fetch_add(1, Relaxed);
         if let (Some(f), Some(path)) = (failures, path) {
@@ -477,6 +522,7 @@ fn walk(
         if let Some(n) = skip_links.filter(|_| md.file_type().is_symlink()) {
             info!(path = %entry.path().display(), "skipping symlink (symlinks = \"skip\")");
             n.fetch_add(1, Relaxed);
+            skip(entry.path(), &md, "symlink", SKIPPED_SYMLINK);
             continue;
         }
         let path = entry.path();
@@ -489,6 +535,7 @@ fn walk(
                     kind = special_kind(&md),
                     "skipped: not a regular file, folder or symlink; never copied"
                 );
+                skip(path, &md, special_kind(&md), SKIPPED_SPECIAL);
             }
             special.fetch_add(1, Relaxed);
             continue;

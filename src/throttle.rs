@@ -210,6 +210,9 @@ pub struct Throttle {
     /// Catch-up state; a mutex because all lanes share one throttle.
     pace: Mutex<Pace>,
     clock: fn() -> u32,
+    /// Whether a timetable change is an `info` diagnostic (one of the two
+    /// throttles of a run says it, see [`Throttle::quiet`]).
+    log_changes: bool,
 }
 
 /// Where the throttle stands against its schedule.
@@ -239,6 +242,15 @@ impl Throttle {
         Self::with_clock(schedule, local_secs_of_day, CHECK_EVERY)
     }
 
+    /// The same throttle, without the diagnostic at each timetable change:
+    /// a run's read and write throttles change together, and the operator
+    /// is told once.
+    #[must_use]
+    pub fn quiet(mut self) -> Self {
+        self.log_changes = false;
+        self
+    }
+
     /// [`Throttle::new`] with a chosen clock (seconds after midnight) and
     /// re-evaluation interval, for tests.
     pub fn with_clock(schedule: &Schedule, clock: fn() -> u32, check_every: Duration) -> Self {
@@ -257,6 +269,7 @@ impl Throttle {
             check_every,
             pace: Mutex::new(Pace::new()),
             clock,
+            log_changes: true,
         };
         if t.limiter.is_some() {
             t.apply(t.schedule_rate(), false);
@@ -285,7 +298,7 @@ impl Throttle {
             l.set_max_tokens(bucket_for(new));
             l.set_rate(new);
         }
-        if log {
+        if log && self.log_changes {
             tracing::info!(
                 from = %rate_text(self.active()),
                 to = %rate_text(rate),

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::decide::EntryKind;
+
 /// One file (or symlink) on its way through the pipeline, as the reader saw
 /// it when it opened the source.
 #[derive(Debug)]
@@ -20,6 +22,10 @@ pub struct FileTask {
     pub accessed_ns: i64,
     /// Source mode bits, for the log only: permissions are never applied.
     pub mode: u32,
+    /// `File` or `Symlink` (folders never travel through the FIFO).
+    pub kind: EntryKind,
+    /// A symlink's target as the reader found it, for the audit line.
+    pub link_target: Option<PathBuf>,
 }
 
 /// A slice of a file's bytes.

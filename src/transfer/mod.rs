@@ -112,7 +112,10 @@ pub fn run(
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let lane_cap = job.lane_capacity();
-    let (read_limit, write_limit) = (Throttle::new(&job.bwlimit), Throttle::new(&job.bwlimit));
+    let (read_limit, write_limit) = (
+        Throttle::new(&job.bwlimit),
+        Throttle::new(&job.bwlimit).quiet(),
+    );
     // Set on the first fatal error anywhere, so that the other lanes stop.
     let halt = AtomicBool::new(false);
     let first_block = AtomicBool::new(false);

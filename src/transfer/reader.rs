@@ -122,6 +122,8 @@ impl Reader<'_> {
                         modified_ns,
                         accessed_ns,
                         mode: row.mode,
+                        kind: row.kind,
+                        link_target: None,
                     })
                 };
                 let moved = (row.kind != EntryKind::Dir)
@@ -141,11 +143,15 @@ impl Reader<'_> {
                         .and_then(|t| std::fs::symlink_metadata(&row.source).map(|m| (t, m)))
                     {
                         Ok((target, md)) => {
-                            let file = task(
+                            let mut file = task(
                                 md.len(),
                                 ns(md.mtime(), md.mtime_nsec()),
                                 ns(md.atime(), md.atime_nsec()),
                             );
+                            if let Some(f) = Arc::get_mut(&mut file) {
+                                // Just made, so not shared yet: for the audit line.
+                                f.link_target = Some(target.clone());
+                            }
                             send(Msg::Symlink { file, target })?;
                             continue;
                         }

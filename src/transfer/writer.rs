@@ -300,7 +300,8 @@ impl Committer<'_> {
                 Done::Failed { file, error } => {
                     warn!(path = %file.source.display(), %error, "file failed; run continues");
                     self.db.mark_failed(file.id, &error)?;
-                    let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size);
+                    let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size)
+                        .entry(file.kind.as_str(), file.modified_ns);
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
                     report.failed += 1;
@@ -636,7 +637,11 @@ impl Committer<'_> {
             self.db.touch_dir(parent)?;
             self.last_touched_dir = Some(parent.to_path_buf());
         }
-        let mut rec = FileRecord::new("synced", &task.source, &task.dest, task.size);
+        let mut rec = FileRecord::new("synced", &task.source, &task.dest, task.size)
+            .entry(task.kind.as_str(), task.modified_ns);
+        if let Some(t) = &task.link_target {
+            rec = rec.target(t);
+        }
         rec.hash = hash;
         rec.algorithm = algorithm;
         self.audit.write(&rec)?;
@@ -667,9 +672,12 @@ impl Committer<'_> {
                     let error = format!("cannot restore folder `{}`: {e}", d.dest.display());
                     warn!(%error, "folder failed");
                     self.db.mark_failed(d.id, &error)?;
-                    let mut rec = FileRecord::new("failed", &d.source, &d.dest, d.size);
+                    let mut rec = FileRecord::new("failed", &d.source, &d.dest, d.size)
+                        .entry(EntryKind::Dir.as_str(), d.modified_ns);
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
+                    // Counts as a failure of this run (exit 1), as a file would.
+                    self.progress.file_failed(0);
                 }
             }
             batch.tick(self.db, self.audit)?;

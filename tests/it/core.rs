@@ -205,7 +205,7 @@ fn rescan_flag_forces_a_scan_over_a_backlog() {
         out.stderr
     );
     // The rescan finds everything in place except the new file.
-    assert!(out.stdout.contains(" 1 files,"), "{}", out.stdout);
+    assert!(out.stdout.contains(" 1 file,"), "{}", out.stdout);
     env.assert_trees_equal();
 }
 

@@ -140,7 +140,7 @@ fn a_source_file_gone_from_the_backlog_fails_then_is_forgotten() {
     let out = env.run(&[]);
     out.assert_code(1);
     assert!(
-        out.stderr.contains("resuming backlog: 1 files"),
+        out.stderr.contains("resuming backlog: 1 file,"),
         "{}",
         out.stderr
     );

@@ -293,7 +293,7 @@ impl Rng {
 }
 
 /// A tree of `small` tiny files in folders of 50 plus `big` multi-block files.
-fn populate_kill_tree(env: &TestEnv, small: usize, big: usize) {
+pub fn populate_kill_tree(env: &TestEnv, small: usize, big: usize) {
     for i in 0..small {
         env.src_file(
             &format!("d{:02}/s{i:04}.txt", i / 50),
@@ -355,7 +355,7 @@ fn sigkill_at_twenty_seeded_moments_loses_nothing() {
 }
 
 /// A slow job: `n` files of `len` bytes read at 1 MB/s in 64 KiB blocks.
-fn slow_env(n: usize, len: usize) -> TestEnv {
+pub fn slow_env(n: usize, len: usize) -> TestEnv {
     let env = TestEnv::new();
     for i in 0..n {
         env.src_file(&format!("f{i}.bin"), &bytes(len, i as u64 + 1));
@@ -365,7 +365,7 @@ fn slow_env(n: usize, len: usize) -> TestEnv {
 }
 
 /// Waits until the writer has a temporary in the destination.
-fn wait_for_transfer(env: &TestEnv) {
+pub fn wait_for_transfer(env: &TestEnv) {
     wait_for(
         "a temporary in the destination",
         Duration::from_secs(20),
@@ -875,11 +875,16 @@ fn assert_one_clear_line(out: &Out, needle: &str) {
 }
 
 /// A tmpfs mounted at `path`, unmounted on drop.
-struct Mount(PathBuf);
+pub struct Mount(pub PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        // Quietly: a test may have unmounted it already (`not mounted`).
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

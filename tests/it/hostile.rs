@@ -418,10 +418,17 @@ struct Vfat {
 
 impl Drop for Vfat {
     fn drop(&mut self) {
+        // Quietly: after `fusermount -u` the `umount` finds nothing mounted.
+        let quiet = |c: &mut Command| {
+            let _ = c
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
         if self.fuse {
-            let _ = Command::new("fusermount").arg("-u").arg(&self.at).status();
+            quiet(Command::new("fusermount").arg("-u").arg(&self.at));
         }
-        let _ = Command::new("umount").arg(&self.at).status();
+        quiet(Command::new("umount").arg(&self.at));
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod env;
 
+mod audit;
 mod bwlimit;
 mod core;
 mod edges;

@@ -216,7 +216,11 @@ fn env_with_history() -> TestEnv {
             (2, '2026-01-02T01:00:00.000000Z', '2026-01-02T01:30:00.000000Z', 'resume', 50, 9000000000, 1, 1),
             (3, '2026-01-03T01:00:00.000000Z', NULL, 'resume', 7, 0, 0, NULL),
             (4, '2026-01-04T01:00:00.000000Z', '2026-01-04T01:00:05.000000Z', 'scan', 0, 0, 0, 0),
-            (5, '2026-01-05T01:00:00.000000Z', '2026-01-05T01:00:01.000000Z', 'resume', 0, 0, 0, 130);",
+            (5, '2026-01-05T01:00:00.000000Z', '2026-01-05T01:00:01.000000Z', 'resume', 0, 0, 0, 130);
+         UPDATE runs SET dry_run = 1 WHERE id = 4;
+         INSERT INTO runs (id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code, error) VALUES
+            (6, '2026-01-06T01:00:00.000000Z', '2026-01-06T01:00:01.000000Z', 'resume', 0, 0, 0, 4,
+             'cannot create destination root `/mnt/dst`: Permission denied (os error 13)');",
     )
     .unwrap();
     env
@@ -272,10 +276,20 @@ fn status_json_parses_and_matches_the_db() {
     assert_eq!(v["eta_seconds"], ((3u64 << 30) as f64 / rate) as u64);
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 5);
-    assert_eq!(runs[0]["id"], 5, "newest first");
-    assert_eq!(runs[2]["state"], "unfinished");
-    assert_eq!(runs[2]["seconds"], serde_json::Value::Null);
-    assert_eq!(runs[4]["seconds"], 3600.0);
+    assert_eq!(runs[0]["id"], 6, "newest first");
+    assert_eq!(runs[0]["state"], "aborted");
+    assert!(
+        runs[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot create destination root")
+    );
+    assert_eq!(runs[1]["error"], serde_json::Value::Null);
+    assert_eq!(runs[2]["dry_run"], true);
+    assert_eq!(runs[1]["dry_run"], false);
+    assert_eq!(runs[3]["state"], "unfinished");
+    assert_eq!(runs[3]["seconds"], serde_json::Value::Null);
+    assert_eq!(runs[4]["seconds"], 1800.0);
     assert_eq!(v["failed_total"], 1);
     assert!(
         v["failed_sample"][0]["error"]
