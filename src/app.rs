@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command, CommonArgs, StatusArgs};
 use crate::db::{RunRow, StateDb, StatusCount};
 use crate::decide;
 use crate::manifest::{self, Job};
+use crate::modes::Permissions;
 use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
 use crate::runner::{self, Exit, RunError};
 use crate::throttle::{Schedule, rate_text};
@@ -181,6 +182,25 @@ fn check(args: &CommonArgs) -> Exit {
             humantime::format_duration(job.modify_window).to_string(),
         ),
         ("symlinks", job.symlinks.to_string()),
+        (
+            "permissions",
+            match job.permissions {
+                Permissions::Masked => {
+                    "masked (the source's bits less the umask, given at creation)".into()
+                }
+                Permissions::Preserve => {
+                    "preserve (the source's exact bits, set after the write; best-effort)".into()
+                }
+            },
+        ),
+        (
+            "owners",
+            if job.owners {
+                "true (the source's owner and group; best-effort)".into()
+            } else {
+                "false (created entries belong to the user running jobrun)".into()
+            },
+        ),
         (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),

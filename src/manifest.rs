@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
 use crate::decide::{self, MaxDelete};
+use crate::modes::Permissions;
 use crate::throttle::Schedule;
 use crate::units;
 
@@ -38,6 +39,8 @@ pub const KEYS: &[&str] = &[
     "inplace",
     "modify_window",
     "symlinks",
+    "permissions",
+    "owners",
     "progress_interval",
 ];
 
@@ -124,6 +127,8 @@ pub struct RawManifest {
     pub inplace: Option<bool>,
     pub modify_window: Option<Dur>,
     pub symlinks: Option<SymlinkPolicy>,
+    pub permissions: Option<Permissions>,
+    pub owners: Option<bool>,
     pub progress_interval: Option<Interval>,
 }
 
@@ -171,6 +176,14 @@ pub struct Job {
     /// What to do with source symlinks: copy them as symlinks (default, as
     /// `rsync -a`) or skip them (never recorded, never created).
     pub symlinks: SymlinkPolicy,
+    /// Permission bits of created files and folders: the source's less the
+    /// umask, at creation (default), or the source's exact bits, set
+    /// best-effort after the write. Never wider than the source (see
+    /// [`crate::modes`]).
+    pub permissions: Permissions,
+    /// Give created entries the source's uid and gid (best-effort chown).
+    /// Root only: refused at load for any other user.
+    pub owners: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
 }
@@ -328,6 +341,20 @@ fn resolve(
     if db == log {
         return Err(invalid("log", format!("`{log}` is also the `db`")));
     }
+    let owners = raw.owners.unwrap_or(false);
+    // SAFETY: plain syscall without arguments.
+    let euid = unsafe { libc::geteuid() };
+    if owners && euid != 0 {
+        // Refused rather than warned about: a cron job asked for owners
+        // would otherwise give every file to its own user, run after run.
+        return Err(invalid(
+            "owners",
+            format!(
+                "only root can give files the source's owners (running as uid {euid}); \
+                 run as root or remove `owners`"
+            ),
+        ));
+    }
     Ok(Job {
         manifest: manifest.to_owned(),
         source,
@@ -344,6 +371,8 @@ fn resolve(
         inplace: raw.inplace.unwrap_or(false),
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
         symlinks: raw.symlinks.unwrap_or_default(),
+        permissions: raw.permissions.unwrap_or_default(),
+        owners,
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),

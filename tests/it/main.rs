@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod manifest;
 mod mirror;
+mod modes;
 mod progress;
 mod scan;
 mod transfers;
