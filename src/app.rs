@@ -43,14 +43,23 @@ fn load(args: &CommonArgs) -> Result<Job, Exit> {
     manifest::load(&args.job, &args.overrides).map_err(|e| fail(e, Exit::Usage))
 }
 
+/// [`load`], refusing what this user cannot run (`run` and `check`).
+fn load_runnable(path: &std::path::Path, overrides: &crate::cli::Overrides) -> Result<Job, Exit> {
+    // SAFETY: plain syscall without arguments.
+    let euid = unsafe { libc::geteuid() };
+    manifest::load(path, overrides)
+        .and_then(|job| job.check_privileges(euid).map(|()| job))
+        .map_err(|e| fail(e, Exit::Usage))
+}
+
 fn run_job(cli: Cli) -> Exit {
     let args = cli.run;
     let path = args
         .job
         .expect("clap requires JOB.toml without a subcommand");
-    let job = match manifest::load(&path, &args.overrides) {
+    let job = match load_runnable(&path, &args.overrides) {
         Ok(j) => j,
-        Err(e) => return fail(e, Exit::Usage),
+        Err(code) => return code,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -118,7 +127,7 @@ fn describe(e: &RunError, job: &Job) -> String {
 }
 
 fn check(args: &CommonArgs) -> Exit {
-    let job = match load(args) {
+    let job = match load_runnable(&args.job, &args.overrides) {
         Ok(j) => j,
         Err(code) => return code,
     };

@@ -341,20 +341,7 @@ fn resolve(
     if db == log {
         return Err(invalid("log", format!("`{log}` is also the `db`")));
     }
-    let owners = raw.owners.unwrap_or(false);
-    // SAFETY: plain syscall without arguments.
-    let euid = unsafe { libc::geteuid() };
-    if owners && euid != 0 {
-        // Refused rather than warned about: a cron job asked for owners
-        // would otherwise give every file to its own user, run after run.
-        return Err(invalid(
-            "owners",
-            format!(
-                "only root can give files the source's owners (running as uid {euid}); \
-                 run as root or remove `owners`"
-            ),
-        ));
-    }
+
     Ok(Job {
         manifest: manifest.to_owned(),
         source,
@@ -372,7 +359,7 @@ fn resolve(
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
         symlinks: raw.symlinks.unwrap_or_default(),
         permissions: raw.permissions.unwrap_or_default(),
-        owners,
+        owners: raw.owners.unwrap_or(false),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
@@ -671,6 +658,25 @@ impl<'de> Deserialize<'de> for Interval {
 }
 
 impl Job {
+    /// Refuses a job this user cannot run as asked, for `run` and `check`
+    /// (`status` only reads the DB): `owners = true` needs root. Refused
+    /// rather than warned about: a cron job asked for owners would otherwise
+    /// give every file to its own user, run after run.
+    pub fn check_privileges(&self, euid: u32) -> Result<(), ManifestError> {
+        if self.owners && euid != 0 {
+            return Err(ManifestError::Invalid {
+                path: self.manifest.clone(),
+                line: None,
+                key: "owners",
+                reason: format!(
+                    "only root can give files the source's owners (running as uid {euid}); \
+                     run as root or remove `owners`"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Blocks each transfer lane's FIFO holds: the one budget of
     /// `queue_capacity + 2` blocks (queued, plus one being read and one being
     /// written) split over the lanes, each lane holding at least 1 queued
@@ -916,6 +922,21 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("rounds to 0"), "{e}");
+    }
+
+    #[test]
+    fn owners_need_root() {
+        let job = load_text("source = \"/a\"\ndestination = \"/b\"\nowners = true\n").unwrap();
+        assert!(job.owners);
+        assert!(job.check_privileges(0).is_ok());
+        let e = job.check_privileges(1000).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/jobs/t.toml: `owners`: only root can give files the source's owners (running as uid 1000)"),
+            "{e}"
+        );
+        let job = load_text("source = \"/a\"\ndestination = \"/b\"\n").unwrap();
+        assert!(job.check_privileges(1000).is_ok());
+        assert_eq!(job.permissions, Permissions::Masked);
     }
 
     #[test]

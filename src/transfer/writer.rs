@@ -778,7 +778,9 @@ fn make_dirs(dest_root: &Path, source_root: &Path, dir: &Path, modes: &Modes) ->
             break;
         }
         match std::fs::symlink_metadata(a) {
-            Ok(_) => break,
+            Ok(md) if md.is_dir() => break,
+            // A file where a folder must go: user data, never replaced.
+            Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(a),
             Err(e) => return Err(e),
         }

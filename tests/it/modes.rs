@@ -140,15 +140,21 @@ fn non_root_fills_read_only_folders_then_closes_them() {
     assert_eq!(d("ro/sub/g"), 0o400);
     assert_eq!(std::fs::read(env.dst.join("ro/sub/g")).unwrap(), b"g");
 
-    let out = run_as(&env, 0o022, Some(NOBODY), &["--owners"]);
-    out.assert_code(2);
-    assert!(
-        out.stderr.contains(
-            "`owners`: only root can give files the source's owners (running as uid 65534)"
-        ),
-        "{}",
-        out.stderr
-    );
+    // `owners` is refused for a run and for `check`, not for `status`,
+    // which only reads the DB.
+    env.manifest("owners = true");
+    for args in [&[][..], &["check"]] {
+        let out = run_as(&env, 0o022, Some(NOBODY), args);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(
+                "job.toml: `owners`: only root can give files the source's owners (running as uid 65534)"
+            ),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    run_as(&env, 0o022, Some(NOBODY), &["status"]).assert_code(0);
 }
 
 /// `permissions = "preserve"`: the exact bits, whatever the umask; setuid
