@@ -4,9 +4,11 @@
 //!
 //! Split in two so that `transfers = N` lanes can write at once while the
 //! state DB keeps a single writer:
-//! - [`Writer`] (one per lane, own thread): the filesystem half — temp file,
-//!   blocks with write-back pacing, checked close, times, rename. It reports
-//!   each finished or failed entry as a [`Done`] event, only after the rename.
+//! - [`Writer`] (one per lane, own thread): the filesystem half — temp file
+//!   (created with the source's bits, `crate::modes`), blocks with
+//!   write-back pacing, owners and exact bits when asked, checked close,
+//!   times, rename. It reports each finished or failed entry as a [`Done`]
+//!   event, only after the rename.
 //! - [`Committer`] (one, the transfer stage's calling thread): the DB half —
 //!   mark synced/failed, parent folder rows, audit line, batched commits
 //!   (audit flushed and destination `syncfs`ed before each commit), folder
@@ -61,6 +63,7 @@ pub struct Writer<'a> {
     pub dest_root: &'a Path,
     /// Where a missing destination folder's bits and owners are read.
     pub source_root: &'a Path,
+    /// Bits and owners of what the lane creates; shared by all lanes.
     pub modes: &'a Modes,
     pub inplace: bool,
     pub rx: Receiver<Parcel>,
@@ -732,9 +735,7 @@ impl Committer<'_> {
         }
         Ok(())
     }
-}
 
-impl Committer<'_> {
     /// A folder's own row, after its contents: `owners` and `preserve`
     /// (best-effort), or, not root, the owner bits added to write into it
     /// taken off again (see [`Modes::dir_create`]). The bits are the ones
@@ -799,7 +800,7 @@ fn make_dirs(dest_root: &Path, source_root: &Path, dir: &Path, modes: &Modes) ->
                 if modes.owners
                     && let Some(md) = &source
                 {
-                    modes.lchown(d, md.uid(), md.gid());
+                    let _ = modes.lchown(d, md.uid(), md.gid());
                 }
             }
             // Another lane made it a moment ago, by the same rule.
