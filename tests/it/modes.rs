@@ -331,3 +331,92 @@ fn check_shows_permissions_and_owners() {
         out.stderr
     );
 }
+
+/// Spawns a run as `uid` (None: root) and returns the child.
+fn spawn_as(env: &TestEnv, uid: Option<u32>, args: &[&str]) -> std::process::Child {
+    let mut c = env.cmd();
+    c.args(args)
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::umask(0o022);
+            if let Some(id) = uid
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(id) != 0
+                    || libc::setuid(id) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.spawn().expect("spawn jobrun")
+}
+
+/// The modes of every temporary seen in `dir` while `child` runs.
+fn temp_modes_while_running(dir: &Path, child: &mut std::process::Child) -> Vec<u32> {
+    let mut seen = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(".jobrun-")
+                && let Ok(md) = e.path().symlink_metadata()
+            {
+                seen.push(md.mode() & 0o7777);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    seen
+}
+
+/// Not even while it is written: the temporary of a `600` file is `600`
+/// from its creation (never created wider and narrowed later); with
+/// `owners`, a `640` file's temporary stays owner-only until its chown.
+#[test]
+fn the_temporary_is_never_wider_than_the_source() {
+    for (extra, src_bits, want_tmp) in [("", 0o600, 0o600), ("owners = true", 0o640, 0o600)] {
+        let env = TestEnv::new();
+        env.src_file("hr/salaries.bin", &crate::env::bytes(768 << 10, 1));
+        chmod(&env.src.join("hr/salaries.bin"), src_bits);
+        env.manifest(&format!("bwlimit = \"512K\"\n{extra}"));
+        let mut child = spawn_as(&env, None, &[]);
+        let seen = temp_modes_while_running(&env.dst.join("hr"), &mut child);
+        assert!(!seen.is_empty(), "{extra}: no temporary seen");
+        assert!(
+            seen.iter().all(|m| *m == want_tmp),
+            "{extra}: {:?}",
+            seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+        );
+        assert_eq!(mode(&env.dst.join("hr/salaries.bin")), src_bits, "{extra}");
+    }
+}
+
+/// Not root, a run killed after creating a read-only folder with its
+/// owner's `rwx` added (to write into it) and before the folder's own row:
+/// the next run takes them off.
+#[test]
+fn non_root_run_killed_mid_folder_leaves_it_fixed_by_the_next() {
+    let env = TestEnv::new();
+    env.src_file("ro/big.bin", &crate::env::bytes(2 << 20, 2));
+    chmod(&env.src.join("ro"), 0o555);
+    env.manifest("bwlimit = \"256K\"");
+    chown_tree(env.root(), NOBODY);
+    let mut child = spawn_as(&env, Some(NOBODY), &[]);
+    let ro = env.dst.join("ro");
+    let t0 = std::time::Instant::now();
+    while !ro.exists() && t0.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode(&ro), 0o755, "created writable for its owner");
+    run_as(&env, 0o022, Some(NOBODY), &["--bwlimit", "off"]).assert_code(0);
+    assert_eq!(mode(&ro), 0o555);
+    assert_eq!(
+        std::fs::read(ro.join("big.bin")).unwrap(),
+        crate::env::bytes(2 << 20, 2)
+    );
+}
