@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command, CommonArgs, StatusArgs};
 use crate::db::{RunRow, StateDb, StatusCount};
 use crate::decide;
 use crate::manifest::{self, Job};
+use crate::modes::Permissions;
 use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
 use crate::runner::{self, Exit};
 use crate::throttle::{Schedule, rate_text};
@@ -42,14 +43,23 @@ fn load(args: &CommonArgs) -> Result<Job, Exit> {
     manifest::load(&args.job, &args.overrides).map_err(|e| fail(e, Exit::Usage))
 }
 
+/// [`load`], refusing what this user cannot run (`run` and `check`).
+fn load_runnable(path: &std::path::Path, overrides: &crate::cli::Overrides) -> Result<Job, Exit> {
+    // SAFETY: plain syscall without arguments.
+    let euid = unsafe { libc::geteuid() };
+    manifest::load(path, overrides)
+        .and_then(|job| job.check_privileges(euid).map(|()| job))
+        .map_err(|e| fail(e, Exit::Usage))
+}
+
 fn run_job(cli: Cli) -> Exit {
     let args = cli.run;
     let path = args
         .job
         .expect("clap requires JOB.toml without a subcommand");
-    let job = match manifest::load(&path, &args.overrides) {
+    let job = match load_runnable(&path, &args.overrides) {
         Ok(j) => j,
-        Err(e) => return fail(e, Exit::Usage),
+        Err(code) => return code,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -106,7 +116,7 @@ fn run_job(cli: Cli) -> Exit {
 }
 
 fn check(args: &CommonArgs) -> Exit {
-    let job = match load(args) {
+    let job = match load_runnable(&args.job, &args.overrides) {
         Ok(j) => j,
         Err(code) => return code,
     };
@@ -170,6 +180,25 @@ fn check(args: &CommonArgs) -> Exit {
             humantime::format_duration(job.modify_window).to_string(),
         ),
         ("symlinks", job.symlinks.to_string()),
+        (
+            "permissions",
+            match job.permissions {
+                Permissions::Masked => {
+                    "masked (the source's bits less the umask, given at creation)".into()
+                }
+                Permissions::Preserve => {
+                    "preserve (the source's exact bits, set after the write; best-effort)".into()
+                }
+            },
+        ),
+        (
+            "owners",
+            if job.owners {
+                "true (the source's owner and group; best-effort)".into()
+            } else {
+                "false (created entries belong to the user running jobrun)".into()
+            },
+        ),
         (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),

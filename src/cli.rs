@@ -135,6 +135,14 @@ pub struct Overrides {
     #[arg(long, value_name = "POLICY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symlinks: Option<String>,
+    /// Permission bits of created entries: masked (the source's less the umask) or preserve (exact).
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+    /// Give created entries the source's owner and group (root only; best-effort).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owners: Option<bool>,
     /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -170,6 +170,8 @@ pub struct PendingFile {
     pub modified_ns: i64,
     pub accessed_ns: i64,
     pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A source row as a rescan compares it with the walked entry.
@@ -699,7 +701,8 @@ impl StateDb {
     /// Up to `limit` pending rows with rowid above `after`, in rowid order.
     pub fn pending_page(&self, after: i64, limit: usize) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode
+            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
+                    uid, gid
              FROM files WHERE status = 'pending' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
         )?;
         let rows = st.query_map(params![after, limit as i64], |r| {
@@ -712,6 +715,8 @@ impl StateDb {
                 modified_ns: r.get(5)?,
                 accessed_ns: r.get(6)?,
                 mode: r.get(7)?,
+                uid: r.get(8)?,
+                gid: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1143,7 +1148,8 @@ impl StateDb {
     /// Directory rows waiting for their mtime, deepest paths first.
     pub fn pending_dirs(&self) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare(
-            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode
+            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
+                    uid, gid
              FROM files WHERE status = 'pending' AND kind = 'dir' ORDER BY source_path DESC",
         )?;
         let rows = st.query_map([], |r| {
@@ -1156,6 +1162,8 @@ impl StateDb {
                 modified_ns: r.get(5)?,
                 accessed_ns: r.get(6)?,
                 mode: r.get(7)?,
+                uid: r.get(8)?,
+                gid: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -15,6 +15,7 @@ pub mod db;
 pub mod decide;
 pub mod manifest;
 pub mod mirror;
+pub mod modes;
 pub mod progress;
 pub mod roots;
 pub mod runner;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
 use crate::decide::{self, MaxDelete};
+use crate::modes::Permissions;
 use crate::roots;
 use crate::throttle::Schedule;
 use crate::units;
@@ -39,6 +40,8 @@ pub const KEYS: &[&str] = &[
     "inplace",
     "modify_window",
     "symlinks",
+    "permissions",
+    "owners",
     "progress_interval",
 ];
 
@@ -63,6 +66,8 @@ pub const MAX_TRANSFERS: u64 = 64;
 pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
 /// Default `progress_interval` for plain (non-terminal) progress lines.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
+/// Shortest accepted `progress_interval`.
+pub const MIN_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Errors of manifest loading; every one maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +128,9 @@ pub struct RawManifest {
     pub inplace: Option<bool>,
     pub modify_window: Option<Dur>,
     pub symlinks: Option<SymlinkPolicy>,
-    pub progress_interval: Option<Dur>,
+    pub permissions: Option<Permissions>,
+    pub owners: Option<bool>,
+    pub progress_interval: Option<Interval>,
 }
 
 /// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
@@ -170,6 +177,14 @@ pub struct Job {
     /// What to do with source symlinks: copy them as symlinks (default, as
     /// `rsync -a`) or skip them (never recorded, never created).
     pub symlinks: SymlinkPolicy,
+    /// Permission bits of created files and folders: the source's less the
+    /// umask, at creation (default), or the source's exact bits, set
+    /// best-effort after the write. Never wider than the source (see
+    /// [`crate::modes`]).
+    pub permissions: Permissions,
+    /// Give created entries the source's uid and gid (best-effort chown).
+    /// Root only: refused at load for any other user.
+    pub owners: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
 }
@@ -325,6 +340,8 @@ fn resolve(
         inplace: raw.inplace.unwrap_or(false),
         modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
         symlinks: raw.symlinks.unwrap_or_default(),
+        permissions: raw.permissions.unwrap_or_default(),
+        owners: raw.owners.unwrap_or(false),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
@@ -490,6 +507,11 @@ where
             let v = i64::try_from(v).map_err(|_| E::custom("number too large"))?;
             (self.from_int)(v).map_err(E::custom)
         }
+        // A TOML float is read as the same digits in a string would be, so
+        // `1.5` and `"1.5"` are both accepted or both refused.
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            (self.from_str)(&format!("{v:?}")).map_err(E::custom)
+        }
     }
     d.deserialize_any(V {
         expecting,
@@ -653,20 +675,32 @@ impl<'de> Deserialize<'de> for MaxDel {
     }
 }
 
-/// A duration written the humantime way (`2s`, `1m 30s`, `500ms`).
+/// A duration: whole seconds as a number or a string of digits (`2`,
+/// `"2"`), or humantime with units (`"2s"`, `"500ms"`, `"1m 30s"`).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Dur(pub Duration);
+
+impl Dur {
+    fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            return t
+                .parse::<u64>()
+                .map(|n| Dur(Duration::from_secs(n)))
+                .map_err(|_| format!("invalid duration `{s}`: number too large"));
+        }
+        humantime::parse_duration(t).map(Dur).map_err(|e| {
+            format!("invalid duration `{s}` ({e}), expected whole seconds like `2` or units like `2s`, `500ms`, `1m`")
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         int_or_str(
             d,
-            "a duration like \"2s\" or \"1m\"",
-            |s| {
-                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-                    format!("invalid duration `{s}` ({e}), expected e.g. `2s` or `1m`")
-                })
-            },
+            "a duration like 2 (seconds), \"2s\" or \"1m\"",
+            Self::parse,
             |n| {
                 u64::try_from(n)
                     .map(|s| Dur(Duration::from_secs(s)))
@@ -676,7 +710,44 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// `progress_interval`: a [`Dur`] of at least [`MIN_PROGRESS_INTERVAL`]
+/// (`"0s"` once printed a line every few milliseconds).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Interval(pub Duration);
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Dur(v) = Dur::deserialize(d)?;
+        if v < MIN_PROGRESS_INTERVAL {
+            return Err(de::Error::custom(format!(
+                "must be at least 1s, got `{}`",
+                humantime::format_duration(v)
+            )));
+        }
+        Ok(Interval(v))
+    }
+}
+
 impl Job {
+    /// Refuses a job this user cannot run as asked, for `run` and `check`
+    /// (`status` only reads the DB): `owners = true` needs root. Refused
+    /// rather than warned about: a cron job asked for owners would otherwise
+    /// give every file to its own user, run after run.
+    pub fn check_privileges(&self, euid: u32) -> Result<(), ManifestError> {
+        if self.owners && euid != 0 {
+            return Err(ManifestError::Invalid {
+                path: self.manifest.clone(),
+                line: None,
+                key: "owners",
+                reason: format!(
+                    "only root can give files the source's owners (running as uid {euid}); \
+                     run as root or remove `owners`"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Blocks each transfer lane's FIFO holds: the one budget of
     /// `queue_capacity + 2` blocks (queued, plus one being read and one being
     /// written) split over the lanes, each lane holding at least 1 queued
@@ -824,6 +895,119 @@ mod tests {
             let e = md(bad).unwrap_err().to_string();
             assert!(e.starts_with("/jobs/t.toml:3: `max_delete`"), "{bad}: {e}");
         }
+    }
+
+    /// Integers, sizes, rates and durations: a TOML number and the same
+    /// digits in a string mean the same thing, and both are refused alike.
+    #[test]
+    fn numbers_and_strings_are_one_spelling() {
+        let base = "source = \"/a\"\ndestination = \"/b\"\n";
+        let job = |kv: &str| load_text(&format!("{base}{kv}\n"));
+        let same = |key: &str, v: &str| {
+            let (a, b) = (
+                job(&format!("{key} = {v}")),
+                job(&format!("{key} = \"{v}\"")),
+            );
+            match (a, b) {
+                (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "{key} = {v}"),
+                (Err(a), Err(b)) => assert_eq!(
+                    a.to_string().split_once(": `").map(|x| x.1.to_string()),
+                    b.to_string().split_once(": `").map(|x| x.1.to_string()),
+                    "{key} = {v}"
+                ),
+                (a, b) => panic!(
+                    "{key} = {v}: number {:?}, string {:?}",
+                    a.is_ok(),
+                    b.is_ok()
+                ),
+            }
+        };
+        for (key, v) in [
+            ("transfers", "8"),
+            ("transfers", "8.0"),
+            ("transfers", "0"),
+            ("queue_capacity", "20"),
+            ("block_size", "65536"),
+            ("block_size", "1.5"),
+            ("block_size", "0"),
+            ("bwlimit", "1000"),
+            ("bwlimit", "0"),
+            ("bwlimit", "0.4"),
+            ("max_delete", "250"),
+            ("max_delete", "2.5"),
+            ("modify_window", "2"),
+            ("modify_window", "1.5"),
+            ("progress_interval", "30"),
+            ("progress_interval", "0"),
+        ] {
+            same(key, v);
+        }
+        assert_eq!(
+            job("modify_window = \"2\"").unwrap().modify_window,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            job("modify_window = 2").unwrap().modify_window,
+            Duration::from_secs(2)
+        );
+        assert_eq!(job("transfers = \"8\"").unwrap().transfers, 8);
+        assert!(job("transfers = 8.0").is_err());
+        assert!(job("modify_window = 1.5").is_err());
+    }
+
+    #[test]
+    fn progress_interval_under_a_second_is_refused() {
+        let base = "source = \"/a\"\ndestination = \"/b\"\n";
+        for v in ["\"0s\"", "0", "\"999ms\""] {
+            let e = load_text(&format!("{base}progress_interval = {v}\n")).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("/jobs/t.toml:3: `progress_interval`: must be at least 1s"),
+                "{v}: {e}"
+            );
+        }
+        let job = load_text(&format!("{base}progress_interval = \"1s\"\n")).unwrap();
+        assert_eq!(job.progress_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_rate_that_rounds_to_zero_is_not_unlimited() {
+        let o = Overrides {
+            bwlimit: Some("0.4B".into()),
+            ..Default::default()
+        };
+        let e = load_str(
+            Utf8Path::new("/jobs/t.toml"),
+            "source = \"/a\"\ndestination = \"/b\"\n",
+            &o,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("`bwlimit` from flag `--bwlimit`: rate `0.4B` rounds to 0"),
+            "{e}"
+        );
+        let e = load_text(
+            "source = \"/a\"\ndestination = \"/b\"\nbwlimit = \"08:00,0.4B 19:00,off\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("rounds to 0"), "{e}");
+    }
+
+    #[test]
+    fn owners_need_root() {
+        let job = load_text("source = \"/a\"\ndestination = \"/b\"\nowners = true\n").unwrap();
+        assert!(job.owners);
+        assert!(job.check_privileges(0).is_ok());
+        let e = job.check_privileges(1000).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/jobs/t.toml: `owners`: only root can give files the source's owners (running as uid 1000)"),
+            "{e}"
+        );
+        let job = load_text("source = \"/a\"\ndestination = \"/b\"\n").unwrap();
+        assert!(job.check_privileges(1000).is_ok());
+        assert_eq!(job.permissions, Permissions::Masked);
     }
 
     #[test]

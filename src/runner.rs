@@ -634,10 +634,18 @@ fn start(
     // A dry run creates nothing at the destination: a missing root is
     // simply an empty destination to its scan.
     if !opts.dry_run && !job.destination.exists() {
-        std::fs::create_dir(&job.destination).map_err(|source| RunError::DestRoot {
-            path: job.destination.clone(),
-            source,
-        })?;
+        // With the source root's bits, as every folder below it (`modes`):
+        // a `0700` source root must not arrive as a `0755` destination.
+        let mode = std::fs::metadata(&job.source).map_or(0o700, |m| {
+            crate::modes::Modes::new(job.permissions, job.owners)
+                .dir_create(std::os::unix::fs::MetadataExt::mode(&m))
+        });
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode)
+            .create(&job.destination)
+            .map_err(|source| RunError::DestRoot {
+                path: job.destination.clone(),
+                source,
+            })?;
     }
     Ok(source_id)
 }

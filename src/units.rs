@@ -9,26 +9,31 @@ use std::fmt;
 
 /// Why a size or rate did not parse; shown after the key and line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} `{input}`, expected e.g. `1048576`, `512K`, `5M`, `5MB` or `5MiB`{extra}")]
-pub struct UnitError {
-    what: &'static str,
-    input: String,
-    extra: &'static str,
-}
+#[error("{0}")]
+pub struct UnitError(String);
+
+const SIZE_EXAMPLES: &str = "expected e.g. `1048576`, `512K`, `5M`, `5MB` or `5MiB`";
 
 /// Parses a byte count: `1048576`, `512K`, `5M`, `1G`, `2T` (powers of 1024),
 /// `5KB`/`5MB`/`5GB`/`5TB` (powers of 1000), `5KiB`…`5TiB` (1024), `10B`.
-/// Case-insensitive, optional space before the unit, decimals allowed (`1.5G`).
+/// Case-insensitive, optional space before the unit, decimals allowed (`1.5G`)
+/// and rounded to whole bytes; a value above zero that rounds to 0 bytes
+/// (`0.4B`) is refused rather than read as 0.
 pub fn parse_size(input: &str) -> Result<u64, UnitError> {
-    parse_bytes(input).ok_or_else(|| UnitError {
-        what: "size",
-        input: input.to_string(),
-        extra: "",
-    })
+    match parse_bytes(input) {
+        Ok(n) => Ok(n),
+        Err(Bad::Syntax) => Err(UnitError(format!(
+            "invalid size `{input}`, {SIZE_EXAMPLES}"
+        ))),
+        Err(Bad::RoundsToZero) => Err(UnitError(format!(
+            "size `{input}` rounds to 0 bytes; write a whole number of bytes"
+        ))),
+    }
 }
 
 /// Parses a byte rate: a size with an optional `/s`; `0` or `off` mean
-/// "no limit" and yield `None`.
+/// "no limit" and yield `None`. A rate above zero that rounds to 0 bytes/s
+/// (`0.4B`) is an error, never "no limit".
 pub fn parse_rate(input: &str) -> Result<Option<u64>, UnitError> {
     let t = input.trim();
     if t.eq_ignore_ascii_case("off") {
@@ -39,24 +44,31 @@ pub fn parse_rate(input: &str) -> Result<Option<u64>, UnitError> {
         .or_else(|| t.strip_suffix("/S"))
         .unwrap_or(t);
     match parse_bytes(body) {
-        Some(0) => Ok(None),
-        Some(n) => Ok(Some(n)),
-        None => Err(UnitError {
-            what: "rate",
-            input: input.to_string(),
-            extra: " (optionally with `/s`), or `off`",
-        }),
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(Bad::Syntax) => Err(UnitError(format!(
+            "invalid rate `{input}`, {SIZE_EXAMPLES} (optionally with `/s`), or `off`"
+        ))),
+        Err(Bad::RoundsToZero) => Err(UnitError(format!(
+            "rate `{input}` rounds to 0 bytes/s; write at least `1B`, or `off` for no limit"
+        ))),
     }
 }
 
-fn parse_bytes(input: &str) -> Option<u64> {
+enum Bad {
+    Syntax,
+    /// A number above zero whose byte count rounds to 0.
+    RoundsToZero,
+}
+
+fn parse_bytes(input: &str) -> Result<u64, Bad> {
     let t = input.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
-        return None;
+        return Err(Bad::Syntax);
     }
     let mult: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -68,14 +80,20 @@ fn parse_bytes(input: &str) -> Option<u64> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        _ => return None,
+        _ => return Err(Bad::Syntax),
     };
     if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(mult);
+        return n.checked_mul(mult).ok_or(Bad::Syntax);
     }
-    let f: f64 = num.parse().ok()?;
+    let f: f64 = num.parse().map_err(|_| Bad::Syntax)?;
     let v = f * mult as f64;
-    (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then(|| v.round() as u64)
+    if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
+        return Err(Bad::Syntax);
+    }
+    match v.round() as u64 {
+        0 if v > 0.0 => Err(Bad::RoundsToZero),
+        n => Ok(n),
+    }
 }
 
 /// Formats bytes for people, binary units (`5.0 MiB`), as the progress and
@@ -147,7 +165,19 @@ mod tests {
         assert_eq!(parse_rate("off"), Ok(None));
         assert_eq!(parse_rate("OFF"), Ok(None));
         assert_eq!(parse_rate("0"), Ok(None));
+        assert_eq!(parse_rate("0.0"), Ok(None));
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn a_rate_or_size_that_rounds_to_zero_is_refused() {
+        for r in ["0.4B", "0.4", "0.4/s", "0.0001K"] {
+            let e = parse_rate(r).unwrap_err().to_string();
+            assert!(e.contains("rounds to 0 bytes/s"), "{r}: {e}");
+        }
+        assert_eq!(parse_rate("0.5B"), Ok(Some(1)));
+        let e = parse_size("0.4B").unwrap_err().to_string();
+        assert!(e.contains("rounds to 0 bytes"), "{e}");
     }
 
     #[test]

@@ -20,12 +20,16 @@ pub struct FileTask {
     pub size: u64,
     pub modified_ns: i64,
     pub accessed_ns: i64,
-    /// Source mode bits, for the log only: permissions are never applied.
+    /// Source mode, uid and gid as the reader found them when it opened the
+    /// source (the scanned row's for a failed entry): the bits and owners
+    /// the destination entry is created with (see `crate::modes`).
     pub mode: u32,
     /// `File` or `Symlink` (folders never travel through the FIFO).
     pub kind: EntryKind,
     /// A symlink's target as the reader found it, for the audit line.
     pub link_target: Option<PathBuf>,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A slice of a file's bytes.

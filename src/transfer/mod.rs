@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use crate::audit::{AuditError, AuditLog};
 use crate::db::{DbError, StateDb};
 use crate::manifest::Job;
+use crate::modes::Modes;
 use crate::progress::{PHASE_TRANSFER, Progress};
 use crate::throttle::Throttle;
 
@@ -129,6 +130,7 @@ pub fn run(
         folders::CheckedFolders::default(),
         folders::CheckedFolders::default(),
     );
+    let modes = Modes::new(job.permissions, job.owners);
     let span = tracing::Span::current();
     std::thread::scope(|s| {
         let fspan = span.clone();
@@ -164,6 +166,8 @@ pub fn run(
             }));
             let writer = writer::Writer {
                 dest_root: job.destination.as_std_path(),
+                source_root: job.source.as_std_path(),
+                modes: &modes,
                 inplace: job.inplace,
                 rx,
                 pool: pool_tx,
@@ -185,6 +189,8 @@ pub fn run(
             db,
             audit,
             dest_root: job.destination.as_std_path(),
+            source_root: job.source.as_std_path(),
+            modes: &modes,
             algo: job.checksum,
             progress,
             stop,

@@ -113,7 +113,7 @@ impl Reader<'_> {
                     return Ok(());
                 }
                 let send = &mut |m| parcel.push(m);
-                let task = |size, modified_ns, accessed_ns| {
+                let task = |size, modified_ns, accessed_ns, (mode, uid, gid)| {
                     Arc::new(FileTask {
                         id: row.id,
                         source: row.source.clone(),
@@ -121,7 +121,9 @@ impl Reader<'_> {
                         size,
                         modified_ns,
                         accessed_ns,
-                        mode: row.mode,
+                        mode,
+                        uid,
+                        gid,
                         kind: row.kind,
                         link_target: None,
                     })
@@ -147,6 +149,7 @@ impl Reader<'_> {
                                 md.len(),
                                 ns(md.mtime(), md.mtime_nsec()),
                                 ns(md.atime(), md.atime_nsec()),
+                                (md.mode(), md.uid(), md.gid()),
                             );
                             if let Some(f) = Arc::get_mut(&mut file) {
                                 // Just made, so not shared yet: for the audit line.
@@ -163,7 +166,8 @@ impl Reader<'_> {
                     Outcome::Sent | Outcome::Abandoned => {}
                     Outcome::Failed(error) => {
                         self.check_root(root)?;
-                        let file = task(row.size, row.modified_ns, row.accessed_ns);
+                        let file =
+                            task(row.size, row.modified_ns, row.accessed_ns, (row.mode, 0, 0));
                         send(Msg::Failed { file, error })?;
                     }
                 }
@@ -231,7 +235,7 @@ impl Reader<'_> {
     fn read_file(
         &self,
         row: &PendingFile,
-        task: &dyn Fn(u64, i64, i64) -> Arc<FileTask>,
+        task: &dyn Fn(u64, i64, i64, (u32, u32, u32)) -> Arc<FileTask>,
         send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
     ) -> Result<Outcome, TransferError> {
         let mut f = match open_source(&row.source) {
@@ -251,10 +255,13 @@ impl Reader<'_> {
             Ok(_) => return Ok(Outcome::Failed("source is no longer a regular file".into())),
             Err(e) => return Ok(Outcome::Failed(format!("cannot stat source: {e}"))),
         };
+        // The mode at open, not the scanned one: a file made private since
+        // the scan must not arrive with its old, wider bits.
         let file = task(
             before.len(),
             ns(before.mtime(), before.mtime_nsec()),
             ns(before.atime(), before.atime_nsec()),
+            (before.mode(), before.uid(), before.gid()),
         );
         debug!(id = row.id, path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.algo.hasher();

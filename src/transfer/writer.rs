@@ -4,9 +4,11 @@
 //!
 //! Split in two so that `transfers = N` lanes can write at once while the
 //! state DB keeps a single writer:
-//! - [`Writer`] (one per lane, own thread): the filesystem half — temp file,
-//!   blocks with write-back pacing, checked close, times, rename. It reports
-//!   each finished or failed entry as a [`Done`] event, only after the rename.
+//! - [`Writer`] (one per lane, own thread): the filesystem half — temp file
+//!   (created with the source's bits, `crate::modes`), blocks with
+//!   write-back pacing, owners and exact bits when asked, checked close,
+//!   times, rename. It reports each finished or failed entry as a [`Done`]
+//!   event, only after the rename.
 //! - [`Committer`] (one, the transfer stage's calling thread): the DB half —
 //!   mark synced/failed, parent folder rows, audit line, batched commits
 //!   (audit flushed and destination `syncfs`ed before each commit), folder
@@ -29,8 +31,10 @@ use super::block::{Block, FileTask, Msg, Parcel};
 use super::folders::CheckedFolders;
 use crate::audit::{AuditLog, FileRecord};
 use crate::checksum::HashAlgo;
+use crate::db::PendingFile;
 use crate::db::{StateDb, Synced};
 use crate::decide::{EntryKind, Stamp};
+use crate::modes::{Modes, Permissions};
 use crate::progress::Progress;
 use crate::throttle::Throttle;
 use crate::times;
@@ -57,6 +61,10 @@ pub struct WriterReport {
 /// One lane's filesystem writer.
 pub struct Writer<'a> {
     pub dest_root: &'a Path,
+    /// Where a missing destination folder's bits and owners are read.
+    pub source_root: &'a Path,
+    /// Bits and owners of what the lane creates; shared by all lanes.
+    pub modes: &'a Modes,
     pub inplace: bool,
     pub rx: Receiver<Parcel>,
     pub pool: Sender<Vec<u8>>,
@@ -101,6 +109,8 @@ pub struct Committer<'a> {
     pub db: &'a mut StateDb,
     pub audit: &'a mut AuditLog,
     pub dest_root: &'a Path,
+    pub source_root: &'a Path,
+    pub modes: &'a Modes,
     pub algo: HashAlgo,
     pub progress: &'a Progress,
     pub stop: &'a AtomicBool,
@@ -485,7 +495,8 @@ impl Writer<'_> {
                 self.dest_root.display()
             ))));
         }
-        std::fs::create_dir_all(parent).map_err(|e| classify("cannot create folder", parent, e))?;
+        make_dirs(self.dest_root, self.source_root, parent, self.modes)
+            .map_err(|e| classify("cannot create folder", parent, e))?;
         self.folders.checked(parent);
         Ok(())
     }
@@ -505,7 +516,11 @@ impl Writer<'_> {
         // one created exclusively; with `inplace` a destination that is a
         // symlink fails (ELOOP) instead of overwriting what it points to.
         let mut options = std::fs::OpenOptions::new();
-        options.write(true);
+        // Created with the source's bits (the kernel takes the umask off):
+        // never wider than the source, not even while it is written.
+        options
+            .write(true)
+            .mode(self.modes.file_create(task.mode, !self.inplace));
         if self.inplace {
             options
                 .create(true)
@@ -525,6 +540,15 @@ impl Writer<'_> {
             r => r,
         }
         .map_err(|e| classify("cannot create", &path, e))?;
+        if self.inplace {
+            // An existing file keeps its bits, less those the source does
+            // not grant, taken off before the first byte is written.
+            if let Ok(md) = file.metadata()
+                && let Some(bits) = self.modes.inplace_narrowed(task.mode, md.mode())
+            {
+                self.modes.fchmod(&file, bits, &path);
+            }
+        }
         Ok(Open {
             id: task.id,
             file,
@@ -559,6 +583,10 @@ impl Writer<'_> {
         pacer
             .finish(&file)
             .map_err(|e| undo(classify("cannot write", &path, e)))?;
+        // Owners, then bits (a chown clears setuid), on the open file
+        // before the rename: no path lookup, and the file appears under its
+        // name with them.
+        self.settle_file(task, &file);
         // A checked close: NFS and SMB report deferred write errors (ENOSPC,
         // EDQUOT, EIO) at close, which dropping a `File` would ignore.
         close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
@@ -585,6 +613,32 @@ impl Writer<'_> {
         Ok(stamp_of(EntryKind::File, &after))
     }
 
+    /// `owners` and `preserve`, best-effort (see [`Modes`]).
+    fn settle_file(&self, task: &FileTask, file: &File) {
+        let (m, path) = (self.modes, task.dest.as_path());
+        let owned = m.owners && m.fchown(file, task.uid, task.gid, path);
+        match m.permissions {
+            Permissions::Preserve => {
+                let (uid, gid) = if owned {
+                    (task.uid, task.gid)
+                } else {
+                    file.metadata()
+                        .map_or((u32::MAX, u32::MAX), |md| (md.uid(), md.gid()))
+                };
+                m.fchmod(
+                    file,
+                    m.preserved((task.mode, task.uid, task.gid), uid, gid),
+                    path,
+                );
+            }
+            // Created owner-only until it had its owners: now its bits.
+            Permissions::Masked if m.private_until_owned(!self.inplace) => {
+                m.fchmod(file, m.file_masked(task.mode), path);
+            }
+            Permissions::Masked => {}
+        }
+    }
+
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
         self.ensure_parent(&task.dest)?;
         let tmp = task
@@ -595,6 +649,10 @@ impl Writer<'_> {
         let _ = std::fs::remove_file(&tmp);
         std::os::unix::fs::symlink(target, &tmp)
             .map_err(|e| classify("cannot create symlink", &tmp, e))?;
+        // A symlink has no bits of its own to give; only its owners.
+        if self.modes.owners {
+            let _ = self.modes.lchown(&tmp, task.uid, task.gid);
+        }
         let done = times::set_by_path(&tmp, task.accessed_ns, task.modified_ns)
             .map_err(|e| classify("cannot set times on", &tmp, e))
             .and_then(|()| {
@@ -656,7 +714,8 @@ impl Committer<'_> {
                 Some(link) => Err(io::Error::other(symlinked_folder_error(&link))),
                 None => Ok(()),
             }
-            .and_then(|()| std::fs::create_dir_all(&d.dest))
+            .and_then(|()| make_dirs(self.dest_root, self.source_root, &d.dest, self.modes))
+            .map(|()| self.settle_dir(&d))
             .and_then(|()| times::set_by_path(&d.dest, d.accessed_ns, d.modified_ns))
             .and_then(|()| std::fs::symlink_metadata(&d.dest));
             match done {
@@ -684,6 +743,80 @@ impl Committer<'_> {
         }
         Ok(())
     }
+
+    /// A folder's own row, after its contents: `owners` and `preserve`
+    /// (best-effort), or, not root, the owner bits added to write into it
+    /// taken off again (see [`Modes::dir_create`]). The bits are the ones
+    /// the scan recorded, as are the times set next.
+    fn settle_dir(&self, d: &PendingFile) {
+        let m = self.modes;
+        let owned = m.owners && m.lchown(&d.dest, d.uid, d.gid);
+        match m.permissions {
+            Permissions::Preserve => {
+                let (uid, gid) = if owned {
+                    (d.uid, d.gid)
+                } else {
+                    std::fs::symlink_metadata(&d.dest)
+                        .map_or((u32::MAX, u32::MAX), |md| (md.uid(), md.gid()))
+                };
+                m.chmod(&d.dest, m.preserved((d.mode, d.uid, d.gid), uid, gid));
+            }
+            Permissions::Masked if !m.root && m.dir_masked(d.mode) & 0o700 != 0o700 => {
+                if let Ok(md) = std::fs::symlink_metadata(&d.dest)
+                    && let Some(bits) = m.dir_fix_owner_bits(d.mode, md.mode())
+                {
+                    m.chmod(&d.dest, bits);
+                }
+            }
+            Permissions::Masked => {}
+        }
+    }
+}
+
+/// Creates `dir` and the folders missing above it (below `dest_root`, which
+/// must exist), top down, each with the `mode` argument its source folder's
+/// bits give (see [`Modes::dir_create`]) — read live, as a folder created
+/// for a file is created before its own row is applied. A source folder
+/// that cannot be read gives `0700`. With `owners`, a new folder gets the
+/// source's owners at once, while it is still empty.
+fn make_dirs(dest_root: &Path, source_root: &Path, dir: &Path, modes: &Modes) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut missing = Vec::new();
+    for a in dir.ancestors() {
+        if a == dest_root || !a.starts_with(dest_root) {
+            break;
+        }
+        match std::fs::symlink_metadata(a) {
+            Ok(md) if md.is_dir() => break,
+            // A file where a folder must go: user data, never replaced.
+            Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(a),
+            Err(e) => return Err(e),
+        }
+    }
+    for d in missing.into_iter().rev() {
+        let source = d
+            .strip_prefix(dest_root)
+            .ok()
+            .and_then(|rel| std::fs::symlink_metadata(source_root.join(rel)).ok())
+            .filter(std::fs::Metadata::is_dir);
+        let mode = source
+            .as_ref()
+            .map_or(0o700, |md| modes.dir_create(md.mode()));
+        match std::fs::DirBuilder::new().mode(mode).create(d) {
+            Ok(()) => {
+                if modes.owners
+                    && let Some(md) = &source
+                {
+                    let _ = modes.lchown(d, md.uid(), md.gid());
+                }
+            }
+            // Another lane made it a moment ago, by the same rule.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Removes the partial output of file `id` (or of whatever is open when

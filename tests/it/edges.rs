@@ -201,8 +201,9 @@ fn throttled_in_place_copy_is_identical_and_not_faster_than_the_limit() {
 #[test]
 fn plain_progress_lines_without_a_terminal() {
     let env = TestEnv::new();
-    // ~1 s of transfer at 1 MiB/s, a progress line every 100 ms.
-    env.manifest("bwlimit = \"1M\"\nprogress_interval = \"100ms\"\nblock_size = \"128K\"");
+    // ~2.7 s of transfer at 384 KiB/s, a progress line every second (the
+    // shortest interval accepted).
+    env.manifest("bwlimit = \"384K\"\nprogress_interval = \"1s\"\nblock_size = \"128K\"");
     env.src_file("big.bin", &bytes(1 << 20, 9));
     let out = env.run(&[]);
     out.assert_code(0);

@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod manifest;
 mod mirror;
+mod modes;
 mod progress;
 mod refuse;
 mod roots;

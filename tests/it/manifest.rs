@@ -58,6 +58,14 @@ fn manifest_errors() {
             "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"soon\"\n",
         ),
         (
+            "zero_progress_interval",
+            "source = \"src\"\ndestination = \"dst\"\nprogress_interval = \"0s\"\n",
+        ),
+        (
+            "rate_rounds_to_zero",
+            "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"0.4B\"\n",
+        ),
+        (
             "bad_max_delete",
             "source = \"src\"\ndestination = \"dst\"\nmax_delete = \"150%\"\n",
         ),
@@ -105,6 +113,52 @@ fn bad_env_and_flag_values_name_their_origin() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn value_spellings_agree_across_layers() {
+    let env = TestEnv::new();
+    // A flag is always a string: `--bwlimit 0.4B` used to round to `off`.
+    let out = env.run(&["--bwlimit", "0.4B"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("`bwlimit` from flag `--bwlimit`: rate `0.4B` rounds to 0 bytes/s"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.db_path().exists() && !env.dst.exists());
+    let out = env.run(&["--progress-interval", "0s"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("`progress_interval` from flag"),
+        "{}",
+        out.stderr
+    );
+    // Whole seconds as digits, from the manifest (string and number), the
+    // environment and a flag.
+    let line = |out: &crate::env::Out| {
+        out.assert_code(0);
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with("modify_window"))
+            .unwrap()
+            .to_string()
+    };
+    env.manifest("modify_window = \"2\"");
+    assert!(line(&env.check(&[])).ends_with(" 2s"));
+    env.manifest("modify_window = 2");
+    assert!(line(&env.check(&[])).ends_with(" 2s"));
+    assert!(line(&env.check(&["--modify-window", "3"])).ends_with(" 3s"));
+    let out: crate::env::Out = env
+        .cmd()
+        .env("JOBRUN_MODIFY_WINDOW", "4")
+        .arg("check")
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    assert!(line(&out).ends_with(" 4s"));
 }
 
 #[test]

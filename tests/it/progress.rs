@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use crate::env::{TestEnv, bytes};
 
-/// Three 512 KiB files at 2 MiB/s: the transfer lasts ~0.75 s, long enough
-/// for several plain lines at a 50 ms interval.
+/// Three 512 KiB files at 2 MiB/s: the transfer lasts ~0.75 s (a plain
+/// line needs a longer run: 1 s is the shortest `progress_interval`).
 fn slow_env() -> TestEnv {
     let env = TestEnv::new();
-    env.manifest("bwlimit = \"2M\"\nprogress_interval = \"50ms\"");
+    env.manifest("bwlimit = \"2M\"\nprogress_interval = \"1s\"");
     for i in 0..3 {
         env.src_file(&format!("d/f{i}.bin"), &bytes(512 << 10, i));
     }
@@ -27,6 +27,8 @@ fn control_bytes(text: &str) -> Vec<(usize, char)> {
 #[test]
 fn non_tty_output_is_plain_lines_without_control_bytes() {
     let env = slow_env();
+    // ~3 s at 512 KiB/s: plain lines at 1 s and 2 s at least.
+    env.manifest("bwlimit = \"512K\"\nprogress_interval = \"1s\"");
     // A name that carries an escape sequence, shown by -vv's per-file lines.
     env.src_file("evil\x1b[2J\x07name.bin", b"x");
     let out = env.run(&["-vv"]);
@@ -53,7 +55,7 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
             " eta ",
             ", rate ",
             " smoothed ",
-            " limit 2.0 MiB/s, copied run ",
+            " limit 512.0 KiB/s, copied run ",
             " total ",
             ", failed 0, elapsed ",
         ] {

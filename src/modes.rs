@@ -1,0 +1,341 @@
+//! Permission bits and owners of the entries a run creates (README
+//! "Permissions and owners"). Owns the rules, the few syscalls that apply
+//! them (`fchmod`, `fchown`, their path forms) and the once-per-run warning
+//! when a share refuses them; the writer decides *when* they are called.
+//!
+//! The rule everything else follows: nothing may arrive more open than it
+//! left, not even for a moment. By default (`permissions = "masked"`, what
+//! rsync does without `-p`) each file and folder is *created* with the
+//! source's bits as the `mode` argument of `open`/`mkdir`, and the kernel
+//! takes the process umask off: no extra call, nothing that can fail on a
+//! share. `preserve` and `owners` add best-effort calls after the write, each
+//! of which can only narrow what was created or move it to the source's
+//! exact bits and owners.
+//!
+//! Special bits: setuid and setgid are never given at creation (rsync
+//! without `-p` drops them too); with `preserve` they are given back only
+//! when the destination's owner (setuid) or group (setgid) is the source's,
+//! so a setuid-alice program copied by root never becomes setuid-root. The
+//! sticky bit only restricts (who may delete in a folder), so folders keep
+//! it; files have no use for it and never get it by default.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+/// `permissions`: which bits created entries get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permissions {
+    /// The source's bits less the process umask, at creation (rsync
+    /// without `-p`). Existing destination entries keep theirs.
+    #[default]
+    Masked,
+    /// The source's exact bits, set after the write (best-effort).
+    Preserve,
+}
+
+impl std::fmt::Display for Permissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Masked => "masked",
+            Self::Preserve => "preserve",
+        })
+    }
+}
+
+const SETUID: u32 = 0o4000;
+const SETGID: u32 = 0o2000;
+const STICKY: u32 = 0o1000;
+const OWNER_RWX: u32 = 0o700;
+
+/// Mode policy of one run, shared by every lane and the committer.
+#[derive(Debug)]
+pub struct Modes {
+    pub permissions: Permissions,
+    /// Give entries the source's uid and gid (root only; refused at load otherwise).
+    pub owners: bool,
+    /// The process umask, read once.
+    pub umask: u32,
+    /// Running as root: permission bits do not stop us writing into a folder.
+    pub root: bool,
+    warned_mode: AtomicBool,
+    warned_owner: AtomicBool,
+}
+
+impl Modes {
+    pub fn new(permissions: Permissions, owners: bool) -> Self {
+        Self {
+            permissions,
+            owners,
+            umask: process_umask(),
+            // SAFETY: plain syscall without arguments.
+            root: unsafe { libc::geteuid() } == 0,
+            warned_mode: AtomicBool::new(false),
+            warned_owner: AtomicBool::new(false),
+        }
+    }
+
+    /// The `mode` argument for creating a file (the temporary, or the
+    /// destination with `inplace`). A temporary that will be given the
+    /// source's owners is created for its creator alone and opened up only
+    /// once it has them (see [`Self::private_until_owned`]): until then its
+    /// group is the creator's, not the source's.
+    pub fn file_create(&self, src_mode: u32, temporary: bool) -> u32 {
+        let bits = src_mode & 0o777;
+        if self.private_until_owned(temporary) {
+            bits & OWNER_RWX
+        } else {
+            bits
+        }
+    }
+
+    /// Whether a new file is created owner-only and widened after its
+    /// `fchown`: with `owners`, for temporaries. An `inplace` file is created
+    /// with its bits at once: it may be an existing file whose bits are kept,
+    /// and cannot be told apart from a new one after the open.
+    pub fn private_until_owned(&self, temporary: bool) -> bool {
+        self.owners && temporary
+    }
+
+    /// The bits a file ends with under `masked` (what [`Self::file_create`]
+    /// gives without `owners`, after the umask).
+    pub fn file_masked(&self, src_mode: u32) -> u32 {
+        src_mode & 0o777 & !self.umask
+    }
+
+    /// The `mode` argument for creating a folder. Not root, the owner's
+    /// `rwx` are added so that the run can write into a folder whose source
+    /// is read-only (rsync does the same); they are taken off when the
+    /// folder's own row is applied, after its contents (see
+    /// [`Self::dir_fix_owner_bits`]). These are the owner's bits only:
+    /// nobody else gets more than the source gives.
+    pub fn dir_create(&self, src_mode: u32) -> u32 {
+        let bits = src_mode & (0o777 | STICKY);
+        if self.root { bits } else { bits | OWNER_RWX }
+    }
+
+    /// The bits a folder ends with under `masked`.
+    pub fn dir_masked(&self, src_mode: u32) -> u32 {
+        src_mode & (0o777 | STICKY) & !self.umask
+    }
+
+    /// Under `masked`, the bits to set on a folder once its contents are
+    /// written: `Some` only when this run would have created it with the
+    /// owner's `rwx` added (not root, source lacking some of them) and it
+    /// still has exactly those bits. A run killed before the folder's row
+    /// was applied leaves such a folder, and the next run fixes it here.
+    pub fn dir_fix_owner_bits(&self, src_mode: u32, current: u32) -> Option<u32> {
+        let want = self.dir_masked(src_mode);
+        let created = self.dir_create(src_mode) & !self.umask;
+        (!self.root && want & OWNER_RWX != OWNER_RWX && current & 0o7777 == created).then_some(want)
+    }
+
+    /// The exact bits `preserve` sets: the source's, setuid only when the
+    /// destination's owner is the source's, setgid only when its group is.
+    pub fn preserved(&self, src: (u32, u32, u32), dest_uid: u32, dest_gid: u32) -> u32 {
+        let (mode, uid, gid) = src;
+        let mut bits = mode & 0o7777;
+        if dest_uid != uid {
+            bits &= !SETUID;
+        }
+        if dest_gid != gid {
+            bits &= !SETGID;
+        }
+        bits
+    }
+
+    /// With `inplace`, an existing destination file keeps its own bits
+    /// (rsync without `-p`), less any the source does not grant: the new
+    /// content is never more readable than at the source. `None` when
+    /// nothing needs taking off (always for a file this run just created).
+    pub fn inplace_narrowed(&self, src_mode: u32, current: u32) -> Option<u32> {
+        let allowed = self.file_masked(src_mode);
+        let cur = current & 0o7777;
+        let narrowed = cur & allowed;
+        (narrowed != cur).then_some(narrowed)
+    }
+
+    /// Sets `bits` on an open file, best-effort (see [`Self::refused`]).
+    pub fn fchmod(&self, f: &File, bits: u32, path: &Path) {
+        // SAFETY: plain syscall on an open fd; no memory is passed.
+        let rc = unsafe { libc::fchmod(f.as_raw_fd(), bits as libc::mode_t) };
+        if rc != 0 {
+            let _ = self.refused(false, path, io::Error::last_os_error());
+        }
+    }
+
+    /// Gives an open file the source's owner and group, best-effort.
+    /// Returns whether it took.
+    pub fn fchown(&self, f: &File, uid: u32, gid: u32, path: &Path) -> bool {
+        match std::os::unix::fs::fchown(f, Some(uid), Some(gid)) {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = self.refused(true, path, e);
+                false
+            }
+        }
+    }
+
+    /// [`Self::fchown`] by path, not following a symlink (folders, symlinks).
+    pub fn lchown(&self, path: &Path, uid: u32, gid: u32) -> bool {
+        match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = self.refused(true, path, e);
+                false
+            }
+        }
+    }
+
+    /// [`Self::fchmod`] by path (folders: checked for symlinks just before).
+    pub fn chmod(&self, path: &Path, bits: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)) {
+            let _ = self.refused(false, path, e);
+        }
+    }
+
+    /// A share that refuses modes or owners (SMB, root-squashed NFS) would
+    /// refuse them for every file: one warning per run and kind, never a
+    /// failed file. What was created stays as created, which is never
+    /// wider than the source.
+    /// Returns whether this refusal was the one reported.
+    fn refused(&self, owner: bool, path: &Path, e: io::Error) -> bool {
+        let flag = if owner {
+            &self.warned_owner
+        } else {
+            &self.warned_mode
+        };
+        if flag.swap(true, Relaxed) {
+            return false;
+        }
+        if owner {
+            warn!(path = %path.display(), error = %e,
+                "the destination refused the source's owner and group (owners = true); entries keep the ones they were created with; not reported again this run");
+        } else {
+            warn!(path = %path.display(), error = %e,
+                "the destination refused permission bits; entries keep the bits they were created with (never wider than the source); not reported again this run");
+        }
+        true
+    }
+}
+
+/// The process umask, from `/proc/self/status` (reading it with `umask(2)`
+/// means setting it, which races with other threads creating files).
+pub fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or_else(|| {
+            // SAFETY: plain syscalls; set and restored at once.
+            unsafe {
+                let m = libc::umask(0o022);
+                libc::umask(m);
+                m as u32
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modes(permissions: Permissions, owners: bool, root: bool) -> Modes {
+        Modes {
+            permissions,
+            owners,
+            umask: 0o022,
+            root,
+            warned_mode: AtomicBool::new(false),
+            warned_owner: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn creation_never_wider_than_the_source() {
+        let m = modes(Permissions::Masked, false, true);
+        assert_eq!(m.file_create(0o100600, true), 0o600);
+        assert_eq!(m.file_create(0o104755, true), 0o755, "setuid dropped");
+        assert_eq!(m.file_create(0o101777, true), 0o777, "no sticky on files");
+        assert_eq!(m.dir_create(0o40700), 0o700);
+        assert_eq!(m.dir_create(0o41777), 0o1777, "folders keep sticky");
+        assert_eq!(m.dir_create(0o42775), 0o775, "setgid dropped");
+        assert_eq!(m.dir_masked(0o41777), 0o1755);
+        let owners = modes(Permissions::Masked, true, true);
+        assert_eq!(owners.file_create(0o100644, true), 0o600);
+        assert_eq!(owners.file_create(0o100644, false), 0o644, "inplace");
+        let user = modes(Permissions::Masked, false, false);
+        assert_eq!(user.dir_create(0o40555), 0o755, "owner may write in it");
+        assert_eq!(user.dir_create(0o40750), 0o750);
+    }
+
+    #[test]
+    fn owner_bits_added_for_writing_are_taken_off() {
+        let user = modes(Permissions::Masked, false, false);
+        assert_eq!(user.dir_fix_owner_bits(0o40555, 0o755), Some(0o555));
+        assert_eq!(user.dir_fix_owner_bits(0o40555, 0o555), None);
+        assert_eq!(user.dir_fix_owner_bits(0o40755, 0o755), None);
+        assert_eq!(user.dir_fix_owner_bits(0o41555, 0o1755), Some(0o1555));
+        let root = modes(Permissions::Masked, false, true);
+        assert_eq!(root.dir_fix_owner_bits(0o40555, 0o755), None);
+    }
+
+    #[test]
+    fn preserve_gives_setid_back_only_to_the_same_owner() {
+        let m = modes(Permissions::Preserve, true, true);
+        assert_eq!(m.preserved((0o104755, 1000, 50), 1000, 50), 0o4755);
+        assert_eq!(m.preserved((0o104755, 1000, 50), 0, 50), 0o755);
+        assert_eq!(m.preserved((0o102755, 1000, 50), 1000, 0), 0o755);
+        assert_eq!(m.preserved((0o106755, 1000, 50), 1000, 50), 0o6755);
+        assert_eq!(m.preserved((0o41777, 0, 0), 0, 0), 0o1777);
+    }
+
+    #[test]
+    fn inplace_takes_off_what_the_source_does_not_grant() {
+        let m = modes(Permissions::Masked, false, true);
+        assert_eq!(m.inplace_narrowed(0o100600, 0o100644), Some(0o600));
+        assert_eq!(
+            m.inplace_narrowed(0o100755, 0o100644),
+            None,
+            "kept, not widened"
+        );
+        assert_eq!(
+            m.inplace_narrowed(0o100755, 0o104755),
+            Some(0o755),
+            "setuid off"
+        );
+        assert_eq!(m.inplace_narrowed(0o100600, 0o100600), None);
+    }
+
+    #[test]
+    fn a_refusal_is_reported_once_per_run_and_kind() {
+        let m = modes(Permissions::Preserve, true, true);
+        let e = || io::Error::from_raw_os_error(libc::EPERM);
+        let p = Path::new("/x");
+        assert!(m.refused(false, p, e()));
+        assert!(!m.refused(false, p, e()));
+        assert!(m.refused(true, p, e()), "owners are their own warning");
+        assert!(!m.refused(true, p, e()));
+    }
+
+    #[test]
+    fn umask_is_read_without_changing_it() {
+        // SAFETY: plain syscalls; set and restored at once.
+        let before = unsafe {
+            let m = libc::umask(0o022);
+            libc::umask(m);
+            m as u32
+        };
+        assert_eq!(process_umask(), before);
+    }
+}

@@ -1,0 +1,422 @@
+//! Permission bits and owners of created entries (README "Permissions and
+//! owners"): nothing arrives more open than it left. The tests run as root
+//! (root bypasses permission checks, but not the modes it creates); the
+//! non-root cases drop to `nobody` in the child, and the refusing-share case
+//! runs in a user namespace where the source's owners do not exist.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use crate::env::{Out, TestEnv};
+
+const NOBODY: u32 = 65534;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+fn chmod(p: &Path, bits: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(bits)).unwrap();
+}
+
+fn mkdir(p: &Path, bits: u32) {
+    std::fs::create_dir_all(p).unwrap();
+    chmod(p, bits);
+}
+
+/// Runs `jobrun` under `umask`, optionally as `uid` (and its gid, no groups).
+fn run_as(env: &TestEnv, umask: u32, uid: Option<u32>, args: &[&str]) -> Out {
+    let mut c = env.cmd();
+    c.args(args).arg(&env.manifest);
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::umask(umask as libc::mode_t);
+            if let Some(id) = uid
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(id) != 0
+                    || libc::setuid(id) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.output().expect("spawn jobrun").into()
+}
+
+fn chown_tree(root: &Path, uid: u32) {
+    std::os::unix::fs::lchown(root, Some(uid), Some(uid)).unwrap();
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        if p.symlink_metadata().unwrap().is_dir() {
+            chown_tree(&p, uid);
+        } else {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).unwrap();
+        }
+    }
+}
+
+/// The `/usr/share` and HR-share cases of the field trial: a private folder
+/// and its private file stay private, scripts keep their execute bit, a
+/// shared sticky folder stays sticky, setuid is dropped, folders created
+/// for a file before their own row get their own bits, and the umask is
+/// taken off (rsync without `-p`).
+#[test]
+fn created_entries_get_the_source_bits_less_the_umask() {
+    for (umask, want_notes, want_script, want_grp) in
+        [(0o022, 0o644, 0o755, 0o750), (0o027, 0o640, 0o750, 0o750)]
+    {
+        let env = TestEnv::new();
+        env.src_file("hr/salaries.txt", b"secret");
+        chmod(&env.src.join("hr/salaries.txt"), 0o600);
+        chmod(&env.src.join("hr"), 0o700);
+        env.src_file("bin/run.sh", b"#!/bin/sh\n");
+        chmod(&env.src.join("bin/run.sh"), 0o755);
+        env.src_file("notes.txt", b"n");
+        chmod(&env.src.join("notes.txt"), 0o664);
+        env.src_file("shared/f", b"f");
+        chmod(&env.src.join("shared/f"), 0o666);
+        chmod(&env.src.join("shared"), 0o1777);
+        env.src_file("grp/deep/x.bin", b"x");
+        chmod(&env.src.join("grp/deep/x.bin"), 0o640);
+        chmod(&env.src.join("grp/deep"), 0o710);
+        chmod(&env.src.join("grp"), 0o750);
+        env.src_file("suid", b"s");
+        chmod(&env.src.join("suid"), 0o4755);
+        mkdir(&env.src.join("sgid"), 0o2775);
+        std::os::unix::fs::symlink("notes.txt", env.src.join("link")).unwrap();
+        chmod(&env.src, 0o750);
+
+        run_as(&env, umask, None, &[]).assert_code(0);
+        let d = |rel: &str| mode(&env.dst.join(rel));
+        let ctx = format!("umask {umask:o}");
+        assert_eq!(d(""), 0o750 & !umask, "{ctx}: destination root");
+        assert_eq!(d("hr"), 0o700, "{ctx}");
+        assert_eq!(d("hr/salaries.txt"), 0o600, "{ctx}");
+        assert_eq!(d("bin/run.sh"), want_script, "{ctx}");
+        assert_eq!(d("notes.txt"), want_notes, "{ctx}");
+        assert_eq!(d("shared"), 0o1777 & !umask, "{ctx}: sticky kept");
+        assert_eq!(d("shared/f"), 0o666 & !umask, "{ctx}");
+        assert_eq!(d("grp"), want_grp, "{ctx}: created as a parent");
+        assert_eq!(d("grp/deep"), 0o710, "{ctx}: created as a parent");
+        assert_eq!(d("grp/deep/x.bin"), 0o640, "{ctx}");
+        assert_eq!(d("suid"), 0o755 & !umask, "{ctx}: setuid dropped");
+        assert_eq!(d("sgid"), 0o775 & !umask, "{ctx}: setgid dropped");
+        assert!(
+            env.dst
+                .join("link")
+                .symlink_metadata()
+                .unwrap()
+                .is_symlink()
+        );
+        env.assert_trees_equal();
+    }
+}
+
+/// Not root: a read-only source folder is created writable for its owner
+/// (or its files could not be written), then given its own bits after its
+/// contents; and `owners` is refused at load.
+#[test]
+fn non_root_fills_read_only_folders_then_closes_them() {
+    let env = TestEnv::new();
+    env.src_file("ro/f", b"f");
+    env.src_file("ro/sub/g", b"g");
+    chmod(&env.src.join("ro/f"), 0o444);
+    chmod(&env.src.join("ro/sub/g"), 0o400);
+    chmod(&env.src.join("ro/sub"), 0o555);
+    chmod(&env.src.join("ro"), 0o500);
+    chown_tree(env.root(), NOBODY);
+
+    run_as(&env, 0o022, Some(NOBODY), &[]).assert_code(0);
+    let d = |rel: &str| mode(&env.dst.join(rel));
+    assert_eq!(d("ro"), 0o500);
+    assert_eq!(d("ro/sub"), 0o555);
+    assert_eq!(d("ro/f"), 0o444);
+    assert_eq!(d("ro/sub/g"), 0o400);
+    assert_eq!(std::fs::read(env.dst.join("ro/sub/g")).unwrap(), b"g");
+
+    // `owners` is refused for a run and for `check`, not for `status`,
+    // which only reads the DB.
+    env.manifest("owners = true");
+    for args in [&[][..], &["check"]] {
+        let out = run_as(&env, 0o022, Some(NOBODY), args);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(
+                "job.toml: `owners`: only root can give files the source's owners (running as uid 65534)"
+            ),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    run_as(&env, 0o022, Some(NOBODY), &["status"]).assert_code(0);
+}
+
+/// `permissions = "preserve"`: the exact bits, whatever the umask; setuid
+/// and setgid only where the destination has the source's owner or group,
+/// so a program setuid to another user never becomes setuid root.
+/// `owners = true` gives the owners, and then the setuid bit with them.
+#[test]
+fn preserve_gives_exact_bits_and_setid_only_with_the_owner() {
+    let setup = |env: &TestEnv| {
+        env.src_file("notes.txt", b"n");
+        chmod(&env.src.join("notes.txt"), 0o644);
+        env.src_file("suid_root", b"r");
+        chmod(&env.src.join("suid_root"), 0o4755);
+        env.src_file("suid_alice", b"a");
+        std::os::unix::fs::chown(env.src.join("suid_alice"), Some(1234), Some(1234)).unwrap();
+        chmod(&env.src.join("suid_alice"), 0o6750);
+        env.src_file("team/doc", b"d");
+        std::os::unix::fs::chown(env.src.join("team"), Some(1234), Some(1234)).unwrap();
+        chmod(&env.src.join("team"), 0o2770);
+        mkdir(&env.src.join("drop"), 0o1733);
+        std::os::unix::fs::symlink("notes.txt", env.src.join("link")).unwrap();
+        std::os::unix::fs::lchown(env.src.join("link"), Some(1234), Some(1234)).unwrap();
+    };
+    let env = TestEnv::new();
+    setup(&env);
+    env.manifest("permissions = \"preserve\"");
+    run_as(&env, 0o077, None, &[]).assert_code(0);
+    let md = |rel: &str| env.dst.join(rel).symlink_metadata().unwrap();
+    let d = |rel: &str| mode(&env.dst.join(rel));
+    assert_eq!(d("notes.txt"), 0o644, "exact despite umask 077");
+    assert_eq!(d("suid_root"), 0o4755);
+    assert_eq!(d("suid_alice"), 0o750, "root-owned copy: no setuid/setgid");
+    assert_eq!(md("suid_alice").uid(), 0);
+    assert_eq!(d("team"), 0o770, "root-group copy: no setgid");
+    assert_eq!(d("drop"), 0o1733);
+
+    let env = TestEnv::new();
+    setup(&env);
+    env.manifest("permissions = \"preserve\"\nowners = true");
+    run_as(&env, 0o077, None, &[]).assert_code(0);
+    let md = |rel: &str| env.dst.join(rel).symlink_metadata().unwrap();
+    let d = |rel: &str| mode(&env.dst.join(rel));
+    assert_eq!(
+        (md("suid_alice").uid(), md("suid_alice").gid()),
+        (1234, 1234)
+    );
+    assert_eq!(d("suid_alice"), 0o6750);
+    assert_eq!((md("team").uid(), md("team").gid()), (1234, 1234));
+    assert_eq!(d("team"), 0o2770);
+    assert_eq!(md("link").uid(), 1234, "symlinks get their owner");
+    assert_eq!(md("notes.txt").uid(), 0);
+
+    // `owners` alone: the owners, and the masked bits (the temporary was
+    // created owner-only and opened up after its chown).
+    let env = TestEnv::new();
+    setup(&env);
+    env.manifest("owners = true");
+    run_as(&env, 0o022, None, &[]).assert_code(0);
+    let md = |rel: &str| env.dst.join(rel).symlink_metadata().unwrap();
+    assert_eq!(md("suid_alice").uid(), 1234);
+    assert_eq!(mode(&env.dst.join("suid_alice")), 0o750);
+    assert_eq!(mode(&env.dst.join("notes.txt")), 0o644);
+    assert_eq!(
+        (md("team").uid(), mode(&env.dst.join("team"))),
+        (1234, 0o750)
+    );
+}
+
+/// `inplace`: an existing destination file keeps its bits (rsync without
+/// `-p`) less any the source does not grant, taken off before the new
+/// content goes in; a new file gets the source's bits less the umask.
+#[test]
+fn inplace_keeps_existing_bits_less_what_the_source_does_not_grant() {
+    let env = TestEnv::new();
+    env.src_file("secret", b"new salaries");
+    chmod(&env.src.join("secret"), 0o600);
+    env.dst_file("secret", b"old");
+    chmod(&env.dst.join("secret"), 0o644);
+    env.src_file("kept", b"new");
+    chmod(&env.src.join("kept"), 0o755);
+    env.dst_file("kept", b"old");
+    chmod(&env.dst.join("kept"), 0o640);
+    env.src_file("fresh", b"f");
+    chmod(&env.src.join("fresh"), 0o640);
+    env.manifest("inplace = true");
+    run_as(&env, 0o022, None, &[]).assert_code(0);
+    assert_eq!(mode(&env.dst.join("secret")), 0o600);
+    assert_eq!(
+        std::fs::read(env.dst.join("secret")).unwrap(),
+        b"new salaries"
+    );
+    assert_eq!(mode(&env.dst.join("kept")), 0o640, "kept, not widened");
+    assert_eq!(mode(&env.dst.join("fresh")), 0o640);
+}
+
+/// A share that refuses the source's owners (here: ids that do not exist in
+/// a user namespace, as on a root-squashed or id-mapped share) costs one
+/// warning per run, not one per file, and no file fails.
+#[test]
+fn refused_owners_warn_once_and_fail_nothing() {
+    if std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .status()
+        .map_or(true, |s| !s.success())
+    {
+        eprintln!("skipped: no user namespaces here");
+        return;
+    }
+    let env = TestEnv::new();
+    for i in 0..20 {
+        let p = env.src_file(&format!("d{}/f{i}", i % 3), b"x");
+        std::os::unix::fs::chown(&p, Some(1234), Some(1234)).unwrap();
+    }
+    env.manifest("owners = true");
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--user", "--map-root-user", crate::env::BIN])
+        .arg(&env.manifest)
+        .current_dir(env.root())
+        .env_remove("RUST_LOG");
+    let out: Out = c.output().unwrap().into();
+    out.assert_code(0);
+    let warnings = out
+        .stderr
+        .matches("refused the source's owner and group")
+        .count();
+    assert_eq!(warnings, 1, "{}", out.stderr);
+    // Named by the destination path, not the temporary's.
+    assert!(
+        out.stderr.contains("path=") && out.stderr.contains("/dst/d"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(".jobrun-"), "{}", out.stderr);
+    let rows = env.rows();
+    assert!(
+        rows.values().all(|(status, _)| status == "synced"),
+        "{rows:?}"
+    );
+    assert_eq!(mode(&env.dst.join("d0/f0")), 0o644);
+    env.assert_trees_equal();
+}
+
+/// `check` shows both choices, from the manifest and from flags; a value
+/// that is not one of the two is refused naming the key.
+#[test]
+fn check_shows_permissions_and_owners() {
+    let env = TestEnv::new();
+    env.manifest("permissions = \"preserve\"");
+    let out = env.check(&["--owners"]);
+    out.assert_code(0);
+    let line = |key: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no `{key}` row: {}", out.stdout))
+            .to_string()
+    };
+    assert_eq!(
+        line("permissions"),
+        "permissions        preserve (the source's exact bits, set after the write; best-effort)"
+    );
+    assert_eq!(
+        line("owners"),
+        "owners             true (the source's owner and group; best-effort)"
+    );
+    env.manifest("permissions = \"exact\"");
+    let out = env.check(&[]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains(
+            ":3: `permissions`: unknown variant `exact`, expected `masked` or `preserve`"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Spawns a run as `uid` (None: root) and returns the child.
+fn spawn_as(env: &TestEnv, uid: Option<u32>, args: &[&str]) -> std::process::Child {
+    let mut c = env.cmd();
+    c.args(args)
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            libc::umask(0o022);
+            if let Some(id) = uid
+                && (libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(id) != 0
+                    || libc::setuid(id) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.spawn().expect("spawn jobrun")
+}
+
+/// The modes of every temporary seen in `dir` while `child` runs.
+fn temp_modes_while_running(dir: &Path, child: &mut std::process::Child) -> Vec<u32> {
+    let mut seen = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(".jobrun-")
+                && let Ok(md) = e.path().symlink_metadata()
+            {
+                seen.push(md.mode() & 0o7777);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    seen
+}
+
+/// Not even while it is written: the temporary of a `600` file is `600`
+/// from its creation (never created wider and narrowed later); with
+/// `owners`, a `640` file's temporary stays owner-only until its chown.
+#[test]
+fn the_temporary_is_never_wider_than_the_source() {
+    for (extra, src_bits, want_tmp) in [("", 0o600, 0o600), ("owners = true", 0o640, 0o600)] {
+        let env = TestEnv::new();
+        env.src_file("hr/salaries.bin", &crate::env::bytes(768 << 10, 1));
+        chmod(&env.src.join("hr/salaries.bin"), src_bits);
+        env.manifest(&format!("bwlimit = \"512K\"\n{extra}"));
+        let mut child = spawn_as(&env, None, &[]);
+        let seen = temp_modes_while_running(&env.dst.join("hr"), &mut child);
+        assert!(!seen.is_empty(), "{extra}: no temporary seen");
+        assert!(
+            seen.iter().all(|m| *m == want_tmp),
+            "{extra}: {:?}",
+            seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+        );
+        assert_eq!(mode(&env.dst.join("hr/salaries.bin")), src_bits, "{extra}");
+    }
+}
+
+/// Not root, a run killed after creating a read-only folder with its
+/// owner's `rwx` added (to write into it) and before the folder's own row:
+/// the next run takes them off.
+#[test]
+fn non_root_run_killed_mid_folder_leaves_it_fixed_by_the_next() {
+    let env = TestEnv::new();
+    env.src_file("ro/big.bin", &crate::env::bytes(2 << 20, 2));
+    chmod(&env.src.join("ro"), 0o555);
+    env.manifest("bwlimit = \"256K\"");
+    chown_tree(env.root(), NOBODY);
+    let mut child = spawn_as(&env, Some(NOBODY), &[]);
+    let ro = env.dst.join("ro");
+    let t0 = std::time::Instant::now();
+    while !ro.exists() && t0.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode(&ro), 0o755, "created writable for its owner");
+    run_as(&env, 0o022, Some(NOBODY), &["--bwlimit", "off"]).assert_code(0);
+    assert_eq!(mode(&ro), 0o555);
+    assert_eq!(
+        std::fs::read(ro.join("big.bin")).unwrap(),
+        crate::env::bytes(2 << 20, 2)
+    );
+}
