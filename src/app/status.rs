@@ -1,266 +1,19 @@
-//! Command dispatch: turns a parsed [`Cli`] into an exit code. `main.rs`
-//! only parses arguments, sets up tracing and calls [`run`].
+//! `jobrun status JOB.toml`: what the state DB says, read-only: counts per
+//! status, backlog and ETA, the last runs, failed files (`--json` for
+//! scripts).
 
-use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
-
-use crate::cli::{Cli, Command, CommonArgs, StatusArgs};
-use crate::db::{RunRow, StateDb, StatusCount};
-use crate::decide;
-use crate::manifest::{self, Job};
-use crate::modes::Permissions;
-use crate::progress::{self, Progress, Reporter, Style, Summary, summary_line};
-use crate::runner::{self, Exit};
-use crate::throttle::{Schedule, rate_text};
-use crate::units::{HumanRate, human_bytes};
 use serde::Serialize;
 
-/// Runs one command; every error has already been printed as one line
-/// prefixed `jobrun:` when this returns.
-pub fn run(cli: Cli) -> Exit {
-    match cli.command {
-        Some(Command::Check(args)) => check(&args),
-        Some(Command::Status(args)) => status(&args),
-        None => run_job(cli),
-    }
-}
+use super::{Failure, load, out};
+use crate::cli::StatusArgs;
+use crate::db::{RunRow, StateDb, StatusCount};
+use std::time::Duration;
 
-fn fail(msg: impl std::fmt::Display, exit: Exit) -> Exit {
-    let _ = writeln!(std::io::stderr(), "jobrun: {msg}");
-    exit
-}
-
-/// Prints to stdout; a closed stdout (`| head`) is not an error worth a
-/// panic, the exit code still tells what happened.
-fn out(text: &str) {
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
-}
-
-fn load(args: &CommonArgs) -> Result<Job, Exit> {
-    manifest::load(&args.job, &args.overrides).map_err(|e| fail(e, Exit::Usage))
-}
-
-/// [`load`], refusing what this user cannot run (`run` and `check`).
-fn load_runnable(path: &std::path::Path, overrides: &crate::cli::Overrides) -> Result<Job, Exit> {
-    // SAFETY: plain syscall without arguments.
-    let euid = unsafe { libc::geteuid() };
-    manifest::load(path, overrides)
-        .and_then(|job| job.check_privileges(euid).map(|()| job))
-        .map_err(|e| fail(e, Exit::Usage))
-}
-
-fn run_job(cli: Cli) -> Exit {
-    let args = cli.run;
-    let path = args
-        .job
-        .expect("clap requires JOB.toml without a subcommand");
-    let job = match load_runnable(&path, &args.overrides) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal exits at once (still safe: temps are cleaned by the
-        // next scan, uncommitted rows are simply copied again).
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone());
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
-    let style = Style::pick(args.quiet, job.progress_interval);
-    let progress = Progress::default();
-    let started = Instant::now();
-    let dry_run = args.dry_run;
-    let reporter = Reporter::start(&progress, style);
-    let opts = runner::RunOptions {
-        rescan: args.rescan,
-        dry_run: args.dry_run,
-    };
-    let result = runner::run(&job, opts, &progress, &stop, &|l| reporter.say(l));
-    drop(reporter);
-    match result {
-        Ok(runner::Finished { report, error }) => {
-            if let Some(e) = &error {
-                fail(runner::describe(e, &job), report.exit);
-            }
-            // Every recorded run ends with its summary line, so a cron mail
-            // always says what was done before an abort; its figures are the
-            // `run_end` line's and the `runs` row's.
-            out(&format!("{}\n", report.summary()));
-            report.exit
-        }
-        Err(e) => {
-            let exit = e.exit();
-            fail(runner::describe(&e, &job), exit);
-            // Not recorded (DB or log unusable): nothing was done.
-            if exit == Exit::Fatal {
-                out(&format!(
-                    "{}\n",
-                    summary_line(&Summary {
-                        files: 0,
-                        bytes: 0,
-                        failed: 0,
-                        deleted: None,
-                        dry_run,
-                        elapsed: started.elapsed(),
-                        mode: None,
-                        exit_code: exit.code(),
-                        reason: exit.reason(),
-                    })
-                ));
-            }
-            exit
-        }
-    }
-}
-
-fn check(args: &CommonArgs) -> Exit {
-    let job = match load_runnable(&args.job, &args.overrides) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
-    let mut out = String::new();
-    let rows: Vec<(&str, String)> = vec![
-        ("manifest", job.manifest.to_string()),
-        ("source", job.source.to_string()),
-        ("destination", job.destination.to_string()),
-        ("db", job.db.to_string()),
-        ("log", job.log.to_string()),
-        ("checksum", job.checksum.to_string()),
-        (
-            "block_size",
-            format!(
-                "{} ({} bytes)",
-                human_bytes(job.block_size as u64),
-                job.block_size
-            ),
-        ),
-        (
-            "queue_capacity",
-            format!(
-                "{} (FIFO memory up to {})",
-                job.queue_capacity,
-                human_bytes(job.fifo_bytes())
-            ),
-        ),
-        (
-            "transfers",
-            format!(
-                "{} (files at once; {} queued blocks each)",
-                job.transfers,
-                job.lane_capacity()
-            ),
-        ),
-        (
-            "bwlimit",
-            match &job.bwlimit {
-                Schedule::Fixed(r) => r.map_or("off".into(), |b| {
-                    format!("{}/s ({b} bytes/s)", human_bytes(b))
-                }),
-                t @ Schedule::Timetable(_) => {
-                    format!("timetable {t} (now {})", rate_text(t.rate_now()))
-                }
-            },
-        ),
-        ("delete_extras", job.delete_extras.to_string()),
-        (
-            "max_delete",
-            match job.max_delete {
-                decide::MaxDelete::Percent(_) => {
-                    format!("{} of the destination's entries per run", job.max_delete)
-                }
-                decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
-                decide::MaxDelete::Off => "off (no cap)".into(),
-            },
-        ),
-        ("inplace", job.inplace.to_string()),
-        (
-            "modify_window",
-            humantime::format_duration(job.modify_window).to_string(),
-        ),
-        ("symlinks", job.symlinks.to_string()),
-        (
-            "permissions",
-            match job.permissions {
-                Permissions::Masked => {
-                    "masked (the source's bits less the umask, given at creation)".into()
-                }
-                Permissions::Preserve => {
-                    "preserve (the source's exact bits, set after the write; best-effort)".into()
-                }
-            },
-        ),
-        (
-            "owners",
-            if job.owners {
-                "true (the source's owner and group; best-effort)".into()
-            } else {
-                "false (created entries belong to the user running jobrun)".into()
-            },
-        ),
-        (
-            "progress_interval",
-            humantime::format_duration(job.progress_interval).to_string(),
-        ),
-    ];
-    for (k, v) in rows {
-        out.push_str(&format!("{k:<18} {v}\n"));
-    }
-    let mode = match StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
-        None => Ok(None),
-        Some(db) => {
-            db.verify_roots(&job.source, &job.destination, &runner::same_folder)?;
-            Ok(Some((db.backlog()?, db.last_scan_complete()?)))
-        }
-    }) {
-        // A DB of another job: a run refuses it, so does `check`.
-        Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
-            self::out(&out);
-            return fail(e, Exit::Usage);
-        }
-        Ok(None) => Some(decide::RunMode::Scan),
-        Ok(Some(((files, bytes), trusted))) => Some(decide::run_mode(files, bytes, !trusted)),
-        Err(e) => {
-            out.push_str(&format!("warning: cannot read state DB: {e}\n"));
-            None
-        }
-    };
-    match mode {
-        Some(mode) => {
-            let stages: Vec<&str> = runner::plan(&job, mode).iter().map(|s| s.name()).collect();
-            out.push_str(&format!(
-                "{:<18} {}\n",
-                "mode",
-                runner::mode_line(mode, false)
-            ));
-            out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
-        }
-        None => {
-            let stages: Vec<&str> = runner::plan(&job, decide::RunMode::Scan)
-                .iter()
-                .map(|s| s.name())
-                .collect();
-            out.push_str(&format!(
-                "{:<18} {} (scan only without a backlog)\n",
-                "plan",
-                stages.join(" -> ")
-            ));
-        }
-    }
-    if !job.destination.exists() {
-        out.push_str(&format!(
-            "warning: destination root `{}` does not exist (yet); a run creates it\n",
-            job.destination
-        ));
-    }
-    self::out(&out);
-    // What a run would refuse about the roots, with its line and exit code.
-    match runner::preflight(&job) {
-        Ok(()) => Exit::Ok,
-        Err(e) => fail(runner::describe(&e, &job), e.exit()),
-    }
-}
+use crate::decide;
+use crate::manifest::Job;
+use crate::progress;
+use crate::runner::{self, Exit};
+use crate::units::{HumanRate, human_bytes};
 
 /// Runs whose mean rate gives `status` its ETA.
 const RATE_RUNS: usize = 5;
@@ -516,41 +269,36 @@ pub fn render_status(r: &StatusReport) -> String {
     o
 }
 
-fn status(args: &StatusArgs) -> Exit {
-    let job = match load(&args.common) {
-        Ok(j) => j,
-        Err(code) => return code,
-    };
+pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {
+    let job = load(&args.common)?;
     let db = match StateDb::open_existing_read_only(&job.db) {
         Ok(Some(db)) => db,
         Ok(None) => {
-            return fail(
+            return Err(Failure::new(
                 format!("no state DB at `{}` yet: the job has never run", job.db),
                 Exit::Usage,
-            );
+            ));
         }
-        Err(e) => return fail(e, Exit::Fatal),
+        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
     };
     // A DB made for other roots describes another job: say so, as a run
     // would, instead of showing its figures as this job's.
     match db.verify_roots(&job.source, &job.destination, &runner::same_folder) {
         Ok(()) => {}
-        Err(e @ crate::db::DbError::RootsDiffer { .. }) => return fail(e, Exit::Usage),
-        Err(e) => return fail(e, Exit::Fatal),
-    }
-    let report = match status_report(&job, &db) {
-        Ok(r) => r,
-        Err(e) => return fail(e, Exit::Fatal),
-    };
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => out(&format!("{text}\n")),
-            Err(e) => return fail(e, Exit::Fatal),
+        Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
+            return Err(Failure::new(e, Exit::Usage));
         }
+        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
+    }
+    let report = status_report(&job, &db).map_err(|e| Failure::new(e, Exit::Fatal))?;
+    if args.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e, Exit::Fatal))?;
+        out(&format!("{text}\n"));
     } else {
         out(&render_status(&report));
     }
-    Exit::Ok
+    Ok(Exit::Ok)
 }
 
 #[cfg(test)]

@@ -1,0 +1,172 @@
+//! `jobrun check JOB.toml`: the resolved settings, the run mode and stage
+//! plan, and what a run would refuse, with its line and exit code. Touches
+//! nothing.
+
+use super::{Failure, load_runnable};
+use crate::cli::CommonArgs;
+use crate::db::StateDb;
+use crate::decide;
+use crate::modes::Permissions;
+use crate::runner::{self, Exit};
+use crate::throttle::{Schedule, rate_text};
+use crate::units::human_bytes;
+
+pub fn check(args: &CommonArgs) -> Result<Exit, Failure> {
+    let job = load_runnable(&args.job, &args.overrides)?;
+    let mut out = String::new();
+    for (k, v) in settings(&job) {
+        out.push_str(&format!("{k:<18} {v}\n"));
+    }
+    match plan_lines(&job) {
+        Ok(plan) => out.push_str(&plan),
+        Err(f) => {
+            super::out(&out);
+            return Err(f);
+        }
+    }
+    if !job.destination.exists() {
+        out.push_str(&format!(
+            "warning: destination root `{}` does not exist (yet); a run creates it\n",
+            job.destination
+        ));
+    }
+    super::out(&out);
+    // What a run would refuse about the roots, with its line and exit code.
+    runner::preflight(&job)
+        .map(|()| Exit::Ok)
+        .map_err(|e| Failure::new(runner::describe(&e, &job), e.exit()))
+}
+
+/// Each setting as resolved, with its unit or meaning.
+fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
+    vec![
+        ("manifest", job.manifest.to_string()),
+        ("source", job.source.to_string()),
+        ("destination", job.destination.to_string()),
+        ("db", job.db.to_string()),
+        ("log", job.log.to_string()),
+        ("checksum", job.checksum.to_string()),
+        (
+            "block_size",
+            format!(
+                "{} ({} bytes)",
+                human_bytes(job.block_size as u64),
+                job.block_size
+            ),
+        ),
+        (
+            "queue_capacity",
+            format!(
+                "{} (FIFO memory up to {})",
+                job.queue_capacity,
+                human_bytes(job.fifo_bytes())
+            ),
+        ),
+        (
+            "transfers",
+            format!(
+                "{} (files at once; {} queued blocks each)",
+                job.transfers,
+                job.lane_capacity()
+            ),
+        ),
+        (
+            "bwlimit",
+            match &job.bwlimit {
+                Schedule::Fixed(r) => r.map_or("off".into(), |b| {
+                    format!("{}/s ({b} bytes/s)", human_bytes(b))
+                }),
+                t @ Schedule::Timetable(_) => {
+                    format!("timetable {t} (now {})", rate_text(t.rate_now()))
+                }
+            },
+        ),
+        ("delete_extras", job.delete_extras.to_string()),
+        (
+            "max_delete",
+            match job.max_delete {
+                decide::MaxDelete::Percent(_) => {
+                    format!("{} of the destination's entries per run", job.max_delete)
+                }
+                decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
+                decide::MaxDelete::Off => "off (no cap)".into(),
+            },
+        ),
+        ("inplace", job.inplace.to_string()),
+        (
+            "modify_window",
+            humantime::format_duration(job.modify_window).to_string(),
+        ),
+        ("symlinks", job.symlinks.to_string()),
+        (
+            "permissions",
+            match job.permissions {
+                Permissions::Masked => {
+                    "masked (the source's bits less the umask, given at creation)".into()
+                }
+                Permissions::Preserve => {
+                    "preserve (the source's exact bits, set after the write; best-effort)".into()
+                }
+            },
+        ),
+        (
+            "owners",
+            if job.owners {
+                "true (the source's owner and group; best-effort)".into()
+            } else {
+                "false (created entries belong to the user running jobrun)".into()
+            },
+        ),
+        (
+            "progress_interval",
+            humantime::format_duration(job.progress_interval).to_string(),
+        ),
+    ]
+}
+
+/// The run mode and stage plan the next run would take, from the DB read
+/// only; a DB of another job is refused as a run refuses it.
+fn plan_lines(job: &crate::manifest::Job) -> Result<String, Failure> {
+    let mut out = String::new();
+    let mode = match StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
+        None => Ok(None),
+        Some(db) => {
+            db.verify_roots(&job.source, &job.destination, &runner::same_folder)?;
+            Ok(Some((db.backlog()?, db.last_scan_complete()?)))
+        }
+    }) {
+        // A DB of another job: a run refuses it, so does `check`.
+        Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
+            return Err(Failure::new(e, Exit::Usage));
+        }
+        Ok(None) => Some(decide::RunMode::Scan),
+        Ok(Some(((files, bytes), trusted))) => Some(decide::run_mode(files, bytes, !trusted)),
+        Err(e) => {
+            out.push_str(&format!("warning: cannot read state DB: {e}\n"));
+            None
+        }
+    };
+    match mode {
+        Some(mode) => {
+            let stages: Vec<&str> = runner::plan(job, mode).iter().map(|s| s.name()).collect();
+            out.push_str(&format!(
+                "{:<18} {}\n",
+                "mode",
+                runner::mode_line(mode, false)
+            ));
+            out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
+        }
+        None => {
+            let stages: Vec<&str> = runner::plan(job, decide::RunMode::Scan)
+                .iter()
+                .map(|s| s.name())
+                .collect();
+            out.push_str(&format!(
+                "{:<18} {} (scan only without a backlog)\n",
+                "plan",
+                stages.join(" -> ")
+            ));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,77 @@
+//! Commands: a parsed [`Cli`] → `run`, `check` or `status` (one file
+//! each) → an exit code. A command that fails returns a [`Failure`], and
+//! this file prints it, once, as one line prefixed `jobrun:` (ripgrep's
+//! shape); `main.rs` only parses arguments, sets up tracing and calls [`run`].
+
+mod check;
+mod run;
+mod status;
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command, CommonArgs};
+use crate::manifest::{self, Job};
+use crate::runner::Exit;
+
+pub use status::{FailedFile, RunStatus, StatusReport, render_status};
+
+/// A command that did not succeed: the one line to print, the exit code,
+/// and what still goes to stdout after the line (a run's summary).
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit: Exit,
+    pub then: Option<String>,
+}
+
+impl Failure {
+    fn new(message: impl std::fmt::Display, exit: Exit) -> Self {
+        Self {
+            message: message.to_string(),
+            exit,
+            then: None,
+        }
+    }
+}
+
+/// Runs one command and prints its failure, if any.
+pub fn run(cli: Cli) -> Exit {
+    let result = match cli.command {
+        Some(Command::Check(args)) => check::check(&args),
+        Some(Command::Status(args)) => status::status(&args),
+        None => run::run_job(cli),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "jobrun: {}", f.message);
+            if let Some(text) = &f.then {
+                out(text);
+            }
+            f.exit
+        }
+    }
+}
+
+/// Prints to stdout; a closed stdout (`| head`) is not an error worth a
+/// panic, the exit code still tells what happened.
+fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
+}
+
+fn load(args: &CommonArgs) -> Result<Job, Failure> {
+    manifest::load(&args.job, &args.overrides).map_err(|e| Failure::new(e, Exit::Usage))
+}
+
+/// [`load`], refusing what this user cannot run (`run` and `check`).
+fn load_runnable(
+    path: &std::path::Path,
+    overrides: &crate::cli::Overrides,
+) -> Result<Job, Failure> {
+    // SAFETY: plain syscall without arguments.
+    let euid = unsafe { libc::geteuid() };
+    manifest::load(path, overrides)
+        .and_then(|job| job.check_privileges(euid).map(|()| job))
+        .map_err(|e| Failure::new(e, Exit::Usage))
+}
