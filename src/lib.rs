@@ -13,6 +13,8 @@ pub mod checksum;
 pub mod cli;
 pub mod db;
 pub mod decide;
+pub mod exit;
+pub mod lock;
 pub mod manifest;
 pub mod mirror;
 pub mod modes;

@@ -23,7 +23,7 @@ fn main() -> std::process::ExitCode {
     // exit 4 like any fatal condition. State stays safe: the DB rolls back
     // uncommitted rows, temporaries are removed by the next scan.
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| jobrun::app::run(cli)))
-        .map_or(jobrun::runner::Exit::Fatal, |exit| exit);
+        .map_or(jobrun::exit::Exit::Fatal, |exit| exit);
     std::process::ExitCode::from(code.code())
 }
 

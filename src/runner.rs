@@ -3,8 +3,6 @@
 //! executes it. Stages talk to each other only through DB rows, so a new
 //! stage is a new module plus one line in [`plan`].
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -16,6 +14,8 @@ use tracing::{info_span, warn};
 use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
 use crate::db::{DbError, RunRow, StateDb};
 use crate::decide::{self, MountCheck, RunMode};
+pub use crate::exit::Exit;
+use crate::lock::{JobLock, LockError};
 use crate::manifest::Job;
 use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
 use crate::progress::{PHASE_IDLE, Progress, count};
@@ -23,34 +23,6 @@ use crate::scan::{self, ScanError, ScanReport};
 use crate::throttle::Schedule;
 use crate::transfer::{self, TransferError, TransferReport};
 use crate::units::human_bytes;
-
-/// Exit codes (SPEC §9), mapped in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Exit {
-    Ok = 0,
-    FilesFailed = 1,
-    Usage = 2,
-    Locked = 3,
-    Fatal = 4,
-    Interrupted = 130,
-}
-
-impl Exit {
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    pub fn reason(self) -> &'static str {
-        match self {
-            Exit::Ok => "ok",
-            Exit::FilesFailed => "some files failed",
-            Exit::Usage => "bad invocation or manifest",
-            Exit::Locked => "locked by another run",
-            Exit::Fatal => "aborted",
-            Exit::Interrupted => "interrupted",
-        }
-    }
-}
 
 /// One stage of the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,13 +142,8 @@ pub fn mode_line(mode: RunMode, rescan: bool) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("job is locked by another run (pid {pid}); lock file `{path}`")]
-    Locked { path: Utf8PathBuf, pid: String },
-    #[error("cannot use lock file `{path}`: {source}")]
-    Lock {
-        path: Utf8PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(
         "{which} root `{path}` was a mount point when this job started and is not one now \
          (share not mounted?); nothing was done"
@@ -207,7 +174,7 @@ pub enum RunError {
 impl RunError {
     pub fn exit(&self) -> Exit {
         match self {
-            RunError::Locked { .. } => Exit::Locked,
+            RunError::Lock(LockError::Locked { .. }) => Exit::Locked,
             RunError::Db(DbError::RootsDiffer { .. })
             | RunError::Scan(ScanError::RootsCross { .. }) => Exit::Usage,
             RunError::Scan(ScanError::Interrupted) => Exit::Interrupted,
@@ -254,52 +221,6 @@ impl RunReport {
             exit_code: self.exit.code(),
             reason: self.exit.reason(),
         })
-    }
-}
-
-/// The job's exclusive lock, held for the whole run, released on drop.
-pub struct JobLock {
-    _file: File,
-}
-
-impl JobLock {
-    /// Takes `<db>.lock` or reports who holds it. `flock` semantics: a
-    /// killed run releases it with its last file descriptor.
-    pub fn acquire(job: &Job) -> Result<Self, RunError> {
-        let path = Utf8PathBuf::from(format!("{}.lock", job.db));
-        let err = |source| RunError::Lock {
-            path: path.clone(),
-            source,
-        };
-        // The DB and log folders are ours (local state): create them.
-        for p in [&job.db, &job.log] {
-            if let Some(parent) = p.parent().filter(|d| !d.as_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(err)?;
-            }
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
-                return Err(RunError::Locked {
-                    path: path.clone(),
-                    pid: pid.trim().to_string(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
-        }
-        file.set_len(0).map_err(err)?;
-        file.rewind().map_err(err)?;
-        write!(file, "{}", std::process::id()).map_err(err)?;
-        Ok(Self { _file: file })
     }
 }
 
@@ -520,57 +441,83 @@ pub fn run(
     report.transfer.files_done = c.files_done.load(Relaxed);
     report.transfer.bytes_done = c.bytes_synced.load(Relaxed);
     report.transfer.failed = c.files_failed.load(Relaxed);
-    let mut error = match outcome {
-        Ok(()) | Err(RunError::Scan(ScanError::Interrupted)) => None,
-        Err(e) => Some(e),
-    };
-    report.exit = match &error {
-        Some(e) => e.exit(),
-        None if stop.load(Relaxed) => Exit::Interrupted,
-        None if report.failed() > 0 => Exit::FilesFailed,
-        None => Exit::Ok,
-    };
-    let text = error.as_ref().map(|e| describe(e, job));
-    let t = &report.transfer;
-    let row = RunRow {
-        id: run_id,
-        started_at: String::new(),
-        ended_at: Some(now_rfc3339()),
-        mode: mode.name().into(),
-        files_done: t.files_done,
-        bytes_done: t.bytes_done,
-        failures: report.failed(),
-        exit_code: Some(i32::from(report.exit.code())),
-        dry_run: opts.dry_run,
-        error: text.clone(),
-    };
-    if let Err(e) = db.finish_run(&row) {
-        // The DB failed at the very end: the run is aborted after all, and
-        // its log line says so.
-        if error.is_none() {
+    let stopped = stop.load(Relaxed);
+    let end = RunEnding { job, opts, run_id };
+    let error = end.record(&mut db, &mut audit, &mut report, outcome, stopped);
+    Ok(Finished { report, error })
+}
+
+/// How a recorded run ends, in every exit path: the exit code from what
+/// happened, then the `runs` row and the `run_end` line with the same
+/// figures and reason. Returns the run's error, if any (one that hit the
+/// DB or the log at the very end included).
+struct RunEnding<'a> {
+    job: &'a Job,
+    opts: RunOptions,
+    run_id: i64,
+}
+
+impl RunEnding<'_> {
+    fn record(
+        &self,
+        db: &mut StateDb,
+        audit: &mut AuditLog,
+        report: &mut RunReport,
+        outcome: Result<(), RunError>,
+        stopped: bool,
+    ) -> Option<RunError> {
+        let mut error = match outcome {
+            Ok(()) | Err(RunError::Scan(ScanError::Interrupted)) => None,
+            Err(e) => Some(e),
+        };
+        report.exit = match &error {
+            Some(e) => e.exit(),
+            None if stopped => Exit::Interrupted,
+            None if report.failed() > 0 => Exit::FilesFailed,
+            None => Exit::Ok,
+        };
+        let text = error.as_ref().map(|e| describe(e, self.job));
+        let t = &report.transfer;
+        let row = RunRow {
+            id: self.run_id,
+            started_at: String::new(),
+            ended_at: Some(now_rfc3339()),
+            mode: report.mode.name().into(),
+            files_done: t.files_done,
+            bytes_done: t.bytes_done,
+            failures: report.failed(),
+            exit_code: Some(i32::from(report.exit.code())),
+            dry_run: self.opts.dry_run,
+            error: text.clone(),
+        };
+        if let Err(e) = db.finish_run(&row) {
+            // The DB failed at the very end: the run is aborted after all, and
+            // its log line says so.
+            if error.is_none() {
+                report.exit = Exit::Fatal;
+                error = Some(e.into());
+            }
+        }
+        let text = text.or_else(|| error.as_ref().map(|e| describe(e, self.job)));
+        let ended = audit.write(&RunEnd {
+            status: "run_end",
+            job: self.job.manifest.as_str(),
+            mode: report.mode.name(),
+            dry_run: self.opts.dry_run,
+            files: report.transfer.files_done,
+            bytes: report.transfer.bytes_done,
+            failed: report.failed(),
+            deleted: report.mirror.as_ref().map(|m| m.deleted),
+            exit: report.exit.code(),
+            reason: report.exit.reason(),
+            error: text.as_deref(),
+        });
+        if let (Err(e), None) = (ended, &error) {
             report.exit = Exit::Fatal;
             error = Some(e.into());
         }
+        error
     }
-    let text = text.or_else(|| error.as_ref().map(|e| describe(e, job)));
-    let ended = audit.write(&RunEnd {
-        status: "run_end",
-        job: job.manifest.as_str(),
-        mode: mode.name(),
-        dry_run: opts.dry_run,
-        files: report.transfer.files_done,
-        bytes: report.transfer.bytes_done,
-        failed: report.failed(),
-        deleted: report.mirror.as_ref().map(|m| m.deleted),
-        exit: report.exit.code(),
-        reason: report.exit.reason(),
-        error: text.as_deref(),
-    });
-    if let (Err(e), None) = (ended, &error) {
-        report.exit = Exit::Fatal;
-        error = Some(e.into());
-    }
-    Ok(Finished { report, error })
 }
 
 /// What a recorded run does before its first stage: the `run_start` line,

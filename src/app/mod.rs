@@ -11,7 +11,7 @@ use std::io::Write;
 
 use crate::cli::{Cli, Command, CommonArgs};
 use crate::manifest::{self, Job};
-use crate::runner::Exit;
+use crate::exit::Exit;
 
 pub use status::{FailedFile, RunStatus, StatusReport, render_status};
 

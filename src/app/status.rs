@@ -206,6 +206,38 @@ pub fn render_status(r: &StatusReport) -> String {
         );
     }
     let _ = writeln!(o);
+    render_runs(&mut o, r);
+    // Why the last aborted runs stopped: the `error` of the `runs` row.
+    let errors: Vec<_> = r
+        .runs
+        .iter()
+        .filter_map(|run| Some((run.row.id, run.row.error.as_deref()?)))
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "why runs stopped, newest first:");
+        for (id, error) in errors {
+            let _ = writeln!(o, "  run {id}: {error}");
+        }
+    }
+    if r.failed_total > 0 {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "failed files ({} of {}; all are retried by the next scan):",
+            r.failed_sample.len(),
+            r.failed_total
+        );
+        for f in &r.failed_sample {
+            let _ = writeln!(o, "  {}: {}", f.path, f.error);
+        }
+    }
+    o
+}
+
+/// The "last runs" table of `status`.
+fn render_runs(o: &mut String, r: &StatusReport) {
+    use std::fmt::Write as _;
     if r.runs.is_empty() {
         let _ = writeln!(o, "no runs yet");
     } else {
@@ -241,32 +273,6 @@ pub fn render_status(r: &StatusReport) -> String {
             );
         }
     }
-    // Why the last aborted runs stopped: the `error` of the `runs` row.
-    let errors: Vec<_> = r
-        .runs
-        .iter()
-        .filter_map(|run| Some((run.row.id, run.row.error.as_deref()?)))
-        .collect();
-    if !errors.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "why runs stopped, newest first:");
-        for (id, error) in errors {
-            let _ = writeln!(o, "  run {id}: {error}");
-        }
-    }
-    if r.failed_total > 0 {
-        let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "failed files ({} of {}; all are retried by the next scan):",
-            r.failed_sample.len(),
-            r.failed_total
-        );
-        for f in &r.failed_sample {
-            let _ = writeln!(o, "  {}: {}", f.path, f.error);
-        }
-    }
-    o
 }
 
 pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {

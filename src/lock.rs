@@ -1,0 +1,67 @@
+//! The job's exclusive lock (`<db>.lock`): held for the whole run, taken
+//! with `flock` semantics so a killed run releases it with its last file
+//! descriptor; it holds the pid of the run holding it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+
+use camino::Utf8PathBuf;
+
+use crate::manifest::Job;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("job is locked by another run (pid {pid}); lock file `{path}`")]
+    Locked { path: Utf8PathBuf, pid: String },
+    #[error("cannot use lock file `{path}`: {source}")]
+    Lock {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The job's exclusive lock, held for the whole run, released on drop.
+pub struct JobLock {
+    _file: File,
+}
+
+impl JobLock {
+    /// Takes `<db>.lock` or reports who holds it. `flock` semantics: a
+    /// killed run releases it with its last file descriptor.
+    pub fn acquire(job: &Job) -> Result<Self, LockError> {
+        let path = Utf8PathBuf::from(format!("{}.lock", job.db));
+        let err = |source| LockError::Lock {
+            path: path.clone(),
+            source,
+        };
+        // The DB and log folders are ours (local state): create them.
+        for p in [&job.db, &job.log] {
+            if let Some(parent) = p.parent().filter(|d| !d.as_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(err)?;
+            }
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(LockError::Locked {
+                    path: path.clone(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+        file.set_len(0).map_err(err)?;
+        file.rewind().map_err(err)?;
+        write!(file, "{}", std::process::id()).map_err(err)?;
+        Ok(Self { _file: file })
+    }
+}
