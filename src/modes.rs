@@ -136,6 +136,29 @@ impl Modes {
         (!self.root && want & OWNER_RWX != OWNER_RWX && current & 0o7777 == created).then_some(want)
     }
 
+    /// Not root, a destination folder that refuses a new entry because it is
+    /// read-only for its owner (it arrived like its source, `555`): gives
+    /// the owner `rwx`, if the folder is ours, so that the entry can be
+    /// written. Writing into a folder marks its row for the end of the
+    /// transfer, where [`Self::dir_fix_owner_bits`] takes them off again.
+    /// Returns whether the bits changed (the caller then retries once).
+    pub fn open_dir_for_owner(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if self.root {
+            return false;
+        }
+        let Ok(md) = std::fs::symlink_metadata(dir) else {
+            return false;
+        };
+        // SAFETY: plain syscall without arguments.
+        let euid = unsafe { libc::geteuid() };
+        if !md.is_dir() || md.uid() != euid || md.mode() & OWNER_RWX == OWNER_RWX {
+            return false;
+        }
+        let bits = (md.mode() & 0o7777) | OWNER_RWX;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(bits)).is_ok()
+    }
+
     /// The exact bits `preserve` sets: the source's, setuid only when the
     /// destination's owner is the source's, setgid only when its group is.
     pub fn preserved(&self, src: (u32, u32, u32), dest_uid: u32, dest_gid: u32) -> u32 {

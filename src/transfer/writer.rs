@@ -529,12 +529,23 @@ impl Writer<'_> {
         } else {
             options.create_new(true);
         }
-        let file = match options.open(&path) {
+        let opened = match options.open(&path) {
             // A stale temporary of a killed run (or anything planted under
             // its name): removed, then created anew. Not unlinked up front:
             // on a share a failed unlink still costs a round trip per file.
             Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
                 let _ = std::fs::remove_file(&path);
+                options.open(&path)
+            }
+            r => r,
+        };
+        let parent = path.parent().unwrap_or(self.dest_root);
+        let file = match opened {
+            // Not root, a folder that arrived read-only like its source.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && self.modes.open_dir_for_owner(parent) =>
+            {
                 options.open(&path)
             }
             r => r,
@@ -647,8 +658,18 @@ impl Writer<'_> {
             .unwrap_or(self.dest_root)
             .join(temp_name(task.id));
         let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp)
-            .map_err(|e| classify("cannot create symlink", &tmp, e))?;
+        match std::os::unix::fs::symlink(target, &tmp) {
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && self
+                        .modes
+                        .open_dir_for_owner(tmp.parent().unwrap_or(self.dest_root)) =>
+            {
+                std::os::unix::fs::symlink(target, &tmp)
+            }
+            r => r,
+        }
+        .map_err(|e| classify("cannot create symlink", &tmp, e))?;
         // A symlink has no bits of its own to give; only its owners.
         if self.modes.owners {
             let _ = self.modes.lchown(&tmp, task.uid, task.gid);
@@ -803,7 +824,16 @@ fn make_dirs(dest_root: &Path, source_root: &Path, dir: &Path, modes: &Modes) ->
         let mode = source
             .as_ref()
             .map_or(0o700, |md| modes.dir_create(md.mode()));
-        match std::fs::DirBuilder::new().mode(mode).create(d) {
+        let made = match std::fs::DirBuilder::new().mode(mode).create(d) {
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && d.parent().is_some_and(|p| modes.open_dir_for_owner(p)) =>
+            {
+                std::fs::DirBuilder::new().mode(mode).create(d)
+            }
+            r => r,
+        };
+        match made {
             Ok(()) => {
                 if modes.owners
                     && let Some(md) = &source

@@ -357,14 +357,17 @@ fn spawn_as(env: &TestEnv, uid: Option<u32>, args: &[&str]) -> std::process::Chi
 }
 
 /// The modes of every temporary seen in `dir` while `child` runs.
-fn temp_modes_while_running(dir: &Path, child: &mut std::process::Child) -> Vec<u32> {
-    let mut seen = Vec::new();
+fn temp_modes_while_running(
+    dir: &Path,
+    child: &mut std::process::Child,
+) -> std::collections::BTreeSet<u32> {
+    let mut seen = std::collections::BTreeSet::new();
     while child.try_wait().unwrap().is_none() {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if e.file_name().to_string_lossy().starts_with(".jobrun-")
                 && let Ok(md) = e.path().symlink_metadata()
             {
-                seen.push(md.mode() & 0o7777);
+                seen.insert(md.mode() & 0o7777);
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -419,4 +422,28 @@ fn non_root_run_killed_mid_folder_leaves_it_fixed_by_the_next() {
         std::fs::read(ro.join("big.bin")).unwrap(),
         crate::env::bytes(2 << 20, 2)
     );
+}
+
+/// Not root, a later run adds a file to a folder that arrived read-only:
+/// the folder is opened for its owner for the write and closed again once
+/// its row is applied (a read-only folder did not block updates while every
+/// folder arrived `755`; it must not now).
+#[test]
+fn non_root_adds_files_to_a_read_only_folder_on_a_later_run() {
+    let env = TestEnv::new();
+    env.src_file("ro/f", b"f");
+    chmod(&env.src.join("ro"), 0o555);
+    chown_tree(env.root(), NOBODY);
+    run_as(&env, 0o022, Some(NOBODY), &[]).assert_code(0);
+    assert_eq!(mode(&env.dst.join("ro")), 0o555);
+
+    chmod(&env.src.join("ro"), 0o755);
+    env.src_file("ro/new", b"new");
+    std::fs::write(env.src.join("ro/f"), b"changed").unwrap();
+    chmod(&env.src.join("ro"), 0o555);
+    chown_tree(env.root(), NOBODY);
+    run_as(&env, 0o022, Some(NOBODY), &[]).assert_code(0);
+    assert_eq!(std::fs::read(env.dst.join("ro/new")).unwrap(), b"new");
+    assert_eq!(std::fs::read(env.dst.join("ro/f")).unwrap(), b"changed");
+    assert_eq!(mode(&env.dst.join("ro")), 0o555);
 }
