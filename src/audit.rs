@@ -196,9 +196,12 @@ impl AuditLog {
             .read(true)
             .open(path)
             .map_err(err)?;
-        let len = file.metadata().map_err(err)?.len();
+        let md = file.metadata().map_err(err)?;
+        let len = md.len();
         let mut last = [b'\n'];
-        if len > 0 {
+        // Only a regular file has a last byte to look at (a log sent to a
+        // pipe or a terminal has none).
+        if md.is_file() && len > 0 {
             file.read_exact_at(&mut last, len - 1).map_err(err)?;
         }
         let torn = last[0] != b'\n';

@@ -1225,6 +1225,52 @@ mod tests {
         MIGRATIONS.validate().unwrap();
     }
 
+    /// A DB last used by the version before `runs.dry_run`/`runs.error`:
+    /// `status` reads it as it is, a run migrates it, old rows keep.
+    #[test]
+    fn a_v1_db_reads_as_it_is_and_migrates_keeping_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("v1.db")).unwrap();
+        {
+            let mut c = Connection::open(&path).unwrap();
+            MIGRATIONS.to_version(&mut c, 1).unwrap();
+            c.execute(
+                "INSERT INTO runs (started_at, mode, files_done, exit_code) VALUES ('t1', 'scan', 3, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let ro = StateDb::open_existing_read_only(&path).unwrap().unwrap();
+        let runs = ro.last_runs(5).unwrap();
+        assert_eq!((runs[0].files_done, runs[0].dry_run), (3, false));
+        assert_eq!(runs[0].error, None);
+        drop(ro);
+        let mut db = StateDb::open(&path).unwrap();
+        assert_eq!(db.last_runs(5).unwrap()[0].files_done, 3);
+        let id = db.start_run("t2", "resume", true).unwrap();
+        db.finish_run(&RunRow {
+            id,
+            started_at: String::new(),
+            ended_at: Some("t3".into()),
+            mode: "resume".into(),
+            files_done: 0,
+            bytes_done: 0,
+            failures: 0,
+            exit_code: Some(4),
+            dry_run: true,
+            error: Some("cannot create destination root".into()),
+        })
+        .unwrap();
+        let runs = db.last_runs(5).unwrap();
+        assert_eq!(runs.len(), 2);
+        assert!(runs[0].dry_run && !runs[1].dry_run);
+        assert_eq!(
+            runs[0].error.as_deref(),
+            Some("cannot create destination root")
+        );
+        assert_eq!(runs[1].error, None);
+    }
+
     #[test]
     fn non_utf8_paths_round_trip() {
         let p = PathBuf::from(OsStr::from_bytes(b"/src/caf\xe9/\xff.bin"));

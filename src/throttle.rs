@@ -536,6 +536,47 @@ mod tests {
         assert_eq!((t.is_limited(), t.active()), (true, Some(1 << 20)));
     }
 
+    static NOW3: AtomicU32 = AtomicU32::new(0);
+    fn fake_clock3() -> u32 {
+        NOW3.load(Relaxed)
+    }
+
+    /// A run's read and write throttles change together; the operator is
+    /// told once (`-v` printed the change twice).
+    #[test]
+    fn a_change_is_said_once_for_a_quiet_pair() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let s = Schedule::parse("00:00,1M 00:01,2M").unwrap();
+        tracing::subscriber::with_default(sub, || {
+            let read = Throttle::with_clock(&s, fake_clock3, Duration::ZERO);
+            let write = Throttle::with_clock(&s, fake_clock3, Duration::ZERO).quiet();
+            NOW3.store(120, Relaxed);
+            assert!(read.is_limited() && write.is_limited());
+            assert_eq!(read.active(), Some(2 << 20));
+            assert_eq!(write.active(), Some(2 << 20));
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("bandwidth limit changed").count(), 1, "{text}");
+    }
+
     #[test]
     fn timetable_parses_like_rclone() {
         let s = Schedule::parse("08:00,10M 12:00,20MB/s 19:00,off").unwrap();

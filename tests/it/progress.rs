@@ -375,6 +375,46 @@ fn terminal_gets_the_live_display() {
     assert!(text.contains("jobrun: 3 files, 1.5 MiB copied"), "{text}");
 }
 
+/// While the live display is up the terminal does not echo `^C`: its two
+/// characters wrapped past indicatif's cursor (kept at the right edge) and
+/// left the display's first line behind after Ctrl-C. Restored at the end.
+#[test]
+fn the_live_display_keeps_control_keys_from_echoing_until_it_ends() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"1M\"");
+    for i in 0..3 {
+        env.src_file(&format!("f{i}.bin"), &bytes(1 << 20, i));
+    }
+    let cmd = format!(
+        "stty cols 120 echoctl; TERM=xterm {} {} & sleep 1; stty -a > during.txt; wait; stty -a > after.txt",
+        crate::env::BIN,
+        env.manifest.display()
+    );
+    let out = std::process::Command::new("script")
+        .current_dir(env.root())
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("spawn script");
+    assert_eq!(out.status.code(), Some(0));
+    let flag = |f: &str| {
+        let t = std::fs::read_to_string(env.root().join(f)).unwrap();
+        t.split_whitespace()
+            .find(|w| w.trim_start_matches('-') == "echoctl")
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(flag("during.txt"), "-echoctl", "while the display is up");
+    assert_eq!(flag("after.txt"), "echoctl", "restored at the end");
+}
+
 /// A run killed with SIGKILL never writes its end, yet its `runs` row
 /// holds what it copied (updated every 2 s), so totals and `status` count it.
 #[test]
