@@ -636,10 +636,13 @@ fn execute(
                     rec.reason = Some(skipped.reason);
                     audit.write(&rec)?;
                 }
+                let word = |n: u64| if n == 1 { "entry" } else { "entries" };
                 say(&format!(
-                    "scan: {} source entries, {} destination entries, {} pending ({})",
+                    "scan: {} source {}, {} destination {}, {} pending ({})",
                     s.source_entries,
+                    word(s.source_entries),
                     s.dest_entries,
+                    word(s.dest_entries),
                     s.pending_files,
                     human_bytes(s.pending_bytes)
                 ));
