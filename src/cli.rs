@@ -111,7 +111,7 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfers: Option<u64>,
-    /// Max copy rate per direction (e.g. 20M, 20MB/s, off), or a day timetable ("08:00,10M 19:00,off").
+    /// Max copy rate per direction (e.g. 20M, 20MB/s, off, pause), or a weekly timetable ("Mon-08:00,10M 19:00,off Sat-00:00,off").
     #[arg(long, value_name = "RATE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<String>,

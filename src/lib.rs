@@ -24,5 +24,6 @@ pub mod runner;
 pub mod scan;
 pub mod throttle;
 pub mod times;
+pub mod timetable;
 pub mod transfer;
 pub mod units;

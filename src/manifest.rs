@@ -21,7 +21,7 @@ use crate::cli::Overrides;
 use crate::decide::{self, MaxDelete};
 use crate::modes::Permissions;
 use crate::roots;
-use crate::throttle::Schedule;
+use crate::throttle::{Limit, Schedule};
 use crate::units;
 
 /// Every manifest key, in the order `check` prints them.
@@ -599,9 +599,9 @@ impl<'de> Deserialize<'de> for QueueCapacity {
     }
 }
 
-/// `bwlimit`: a byte rate, `0`/`off` for none, or a day timetable
-/// (`"08:00,10M 12:00,20M 19:00,off"`), parsed here so that a bad entry is
-/// reported with the manifest line.
+/// `bwlimit`: a byte rate, `0`/`off` for none, `pause`, or a weekly
+/// timetable (`"Mon-08:00,10M 19:00,off Sat-00:00,pause"`), parsed here so
+/// that a bad entry is reported with the key and the manifest line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bwlimit(pub Schedule);
 
@@ -609,11 +609,11 @@ impl<'de> Deserialize<'de> for Bwlimit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         int_or_str(
             d,
-            "a byte rate like \"20M\", \"off\", or a timetable like \"08:00,10M 19:00,off\"",
+            "a byte rate like \"20M\", \"off\", \"pause\", or a timetable like \"Mon-08:00,10M 19:00,off\"",
             |s| Schedule::parse(s).map(Bwlimit),
             |n| match u64::try_from(n) {
-                Ok(0) => Ok(Bwlimit(Schedule::Fixed(None))),
-                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Some(n)))),
+                Ok(0) => Ok(Bwlimit(Schedule::Fixed(Limit::Off))),
+                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Limit::Rate(n)))),
                 Err(_) => Err("rate must not be negative".into()),
             },
         )
@@ -782,7 +782,7 @@ mod tests {
         assert_eq!(job.log, "/jobs/t.log");
         assert_eq!(job.block_size, 128 << 10);
         assert_eq!(job.queue_capacity, 160);
-        assert_eq!(job.bwlimit, Schedule::Fixed(None));
+        assert_eq!(job.bwlimit, Schedule::Fixed(Limit::Off));
         assert_eq!(job.checksum, HashAlgo::Sha256);
         assert!(!job.delete_extras && !job.inplace);
     }
@@ -800,7 +800,7 @@ mod tests {
             &o,
         )
         .unwrap();
-        assert_eq!(job.bwlimit, Schedule::Fixed(Some(1 << 20)));
+        assert_eq!(job.bwlimit, Schedule::Fixed(Limit::Rate(1 << 20)));
         assert_eq!(job.block_size, 64 << 10);
     }
 

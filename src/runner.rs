@@ -20,7 +20,6 @@ use crate::manifest::Job;
 use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
 use crate::progress::{PHASE_IDLE, Progress, count};
 use crate::scan::{self, ScanError, ScanReport};
-use crate::throttle::Schedule;
 use crate::transfer::{self, TransferError, TransferReport};
 use crate::units::human_bytes;
 
@@ -313,17 +312,6 @@ fn user() -> (u32, String) {
     (uid, name)
 }
 
-/// The audit `bwlimit` of `run_start`: the rate in force, in bytes/s as
-/// before (`20971520 B/s` or `off`), then the timetable when there is one
-/// (`20971520 B/s (timetable 08:00,10.0 MiB/s 12:00,20.0 MiB/s 19:00,off)`).
-fn bwlimit_line(schedule: &Schedule, now: Option<u64>) -> String {
-    let active = now.map_or("off".into(), |b| format!("{b} B/s"));
-    match schedule {
-        Schedule::Fixed(_) => active,
-        Schedule::Timetable(_) => format!("{active} (timetable {schedule})"),
-    }
-}
-
 /// Per-invocation choices that are not manifest keys.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -536,8 +524,11 @@ fn start(
         .0
         .bytes_before
         .store(db.bytes_copied_all_runs()?, Relaxed);
-    let bwlimit_now = job.bwlimit.rate_now();
-    progress.0.bwlimit.store(bwlimit_now.unwrap_or(0), Relaxed);
+    let bwlimit_now = job.bwlimit.limit_now();
+    progress
+        .0
+        .bwlimit
+        .store(crate::throttle::limit_code(bwlimit_now), Relaxed);
     let (uid, user) = user();
     audit.write(&RunStart {
         status: "run_start",
@@ -550,7 +541,7 @@ fn start(
         db: job.db.as_str(),
         log: job.log.as_str(),
         checksum: job.checksum.name(),
-        bwlimit: bwlimit_line(&job.bwlimit, bwlimit_now),
+        bwlimit: job.bwlimit.audit_text(bwlimit_now),
         transfers: job.transfers,
         delete_extras: job.delete_extras,
         version: env!("CARGO_PKG_VERSION"),
