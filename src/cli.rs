@@ -35,6 +35,8 @@ pub enum Command {
     Check(CommonArgs),
     /// Read the state DB only: files and bytes per status.
     Status(StatusArgs),
+    /// Apply an edit of `bwlimit` to the running job: send SIGHUP to the run holding its lock (exit 3 if none runs).
+    Reload(CommonArgs),
 }
 
 /// Arguments of a run (the default command).

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod modes;
 pub mod progress;
+pub mod retune;
 pub mod roots;
 pub mod runner;
 pub mod scan;

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use crate::throttle::LiveLimit;
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -312,6 +315,24 @@ fn user() -> (u32, String) {
     (uid, name)
 }
 
+/// What a run shares with the threads beside it while it goes (reload,
+/// metrics): the limit a reload may replace, and the run's `runs` row id
+/// once it is recorded.
+#[derive(Debug)]
+pub struct Shared {
+    pub limit: Arc<LiveLimit>,
+    pub run_id: OnceLock<i64>,
+}
+
+impl Shared {
+    pub fn new(job: &Job) -> Self {
+        Self {
+            limit: LiveLimit::new(job.bwlimit.clone()),
+            run_id: OnceLock::new(),
+        }
+    }
+}
+
 /// Per-invocation choices that are not manifest keys.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -359,6 +380,7 @@ pub fn run(
     opts: RunOptions,
     progress: &Progress,
     stop: &AtomicBool,
+    shared: &Shared,
     say: &dyn Fn(&str),
 ) -> Result<Finished, RunError> {
     let started = Instant::now();
@@ -379,6 +401,7 @@ pub fn run(
     }
     let run_id = db.start_run(&now_rfc3339(), mode.name(), opts.dry_run)?;
     audit.set_run(run_id);
+    let _ = shared.run_id.set(run_id);
     say(&mode_line(mode, opts.rescan));
     if opts.dry_run {
         say("dry run: nothing will be copied or deleted");
@@ -416,6 +439,7 @@ pub fn run(
             &mut audit,
             progress,
             stop,
+            &shared.limit,
             &mut report,
             say,
         )
@@ -598,6 +622,7 @@ fn execute(
     audit: &mut AuditLog,
     progress: &Progress,
     stop: &AtomicBool,
+    limit: &Arc<LiveLimit>,
     report: &mut RunReport,
     say: &dyn Fn(&str),
 ) -> Result<(), RunError> {
@@ -648,7 +673,7 @@ fn execute(
                 let (files, bytes) = db.transfer_backlog()?;
                 progress.0.backlog_files.store(files, Relaxed);
                 progress.0.backlog_bytes.store(bytes, Relaxed);
-                report.transfer = transfer::run(job, db, audit, progress, stop, source_id)?;
+                report.transfer = transfer::run(job, db, audit, progress, stop, limit, source_id)?;
             }
             // Reached only when the transfer ended without a fatal error
             // (`?` above) and no stop was requested (checked at the loop top).

@@ -14,6 +14,7 @@ mod mirror;
 mod modes;
 mod progress;
 mod refuse;
+mod retune;
 mod roots;
 mod scan;
 mod transfers;
