@@ -149,6 +149,10 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_interval: Option<String>,
+    /// Prometheus textfile written while a run goes and at its end (default: none).
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<String>,
 }
 
 impl Overrides {

@@ -16,6 +16,7 @@ pub mod decide;
 pub mod exit;
 pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod mirror;
 pub mod modes;
 pub mod progress;

@@ -43,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "permissions",
     "owners",
     "progress_interval",
+    "metrics_file",
 ];
 
 /// Default `block_size`: 128 KiB, not the seed's 5 MiB. Whole 5 MiB blocks
@@ -131,6 +132,7 @@ pub struct RawManifest {
     pub permissions: Option<Permissions>,
     pub owners: Option<bool>,
     pub progress_interval: Option<Interval>,
+    pub metrics_file: Option<String>,
 }
 
 /// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
@@ -187,6 +189,9 @@ pub struct Job {
     pub owners: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
+    /// Prometheus textfile (node exporter's textfile collector) rewritten
+    /// atomically while a run goes and at its end; `None` = off (default).
+    pub metrics_file: Option<Utf8PathBuf>,
 }
 
 /// Loads, layers and validates a manifest. `cwd` resolves relative paths
@@ -324,6 +329,16 @@ fn resolve(
     if db == log {
         return Err(invalid("log", format!("`{log}` is also the `db`")));
     }
+    let metrics_file = raw
+        .metrics_file
+        .map(|v| place("metrics_file", v))
+        .transpose()?;
+    if let Some(m) = metrics_file.as_ref().filter(|m| **m == db || **m == log) {
+        return Err(invalid(
+            "metrics_file",
+            format!("`{m}` is also the `db` or the `log`"),
+        ));
+    }
     let job = Job {
         manifest: manifest.to_owned(),
         source,
@@ -345,6 +360,7 @@ fn resolve(
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
+        metrics_file,
     };
     if let Some(total) = machine_memory()
         && job.fifo_bytes() > total / 2

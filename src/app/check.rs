@@ -132,6 +132,13 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),
         ),
+        (
+            "metrics_file",
+            job.metrics_file.as_ref().map_or_else(
+                || "off".into(),
+                |p| format!("{p} (Prometheus textfile, rewritten every second while a run goes)"),
+            ),
+        ),
     ]
 }
 

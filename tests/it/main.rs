@@ -10,6 +10,7 @@ mod edges;
 mod faults;
 mod hostile;
 mod manifest;
+mod metrics;
 mod mirror;
 mod modes;
 mod progress;
