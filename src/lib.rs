@@ -5,7 +5,10 @@
 //! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ `mirror`),
 //! which talk to each other only through the state DB (`db`) and write the
 //! audit log (`audit`). Pure decisions live in `decide`; hashing in
-//! `checksum`; bandwidth in `throttle`; what the operator sees in `progress`.
+//! `checksum`; bandwidth in `throttle` (the `bwlimit` value and its weekly
+//! timetable in `timetable`); what the operator sees in `progress`; beside a
+//! run, SIGHUP reloads of `bwlimit` in `retune` and the Prometheus textfile
+//! in `metrics`.
 
 pub mod app;
 pub mod audit;

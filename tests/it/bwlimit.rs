@@ -159,9 +159,9 @@ fn tz_before_midnight(secs_before: i64) -> (String, &'static str, &'static str) 
 
 #[test]
 fn a_paused_weekday_ends_at_local_midnight() {
-    // Local time is 23:59:54 of day D: `D-00:00,pause` holds until the next
+    // Local time is 23:59:52 of day D: `D-00:00,pause` holds until the next
     // day's `00:00,off`, so the copy waits for local midnight, then runs.
-    let (tz, day, next) = tz_before_midnight(6);
+    let (tz, day, next) = tz_before_midnight(8);
     let env = sixteen_mib(&format!("bwlimit = \"{day}-00:00,pause {next}-00:00,off\""));
     let (out, took) = timed_run(&env, &[("TZ", tz.as_str())], &["-v"]);
     out.assert_code(0);
