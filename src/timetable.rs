@@ -40,9 +40,12 @@ impl Limit {
         if s.trim().eq_ignore_ascii_case("pause") {
             return Ok(Limit::Pause);
         }
-        units::parse_rate(s)
-            .map(Self::from_rate)
-            .map_err(|e| e.to_string())
+        units::parse_rate(s).map(Self::from_rate).map_err(|e| {
+            e.to_string().replace(
+                "(optionally with `/s`), or `off`",
+                "(optionally with `/s`), `off` or `pause`",
+            )
+        })
     }
 
     /// `None` (unlimited) or a rate.

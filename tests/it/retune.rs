@@ -162,3 +162,37 @@ fn sighup_retunes_the_limit_of_a_running_job() {
         out.stderr
     );
 }
+
+#[test]
+fn a_stop_during_a_pause_is_honoured_at_once() {
+    let env = TestEnv::new();
+    env.src_file("a.bin", &bytes(MIB, 3));
+    env.manifest("bwlimit = \"pause\"");
+    let child = env
+        .cmd()
+        .arg(&env.manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run started (a scan of one file takes far less than the wait).
+    wait_for("the run to start", Duration::from_secs(30), || {
+        !env.log_with_status("run_start").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(dir_bytes(&env.dst), 0, "no file bytes move while paused");
+    let t = Instant::now();
+    // SAFETY: plain syscall on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("a paused run did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = finish(child);
+    out.assert_code(130);
+    assert_eq!(env.rows().values().next().unwrap().0, "pending");
+}
