@@ -160,9 +160,10 @@ pub struct Job {
     /// and one writer thread; they share the bandwidth limit, the FIFO
     /// memory budget and the one DB writer.
     pub transfers: usize,
-    /// Copy rate cap in bytes/s for reads and for writes, each: one rate
-    /// (`Fixed(None)` = unlimited, the default) or a day timetable in local
-    /// time whose rate in force changes while a run goes.
+    /// Copy rate cap in bytes/s for reads and for writes, each: one limit
+    /// (`Fixed(Limit::Off)` = unlimited, the default; `Limit::Pause`) or a
+    /// weekly timetable in local time whose limit in force changes while a
+    /// run goes (and which a reload may replace, see `retune`).
     pub bwlimit: Schedule,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,

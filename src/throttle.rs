@@ -20,7 +20,6 @@ use ratelimit::{Ratelimiter, TryWaitError};
 
 use crate::timetable::local_week_secs;
 pub use crate::timetable::{Limit, Schedule};
-use crate::units::HumanRate;
 
 /// Largest slice consumed at once when limited.
 const MAX_SLICE: u64 = 64 * 1024;
@@ -60,11 +59,6 @@ fn limit_of_code(c: u64) -> Limit {
         PAUSED => Limit::Pause,
         r => Limit::Rate(r),
     }
-}
-
-/// A rate for people: `20.0 MiB/s` or `off`.
-pub fn rate_text(rate: Option<u64>) -> String {
-    rate.map_or("off".into(), |r| HumanRate(r as f64).to_string())
 }
 
 // ---- the run's limit, replaceable while it runs -----------------------------
