@@ -66,7 +66,9 @@ fn copy(job: &Job) {
     let (progress, stop) = (Progress::default(), AtomicBool::new(false));
     let s = scan::run(job, &mut db, &progress, &stop, None).expect("scan");
     assert!(s.pending_files > 0, "nothing to copy: {s:?}");
-    let t = transfer::run(job, &mut db, &mut audit, &progress, &stop, None).expect("transfer");
+    let limit = jobrun::throttle::LiveLimit::new(job.bwlimit.clone());
+    let t =
+        transfer::run(job, &mut db, &mut audit, &progress, &stop, &limit, None).expect("transfer");
     assert_eq!(t.failed, 0);
 }
 

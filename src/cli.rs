@@ -35,6 +35,8 @@ pub enum Command {
     Check(CommonArgs),
     /// Read the state DB only: files and bytes per status.
     Status(StatusArgs),
+    /// Apply an edit of `bwlimit` to the running job: send SIGHUP to the run holding its lock (exit 3 if none runs).
+    Reload(CommonArgs),
 }
 
 /// Arguments of a run (the default command).
@@ -111,7 +113,7 @@ pub struct Overrides {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfers: Option<u64>,
-    /// Max copy rate per direction (e.g. 20M, 20MB/s, off), or a day timetable ("08:00,10M 19:00,off").
+    /// Max copy rate per direction (e.g. 20M, 20MB/s, off, pause), or a weekly timetable ("Mon-08:00,10M 19:00,off Sat-00:00,off").
     #[arg(long, value_name = "RATE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<String>,
@@ -147,6 +149,10 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_interval: Option<String>,
+    /// Prometheus textfile written while a run goes and at its end (default: none).
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<String>,
 }
 
 impl Overrides {

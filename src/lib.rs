@@ -5,7 +5,10 @@
 //! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ `mirror`),
 //! which talk to each other only through the state DB (`db`) and write the
 //! audit log (`audit`). Pure decisions live in `decide`; hashing in
-//! `checksum`; bandwidth in `throttle`; what the operator sees in `progress`.
+//! `checksum`; bandwidth in `throttle` (the `bwlimit` value and its weekly
+//! timetable in `timetable`); what the operator sees in `progress`; beside a
+//! run, SIGHUP reloads of `bwlimit` in `retune` and the Prometheus textfile
+//! in `metrics`.
 
 pub mod app;
 pub mod audit;
@@ -16,13 +19,16 @@ pub mod decide;
 pub mod exit;
 pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod mirror;
 pub mod modes;
 pub mod progress;
+pub mod retune;
 pub mod roots;
 pub mod runner;
 pub mod scan;
 pub mod throttle;
 pub mod times;
+pub mod timetable;
 pub mod transfer;
 pub mod units;

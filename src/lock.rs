@@ -5,7 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::manifest::Job;
 
@@ -64,4 +64,27 @@ impl JobLock {
         write!(file, "{}", std::process::id()).map_err(err)?;
         Ok(Self { _file: file })
     }
+}
+
+/// The pid of the run holding the job's lock (`<db>.lock`), if one is
+/// going: the pid the file holds, a process whose name starts with
+/// `jobrun`, and, where its `/proc/PID/fd` is readable (same user or root),
+/// one that has the lock file open. Reads only; never takes the lock (a
+/// run starting at that moment would take it for another run's).
+pub fn holder(db: &Utf8Path) -> Option<u32> {
+    let path = format!("{db}.lock");
+    let pid: u32 = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+    // `comm` is the executable's name cut to 15 bytes; an installed
+    // `jobrun-0.2` still starts with `jobrun`.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if !comm.starts_with("jobrun") {
+        return None;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Some(pid);
+    };
+    let lock = std::fs::canonicalize(&path).ok()?;
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock))
+        .then_some(pid)
 }

@@ -21,7 +21,7 @@ use crate::cli::Overrides;
 use crate::decide::{self, MaxDelete};
 use crate::modes::Permissions;
 use crate::roots;
-use crate::throttle::Schedule;
+use crate::throttle::{Limit, Schedule};
 use crate::units;
 
 /// Every manifest key, in the order `check` prints them.
@@ -43,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "permissions",
     "owners",
     "progress_interval",
+    "metrics_file",
 ];
 
 /// Default `block_size`: 128 KiB, not the seed's 5 MiB. Whole 5 MiB blocks
@@ -131,6 +132,7 @@ pub struct RawManifest {
     pub permissions: Option<Permissions>,
     pub owners: Option<bool>,
     pub progress_interval: Option<Interval>,
+    pub metrics_file: Option<String>,
 }
 
 /// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
@@ -158,9 +160,10 @@ pub struct Job {
     /// and one writer thread; they share the bandwidth limit, the FIFO
     /// memory budget and the one DB writer.
     pub transfers: usize,
-    /// Copy rate cap in bytes/s for reads and for writes, each: one rate
-    /// (`Fixed(None)` = unlimited, the default) or a day timetable in local
-    /// time whose rate in force changes while a run goes.
+    /// Copy rate cap in bytes/s for reads and for writes, each: one limit
+    /// (`Fixed(Limit::Off)` = unlimited, the default; `Limit::Pause`) or a
+    /// weekly timetable in local time whose limit in force changes while a
+    /// run goes (and which a reload may replace, see `retune`).
     pub bwlimit: Schedule,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
@@ -187,6 +190,9 @@ pub struct Job {
     pub owners: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
+    /// Prometheus textfile (node exporter's textfile collector) rewritten
+    /// atomically while a run goes and at its end; `None` = off (default).
+    pub metrics_file: Option<Utf8PathBuf>,
 }
 
 /// Loads, layers and validates a manifest. `cwd` resolves relative paths
@@ -324,6 +330,16 @@ fn resolve(
     if db == log {
         return Err(invalid("log", format!("`{log}` is also the `db`")));
     }
+    let metrics_file = raw
+        .metrics_file
+        .map(|v| place("metrics_file", v))
+        .transpose()?;
+    if let Some(m) = metrics_file.as_ref().filter(|m| **m == db || **m == log) {
+        return Err(invalid(
+            "metrics_file",
+            format!("`{m}` is also the `db` or the `log`"),
+        ));
+    }
     let job = Job {
         manifest: manifest.to_owned(),
         source,
@@ -345,6 +361,7 @@ fn resolve(
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
+        metrics_file,
     };
     if let Some(total) = machine_memory()
         && job.fifo_bytes() > total / 2
@@ -599,9 +616,9 @@ impl<'de> Deserialize<'de> for QueueCapacity {
     }
 }
 
-/// `bwlimit`: a byte rate, `0`/`off` for none, or a day timetable
-/// (`"08:00,10M 12:00,20M 19:00,off"`), parsed here so that a bad entry is
-/// reported with the manifest line.
+/// `bwlimit`: a byte rate, `0`/`off` for none, `pause`, or a weekly
+/// timetable (`"Mon-08:00,10M 19:00,off Sat-00:00,pause"`), parsed here so
+/// that a bad entry is reported with the key and the manifest line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Bwlimit(pub Schedule);
 
@@ -609,11 +626,11 @@ impl<'de> Deserialize<'de> for Bwlimit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         int_or_str(
             d,
-            "a byte rate like \"20M\", \"off\", or a timetable like \"08:00,10M 19:00,off\"",
+            "a byte rate like \"20M\", \"off\", \"pause\", or a timetable like \"Mon-08:00,10M 19:00,off\"",
             |s| Schedule::parse(s).map(Bwlimit),
             |n| match u64::try_from(n) {
-                Ok(0) => Ok(Bwlimit(Schedule::Fixed(None))),
-                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Some(n)))),
+                Ok(0) => Ok(Bwlimit(Schedule::Fixed(Limit::Off))),
+                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Limit::Rate(n)))),
                 Err(_) => Err("rate must not be negative".into()),
             },
         )
@@ -782,7 +799,7 @@ mod tests {
         assert_eq!(job.log, "/jobs/t.log");
         assert_eq!(job.block_size, 128 << 10);
         assert_eq!(job.queue_capacity, 160);
-        assert_eq!(job.bwlimit, Schedule::Fixed(None));
+        assert_eq!(job.bwlimit, Schedule::Fixed(Limit::Off));
         assert_eq!(job.checksum, HashAlgo::Sha256);
         assert!(!job.delete_extras && !job.inplace);
     }
@@ -800,7 +817,7 @@ mod tests {
             &o,
         )
         .unwrap();
-        assert_eq!(job.bwlimit, Schedule::Fixed(Some(1 << 20)));
+        assert_eq!(job.bwlimit, Schedule::Fixed(Limit::Rate(1 << 20)));
         assert_eq!(job.block_size, 64 << 10);
     }
 

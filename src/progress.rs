@@ -353,6 +353,8 @@ pub fn plain_line(s: &Snapshot, r: &Rates) -> String {
 fn limit_note(bwlimit: u64) -> String {
     if bwlimit == 0 {
         String::new()
+    } else if bwlimit == crate::throttle::PAUSED {
+        " limit paused".into()
     } else {
         format!(" limit {}", HumanRate(bwlimit as f64))
     }

@@ -5,6 +5,9 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use crate::throttle::LiveLimit;
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -20,7 +23,6 @@ use crate::manifest::Job;
 use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
 use crate::progress::{PHASE_IDLE, Progress, count};
 use crate::scan::{self, ScanError, ScanReport};
-use crate::throttle::Schedule;
 use crate::transfer::{self, TransferError, TransferReport};
 use crate::units::human_bytes;
 
@@ -313,14 +315,21 @@ fn user() -> (u32, String) {
     (uid, name)
 }
 
-/// The audit `bwlimit` of `run_start`: the rate in force, in bytes/s as
-/// before (`20971520 B/s` or `off`), then the timetable when there is one
-/// (`20971520 B/s (timetable 08:00,10.0 MiB/s 12:00,20.0 MiB/s 19:00,off)`).
-fn bwlimit_line(schedule: &Schedule, now: Option<u64>) -> String {
-    let active = now.map_or("off".into(), |b| format!("{b} B/s"));
-    match schedule {
-        Schedule::Fixed(_) => active,
-        Schedule::Timetable(_) => format!("{active} (timetable {schedule})"),
+/// What a run shares with the threads beside it while it goes (reload,
+/// metrics): the limit a reload may replace, and the run's `runs` row id
+/// once it is recorded.
+#[derive(Debug)]
+pub struct Shared {
+    pub limit: Arc<LiveLimit>,
+    pub run_id: OnceLock<i64>,
+}
+
+impl Shared {
+    pub fn new(job: &Job) -> Self {
+        Self {
+            limit: LiveLimit::new(job.bwlimit.clone()),
+            run_id: OnceLock::new(),
+        }
     }
 }
 
@@ -371,6 +380,7 @@ pub fn run(
     opts: RunOptions,
     progress: &Progress,
     stop: &AtomicBool,
+    shared: &Shared,
     say: &dyn Fn(&str),
 ) -> Result<Finished, RunError> {
     let started = Instant::now();
@@ -391,6 +401,7 @@ pub fn run(
     }
     let run_id = db.start_run(&now_rfc3339(), mode.name(), opts.dry_run)?;
     audit.set_run(run_id);
+    let _ = shared.run_id.set(run_id);
     say(&mode_line(mode, opts.rescan));
     if opts.dry_run {
         say("dry run: nothing will be copied or deleted");
@@ -428,6 +439,7 @@ pub fn run(
             &mut audit,
             progress,
             stop,
+            &shared.limit,
             &mut report,
             say,
         )
@@ -536,8 +548,11 @@ fn start(
         .0
         .bytes_before
         .store(db.bytes_copied_all_runs()?, Relaxed);
-    let bwlimit_now = job.bwlimit.rate_now();
-    progress.0.bwlimit.store(bwlimit_now.unwrap_or(0), Relaxed);
+    let bwlimit_now = job.bwlimit.limit_now();
+    progress
+        .0
+        .bwlimit
+        .store(crate::throttle::limit_code(bwlimit_now), Relaxed);
     let (uid, user) = user();
     audit.write(&RunStart {
         status: "run_start",
@@ -550,7 +565,7 @@ fn start(
         db: job.db.as_str(),
         log: job.log.as_str(),
         checksum: job.checksum.name(),
-        bwlimit: bwlimit_line(&job.bwlimit, bwlimit_now),
+        bwlimit: job.bwlimit.audit_text(bwlimit_now),
         transfers: job.transfers,
         delete_extras: job.delete_extras,
         version: env!("CARGO_PKG_VERSION"),
@@ -607,6 +622,7 @@ fn execute(
     audit: &mut AuditLog,
     progress: &Progress,
     stop: &AtomicBool,
+    limit: &Arc<LiveLimit>,
     report: &mut RunReport,
     say: &dyn Fn(&str),
 ) -> Result<(), RunError> {
@@ -660,7 +676,7 @@ fn execute(
                 let (files, bytes) = db.transfer_backlog()?;
                 progress.0.backlog_files.store(files, Relaxed);
                 progress.0.backlog_bytes.store(bytes, Relaxed);
-                report.transfer = transfer::run(job, db, audit, progress, stop, source_id)?;
+                report.transfer = transfer::run(job, db, audit, progress, stop, limit, source_id)?;
             }
             // Reached only when the transfer ended without a fatal error
             // (`?` above) and no stop was requested (checked at the loop top).

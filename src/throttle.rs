@@ -1,25 +1,25 @@
-//! Bandwidth limit (SPEC §6): the `bwlimit` value ([`Schedule`]: one rate or
-//! a day timetable, as rclone writes it) and the token bucket that enforces
-//! it ([`Throttle`], over the `ratelimit` crate; this is the only module that
-//! imports it). Reader and writer each own one `Throttle` with the same
-//! schedule, since the limit applies to each link direction.
+//! Bandwidth limit (SPEC §6): the run's `bwlimit` ([`LiveLimit`]: a
+//! [`Schedule`] from `timetable`, replaceable by a reload) and the token
+//! bucket that enforces it ([`Throttle`], over the `ratelimit` crate; this is
+//! the only module that imports it). Reader and writer each own one
+//! `Throttle` following the same `LiveLimit`, since the limit applies to each
+//! link direction. A pause holds every lane at its next slice.
 //!
 //! Strictness comes from small slices: callers consume at most
 //! [`Throttle::slice_len`] bytes per call, and the bucket holds at most one
 //! slice, so no single read or write can burst past the rate. A timetable is
 //! re-evaluated against the local clock at most once per
 //! [`CHECK_EVERY`], so a month-long run follows thousands of boundaries for
-//! the price of one `localtime_r` per second.
+//! the price of one clock reading per second.
 
-use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ratelimit::{Ratelimiter, TryWaitError};
-use serde::{Serialize, Serializer};
 
-use crate::units::{self, HumanRate};
+use crate::timetable::local_week_secs;
+pub use crate::timetable::{Limit, Schedule};
 
 /// Largest slice consumed at once when limited.
 const MAX_SLICE: u64 = 64 * 1024;
@@ -38,179 +38,96 @@ const MAX_DEBT: Duration = Duration::from_secs(2);
 const DEBT_ON: Duration = Duration::from_millis(50);
 /// How often a running throttle looks at the clock for a timetable boundary.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
-const DAY_SECS: u32 = 24 * 3600;
+/// How often a paused lane looks whether the pause ended.
+const PAUSE_POLL: Duration = Duration::from_millis(100);
+/// The limit in force as one number (progress counters): 0 = none,
+/// [`PAUSED`] = pause, else bytes/s.
+pub const PAUSED: u64 = u64::MAX;
 
-// ---- the configured limit ------------------------------------------------
-
-/// One timetable entry: from `at` (seconds after local midnight) the rate is
-/// `rate` bytes/s (`None` = unlimited) until the next entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot {
-    pub at: u32,
-    pub rate: Option<u64>,
-}
-
-/// `bwlimit` as resolved: a fixed rate (`None` = off), or a day timetable
-/// like rclone's `"08:00,10M 12:00,20M 19:00,off"`. Before the first entry
-/// of a day the last entry of the previous day is in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Schedule {
-    Fixed(Option<u64>),
-    /// At least one entry, strictly increasing times.
-    Timetable(Vec<Slot>),
-}
-
-impl Default for Schedule {
-    fn default() -> Self {
-        Schedule::Fixed(None)
+/// [`Limit`] as one number: 0 = off, [`PAUSED`], or bytes/s.
+pub fn limit_code(l: Limit) -> u64 {
+    match l {
+        Limit::Off => 0,
+        Limit::Pause => PAUSED,
+        Limit::Rate(r) => r,
     }
 }
 
-impl Schedule {
-    /// Parses a rate (`20M`, `20MB/s`, `0`, `off`) or a timetable of
-    /// space-separated `HH:MM,RATE` entries in time order.
-    pub fn parse(input: &str) -> Result<Self, String> {
-        let t = input.trim();
-        if !t.contains(',') && !t.contains(':') {
-            return units::parse_rate(t)
-                .map(Schedule::Fixed)
-                .map_err(|e| e.to_string());
-        }
-        let mut slots: Vec<Slot> = Vec::new();
-        for entry in t.split_whitespace() {
-            let bad = |why: String| {
-                format!(
-                    "invalid timetable entry `{entry}`: {why}; expected entries like \
-                     `08:00,10M 19:00,off` (HH:MM,RATE in time order)"
-                )
-            };
-            let (time, rate) = entry
-                .split_once(',')
-                .ok_or_else(|| bad("missing `,RATE`".into()))?;
-            let at =
-                parse_hhmm(time).ok_or_else(|| bad(format!("`{time}` is not a time HH:MM")))?;
-            let rate = units::parse_rate(rate).map_err(|e| bad(e.to_string()))?;
-            if let Some(prev) = slots.last()
-                && prev.at >= at
-            {
-                return Err(bad(format!(
-                    "`{time}` does not come after {}",
-                    hhmm(prev.at)
-                )));
-            }
-            slots.push(Slot { at, rate });
-        }
-        if slots.is_empty() {
-            return Err("empty timetable; write a rate like `20M` or `off`".into());
-        }
-        Ok(Schedule::Timetable(slots))
-    }
-
-    /// The rate in force at `secs` seconds after local midnight.
-    pub fn rate_at(&self, secs: u32) -> Option<u64> {
-        match self {
-            Schedule::Fixed(r) => *r,
-            Schedule::Timetable(slots) => slots
-                .iter()
-                .rev()
-                .find(|s| s.at <= secs)
-                .or(slots.last())
-                .and_then(|s| s.rate),
-        }
-    }
-
-    /// The rate in force now (local time).
-    pub fn rate_now(&self) -> Option<u64> {
-        match self {
-            Schedule::Fixed(r) => *r,
-            Schedule::Timetable(_) => self.rate_at(local_secs_of_day()),
-        }
-    }
-
-    /// True when no entry ever limits: the throttle is then free.
-    pub fn is_off(&self) -> bool {
-        match self {
-            Schedule::Fixed(r) => r.is_none(),
-            Schedule::Timetable(slots) => slots.iter().all(|s| s.rate.is_none()),
-        }
+fn limit_of_code(c: u64) -> Limit {
+    match c {
+        0 => Limit::Off,
+        PAUSED => Limit::Pause,
+        r => Limit::Rate(r),
     }
 }
 
-/// `20.0 MiB/s`, `off`, or `08:00,10.0 MiB/s 19:00,off`.
-impl fmt::Display for Schedule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Schedule::Fixed(r) => f.write_str(&rate_text(*r)),
-            Schedule::Timetable(slots) => {
-                for (i, s) in slots.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(" ")?;
-                    }
-                    write!(f, "{},{}", hhmm(s.at), rate_text(s.rate))?;
-                }
-                Ok(())
-            }
-        }
+// ---- the run's limit, replaceable while it runs -----------------------------
+
+/// The `bwlimit` a run follows, which a reload (SIGHUP) may replace: the
+/// throttles compare [`LiveLimit`]'s generation at every call (one atomic
+/// load) and take the new schedule at once.
+#[derive(Debug, Default)]
+pub struct LiveLimit {
+    schedule: Mutex<Schedule>,
+    generation: AtomicU64,
+    /// Set when the run stops: a paused lane gives up waiting.
+    cancelled: AtomicBool,
+}
+
+impl LiveLimit {
+    pub fn new(schedule: Schedule) -> Arc<Self> {
+        Arc::new(Self {
+            schedule: Mutex::new(schedule),
+            ..Self::default()
+        })
     }
-}
 
-impl Serialize for Schedule {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+    pub fn get(&self) -> Schedule {
+        self.schedule
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
-}
 
-/// A rate for people: `20.0 MiB/s` or `off`.
-pub fn rate_text(rate: Option<u64>) -> String {
-    rate.map_or("off".into(), |r| HumanRate(r as f64).to_string())
-}
-
-fn parse_hhmm(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
-    let ok = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
-    if !ok(h) || m.len() != 2 || !ok(m) {
-        return None;
+    /// Replaces the schedule; every throttle follows within its next call.
+    pub fn set(&self, schedule: Schedule) {
+        *self.schedule.lock().unwrap_or_else(|e| e.into_inner()) = schedule;
+        self.generation.fetch_add(1, Relaxed);
     }
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60).then_some(h * 3600 + m * 60)
-}
 
-fn hhmm(secs: u32) -> String {
-    format!("{:02}:{:02}", secs / 3600, secs / 60 % 60)
-}
+    /// The run stops: lanes waiting in a pause return (their callers then
+    /// see the stop request).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Relaxed);
+    }
 
-/// Seconds since local midnight (the timetable is in local time, as rclone's).
-fn local_secs_of_day() -> u32 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
-    // SAFETY: `localtime_r` writes only into `tm`, which outlives the call.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = !unsafe { libc::localtime_r(&now, &mut tm) }.is_null();
-    if ok {
-        (tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec) as u32
-    } else {
-        (now.rem_euclid(DAY_SECS as libc::time_t)) as u32
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Relaxed)
     }
 }
 
 // ---- the enforcing token bucket ------------------------------------------
 
-/// A token bucket following a [`Schedule`]. Shared by all readers (or all
+/// A token bucket following a [`LiveLimit`]. Shared by all readers (or all
 /// writers) of a run's `transfers` lanes: the limit is for the whole run; the
-/// active rate changes under it when the clock crosses a timetable boundary.
+/// active rate changes under it when the clock crosses a timetable boundary
+/// or a reload replaces the schedule.
 pub struct Throttle {
-    schedule: Schedule,
-    /// `Some` unless the schedule never limits (then every call is free).
-    limiter: Option<Ratelimiter>,
-    /// Rate in force, bytes/s; 0 = unlimited right now.
+    live: Arc<LiveLimit>,
+    /// The generation of `live` that `schedule` is.
+    seen: AtomicU64,
+    schedule: Mutex<Schedule>,
+    /// Whether `schedule` is a timetable (the clock must be looked at).
+    timed: AtomicBool,
+    limiter: Ratelimiter,
+    /// Limit in force, as [`limit_code`]: 0 = unlimited right now.
     active: AtomicU64,
     next_check: Mutex<Instant>,
     check_every: Duration,
     /// Catch-up state; a mutex because all lanes share one throttle.
     pace: Mutex<Pace>,
     clock: fn() -> u32,
-    /// Whether a timetable change is an `info` diagnostic (one of the two
+    /// Whether a limit change is an `info` diagnostic (one of the two
     /// throttles of a run says it, see [`Throttle::quiet`]).
     log_changes: bool,
 }
@@ -237,12 +154,18 @@ impl Pace {
 }
 
 impl Throttle {
-    /// A throttle following `schedule` on the local clock.
+    /// A throttle following a fixed `schedule` on the local clock.
     pub fn new(schedule: &Schedule) -> Self {
-        Self::with_clock(schedule, local_secs_of_day, CHECK_EVERY)
+        Self::live(&LiveLimit::new(schedule.clone()))
     }
 
-    /// The same throttle, without the diagnostic at each timetable change:
+    /// A throttle following `live` (which a reload may change) on the
+    /// local clock.
+    pub fn live(live: &Arc<LiveLimit>) -> Self {
+        Self::with_clock(live, local_week_secs, CHECK_EVERY)
+    }
+
+    /// The same throttle, without the diagnostic at each limit change:
     /// a run's read and write throttles change together, and the operator
     /// is told once.
     #[must_use]
@@ -251,58 +174,57 @@ impl Throttle {
         self
     }
 
-    /// [`Throttle::new`] with a chosen clock (seconds after midnight) and
-    /// re-evaluation interval, for tests.
-    pub fn with_clock(schedule: &Schedule, clock: fn() -> u32, check_every: Duration) -> Self {
-        let limiter = (!schedule.is_off()).then(|| {
-            Ratelimiter::builder(1)
-                .max_tokens(1)
-                .initial_available(0)
-                .build()
-                .expect("rate 1 and max_tokens 1 are valid")
-        });
+    /// [`Throttle::live`] with a chosen clock (seconds after Monday 00:00)
+    /// and re-evaluation interval, for tests.
+    pub fn with_clock(live: &Arc<LiveLimit>, clock: fn() -> u32, check_every: Duration) -> Self {
+        let limiter = Ratelimiter::builder(1)
+            .max_tokens(1)
+            .initial_available(0)
+            .build()
+            .expect("rate 1 and max_tokens 1 are valid");
+        let seen = live.generation.load(Acquire);
+        let schedule = live.get();
         let t = Self {
-            schedule: schedule.clone(),
+            live: live.clone(),
+            seen: AtomicU64::new(seen),
+            timed: AtomicBool::new(matches!(schedule, Schedule::Timetable(_))),
+            schedule: Mutex::new(schedule),
             limiter,
             active: AtomicU64::new(0),
-            next_check: Mutex::new(Instant::now()),
+            next_check: Mutex::new(Instant::now() + check_every),
             check_every,
             pace: Mutex::new(Pace::new()),
             clock,
             log_changes: true,
         };
-        if t.limiter.is_some() {
-            t.apply(t.schedule_rate(), false);
-            *t.next_check.lock().expect("throttle lock") = Instant::now() + check_every;
-        }
+        t.apply(t.schedule_limit(), None);
         t
     }
 
-    fn schedule_rate(&self) -> Option<u64> {
-        match &self.schedule {
-            Schedule::Fixed(r) => *r,
-            Schedule::Timetable(_) => self.schedule.rate_at((self.clock)()),
-        }
+    fn schedule_limit(&self) -> Limit {
+        self.schedule
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .limit_at((self.clock)())
     }
 
-    /// Makes `rate` the one in force (no-op when it already is).
-    fn apply(&self, rate: Option<u64>, log: bool) {
-        let (Some(l), new) = (&self.limiter, rate.unwrap_or(0)) else {
-            return;
-        };
+    /// Makes `limit` the one in force (no-op when it already is); `why`
+    /// names the cause for the diagnostic.
+    fn apply(&self, limit: Limit, why: Option<&str>) {
+        let new = limit_code(limit);
         if new == self.active.load(Relaxed) {
             return;
         }
-        if new > 0 {
+        if let Limit::Rate(r) = limit {
             // Capacity first: `set_rate` keeps a max_tokens that is not u64::MAX.
-            l.set_max_tokens(bucket_for(new));
-            l.set_rate(new);
+            self.limiter.set_max_tokens(bucket_for(r));
+            self.limiter.set_rate(r);
         }
-        if log && self.log_changes {
+        if let Some(why) = why.filter(|_| self.log_changes) {
             tracing::info!(
-                from = %rate_text(self.active()),
-                to = %rate_text(rate),
-                "bandwidth limit changed (timetable)"
+                from = %limit_of_code(self.active.load(Relaxed)),
+                to = %limit,
+                "bandwidth limit changed ({why})"
             );
         }
         self.active.store(new, Relaxed);
@@ -317,7 +239,8 @@ impl Throttle {
         self.pace.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn pace(&self, l: &Ratelimiter, n: u64) {
+    fn pace(&self, n: u64) {
+        let l = &self.limiter;
         let rate = self.active.load(Relaxed);
         let mut p = self.pace_state();
         p.bytes += n;
@@ -346,28 +269,42 @@ impl Throttle {
         }
     }
 
-    /// Looks at the clock if a check is due; cheap otherwise.
+    /// Takes a reloaded schedule at once; looks at the clock if a check is
+    /// due; cheap otherwise (two atomic loads).
     fn refresh(&self) {
-        if self.limiter.is_none() || matches!(self.schedule, Schedule::Fixed(_)) {
+        let reloaded = self.live.generation.load(Acquire) != self.seen.load(Relaxed);
+        if !reloaded && !self.timed.load(Relaxed) {
             return;
         }
         let now = Instant::now();
         // Held while applying, so that concurrent lanes change the rate once.
-        let mut next = self.next_check.lock().expect("throttle lock");
+        let mut next = self.next_check.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = self.live.generation.load(Acquire);
+        if generation != self.seen.load(Relaxed) {
+            let schedule = self.live.get();
+            self.timed
+                .store(matches!(schedule, Schedule::Timetable(_)), Relaxed);
+            *self.schedule.lock().unwrap_or_else(|e| e.into_inner()) = schedule;
+            self.seen.store(generation, Relaxed);
+            *next = now + self.check_every;
+            self.apply(self.schedule_limit(), Some("reloaded"));
+            return;
+        }
         if now < *next {
             return;
         }
         *next = now + self.check_every;
-        self.apply(self.schedule_rate(), true);
+        self.apply(self.schedule_limit(), Some("timetable"));
     }
 
-    /// Rate in force now, bytes/s; `None` = unlimited.
+    /// Rate in force now, bytes/s; `None` = unlimited; [`PAUSED`] = pause.
     pub fn active(&self) -> Option<u64> {
         Some(self.active.load(Relaxed)).filter(|&r| r > 0)
     }
 
-    /// Whether bytes must go through [`Self::consume`] right now. Also the
-    /// point where a timetable boundary is noticed: call it per block.
+    /// Whether bytes must go through [`Self::consume`] right now (a rate or
+    /// a pause). Also the point where a timetable boundary or a reload is
+    /// noticed: call it per block.
     pub fn is_limited(&self) -> bool {
         self.refresh();
         self.active.load(Relaxed) > 0
@@ -377,27 +314,36 @@ impl Throttle {
     pub fn slice_len(&self) -> usize {
         match self.active.load(Relaxed) {
             0 => usize::MAX,
+            PAUSED => MAX_SLICE as usize,
             r => slice_for(r) as usize,
         }
     }
 
-    /// Blocks until `n` bytes (≤ [`Self::slice_len`]) may pass.
+    /// Blocks until `n` bytes (≤ [`Self::slice_len`]) may pass. While
+    /// paused it waits for the pause to end (or the run to stop).
     pub fn consume(&self, n: usize) {
-        let Some(l) = &self.limiter else { return };
+        let l = &self.limiter;
         let mut left = n as u64;
         while left > 0 {
             self.refresh();
-            if self.active.load(Relaxed) == 0 {
-                return;
-            }
-            let step = left.min(slice_for(self.active.load(Relaxed)));
+            let step = match self.active.load(Relaxed) {
+                0 => return,
+                PAUSED => {
+                    if self.live.is_cancelled() {
+                        return;
+                    }
+                    std::thread::sleep(PAUSE_POLL);
+                    continue;
+                }
+                r => left.min(slice_for(r)),
+            };
             match l.try_wait_n(step) {
                 Ok(()) => {
                     left -= step;
-                    self.pace(l, step);
+                    self.pace(step);
                 }
                 Err(TryWaitError::Insufficient(d)) => {
-                    std::thread::sleep(d.max(Duration::from_micros(100)))
+                    std::thread::sleep(d.clamp(Duration::from_micros(100), PAUSE_POLL))
                 }
                 // max_tokens shrank under us (rate change): retry with the new size.
                 Err(_) => {}
@@ -430,11 +376,10 @@ mod tests {
     #[test]
     fn unlimited_costs_nothing() {
         for s in [
-            Schedule::Fixed(None),
+            Schedule::Fixed(Limit::Off),
             Schedule::parse("08:00,off 19:00,0").unwrap(),
         ] {
             let t = Throttle::new(&s);
-            assert!(t.limiter.is_none());
             let start = Instant::now();
             for _ in 0..1_000_000 {
                 assert!(!t.is_limited());
@@ -447,7 +392,7 @@ mod tests {
     #[test]
     fn limit_holds_as_lower_bound() {
         // 1 MiB at 4 MiB/s must take at least ~0.25 s (bucket starts empty).
-        let t = Throttle::new(&Schedule::Fixed(Some(4 << 20)));
+        let t = Throttle::new(&Schedule::Fixed(Limit::Rate(4 << 20)));
         assert!(t.is_limited());
         assert_eq!(t.slice_len(), 64 * 1024);
         let start = Instant::now();
@@ -462,7 +407,7 @@ mod tests {
     #[test]
     fn a_stalled_throttle_catches_up_by_at_most_5_percent() {
         let rate = 4u64 << 20;
-        let t = Throttle::new(&Schedule::Fixed(Some(rate)));
+        let t = Throttle::new(&Schedule::Fixed(Limit::Rate(rate)));
         // Stalled for 1 s (the machine, a slow open): 4 MiB behind schedule.
         std::thread::sleep(Duration::from_secs(1));
         t.consume(t.slice_len());
@@ -485,8 +430,14 @@ mod tests {
 
     #[test]
     fn slices_shrink_for_slow_rates() {
-        assert_eq!(Throttle::new(&Schedule::Fixed(Some(1000))).slice_len(), 20);
-        assert_eq!(Throttle::new(&Schedule::Fixed(Some(1))).slice_len(), 1);
+        assert_eq!(
+            Throttle::new(&Schedule::Fixed(Limit::Rate(1000))).slice_len(),
+            20
+        );
+        assert_eq!(
+            Throttle::new(&Schedule::Fixed(Limit::Rate(1))).slice_len(),
+            1
+        );
     }
 
     static NOW: AtomicU32 = AtomicU32::new(0);
@@ -498,7 +449,7 @@ mod tests {
     fn rate_follows_the_clock_across_boundaries() {
         let s = Schedule::parse("08:00,1M 12:00,off 19:00,4M").unwrap();
         NOW.store(9 * 3600, Relaxed);
-        let t = Throttle::with_clock(&s, fake_clock, Duration::ZERO);
+        let t = Throttle::with_clock(&LiveLimit::new(s), fake_clock, Duration::ZERO);
         assert_eq!(t.active(), Some(1 << 20));
         assert_eq!(t.slice_len(), (1 << 20) / 50);
         // 12:00: off, the throttle becomes free at once.
@@ -531,7 +482,7 @@ mod tests {
     #[test]
     fn clock_is_read_at_most_every_check_interval() {
         let s = Schedule::parse("00:00,1M 00:01,2M").unwrap();
-        let t = Throttle::with_clock(&s, fake_clock2, Duration::from_secs(3600));
+        let t = Throttle::with_clock(&LiveLimit::new(s), fake_clock2, Duration::from_secs(3600));
         NOW2.store(120, Relaxed);
         assert_eq!((t.is_limited(), t.active()), (true, Some(1 << 20)));
     }
@@ -578,61 +529,33 @@ mod tests {
     }
 
     #[test]
-    fn timetable_parses_like_rclone() {
-        let s = Schedule::parse("08:00,10M 12:00,20MB/s 19:00,off").unwrap();
-        let want = vec![
-            Slot {
-                at: 8 * 3600,
-                rate: Some(10 << 20),
-            },
-            Slot {
-                at: 12 * 3600,
-                rate: Some(20_000_000),
-            },
-            Slot {
-                at: 19 * 3600,
-                rate: None,
-            },
-        ];
-        assert_eq!(s, Schedule::Timetable(want));
-        assert_eq!(
-            s.rate_at(7 * 3600 + 3599),
-            None,
-            "before 08:00: yesterday's 19:00"
+    fn pause_holds_until_the_next_entry_and_a_reload_applies_at_once() {
+        let live = LiveLimit::new(Schedule::parse("pause").unwrap());
+        let t = std::sync::Arc::new(Throttle::live(&live));
+        assert!(t.is_limited());
+        assert_eq!(t.active(), Some(PAUSED));
+        let (t2, started) = (t.clone(), Instant::now());
+        let lane = std::thread::spawn(move || {
+            t2.consume(1000);
+            started.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(!lane.is_finished(), "a paused lane waits");
+        live.set(Schedule::Fixed(Limit::Rate(1 << 20)));
+        let waited = lane.join().unwrap();
+        assert!(waited >= Duration::from_millis(400), "{waited:?}");
+        assert!(
+            waited < Duration::from_secs(5),
+            "the reload ended the pause: {waited:?}"
         );
-        assert_eq!(s.rate_at(8 * 3600), Some(10 << 20));
-        assert_eq!(s.rate_at(12 * 3600 - 1), Some(10 << 20));
-        assert_eq!(s.rate_at(12 * 3600), Some(20_000_000));
-        assert_eq!(s.rate_at(DAY_SECS - 1), None);
-        assert_eq!(s.to_string(), "08:00,10.0 MiB/s 12:00,19.1 MiB/s 19:00,off");
-        assert!(!s.is_off());
-        assert_eq!(Schedule::parse(" 7:30,1K ").unwrap().rate_at(0), Some(1024));
-        assert_eq!(
-            Schedule::parse("20M").unwrap(),
-            Schedule::Fixed(Some(20 << 20))
-        );
-        assert_eq!(Schedule::parse("off").unwrap(), Schedule::Fixed(None));
-        assert_eq!(Schedule::parse("0").unwrap().to_string(), "off");
-    }
-
-    #[test]
-    fn bad_timetables_say_why() {
-        let cases = [
-            ("08:00,10M 07:00,1M", "does not come after 08:00"),
-            ("08:00,10M 08:00,1M", "does not come after 08:00"),
-            ("24:00,1M", "is not a time"),
-            ("08:60,1M", "is not a time"),
-            ("8h,1M", "is not a time"),
-            ("08:00", "missing `,RATE`"),
-            ("08:00 10M", "missing `,RATE`"),
-            ("08:00,fast", "invalid rate `fast`"),
-            ("08:00,-1", "invalid rate"),
-            (",", "is not a time"),
-        ];
-        for (input, want) in cases {
-            let e = Schedule::parse(input).unwrap_err();
-            assert!(e.contains(want), "{input:?}: {e}");
-        }
-        assert!(Schedule::parse("fast").is_err());
+        assert_eq!(t.active(), Some(1 << 20));
+        // A stopping run cancels the wait.
+        live.set(Schedule::parse("pause").unwrap());
+        assert!(t.is_limited());
+        live.cancel();
+        t.consume(1000);
+        // Off after a limit: free again.
+        live.set(Schedule::Fixed(Limit::Off));
+        assert!(!t.is_limited());
     }
 }

@@ -8,7 +8,8 @@ use crate::db::StateDb;
 use crate::decide;
 use crate::modes::Permissions;
 use crate::runner::{self, Exit};
-use crate::throttle::{Schedule, rate_text};
+use crate::throttle::{Limit, Schedule};
+use crate::timetable;
 use crate::units::human_bytes;
 
 pub fn check(args: &CommonArgs) -> Result<Exit, Failure> {
@@ -73,11 +74,21 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
         (
             "bwlimit",
             match &job.bwlimit {
-                Schedule::Fixed(r) => r.map_or("off".into(), |b| {
-                    format!("{}/s ({b} bytes/s)", human_bytes(b))
-                }),
-                t @ Schedule::Timetable(_) => {
-                    format!("timetable {t} (now {})", rate_text(t.rate_now()))
+                Schedule::Fixed(Limit::Rate(b)) => {
+                    format!("{}/s ({b} bytes/s)", human_bytes(*b))
+                }
+                Schedule::Fixed(Limit::Pause) => {
+                    "pause (no file bytes move; edit and reload to go on)".into()
+                }
+                Schedule::Fixed(l) => l.to_string(),
+                t @ Schedule::Timetable(tt) => {
+                    let now = timetable::local_week_secs();
+                    let zone = timetable::local_zone_name();
+                    format!(
+                        "timetable {t} (now {})\n{}",
+                        tt.limit_at(now),
+                        tt.week_table(now, &zone, &" ".repeat(19))
+                    )
                 }
             },
         ),
@@ -120,6 +131,13 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
         (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),
+        ),
+        (
+            "metrics_file",
+            job.metrics_file.as_ref().map_or_else(
+                || "off".into(),
+                |p| format!("{p} (Prometheus textfile, rewritten every second while a run goes)"),
+            ),
         ),
     ]
 }

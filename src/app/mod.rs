@@ -1,17 +1,18 @@
-//! Commands: a parsed [`Cli`] → `run`, `check` or `status` (one file
+//! Commands: a parsed [`Cli`] → `run`, `check`, `status` or `reload` (one file
 //! each) → an exit code. A command that fails returns a [`Failure`], and
 //! this file prints it, once, as one line prefixed `jobrun:` (ripgrep's
 //! shape); `main.rs` only parses arguments, sets up tracing and calls [`run`].
 
 mod check;
+mod reload;
 mod run;
 mod status;
 
 use std::io::Write;
 
 use crate::cli::{Cli, Command, CommonArgs};
-use crate::manifest::{self, Job};
 use crate::exit::Exit;
+use crate::manifest::{self, Job};
 
 pub use status::{FailedFile, RunStatus, StatusReport, render_status};
 
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Status(args)) => status::status(&args),
+        Some(Command::Reload(args)) => reload::reload(&args),
         None => run::run_job(cli),
     };
     match result {

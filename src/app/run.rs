@@ -1,20 +1,28 @@
-//! `jobrun JOB.toml`: signals, the progress reporter, the run, and its
-//! summary line.
+//! `jobrun JOB.toml`: signals, the progress reporter, the run, the thread
+//! beside it (SIGHUP reloads, the stop of a pause), and its summary line.
 
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use super::{Failure, load_runnable, out};
-use crate::cli::Cli;
+use crate::audit::AuditLog;
+use crate::cli::{Cli, Overrides};
+use crate::manifest::Job;
 use crate::progress::{Progress, Reporter, Style, Summary, summary_line};
+use crate::retune::{self, Reload};
 use crate::runner::{self, Exit};
+use crate::throttle::{Limit, limit_code};
 
 pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
     let args = cli.run;
     let path = args
         .job
         .expect("clap requires JOB.toml without a subcommand");
+    // SIGHUP first: its default action would end the run.
+    let reload = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone());
     let job = load_runnable(&path, &args.overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -32,7 +40,30 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
         rescan: args.rescan,
         dry_run: args.dry_run,
     };
-    let result = runner::run(&job, opts, &progress, &stop, &|l| reporter.say(l));
+    let shared = runner::Shared::new(&job);
+    let done = AtomicBool::new(false);
+    let say = |l: &str| reporter.say(l);
+    let result = std::thread::scope(|s| {
+        let beside = Beside {
+            manifest: &path,
+            overrides: &args.overrides,
+            job: &job,
+            shared: &shared,
+            progress: &progress,
+            say: &say,
+        };
+        let (stop, reload, done) = (&stop, &reload, &done);
+        let h = s.spawn(move || beside.run(stop, reload, done));
+        let r = runner::run(&job, opts, &progress, stop, &shared, &say);
+        done.store(true, Relaxed);
+        let metrics = h.join().expect("the thread beside the run panicked");
+        (r, metrics)
+    });
+    let (result, metrics) = result;
+    if let (Some(mut m), Ok(f)) = (metrics, &result) {
+        // The run's last word: its end and exit code.
+        m.write(&job, &progress, None, Some(f.report.exit.code()));
+    }
     drop(reporter);
     match result {
         Ok(runner::Finished { report, error }) => {
@@ -76,6 +107,190 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
                 exit,
                 then,
             })
+        }
+    }
+}
+
+/// The thread beside a run: takes SIGHUP reloads, and ends a pause when the
+/// run is asked to stop. Looks ten times a second, so a reload applies well
+/// within a second.
+struct Beside<'a> {
+    manifest: &'a Path,
+    overrides: &'a Overrides,
+    job: &'a Job,
+    shared: &'a runner::Shared,
+    progress: &'a Progress,
+    say: &'a (dyn Fn(&str) + Sync),
+}
+
+const BESIDE_TICK: Duration = Duration::from_millis(100);
+
+impl Beside<'_> {
+    /// Until `done`; returns the metrics writer for the run's last write
+    /// (when the job has a `metrics_file` and the run was recorded).
+    fn run(&self, stop: &AtomicBool, reload: &AtomicBool, done: &AtomicBool) -> Option<Metrics> {
+        let mut metrics = self.job.metrics_file.clone().map(Metrics::new);
+        let mut next_write = Instant::now();
+        loop {
+            let finished = done.load(Relaxed);
+            if stop.load(Relaxed) {
+                self.shared.limit.cancel();
+            }
+            if reload.swap(false, Relaxed) && !finished {
+                self.reload();
+            }
+            // Only the run that holds the lock writes the file (a run
+            // refused as locked is never recorded).
+            let recorded = self.shared.run_id.get().is_some();
+            if finished {
+                return metrics.filter(|_| recorded);
+            }
+            if let Some(m) = metrics.as_mut().filter(|_| recorded)
+                && Instant::now() >= next_write
+            {
+                m.write(
+                    self.job,
+                    self.progress,
+                    Some(self.shared.limit.get().limit_now()),
+                    None,
+                );
+                next_write = Instant::now() + METRICS_EVERY;
+            }
+            std::thread::sleep(BESIDE_TICK);
+        }
+    }
+
+    fn reload(&self) {
+        let r = retune::reload(self.manifest, self.overrides, self.job, &self.shared.limit);
+        let note = r.note();
+        if let Reload::Refused { .. } = r {
+            // Shown under --quiet too: the operator's edit was not taken.
+            tracing::warn!("{note}");
+        } else {
+            (self.say)(&note);
+        }
+        self.progress
+            .0
+            .bwlimit
+            .store(limit_code(self.shared.limit.get().limit_now()), Relaxed);
+        // Its own descriptor on the log: each line is one O_APPEND write,
+        // so it cannot interleave with the run's lines.
+        let written = AuditLog::open(&self.job.log).and_then(|mut log| {
+            if let Some(&id) = self.shared.run_id.get() {
+                log.set_run(id);
+            }
+            log.write(&r.record(self.job.manifest.as_str()))
+        });
+        if let Err(e) = written {
+            tracing::warn!("reload: {e}");
+        }
+    }
+}
+
+/// How often the metrics file is rewritten while a run goes.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// The rate is bytes written over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Samples the run for `metrics_file` and writes it (see `metrics`).
+struct Metrics {
+    path: camino::Utf8PathBuf,
+    started: f64,
+    /// Read-only: per-status counts, queried at most every second and at
+    /// most 1/20 of the time (a GROUP BY over millions of rows takes a while).
+    db: Option<crate::db::StateDb>,
+    statuses: Vec<(String, u64, u64)>,
+    next_count: Instant,
+    window: std::collections::VecDeque<(Instant, u64)>,
+    warned: bool,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Metrics {
+    fn new(path: camino::Utf8PathBuf) -> Self {
+        Self {
+            path,
+            started: unix_now(),
+            db: None,
+            statuses: Vec::new(),
+            next_count: Instant::now(),
+            window: std::collections::VecDeque::new(),
+            warned: false,
+        }
+    }
+
+    fn count(&mut self, job: &Job, force: bool) {
+        if !force && Instant::now() < self.next_count {
+            return;
+        }
+        let t = Instant::now();
+        if self.db.is_none() {
+            self.db = crate::db::StateDb::open_existing_read_only(&job.db)
+                .ok()
+                .flatten();
+        }
+        if let Some(counts) = self.db.as_ref().and_then(|db| db.status_counts().ok()) {
+            self.statuses = counts
+                .into_iter()
+                .map(|c| (c.status, c.files, c.bytes))
+                .collect();
+        }
+        self.next_count = Instant::now() + (t.elapsed() * 20).max(METRICS_EVERY);
+    }
+
+    /// One write: `limit` while the run goes, `exit` at its end.
+    fn write(&mut self, job: &Job, progress: &Progress, limit: Option<Limit>, exit: Option<u8>) {
+        let c = &progress.0;
+        self.count(job, exit.is_some());
+        let now = Instant::now();
+        let written = c.bytes_done.load(Relaxed);
+        self.window.push_back((now, written));
+        while self.window.len() > 2 && now - self.window[1].0 >= RATE_WINDOW {
+            self.window.pop_front();
+        }
+        let rate = match (self.window.front(), exit) {
+            (Some(&(t0, b0)), None) if now > t0 => {
+                written.saturating_sub(b0) as f64 / (now - t0).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let left = c
+            .backlog_files
+            .load(Relaxed)
+            .saturating_sub(c.files_done.load(Relaxed) + c.files_failed.load(Relaxed));
+        // The lanes all work while more files are left than lanes.
+        let in_flight = if c.phase.load(Relaxed) == crate::progress::PHASE_TRANSFER {
+            left.min(job.transfers as u64)
+        } else {
+            0
+        };
+        let synced = c.bytes_synced.load(Relaxed);
+        let heartbeat = unix_now();
+        let sample = crate::metrics::Sample {
+            job: job.manifest.file_stem().unwrap_or("job").to_string(),
+            statuses: self.statuses.clone(),
+            run_copied_bytes: synced,
+            copied_bytes_total: c.bytes_before.load(Relaxed) + synced,
+            run_written_bytes: written,
+            rate,
+            limit,
+            files_in_flight: in_flight,
+            run_failed: c.files_failed.load(Relaxed),
+            running: exit.is_none(),
+            run_start: self.started,
+            run_end: exit.map(|_| heartbeat),
+            exit_code: exit.map(i32::from),
+            heartbeat,
+        };
+        if let Err(e) = crate::metrics::write_atomic(&self.path, &crate::metrics::render(&sample))
+            && !std::mem::replace(&mut self.warned, true)
+        {
+            tracing::warn!(path = %self.path, error = %e, "cannot write the metrics file (warned once per run)");
         }
     }
 }

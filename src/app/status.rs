@@ -73,21 +73,6 @@ fn run_seconds(r: &RunRow) -> Option<f64> {
     Some(end.duration_since(start).ok()?.as_secs_f64())
 }
 
-/// Pid of a live `jobrun` holding `<db>.lock`. Reads the pid the lock
-/// holder wrote and checks /proc; never takes the lock (a starting cron run
-/// must not find it busy because someone looked).
-fn lock_holder(db: &camino::Utf8Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(format!("{db}.lock"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    // `comm` is the executable's name cut to 15 bytes; an installed
-    // `jobrun-0.2` still starts with `jobrun`.
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    comm.starts_with("jobrun").then_some(pid)
-}
-
 fn exit_reason(code: i32) -> &'static str {
     match code {
         0 => Exit::Ok.reason(),
@@ -108,7 +93,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
     // A live holder of the lock whose run has not recorded its end: a pid
     // reused after a kill, by another job's run, is not taken for this one.
     let running_pid =
-        lock_holder(&job.db).filter(|_| rows.first().is_some_and(|r| r.ended_at.is_none()));
+        crate::lock::holder(&job.db).filter(|_| rows.first().is_some_and(|r| r.ended_at.is_none()));
     let rated: Vec<(u64, f64)> = rows
         .iter()
         .filter(|r| r.bytes_done > 0)

@@ -104,6 +104,7 @@ pub fn run(
     audit: &mut AuditLog,
     progress: &Progress,
     stop: &AtomicBool,
+    limit: &std::sync::Arc<crate::throttle::LiveLimit>,
     source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(PHASE_TRANSFER);
@@ -113,10 +114,7 @@ pub fn run(
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let lane_cap = job.lane_capacity();
-    let (read_limit, write_limit) = (
-        Throttle::new(&job.bwlimit),
-        Throttle::new(&job.bwlimit).quiet(),
-    );
+    let (read_limit, write_limit) = (Throttle::live(limit), Throttle::live(limit).quiet());
     // Set on the first fatal error anywhere, so that the other lanes stop.
     let halt = AtomicBool::new(false);
     let first_block = AtomicBool::new(false);

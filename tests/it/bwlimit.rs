@@ -1,6 +1,7 @@
 //! Bandwidth limit (SPEC §6): the limit holds as a generous lower bound,
-//! flag > environment > manifest, and bad timetables are exit 2 naming the
-//! key and line.
+//! flag > environment > manifest, a weekly timetable with a pause is
+//! followed across local midnight, and bad timetables are exit 2 naming the
+//! key, the line and the entry.
 
 use std::time::{Duration, Instant};
 
@@ -115,10 +116,12 @@ fn bad(env_vars: &[(&str, &str)], body: &str) -> String {
 
 #[test]
 fn bad_timetables_are_exit_2_with_key_and_line() {
-    let body = "source = \"src\"\ndestination = \"dst\"\n\nbwlimit = \"08:00,10M 07:00,off\"\n";
+    let body = "source = \"src\"\ndestination = \"dst\"\n\nbwlimit = \"Sat-08:00,10M 19:00,off sat-08:00,pause\"\n";
     let msg = bad(&[], body);
     assert!(msg.contains("job.toml:4: `bwlimit`: "), "{msg}");
-    insta::assert_snapshot!("bad_timetable_order", msg);
+    insta::assert_snapshot!("bad_timetable_twice", msg);
+    let body = "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"Sa-08:00,10M\"\n";
+    insta::assert_snapshot!("bad_timetable_day", bad(&[], body));
     let body = "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"8h,10M\"\n";
     insta::assert_snapshot!("bad_timetable_time", bad(&[], body));
     let msg = bad(
@@ -130,4 +133,54 @@ fn bad_timetables_are_exit_2_with_key_and_line() {
         "{msg}"
     );
     assert!(msg.contains("`25:00` is not a time HH:MM"), "{msg}");
+}
+
+/// A POSIX `TZ` whose local time is now `secs_before` seconds before
+/// midnight, and the weekday names (Mon…Sun) of the day ending and the next.
+fn tz_before_midnight(secs_before: i64) -> (String, &'static str, &'static str) {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let utc = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // local = utc + east; choose east in (-12 h, 12 h].
+    let mut east = (86_400 - secs_before - utc.rem_euclid(86_400)).rem_euclid(86_400);
+    if east > 43_200 {
+        east -= 86_400;
+    }
+    let day = (utc + east).div_euclid(86_400);
+    // 1970-01-01 was a Thursday (Mon = 0).
+    let wd = ((day + 3).rem_euclid(7)) as usize;
+    // POSIX writes the offset west of UTC: `XXX-02:00` is two hours east.
+    let (sign, a) = (if east >= 0 { '-' } else { '+' }, east.abs());
+    let tz = format!("XXX{sign}{:02}:{:02}:{:02}", a / 3600, a / 60 % 60, a % 60);
+    (tz, DAYS[wd], DAYS[(wd + 1) % 7])
+}
+
+#[test]
+fn a_paused_weekday_ends_at_local_midnight() {
+    // Local time is 23:59:52 of day D: `D-00:00,pause` holds until the next
+    // day's `00:00,off`, so the copy waits for local midnight, then runs.
+    let (tz, day, next) = tz_before_midnight(8);
+    let env = sixteen_mib(&format!("bwlimit = \"{day}-00:00,pause {next}-00:00,off\""));
+    let (out, took) = timed_run(&env, &[("TZ", tz.as_str())], &["-v"]);
+    out.assert_code(0);
+    env.assert_trees_equal();
+    assert!(
+        took >= Duration::from_secs(4),
+        "the pause did not hold: {took:?}"
+    );
+    assert!(
+        start_bwlimit(&env).starts_with(&format!(
+            "pause (timetable {day}-00:00,pause {next}-00:00,off)"
+        )),
+        "{}",
+        start_bwlimit(&env)
+    );
+    assert!(
+        out.stderr.contains("bandwidth limit changed (timetable)")
+            && out.stderr.contains("from=pause to=off"),
+        "{}",
+        out.stderr
+    );
 }

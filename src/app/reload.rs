@@ -1,0 +1,35 @@
+//! `jobrun reload JOB.toml`: checks the edited manifest as the run will
+//! read it, finds the run holding the job's lock and sends it SIGHUP; the
+//! run takes the new `bwlimit` within a second (see `retune`).
+
+use super::{Failure, load, out};
+use crate::cli::CommonArgs;
+use crate::exit::Exit;
+
+pub fn reload(args: &CommonArgs) -> Result<Exit, Failure> {
+    // A manifest the run would refuse is refused here first (exit 2): the
+    // operator sees the mistake now, and the run keeps its limit.
+    let job = load(args)?;
+    let Some(pid) = crate::lock::holder(&job.db) else {
+        return Err(Failure::new(
+            format!(
+                "no run of this job is going (nothing holds `{}.lock`); the next run reads the manifest anyway",
+                job.db
+            ),
+            Exit::Locked,
+        ));
+    };
+    // SAFETY: plain syscall; `pid` is a live jobrun holding this job's lock.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Failure::new(
+            format!("cannot signal the run (pid {pid}): {e}"),
+            Exit::Fatal,
+        ));
+    }
+    out(&format!(
+        "reload: sent SIGHUP to the run (pid {pid}); it takes `bwlimit = {}` within a second (its progress and audit log say so)\n",
+        job.bwlimit
+    ));
+    Ok(Exit::Ok)
+}
