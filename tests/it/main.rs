@@ -17,3 +17,4 @@ mod refuse;
 mod roots;
 mod scan;
 mod transfers;
+mod verify;
