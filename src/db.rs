@@ -1535,6 +1535,43 @@ mod tests {
     }
 
     #[test]
+    fn a_v2_db_keeps_its_rows_when_verify_columns_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("old.db")).unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            MIGRATIONS
+                .to_version(&mut conn, 2)
+                .expect("the v2 schema as the previous release left it");
+            conn.execute(
+                "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                    changed_ns, mode, uid, gid, hash, hash_algorithm, status, scan_id)
+                 VALUES ('/s/a', '/d/a', 'file', 1, 2, 3, 4, 420, 0, 0, 'ab', 'sha256', 'synced', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let ro = StateDb::open_existing_read_only(&path).unwrap().unwrap();
+        assert!(ro.last_verify().unwrap().is_none(), "status reads a v2 DB");
+        drop(ro);
+        let db = StateDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), 3);
+        let mut todo = Vec::new();
+        db.verify_todo_sizes(0, |id, size| todo.push((id, size)))
+            .unwrap();
+        assert_eq!(todo, vec![(1, 1)]);
+        db.begin().unwrap();
+        db.record_verify(1, "ab", VerifyResult::Ok, 10, false)
+            .unwrap();
+        db.commit().unwrap();
+        let mut todo = Vec::new();
+        db.verify_todo_sizes(10, |id, _| todo.push(id)).unwrap();
+        assert!(todo.is_empty(), "found ok at 10: skipped since 10");
+        db.verify_todo_sizes(11, |id, _| todo.push(id)).unwrap();
+        assert_eq!(todo, vec![1]);
+    }
+
+    #[test]
     fn non_utf8_paths_round_trip() {
         let p = PathBuf::from(OsStr::from_bytes(b"/src/caf\xe9/\xff.bin"));
         let v = path_value(&p);

@@ -451,3 +451,17 @@ fn hashes_json_lines_and_one_algorithm_per_coreutils_list() {
         "{bsd}"
     );
 }
+
+#[test]
+fn verify_and_hashes_never_need_the_source() {
+    let env = TestEnv::new();
+    env.src_file("a", b"a");
+    env.run(&["-q"]).assert_code(0);
+    // The old share is gone after the migration.
+    std::fs::rename(&env.src, env.root().join("decommissioned")).unwrap();
+    let out = verify(&env, &["-q"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("1 verified"), "{}", out.stdout);
+    let (ok, text) = check_with("sha256sum", &env.dst, &hashes(&env, &[]));
+    assert!(ok, "{text}");
+}
