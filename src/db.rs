@@ -784,11 +784,13 @@ impl StateDb {
     }
 
     /// Marks a row synced with its hash, the source stamp the copy was made
-    /// from, and what the destination showed right after the copy.
+    /// from, and what the destination showed right after the copy. A new
+    /// copy has not been verified, even when its hash is the old one.
     pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
         let mut st = self.conn.prepare_cached(
             "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
-                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7
+                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
+                verified_at = NULL, verify_result = NULL, verified_hash = NULL
              WHERE rowid = ?1",
         )?;
         st.execute(params![

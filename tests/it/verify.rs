@@ -301,6 +301,17 @@ fn since_re_verifies_only_files_not_found_intact_since() {
         "{}",
         out.stdout
     );
+    // A file copied again since (same bytes, so the same hash) has not
+    // been verified since its copy.
+    let b = env.src.join("b");
+    TestEnv::set_mtime(&b, 1_600_000_000, 0);
+    env.run(&["-q"]).assert_code(0);
+    let out = verify(&env, &["-q", "--since", "1h"]);
+    assert!(
+        out.stdout.contains("1 file,") && out.stdout.contains("1 skipped"),
+        "{}",
+        out.stdout
+    );
     // A file found bad is always re-verified, however recently.
     flip_byte(&env.dst.join("a"), 0);
     verify(&env, &["-q"]).assert_code(1);
