@@ -476,3 +476,29 @@ fn verify_and_hashes_never_need_the_source() {
     let (ok, text) = check_with("sha256sum", &env.dst, &hashes(&env, &[]));
     assert!(ok, "{text}");
 }
+
+#[test]
+fn a_destination_root_replaced_mid_verify_stops_it_without_missing_lines() {
+    let env = TestEnv::new();
+    for i in 0..20 {
+        env.src_file(&format!("f{i:02}"), &bytes(64 * 1024, i));
+    }
+    env.run(&["-q"]).assert_code(0);
+    let child = slow_verify(&env);
+    wait_for("a committed verify batch", || verified_count(&env) >= 1);
+    // The share unmounted: an empty folder is left in its place.
+    std::fs::rename(&env.dst, env.root().join("dst.old")).unwrap();
+    std::fs::create_dir(&env.dst).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(env.log_with_status("missing").is_empty());
+    let end = &env.log_with_status("verify_end")[0];
+    assert_eq!(end["exit"], 4);
+    assert!(
+        end["error"]
+            .as_str()
+            .unwrap()
+            .contains("changed during the verify"),
+        "{end}"
+    );
+}
