@@ -1349,9 +1349,12 @@ impl StateDb {
         Ok(())
     }
 
-    /// The last verify, if it did not record its end (killed).
+    /// The last verify, if it did not get through its plan: killed (no end
+    /// recorded), stopped by a signal (130) or aborted (4).
     pub fn unfinished_verify(&self) -> Result<Option<VerifyRecord>> {
-        Ok(self.last_verify()?.filter(|v| v.ended_at.is_none()))
+        Ok(self
+            .last_verify()?
+            .filter(|v| v.ended_at.is_none() || matches!(v.exit_code, Some(4 | 130))))
     }
 
     pub fn start_verify(&self, v: &VerifyRecord) -> Result<i64> {

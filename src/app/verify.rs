@@ -177,7 +177,8 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
                 "resuming verify {} (started {}, not finished): files it found intact are skipped",
                 u.id, u.started_at
             ));
-            u.started_ns
+            // A resumed verify resumed again keeps the first one's start.
+            u.since_ns.unwrap_or(u.started_ns)
         }
         (None, None) => now,
     };

@@ -207,6 +207,44 @@ fn a_killed_verify_resumes_where_it_stopped() {
     assert_eq!(end[0]["files"], 20 - before);
     assert_eq!(end[0]["skipped"], before);
     assert_eq!(verified_count(&env), 20);
+    // Stopped by SIGTERM twice, then resumed: still each file read once.
+    let out = verify(&env, &["-q"]);
+    assert!(out.stdout.contains("20 verified"), "{}", out.stdout);
+    let last_verify = |env: &TestEnv| {
+        env.db()
+            .query_row(
+                "SELECT id, files FROM verifies ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let before = last_verify(&env).0;
+        let child = slow_verify(&env);
+        wait_for("a committed verify batch", || {
+            let (id, files) = last_verify(&env);
+            id > before && files >= 3
+        });
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130));
+    }
+    let end = env.log_with_status("verify_end");
+    assert_eq!(end.last().unwrap()["exit"], 130);
+    let out = verify(&env, &["-q"]);
+    out.assert_code(0);
+    let read: u64 = env
+        .log_with_status("verify_end")
+        .iter()
+        .skip(2)
+        .map(|e| e["files"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        read, 20,
+        "the three verifies after the full one read each file once"
+    );
     // The next verify starts afresh: everything is read again.
     let out = verify(&env, &["-q"]);
     assert!(out.stdout.contains("20 verified"), "{}", out.stdout);
