@@ -540,3 +540,18 @@ fn a_destination_root_replaced_mid_verify_stops_it_without_missing_lines() {
         "{end}"
     );
 }
+
+#[test]
+fn verify_reads_under_the_jobs_bwlimit_across_its_lanes() {
+    let env = TestEnv::new();
+    for i in 0..6 {
+        env.src_file(&format!("f{i}"), &bytes(100 * 1024, i));
+    }
+    env.run(&["-q"]).assert_code(0);
+    // 600 KiB at 200 KiB/s shared by 4 lanes: at least ~3 s, whatever the
+    // lanes (the bucket holds 20 ms; catching up runs at most 5 % faster).
+    let t = Instant::now();
+    verify(&env, &["-q", "--bwlimit", "200K", "--transfers", "4"]).assert_code(0);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(2700), "600 KiB in {took:?}");
+}
