@@ -37,6 +37,78 @@ pub enum Command {
     Status(StatusArgs),
     /// Apply an edit of `bwlimit` to the running job: send SIGHUP to the run holding its lock (exit 3 if none runs).
     Reload(CommonArgs),
+    /// Re-read the destination only and compare every synced file with the size and hash recorded when it was read from the source.
+    Verify(VerifyArgs),
+    /// Print the recorded hash of every synced file (coreutils `*sum -c`, BSD tag or JSON Lines format).
+    Hashes(HashesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Re-verify only files not found intact within this time (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Verify a random sample of this percentage of the files (e.g. 5, 0.5); the seed is printed.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub sample: Option<f64>,
+    /// Seed of the sample, to repeat an earlier one (with --sample).
+    #[arg(long, value_name = "N", requires = "sample")]
+    pub seed: Option<u64>,
+    /// Put mismatched and missing files back to `pending`, so the next run copies them again.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print only errors and the final summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HashesArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = HashFormat::Coreutils)]
+    pub format: HashFormat,
+    /// Root the printed paths are relative to.
+    #[arg(long, value_enum, value_name = "ROOT", default_value_t = RelativeTo::Destination)]
+    pub relative_to: RelativeTo,
+}
+
+/// `jobrun hashes --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HashFormat {
+    /// `<hex>  <path>`, as sha256sum, md5sum, sha1sum, b2sum write and `-c` reads.
+    Coreutils,
+    /// `SHA256 (path) = <hex>`, as `--tag` writes (one algorithm per line).
+    Bsd,
+    /// One JSON object per file.
+    Json,
+}
+
+/// `jobrun hashes --relative-to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelativeTo {
+    Destination,
+    Source,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration `{s}` ({e}); expected e.g. `7d`, `12h`, `30m`"))
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("invalid percentage `{s}`; expected e.g. `5` or `0.5`"))?;
+    if v > 0.0 && v <= 100.0 {
+        Ok(v)
+    } else {
+        Err(format!("percentage `{s}` must be above 0 and at most 100"))
+    }
 }
 
 /// Arguments of a run (the default command).

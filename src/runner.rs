@@ -46,7 +46,7 @@ impl Stage {
 
 /// Whether `root` is a mount point (its device differs from its parent's);
 /// `None` when it does not exist or cannot be examined.
-fn is_mount_point(root: &std::path::Path) -> Option<bool> {
+pub fn is_mount_point(root: &std::path::Path) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(root).ok()?;
     let parent = root

@@ -515,7 +515,7 @@ mod tests {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        let s = Schedule::parse("00:00,1M 00:01,2M").unwrap();
+        let s = LiveLimit::new(Schedule::parse("00:00,1M 00:01,2M").unwrap());
         tracing::subscriber::with_default(sub, || {
             let read = Throttle::with_clock(&s, fake_clock3, Duration::ZERO);
             let write = Throttle::with_clock(&s, fake_clock3, Duration::ZERO).quiet();

@@ -4,9 +4,11 @@
 //! shape); `main.rs` only parses arguments, sets up tracing and calls [`run`].
 
 mod check;
+mod hashes;
 mod reload;
 mod run;
 mod status;
+mod verify;
 
 use std::io::Write;
 
@@ -15,6 +17,7 @@ use crate::exit::Exit;
 use crate::manifest::{self, Job};
 
 pub use status::{FailedFile, RunStatus, StatusReport, render_status};
+pub use verify::now_ns;
 
 /// A command that did not succeed: the one line to print, the exit code,
 /// and what still goes to stdout after the line (a run's summary).
@@ -41,6 +44,8 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Reload(args)) => reload::reload(&args),
+        Some(Command::Verify(args)) => verify::verify(&args),
+        Some(Command::Hashes(args)) => hashes::hashes(&args),
         None => run::run_job(cli),
     };
     match result {

@@ -49,6 +49,8 @@ pub struct StatusReport {
     pub failed_total: u64,
     /// The first few failed rows with their errors.
     pub failed_sample: Vec<FailedFile>,
+    /// The last `jobrun verify`, if any (`ended_at` null: killed or running).
+    pub last_verify: Option<crate::db::VerifyRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +144,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
                 error,
             })
             .collect(),
+        last_verify: db.last_verify()?,
     })
 }
 
@@ -205,6 +208,10 @@ pub fn render_status(r: &StatusReport) -> String {
             let _ = writeln!(o, "  run {id}: {error}");
         }
     }
+    if let Some(v) = &r.last_verify {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{}", verify_line(v));
+    }
     if r.failed_total > 0 {
         let _ = writeln!(o);
         let _ = writeln!(
@@ -218,6 +225,38 @@ pub fn render_status(r: &StatusReport) -> String {
         }
     }
     o
+}
+
+/// `last verify  3 at 2026-12-01 22:00:00: 10 files, …, exit 1 (…)`.
+fn verify_line(v: &crate::db::VerifyRecord) -> String {
+    let started: String = v.started_at.replace('T', " ").chars().take(19).collect();
+    let end = match v.exit_code {
+        Some(c) => {
+            let exit = match c {
+                0 => Exit::Ok,
+                1 => Exit::FilesFailed,
+                130 => Exit::Interrupted,
+                _ => Exit::Fatal,
+            };
+            format!("exit {c} ({})", super::verify::reason(exit))
+        }
+        None => "unfinished (the next verify resumes it)".into(),
+    };
+    let sample = match (v.sample, v.seed) {
+        (Some(p), Some(seed)) => format!(", sample {p}% seed {seed}"),
+        _ => String::new(),
+    };
+    format!(
+        "last verify {} started {started} (UTC){sample}: {}, {} read: {} verified, {} mismatch, {} missing, {} failed, {} skipped; {end}",
+        v.id,
+        progress::count(v.files, "file", "files"),
+        human_bytes(v.bytes),
+        v.ok,
+        v.mismatched,
+        v.missing,
+        v.failed,
+        v.skipped,
+    )
 }
 
 /// The "last runs" table of `status`.

@@ -19,3 +19,4 @@ mod retune;
 mod roots;
 mod scan;
 mod transfers;
+mod verify;

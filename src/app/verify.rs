@@ -1,0 +1,354 @@
+//! `jobrun verify JOB.toml`: the job's lock (a verify and a run exclude
+//! each other), the DB, the plan (`--since`, `--sample`, resuming a killed
+//! verify), the `verifies` row, audit lines around [`crate::verify::run`]
+//! and the summary line.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::{Failure, load, out};
+use crate::audit::{AuditLog, now_rfc3339, rfc3339_ns};
+use crate::cli::VerifyArgs;
+use crate::db::{DbError, StateDb, VerifyRecord};
+use crate::decide::{self, MountCheck};
+use crate::exit::Exit;
+use crate::lock::{JobLock, LockError};
+use crate::manifest::Job;
+use crate::progress::{PHASE_IDLE, PHASE_TRANSFER, Progress, Reporter, Style, count};
+use crate::runner;
+use crate::units::{HumanRate, human_bytes};
+use crate::verify::{self, Plan, VerifyError};
+
+/// The `verify_start` audit line.
+#[derive(Serialize)]
+struct VerifyStart<'a> {
+    status: &'static str,
+    verify: i64,
+    job: &'a str,
+    destination: &'a str,
+    files: u64,
+    bytes: u64,
+    skipped: u64,
+    no_hash: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sample: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    repair: bool,
+    bwlimit: String,
+    transfers: usize,
+    version: &'static str,
+    pid: u32,
+}
+
+/// The `verify_end` audit line: the summary line's figures.
+#[derive(Serialize)]
+struct VerifyEnd<'a> {
+    status: &'static str,
+    verify: i64,
+    job: &'a str,
+    files: u64,
+    bytes: u64,
+    verified: u64,
+    mismatch: u64,
+    missing: u64,
+    failed: u64,
+    skipped: u64,
+    no_hash: u64,
+    exit: u8,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A seed nobody chose: the clock and the pid.
+fn fresh_seed() -> u64 {
+    (now_ns() as u64).rotate_left(17) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9)
+}
+
+/// Why a verify ended, as the summary and `verify_end` say it.
+pub fn reason(exit: Exit) -> &'static str {
+    match exit {
+        Exit::Ok => "all verified",
+        Exit::FilesFailed => "mismatched, missing or unreadable files",
+        other => other.reason(),
+    }
+}
+
+fn fail(e: impl std::fmt::Display, exit: Exit) -> Failure {
+    Failure {
+        message: e.to_string(),
+        exit,
+        then: None,
+    }
+}
+
+fn db_failure(e: DbError) -> Failure {
+    let exit = match e {
+        DbError::RootsDiffer { .. } => Exit::Usage,
+        _ => Exit::Fatal,
+    };
+    fail(e, exit)
+}
+
+/// What a verify refuses about the destination root before it reads
+/// anything: it must be a folder, and still a mount point if it was one
+/// when the job started (an unmounted share would look all missing).
+fn check_root(job: &Job, db: &StateDb) -> Result<(), Failure> {
+    let dest = job.destination.as_std_path();
+    if !dest.is_dir() {
+        return Err(fail(
+            format!(
+                "destination root `{}` is missing or not a folder; nothing verified",
+                job.destination
+            ),
+            Exit::Fatal,
+        ));
+    }
+    let recorded = db
+        .meta_get("destination_mount_point")
+        .map_err(db_failure)?
+        .map(|v| v == "1");
+    if decide::mount_check(recorded, runner::is_mount_point(dest)) == MountCheck::Unmounted {
+        return Err(fail(
+            format!(
+                "destination root `{}` was a mount point when this job started and is not one \
+                 now (share not mounted?); nothing verified",
+                job.destination
+            ),
+            Exit::Fatal,
+        ));
+    }
+    Ok(())
+}
+
+pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
+    let job = load(&args.common)?;
+    if !job.db.exists() {
+        return Err(fail(
+            format!(
+                "no state DB at `{}` yet: the job has never run, nothing to verify",
+                job.db
+            ),
+            Exit::Usage,
+        ));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone());
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let started = Instant::now();
+    let _lock = JobLock::acquire(&job).map_err(|e| {
+        let exit = match e {
+            LockError::Locked { .. } => Exit::Locked,
+            LockError::Lock { .. } => Exit::Fatal,
+        };
+        fail(e, exit)
+    })?;
+    let mut db = StateDb::open(&job.db).map_err(db_failure)?;
+    db.check_roots(&job.source, &job.destination, &runner::same_folder)
+        .map_err(db_failure)?;
+    check_root(&job, &db)?;
+    let mut audit = AuditLog::open(&job.log).map_err(|e| fail(e, Exit::Fatal))?;
+
+    let style = Style::pick(args.quiet, job.progress_interval);
+    let progress = Progress::default();
+    let reporter = Reporter::start(&progress, style);
+    let say = |l: &str| reporter.say(l);
+
+    let now = now_ns();
+    let unfinished = db.unfinished_verify().map_err(db_failure)?;
+    let since_ns = match (args.since, &unfinished) {
+        (Some(d), _) => now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        (None, Some(u)) => {
+            say(&format!(
+                "resuming verify {} (started {}, not finished): files it found intact are skipped",
+                u.id, u.started_at
+            ));
+            // A resumed verify resumed again keeps the first one's start.
+            u.since_ns.unwrap_or(u.started_ns)
+        }
+        (None, None) => now,
+    };
+    let sample = args
+        .sample
+        .map(|p| (p, args.seed.unwrap_or_else(fresh_seed)));
+    let plan = Plan {
+        since_ns,
+        sample,
+        repair: args.repair,
+    };
+    let (hashed, no_hash) = db.synced_files().map_err(db_failure)?;
+    let (mut todo_files, mut todo_bytes) = (0u64, 0u64);
+    db.verify_todo_sizes(since_ns, |id, size| {
+        if sample.is_none_or(|(p, seed)| verify::in_sample(id, p, seed)) {
+            todo_files += 1;
+            todo_bytes += size;
+        }
+    })
+    .map_err(db_failure)?;
+    let mut rec = VerifyRecord {
+        started_at: now_rfc3339(),
+        started_ns: now,
+        since_ns: (since_ns < now).then_some(since_ns),
+        sample: sample.map(|s| s.0),
+        seed: sample.map(|s| s.1),
+        repair: args.repair,
+        skipped: hashed - todo_files,
+        no_hash,
+        ..VerifyRecord::default()
+    };
+    rec.id = db.start_verify(&rec).map_err(db_failure)?;
+    let bwlimit = job.bwlimit.audit_text(job.bwlimit.limit_now());
+    audit
+        .write(&VerifyStart {
+            status: "verify_start",
+            verify: rec.id,
+            job: job.manifest.as_str(),
+            destination: job.destination.as_str(),
+            files: todo_files,
+            bytes: todo_bytes,
+            skipped: rec.skipped,
+            no_hash,
+            since: rec.since_ns.map(rfc3339_ns),
+            sample: rec.sample,
+            seed: rec.seed,
+            repair: args.repair,
+            bwlimit,
+            transfers: job.transfers,
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+        })
+        .map_err(|e| fail(e, Exit::Fatal))?;
+    if let Some((p, seed)) = sample {
+        say(&format!(
+            "sample: {p}% of the files, seed {seed} (repeat it with --sample {p} --seed {seed})"
+        ));
+    }
+    say(&format!(
+        "verify: {} ({}) to read at the destination{}{}",
+        count(todo_files, "file", "files"),
+        human_bytes(todo_bytes),
+        if rec.skipped > 0 {
+            format!(
+                ", {} skipped ({})",
+                rec.skipped,
+                if sample.is_some() && rec.since_ns.is_none() {
+                    "not in the sample".to_string()
+                } else {
+                    format!(
+                        "found intact since {}",
+                        rfc3339_ns(since_ns).chars().take(19).collect::<String>()
+                    )
+                }
+            )
+        } else {
+            String::new()
+        },
+        if no_hash > 0 {
+            format!(
+                ", {} without a recorded hash (found in place by a scan, never read by jobrun)",
+                count(no_hash, "file", "files")
+            )
+        } else {
+            String::new()
+        }
+    ));
+    progress.0.backlog_files.store(todo_files, Relaxed);
+    progress.0.backlog_bytes.store(todo_bytes, Relaxed);
+    progress.0.bwlimit.store(
+        crate::throttle::limit_code(job.bwlimit.limit_now()),
+        Relaxed,
+    );
+    progress.set_phase(PHASE_TRANSFER);
+    let result = verify::run(&job, plan, &mut db, &mut audit, &progress, &stop, &mut rec);
+    progress.set_phase(PHASE_IDLE);
+    drop(reporter);
+
+    let (exit, error) = match &result {
+        Ok(()) if rec.mismatched + rec.missing + rec.failed > 0 => (Exit::FilesFailed, None),
+        Ok(()) => (Exit::Ok, None),
+        Err(VerifyError::Interrupted) => (Exit::Interrupted, None),
+        Err(e) => (Exit::Fatal, Some(e.to_string())),
+    };
+    rec.ended_at = Some(now_rfc3339());
+    rec.exit_code = Some(i32::from(exit.code()));
+    rec.error.clone_from(&error);
+    let recorded = db.update_verify(&rec).map_err(|e| e.to_string());
+    let ended = audit
+        .write(&VerifyEnd {
+            status: "verify_end",
+            verify: rec.id,
+            job: job.manifest.as_str(),
+            files: rec.files,
+            bytes: rec.bytes,
+            verified: rec.ok,
+            mismatch: rec.mismatched,
+            missing: rec.missing,
+            failed: rec.failed,
+            skipped: rec.skipped,
+            no_hash: rec.no_hash,
+            exit: exit.code(),
+            reason: reason(exit),
+            error: error.as_deref(),
+        })
+        .map_err(|e| e.to_string());
+    let summary = format!("{}\n", summary_line(&rec, started.elapsed(), exit));
+    match error.or(recorded.err()).or(ended.err()) {
+        Some(message) => Err(Failure {
+            message,
+            exit: Exit::Fatal,
+            then: Some(summary),
+        }),
+        None => {
+            out(&summary);
+            Ok(exit)
+        }
+    }
+}
+
+/// `jobrun: verify: 12 files, 3.0 MiB read in 1.2s (2.5 MiB/s mean): 11
+/// verified, 1 mismatch, 0 missing, 0 failed, 4 skipped, exit 1 (…)`.
+pub fn summary_line(v: &VerifyRecord, elapsed: Duration, exit: Exit) -> String {
+    let secs = elapsed.as_secs_f64();
+    let took = if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        crate::progress::fmt_duration(elapsed)
+    };
+    let mean = if secs > 0.0 {
+        v.bytes as f64 / secs
+    } else {
+        0.0
+    };
+    let repaired = if v.repair && v.mismatched + v.missing > 0 {
+        format!(" ({} set back to pending)", v.mismatched + v.missing)
+    } else {
+        String::new()
+    };
+    format!(
+        "jobrun: verify: {}, {} read in {took} ({} mean): {} verified, {} mismatch, {} missing{repaired}, {} failed, {} skipped, exit {} ({})",
+        count(v.files, "file", "files"),
+        human_bytes(v.bytes),
+        HumanRate(mean),
+        v.ok,
+        v.mismatched,
+        v.missing,
+        v.failed,
+        v.skipped,
+        exit.code(),
+        reason(exit),
+    )
+}

@@ -1,0 +1,495 @@
+//! `jobrun verify` (issue 15): reads the destination copy of every synced
+//! file, hashes it with the row's recorded algorithm and compares size and
+//! hash with what the transfer recorded while it read the source. The
+//! source is never touched, so a verify costs one read of the destination,
+//! half the link traffic of a tool that reads both sides.
+//!
+//! Shape: one feeder thread pages rows from the DB (its own connection)
+//! into a bounded channel; `transfers` worker threads take rows from it,
+//! read and hash the destination file under the job's `bwlimit` and send
+//! back an [`Outcome`]; the calling thread is the only DB and audit-log
+//! writer, committing in batches (every [`BATCH`] rows or second), so a
+//! killed verify keeps what it committed and the next one resumes.
+//! Does not use `transfer/*`: the copy path is not shared.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::audit::{AuditError, AuditLog, encode_path, rfc3339_ns};
+use crate::checksum::HashAlgo;
+use crate::db::{DbError, HashedFile, StateDb, VerifyRecord, VerifyResult};
+use crate::manifest::Job;
+use crate::progress::Progress;
+use crate::roots::RootId;
+use crate::throttle::Throttle;
+
+/// Rows per DB page read by the feeder, and most rows per commit.
+const PAGE: usize = 1000;
+const BATCH: usize = 512;
+const BATCH_TIME: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(
+        "destination root `{path}` changed during the verify (unmounted or remounted?); \
+         files found missing after that were not recorded"
+    )]
+    RootChanged { path: String },
+    #[error("verify interrupted")]
+    Interrupted,
+}
+
+/// What the destination holds for one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Verified,
+    Mismatch {
+        /// Size found, when it differs from the recorded one (then the file
+        /// is not read: a wrong size settles it).
+        found_size: Option<u64>,
+        /// The hash found, when the size matched.
+        found: Option<String>,
+    },
+    /// Nothing at the path, or something that is not a regular file
+    /// (`reason` says what; a symlink is never followed).
+    Missing {
+        reason: Option<String>,
+    },
+    /// The file could not be read.
+    Failed {
+        error: String,
+    },
+    /// A stop request cut the read short: nothing is recorded.
+    Stopped,
+}
+
+impl Outcome {
+    fn result(&self) -> Option<VerifyResult> {
+        Some(match self {
+            Outcome::Verified => VerifyResult::Ok,
+            Outcome::Mismatch { .. } => VerifyResult::Mismatch,
+            Outcome::Missing { .. } => VerifyResult::Missing,
+            Outcome::Failed { .. } => VerifyResult::Failed,
+            Outcome::Stopped => return None,
+        })
+    }
+}
+
+/// Whether row `id` is in a `percent` sample drawn with `seed`: a pure
+/// function of the three, so a sample is repeated exactly by its seed
+/// (splitmix64 of seed and row id, compared in millionths).
+pub fn in_sample(id: i64, percent: f64, seed: u64) -> bool {
+    let mut z = seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % 1_000_000) < (percent * 10_000.0).round() as u64
+}
+
+/// What one verify is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Rows found `ok` at or after this instant (ns) are skipped.
+    pub since_ns: i64,
+    /// `--sample PERCENT` and its seed.
+    pub sample: Option<(f64, u64)>,
+    /// `--repair`: mismatched and missing rows go back to `pending`.
+    pub repair: bool,
+}
+
+impl Plan {
+    fn wants(&self, id: i64) -> bool {
+        self.sample.is_none_or(|(p, seed)| in_sample(id, p, seed))
+    }
+}
+
+/// One audit line of a verify: `verified`, `mismatch`, `missing` or `failed`.
+#[derive(Serialize)]
+struct VerifyLine<'a> {
+    status: &'static str,
+    verify: i64,
+    kind: &'static str,
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_b64: Option<String>,
+    dest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dest_b64: Option<String>,
+    size: u64,
+    mtime: String,
+    algorithm: &'a str,
+    /// The hash recorded when the file was read from the source.
+    expected: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    found: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    found_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    /// `--repair` put the row back to `pending`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    repaired: bool,
+}
+
+fn line<'a>(
+    rec: &VerifyRecord,
+    row: &'a HashedFile,
+    o: &'a Outcome,
+    repair: bool,
+) -> VerifyLine<'a> {
+    let (source, source_b64) = encode_path(&row.source);
+    let (dest, dest_b64) = encode_path(&row.dest);
+    let mut l = VerifyLine {
+        status: "verified",
+        verify: rec.id,
+        kind: "file",
+        source,
+        source_b64,
+        dest,
+        dest_b64,
+        size: row.size,
+        mtime: rfc3339_ns(row.modified_ns),
+        algorithm: &row.algorithm,
+        expected: &row.hash,
+        found: None,
+        found_size: None,
+        reason: None,
+        error: None,
+        repaired: false,
+    };
+    match o {
+        Outcome::Verified | Outcome::Stopped => {}
+        Outcome::Mismatch { found_size, found } => {
+            l.status = "mismatch";
+            l.found = found.as_deref();
+            l.found_size = *found_size;
+            l.repaired = repair;
+        }
+        Outcome::Missing { reason } => {
+            l.status = "missing";
+            l.reason = reason.as_deref();
+            l.repaired = repair;
+        }
+        Outcome::Failed { error } => {
+            l.status = "failed";
+            l.error = Some(error);
+        }
+    }
+    l
+}
+
+/// Opens a destination file for reading without following a symlink in
+/// its last component (`O_NOFOLLOW`) and without blocking on a FIFO
+/// (`O_NONBLOCK`). Kept alone so a full no-symlink resolution below the
+/// root can replace it in one place.
+pub fn open_dest(path: &Path) -> io::Result<File> {
+    let open = |extra: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | extra)
+            .open(path)
+    };
+    // O_NOATIME where permitted: a verify should not rewrite every atime.
+    match open(libc::O_NOATIME) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => open(0),
+        other => other,
+    }
+}
+
+fn not_a_file(md: &std::fs::Metadata) -> &'static str {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        "a folder is in its place"
+    } else if ft.is_fifo() {
+        "a FIFO is in its place"
+    } else if ft.is_socket() {
+        "a socket is in its place"
+    } else {
+        "a device is in its place"
+    }
+}
+
+/// Reads and hashes one destination file.
+fn check(
+    row: &HashedFile,
+    algo: HashAlgo,
+    buf: &mut [u8],
+    throttle: &Throttle,
+    progress: &Progress,
+    stop: &AtomicBool,
+) -> Outcome {
+    let failed = |e: io::Error| Outcome::Failed {
+        error: format!("cannot read `{}`: {e}", row.dest.display()),
+    };
+    let mut f = match open_dest(&row.dest) {
+        Ok(f) => f,
+        Err(e) => {
+            return match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) => Outcome::Missing { reason: None },
+                Some(libc::ELOOP) => Outcome::Missing {
+                    reason: Some("a symlink is in its place; not followed".into()),
+                },
+                _ => failed(e),
+            };
+        }
+    };
+    let md = match f.metadata() {
+        Ok(md) => md,
+        Err(e) => return failed(e),
+    };
+    if !md.file_type().is_file() {
+        return Outcome::Missing {
+            reason: Some(not_a_file(&md).into()),
+        };
+    }
+    if md.len() != row.size {
+        return Outcome::Mismatch {
+            found_size: Some(md.len()),
+            found: None,
+        };
+    }
+    progress.start_file(&row.dest, row.size);
+    let mut hasher = algo.hasher();
+    let mut total = 0u64;
+    let mut advised = false;
+    loop {
+        let limited = throttle.is_limited();
+        if limited != advised {
+            // Under a limit the kernel must not read ahead at link rate
+            // (the transfer reader does the same, README "Bandwidth limit").
+            let advice = if limited {
+                libc::POSIX_FADV_RANDOM
+            } else {
+                libc::POSIX_FADV_NORMAL
+            };
+            // SAFETY: plain syscall on an open fd; advice only.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+            advised = limited;
+        }
+        let want = if limited {
+            buf.len().min(throttle.slice_len())
+        } else {
+            buf.len()
+        };
+        if stop.load(Relaxed) {
+            return Outcome::Stopped;
+        }
+        throttle.consume(want);
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return failed(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        progress.add_written(n as u64);
+    }
+    let found = hasher.finish_hex();
+    if total == row.size && found == row.hash {
+        Outcome::Verified
+    } else {
+        Outcome::Mismatch {
+            found_size: (total != row.size).then_some(total),
+            found: Some(found),
+        }
+    }
+}
+
+fn algo_of(name: &str) -> Option<HashAlgo> {
+    HashAlgo::ALL.into_iter().find(|a| a.name() == name)
+}
+
+/// Checks every row the plan selects and records each outcome (DB row,
+/// audit line, the counts in `rec`). `rec.id` is the `verifies` row.
+pub fn run(
+    job: &Job,
+    plan: Plan,
+    db: &mut StateDb,
+    audit: &mut AuditLog,
+    progress: &Progress,
+    stop: &AtomicBool,
+    rec: &mut VerifyRecord,
+) -> Result<(), VerifyError> {
+    let root_id = RootId::of(job.destination.as_std_path()).ok();
+    let feeder_db = db.reopen()?;
+    let lanes = job.transfers.max(1);
+    let throttle = Throttle::new(&job.bwlimit);
+    let (work_tx, work_rx) = sync_channel::<HashedFile>(lanes * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<(HashedFile, Outcome)>(lanes * 2);
+    std::thread::scope(|s| {
+        let feeder = s.spawn(move || feed(&feeder_db, plan, &work_tx, stop));
+        for _ in 0..lanes {
+            let (rx, tx, throttle) = (work_rx.clone(), done_tx.clone(), &throttle);
+            let mut buf = vec![0u8; job.block_size.clamp(4096, 4 << 20)];
+            s.spawn(move || lane(&rx, &tx, &mut buf, throttle, progress, stop));
+        }
+        drop(work_rx);
+        drop(done_tx);
+        let recorded = record(job, plan, root_id, done_rx, db, audit, progress, rec);
+        let fed = feeder.join().expect("verify feeder thread panicked");
+        recorded?;
+        fed?;
+        if stop.load(Relaxed) {
+            return Err(VerifyError::Interrupted);
+        }
+        Ok(())
+    })
+}
+
+/// Pages the rows to check from the DB into the lanes' channel.
+fn feed(
+    db: &StateDb,
+    plan: Plan,
+    tx: &SyncSender<HashedFile>,
+    stop: &AtomicBool,
+) -> Result<(), DbError> {
+    let mut after = 0;
+    loop {
+        let page = db.verify_page(plan.since_ns, after, PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.id;
+        for row in page.into_iter().filter(|r| plan.wants(r.id)) {
+            if stop.load(Relaxed) || tx.send(row).is_err() {
+                // Stopped, or the recorder is gone (it has the error).
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn lane(
+    rx: &Mutex<Receiver<HashedFile>>,
+    tx: &SyncSender<(HashedFile, Outcome)>,
+    buf: &mut [u8],
+    throttle: &Throttle,
+    progress: &Progress,
+    stop: &AtomicBool,
+) {
+    loop {
+        let next = rx.lock().map(|r| r.recv());
+        let Ok(Ok(row)) = next else { return };
+        let outcome = match algo_of(&row.algorithm) {
+            Some(algo) => check(&row, algo, buf, throttle, progress, stop),
+            None => Outcome::Failed {
+                error: format!("unknown hash algorithm `{}` in the DB", row.algorithm),
+            },
+        };
+        if tx.send((row, outcome)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The one writer: records outcomes in batches.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    job: &Job,
+    plan: Plan,
+    root_id: Option<RootId>,
+    rx: Receiver<(HashedFile, Outcome)>,
+    db: &mut StateDb,
+    audit: &mut AuditLog,
+    progress: &Progress,
+    rec: &mut VerifyRecord,
+) -> Result<(), VerifyError> {
+    let mut in_batch = 0usize;
+    let mut since = Instant::now();
+    let result = (|| {
+        for (row, outcome) in rx.iter() {
+            let Some(result) = outcome.result() else {
+                continue;
+            };
+            if result == VerifyResult::Missing
+                && RootId::of(job.destination.as_std_path()).ok() != root_id
+            {
+                // An unmounted share makes every file look missing: that
+                // is not a finding about the files.
+                return Err(VerifyError::RootChanged {
+                    path: job.destination.to_string(),
+                });
+            }
+            if in_batch == 0 {
+                db.begin()?;
+                since = Instant::now();
+            }
+            audit.write(&line(rec, &row, &outcome, plan.repair))?;
+            let now = crate::app::now_ns();
+            db.record_verify(row.id, &row.hash, result, now, plan.repair)?;
+            rec.files += 1;
+            match result {
+                VerifyResult::Ok => {
+                    rec.ok += 1;
+                    rec.bytes += row.size;
+                    progress.file_synced(row.size);
+                }
+                VerifyResult::Mismatch => rec.mismatched += 1,
+                VerifyResult::Missing => rec.missing += 1,
+                VerifyResult::Failed => rec.failed += 1,
+            }
+            if result != VerifyResult::Ok {
+                if let Outcome::Mismatch { found: Some(_), .. } = outcome {
+                    rec.bytes += row.size;
+                }
+                progress.file_failed(row.size);
+            }
+            in_batch += 1;
+            if in_batch >= BATCH || since.elapsed() >= BATCH_TIME {
+                db.update_verify(rec)?;
+                db.commit()?;
+                in_batch = 0;
+            }
+        }
+        Ok(())
+    })();
+    if in_batch > 0 {
+        match &result {
+            Ok(()) | Err(VerifyError::RootChanged { .. }) => {
+                db.update_verify(rec)?;
+                db.commit()?;
+            }
+            Err(_) => {
+                let _ = db.rollback();
+            }
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_a_function_of_its_seed() {
+        let pick = |seed| {
+            (0..10_000)
+                .filter(|&id| in_sample(id, 10.0, seed))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pick(7), pick(7));
+        assert_ne!(pick(7), pick(8));
+        let n = pick(7).len();
+        assert!((800..1200).contains(&n), "{n} of 10000 at 10%");
+        assert!((0..1000).all(|id| in_sample(id, 100.0, 3)));
+        assert!((0..1000).all(|id| !in_sample(id, 0.0, 3)));
+    }
+}
