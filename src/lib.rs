@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod beneath;
 pub mod checksum;
 pub mod cli;
 pub mod db;
