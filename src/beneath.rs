@@ -30,7 +30,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags, Timestamps};
@@ -111,7 +111,16 @@ pub fn uses_openat2() -> bool {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// (device, inode) of the folder opened.
+    id: (u64, u64),
+    /// When [`Root::moved`] last looked at the path (ms since `opened`),
+    /// or `u64::MAX` once it found the path leading elsewhere.
+    looked_ms: AtomicU64,
+    opened: Instant,
 }
+
+/// How often [`Root::moved`] looks at the root's path again.
+pub const ROOT_RECHECK: Duration = Duration::from_secs(1);
 
 /// A folder below (or at) a root, reached without following any symlink.
 /// Entries are used by name, never followed when they are symlinks.
@@ -125,6 +134,8 @@ pub struct Dir {
 pub struct Meta {
     /// `None` for FIFOs, sockets and devices.
     pub kind: Option<EntryKind>,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
     pub len: u64,
     pub modified_ns: i64,
     pub accessed_ns: i64,
@@ -145,6 +156,7 @@ impl Meta {
         let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Meta {
             kind,
+            mode: st.st_mode as u32,
             len: st.st_size as u64,
             modified_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
             accessed_ns: ns(st.st_atime as i64, st.st_atime_nsec as i64),
@@ -173,10 +185,53 @@ impl Root {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        let st = rustix::fs::fstat(&fd)?;
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            id: (st.st_dev, st.st_ino),
+            looked_ms: AtomicU64::new(0),
+            opened: Instant::now(),
         })
+    }
+
+    /// (device, inode) of the folder held open.
+    pub fn id(&self) -> (u64, u64) {
+        self.id
+    }
+
+    /// Whether the root's path no longer leads to the folder held open (it
+    /// was renamed away, removed, or its share unmounted): the descriptor
+    /// would go on working in the old tree, which is not what the job names.
+    /// Looks at the path at most once per [`ROOT_RECHECK`] over all callers;
+    /// once moved, always moved.
+    pub fn moved(&self) -> bool {
+        let now = self.opened.elapsed().as_millis() as u64;
+        let last = self.looked_ms.load(Relaxed);
+        if last == u64::MAX {
+            return true;
+        }
+        if now.saturating_sub(last) < ROOT_RECHECK.as_millis() as u64
+            || self
+                .looked_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.moved_now()
+    }
+
+    /// [`Root::moved`], looking at the path now.
+    fn moved_now(&self) -> bool {
+        if self.looked_ms.load(Relaxed) == u64::MAX {
+            return true;
+        }
+        let same = rustix::fs::stat(&self.path).is_ok_and(|st| (st.st_dev, st.st_ino) == self.id);
+        if !same {
+            self.looked_ms.store(u64::MAX, Relaxed);
+        }
+        !same
     }
 
     pub fn path(&self) -> &Path {
@@ -732,6 +787,24 @@ mod tests {
             assert!(is_symlink_in_path(&e));
             assert!(!t.path().join("out/c").exists());
         });
+    }
+
+    #[test]
+    fn a_root_renamed_away_is_noticed() {
+        let (t, root) = tree();
+        assert!(!root.moved_now());
+        std::fs::rename(root.path(), t.path().join("away")).unwrap();
+        // Looked at once per ROOT_RECHECK only (the first look was now)...
+        assert!(!root.moved());
+        // ...and for good once seen.
+        assert!(root.moved_now());
+        std::fs::rename(t.path().join("away"), root.path()).unwrap();
+        assert!(root.moved());
+        // Another folder at the path is not the root either.
+        let (_t2, other) = tree();
+        std::fs::rename(other.path(), t.path().join("o")).unwrap();
+        std::fs::create_dir(other.path()).unwrap();
+        assert!(other.moved_now());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod writer;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::audit::{AuditError, AuditLog};
+use crate::beneath;
 use crate::db::{DbError, StateDb};
 use crate::manifest::Job;
 use crate::progress::{PHASE_TRANSFER, Progress};
@@ -67,10 +68,15 @@ pub fn run(
     // Bounded: if the committer (DB) falls behind, the lanes wait instead of
     // queueing outcomes without limit.
     let (done_tx, done_rx) = flume::bounded(4096);
-    // Folders checked recently by any lane, per side (see `folders`).
-    let (source_folders, dest_folders) = (
-        folders::CheckedFolders::default(),
-        folders::CheckedFolders::default(),
+    // Destination folders checked recently by any lane (see `folders`).
+    let dest_folders = folders::CheckedFolders::default();
+    // Held for the whole stage: every source entry is opened below it.
+    let source_root = beneath::Root::open(job.source.as_std_path()).map_err(|e| {
+        TransferError::Fatal(format!("cannot open source root `{}`: {e}", job.source))
+    })?;
+    tracing::debug!(
+        openat2 = beneath::uses_openat2(),
+        "paths resolved below the roots"
     );
     let span = tracing::Span::current();
     std::thread::scope(|s| {
@@ -92,7 +98,7 @@ pub fn run(
                 tx,
                 pool: pool_rx,
                 throttle: &read_limit,
-                folders: &source_folders,
+                source: &source_root,
                 root_at_start: source_at_start,
                 stop,
                 halt,

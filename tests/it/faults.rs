@@ -797,7 +797,9 @@ fn a_source_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
     out.assert_code(1);
     let r = row(&env, "sub/x.txt");
     assert_eq!(r.status, "failed", "{r:?}");
-    assert!(r.error.unwrap().contains("is now a symlink; not followed"));
+    let error = r.error.unwrap();
+    assert!(error.contains("symlink in path; not followed"), "{error}");
+    assert!(error.contains("/sub` is now a symlink"), "{error}");
     assert!(
         !env.dst.join("sub/x.txt").exists(),
         "data from outside the source was copied"
