@@ -412,6 +412,9 @@ fn walk(
     };
     let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
+    // Opened at the first stale temporary (rare): removed below the
+    // destination root through no symlink, like every deletion.
+    let mut dest_root: Option<crate::beneath::Root> = None;
     for entry in SortedWalk::new(root) {
         if stop.load(Relaxed) {
             return;
@@ -430,7 +433,15 @@ fn walk(
         };
         if side == Side::Dest && is_temp_name(entry.file_name()) {
             // An interrupted run's temporary: never data, always removable.
-            let _ = std::fs::remove_file(entry.path());
+            if dest_root.is_none() {
+                dest_root = crate::beneath::Root::open(root).ok();
+            }
+            if let Some(r) = &dest_root {
+                let path = entry.path();
+                let _ = r
+                    .split(&path)
+                    .and_then(|(dir, name)| r.dir(dir)?.unlink(name));
+            }
             continue;
         }
         let md = match entry.metadata() {

@@ -72,7 +72,10 @@ pub fn run(
     let dest_folders = folders::CheckedFolders::default();
     // Held for the whole stage: every source entry is opened below it.
     let source_root = beneath::Root::open(job.source.as_std_path()).map_err(|e| {
-        TransferError::Fatal(format!("cannot open source root `{}`: {e}", job.source))
+        TransferError::Fatal(match e.raw_os_error() {
+            Some(libc::ENOTDIR) => format!("source root `{}` is no longer a directory", job.source),
+            _ => format!("source root `{}` is gone: {e}", job.source),
+        })
     })?;
     tracing::debug!(
         openat2 = beneath::uses_openat2(),
