@@ -30,6 +30,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -222,8 +223,9 @@ impl Root {
         self.moved_now()
     }
 
-    /// [`Root::moved`], looking at the path now.
-    fn moved_now(&self) -> bool {
+    /// [`Root::moved`], looking at the path now (after an error that may
+    /// come from a root gone, say).
+    pub fn moved_now(&self) -> bool {
         if self.looked_ms.load(Relaxed) == u64::MAX {
             return true;
         }
@@ -571,34 +573,34 @@ pub const DIR_TTL: Duration = Duration::from_secs(2);
 /// that.
 #[derive(Debug, Default)]
 pub struct DirCache {
-    last: Option<(PathBuf, Dir, Instant)>,
+    last: Option<(PathBuf, Arc<Dir>, Instant)>,
 }
 
 impl DirCache {
     /// The folder `rel` below `root`, from the cache when fresh.
-    pub fn dir(&mut self, root: &Root, rel: &Path) -> io::Result<&Dir> {
+    pub fn dir(&mut self, root: &Root, rel: &Path) -> io::Result<Arc<Dir>> {
         self.get(root, rel, None)
     }
 
     /// Like [`DirCache::dir`], creating missing folders with `mode`.
-    pub fn create_dirs(&mut self, root: &Root, rel: &Path, mode: u32) -> io::Result<&Dir> {
+    pub fn create_dirs(&mut self, root: &Root, rel: &Path, mode: u32) -> io::Result<Arc<Dir>> {
         self.get(root, rel, Some(mode))
     }
 
-    fn get(&mut self, root: &Root, rel: &Path, create: Option<u32>) -> io::Result<&Dir> {
-        let fresh = self
-            .last
-            .as_ref()
-            .is_some_and(|(p, _, at)| p == rel && at.elapsed() < DIR_TTL);
-        if !fresh {
-            self.last = None;
-            let dir = match create {
-                Some(mode) => root.create_dirs(rel, mode)?,
-                None => root.dir(rel)?,
-            };
-            self.last = Some((rel.to_path_buf(), dir, Instant::now()));
+    fn get(&mut self, root: &Root, rel: &Path, create: Option<u32>) -> io::Result<Arc<Dir>> {
+        if let Some((p, dir, at)) = &self.last
+            && p == rel
+            && at.elapsed() < DIR_TTL
+        {
+            return Ok(dir.clone());
         }
-        Ok(&self.last.as_ref().expect("filled above").1)
+        self.last = None;
+        let dir = Arc::new(match create {
+            Some(mode) => root.create_dirs(rel, mode)?,
+            None => root.dir(rel)?,
+        });
+        self.last = Some((rel.to_path_buf(), dir.clone(), Instant::now()));
+        Ok(dir)
     }
 
     /// Forgets the folder (after an error in it, say).

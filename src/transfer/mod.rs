@@ -16,7 +16,6 @@
 //! (committer) mark synced and audit line.
 
 pub mod block;
-pub mod folders;
 pub mod reader;
 pub mod writer;
 
@@ -68,14 +67,18 @@ pub fn run(
     // Bounded: if the committer (DB) falls behind, the lanes wait instead of
     // queueing outcomes without limit.
     let (done_tx, done_rx) = flume::bounded(4096);
-    // Destination folders checked recently by any lane (see `folders`).
-    let dest_folders = folders::CheckedFolders::default();
     // Held for the whole stage: every source entry is opened below it.
     let source_root = beneath::Root::open(job.source.as_std_path()).map_err(|e| {
         TransferError::Fatal(match e.raw_os_error() {
             Some(libc::ENOTDIR) => format!("source root `{}` is no longer a directory", job.source),
             _ => format!("source root `{}` is gone: {e}", job.source),
         })
+    })?;
+    let dest_root = beneath::Root::open(job.destination.as_std_path()).map_err(|e| {
+        TransferError::Fatal(format!(
+            "cannot open destination root `{}`: {e}",
+            job.destination
+        ))
     })?;
     tracing::debug!(
         openat2 = beneath::uses_openat2(),
@@ -115,7 +118,7 @@ pub fn run(
                 r
             }));
             let writer = writer::Writer {
-                dest_root: job.destination.as_std_path(),
+                dest: &dest_root,
                 inplace: job.inplace,
                 rx,
                 pool: pool_tx,
@@ -127,7 +130,7 @@ pub fn run(
                 first_block: &first_block,
                 stop,
                 lanes: lanes as u64,
-                folders: &dest_folders,
+                dirs: beneath::DirCache::default(),
             };
             let wspan = span.clone();
             s.spawn(move || wspan.in_scope(|| writer.run()));
@@ -137,6 +140,7 @@ pub fn run(
             db,
             audit,
             dest_root: job.destination.as_std_path(),
+            dest: &dest_root,
             algo: job.checksum,
             progress,
             stop,

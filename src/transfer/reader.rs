@@ -163,7 +163,7 @@ impl Reader<'_> {
                         }
                         Err(e) => Outcome::Failed(format!("cannot read symlink: {e}")),
                     },
-                    (_, Ok((dir, name))) => self.read_file(&row, dir, name, &task, send)?,
+                    (_, Ok((dir, name))) => self.read_file(&row, &dir, name, &task, send)?,
                 };
                 match outcome {
                     Outcome::Sent | Outcome::Abandoned => {}

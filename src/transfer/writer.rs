@@ -12,10 +12,10 @@
 //!   (audit flushed and destination `syncfs`ed before each commit), folder
 //!   times at the end. Sole owner of the state DB while the transfer stage runs.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -26,19 +26,23 @@ use tracing::{debug, info, warn};
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
-use super::folders::CheckedFolders;
 use crate::audit::{AuditLog, FileRecord};
+use crate::beneath::{self, Dir, DirCache, Meta, Root};
 use crate::checksum::HashAlgo;
 use crate::db::{StateDb, Synced};
 use crate::decide::{EntryKind, Stamp};
 use crate::progress::Progress;
 use crate::throttle::Throttle;
-use crate::times;
 
 /// Commit the DB (and flush the audit log) after this many outcomes...
 const COMMIT_FILES: usize = 512;
 /// ...or this much time, whichever comes first.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// Permission bits asked for a new file and a new folder (then masked by
+/// the umask, as `std::fs` does).
+const NEW_FILE_MODE: u32 = 0o666;
+const NEW_DIR_MODE: u32 = 0o777;
 
 /// Name of the temporary sibling for row `id`: short (a long source name
 /// cannot push it past NAME_MAX), unique per row, and recognisable by the
@@ -56,7 +60,9 @@ pub struct WriterReport {
 
 /// One lane's filesystem writer.
 pub struct Writer<'a> {
-    pub dest_root: &'a Path,
+    /// The destination root, held open: every create, rename, utimes and
+    /// delete is resolved below it through no symlink (see `beneath`).
+    pub dest: &'a Root,
     pub inplace: bool,
     pub rx: Receiver<Parcel>,
     pub pool: Sender<Vec<u8>>,
@@ -75,9 +81,8 @@ pub struct Writer<'a> {
     pub stop: &'a AtomicBool,
     /// Number of lanes sharing `throttle` (sizes the write-back ranges).
     pub lanes: u64,
-    /// Destination folders checked (exist, no symlink on the way) by any
-    /// lane a moment ago.
-    pub folders: &'a CheckedFolders,
+    /// This lane's last destination folder: consecutive files mostly share it.
+    pub dirs: DirCache,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).
@@ -101,6 +106,8 @@ pub struct Committer<'a> {
     pub db: &'a mut StateDb,
     pub audit: &'a mut AuditLog,
     pub dest_root: &'a Path,
+    /// The same root held open: folders are created and timed below it.
+    pub dest: &'a Root,
     pub algo: HashAlgo,
     pub progress: &'a Progress,
     pub stop: &'a AtomicBool,
@@ -113,7 +120,11 @@ pub struct Committer<'a> {
 struct Open {
     id: i64,
     file: File,
-    /// Where the bytes go: the temp sibling, or the destination with `inplace`.
+    /// Its folder, and its name there: the temp sibling, or the destination
+    /// with `inplace`.
+    dir: Arc<Dir>,
+    name: OsString,
+    /// The full path, for messages.
     path: PathBuf,
     pacer: WriteBack,
 }
@@ -463,63 +474,70 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Makes sure the parent folder exists, below a destination root that
-    /// must itself still be there (an unmounted share's empty mount point
-    /// must not silently receive the data).
-    fn ensure_parent(&mut self, dest: &Path) -> Result<(), Fault> {
-        let parent = dest.parent().unwrap_or(self.dest_root);
-        if self.folders.is_fresh(parent) {
-            return Ok(());
+    /// The folder of `dest`, created if missing (never through a symlink),
+    /// below a destination root that must itself still be there: an
+    /// unmounted share's empty mount point must not silently receive the
+    /// data, nor a root renamed away.
+    fn parent_dir(&mut self, dest: &Path) -> Result<(Arc<Dir>, OsString), Fault> {
+        let gone = |root: &Root| {
+            Fault::Fatal(TransferError::Fatal(format!(
+                "destination root `{}` is gone or no longer the folder this run opened",
+                root.path().display()
+            )))
+        };
+        if self.dest.moved() {
+            return Err(gone(self.dest));
         }
-        if let Some(link) = symlinked_folder(self.dest_root, parent) {
-            return Err(Fault::File(symlinked_folder_error(&link)));
+        let (rel, name) = self
+            .dest
+            .split(dest)
+            .map_err(|e| Fault::File(e.to_string()))?;
+        let name = name.to_os_string();
+        match self.dirs.create_dirs(self.dest, rel, NEW_DIR_MODE) {
+            Ok(dir) => Ok((dir, name)),
+            Err(e) => {
+                self.dirs.clear();
+                let parent = dest.parent().unwrap_or(self.dest.path());
+                if beneath::is_symlink_in_path(&e) {
+                    Err(Fault::File(symlinked_folder_error(
+                        self.dest.path(),
+                        parent,
+                        &e,
+                    )))
+                } else if e.kind() == io::ErrorKind::NotFound && self.dest.moved_now() {
+                    Err(gone(self.dest))
+                } else {
+                    Err(classify("cannot create folder", parent, e))
+                }
+            }
         }
-        if parent.is_dir() {
-            self.folders.checked(parent);
-            return Ok(());
-        }
-        if !self.dest_root.is_dir() {
-            return Err(Fault::Fatal(TransferError::Fatal(format!(
-                "destination root `{}` is gone",
-                self.dest_root.display()
-            ))));
-        }
-        std::fs::create_dir_all(parent).map_err(|e| classify("cannot create folder", parent, e))?;
-        self.folders.checked(parent);
-        Ok(())
-    }
-
-    fn target(&self, task: &FileTask) -> PathBuf {
-        if self.inplace {
-            return task.dest.clone();
-        }
-        let parent = task.dest.parent().unwrap_or(self.dest_root);
-        parent.join(temp_name(task.id))
     }
 
     fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
-        self.ensure_parent(&task.dest)?;
-        let path = self.target(task);
+        let (dir, name) = self.parent_dir(&task.dest)?;
+        let name = if self.inplace {
+            name
+        } else {
+            OsString::from(temp_name(task.id))
+        };
+        let path = task.dest.with_file_name(&name);
         // Never through a symlink: a stale temporary is removed and the new
         // one created exclusively; with `inplace` a destination that is a
         // symlink fails (ELOOP) instead of overwriting what it points to.
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true);
-        if self.inplace {
-            options
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW);
-        } else {
-            options.create_new(true);
-        }
-        let file = match options.open(&path) {
+        let open = || {
+            if self.inplace {
+                dir.create_truncate(&name, NEW_FILE_MODE)
+            } else {
+                dir.create_new(&name, NEW_FILE_MODE)
+            }
+        };
+        let file = match open() {
             // A stale temporary of a killed run (or anything planted under
             // its name): removed, then created anew. Not unlinked up front:
             // on a share a failed unlink still costs a round trip per file.
             Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = std::fs::remove_file(&path);
-                options.open(&path)
+                let _ = dir.unlink(&name);
+                open()
             }
             r => r,
         }
@@ -527,6 +545,8 @@ impl Writer<'_> {
         Ok(Open {
             id: task.id,
             file,
+            dir,
+            name,
             path,
             pacer: WriteBack::default(),
         })
@@ -542,13 +562,15 @@ impl Writer<'_> {
     fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
         let Open {
             file,
+            dir,
+            name,
             path,
             mut pacer,
             ..
         } = o;
         let undo = |f: Fault| {
             if !self.inplace {
-                let _ = std::fs::remove_file(&path);
+                let _ = dir.unlink(&name);
             }
             f
         };
@@ -561,53 +583,56 @@ impl Writer<'_> {
         // A checked close: NFS and SMB report deferred write errors (ENOSPC,
         // EDQUOT, EIO) at close, which dropping a `File` would ignore.
         close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
-        let set_times = |p: &Path| {
-            times::set_by_path(p, task.accessed_ns, task.modified_ns)
-                .and_then(|()| std::fs::symlink_metadata(p))
+        let set_times = |n: &OsStr, p: &Path| {
+            dir.set_times(n, task.accessed_ns, task.modified_ns)
+                .and_then(|()| dir.stat(n))
                 .map_err(|e| classify("cannot set times on", p, e))
         };
-        let md = set_times(&path).map_err(undo)?;
+        let md = set_times(&name, &path).map_err(undo)?;
         if self.inplace {
             return Ok(stamp_of(EntryKind::File, &md));
         }
-        std::fs::rename(&path, &task.dest)
+        let final_name = task
+            .dest
+            .file_name()
+            .expect("checked by parent_dir: a name below the root");
+        dir.rename(&name, final_name)
             .map_err(|e| undo(classify("cannot rename into", &task.dest, e)))?;
-        let mut after = std::fs::symlink_metadata(&task.dest)
+        let mut after = dir
+            .stat(final_name)
             .map_err(|e| classify("cannot stat", &task.dest, e))?;
         // Some destinations stamp a renamed file with the current time
         // (fusefat): set the times again. Safe at any instant: until they
         // are set, the destination's mtime differs from the source's, so a
         // killed run leaves a file the next scan copies again.
         if stamp_of(EntryKind::File, &after) != stamp_of(EntryKind::File, &md) {
-            after = set_times(&task.dest)?;
+            after = set_times(final_name, &task.dest)?;
         }
         Ok(stamp_of(EntryKind::File, &after))
     }
 
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
-        self.ensure_parent(&task.dest)?;
-        let tmp = task
-            .dest
-            .parent()
-            .unwrap_or(self.dest_root)
-            .join(temp_name(task.id));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(target, &tmp)
+        let (dir, name) = self.parent_dir(&task.dest)?;
+        let tmp_name = OsString::from(temp_name(task.id));
+        let tmp = task.dest.with_file_name(&tmp_name);
+        let _ = dir.unlink(&tmp_name);
+        dir.symlink(target, &tmp_name)
             .map_err(|e| classify("cannot create symlink", &tmp, e))?;
-        let done = times::set_by_path(&tmp, task.accessed_ns, task.modified_ns)
+        let done = dir
+            .set_times(&tmp_name, task.accessed_ns, task.modified_ns)
             .map_err(|e| classify("cannot set times on", &tmp, e))
             .and_then(|()| {
-                std::fs::rename(&tmp, &task.dest)
+                dir.rename(&tmp_name, &name)
                     .map_err(|e| classify("cannot rename into", &task.dest, e))
             })
             .and_then(|()| {
-                std::fs::symlink_metadata(&task.dest)
+                dir.stat(&name)
                     .map_err(|e| classify("cannot stat", &task.dest, e))
             });
         match done {
             Ok(md) => Ok(stamp_of(EntryKind::Symlink, &md)),
             Err(f) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = dir.unlink(&tmp_name);
                 Err(f)
             }
         }
@@ -647,13 +672,7 @@ impl Committer<'_> {
     /// first, after all their contents are written.
     fn restore_dirs(&mut self, batch: &mut Batch) -> Result<(), TransferError> {
         for d in self.db.pending_dirs()? {
-            let done = match symlinked_folder(self.dest_root, &d.dest) {
-                Some(link) => Err(io::Error::other(symlinked_folder_error(&link))),
-                None => Ok(()),
-            }
-            .and_then(|()| std::fs::create_dir_all(&d.dest))
-            .and_then(|()| times::set_by_path(&d.dest, d.accessed_ns, d.modified_ns))
-            .and_then(|()| std::fs::symlink_metadata(&d.dest));
+            let done = restore_dir(self.dest, &d.dest, d.accessed_ns, d.modified_ns);
             match done {
                 Ok(md) => self.db.mark_synced(&Synced {
                     id: d.id,
@@ -686,9 +705,42 @@ fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
         let o = open.take().expect("checked: some");
         drop(o.file);
         if !inplace {
-            let _ = std::fs::remove_file(&o.path);
+            let _ = o.dir.unlink(&o.name);
         }
     }
+}
+
+/// Creates the folder `path` (and missing parents) below `root` through no
+/// symlink, sets its times, and returns what it is now. A symlink on the way,
+/// or in its place, fails the folder: its times would be set on the link,
+/// and its contents were never written through it either.
+fn restore_dir(root: &Root, path: &Path, accessed_ns: i64, modified_ns: i64) -> io::Result<Meta> {
+    let fail = |e: io::Error| {
+        if beneath::is_symlink_in_path(&e) {
+            io::Error::other(symlinked_folder_error(root.path(), path, &e))
+        } else {
+            e
+        }
+    };
+    if root.rel(path)?.as_os_str().is_empty() {
+        root.set_times(path, accessed_ns, modified_ns)?;
+        return root.stat(path);
+    }
+    let (rel, name) = root.split(path)?;
+    let parent = root.create_dirs(rel, NEW_DIR_MODE).map_err(fail)?;
+    match parent.mkdir(name, NEW_DIR_MODE) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        r => r?,
+    }
+    match parent.stat(name)? {
+        md if md.kind == Some(EntryKind::Dir) => {}
+        md if md.kind == Some(EntryKind::Symlink) => {
+            return Err(fail(io::Error::other(beneath::SymlinkInPath)));
+        }
+        _ => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+    }
+    parent.set_times(name, accessed_ns, modified_ns)?;
+    parent.stat(name)
 }
 
 /// The topmost folder of `dir` (itself included, `root` excluded) that is a
@@ -704,21 +756,24 @@ pub(super) fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-fn symlinked_folder_error(link: &Path) -> String {
-    format!(
-        "destination folder `{}` is a symlink; not followed (replace it with a folder)",
-        link.display()
-    )
+/// The failure text of a destination entry below a symlink: `e` (the
+/// refusal, from the kernel), and the symlink's name when it is still there
+/// (a second look, for the operator only).
+fn symlinked_folder_error(root: &Path, dir: &Path, e: &io::Error) -> String {
+    match symlinked_folder(root, dir) {
+        Some(link) => format!(
+            "{e} (destination folder `{}` is a symlink; replace it with a folder)",
+            link.display()
+        ),
+        None => e.to_string(),
+    }
 }
 
-fn stamp_of(kind: EntryKind, md: &std::fs::Metadata) -> Stamp {
+fn stamp_of(kind: EntryKind, md: &Meta) -> Stamp {
     Stamp {
         kind,
-        size: md.len(),
-        modified_ns: md
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
+        size: md.len,
+        modified_ns: md.modified_ns,
     }
 }
 
