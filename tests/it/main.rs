@@ -11,5 +11,6 @@ mod hostile;
 mod manifest;
 mod mirror;
 mod progress;
+mod race;
 mod scan;
 mod transfers;
