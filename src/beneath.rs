@@ -766,6 +766,27 @@ mod tests {
     }
 
     #[test]
+    fn times_are_set_in_ns_on_entries_themselves() {
+        let (_t, root) = tree();
+        let a = root.dir(Path::new("a")).unwrap();
+        a.mkdir(os("d"), 0o755).unwrap();
+        a.symlink(Path::new("b/f"), os("l")).unwrap();
+        for (name, at, mt) in [
+            ("d", 7, -1_000_000_000),
+            ("b", 1_000_000_001, 1_500_000_000_123_456_789),
+            ("l", 3, 1_600_000_000_000_000_001),
+        ] {
+            a.set_times(os(name), at, mt).unwrap();
+            let m = a.stat(os(name)).unwrap();
+            assert_eq!((m.accessed_ns, m.modified_ns), (at, mt), "{name}");
+        }
+        // The symlink's own times changed, not its target's.
+        let f = root.stat(&root.path().join("a/b/f")).unwrap();
+        assert_ne!(f.modified_ns, 1_600_000_000_000_000_001);
+        assert!(a.set_times(os("missing"), 0, 0).is_err());
+    }
+
+    #[test]
     fn a_held_folder_is_not_redirected_by_a_swap() {
         both(|| {
             let (t, root) = tree();
