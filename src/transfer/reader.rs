@@ -168,6 +168,9 @@ impl Reader<'_> {
                 match outcome {
                     Outcome::Sent | Outcome::Abandoned => {}
                     Outcome::Failed(error) => {
+                        // The held folder may be the cause (removed and made
+                        // anew since): the next file resolves it again.
+                        dirs.clear();
                         self.check_root(root)?;
                         let file = task(row.size, row.modified_ns, row.accessed_ns);
                         send(Msg::Failed { file, error })?;

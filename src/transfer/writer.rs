@@ -514,34 +514,25 @@ impl Writer<'_> {
     }
 
     fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
-        let (dir, name) = self.parent_dir(&task.dest)?;
+        let (mut dir, name) = self.parent_dir(&task.dest)?;
         let name = if self.inplace {
             name
         } else {
             OsString::from(temp_name(task.id))
         };
         let path = task.dest.with_file_name(&name);
-        // Never through a symlink: a stale temporary is removed and the new
-        // one created exclusively; with `inplace` a destination that is a
-        // symlink fails (ELOOP) instead of overwriting what it points to.
-        let open = || {
-            if self.inplace {
-                dir.create_truncate(&name, NEW_FILE_MODE)
-            } else {
-                dir.create_new(&name, NEW_FILE_MODE)
-            }
-        };
-        let file = match open() {
-            // A stale temporary of a killed run (or anything planted under
-            // its name): removed, then created anew. Not unlinked up front:
-            // on a share a failed unlink still costs a round trip per file.
-            Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = dir.unlink(&name);
-                open()
-            }
-            r => r,
+        let mut file = self.open_in(&dir, &name);
+        // The lane's held folder was removed since (emptied and deleted on
+        // the share): resolved, and created, again, once.
+        if file
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            self.dirs.clear();
+            dir = self.parent_dir(&task.dest)?.0;
+            file = self.open_in(&dir, &name);
         }
-        .map_err(|e| classify("cannot create", &path, e))?;
+        let file = file.map_err(|e| classify("cannot create", &path, e))?;
         Ok(Open {
             id: task.id,
             file,
@@ -550,6 +541,29 @@ impl Writer<'_> {
             path,
             pacer: WriteBack::default(),
         })
+    }
+
+    /// Never through a symlink: a stale temporary is removed and the new one
+    /// created exclusively; with `inplace` a destination that is a symlink
+    /// fails (ELOOP) instead of overwriting what it points to.
+    fn open_in(&self, dir: &Dir, name: &OsStr) -> io::Result<File> {
+        let open = || {
+            if self.inplace {
+                dir.create_truncate(name, NEW_FILE_MODE)
+            } else {
+                dir.create_new(name, NEW_FILE_MODE)
+            }
+        };
+        match open() {
+            // A stale temporary of a killed run (or anything planted under
+            // its name): removed, then created anew. Not unlinked up front:
+            // on a share a failed unlink still costs a round trip per file.
+            Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = dir.unlink(name);
+                open()
+            }
+            r => r,
+        }
     }
 
     /// Close, times, then the rename: the file appears under its real name
