@@ -27,7 +27,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -461,6 +461,23 @@ impl Dir {
         }
     }
 
+    /// Lists this folder: std's `ReadDir`, whose entries are stat'ed by name
+    /// from the listing's own descriptor. Opened through `/proc/self/fd`,
+    /// which reopens the folder held, with no path walk; only where `/proc`
+    /// is not mounted is `path` (this folder's path) listed instead, as
+    /// before this module.
+    pub fn read_dir(&self, path: &Path) -> io::Result<std::fs::ReadDir> {
+        let held = PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()));
+        match std::fs::read_dir(&held) {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self/fd").is_dir() =>
+            {
+                std::fs::read_dir(path)
+            }
+            r => r,
+        }
+    }
+
     /// Opens the file `name` for reading: `O_NOFOLLOW` (a symlink fails with
     /// `ELOOP`), `O_NONBLOCK` (a FIFO put there does not block), and
     /// `O_NOATIME` when `noatime` (refused with `EPERM` unless owner or
@@ -784,6 +801,23 @@ mod tests {
         let f = root.stat(&root.path().join("a/b/f")).unwrap();
         assert_ne!(f.modified_ns, 1_600_000_000_000_000_001);
         assert!(a.set_times(os("missing"), 0, 0).is_err());
+    }
+
+    #[test]
+    fn a_held_folder_lists_itself_whatever_its_path_became() {
+        both(|| {
+            let (t, root) = tree();
+            let r = root.path().to_path_buf();
+            let b = root.dir(Path::new("a/b")).unwrap();
+            std::fs::rename(r.join("a/b"), r.join("a/b.old")).unwrap();
+            symlink(t.path().join("out"), r.join("a/b")).unwrap();
+            let names: Vec<_> = b
+                .read_dir(&r.join("a/b"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["f"]);
+        });
     }
 
     #[test]
