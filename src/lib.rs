@@ -6,9 +6,12 @@
 //! which talk to each other only through the state DB (`db`) and write the
 //! audit log (`audit`). Pure decisions live in `decide`; hashing in
 //! `checksum`; bandwidth in `throttle`; what the operator sees in `progress`.
+//! Every path below a root is opened, created, renamed, timed and deleted
+//! through `beneath`, never through a symlink.
 
 pub mod app;
 pub mod audit;
+pub mod beneath;
 pub mod checksum;
 pub mod cli;
 pub mod db;
@@ -23,6 +26,5 @@ pub mod roots;
 pub mod runner;
 pub mod scan;
 pub mod throttle;
-pub mod times;
 pub mod transfer;
 pub mod units;

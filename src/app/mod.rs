@@ -10,8 +10,8 @@ mod status;
 use std::io::Write;
 
 use crate::cli::{Cli, Command, CommonArgs};
-use crate::manifest::{self, Job};
 use crate::exit::Exit;
+use crate::manifest::{self, Job};
 
 pub use status::{FailedFile, RunStatus, StatusReport, render_status};
 

@@ -13,6 +13,7 @@ mod manifest;
 mod mirror;
 mod modes;
 mod progress;
+mod race;
 mod refuse;
 mod roots;
 mod scan;
