@@ -8,10 +8,13 @@
 //! `checksum`; bandwidth in `throttle` (the `bwlimit` value and its weekly
 //! timetable in `timetable`); what the operator sees in `progress`; beside a
 //! run, SIGHUP reloads of `bwlimit` in `retune` and the Prometheus textfile
-//! in `metrics`.
+//! in `metrics`. Every path below a root is opened, created, renamed, timed
+//! and deleted through `beneath`, never through a symlink; the roots
+//! themselves are resolved and compared in `roots`.
 
 pub mod app;
 pub mod audit;
+pub mod beneath;
 pub mod checksum;
 pub mod cli;
 pub mod db;
@@ -29,7 +32,6 @@ pub mod runner;
 pub mod scan;
 pub mod sumfile;
 pub mod throttle;
-pub mod times;
 pub mod timetable;
 pub mod transfer;
 pub mod units;

@@ -7,7 +7,8 @@
 //! entries with no source row as candidates → judge the run-level rails
 //! (`decide::may_mirror`) → for each candidate, deepest first, re-stat its
 //! source path and itself and let `decide::mirror_verdict` decide → delete
-//! (`remove_file`, or `remove_dir`, which only removes an empty directory),
+//! (`unlink`, or `rmdir`, which only removes an empty directory, both below
+//! the destination root's descriptor through no symlink: `beneath`),
 //! then audit line, then forget the listing row.
 //!
 //! The runner only starts this stage after a transfer that ended without a
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 use walkdir::WalkDir;
 
 use crate::audit::{AuditError, AuditLog, FileRecord};
+use crate::beneath::{DirCache, Root};
 use crate::db::{DbError, Listed, ScanEntry, StateDb};
 use crate::decide::{
     self, DestNow, EntryKind, KeepReason, Live, MirrorPolicy, MirrorRun, MirrorVerdict, Refusal,
@@ -353,33 +355,99 @@ fn fresh_candidates(
     Ok((count, entries))
 }
 
-/// Classifies a failed `symlink_metadata` of a source path. `ENOTDIR`
-/// means a parent is not a directory, so the entry cannot exist either.
-fn source_now(path: &Path) -> SourceNow {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => SourceNow::Present,
-        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-            SourceNow::Absent
-        }
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "mirror: cannot check source path; destination entry kept");
-            SourceNow::Unknown
-        }
-    }
+/// The two roots, held open for the delete pass: every live check and
+/// deletion is resolved below them through no symlink (`beneath`), so a
+/// destination folder swapped for a symlink to `/etc` between the listing
+/// and the deletion fails that one deletion instead of reaching `/etc`.
+/// A root that cannot be opened leaves its checks `Unknown`: nothing is
+/// deleted on its word.
+struct Held {
+    source: Option<Root>,
+    dest: Option<Root>,
+    source_dirs: DirCache,
+    dest_dirs: DirCache,
 }
 
-fn dest_now(path: &Path) -> DestNow {
-    match std::fs::symlink_metadata(path) {
-        Ok(md) => match crate::scan::to_entry(path.to_path_buf(), &md) {
-            Some(e) => DestNow::Is(Stamp {
-                kind: e.kind,
-                size: e.size,
-                modified_ns: e.modified_ns,
-            }),
-            None => DestNow::Unknown,
-        },
-        Err(e) if e.kind() == ErrorKind::NotFound => DestNow::Gone,
-        Err(_) => DestNow::Unknown,
+fn live(root: &Option<Root>) -> Option<&Root> {
+    root.as_ref().filter(|r| !r.moved())
+}
+
+impl Held {
+    fn open(source_root: &Path, dest_root: &Path) -> Self {
+        let open = |p: &Path| {
+            Root::open(p)
+                .inspect_err(|e| warn!(path = %p.display(), error = %e, "mirror: cannot open root; nothing deleted on its side"))
+                .ok()
+        };
+        Held {
+            source: open(source_root),
+            dest: open(dest_root),
+            source_dirs: DirCache::default(),
+            dest_dirs: DirCache::default(),
+        }
+    }
+
+    /// Whether `path` exists in the source now. `ENOENT` and `ENOTDIR` (a
+    /// parent is not a directory) prove absence; a symlink on the way, or
+    /// any other error, proves nothing.
+    fn source_now(&mut self, path: &Path) -> SourceNow {
+        let Some(root) = &self.source else {
+            return SourceNow::Unknown;
+        };
+        let at = root
+            .split(path)
+            .and_then(|(dir, name)| self.source_dirs.dir(root, dir)?.stat(name));
+        match at {
+            Ok(_) => SourceNow::Present,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                SourceNow::Absent
+            }
+            Err(e) => {
+                self.source_dirs.clear();
+                warn!(path = %path.display(), error = %e, "mirror: cannot check source path; destination entry kept");
+                SourceNow::Unknown
+            }
+        }
+    }
+
+    /// The destination root, unless its path no longer leads to the folder
+    /// held open (renamed away, unmounted): then nothing more is deleted.
+    fn dest_root(&self) -> Option<&Root> {
+        live(&self.dest)
+    }
+
+    fn dest_now(&mut self, path: &Path) -> DestNow {
+        let Some(root) = live(&self.dest) else {
+            return DestNow::Unknown;
+        };
+        let at = root
+            .split(path)
+            .and_then(|(dir, name)| self.dest_dirs.dir(root, dir)?.stat(name));
+        match at {
+            Ok(md) => md.stamp().map_or(DestNow::Unknown, DestNow::Is),
+            Err(e) if e.kind() == ErrorKind::NotFound => DestNow::Gone,
+            Err(e) => {
+                self.dest_dirs.clear();
+                debug!(path = %path.display(), error = %e, "mirror: cannot check destination entry; kept");
+                DestNow::Unknown
+            }
+        }
+    }
+
+    /// Deletes `path` (an empty folder, or anything else by unlink), below
+    /// the destination root through no symlink.
+    fn remove(&mut self, path: &Path, kind: EntryKind) -> std::io::Result<()> {
+        let Some(root) = live(&self.dest) else {
+            return Err(std::io::Error::other(
+                "destination root is no longer the folder this stage opened",
+            ));
+        };
+        let (dir, name) = root.split(path)?;
+        let dir = self.dest_dirs.dir(root, dir)?;
+        match kind {
+            EntryKind::Dir => dir.rmdir(name),
+            EntryKind::File | EntryKind::Symlink => dir.unlink(name),
+        }
     }
 }
 
@@ -408,6 +476,9 @@ fn delete_pass(
         })?;
     // One warning per run for entries kept by the guard; each at debug.
     let mut guard_warned = false;
+    // Checks and deletions below the held roots through no symlink; the
+    // guard above is checked too, before each deletion.
+    let mut held = Held::open(source_root, dest_root);
     if write {
         db.begin()?;
     }
@@ -439,8 +510,8 @@ fn delete_pass(
                 other => other,
             };
             let live = Live {
-                source: source_now(&src),
-                dest: dest_now(&cand.path),
+                source: held.source_now(&src),
+                dest: held.dest_now(&cand.path),
             };
             let dest = &cand.path;
             match decide::mirror_verdict(run, &cand.stamp, &live, policy) {
@@ -477,10 +548,7 @@ fn delete_pass(
                     count_deleted(report, &cand.stamp);
                 }
                 MirrorVerdict::Delete => {
-                    let removed = match cand.stamp.kind {
-                        EntryKind::Dir => std::fs::remove_dir(dest),
-                        EntryKind::File | EntryKind::Symlink => std::fs::remove_file(dest),
-                    };
+                    let removed = held.remove(dest, cand.stamp.kind);
                     let size = if cand.stamp.kind == EntryKind::Dir {
                         0
                     } else {
@@ -538,7 +606,7 @@ fn delete_pass(
     if write {
         // Whatever stopped the pass, what was deleted is recorded.
         commit(db, audit, false)?;
-        restore_folder_times(db, &touched, source_root, dest_root)?;
+        restore_folder_times(db, &touched, source_root, &held)?;
     }
     result
 }
@@ -552,8 +620,12 @@ fn restore_folder_times(
     db: &StateDb,
     touched: &BTreeSet<PathBuf>,
     source_root: &Path,
-    dest_root: &Path,
+    held: &Held,
 ) -> Result<(), DbError> {
+    let Some(dest) = held.dest_root() else {
+        return Ok(());
+    };
+    let dest_root = dest.path();
     for dir in touched.iter().rev() {
         let src = if dir == dest_root {
             source_root.to_path_buf()
@@ -566,7 +638,7 @@ fn restore_folder_times(
         let Some((accessed_ns, modified_ns)) = db.dir_times(&src)? else {
             continue;
         };
-        if let Err(e) = crate::times::set_by_path(dir, accessed_ns, modified_ns)
+        if let Err(e) = dest.set_times(dir, accessed_ns, modified_ns)
             && e.kind() != ErrorKind::NotFound
         {
             debug!(path = %dir.display(), error = %e, "mirror: cannot restore folder times");

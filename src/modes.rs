@@ -1,7 +1,9 @@
 //! Permission bits and owners of the entries a run creates (README
-//! "Permissions and owners"). Owns the rules, the few syscalls that apply
-//! them (`fchmod`, `fchown`, their path forms) and the once-per-run warning
-//! when a share refuses them; the writer decides *when* they are called.
+//! "Permissions and owners"). Owns the rules, the few calls that apply
+//! them (`fchmod`, `fchown` on the open file; for folders and symlinks their
+//! `*at` forms from the held folder's descriptor, through no symlink, see
+//! `crate::beneath`) and the once-per-run warning when a share refuses them;
+//! the writer decides *when* they are called.
 //!
 //! The rule everything else follows: nothing may arrive more open than it
 //! left, not even for a moment. By default (`permissions = "masked"`, what
@@ -19,6 +21,7 @@
 //! sticky bit only restricts (who may delete in a folder), so folders keep
 //! it; files have no use for it and never get it by default.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -27,6 +30,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
+
+use crate::beneath::Dir;
 
 /// `permissions`: which bits created entries get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -141,22 +146,29 @@ impl Modes {
     /// the owner `rwx`, if the folder is ours, so that the entry can be
     /// written. Writing into a folder marks its row for the end of the
     /// transfer, where [`Self::dir_fix_owner_bits`] takes them off again.
-    /// Returns whether the bits changed (the caller then retries once).
-    pub fn open_dir_for_owner(&self, dir: &Path) -> bool {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    /// Returns whether the folder now has them, changed by this call or by
+    /// another lane meanwhile (the caller then retries once).
+    /// The folder is the one held open (`fstat` and `chmod` of its own
+    /// descriptor): no path is looked up again.
+    pub fn open_dir_for_owner(&self, dir: &Dir) -> bool {
         if self.root {
             return false;
         }
-        let Ok(md) = std::fs::symlink_metadata(dir) else {
+        let Ok(md) = dir.meta() else {
             return false;
         };
         // SAFETY: plain syscall without arguments.
         let euid = unsafe { libc::geteuid() };
-        if !md.is_dir() || md.uid() != euid || md.mode() & OWNER_RWX == OWNER_RWX {
+        if md.uid != euid {
             return false;
         }
-        let bits = (md.mode() & 0o7777) | OWNER_RWX;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(bits)).is_ok()
+        if md.mode & OWNER_RWX == OWNER_RWX {
+            // Another lane opened it a moment ago, after this one's create
+            // failed: the retry will go through.
+            return true;
+        }
+        let bits = (md.mode & 0o7777) | OWNER_RWX;
+        dir.chmod_self(bits).is_ok()
     }
 
     /// The exact bits `preserve` sets: the source's, setuid only when the
@@ -205,9 +217,15 @@ impl Modes {
         }
     }
 
-    /// [`Self::fchown`] by path, not following a symlink (folders, symlinks).
-    pub fn lchown(&self, path: &Path, uid: u32, gid: u32) -> bool {
-        match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+    /// [`Self::fchown`] of a folder or symlink: `name` in the held folder
+    /// `dir` (`fchownat`, `AT_SYMLINK_NOFOLLOW`), or `dir` itself when
+    /// `None`. `path` is for the warning only.
+    pub fn lchown(&self, dir: &Dir, name: Option<&OsStr>, uid: u32, gid: u32, path: &Path) -> bool {
+        let r = match name {
+            Some(n) => dir.chown(n, uid, gid),
+            None => dir.chown_self(uid, gid),
+        };
+        match r {
             Ok(()) => true,
             Err(e) => {
                 let _ = self.refused(true, path, e);
@@ -216,10 +234,15 @@ impl Modes {
         }
     }
 
-    /// [`Self::fchmod`] by path (folders: checked for symlinks just before).
-    pub fn chmod(&self, path: &Path, bits: u32) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(bits)) {
+    /// [`Self::fchmod`] of a folder: `name` in the held folder `dir`, never
+    /// through a symlink, or `dir` itself when `None`. `path` is for the
+    /// warning only.
+    pub fn chmod(&self, dir: &Dir, name: Option<&OsStr>, bits: u32, path: &Path) {
+        let r = match name {
+            Some(n) => dir.chmod(n, bits),
+            None => dir.chmod_self(bits),
+        };
+        if let Err(e) = r {
             let _ = self.refused(false, path, e);
         }
     }

@@ -6,11 +6,12 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
+use crate::beneath::{Dir, Root};
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{self, Decision, EntryKind, SourceRoot, Stamp};
 use crate::manifest::{Job, SymlinkPolicy};
@@ -503,8 +504,9 @@ fn walk(
             }
         };
         if side == Side::Dest && is_temp_name(entry.file_name()) {
-            // An interrupted run's temporary: never data, always removable.
-            let _ = std::fs::remove_file(entry.path());
+            // An interrupted run's temporary: never data, always removable
+            // (by name, from the folder it was listed in).
+            let _ = entry.unlink();
             continue;
         }
         let md = match entry.metadata() {
@@ -563,41 +565,61 @@ fn walk(
 /// does, which spares the kernel one full path lookup per entry (≈40 % of a
 /// no-op rescan's CPU with walkdir). Memory: one sorted listing per level of
 /// the current path.
+///
+/// Each folder is opened from its parent's descriptor through no symlink
+/// (`beneath`), never by path: a folder swapped for a symlink after it was
+/// listed in its parent is a walk error for that folder (so the mirror
+/// deletes nothing this run), never a listing of whatever it points to.
 struct SortedWalk {
     root: Option<PathBuf>,
     /// Per open directory level: its children not yet yielded.
-    stack: Vec<std::vec::IntoIter<(OsString, std::fs::DirEntry)>>,
+    stack: Vec<Level>,
     /// A folder that could not be listed, reported by the next call.
     failed: Option<WalkError>,
+}
+
+/// One open directory level of the walk.
+struct Level {
+    path: PathBuf,
+    dir: Arc<Dir>,
+    children: std::vec::IntoIter<(OsString, std::fs::DirEntry)>,
 }
 
 /// A walk failure: depth (0 = the root), the path that could not be read
 /// (a folder that could not be listed, or the root), and the error.
 type WalkError = (usize, PathBuf, std::io::Error);
 
-/// One walked entry: the root, or a directory entry below it.
+/// One walked entry: the root, or a directory entry below it (its name,
+/// full path, listing entry, and the folder it is in).
 enum Node {
     Root(PathBuf),
-    Entry(OsString, std::fs::DirEntry),
+    Entry(OsString, PathBuf, std::fs::DirEntry, Arc<Dir>),
 }
 
 impl Node {
     fn file_name(&self) -> &OsStr {
         match self {
             Node::Root(p) => p.file_name().unwrap_or(p.as_os_str()),
-            Node::Entry(name, _) => name,
+            Node::Entry(name, ..) => name,
         }
     }
     fn path(&self) -> PathBuf {
         match self {
             Node::Root(p) => p.clone(),
-            Node::Entry(_, e) => e.path(),
+            Node::Entry(_, p, ..) => p.clone(),
         }
     }
     fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
         match self {
             Node::Root(p) => std::fs::symlink_metadata(p),
-            Node::Entry(_, e) => e.metadata(),
+            Node::Entry(_, _, e, _) => e.metadata(),
+        }
+    }
+    /// Removes the entry (not a folder) by name from its folder's descriptor.
+    fn unlink(&self) -> std::io::Result<()> {
+        match self {
+            Node::Root(_) => Err(std::io::ErrorKind::InvalidInput.into()),
+            Node::Entry(name, _, _, dir) => dir.unlink(name),
         }
     }
 }
@@ -611,21 +633,29 @@ impl SortedWalk {
         }
     }
 
-    /// Lists `dir` sorted by name onto the stack (its children come next).
-    fn descend(&mut self, dir: &Path) {
+    /// Lists `dir` (the folder at `path`) sorted by name onto the stack (its
+    /// children come next).
+    fn descend(&mut self, path: PathBuf, dir: std::io::Result<Dir>) {
         let depth = self.stack.len() + 1;
-        let listed = std::fs::read_dir(dir).and_then(|rd| {
-            rd.map(|e| e.map(|e| (e.file_name(), e)))
-                .collect::<std::io::Result<Vec<_>>>()
+        let listed = dir.and_then(|d| {
+            let children = d.read_dir(&path).and_then(|rd| {
+                rd.map(|e| e.map(|e| (e.file_name(), e)))
+                    .collect::<std::io::Result<Vec<_>>>()
+            })?;
+            Ok((d, children))
         });
         match listed {
-            Ok(mut children) => {
+            Ok((dir, mut children)) => {
                 children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                self.stack.push(children.into_iter());
+                self.stack.push(Level {
+                    path,
+                    dir: Arc::new(dir),
+                    children: children.into_iter(),
+                });
             }
             Err(e) => {
-                let e = std::io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
-                self.failed = Some((depth, dir.to_path_buf(), e));
+                let e = std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+                self.failed = Some((depth, path, e));
             }
         }
     }
@@ -642,7 +672,8 @@ impl Iterator for SortedWalk {
             return Some(match std::fs::symlink_metadata(&root) {
                 Ok(md) => {
                     if md.is_dir() {
-                        self.descend(&root);
+                        let dir = Root::open(&root).and_then(|r| r.dir(Path::new("")));
+                        self.descend(root.clone(), dir);
                     }
                     Ok(Node::Root(root))
                 }
@@ -651,13 +682,16 @@ impl Iterator for SortedWalk {
         }
         loop {
             let top = self.stack.last_mut()?;
-            match top.next() {
+            match top.children.next() {
                 Some((name, entry)) => {
+                    let path = top.path.join(&name);
+                    let dir = top.dir.clone();
                     // d_type from the listing: no stat needed to descend.
                     if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        self.descend(&entry.path());
+                        let sub = dir.sub(&name);
+                        self.descend(path.clone(), sub);
                     }
-                    return Some(Ok(Node::Entry(name, entry)));
+                    return Some(Ok(Node::Entry(name, path, entry, dir)));
                 }
                 None => {
                     self.stack.pop();
@@ -757,6 +791,41 @@ mod tests {
             SortedWalk::new(&dir.path().join("missing")).next(),
             Some(Err((0, _, _)))
         ));
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_symlink_mid_walk_is_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/inside"), b"x").unwrap();
+        std::fs::write(root.join("z"), b"x").unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("secret"), b"x").unwrap();
+        let mut walk = SortedWalk::new(&root);
+        assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
+        // The root is listed (`d` a folder in it); `d` is swapped before the
+        // walk goes down into it.
+        std::fs::rename(root.join("d"), dir.path().join("d.moved")).unwrap();
+        std::os::unix::fs::symlink(&out, root.join("d")).unwrap();
+        let rest: Vec<_> = walk.collect();
+        let paths: Vec<PathBuf> = rest
+            .iter()
+            .map(|n| match n {
+                Ok(n) => n.path(),
+                Err((_, p, _)) => p.clone(),
+            })
+            .collect();
+        assert_eq!(paths, [root.join("d"), root.join("d"), root.join("z")]);
+        let Err((depth, _, e)) = &rest[1] else {
+            panic!("{paths:?}: `d` must fail, not be listed");
+        };
+        assert_eq!(*depth, 2);
+        assert!(
+            e.to_string().contains("symlink in path; not followed"),
+            "{e}"
+        );
     }
 
     #[test]

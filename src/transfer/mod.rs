@@ -16,13 +16,13 @@
 //! (committer) mark synced and audit line.
 
 pub mod block;
-pub mod folders;
 pub mod reader;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::audit::{AuditError, AuditLog};
+use crate::beneath;
 use crate::db::{DbError, StateDb};
 use crate::manifest::Job;
 use crate::modes::Modes;
@@ -54,26 +54,19 @@ pub enum TransferError {
 /// row uses (row ids have no leading zero) and which the next scan removes
 /// if a kill leaves it behind. The root's times are put back, so the probe
 /// leaves no trace for the next scan to take for a change.
-fn probe_destination(root: &std::path::Path) -> Result<(), TransferError> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let probe = root.join(format!(".jobrun-0{}.tmp", std::process::id()));
-    let times = std::fs::metadata(root).ok().map(|m| {
-        (
-            m.atime() * 1_000_000_000 + m.atime_nsec(),
-            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        )
-    });
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&probe);
+fn probe_destination(dest: &beneath::Root) -> Result<(), TransferError> {
+    let root = dest.path();
+    let name = std::ffi::OsString::from(format!(".jobrun-0{}.tmp", std::process::id()));
+    let times = dest.stat(root).ok().map(|m| (m.accessed_ns, m.modified_ns));
+    let created = dest
+        .dir(std::path::Path::new(""))
+        .and_then(|d| d.create_new(&name, 0o600).map(|f| (d, f)));
     match created {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
+        Ok((dir, file)) => {
+            drop(file);
+            let _ = dir.unlink(&name);
             if let Some((atime, mtime)) = times {
-                let _ = crate::times::set_by_path(root, atime, mtime);
+                let _ = dest.set_times(root, atime, mtime);
             }
             Ok(())
         }
@@ -108,9 +101,6 @@ pub fn run(
     source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(PHASE_TRANSFER);
-    if progress.0.backlog_files.load(Relaxed) > 0 {
-        probe_destination(job.destination.as_std_path())?;
-    }
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let lane_cap = job.lane_capacity();
@@ -123,11 +113,26 @@ pub fn run(
     // Bounded: if the committer (DB) falls behind, the lanes wait instead of
     // queueing outcomes without limit.
     let (done_tx, done_rx) = flume::bounded(4096);
-    // Folders checked recently by any lane, per side (see `folders`).
-    let (source_folders, dest_folders) = (
-        folders::CheckedFolders::default(),
-        folders::CheckedFolders::default(),
+    // Held for the whole stage: every source entry is opened below it.
+    let source_root = beneath::Root::open(job.source.as_std_path()).map_err(|e| {
+        TransferError::Fatal(match e.raw_os_error() {
+            Some(libc::ENOTDIR) => format!("source root `{}` is no longer a directory", job.source),
+            _ => format!("source root `{}` is gone: {e}", job.source),
+        })
+    })?;
+    let dest_root = beneath::Root::open(job.destination.as_std_path()).map_err(|e| {
+        TransferError::Fatal(format!(
+            "cannot open destination root `{}`: {e}",
+            job.destination
+        ))
+    })?;
+    tracing::debug!(
+        openat2 = beneath::uses_openat2(),
+        "paths resolved below the roots"
     );
+    if progress.0.backlog_files.load(Relaxed) > 0 {
+        probe_destination(&dest_root)?;
+    }
     let modes = Modes::new(job.permissions, job.owners);
     let span = tracing::Span::current();
     std::thread::scope(|s| {
@@ -149,7 +154,7 @@ pub fn run(
                 tx,
                 pool: pool_rx,
                 throttle: &read_limit,
-                folders: &source_folders,
+                source: &source_root,
                 root_at_start: source_at_start,
                 stop,
                 halt,
@@ -163,8 +168,8 @@ pub fn run(
                 r
             }));
             let writer = writer::Writer {
-                dest_root: job.destination.as_std_path(),
-                source_root: job.source.as_std_path(),
+                dest: &dest_root,
+                source: &source_root,
                 modes: &modes,
                 inplace: job.inplace,
                 rx,
@@ -177,7 +182,7 @@ pub fn run(
                 first_block: &first_block,
                 stop,
                 lanes: lanes as u64,
-                folders: &dest_folders,
+                dirs: beneath::DirCache::default(),
             };
             let wspan = span.clone();
             s.spawn(move || wspan.in_scope(|| writer.run()));
@@ -187,7 +192,8 @@ pub fn run(
             db,
             audit,
             dest_root: job.destination.as_std_path(),
-            source_root: job.source.as_std_path(),
+            dest: &dest_root,
+            source: &source_root,
             modes: &modes,
             algo: job.checksum,
             progress,

@@ -7,10 +7,11 @@
 //! [`feed`] pages the backlog from the DB once and hands rows to whichever
 //! reader is free, so a reader never waits on a DB query between files.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -20,8 +21,8 @@ use tracing::debug;
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
-use super::folders::CheckedFolders;
 use super::writer::symlinked_folder;
+use crate::beneath::{self, Dir, DirCache, Root};
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
@@ -71,8 +72,9 @@ pub struct Reader<'a> {
     pub pool: Receiver<Vec<u8>>,
     /// Shared by all readers: one read budget for the whole run.
     pub throttle: &'a Throttle,
-    /// Source folders found free of symlinks by any lane a moment ago.
-    pub folders: &'a CheckedFolders,
+    /// The source root, held open: every source entry is opened below it
+    /// without following a symlink (see `beneath`).
+    pub source: &'a Root,
     /// The source root's identity when the run started; taken here when
     /// unknown.
     pub root_at_start: Option<RootId>,
@@ -105,6 +107,8 @@ impl Reader<'_> {
         let root = self
             .root_at_start
             .or_else(|| RootId::of(self.source_root).ok());
+        // This lane's last source folder: consecutive files mostly share it.
+        let mut dirs = DirCache::default();
         // One indentation level kept from the single-reader loop (it paged
         // the DB itself) so the per-row code below stays diff-stable.
         {
@@ -128,28 +132,41 @@ impl Reader<'_> {
                         link_target: None,
                     })
                 };
-                let moved = (row.kind != EntryKind::Dir)
-                    .then(|| row.source.parent())
-                    .flatten()
-                    .and_then(|dir| self.symlinked_folder(dir));
-                let outcome = match row.kind {
-                    // Directories get their mtimes after their contents (writer).
-                    EntryKind::Dir => continue,
-                    // Replaced by a symlink since the scan: following it
-                    // would copy whatever it points to under this name.
-                    _ if let Some(link) = moved => Outcome::Failed(format!(
-                        "source folder `{}` is now a symlink; not followed",
-                        link.display()
-                    )),
-                    EntryKind::Symlink => match std::fs::read_link(&row.source)
-                        .and_then(|t| std::fs::symlink_metadata(&row.source).map(|m| (t, m)))
+                // Directories get their mtimes after their contents (writer).
+                if row.kind == EntryKind::Dir {
+                    continue;
+                }
+                // The held root would go on reading a tree renamed away or
+                // a share unmounted lazily: the job's source is the path.
+                if self.source.moved() {
+                    self.check_root(root)?;
+                    return Err(TransferError::Fatal(format!(
+                        "source root `{}` is no longer the folder this run opened",
+                        self.source_root.display()
+                    )));
+                }
+                // The folder is opened below the root through no symlink: one
+                // swapped in since the scan (or right now) fails this entry
+                // instead of copying whatever it points to under this name.
+                let at = self
+                    .source
+                    .split(&row.source)
+                    .and_then(|(dir, name)| Ok((dirs.dir(self.source, dir)?, name)));
+                let outcome = match (row.kind, at) {
+                    (_, Err(e)) => {
+                        dirs.clear();
+                        Outcome::Failed(self.folder_error(&row.source, &e))
+                    }
+                    (EntryKind::Symlink, Ok((dir, name))) => match dir
+                        .read_link(name)
+                        .and_then(|t| dir.stat(name).map(|m| (t, m)))
                     {
                         Ok((target, md)) => {
                             let mut file = task(
-                                md.len(),
-                                ns(md.mtime(), md.mtime_nsec()),
-                                ns(md.atime(), md.atime_nsec()),
-                                (md.mode(), md.uid(), md.gid()),
+                                md.len,
+                                md.modified_ns,
+                                md.accessed_ns,
+                                (md.mode, md.uid, md.gid),
                             );
                             if let Some(f) = Arc::get_mut(&mut file) {
                                 // Just made, so not shared yet: for the audit line.
@@ -160,11 +177,14 @@ impl Reader<'_> {
                         }
                         Err(e) => Outcome::Failed(format!("cannot read symlink: {e}")),
                     },
-                    EntryKind::File => self.read_file(&row, &task, send)?,
+                    (_, Ok((dir, name))) => self.read_file(&row, &dir, name, &task, send)?,
                 };
                 match outcome {
                     Outcome::Sent | Outcome::Abandoned => {}
                     Outcome::Failed(error) => {
+                        // The held folder may be the cause (removed and made
+                        // anew since): the next file resolves it again.
+                        dirs.clear();
                         self.check_root(root)?;
                         let file =
                             task(row.size, row.modified_ns, row.accessed_ns, (row.mode, 0, 0));
@@ -173,20 +193,35 @@ impl Reader<'_> {
                 }
             }
         }
+        // Files opened below the held root read on through a rename or a
+        // lazy unmount, and `moved` looks at most once a second: a root gone
+        // while this lane read its last files stops the run all the same
+        // (exit 4, the rows not yet renamed stay pending), as a path-based
+        // open after it would have. One look per lane and run.
+        if !self.stopping() && self.source.moved_now() {
+            self.check_root(root)?;
+            return Err(TransferError::Fatal(format!(
+                "source root `{}` is no longer the folder this run opened",
+                self.source_root.display()
+            )));
+        }
         Ok(())
     }
 
-    /// The source folder on the way to `dir` that is now a symlink, unless
-    /// a lane found none there a moment ago.
-    fn symlinked_folder(&self, dir: &Path) -> Option<std::path::PathBuf> {
-        if self.folders.is_fresh(dir) {
-            return None;
+    /// The failure text of an entry whose folder could not be opened. A
+    /// symlink on the way is named when it is still there (a second look,
+    /// for the operator only: the refusal itself came from the kernel).
+    fn folder_error(&self, path: &Path, e: &io::Error) -> String {
+        if !beneath::is_symlink_in_path(e) {
+            return format!("cannot open source folder: {e}");
         }
-        let link = symlinked_folder(self.source_root, dir);
-        if link.is_none() {
-            self.folders.checked(dir);
+        match path
+            .parent()
+            .and_then(|d| symlinked_folder(self.source_root, d))
+        {
+            Some(link) => format!("{e} (source folder `{}` is now a symlink)", link.display()),
+            None => e.to_string(),
         }
-        link
     }
 
     fn stopping(&self) -> bool {
@@ -235,10 +270,12 @@ impl Reader<'_> {
     fn read_file(
         &self,
         row: &PendingFile,
+        dir: &Dir,
+        name: &OsStr,
         task: &dyn Fn(u64, i64, i64, (u32, u32, u32)) -> Arc<FileTask>,
         send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
     ) -> Result<Outcome, TransferError> {
-        let mut f = match open_source(&row.source) {
+        let mut f = match open_source(dir, name) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Ok(Outcome::Failed(
@@ -424,56 +461,44 @@ impl Packer<'_> {
     }
 }
 
-/// Opens a source file for reading, never anything else: an entry that is
-/// no longer a regular file (replaced by a FIFO, device or symlink since the
-/// scan) is refused with `InvalidInput` before it is opened, and the open
-/// itself uses `O_NOFOLLOW | O_NONBLOCK` so that losing that race cannot
-/// follow a symlink or block on a FIFO.
+/// Opens the source file `name` in `dir` for reading, never anything else:
+/// an entry that is no longer a regular file (replaced by a FIFO, device or
+/// symlink since the scan) is refused with `InvalidInput` before it is
+/// opened, and the open itself uses `O_NOFOLLOW | O_NONBLOCK` so that losing
+/// that race cannot follow a symlink or block on a FIFO.
 ///
 /// Uses `O_NOATIME` where permitted (owner or CAP_FOWNER), so the migration
 /// does not rewrite atimes all over the source share; falls back silently
 /// where the flag is refused (EPERM) or unsupported.
-pub fn open_source(path: &Path) -> io::Result<File> {
-    let md = std::fs::symlink_metadata(path)?;
-    if !md.file_type().is_file() {
+pub fn open_source(dir: &Dir, name: &OsStr) -> io::Result<File> {
+    let md = dir.stat(name)?;
+    if md.kind != Some(EntryKind::File) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "source is no longer a regular file (now a {}); not opened",
-                kind_name(&md)
+                kind_name(md.mode)
             ),
         ));
     }
-    let open = |extra: libc::c_int| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | extra)
-            .open(path)
-    };
-    match open(libc::O_NOATIME) {
+    match dir.open_read(name, true) {
         Ok(f) => Ok(f),
         Err(e)
             if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EINVAL) =>
         {
-            open(0)
+            dir.open_read(name, false)
         }
         Err(e) => Err(e),
     }
 }
 
-fn kind_name(md: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = md.file_type();
-    if ft.is_dir() {
-        "folder"
-    } else if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else {
-        "device"
+fn kind_name(mode: u32) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => "folder",
+        libc::S_IFLNK => "symlink",
+        libc::S_IFIFO => "FIFO",
+        libc::S_IFSOCK => "socket",
+        _ => "device",
     }
 }
 

@@ -14,10 +14,11 @@
 //!   (audit flushed and destination `syncfs`ed before each commit), folder
 //!   times at the end. Sole owner of the state DB while the transfer stage runs.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -28,8 +29,8 @@ use tracing::{debug, info, warn};
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
-use super::folders::CheckedFolders;
 use crate::audit::{AuditLog, FileRecord};
+use crate::beneath::{self, Dir, DirCache, Meta, Root};
 use crate::checksum::HashAlgo;
 use crate::db::PendingFile;
 use crate::db::{StateDb, Synced};
@@ -37,7 +38,6 @@ use crate::decide::{EntryKind, Stamp};
 use crate::modes::{Modes, Permissions};
 use crate::progress::Progress;
 use crate::throttle::Throttle;
-use crate::times;
 
 /// Commit the DB (and flush the audit log) after this many outcomes...
 const COMMIT_FILES: usize = 512;
@@ -60,9 +60,13 @@ pub struct WriterReport {
 
 /// One lane's filesystem writer.
 pub struct Writer<'a> {
-    pub dest_root: &'a Path,
-    /// Where a missing destination folder's bits and owners are read.
-    pub source_root: &'a Path,
+    /// The destination root, held open: every create, rename, utimes,
+    /// chmod, chown and delete is resolved below it through no symlink (see
+    /// `beneath`).
+    pub dest: &'a Root,
+    /// The source root, held open: where a missing destination folder's
+    /// bits and owners are read (through no symlink either).
+    pub source: &'a Root,
     /// Bits and owners of what the lane creates; shared by all lanes.
     pub modes: &'a Modes,
     pub inplace: bool,
@@ -83,9 +87,8 @@ pub struct Writer<'a> {
     pub stop: &'a AtomicBool,
     /// Number of lanes sharing `throttle` (sizes the write-back ranges).
     pub lanes: u64,
-    /// Destination folders checked (exist, no symlink on the way) by any
-    /// lane a moment ago.
-    pub folders: &'a CheckedFolders,
+    /// This lane's last destination folder: consecutive files mostly share it.
+    pub dirs: DirCache,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).
@@ -109,7 +112,10 @@ pub struct Committer<'a> {
     pub db: &'a mut StateDb,
     pub audit: &'a mut AuditLog,
     pub dest_root: &'a Path,
-    pub source_root: &'a Path,
+    /// The same root held open: folders are created, owned, given their
+    /// bits and timed below it.
+    pub dest: &'a Root,
+    pub source: &'a Root,
     pub modes: &'a Modes,
     pub algo: HashAlgo,
     pub progress: &'a Progress,
@@ -123,7 +129,11 @@ pub struct Committer<'a> {
 struct Open {
     id: i64,
     file: File,
-    /// Where the bytes go: the temp sibling, or the destination with `inplace`.
+    /// Its folder, and its name there: the temp sibling, or the destination
+    /// with `inplace`.
+    dir: Arc<Dir>,
+    name: OsString,
+    /// The full path, for messages.
     path: PathBuf,
     pacer: WriteBack,
 }
@@ -474,83 +484,69 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Makes sure the parent folder exists, below a destination root that
-    /// must itself still be there (an unmounted share's empty mount point
-    /// must not silently receive the data).
-    fn ensure_parent(&mut self, dest: &Path) -> Result<(), Fault> {
-        let parent = dest.parent().unwrap_or(self.dest_root);
-        if self.folders.is_fresh(parent) {
-            return Ok(());
+    /// The folder of `dest`, created if missing (never through a symlink),
+    /// below a destination root that must itself still be there: an
+    /// unmounted share's empty mount point must not silently receive the
+    /// data, nor a root renamed away.
+    fn parent_dir(&mut self, dest: &Path) -> Result<(Arc<Dir>, OsString), Fault> {
+        let gone = |root: &Root| {
+            Fault::Fatal(TransferError::Fatal(format!(
+                "destination root `{}` is gone or no longer the folder this run opened",
+                root.path().display()
+            )))
+        };
+        if self.dest.moved() {
+            return Err(gone(self.dest));
         }
-        if let Some(link) = symlinked_folder(self.dest_root, parent) {
-            return Err(Fault::File(symlinked_folder_error(&link)));
+        let (rel, name) = self
+            .dest
+            .split(dest)
+            .map_err(|e| Fault::File(e.to_string()))?;
+        let name = name.to_os_string();
+        let (dest_root, source, modes) = (self.dest, self.source, self.modes);
+        let made = self.dirs.create_dirs_with(dest_root, rel, &mut |d, n, r| {
+            make_dir(dest_root, source, modes, d, n, r)
+        });
+        match made {
+            Ok(dir) => Ok((dir, name)),
+            Err(e) => {
+                self.dirs.clear();
+                let parent = dest.parent().unwrap_or(self.dest.path());
+                if beneath::is_symlink_in_path(&e) {
+                    Err(Fault::File(symlinked_folder_error(
+                        self.dest.path(),
+                        parent,
+                        &e,
+                    )))
+                } else if e.kind() == io::ErrorKind::NotFound && self.dest.moved_now() {
+                    Err(gone(self.dest))
+                } else {
+                    Err(classify("cannot create folder", parent, e))
+                }
+            }
         }
-        if parent.is_dir() {
-            self.folders.checked(parent);
-            return Ok(());
-        }
-        if !self.dest_root.is_dir() {
-            return Err(Fault::Fatal(TransferError::Fatal(format!(
-                "destination root `{}` is gone",
-                self.dest_root.display()
-            ))));
-        }
-        make_dirs(self.dest_root, self.source_root, parent, self.modes)
-            .map_err(|e| classify("cannot create folder", parent, e))?;
-        self.folders.checked(parent);
-        Ok(())
-    }
-
-    fn target(&self, task: &FileTask) -> PathBuf {
-        if self.inplace {
-            return task.dest.clone();
-        }
-        let parent = task.dest.parent().unwrap_or(self.dest_root);
-        parent.join(temp_name(task.id))
     }
 
     fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
-        self.ensure_parent(&task.dest)?;
-        let path = self.target(task);
-        // Never through a symlink: a stale temporary is removed and the new
-        // one created exclusively; with `inplace` a destination that is a
-        // symlink fails (ELOOP) instead of overwriting what it points to.
-        let mut options = std::fs::OpenOptions::new();
-        // Created with the source's bits (the kernel takes the umask off):
-        // never wider than the source, not even while it is written.
-        options
-            .write(true)
-            .mode(self.modes.file_create(task.mode, !self.inplace));
-        if self.inplace {
-            options
-                .create(true)
-                .truncate(true)
-                .custom_flags(libc::O_NOFOLLOW);
+        let (mut dir, name) = self.parent_dir(&task.dest)?;
+        let name = if self.inplace {
+            name
         } else {
-            options.create_new(true);
-        }
-        let opened = match options.open(&path) {
-            // A stale temporary of a killed run (or anything planted under
-            // its name): removed, then created anew. Not unlinked up front:
-            // on a share a failed unlink still costs a round trip per file.
-            Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = std::fs::remove_file(&path);
-                options.open(&path)
-            }
-            r => r,
+            OsString::from(temp_name(task.id))
         };
-        let parent = path.parent().unwrap_or(self.dest_root);
-        let file = match opened {
-            // Not root, a folder that arrived read-only like its source.
-            Err(e)
-                if e.kind() == io::ErrorKind::PermissionDenied
-                    && self.modes.open_dir_for_owner(parent) =>
-            {
-                options.open(&path)
-            }
-            r => r,
+        let path = task.dest.with_file_name(&name);
+        let mut file = self.open_in(&dir, &name, task.mode);
+        // The lane's held folder was removed since (emptied and deleted on
+        // the share): resolved, and created, again, once.
+        if file
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            self.dirs.clear();
+            dir = self.parent_dir(&task.dest)?.0;
+            file = self.open_in(&dir, &name, task.mode);
         }
-        .map_err(|e| classify("cannot create", &path, e))?;
+        let file = file.map_err(|e| classify("cannot create", &path, e))?;
         if self.inplace {
             // An existing file keeps its bits, less those the source does
             // not grant, taken off before the first byte is written.
@@ -563,9 +559,47 @@ impl Writer<'_> {
         Ok(Open {
             id: task.id,
             file,
+            dir,
+            name,
             path,
             pacer: WriteBack::default(),
         })
+    }
+
+    /// Never through a symlink: a stale temporary is removed and the new one
+    /// created exclusively; with `inplace` a destination that is a symlink
+    /// fails (ELOOP) instead of overwriting what it points to. Created with
+    /// the source's bits (`src_mode`; the kernel takes the umask off): never
+    /// wider than the source, not even while it is written.
+    fn open_in(&self, dir: &Dir, name: &OsStr, src_mode: u32) -> io::Result<File> {
+        let mode = self.modes.file_create(src_mode, !self.inplace);
+        let open = || {
+            if self.inplace {
+                dir.create_truncate(name, mode)
+            } else {
+                dir.create_new(name, mode)
+            }
+        };
+        let opened = match open() {
+            // A stale temporary of a killed run (or anything planted under
+            // its name): removed, then created anew. Not unlinked up front:
+            // on a share a failed unlink still costs a round trip per file.
+            Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = dir.unlink(name);
+                open()
+            }
+            r => r,
+        };
+        match opened {
+            // Not root, a folder that arrived read-only like its source.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    && self.modes.open_dir_for_owner(dir) =>
+            {
+                open()
+            }
+            r => r,
+        }
     }
 
     /// Close, times, then the rename: the file appears under its real name
@@ -578,13 +612,15 @@ impl Writer<'_> {
     fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
         let Open {
             file,
+            dir,
+            name,
             path,
             mut pacer,
             ..
         } = o;
         let undo = |f: Fault| {
             if !self.inplace {
-                let _ = std::fs::remove_file(&path);
+                let _ = dir.unlink(&name);
             }
             f
         };
@@ -601,25 +637,30 @@ impl Writer<'_> {
         // A checked close: NFS and SMB report deferred write errors (ENOSPC,
         // EDQUOT, EIO) at close, which dropping a `File` would ignore.
         close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
-        let set_times = |p: &Path| {
-            times::set_by_path(p, task.accessed_ns, task.modified_ns)
-                .and_then(|()| std::fs::symlink_metadata(p))
+        let set_times = |n: &OsStr, p: &Path| {
+            dir.set_times(n, task.accessed_ns, task.modified_ns)
+                .and_then(|()| dir.stat(n))
                 .map_err(|e| classify("cannot set times on", p, e))
         };
-        let md = set_times(&path).map_err(undo)?;
+        let md = set_times(&name, &path).map_err(undo)?;
         if self.inplace {
             return Ok(stamp_of(EntryKind::File, &md));
         }
-        std::fs::rename(&path, &task.dest)
+        let final_name = task
+            .dest
+            .file_name()
+            .expect("checked by parent_dir: a name below the root");
+        dir.rename(&name, final_name)
             .map_err(|e| undo(classify("cannot rename into", &task.dest, e)))?;
-        let mut after = std::fs::symlink_metadata(&task.dest)
+        let mut after = dir
+            .stat(final_name)
             .map_err(|e| classify("cannot stat", &task.dest, e))?;
         // Some destinations stamp a renamed file with the current time
         // (fusefat): set the times again. Safe at any instant: until they
         // are set, the destination's mtime differs from the source's, so a
         // killed run leaves a file the next scan copies again.
         if stamp_of(EntryKind::File, &after) != stamp_of(EntryKind::File, &md) {
-            after = set_times(&task.dest)?;
+            after = set_times(final_name, &task.dest)?;
         }
         Ok(stamp_of(EntryKind::File, &after))
     }
@@ -651,43 +692,43 @@ impl Writer<'_> {
     }
 
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
-        self.ensure_parent(&task.dest)?;
-        let tmp = task
-            .dest
-            .parent()
-            .unwrap_or(self.dest_root)
-            .join(temp_name(task.id));
-        let _ = std::fs::remove_file(&tmp);
-        match std::os::unix::fs::symlink(target, &tmp) {
+        let (dir, name) = self.parent_dir(&task.dest)?;
+        let tmp_name = OsString::from(temp_name(task.id));
+        let tmp = task.dest.with_file_name(&tmp_name);
+        let _ = dir.unlink(&tmp_name);
+        match dir.symlink(target, &tmp_name) {
+            // Not root, a folder that arrived read-only like its source.
             Err(e)
                 if e.kind() == io::ErrorKind::PermissionDenied
-                    && self
-                        .modes
-                        .open_dir_for_owner(tmp.parent().unwrap_or(self.dest_root)) =>
+                    && self.modes.open_dir_for_owner(&dir) =>
             {
-                std::os::unix::fs::symlink(target, &tmp)
+                dir.symlink(target, &tmp_name)
             }
             r => r,
         }
         .map_err(|e| classify("cannot create symlink", &tmp, e))?;
-        // A symlink has no bits of its own to give; only its owners.
+        // A symlink has no bits of its own to give; only its owners (the
+        // link itself: `fchownat` with `AT_SYMLINK_NOFOLLOW`).
         if self.modes.owners {
-            let _ = self.modes.lchown(&tmp, task.uid, task.gid);
+            let _ = self
+                .modes
+                .lchown(&dir, Some(&tmp_name), task.uid, task.gid, &tmp);
         }
-        let done = times::set_by_path(&tmp, task.accessed_ns, task.modified_ns)
+        let done = dir
+            .set_times(&tmp_name, task.accessed_ns, task.modified_ns)
             .map_err(|e| classify("cannot set times on", &tmp, e))
             .and_then(|()| {
-                std::fs::rename(&tmp, &task.dest)
+                dir.rename(&tmp_name, &name)
                     .map_err(|e| classify("cannot rename into", &task.dest, e))
             })
             .and_then(|()| {
-                std::fs::symlink_metadata(&task.dest)
+                dir.stat(&name)
                     .map_err(|e| classify("cannot stat", &task.dest, e))
             });
         match done {
             Ok(md) => Ok(stamp_of(EntryKind::Symlink, &md)),
             Err(f) => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = dir.unlink(&tmp_name);
                 Err(f)
             }
         }
@@ -731,14 +772,7 @@ impl Committer<'_> {
     /// first, after all their contents are written.
     fn restore_dirs(&mut self, batch: &mut Batch) -> Result<(), TransferError> {
         for d in self.db.pending_dirs()? {
-            let done = match symlinked_folder(self.dest_root, &d.dest) {
-                Some(link) => Err(io::Error::other(symlinked_folder_error(&link))),
-                None => Ok(()),
-            }
-            .and_then(|()| make_dirs(self.dest_root, self.source_root, &d.dest, self.modes))
-            .map(|()| self.settle_dir(&d))
-            .and_then(|()| times::set_by_path(&d.dest, d.accessed_ns, d.modified_ns))
-            .and_then(|()| std::fs::symlink_metadata(&d.dest));
+            let done = self.restore_dir(&d);
             match done {
                 Ok(md) => self.db.mark_synced(&Synced {
                     id: d.id,
@@ -765,28 +799,79 @@ impl Committer<'_> {
         Ok(())
     }
 
+    /// Creates the folder of row `d` (and missing parents) below the
+    /// destination root through no symlink, each with its source folder's
+    /// bits (see [`make_dir`]), applies the row's owners and bits
+    /// ([`Self::settle_dir`]), sets its times, and returns what it is now.
+    /// A symlink on the way, or in its place, fails the folder: its times
+    /// would be set on the link, and its contents were never written
+    /// through it either.
+    fn restore_dir(&self, d: &PendingFile) -> io::Result<Meta> {
+        let (root, path) = (self.dest, d.dest.as_path());
+        let fail = |e: io::Error| {
+            if beneath::is_symlink_in_path(&e) {
+                io::Error::other(symlinked_folder_error(root.path(), path, &e))
+            } else {
+                e
+            }
+        };
+        if root.rel(path)?.as_os_str().is_empty() {
+            self.settle_dir(&root.dir(Path::new(""))?, None, d);
+            root.set_times(path, d.accessed_ns, d.modified_ns)?;
+            return root.stat(path);
+        }
+        let (rel, name) = root.split(path)?;
+        let (source, modes) = (self.source, self.modes);
+        let mut mkdir = |p: &Dir, n: &OsStr, r: &Path| make_dir(root, source, modes, p, n, r);
+        let parent = root.create_dirs_with(rel, &mut mkdir).map_err(fail)?;
+        match mkdir(&parent, name, &rel.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            r => r?,
+        }
+        match parent.stat(name)? {
+            md if md.kind == Some(EntryKind::Dir) => {}
+            md if md.kind == Some(EntryKind::Symlink) => {
+                return Err(fail(io::Error::other(beneath::SymlinkInPath)));
+            }
+            _ => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        }
+        self.settle_dir(&parent, Some(name), d);
+        parent.set_times(name, d.accessed_ns, d.modified_ns)?;
+        parent.stat(name)
+    }
+
     /// A folder's own row, after its contents: `owners` and `preserve`
     /// (best-effort), or, not root, the owner bits added to write into it
     /// taken off again (see [`Modes::dir_create`]). The bits are the ones
-    /// the scan recorded, as are the times set next.
-    fn settle_dir(&self, d: &PendingFile) {
+    /// the scan recorded, as are the times set next. The folder is `name`
+    /// in the held folder `dir` (never followed if a symlink), or `dir`
+    /// itself (the destination root) when `None`.
+    fn settle_dir(&self, dir: &Dir, name: Option<&OsStr>, d: &PendingFile) {
         let m = self.modes;
-        let owned = m.owners && m.lchown(&d.dest, d.uid, d.gid);
+        let now = || match name {
+            Some(n) => dir.stat(n),
+            None => dir.meta(),
+        };
+        let owned = m.owners && m.lchown(dir, name, d.uid, d.gid, &d.dest);
         match m.permissions {
             Permissions::Preserve => {
                 let (uid, gid) = if owned {
                     (d.uid, d.gid)
                 } else {
-                    std::fs::symlink_metadata(&d.dest)
-                        .map_or((u32::MAX, u32::MAX), |md| (md.uid(), md.gid()))
+                    now().map_or((u32::MAX, u32::MAX), |md| (md.uid, md.gid))
                 };
-                m.chmod(&d.dest, m.preserved((d.mode, d.uid, d.gid), uid, gid));
+                m.chmod(
+                    dir,
+                    name,
+                    m.preserved((d.mode, d.uid, d.gid), uid, gid),
+                    &d.dest,
+                );
             }
             Permissions::Masked if !m.root && m.dir_masked(d.mode) & 0o700 != 0o700 => {
-                if let Ok(md) = std::fs::symlink_metadata(&d.dest)
-                    && let Some(bits) = m.dir_fix_owner_bits(d.mode, md.mode())
+                if let Ok(md) = now()
+                    && let Some(bits) = m.dir_fix_owner_bits(d.mode, md.mode)
                 {
-                    m.chmod(&d.dest, bits);
+                    m.chmod(dir, name, bits, &d.dest);
                 }
             }
             Permissions::Masked => {}
@@ -794,57 +879,40 @@ impl Committer<'_> {
     }
 }
 
-/// Creates `dir` and the folders missing above it (below `dest_root`, which
-/// must exist), top down, each with the `mode` argument its source folder's
-/// bits give (see [`Modes::dir_create`]) — read live, as a folder created
-/// for a file is created before its own row is applied. A source folder
-/// that cannot be read gives `0700`. With `owners`, a new folder gets the
-/// source's owners at once, while it is still empty.
-fn make_dirs(dest_root: &Path, source_root: &Path, dir: &Path, modes: &Modes) -> io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mut missing = Vec::new();
-    for a in dir.ancestors() {
-        if a == dest_root || !a.starts_with(dest_root) {
-            break;
+/// Makes the destination folder `name` in `parent` (`rel` below the roots)
+/// with the `mode` argument its source folder's bits give (see
+/// [`Modes::dir_create`]) — read live, below the held source root through
+/// no symlink, as a folder created for a file is created before its own row
+/// is applied. A source folder that cannot be read (or is no folder now)
+/// gives `0700`. Not root, a parent that arrived read-only like its source
+/// is opened for its owner first. With `owners`, a new folder gets the
+/// source's owners at once, while it is still empty. `AlreadyExists` is
+/// returned as it is (another lane made it a moment ago, by the same rule).
+fn make_dir(
+    dest: &Root,
+    source: &Root,
+    modes: &Modes,
+    parent: &Dir,
+    name: &OsStr,
+    rel: &Path,
+) -> io::Result<()> {
+    let src = source
+        .stat(&source.path().join(rel))
+        .ok()
+        .filter(|md| md.kind == Some(EntryKind::Dir));
+    let mode = src.map_or(0o700, |md| modes.dir_create(md.mode));
+    match parent.mkdir(name, mode) {
+        Err(e)
+            if e.kind() == io::ErrorKind::PermissionDenied && modes.open_dir_for_owner(parent) =>
+        {
+            parent.mkdir(name, mode)
         }
-        match std::fs::symlink_metadata(a) {
-            Ok(md) if md.is_dir() => break,
-            // A file where a folder must go: user data, never replaced.
-            Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(a),
-            Err(e) => return Err(e),
-        }
-    }
-    for d in missing.into_iter().rev() {
-        let source = d
-            .strip_prefix(dest_root)
-            .ok()
-            .and_then(|rel| std::fs::symlink_metadata(source_root.join(rel)).ok())
-            .filter(std::fs::Metadata::is_dir);
-        let mode = source
-            .as_ref()
-            .map_or(0o700, |md| modes.dir_create(md.mode()));
-        let made = match std::fs::DirBuilder::new().mode(mode).create(d) {
-            Err(e)
-                if e.kind() == io::ErrorKind::PermissionDenied
-                    && d.parent().is_some_and(|p| modes.open_dir_for_owner(p)) =>
-            {
-                std::fs::DirBuilder::new().mode(mode).create(d)
-            }
-            r => r,
-        };
-        match made {
-            Ok(()) => {
-                if modes.owners
-                    && let Some(md) = &source
-                {
-                    let _ = modes.lchown(d, md.uid(), md.gid());
-                }
-            }
-            // Another lane made it a moment ago, by the same rule.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
-            Err(e) => return Err(e),
-        }
+        r => r,
+    }?;
+    if modes.owners
+        && let Some(md) = src
+    {
+        let _ = modes.lchown(parent, Some(name), md.uid, md.gid, &dest.path().join(rel));
     }
     Ok(())
 }
@@ -857,7 +925,7 @@ fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
         let o = open.take().expect("checked: some");
         drop(o.file);
         if !inplace {
-            let _ = std::fs::remove_file(&o.path);
+            let _ = o.dir.unlink(&o.name);
         }
     }
 }
@@ -875,21 +943,24 @@ pub(super) fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-fn symlinked_folder_error(link: &Path) -> String {
-    format!(
-        "destination folder `{}` is a symlink; not followed (replace it with a folder)",
-        link.display()
-    )
+/// The failure text of a destination entry below a symlink: `e` (the
+/// refusal, from the kernel), and the symlink's name when it is still there
+/// (a second look, for the operator only).
+fn symlinked_folder_error(root: &Path, dir: &Path, e: &io::Error) -> String {
+    match symlinked_folder(root, dir) {
+        Some(link) => format!(
+            "{e} (destination folder `{}` is a symlink; replace it with a folder)",
+            link.display()
+        ),
+        None => e.to_string(),
+    }
 }
 
-fn stamp_of(kind: EntryKind, md: &std::fs::Metadata) -> Stamp {
+fn stamp_of(kind: EntryKind, md: &Meta) -> Stamp {
     Stamp {
         kind,
-        size: md.len(),
-        modified_ns: md
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
+        size: md.len,
+        modified_ns: md.modified_ns,
     }
 }
 

@@ -797,12 +797,38 @@ fn a_source_folder_swapped_for_a_symlink_mid_run_is_not_followed() {
     out.assert_code(1);
     let r = row(&env, "sub/x.txt");
     assert_eq!(r.status, "failed", "{r:?}");
-    assert!(r.error.unwrap().contains("is now a symlink; not followed"));
+    let error = r.error.unwrap();
+    assert!(error.contains("symlink in path; not followed"), "{error}");
+    assert!(error.contains("/sub` is now a symlink"), "{error}");
     assert!(
         !env.dst.join("sub/x.txt").exists(),
         "data from outside the source was copied"
     );
     assert_eq!(row(&env, "a_slow.bin").status, "synced");
+}
+
+#[test]
+fn a_destination_folder_removed_between_two_files_is_created_again() {
+    let env = TestEnv::new();
+    env.src_file("sub/a.txt", b"a");
+    env.src_file("sub/b.bin", &bytes(400_000, 2));
+    env.src_file("sub/c.txt", b"c");
+    // One lane, which keeps sub/ open from a.txt on; b.bin takes ~0.4 s.
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 2\nbwlimit = \"1M\"\ntransfers = 1\n");
+    let run = Running::start(&env, &[]);
+    wait_for("sub/a.txt copied", Duration::from_secs(20), || {
+        env.dst.join("sub/a.txt").exists()
+    });
+    // Emptied and removed on the share while b.bin is being written.
+    std::fs::remove_dir_all(env.dst.join("sub")).unwrap();
+    let out = run.wait(Duration::from_secs(30));
+    assert!(matches!(out.code, 0 | 1), "{out:?}");
+    // The lane's folder, gone, is resolved and created again for the files
+    // after a.txt (b.bin may have lost its temporary with the folder).
+    assert_eq!(row(&env, "sub/c.txt").status, "synced");
+    assert_eq!(std::fs::read(env.dst.join("sub/c.txt")).unwrap(), b"c");
+    env.run(&["--bwlimit", "off"]).assert_code(0);
+    env.assert_trees_equal();
 }
 
 pub fn mkfifo(p: &Path) {

@@ -14,6 +14,7 @@ mod metrics;
 mod mirror;
 mod modes;
 mod progress;
+mod race;
 mod refuse;
 mod retune;
 mod roots;

@@ -447,3 +447,41 @@ fn non_root_adds_files_to_a_read_only_folder_on_a_later_run() {
     assert_eq!(std::fs::read(env.dst.join("ro/f")).unwrap(), b"changed");
     assert_eq!(mode(&env.dst.join("ro")), 0o555);
 }
+
+/// `preserve` and `owners` act through the held destination folders like
+/// everything else (beneath): a destination folder that is a symlink to a
+/// folder outside both roots fails its entries, and neither the outside
+/// folder nor anything in it gets the source's bits or owners.
+#[test]
+fn preserve_and_owners_never_reach_through_a_destination_symlink() {
+    let env = TestEnv::new();
+    let outside = env.root().join("outside");
+    mkdir(&outside, 0o755);
+    std::fs::write(outside.join("x.txt"), b"precious").unwrap();
+    chmod(&outside.join("x.txt"), 0o644);
+    env.src_file("a.txt", b"a");
+    std::os::unix::fs::symlink("../outside", env.src.join("sub")).unwrap();
+    env.manifest("permissions = \"preserve\"\nowners = true");
+    run_as(&env, 0o022, None, &[]).assert_code(0);
+    // The source replaces its symlink with a private folder of another user.
+    std::fs::remove_file(env.src.join("sub")).unwrap();
+    env.src_file("sub/x.txt", b"would overwrite the link's target");
+    env.src_file("sub/deep/y.txt", b"would land in the link's target");
+    for (rel, bits) in [("sub", 0o2700), ("sub/deep", 0o700), ("sub/x.txt", 0o4755)] {
+        std::os::unix::fs::chown(env.src.join(rel), Some(1234), Some(1234)).unwrap();
+        chmod(&env.src.join(rel), bits);
+    }
+    let md = |p: &Path| std::fs::symlink_metadata(p).unwrap();
+    let owners = |p: &Path| (md(p).uid(), md(p).gid());
+    let before = (owners(&outside), owners(&outside.join("x.txt")));
+    run_as(&env, 0o022, None, &[]).assert_code(1);
+    assert_eq!(mode(&outside), 0o755);
+    assert_eq!(mode(&outside.join("x.txt")), 0o644);
+    assert_eq!(before, (owners(&outside), owners(&outside.join("x.txt"))));
+    assert_eq!(std::fs::read(outside.join("x.txt")).unwrap(), b"precious");
+    assert!(!outside.join("deep").exists());
+    assert!(
+        md(&env.dst.join("sub")).file_type().is_symlink(),
+        "the link itself is kept"
+    );
+}
