@@ -95,6 +95,16 @@ pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
         && b[8..b.len() - 4].iter().all(u8::is_ascii_digit)
 }
 
+/// Whether `name` is an NFS client's "silly rename" (`.nfs` and 24 hex
+/// digits, Linux; other clients use other lengths of hex): a file deleted
+/// while some process had it open, which the client removes at the last
+/// close. Never data to copy, never an extra to delete (the unlink would
+/// only rename it again, or fail with EBUSY).
+pub fn is_nfs_silly_name(name: &std::ffi::OsStr) -> bool {
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    b.len() >= 4 + 16 && b.starts_with(b".nfs") && b[4..].iter().all(u8::is_ascii_hexdigit)
+}
+
 /// One side's walk as a stream of entries, from batches sent by its walker.
 struct Stream {
     rx: flume::Receiver<Vec<ScanEntry>>,
@@ -499,10 +509,8 @@ pub fn dest_ignores_case(dest: &Path) -> bool {
     let name = format!(".jobrun-00{}.tmp", std::process::id());
     let (probe, upper) = (dir.join(&name), dir.join(name.to_ascii_uppercase()));
     // Compared by existence, not inode: FUSE (fusefat) numbers each name's
-    // node apart. An upper-case name there before the probe proves nothing.
-    if upper.symlink_metadata().is_ok() {
-        return false;
-    }
+    // node apart. The upper-case name is not looked up before the probe
+    // exists: the SMB client would cache its absence and answer from there.
     let times = std::fs::metadata(dir).ok().map(|m| {
         (
             m.atime() * 1_000_000_000 + m.atime_nsec(),
@@ -622,6 +630,10 @@ fn walk(
                 continue;
             }
         };
+        if !md.is_dir() && is_nfs_silly_name(entry.file_name()) {
+            debug!(side = side_name(side), path = %entry.path().display(), "NFS silly-rename file left out");
+            continue;
+        }
         if md.is_dir() && other_root == Some(RootId::of_meta(&md)) {
             *crossed.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.path());
             return;
@@ -883,5 +895,18 @@ mod tests {
         assert!(!is_temp_name(OsStr::new(".jobrun-1a.tmp")));
         assert!(!is_temp_name(OsStr::new("jobrun-12.tmp")));
         assert!(!is_temp_name(OsStr::new("data.tmp")));
+    }
+
+    #[test]
+    fn nfs_silly_names() {
+        assert!(is_nfs_silly_name(OsStr::new(
+            ".nfs000000000012a4f700000001"
+        )));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfsrc")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs0000000000zz")));
+        assert!(!is_nfs_silly_name(OsStr::new(
+            "x.nfs000000000012a4f700000001"
+        )));
     }
 }

@@ -288,6 +288,7 @@ impl Committer<'_> {
     fn record(&mut self, done: Receiver<Done>) -> Result<WriterReport, TransferError> {
         let mut report = WriterReport::default();
         let mut batch = Batch::begin(self.db, self.dest_root)?;
+        let mut notes = super::failnote::FailureNotes::default();
         for event in done.iter() {
             match event {
                 Done::Synced { file, hash, stamp } => {
@@ -298,7 +299,8 @@ impl Committer<'_> {
                     batch.tick(self.db, self.audit)?;
                 }
                 Done::Failed { file, error } => {
-                    warn!(path = %file.source.display(), %error, "file failed; run continues");
+                    let error = super::failnote::explain(&file.dest, error);
+                    notes.note(&file.source, &file.dest, &error);
                     self.db.mark_failed(file.id, &error)?;
                     let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size);
                     rec.error = Some(&error);
@@ -313,6 +315,7 @@ impl Committer<'_> {
                 }
             }
         }
+        notes.finish();
         if !self.stop.load(Relaxed) {
             self.restore_dirs(&mut batch)?;
         }

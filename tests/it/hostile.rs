@@ -748,3 +748,96 @@ fn case_collisions_on_a_case_insensitive_destination_fail_the_second_name() {
         b"first, the upper-case one"
     );
 }
+
+/// Names a FAT destination refuses (as SMB refuses `\` and names that are
+/// not UTF-8) and symlinks it cannot take: each row is `failed` with the
+/// reason and each has its audit line, but stderr has ten warnings, one
+/// summary line and one hint about symlinks, not one line per entry.
+#[test]
+fn many_refused_names_give_a_summary_and_symlinks_one_hint() {
+    let mut env = TestEnv::new();
+    let mnt = env.root().join("mnt");
+    let Some(_mount) = mount_vfat(&env.root().join("fat.img"), &mnt) else {
+        return;
+    };
+    env.dst = mnt.join("dst");
+    std::fs::write(
+        &env.manifest,
+        "source = \"src\"\ndestination = \"mnt/dst\"\ntransfers = 2\n",
+    )
+    .unwrap();
+    env.src_file("ok.txt", b"fine");
+    for i in 0..40 {
+        env.src_file(&format!("bad:{i}.txt"), b"FAT refuses the colon");
+    }
+    for i in 0..3 {
+        std::os::unix::fs::symlink("ok.txt", env.src.join(format!("link{i}"))).unwrap();
+    }
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(std::fs::read(env.dst.join("ok.txt")).unwrap(), b"fine");
+    let warned = out.stderr.matches("file failed").count();
+    assert_eq!(warned, 10, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("33 more files failed"),
+        "one summary line: {}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr
+            .matches("does not support symlinks: each one fails")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("symlinks = \\\"skip\\\"")
+            || out.stderr.contains("symlinks = \"skip\"")
+    );
+    assert_eq!(env.log_with_status("failed").len(), 43);
+    let e = row(&env, "bad:7.txt").error.unwrap();
+    assert!(e.starts_with("the destination refuses this name"), "{e}");
+    let e = row(&env, "link1").error.unwrap();
+    assert!(e.contains("does not support symlinks"), "{e}");
+}
+
+// ---- NFS silly renames -----------------------------------------------------
+
+/// `.nfsXXXX` files (an NFS client's rename of a file deleted while open)
+/// are not copied from the source and are not extras at the destination.
+#[test]
+fn nfs_silly_rename_files_are_neither_copied_nor_deleted() {
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true");
+    env.src_file("keep.txt", b"data");
+    env.src_file("sub/.nfs000000000012a4f700000001", b"deleted while open");
+    env.src_file(".nfsnot-hex", b"an ordinary name");
+    let theirs = env.dst_file(".nfs00000000001234ab00000002", b"open on a client");
+    env.run(&[]).assert_code(0);
+    assert_eq!(std::fs::read(env.dst.join("keep.txt")).unwrap(), b"data");
+    assert_eq!(
+        std::fs::read(env.dst.join(".nfsnot-hex")).unwrap(),
+        b"an ordinary name"
+    );
+    assert!(!env.dst.join("sub/.nfs000000000012a4f700000001").exists());
+    assert!(
+        theirs.exists(),
+        "the destination's silly-rename file was deleted"
+    );
+    assert!(
+        !all_rows(&env)
+            .iter()
+            .any(|r| r.source.to_string_lossy().contains(".nfs0")),
+        "a row for a silly-rename file"
+    );
+    assert!(env.log_with_status("deleted").is_empty());
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("jobrun: 0 files, 0 B copied"),
+        "{}",
+        out.stdout
+    );
+    assert!(theirs.exists());
+}
