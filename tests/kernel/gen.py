@@ -66,6 +66,8 @@ put("links/ok.txt", 0, 1, b"target")
 for i in range(3):
     os.symlink("ok.txt", os.path.join(root, f"links/link{i}"))
 
+for i, n in enumerate(["a:b", "what?", "star*", "pipe|", "lt<gt>", 'quo"te', "dot.", "space "]):
+    put(f"reserved/{n}", 0, i, b"stored under a private-use character")
 put("silly/keep.txt", 0, 1, b"kept")
 
 for i in range(60):

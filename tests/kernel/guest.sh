@@ -64,7 +64,11 @@ phase_smb() { # what SMB refuses, read from NFS (which has it all)
   jr smb-names.run1 "$W/smb-names.toml"
   job smb-links "$M/nfs3/src/jr/links" "$M/smb/dst/jr/links"
   jr smb-links.run1 "$W/smb-links.toml"
-  jr smb-links.skip --symlinks skip "$W/smb-links.toml"
+  job smb-links-skip "$M/nfs3/src/jr/links" "$M/smb/dst/jr/links-skip" 'symlinks = "skip"\n'
+  jr smb-links.skip "$W/smb-links-skip.toml"
+  job smb-reserved "$M/nfs3/src/jr/reserved" "$M/smb/dst/jr/reserved" 'delete_extras = true\n'
+  jr smb-reserved.run1 "$W/smb-reserved.toml"
+  jr smb-reserved.run2 "$W/smb-reserved.toml"
 }
 
 phase_silly() { # .nfsXXXX files left by open-then-deleted files, both sides
