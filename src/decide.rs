@@ -434,6 +434,111 @@ pub fn mount_check(recorded: Option<bool>, now: Option<bool>) -> MountCheck {
     }
 }
 
+// ---- case-insensitive destinations (SMB, VFAT) ---------------------------
+
+/// A name as a case-insensitive destination compares it: lowercased
+/// (Unicode simple lowercase when the name is UTF-8, ASCII lowercase of the
+/// bytes otherwise). A superset of what Samba and VFAT fold for the names
+/// users write; a false match only refuses a file, it never overwrites one.
+pub fn fold_name(name: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    match std::str::from_utf8(name) {
+        Ok(s) if s.chars().any(char::is_uppercase) => Cow::Owned(s.to_lowercase().into_bytes()),
+        Ok(_) => Cow::Borrowed(name),
+        Err(_) if name.iter().any(u8::is_ascii_uppercase) => Cow::Owned(name.to_ascii_lowercase()),
+        Err(_) => Cow::Borrowed(name),
+    }
+}
+
+/// Sibling order on a case-insensitive destination: folded name first, then
+/// the bytes, so names that fold equal are next to each other.
+pub fn cmp_names_folded(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    fold_name(a).cmp(&fold_name(b)).then_with(|| a.cmp(b))
+}
+
+/// Relative paths compared component by component on folded names only:
+/// `Equal` pairs a source entry with the destination entry it would land
+/// on. Consistent with walks whose siblings are sorted by
+/// [`cmp_names_folded`].
+pub fn cmp_paths_folded(a: &std::path::Path, b: &std::path::Path) -> std::cmp::Ordering {
+    use std::os::unix::ffi::OsStrExt;
+    let (mut a, mut b) = (a.components(), b.components());
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let o =
+                    fold_name(x.as_os_str().as_bytes()).cmp(&fold_name(y.as_os_str().as_bytes()));
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+        }
+    }
+}
+
+/// Why a source entry is not written to a case-insensitive destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseCollision {
+    /// Its name folds equal to an earlier sibling's (`winner`), which the
+    /// destination would replace.
+    Name { winner: std::path::PathBuf },
+    /// It is below `folder`, a folder whose name collides with `winner`'s.
+    InFolder {
+        folder: std::path::PathBuf,
+        winner: std::path::PathBuf,
+    },
+}
+
+/// Finds the source entries that would land on an earlier entry of the same
+/// folder when the destination ignores case. Fed the source's relative
+/// paths in walk order (pre-order, siblings by [`cmp_names_folded`]), the
+/// first of each group of names that fold equal wins; memory is one entry
+/// per level of the current path.
+#[derive(Debug, Default)]
+pub struct CaseCollisions {
+    /// Per depth (index 0 = the root's children): folded name and path of
+    /// the last winning entry at that depth under the current folder.
+    last: Vec<Option<(Vec<u8>, std::path::PathBuf)>>,
+    /// A folder that lost, with its winner: everything below it loses.
+    lost: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl CaseCollisions {
+    /// The next source entry's path relative to the root (empty = the root).
+    pub fn check(&mut self, rel: &std::path::Path, is_dir: bool) -> Option<CaseCollision> {
+        use std::os::unix::ffi::OsStrExt;
+        let depth = rel.components().count();
+        let name = rel.file_name()?;
+        if let Some((folder, winner)) = &self.lost {
+            if rel.starts_with(folder) {
+                return Some(CaseCollision::InFolder {
+                    folder: folder.clone(),
+                    winner: winner.clone(),
+                });
+            }
+            self.lost = None;
+        }
+        let folded = fold_name(name.as_bytes()).into_owned();
+        if let Some(Some((prev, winner))) = self.last.get(depth - 1)
+            && *prev == folded
+        {
+            let winner = winner.clone();
+            self.last.truncate(depth);
+            if is_dir {
+                self.lost = Some((rel.to_path_buf(), winner.clone()));
+            }
+            return Some(CaseCollision::Name { winner });
+        }
+        self.last.truncate(depth - 1);
+        self.last.resize(depth - 1, None);
+        self.last.push(Some((folded, rel.to_path_buf())));
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -889,6 +994,86 @@ mod tests {
         ];
         for (r, want) in texts {
             assert!(r.to_string().contains(want), "{r}");
+        }
+    }
+    #[test]
+    fn fold_name_lowercases_utf8_and_ascii_of_other_bytes() {
+        assert_eq!(&*fold_name(b"Case.TXT"), b"case.txt");
+        assert_eq!(&*fold_name("ÉTÉ".as_bytes()), "été".as_bytes());
+        assert_eq!(&*fold_name(b"A\xffB"), b"a\xffb");
+        assert!(matches!(fold_name(b"plain"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn folded_order_puts_names_that_fold_equal_side_by_side() {
+        let mut names: Vec<&[u8]> = vec![b"case.txt", b"Cb", b"Case.txt", b"a", b"CASE.txt"];
+        names.sort_by(|a, b| cmp_names_folded(a, b));
+        assert_eq!(
+            names,
+            vec![&b"a"[..], b"CASE.txt", b"Case.txt", b"case.txt", b"Cb"]
+        );
+        use std::cmp::Ordering::*;
+        use std::path::Path;
+        assert_eq!(
+            cmp_paths_folded(Path::new("Dir/A"), Path::new("dir/a")),
+            Equal
+        );
+        assert_eq!(cmp_paths_folded(Path::new("dir"), Path::new("Dir/a")), Less);
+        assert_eq!(cmp_paths_folded(Path::new("b"), Path::new("A")), Greater);
+    }
+
+    #[test]
+    fn case_collisions_first_of_each_group_wins_and_folders_take_their_content() {
+        use std::path::{Path, PathBuf};
+        let mut c = CaseCollisions::default();
+        let walk = [
+            ("", true),
+            ("A.txt", false),
+            ("a.txt", false),
+            ("b", false),
+            ("Dir", true),
+            ("Dir/x", false),
+            ("Dir/y", false),
+            ("dir", true),
+            ("dir/x", false),
+            ("dir/z", false),
+            ("e", true),
+            ("e/X", false),
+            ("e/x", false),
+            ("e/sub", true),
+            ("e/sub/x", false),
+            ("f", false),
+        ];
+        let got: Vec<_> = walk
+            .iter()
+            .map(|(p, d)| (*p, c.check(Path::new(p), *d)))
+            .filter(|(_, r)| r.is_some())
+            .collect();
+        let name = |w: &str| {
+            Some(CaseCollision::Name {
+                winner: PathBuf::from(w),
+            })
+        };
+        let inside = || {
+            Some(CaseCollision::InFolder {
+                folder: "dir".into(),
+                winner: "Dir".into(),
+            })
+        };
+        assert_eq!(
+            got,
+            vec![
+                ("a.txt", name("A.txt")),
+                ("dir", name("Dir")),
+                ("dir/x", inside()),
+                ("dir/z", inside()),
+                ("e/x", name("e/X")),
+            ]
+        );
+        // Same names in different folders never collide.
+        let mut c = CaseCollisions::default();
+        for p in ["a", "a/x", "b", "b/X", "b/x/y"] {
+            assert_eq!(c.check(Path::new(p), true), None, "{p}");
         }
     }
 }

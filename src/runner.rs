@@ -202,10 +202,14 @@ pub struct RunReport {
 
 impl RunReport {
     /// Entries that failed this run: files the transfer could not copy,
-    /// source entries the scan could not read, extras the mirror could not delete.
+    /// source entries the scan could not read or would not write (case
+    /// collisions), extras the mirror could not delete.
     pub fn failed(&self) -> u64 {
         self.transfer.failed
-            + self.scan.as_ref().map_or(0, |s| s.source_errors)
+            + self
+                .scan
+                .as_ref()
+                .map_or(0, |s| s.source_errors + s.case_collisions)
             + self.mirror.as_ref().map_or(0, |m| m.failed)
     }
 
@@ -634,7 +638,7 @@ fn execute(
         match stage {
             Stage::Scan => {
                 let s = scan::run(job, db, progress, stop, source_id)?;
-                for (path, error) in &s.source_failures {
+                for (path, error) in s.source_failures.iter().chain(&s.collision_sample) {
                     let rel = path.strip_prefix(&job.source).unwrap_or(path);
                     let dest = job.destination.as_std_path().join(rel);
                     let mut rec = FileRecord::new("failed", path, &dest, 0);

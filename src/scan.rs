@@ -69,6 +69,14 @@ pub struct ScanReport {
     /// under `symlinks = "skip"`), for the audit log's `skipped` lines (at
     /// most [`MAX_FAILURES`] kept; the counts above count them all).
     pub skipped: Vec<Skipped>,
+    /// The destination ignores case (probed once in its root this scan).
+    pub dest_ignores_case: bool,
+    /// Source entries not written because their name folds equal to an
+    /// earlier sibling's on a case-insensitive destination: their rows are
+    /// `failed`. Counted in full; the first [`MAX_FAILURES`] kept by name
+    /// (source path, error) for the audit log.
+    pub case_collisions: u64,
+    pub collision_sample: Vec<(PathBuf, String)>,
 }
 
 /// A source entry the scan left out of the job, and why.
@@ -87,6 +95,9 @@ pub const SKIPPED_SPECIAL: &str = "not a regular file, folder or symlink; never 
 /// [`Skipped::reason`] of symlinks under `symlinks = "skip"`.
 pub const SKIPPED_SYMLINK: &str = "symlinks = \"skip\"";
 
+/// Case collisions warned about one by one; beyond, one summary line.
+const WARN_EACH: u64 = 10;
+
 /// Source read errors kept by name per scan (memory stays bounded).
 pub const MAX_FAILURES: usize = 10_000;
 
@@ -103,6 +114,16 @@ pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
         && b.ends_with(b".tmp")
         && b.len() > 12
         && b[8..b.len() - 4].iter().all(u8::is_ascii_digit)
+}
+
+/// Whether `name` is an NFS client's "silly rename" (`.nfs` and 24 hex
+/// digits, Linux; other clients use other lengths of hex): a file deleted
+/// while some process had it open, which the client removes at the last
+/// close. Never data to copy, never an extra to delete (the unlink would
+/// only rename it again, or fail with EBUSY).
+pub fn is_nfs_silly_name(name: &std::ffi::OsStr) -> bool {
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    b.len() >= 4 + 16 && b.starts_with(b".nfs") && b[4..].iter().all(u8::is_ascii_hexdigit)
 }
 
 /// One side's walk as a stream of entries, from batches sent by its walker.
@@ -166,9 +187,21 @@ pub fn run(
     // folder (nothing copied, exit 0; with `delete_extras` only the mirror's
     // "source empty" rail would stand between it and the destination).
     let root_id = check_source_root(source, source_at_start)?;
+    let fold = dest_ignores_case(dest);
+    if fold {
+        info!(destination = %dest.display(), "destination ignores case: names that fold equal are one name there");
+    }
     let t0 = std::time::Instant::now();
     let scan_id = db.begin_scan()?;
-    let mut report = ScanReport::default();
+    let mut report = ScanReport {
+        dest_ignores_case: fold,
+        ..ScanReport::default()
+    };
+    let mut collisions = decide::CaseCollisions::default();
+    // Destination entries' paths as the listing records them: with `fold`,
+    // each name paired with a source entry is spelled as the source spells
+    // it (so the mirror does not take `Case.txt` for an extra of `case.txt`).
+    let mut dest_spelled: Vec<PathBuf> = Vec::new();
     let mut seen = Seen::default();
     let (src_err, dst_err, special) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let links_skipped = AtomicU64::new(0);
@@ -200,7 +233,7 @@ pub fn run(
                         other_root,
                         crossed,
                     };
-                    walk(root, side, &tx, progress, stop, &counters)
+                    walk(root, side, &tx, progress, stop, &counters, fold)
                 })
             });
             streams.push(Stream {
@@ -221,6 +254,9 @@ pub fn run(
                 (None, None) => break,
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(a), Some(b)) if fold => {
+                    decide::cmp_paths_folded(relative(&a.path, source), relative(&b.path, dest))
+                }
                 (Some(a), Some(b)) => relative(&a.path, source).cmp(relative(&b.path, dest)),
             };
             let (src, dst) = match order {
@@ -231,7 +267,13 @@ pub fn run(
             if let Some(d) = &dst {
                 report.dest_entries += 1;
                 if job.delete_extras {
-                    listing.push(d.clone());
+                    let mut d = d.clone();
+                    if fold {
+                        let as_source = src.as_ref().map(|e| relative(&e.path, source));
+                        d.path =
+                            dest.join(spell(&mut dest_spelled, relative(&d.path, dest), as_source));
+                    }
+                    listing.push(d);
                 }
             }
             if let Some(e) = src {
@@ -239,7 +281,23 @@ pub fn run(
                 let dst_stamp = dst.as_ref().map(stamp);
                 let (id, copy) = record(db, &e, dst_stamp.as_ref(), source, dest, window, scan_id)?;
                 seen.insert(id);
-                if copy {
+                let rel = relative(&e.path, source);
+                let lost = if fold {
+                    collisions.check(rel, e.kind == EntryKind::Dir)
+                } else {
+                    None
+                };
+                if let Some(lost) = lost {
+                    let error = collision_error(source, dest, rel, &lost);
+                    db.mark_failed(id, &error)?;
+                    report.case_collisions += 1;
+                    if report.case_collisions <= WARN_EACH {
+                        warn!("{error}");
+                    }
+                    if report.collision_sample.len() < MAX_FAILURES {
+                        report.collision_sample.push((e.path.clone(), error));
+                    }
+                } else if copy {
                     pending += 1;
                     if e.kind == EntryKind::File {
                         pending_bytes += e.size;
@@ -290,6 +348,14 @@ pub fn run(
     debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
     if stop.load(Relaxed) {
         return Err(ScanError::Interrupted);
+    }
+    if report.case_collisions > WARN_EACH {
+        warn!(
+            collisions = report.case_collisions,
+            "case collisions on the case-insensitive destination: {} more not copied \
+             (each row is failed; `jobrun status` and the audit log list them)",
+            report.case_collisions - WARN_EACH
+        );
     }
     report.source_errors = src_err.load(Relaxed);
     report.dest_errors = dst_err.load(Relaxed);
@@ -402,6 +468,101 @@ fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
         && a.gid == b.gid
 }
 
+/// A destination entry's relative path as the listing records it on a
+/// case-insensitive destination: its folder as recorded (the source's
+/// spelling where the folder was paired), then its own name, or the
+/// source's when paired with `as_source`. `spelled` holds the recorded path
+/// of the last entry at each depth.
+fn spell(spelled: &mut Vec<PathBuf>, rel: &Path, as_source: Option<&Path>) -> PathBuf {
+    let depth = rel.components().count();
+    let Some(name) = as_source.and_then(Path::file_name).or(rel.file_name()) else {
+        return PathBuf::new();
+    };
+    let parent = if depth == 1 {
+        Some(PathBuf::new())
+    } else {
+        spelled
+            .get(depth - 2)
+            .filter(|p| {
+                rel.parent()
+                    .is_some_and(|r| decide::cmp_paths_folded(r, p).is_eq())
+            })
+            .cloned()
+    };
+    let out = parent.map_or_else(|| rel.to_path_buf(), |p| p.join(name));
+    spelled.truncate(depth - 1);
+    spelled.resize(depth - 1, PathBuf::new());
+    spelled.push(out.clone());
+    out
+}
+
+/// The error of a source entry that a case-insensitive destination would
+/// store on top of an earlier one.
+fn collision_error(source: &Path, dest: &Path, rel: &Path, lost: &decide::CaseCollision) -> String {
+    let (this, dst) = (source.join(rel), dest.join(rel));
+    match lost {
+        decide::CaseCollision::Name { winner } => format!(
+            "case collision: `{}` and `{}` are one name on the case-insensitive destination \
+             (`{}`); not copied, it would replace the other",
+            this.display(),
+            source.join(winner).display(),
+            dst.display()
+        ),
+        decide::CaseCollision::InFolder { folder, winner } => format!(
+            "case collision: its folder `{}` and `{}` are one name on the case-insensitive \
+             destination (`{}`); not copied",
+            source.join(folder).display(),
+            source.join(winner).display(),
+            dst.display()
+        ),
+    }
+}
+
+/// Whether the destination ignores case (SMB, VFAT): a temporary is
+/// created in its root (or, before the first run created the root, in its
+/// nearest existing parent) and looked up with its name in upper case
+/// (the probe's name has no other letters to fold). The
+/// name (`.jobrun-00<pid>.tmp`) is a temporary's, which the next scan
+/// removes if a kill leaves it behind; the folder's times are put back. A
+/// folder that cannot be written is taken as case-sensitive (the transfer's
+/// own probe reports an unwritable root).
+pub fn dest_ignores_case(dest: &Path) -> bool {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let Some(dir) = dest.ancestors().find(|d| d.is_dir()) else {
+        return false;
+    };
+    let name = format!(".jobrun-00{}.tmp", std::process::id());
+    let (probe, upper) = (dir.join(&name), dir.join(name.to_ascii_uppercase()));
+    // Compared by existence, not inode: FUSE (fusefat) numbers each name's
+    // node apart. The upper-case name is not looked up before the probe
+    // exists: the SMB client would cache its absence and answer from there.
+    let times = std::fs::metadata(dir).ok().map(|m| {
+        (
+            m.atime() * 1_000_000_000 + m.atime_nsec(),
+            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
+        )
+    });
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&probe);
+    if created.is_err() {
+        debug!(folder = %dir.display(), "case probe: cannot create a temporary; taken as case-sensitive");
+        return false;
+    }
+    drop(created);
+    let folds = upper.symlink_metadata().is_ok();
+    let _ = std::fs::remove_file(&probe);
+    if let Some((atime, mtime)) = times
+        && let Ok(root) = crate::beneath::Root::open(dir)
+    {
+        let _ = root.set_times(dir, atime, mtime);
+    }
+    folds
+}
+
 /// Checks the source root; returns its identity. With `at_start`, the
 /// root must still be that folder: a share unmounted mid-walk leaves its
 /// mount point behind, and a partial walk must not be trusted.
@@ -443,6 +604,7 @@ fn walk(
     progress: &Progress,
     stop: &AtomicBool,
     counters: &Counters,
+    fold: bool,
 ) {
     let Counters {
         errors,
@@ -487,7 +649,7 @@ fn walk(
     };
     let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
-    for entry in SortedWalk::new(root) {
+    for entry in SortedWalk::new(root, fold) {
         if stop.load(Relaxed) {
             return;
         }
@@ -517,6 +679,10 @@ fn walk(
                 continue;
             }
         };
+        if !md.is_dir() && is_nfs_silly_name(entry.file_name()) {
+            debug!(side = side_name(side), path = %entry.path().display(), "NFS silly-rename file left out");
+            continue;
+        }
         if md.is_dir() && other_root == Some(RootId::of_meta(&md)) {
             *crossed.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.path());
             return;
@@ -576,6 +742,8 @@ struct SortedWalk {
     stack: Vec<Level>,
     /// A folder that could not be listed, reported by the next call.
     failed: Option<WalkError>,
+    /// Siblings sorted by folded name (a case-insensitive destination).
+    fold: bool,
 }
 
 /// One open directory level of the walk.
@@ -625,11 +793,12 @@ impl Node {
 }
 
 impl SortedWalk {
-    fn new(root: &Path) -> Self {
+    fn new(root: &Path, fold: bool) -> Self {
         Self {
             root: Some(root.to_path_buf()),
             stack: Vec::new(),
             failed: None,
+            fold,
         }
     }
 
@@ -646,7 +815,14 @@ impl SortedWalk {
         });
         match listed {
             Ok((dir, mut children)) => {
-                children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                if self.fold {
+                    use std::os::unix::ffi::OsStrExt;
+                    children.sort_unstable_by(|a, b| {
+                        decide::cmp_names_folded(a.0.as_bytes(), b.0.as_bytes())
+                    });
+                } else {
+                    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                }
                 self.stack.push(Level {
                     path,
                     dir: Arc::new(dir),
@@ -776,7 +952,9 @@ mod tests {
             }
         }
         std::os::unix::fs::symlink("a", root.join("link")).unwrap();
-        let ours: Vec<PathBuf> = SortedWalk::new(&root).map(|n| n.unwrap().path()).collect();
+        let ours: Vec<PathBuf> = SortedWalk::new(&root, false)
+            .map(|n| n.unwrap().path())
+            .collect();
         let theirs: Vec<PathBuf> = walkdir::WalkDir::new(&root)
             .follow_links(false)
             .sort_by_file_name()
@@ -788,7 +966,7 @@ mod tests {
         sorted.sort();
         assert_eq!(ours, sorted, "walk order must be Path order");
         assert!(matches!(
-            SortedWalk::new(&dir.path().join("missing")).next(),
+            SortedWalk::new(&dir.path().join("missing"), false).next(),
             Some(Err((0, _, _)))
         ));
     }
@@ -803,7 +981,7 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("secret"), b"x").unwrap();
-        let mut walk = SortedWalk::new(&root);
+        let mut walk = SortedWalk::new(&root, false);
         assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
         // The root is listed (`d` a folder in it); `d` is swapped before the
         // walk goes down into it.
@@ -835,5 +1013,18 @@ mod tests {
         assert!(!is_temp_name(OsStr::new(".jobrun-1a.tmp")));
         assert!(!is_temp_name(OsStr::new("jobrun-12.tmp")));
         assert!(!is_temp_name(OsStr::new("data.tmp")));
+    }
+
+    #[test]
+    fn nfs_silly_names() {
+        assert!(is_nfs_silly_name(OsStr::new(
+            ".nfs000000000012a4f700000001"
+        )));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfsrc")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs0000000000zz")));
+        assert!(!is_nfs_silly_name(OsStr::new(
+            "x.nfs000000000012a4f700000001"
+        )));
     }
 }

@@ -16,6 +16,7 @@
 //! (committer) mark synced and audit line.
 
 pub mod block;
+pub mod failnote;
 pub mod reader;
 pub mod writer;
 

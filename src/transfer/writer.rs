@@ -308,6 +308,7 @@ impl Committer<'_> {
     fn record(&mut self, done: Receiver<Done>) -> Result<WriterReport, TransferError> {
         let mut report = WriterReport::default();
         let mut batch = Batch::begin(self.db, self.dest_root)?;
+        let mut notes = super::failnote::FailureNotes::default();
         for event in done.iter() {
             match event {
                 Done::Synced { file, hash, stamp } => {
@@ -318,7 +319,8 @@ impl Committer<'_> {
                     batch.tick(self.db, self.audit)?;
                 }
                 Done::Failed { file, error } => {
-                    warn!(path = %file.source.display(), %error, "file failed; run continues");
+                    let error = super::failnote::explain(&file.dest, error);
+                    notes.note(&file.source, &file.dest, &error);
                     self.db.mark_failed(file.id, &error)?;
                     let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size)
                         .entry(file.kind.as_str(), file.modified_ns);
@@ -334,6 +336,7 @@ impl Committer<'_> {
                 }
             }
         }
+        notes.finish();
         if !self.stop.load(Relaxed) {
             self.restore_dirs(&mut batch)?;
         }

@@ -626,3 +626,227 @@ fn copying_does_not_change_source_atimes() {
     env.assert_trees_equal();
     assert_converges(&env, &[], 1);
 }
+
+// ---- case collisions on a case-insensitive destination (VFAT, like SMB) ----
+
+/// A FAT image, case-insensitive like an SMB share: two source names that
+/// differ only in case are one name there. The second is `failed`, naming
+/// both, and never overwrites the first; a folder that collides takes its
+/// content with it; later runs copy nothing and the mirror deletes nothing
+/// (a destination spelled `CASE.TXT` is the source's `case.txt`).
+#[test]
+fn case_collisions_on_a_case_insensitive_destination_fail_the_second_name() {
+    let mut env = TestEnv::new();
+    let mnt = env.root().join("mnt");
+    let Some(_mount) = mount_vfat(&env.root().join("fat.img"), &mnt) else {
+        return;
+    };
+    // Below a folder of the image: FAT's root has no times (see above); the
+    // job's root does not exist yet, so the probe runs in its parent.
+    std::fs::create_dir(mnt.join("jobs")).unwrap();
+    env.dst = mnt.join("jobs/dst");
+    std::fs::write(
+        &env.manifest,
+        "source = \"src\"\ndestination = \"mnt/jobs/dst\"\ndelete_extras = true\n",
+    )
+    .unwrap();
+    env.src_file("Case.txt", b"first, the upper-case one");
+    env.src_file("case.txt", b"second: must not replace the first");
+    env.src_file("Dir/x", b"in Dir");
+    env.src_file("dir/x", b"in dir: would land in Dir");
+    env.src_file("dir/y", b"only in dir");
+    env.src_file("plain.txt", b"no collision");
+    for f in [
+        "Case.txt",
+        "case.txt",
+        "Dir/x",
+        "dir/x",
+        "dir/y",
+        "plain.txt",
+    ] {
+        TestEnv::set_mtime(&env.src.join(f), 1_600_000_000, 0);
+    }
+
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(
+        std::fs::read(env.dst.join("Case.txt")).unwrap(),
+        b"first, the upper-case one"
+    );
+    assert_eq!(std::fs::read(env.dst.join("Dir/x")).unwrap(), b"in Dir");
+    assert_eq!(
+        std::fs::read(env.dst.join("plain.txt")).unwrap(),
+        b"no collision"
+    );
+    let names: Vec<_> = std::fs::read_dir(&env.dst)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let e = row(&env, "case.txt").error.unwrap_or_default();
+    assert_eq!(row(&env, "case.txt").status, "failed");
+    assert!(
+        e.contains(&*env.src.join("case.txt").to_string_lossy())
+            && e.contains(&*env.src.join("Case.txt").to_string_lossy())
+            && e.contains("case-insensitive"),
+        "the error names both paths: {e}"
+    );
+    for f in ["dir", "dir/x", "dir/y"] {
+        let r = row(&env, f);
+        assert_eq!(r.status, "failed", "{f}: {r:?}");
+        assert!(r.error.unwrap().contains("collision"), "{f}");
+    }
+    for f in ["Case.txt", "Dir", "Dir/x", "plain.txt"] {
+        assert_eq!(row(&env, f).status, "synced", "{f}");
+    }
+    let failed = env.log_with_status("failed");
+    assert_eq!(failed.len(), 4, "audit lines: {failed:?}");
+    assert!(temps(&env.dst).is_empty(), "{:?}", temps(&env.dst));
+
+    // No flip-flop: the next runs copy nothing, delete nothing, and the
+    // first file is still the first.
+    for _ in 0..2 {
+        let out = env.run(&[]);
+        out.assert_code(1);
+        assert!(
+            out.stdout.contains("jobrun: 0 files, 0 B copied"),
+            "{}",
+            out.stdout
+        );
+        assert!(!out.stdout.contains("deleted"), "{}", out.stdout);
+        assert_eq!(
+            std::fs::read(env.dst.join("Case.txt")).unwrap(),
+            b"first, the upper-case one"
+        );
+    }
+    assert_eq!(env.log_with_status("synced").len(), 3);
+    assert!(env.log_with_status("deleted").is_empty());
+
+    // A destination spelled otherwise is the same name: `PLAIN.TXT` there
+    // is the source's `plain.txt`, not an extra to delete, and the
+    // recopy of a changed source lands on it.
+    std::fs::rename(env.dst.join("plain.txt"), env.dst.join("PLAIN.TXT")).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert!(env.log_with_status("deleted").is_empty(), "{}", out.stdout);
+    assert_eq!(
+        std::fs::read(env.dst.join("plain.txt")).unwrap(),
+        b"no collision"
+    );
+    env.src_file("plain.txt", b"edited, longer than before");
+    env.run(&[]).assert_code(1);
+    assert_eq!(
+        std::fs::read(env.dst.join("plain.txt")).unwrap(),
+        b"edited, longer than before"
+    );
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("jobrun: 0 files, 0 B copied"),
+        "{}",
+        out.stdout
+    );
+    assert!(env.log_with_status("deleted").is_empty());
+
+    // Without the losers the job is clean.
+    std::fs::remove_file(env.src.join("case.txt")).unwrap();
+    std::fs::remove_dir_all(env.src.join("dir")).unwrap();
+    env.run(&[]).assert_code(0);
+    assert_eq!(
+        std::fs::read(env.dst.join("Case.txt")).unwrap(),
+        b"first, the upper-case one"
+    );
+}
+
+/// Names a FAT destination refuses (as SMB refuses `\` and names that are
+/// not UTF-8) and symlinks it cannot take: each row is `failed` with the
+/// reason and each has its audit line, but stderr has ten warnings, one
+/// summary line and one hint about symlinks, not one line per entry.
+#[test]
+fn many_refused_names_give_a_summary_and_symlinks_one_hint() {
+    let mut env = TestEnv::new();
+    let mnt = env.root().join("mnt");
+    let Some(_mount) = mount_vfat(&env.root().join("fat.img"), &mnt) else {
+        return;
+    };
+    env.dst = mnt.join("dst");
+    std::fs::write(
+        &env.manifest,
+        "source = \"src\"\ndestination = \"mnt/dst\"\ntransfers = 2\n",
+    )
+    .unwrap();
+    env.src_file("ok.txt", b"fine");
+    for i in 0..40 {
+        env.src_file(&format!("bad:{i}.txt"), b"FAT refuses the colon");
+    }
+    for i in 0..3 {
+        std::os::unix::fs::symlink("ok.txt", env.src.join(format!("link{i}"))).unwrap();
+    }
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(std::fs::read(env.dst.join("ok.txt")).unwrap(), b"fine");
+    let warned = out.stderr.matches("file failed").count();
+    assert_eq!(warned, 10, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("33 more files failed"),
+        "one summary line: {}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr
+            .matches("does not support symlinks: each one fails")
+            .count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("symlinks = \\\"skip\\\"")
+            || out.stderr.contains("symlinks = \"skip\"")
+    );
+    assert_eq!(env.log_with_status("failed").len(), 43);
+    let e = row(&env, "bad:7.txt").error.unwrap();
+    assert!(e.starts_with("the destination refuses this name"), "{e}");
+    let e = row(&env, "link1").error.unwrap();
+    assert!(e.contains("does not support symlinks"), "{e}");
+}
+
+// ---- NFS silly renames -----------------------------------------------------
+
+/// `.nfsXXXX` files (an NFS client's rename of a file deleted while open)
+/// are not copied from the source and are not extras at the destination.
+#[test]
+fn nfs_silly_rename_files_are_neither_copied_nor_deleted() {
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true");
+    env.src_file("keep.txt", b"data");
+    env.src_file("sub/.nfs000000000012a4f700000001", b"deleted while open");
+    env.src_file(".nfsnot-hex", b"an ordinary name");
+    let theirs = env.dst_file(".nfs00000000001234ab00000002", b"open on a client");
+    env.run(&[]).assert_code(0);
+    assert_eq!(std::fs::read(env.dst.join("keep.txt")).unwrap(), b"data");
+    assert_eq!(
+        std::fs::read(env.dst.join(".nfsnot-hex")).unwrap(),
+        b"an ordinary name"
+    );
+    assert!(!env.dst.join("sub/.nfs000000000012a4f700000001").exists());
+    assert!(
+        theirs.exists(),
+        "the destination's silly-rename file was deleted"
+    );
+    assert!(
+        !all_rows(&env)
+            .iter()
+            .any(|r| r.source.to_string_lossy().contains(".nfs0")),
+        "a row for a silly-rename file"
+    );
+    assert!(env.log_with_status("deleted").is_empty());
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("jobrun: 0 files, 0 B copied"),
+        "{}",
+        out.stdout
+    );
+    assert!(theirs.exists());
+}

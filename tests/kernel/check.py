@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Host-side checks of the kernel tier (tests/kernel/run.sh): they read the
+servers' backing folders (/srv/kernlab/{src,dst}) and jobrun's state DB,
+never the guest's mounts. Each command prints one line and exits 0 (ok) or 1.
+
+  same SRC DST [TOL_NS]     trees equal: kinds, bytes, symlink targets, file
+                            and folder mtimes within TOL_NS (SMB keeps 100 ns)
+  synced DB                 every `synced` file row: the server-side file of
+                            its destination is complete and has the row's hash
+  status DB REL STATUS [TEXT]  the row whose source ends with /REL has STATUS
+                            (and its error contains TEXT)
+  counts DB                 print rows per status (always exit 0)
+  absent DIR PREFIX         no name under DIR starts with PREFIX
+"""
+import hashlib
+import os
+import sqlite3
+import stat
+import sys
+
+HOST = {"src": "/srv/kernlab/src", "dst": "/srv/kernlab/dst"}
+
+
+def host_path(guest: bytes) -> bytes:
+    """/mnt/kernlab/<proto>/<side>/rest -> /srv/kernlab/<side>/rest."""
+    parts = guest.split(b"/", 5)
+    if len(parts) < 5 or parts[1:3] != [b"mnt", b"kernlab"]:
+        raise SystemExit(f"not a kernlab path: {guest!r}")
+    side = HOST[parts[4].decode()].encode()
+    return side + (b"/" + parts[5] if len(parts) > 5 else b"")
+
+
+def entries(root: bytes):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            out[os.path.relpath(p, root)] = os.lstat(p)
+    return out
+
+
+def same(src, dst, tol=0):
+    src, dst, tol = os.fsencode(src), os.fsencode(dst), int(tol)
+    a, b = entries(src), entries(dst)
+    bad = []
+    for rel in sorted(set(a) | set(b)):
+        if rel not in b:
+            bad.append(f"missing {rel!r}")
+            continue
+        if rel not in a:
+            bad.append(f"extra {rel!r}")
+            continue
+        sa, sb = a[rel], b[rel]
+        if stat.S_IFMT(sa.st_mode) != stat.S_IFMT(sb.st_mode):
+            bad.append(f"kind {rel!r}")
+        elif stat.S_ISLNK(sa.st_mode):
+            if os.readlink(os.path.join(src, rel)) != os.readlink(os.path.join(dst, rel)):
+                bad.append(f"target {rel!r}")
+        else:
+            if stat.S_ISREG(sa.st_mode):
+                with open(os.path.join(src, rel), "rb") as f, open(os.path.join(dst, rel), "rb") as g:
+                    if f.read() != g.read():
+                        bad.append(f"bytes {rel!r}")
+            if abs(sa.st_mtime_ns - sb.st_mtime_ns) > tol:
+                bad.append(f"mtime {rel!r} {sa.st_mtime_ns} != {sb.st_mtime_ns}")
+    if bad:
+        print(f"{len(bad)} differences: " + "; ".join(bad[:10]))
+        return 1
+    print(f"{len(a)} entries equal")
+    return 0
+
+
+def db(path):
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+
+def synced(path):
+    c = db(path)
+    rows = c.execute(
+        "SELECT source_path, dest_path, size, hash, hash_algorithm FROM files "
+        "WHERE kind = 'file' AND status = 'synced'"
+    ).fetchall()
+    bad = []
+    for src, dst, size, digest, algo in rows:
+        src = src if isinstance(src, bytes) else src.encode()
+        dst = dst if isinstance(dst, bytes) else dst.encode()
+        p = host_path(dst)
+        try:
+            with open(p, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            bad.append(f"{p!r}: {e}")
+            continue
+        with open(host_path(src), "rb") as f:
+            want = f.read()
+        if len(data) != size or data != want:
+            bad.append(f"{p!r}: {len(data)} B on the server, {size} B in the row")
+        elif digest and hashlib.new(algo or "blake2b", data).hexdigest() != digest:
+            bad.append(f"{p!r}: hash differs from the row's")
+    if bad:
+        print(f"{len(bad)} of {len(rows)} synced rows wrong: " + "; ".join(bad[:5]))
+        return 1
+    print(f"{len(rows)} synced rows complete, hashes right")
+    return 0
+
+
+def status(path, rel, want, text=None):
+    c = db(path)
+    rel = os.fsencode(rel)
+    for src, st, err in c.execute("SELECT source_path, status, coalesce(error, '') FROM files"):
+        src = src if isinstance(src, bytes) else src.encode()
+        if src.endswith(b"/" + rel):
+            if st != want or (text and text not in err):
+                print(f"{rel!r}: {st} ({err}), wanted {want} {text or ''}")
+                return 1
+            print(f"{rel!r}: {st} {err[:160]}")
+            return 0
+    print(f"{rel!r}: no row")
+    return 1
+
+
+def counts(path):
+    c = db(path)
+    print(dict(c.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall()))
+    return 0
+
+
+def absent(root, prefix):
+    hits = [os.path.join(d, n) for d, ds, fs in os.walk(root) for n in ds + fs if n.startswith(prefix)]
+    if hits:
+        print(f"found {hits[:5]}")
+        return 1
+    print(f"no {prefix}* under {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    sys.exit({"same": same, "synced": synced, "status": status, "counts": counts, "absent": absent}[cmd](*args))

@@ -1,0 +1,103 @@
+#!/bin/bash
+# The kernel tier's guest side: runs in the kernlab guest (KERNLAB_GUEST=1),
+# called by tests/kernel/run.sh as `guest.sh PHASE...`. It only drives jobrun
+# through the kernel mounts and records each run's exit status and output
+# in $W/out/ (the --rw folder, on the host as soon as written); every check
+# is made by run.sh on the host, in the servers' backing folders.
+#
+# Environment: J (jobrun binary), W (work folder = the --rw folder),
+# PROTOS (protocols of the core scenario, e.g. "nfs3 nfs4 smb").
+set -u
+M=${KERNLAB_MNT:-/mnt/kernlab}
+mkdir -p "$W/out"
+
+# jr NAME ARGS...: one jobrun run, its status and output kept under NAME.
+jr() {
+  local name=$1
+  shift
+  "$J" "$@" >"$W/out/$name.out" 2>"$W/out/$name.err"
+  echo $? >"$W/out/$name.rc"
+}
+
+# jr_signal NAME SIGNAL SECONDS ARGS...: a run sent SIGNAL after SECONDS.
+jr_signal() {
+  local name=$1 sig=$2 after=$3
+  shift 3
+  "$J" "$@" >"$W/out/$name.out" 2>"$W/out/$name.err" &
+  local pid=$!
+  sleep "$after"
+  kill -"$sig" "$pid"
+  wait "$pid"
+  echo $? >"$W/out/$name.rc"
+}
+
+# job NAME SRC DST [EXTRA]: a manifest $W/NAME.toml (DB and log beside it).
+job() {
+  printf 'source = "%s"\ndestination = "%s"\n%b' "$2" "$3" "${4:-}" >"$W/$1.toml"
+}
+
+phase_core1() { # first copy, then a no-op rerun, on each protocol
+  for p in $PROTOS; do
+    job "core-$p" "$M/$p/src/jr/core" "$M/$p/dst/jr/core-$p"
+    jr "core-$p.run1" "$W/core-$p.toml"
+    jr "core-$p.run2" "$W/core-$p.toml"
+  done
+}
+
+phase_core2() { # after the host edited the source: kill, SIGINT, finish, no-op
+  for p in $PROTOS; do
+    jr_signal "core-$p.kill" KILL 3 --bwlimit 4M "$W/core-$p.toml"
+    jr_signal "core-$p.int" INT 3 --bwlimit 4M "$W/core-$p.toml"
+    jr "core-$p.run3" "$W/core-$p.toml"
+    jr "core-$p.run4" "$W/core-$p.toml"
+  done
+}
+
+phase_case() { # two source names that are one name on SMB (read from NFS)
+  job smb-case "$M/nfs3/src/jr/case" "$M/smb/dst/jr/case" 'delete_extras = true\n'
+  jr smb-case.run1 "$W/smb-case.toml"
+  jr smb-case.run2 "$W/smb-case.toml"
+}
+
+phase_smb() { # what SMB refuses, read from NFS (which has it all)
+  job smb-names "$M/nfs3/src/jr/names" "$M/smb/dst/jr/names"
+  jr smb-names.run1 "$W/smb-names.toml"
+  job smb-links "$M/nfs3/src/jr/links" "$M/smb/dst/jr/links"
+  jr smb-links.run1 "$W/smb-links.toml"
+  job smb-links-skip "$M/nfs3/src/jr/links" "$M/smb/dst/jr/links-skip" 'symlinks = "skip"\n'
+  jr smb-links.skip "$W/smb-links-skip.toml"
+  job smb-reserved "$M/nfs3/src/jr/reserved" "$M/smb/dst/jr/reserved" 'delete_extras = true\n'
+  jr smb-reserved.run1 "$W/smb-reserved.toml"
+  jr smb-reserved.run2 "$W/smb-reserved.toml"
+}
+
+phase_silly() { # .nfsXXXX files left by open-then-deleted files, both sides
+  local s="$M/nfs3/src/jr/silly" d="$M/nfs3/dst/jr/silly"
+  mkdir -p "$d"
+  exec 3>"$s/held-open" 4>"$d/held-open-dst"
+  echo "source data" >&3
+  echo "destination data" >&4
+  rm "$s/held-open" "$d/held-open-dst"
+  ls -a "$s" "$d" >"$W/out/silly.ls"
+  job silly "$s" "$d" 'delete_extras = true\n'
+  jr silly.run1 "$W/silly.toml"
+  jr silly.run2 "$W/silly.toml"
+  ls -a "$s" "$d" >"$W/out/silly.after.ls"
+  exec 3>&- 4>&-
+}
+
+phase_cut() { # the copy the power cut interrupts (run.sh passes --kill-after)
+  local p=$CUT
+  job "cut-$p" "$M/$p/src/jr/cut" "$M/$p/dst/jr/cut-$p"
+  echo started >"$W/out/cut-$p.started"
+  "$J" --bwlimit 4M "$W/cut-$p.toml" >"$W/out/cut-$p.run1.out" 2>"$W/out/cut-$p.run1.err"
+  echo $? >"$W/out/cut-$p.run1.rc"
+}
+
+phase_resume() { # the run after the power cut
+  jr "cut-$CUT.run2" "$W/cut-$CUT.toml"
+}
+
+for ph in "$@"; do
+  "phase_$ph"
+done

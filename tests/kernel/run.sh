@@ -1,0 +1,156 @@
+#!/bin/bash
+# The kernel NFS/SMB tier: jobrun against the Linux kernel's NFSv3, NFSv4.1
+# and SMB3 clients in a kernlab guest (see README, "Kernel NFS/SMB tier").
+#
+#   tests/kernel/run.sh            full tier: all three protocols, two power cuts
+#   tests/kernel/run.sh --smoke    CI: NFSv3 + SMB core, a case collision, one cut
+#
+# Needs root and /dev/net/tun (kernlab). With --skip-ok (CI), a lab that
+# cannot start is a SKIP (exit 0) with a message, not a failure. Trees are
+# generated on the host into /srv/kernlab/src/jr, checks read the backing
+# folders /srv/kernlab/{src,dst} and the state DBs, never the mounts.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+SMOKE=0 SKIP_OK=0
+for a in "$@"; do
+  case $a in
+    --smoke) SMOKE=1 ;;
+    --skip-ok) SKIP_OK=1 ;;
+    *) echo "usage: $0 [--smoke] [--skip-ok]" >&2; exit 2 ;;
+  esac
+done
+T0=$(date +%s)
+say() { echo "kernel tier [$(($(date +%s) - T0))s]: $*"; }
+skip() {
+  if [ $SKIP_OK = 1 ]; then say "SKIP: $*"; exit 0; fi
+  say "cannot run: $*" >&2
+  exit 1
+}
+
+K=${KERNLAB:-}
+for k in "$K" ../shared/kernlab/kernlab /work/shared/kernlab/kernlab; do
+  if [ -n "$k" ] && [ -x "$k" ]; then K=$(readlink -f "$k"); break; fi
+done
+[ -x "${K:-}" ] || skip "kernlab not found (set KERNLAB=path/to/kernlab)"
+[ "$(id -u)" = 0 ] || skip "kernlab needs root"
+[ -c /dev/net/tun ] || skip "no /dev/net/tun"
+"$K" install >/tmp/kernlab-install.log 2>&1 || skip "kernlab install failed: $(tail -1 /tmp/kernlab-install.log)"
+WAS_UP=0
+"$K" status >/dev/null 2>&1 && WAS_UP=1
+"$K" up --rate 200mbit --ttl 3600 >/dev/null 2>&1 || skip "kernlab up failed: $("$K" up 2>&1 | tail -1)"
+[ $WAS_UP = 1 ] || trap '"$K" down >/dev/null 2>&1' EXIT
+say "lab up"
+
+cargo build --release --locked --quiet
+J=$REPO/target/release/jobrun
+W=$(mktemp -d /tmp/jobrun-kernel.XXXX)
+S=/srv/kernlab/src/jr D=/srv/kernlab/dst/jr
+export J W
+rm -rf "$S"
+mkdir -p "$S"
+python3 tests/kernel/gen.py "$S"
+"$K" reset >/dev/null
+mkdir -p "$D"
+if [ $SMOKE = 1 ]; then PROTOS="nfs3 smb"; else PROTOS="nfs3 nfs4 smb"; fi
+export PROTOS
+
+FAILS=0 PASSES=0
+pass() { PASSES=$((PASSES + 1)); say "ok   $*"; }
+fail() { FAILS=$((FAILS + 1)); say "FAIL $*"; }
+# expect DESCRIPTION COMMAND...: COMMAND's success is a pass.
+expect() {
+  local what=$1 out
+  shift
+  if out=$("$@" 2>&1); then pass "$what: ${out:0:200}"; else fail "$what: ${out:0:600}"; fi
+}
+rc_is() { [ "$(cat "$W/out/$1.rc" 2>/dev/null)" = "$2" ] || { echo "exit $(cat "$W/out/$1.rc" 2>/dev/null), wanted $2; $(tail -3 "$W/out/$1.err" 2>/dev/null)"; return 1; }; echo "exit $2"; }
+out_has() { grep -q -- "$2" "$W/out/$1.out" "$W/out/$1.err" || { echo "no \`$2\` in $1: $(tail -2 "$W/out/$1.out")"; return 1; }; grep -h -- "$2" "$W/out/$1.out" "$W/out/$1.err" | head -1; }
+noop() { out_has "$1" "jobrun: 0 files, 0 B copied"; }
+chk() { python3 "$REPO/tests/kernel/check.py" "$@"; }
+tol() { if [ "$1" = smb ]; then echo 100; else echo 0; fi; }
+# session NAME [kernlab run options] -- PHASES...: one guest boot.
+session() {
+  local name=$1 rc=0 t
+  shift
+  t=$(date +%s)
+  "$K" run --rw "$W" --timeout 1500 "$@" >"$W/$name.console" 2>&1 || rc=$?
+  say "session $name: kernlab exit $rc in $(($(date +%s) - t))s"
+  return $rc
+}
+G=$REPO/tests/kernel/guest.sh
+
+# ---- 1. a power cut during a limited copy to NFSv3 (DB and log in --rw) ---
+rc=0
+CUT=nfs3 session cut-nfs3 --kill-after 12 -- env CUT=nfs3 bash "$G" cut || rc=$?
+# 125: kernlab could not boot the guest or mount the shares.
+[ $rc != 125 ] || skip "the guest did not boot or mount (see /run/kernlab/log/console.log): $(grep -h 'kernlab:' "$W/cut-nfs3.console" | tail -1)"
+expect "power cut (nfs3): the guest was cut" test $rc = 137 -a -e "$W/out/cut-nfs3.started"
+expect "power cut (nfs3): DB readable, rows" chk counts "$W/cut-nfs3.db"
+expect "power cut (nfs3): no synced row incomplete on the server" chk synced "$W/cut-nfs3.db"
+
+# ---- 2. resume; core first copy and no-op rerun; SMB; NFS silly renames ---
+phases="resume core1 case"
+[ $SMOKE = 1 ] || phases="$phases smb silly"
+session main -- env CUT=nfs3 bash "$G" $phases || true
+expect "power cut (nfs3): the next run completes" rc_is cut-nfs3.run2 0
+expect "power cut (nfs3): destination = source" chk same "$S/cut" "$D/cut-nfs3"
+expect "power cut (nfs3): every synced row right" chk synced "$W/cut-nfs3.db"
+for p in $PROTOS; do
+  expect "core $p: first run" rc_is "core-$p.run1" 0
+  expect "core $p: destination = source (mtimes within $(tol $p) ns)" chk same "$S/core" "$D/core-$p" "$(tol $p)"
+  expect "core $p: second run copies nothing" noop "core-$p.run2"
+done
+expect "case: run fails the collision" rc_is smb-case.run1 1
+expect "case: second name failed, naming both" chk status "$W/smb-case.db" case.txt failed "Case.txt"
+expect "case: its folder's content too" chk status "$W/smb-case.db" dir/y failed "collision"
+expect "case: the first name kept its bytes" cmp "$S/case/Case.txt" "$D/case/Case.txt"
+expect "case: one name on the server" test "$(ls "$D/case" | tr '\n' ' ')" = "Case.txt Dir plain.txt "
+expect "case: second run copies nothing" noop smb-case.run2
+expect "case: nothing deleted" test -z "$(grep -l '"deleted"' "$W/smb-case.log" 2>/dev/null)"
+if [ $SMOKE = 0 ]; then
+  expect "names: run fails the refused names" rc_is smb-names.run1 1
+  expect "names: ok.txt copied" cmp "$S/names/ok.txt" "$D/names/ok.txt"
+  expect "names: a backslash name failed with a reason" chk status "$W/smb-names.db" 'back\slash-7' failed "refuse"
+  expect "names: a non-UTF-8 name failed with a reason" chk status "$W/smb-names.db" "$(printf 'bad-\xff-1')" failed "refuse"
+  expect "names: at most 20 warning lines for 203 refused names" test "$(grep -c 'failed' "$W/out/smb-names.run1.err")" -le 20
+  expect "links: each link failed" chk status "$W/smb-links.db" link1 failed "symlink"
+  expect "links: one warning suggesting symlinks = skip" test "$(grep -c 'does not support symlinks: each one fails; set `symlinks = "skip"`' "$W/out/smb-links.run1.err")" = 1
+  expect "links: with symlinks = skip the run is clean" rc_is smb-links.skip 0
+  expect "reserved characters: copied" rc_is smb-reserved.run1 0
+  expect "reserved characters: on the server under mapped names" test "$(ls "$D/reserved" | wc -l)" = 8
+  expect "reserved characters: second run copies nothing" noop smb-reserved.run2
+  expect "reserved characters: the mirror deletes nothing" test -z "$(grep -l '"deleted"' "$W/smb-reserved.log" 2>/dev/null)"
+  expect "silly: the guest saw .nfs files" grep -q '^\.nfs' "$W/out/silly.ls"
+  expect "silly: runs clean" rc_is silly.run1 0
+  expect "silly: no row for a .nfs file" test -z "$(sqlite3 "$W/silly.db" "SELECT source_path FROM files WHERE source_path LIKE '%/.nfs%'")"
+  expect "silly: the destination's .nfs file left alone" test "$(grep -c '^\.nfs' "$W/out/silly.after.ls")" = 2
+  expect "silly: nothing deleted" test -z "$(grep -l '"deleted"' "$W/silly.log" 2>/dev/null)"
+fi
+
+# ---- 3. full tier: edits, SIGKILL, SIGINT, resume; a power cut on SMB ------
+if [ $SMOKE = 0 ]; then
+  python3 tests/kernel/gen.py "$S" edit
+  session edits -- bash "$G" core2 || true
+  for p in $PROTOS; do
+    expect "core $p: SIGKILL mid-copy" rc_is "core-$p.kill" 137
+    expect "core $p: SIGINT mid-copy exits 130" rc_is "core-$p.int" 130
+    expect "core $p: the next run completes" rc_is "core-$p.run3" 0
+    expect "core $p: destination = source after edits (same-size edit, truncation, growth)" \
+      chk same "$S/core" "$D/core-$p" "$(tol $p)"
+    expect "core $p: the same-size edit was copied again" \
+      test "$(grep -c 'f4096.*"synced"\|"synced".*f4096' "$W/core-$p.log")" -ge 2
+    expect "core $p: then nothing to copy" noop "core-$p.run4"
+    expect "core $p: every synced row right" chk synced "$W/core-$p.db"
+  done
+  rc=0
+  session cut-smb --kill-after 12 -- env CUT=smb bash "$G" cut || rc=$?
+  expect "power cut (smb): the guest was cut" test $rc = 137
+  expect "power cut (smb): no synced row incomplete on the server" chk synced "$W/cut-smb.db"
+  session resume-smb -- env CUT=smb bash "$G" resume || true
+  expect "power cut (smb): the next run completes" rc_is cut-smb.run2 0
+  expect "power cut (smb): destination = source" chk same "$S/cut" "$D/cut-smb" 100
+fi
+
+say "$PASSES passed, $FAILS failed (work folder $W)"
+[ $FAILS = 0 ]
