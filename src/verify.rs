@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::audit::{AuditError, AuditLog, encode_path, rfc3339_ns};
+use crate::beneath::Root;
 use crate::checksum::HashAlgo;
 use crate::db::{DbError, HashedFile, StateDb, VerifyRecord, VerifyResult};
 use crate::manifest::Job;
@@ -195,8 +196,8 @@ fn line<'a>(
 
 /// Opens a destination file for reading without following a symlink in
 /// its last component (`O_NOFOLLOW`) and without blocking on a FIFO
-/// (`O_NONBLOCK`). Kept alone so a full no-symlink resolution below the
-/// root can replace it in one place.
+/// (`O_NONBLOCK`): the fallback of [`open_below`] when the destination
+/// root cannot be held.
 pub fn open_dest(path: &Path) -> io::Result<File> {
     let open = |extra: libc::c_int| {
         std::fs::OpenOptions::new()
@@ -224,8 +225,26 @@ fn not_a_file(md: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// Opens a destination file below the held destination root through no
+/// symlink on the way (`beneath`), `O_NOATIME` where permitted; without a
+/// held root, by path ([`open_dest`]).
+fn open_below(root: Option<&Root>, path: &Path) -> io::Result<File> {
+    let Some(root) = root else {
+        return open_dest(path);
+    };
+    let (dir, name) = root.split(path)?;
+    let dir = root.dir(dir)?;
+    match dir.open_read(name, true) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {
+            dir.open_read(name, false)
+        }
+        r => r,
+    }
+}
+
 /// Reads and hashes one destination file.
 fn check(
+    root: Option<&Root>,
     row: &HashedFile,
     algo: HashAlgo,
     buf: &mut [u8],
@@ -236,8 +255,13 @@ fn check(
     let failed = |e: io::Error| Outcome::Failed {
         error: format!("cannot read `{}`: {e}", row.dest.display()),
     };
-    let mut f = match open_dest(&row.dest) {
+    let mut f = match open_below(root, &row.dest) {
         Ok(f) => f,
+        Err(e) if crate::beneath::is_symlink_in_path(&e) => {
+            return Outcome::Missing {
+                reason: Some("a symlink is on the way to it; not followed".into()),
+            };
+        }
         Err(e) => {
             return match e.raw_os_error() {
                 Some(libc::ENOENT | libc::ENOTDIR) => Outcome::Missing { reason: None },
@@ -330,6 +354,8 @@ pub fn run(
     let feeder_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let throttle = Throttle::new(&job.bwlimit);
+    // Held once: every file is opened below it through no symlink.
+    let dest_root = Root::open(job.destination.as_std_path()).ok();
     let (work_tx, work_rx) = sync_channel::<HashedFile>(lanes * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = sync_channel::<(HashedFile, Outcome)>(lanes * 2);
@@ -337,8 +363,9 @@ pub fn run(
         let feeder = s.spawn(move || feed(&feeder_db, plan, &work_tx, stop));
         for _ in 0..lanes {
             let (rx, tx, throttle) = (work_rx.clone(), done_tx.clone(), &throttle);
+            let root = dest_root.as_ref();
             let mut buf = vec![0u8; job.block_size.clamp(4096, 4 << 20)];
-            s.spawn(move || lane(&rx, &tx, &mut buf, throttle, progress, stop));
+            s.spawn(move || lane(root, &rx, &tx, &mut buf, throttle, progress, stop));
         }
         drop(work_rx);
         drop(done_tx);
@@ -377,6 +404,7 @@ fn feed(
 }
 
 fn lane(
+    root: Option<&Root>,
     rx: &Mutex<Receiver<HashedFile>>,
     tx: &SyncSender<(HashedFile, Outcome)>,
     buf: &mut [u8],
@@ -388,7 +416,7 @@ fn lane(
         let next = rx.lock().map(|r| r.recv());
         let Ok(Ok(row)) = next else { return };
         let outcome = match algo_of(&row.algorithm) {
-            Some(algo) => check(&row, algo, buf, throttle, progress, stop),
+            Some(algo) => check(root, &row, algo, buf, throttle, progress, stop),
             None => Outcome::Failed {
                 error: format!("unknown hash algorithm `{}` in the DB", row.algorithm),
             },
@@ -428,6 +456,14 @@ fn record(
                 });
             }
             if in_batch == 0 {
+                // Each batch starts on the root the verify began with: the
+                // lanes read below the root they hold, so a share
+                // unmounted (or replaced) since is seen here, not per file.
+                if RootId::of(job.destination.as_std_path()).ok() != root_id {
+                    return Err(VerifyError::RootChanged {
+                        path: job.destination.to_string(),
+                    });
+                }
                 db.begin()?;
                 since = Instant::now();
             }

@@ -152,6 +152,30 @@ fn missing_files_and_symlinks_in_their_place_are_missing_and_never_followed() {
     verify(&env, &["-q"]).assert_code(0);
 }
 
+/// A destination folder swapped for a symlink to a copy elsewhere: the
+/// files below it are not read through the link (following it would find
+/// the right bytes and say "verified").
+#[test]
+fn a_folder_swapped_for_a_symlink_is_never_followed() {
+    let env = TestEnv::new();
+    env.src_file("sub/a.txt", b"alpha");
+    env.run(&["-q"]).assert_code(0);
+    let elsewhere = env.root().join("elsewhere");
+    std::fs::rename(env.dst.join("sub"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.dst.join("sub")).unwrap();
+    let out = verify(&env, &["-q"]);
+    out.assert_code(1);
+    assert!(out.stdout.contains("0 verified"), "{}", out.stdout);
+    let missing = env.log_with_status("missing");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("symlink") && r.contains("not followed")),
+        "{missing:?}"
+    );
+}
+
 fn verified_count(env: &TestEnv) -> i64 {
     env.db()
         .query_row(
