@@ -64,7 +64,7 @@ fn copy(job: &Job) {
     let mut db = StateDb::open(&job.db).expect("state DB");
     let mut audit = AuditLog::open(&job.log).expect("audit log");
     let (progress, stop) = (Progress::default(), AtomicBool::new(false));
-    let s = scan::run(job, &mut db, &progress, &stop, None).expect("scan");
+    let s = scan::run(job, &mut db, &progress, &stop, None, false).expect("scan");
     assert!(s.pending_files > 0, "nothing to copy: {s:?}");
     let limit = jobrun::throttle::LiveLimit::new(job.bwlimit.clone());
     let t =

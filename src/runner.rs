@@ -637,7 +637,7 @@ fn execute(
         let _span = info_span!("stage", name = stage.name()).entered();
         match stage {
             Stage::Scan => {
-                let s = scan::run(job, db, progress, stop, source_id)?;
+                let s = scan::run(job, db, progress, stop, source_id, opts.dry_run)?;
                 for (path, error) in s.source_failures.iter().chain(&s.collision_sample) {
                     let rel = path.strip_prefix(&job.source).unwrap_or(path);
                     let dest = job.destination.as_std_path().join(rel);

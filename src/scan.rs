@@ -178,6 +178,7 @@ pub fn run(
     progress: &Progress,
     stop: &AtomicBool,
     source_at_start: Option<RootId>,
+    dry_run: bool,
 ) -> Result<ScanReport, ScanError> {
     progress.set_phase(PHASE_SCAN);
     let source = job.source.as_std_path();
@@ -232,6 +233,7 @@ pub fn run(
                         skip_links: skip_links.filter(|_| side == Side::Source),
                         other_root,
                         crossed,
+                        remove_temps: side == Side::Dest && !dry_run,
                     };
                     walk(root, side, &tx, progress, stop, &counters, fold)
                 })
@@ -595,6 +597,9 @@ struct Counters<'a> {
     other_root: Option<RootId>,
     /// Where the walk met the other root.
     crossed: &'a Mutex<Option<PathBuf>>,
+    /// Destination side, not in a dry run: remove interrupted runs'
+    /// temporaries found on the way.
+    remove_temps: bool,
 }
 
 fn walk(
@@ -614,6 +619,7 @@ fn walk(
         skip_links,
         other_root,
         crossed,
+        remove_temps,
     } = *counters;
     let skip = |path: PathBuf, md: &std::fs::Metadata, kind, reason| {
         use std::os::unix::fs::MetadataExt;
@@ -667,8 +673,11 @@ fn walk(
         };
         if side == Side::Dest && is_temp_name(entry.file_name()) {
             // An interrupted run's temporary: never data, always removable
-            // (by name, from the folder it was listed in).
-            let _ = entry.unlink();
+            // (by name, from the folder it was listed in); a dry run
+            // changes nothing at the destination.
+            if remove_temps {
+                let _ = entry.unlink();
+            }
             continue;
         }
         let md = match entry.metadata() {

@@ -446,6 +446,21 @@ fn a_dry_run_creates_nothing_at_the_destination_and_says_dry_run() {
     assert_eq!(strict_log(&env).last().unwrap()["dry_run"], false);
 }
 
+/// A dry run changes nothing at the destination: an interrupted run's
+/// temporary stays for the next real run to remove.
+#[test]
+fn a_dry_run_leaves_stale_temporaries_to_the_real_run() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"a");
+    env.run(&[]).assert_code(0);
+    let stale = env.dst.join(".jobrun-99.tmp");
+    std::fs::write(&stale, b"half a file").unwrap();
+    env.run(&["--dry-run", "--rescan"]).assert_code(0);
+    assert!(stale.exists(), "a dry run removed a temporary");
+    env.run(&["--rescan"]).assert_code(0);
+    assert!(!stale.exists(), "the real run removes it");
+}
+
 #[test]
 fn status_counts_entries_and_says_one_entry() {
     let env = TestEnv::new();
