@@ -107,7 +107,7 @@ expect "case: its folder's content too" chk status "$W/smb-case.db" dir/y failed
 expect "case: the first name kept its bytes" cmp "$S/case/Case.txt" "$D/case/Case.txt"
 expect "case: one name on the server" test "$(ls "$D/case" | tr '\n' ' ')" = "Case.txt Dir plain.txt "
 expect "case: second run copies nothing" noop smb-case.run2
-expect "case: nothing deleted" test -z "$(grep -l '"deleted"' "$W/smb-case.log" 2>/dev/null)"
+expect "case: nothing deleted" test -z "$(grep -l '"status":"deleted"' "$W/smb-case.log" 2>/dev/null)"
 if [ $SMOKE = 0 ]; then
   expect "names: run fails the refused names" rc_is smb-names.run1 1
   expect "names: ok.txt copied" cmp "$S/names/ok.txt" "$D/names/ok.txt"
@@ -120,12 +120,12 @@ if [ $SMOKE = 0 ]; then
   expect "reserved characters: copied" rc_is smb-reserved.run1 0
   expect "reserved characters: on the server under mapped names" test "$(ls "$D/reserved" | wc -l)" = 8
   expect "reserved characters: second run copies nothing" noop smb-reserved.run2
-  expect "reserved characters: the mirror deletes nothing" test -z "$(grep -l '"deleted"' "$W/smb-reserved.log" 2>/dev/null)"
+  expect "reserved characters: the mirror deletes nothing" test -z "$(grep -l '"status":"deleted"' "$W/smb-reserved.log" 2>/dev/null)"
   expect "silly: the guest saw .nfs files" grep -q '^\.nfs' "$W/out/silly.ls"
   expect "silly: runs clean" rc_is silly.run1 0
   expect "silly: no row for a .nfs file" test -z "$(sqlite3 "$W/silly.db" "SELECT source_path FROM files WHERE source_path LIKE '%/.nfs%'")"
   expect "silly: the destination's .nfs file left alone" test "$(grep -c '^\.nfs' "$W/out/silly.after.ls")" = 2
-  expect "silly: nothing deleted" test -z "$(grep -l '"deleted"' "$W/silly.log" 2>/dev/null)"
+  expect "silly: nothing deleted" test -z "$(grep -l '"status":"deleted"' "$W/silly.log" 2>/dev/null)"
 fi
 
 # ---- 3. full tier: edits, SIGKILL, SIGINT, resume; a power cut on SMB ------
