@@ -14,9 +14,8 @@ use super::{Failure, load};
 use crate::audit::encode_path;
 use crate::checksum::HashAlgo;
 use crate::cli::{HashFormat, HashesArgs, RelativeTo};
-use crate::db::{DbError, HashedFile, StateDb};
+use crate::db::{DbError, HashedFile};
 use crate::exit::Exit;
-use crate::runner;
 use crate::sumfile;
 
 #[derive(Serialize)]
@@ -51,21 +50,7 @@ impl From<DbError> for Stop {
 
 pub fn hashes(args: &HashesArgs) -> Result<Exit, Failure> {
     let job = load(&args.common)?;
-    let db = match StateDb::open_existing_read_only(&job.db) {
-        Ok(Some(db)) => db,
-        Ok(None) => {
-            return Err(Failure::new(
-                format!("no state DB at `{}` yet: the job has never run", job.db),
-                Exit::Usage,
-            ));
-        }
-        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
-    };
-    match db.verify_roots(&job.source, &job.destination, &runner::same_folder) {
-        Ok(()) => {}
-        Err(e @ DbError::RootsDiffer { .. }) => return Err(Failure::new(e, Exit::Usage)),
-        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
-    }
+    let db = super::job_db(&job)?;
     let fatal = |e: DbError| Failure::new(e, Exit::Fatal);
     let algos = db.hash_algorithms().map_err(fatal)?;
     if args.format == HashFormat::Coreutils && algos.len() > 1 {

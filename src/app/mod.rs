@@ -82,3 +82,25 @@ fn load_runnable(
         .and_then(|job| job.check_privileges(euid).map(|()| job))
         .map_err(|e| Failure::new(e, Exit::Usage))
 }
+
+/// The job's state DB, read-only, for commands that only read it
+/// (`status`, `hashes`): exit 2 when the job never ran or the DB belongs
+/// to another job (as a run would say), 4 when it cannot be read.
+fn job_db(job: &Job) -> Result<crate::db::StateDb, Failure> {
+    use crate::db::{DbError, StateDb};
+    let db = match StateDb::open_existing_read_only(&job.db) {
+        Ok(Some(db)) => db,
+        Ok(None) => {
+            return Err(Failure::new(
+                format!("no state DB at `{}` yet: the job has never run", job.db),
+                Exit::Usage,
+            ));
+        }
+        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
+    };
+    match db.verify_roots(&job.source, &job.destination, &crate::runner::same_folder) {
+        Ok(()) => Ok(db),
+        Err(e @ DbError::RootsDiffer { .. }) => Err(Failure::new(e, Exit::Usage)),
+        Err(e) => Err(Failure::new(e, Exit::Fatal)),
+    }
+}

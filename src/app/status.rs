@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::decide;
 use crate::manifest::Job;
 use crate::progress;
-use crate::runner::{self, Exit};
+use crate::runner::Exit;
 use crate::units::{HumanRate, human_bytes};
 
 /// Runs whose mean rate gives `status` its ETA.
@@ -301,25 +301,7 @@ fn render_runs(o: &mut String, r: &StatusReport) {
 
 pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {
     let job = load(&args.common)?;
-    let db = match StateDb::open_existing_read_only(&job.db) {
-        Ok(Some(db)) => db,
-        Ok(None) => {
-            return Err(Failure::new(
-                format!("no state DB at `{}` yet: the job has never run", job.db),
-                Exit::Usage,
-            ));
-        }
-        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
-    };
-    // A DB made for other roots describes another job: say so, as a run
-    // would, instead of showing its figures as this job's.
-    match db.verify_roots(&job.source, &job.destination, &runner::same_folder) {
-        Ok(()) => {}
-        Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
-            return Err(Failure::new(e, Exit::Usage));
-        }
-        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
-    }
+    let db = super::job_db(&job)?;
     let report = status_report(&job, &db).map_err(|e| Failure::new(e, Exit::Fatal))?;
     if args.json {
         let text =
