@@ -147,6 +147,12 @@ pub struct Meta {
     pub gid: u32,
 }
 
+/// Seconds and nanoseconds since the epoch (as `stat` gives them) in
+/// nanoseconds, saturating: the one conversion every stage uses.
+pub fn ns(secs: i64, nanos: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 impl Meta {
     // The field types of `struct stat` differ between architectures.
     #[allow(clippy::unnecessary_cast)]
@@ -157,7 +163,6 @@ impl Meta {
             FileType::Symlink => Some(EntryKind::Symlink),
             _ => None,
         };
-        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Meta {
             kind,
             mode: st.st_mode as u32,

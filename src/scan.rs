@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
-use crate::beneath::{Dir, Root};
+use crate::beneath::{Dir, Root, ns};
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{self, Decision, EntryKind, SourceRoot, Stamp};
 use crate::manifest::{Job, SymlinkPolicy};
@@ -538,12 +538,9 @@ pub fn dest_ignores_case(dest: &Path) -> bool {
     // Compared by existence, not inode: FUSE (fusefat) numbers each name's
     // node apart. The upper-case name is not looked up before the probe
     // exists: the SMB client would cache its absence and answer from there.
-    let times = std::fs::metadata(dir).ok().map(|m| {
-        (
-            m.atime() * 1_000_000_000 + m.atime_nsec(),
-            m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        )
-    });
+    let times = std::fs::metadata(dir)
+        .ok()
+        .map(|m| (ns(m.atime(), m.atime_nsec()), ns(m.mtime(), m.mtime_nsec())));
     let created = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -630,10 +627,7 @@ fn walk(
                     path,
                     kind,
                     size: md.len(),
-                    modified_ns: md
-                        .mtime()
-                        .saturating_mul(1_000_000_000)
-                        .saturating_add(md.mtime_nsec()),
+                    modified_ns: ns(md.mtime(), md.mtime_nsec()),
                     reason,
                 });
             }
@@ -922,7 +916,6 @@ pub fn to_entry(path: std::path::PathBuf, md: &std::fs::Metadata) -> Option<Scan
     } else {
         return None;
     };
-    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
     let created_ns = md.created().ok().and_then(|t| {
         t.duration_since(std::time::UNIX_EPOCH)
             .ok()

@@ -22,7 +22,7 @@ use tracing::debug;
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::writer::symlinked_folder;
-use crate::beneath::{self, Dir, DirCache, Root};
+use crate::beneath::{self, Dir, DirCache, Root, ns};
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
@@ -500,8 +500,4 @@ fn kind_name(mode: u32) -> &'static str {
         libc::S_IFSOCK => "socket",
         _ => "device",
     }
-}
-
-fn ns(s: i64, n: i64) -> i64 {
-    s.saturating_mul(1_000_000_000).saturating_add(n)
 }
