@@ -524,22 +524,17 @@ impl Dir {
     /// Creates `name` for writing; it must not exist (`O_EXCL`, which never
     /// follows a symlink either).
     pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name_ok(name)?,
-            flags,
-            Mode::from_bits_truncate(mode),
-        )?;
-        Ok(File::from(fd))
+        self.create(name, OFlags::EXCL, mode)
     }
 
     /// Opens `name` for writing, created if missing, truncated; a symlink
     /// there fails with `ELOOP` instead of being written through.
     pub fn create_truncate(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        self.create(name, OFlags::TRUNC, mode)
+    }
+
+    fn create(&self, name: &OsStr, how: OFlags, mode: u32) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | how;
         let fd = rustix::fs::openat(
             &self.fd,
             name_ok(name)?,
