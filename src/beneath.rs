@@ -419,6 +419,23 @@ impl Root {
         let (dir, name) = self.split(full)?;
         self.dir(dir)?.set_times(name, accessed_ns, modified_ns)
     }
+
+    /// Creates the temporary `name` (owner-only, exclusive) in the root,
+    /// hands it to `look`, removes it and puts the root's times back, so
+    /// the probe leaves no trace a scan would take for a change. `Err` is
+    /// the create's error (the folder refuses new entries).
+    pub fn probe<T>(&self, name: &OsStr, look: impl FnOnce(&Dir) -> T) -> io::Result<T> {
+        let root = self.path();
+        let times = self.stat(root).ok().map(|m| (m.accessed_ns, m.modified_ns));
+        let dir = self.dir(Path::new(""))?;
+        drop(dir.create_new(name, 0o600)?);
+        let seen = look(&dir);
+        let _ = dir.unlink(name);
+        if let Some((atime, mtime)) = times {
+            let _ = self.set_times(root, atime, mtime);
+        }
+        Ok(seen)
+    }
 }
 
 /// How [`Root::create_dirs_with`] makes one missing folder: in `parent`,

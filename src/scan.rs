@@ -529,37 +529,20 @@ fn collision_error(source: &Path, dest: &Path, rel: &Path, lost: &decide::CaseCo
 /// folder that cannot be written is taken as case-sensitive (the transfer's
 /// own probe reports an unwritable root).
 pub fn dest_ignores_case(dest: &Path) -> bool {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let Some(dir) = dest.ancestors().find(|d| d.is_dir()) else {
         return false;
     };
     let name = format!(".jobrun-00{}.tmp", std::process::id());
-    let (probe, upper) = (dir.join(&name), dir.join(name.to_ascii_uppercase()));
+    let upper = OsString::from(name.to_ascii_uppercase());
     // Compared by existence, not inode: FUSE (fusefat) numbers each name's
     // node apart. The upper-case name is not looked up before the probe
     // exists: the SMB client would cache its absence and answer from there.
-    let times = std::fs::metadata(dir)
-        .ok()
-        .map(|m| (ns(m.atime(), m.atime_nsec()), ns(m.mtime(), m.mtime_nsec())));
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&probe);
-    if created.is_err() {
-        debug!(folder = %dir.display(), "case probe: cannot create a temporary; taken as case-sensitive");
-        return false;
-    }
-    drop(created);
-    let folds = upper.symlink_metadata().is_ok();
-    let _ = std::fs::remove_file(&probe);
-    if let Some((atime, mtime)) = times
-        && let Ok(root) = crate::beneath::Root::open(dir)
-    {
-        let _ = root.set_times(dir, atime, mtime);
-    }
-    folds
+    let folds =
+        Root::open(dir).and_then(|root| root.probe(OsStr::new(&name), |d| d.stat(&upper).is_ok()));
+    folds.unwrap_or_else(|e| {
+        debug!(folder = %dir.display(), error = %e, "case probe: cannot create a temporary; taken as case-sensitive");
+        false
+    })
 }
 
 /// Checks the source root; returns its identity. With `at_start`, the

@@ -53,24 +53,12 @@ pub enum TransferError {
 /// (millions in a real job). Any other error is left to the files
 /// themselves. The name (`.jobrun-0<pid>.tmp`) is a temporary's, which no
 /// row uses (row ids have no leading zero) and which the next scan removes
-/// if a kill leaves it behind. The root's times are put back, so the probe
-/// leaves no trace for the next scan to take for a change.
+/// if a kill leaves it behind; [`beneath::Root::probe`] puts the root's
+/// times back.
 fn probe_destination(dest: &beneath::Root) -> Result<(), TransferError> {
-    let root = dest.path();
     let name = std::ffi::OsString::from(format!(".jobrun-0{}.tmp", std::process::id()));
-    let times = dest.stat(root).ok().map(|m| (m.accessed_ns, m.modified_ns));
-    let created = dest
-        .dir(std::path::Path::new(""))
-        .and_then(|d| d.create_new(&name, 0o600).map(|f| (d, f)));
-    match created {
-        Ok((dir, file)) => {
-            drop(file);
-            let _ = dir.unlink(&name);
-            if let Some((atime, mtime)) = times {
-                let _ = dest.set_times(root, atime, mtime);
-            }
-            Ok(())
-        }
+    match dest.probe(&name, |_| ()) {
+        Ok(()) => Ok(()),
         Err(e)
             if matches!(
                 e.raw_os_error(),
@@ -81,7 +69,7 @@ fn probe_destination(dest: &beneath::Root) -> Result<(), TransferError> {
             let uid = unsafe { libc::geteuid() };
             Err(TransferError::Fatal(format!(
                 "destination root `{}` is not writable by this user (uid {uid}): {e}; nothing copied, backlog kept",
-                root.display()
+                dest.path().display()
             )))
         }
         Err(e) => {
