@@ -25,20 +25,23 @@
 //! imports rustix; it knows nothing of stages, the DB or the log.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, OFlags, ResolveFlags, Timestamps, Uid};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::decide::{EntryKind, Stamp};
 use crate::roots::RootId;
+
+mod dir;
+mod meta;
+
+use dir::set_times_at;
+pub use dir::{DIR_TTL, Dir, DirCache};
+pub use meta::{Meta, ns};
 
 /// The error of an entry whose path goes through a symlink below its root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,69 +126,6 @@ pub struct Root {
 
 /// How often [`Root::moved`] looks at the root's path again.
 pub const ROOT_RECHECK: Duration = Duration::from_secs(1);
-
-/// A folder below (or at) a root, reached without following any symlink.
-/// Entries are used by name, never followed when they are symlinks.
-#[derive(Debug)]
-pub struct Dir {
-    fd: OwnedFd,
-}
-
-/// What `lstat` says about an entry, as much as jobrun uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Meta {
-    /// `None` for FIFOs, sockets and devices.
-    pub kind: Option<EntryKind>,
-    /// `st_mode`: file type and permission bits.
-    pub mode: u32,
-    pub len: u64,
-    pub modified_ns: i64,
-    pub accessed_ns: i64,
-    pub dev: u64,
-    pub ino: u64,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Seconds and nanoseconds since the epoch (as `stat` gives them) in
-/// nanoseconds, saturating: the one conversion every stage uses.
-pub fn ns(secs: i64, nanos: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
-impl Meta {
-    // The field types of `struct stat` differ between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    fn from_stat(st: &rustix::fs::Stat) -> Self {
-        let kind = match FileType::from_raw_mode(st.st_mode as _) {
-            FileType::RegularFile => Some(EntryKind::File),
-            FileType::Directory => Some(EntryKind::Dir),
-            FileType::Symlink => Some(EntryKind::Symlink),
-            _ => None,
-        };
-        Meta {
-            kind,
-            mode: st.st_mode as u32,
-            len: st.st_size as u64,
-            modified_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
-            accessed_ns: ns(st.st_atime as i64, st.st_atime_nsec as i64),
-            dev: st.st_dev,
-            ino: st.st_ino,
-            uid: st.st_uid,
-            gid: st.st_gid,
-        }
-    }
-
-    /// Kind, size and mtime, as the scan records them (`None` for a FIFO,
-    /// socket or device).
-    pub fn stamp(&self) -> Option<Stamp> {
-        Some(Stamp {
-            kind: self.kind?,
-            size: self.len,
-            modified_ns: self.modified_ns,
-        })
-    }
-}
 
 impl Root {
     /// Opens the root folder itself, following `path` (the operator's
@@ -455,313 +395,10 @@ fn plain(rel: &Path) -> io::Result<()> {
     }
 }
 
-/// A single entry name: no `/`, not `.` or `..`, not empty.
-fn name_ok(name: &OsStr) -> io::Result<&OsStr> {
-    let b = name.as_bytes();
-    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("`{}` is not a single name", name.display()),
-        ));
-    }
-    Ok(name)
-}
-
-fn set_times_at(
-    at: BorrowedFd<'_>,
-    name: &OsStr,
-    accessed_ns: i64,
-    modified_ns: i64,
-) -> io::Result<()> {
-    let ts = |ns: i64| rustix::fs::Timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
-        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-    };
-    let times = Timestamps {
-        last_access: ts(accessed_ns),
-        last_modification: ts(modified_ns),
-    };
-    Ok(rustix::fs::utimensat(
-        at,
-        name,
-        &times,
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?)
-}
-
-impl Dir {
-    /// The sub-folder `name`, not followed if it is a symlink.
-    pub fn sub(&self, name: &OsStr) -> io::Result<Dir> {
-        let r = rustix::fs::openat(
-            &self.fd,
-            name_ok(name)?,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        );
-        match r {
-            Ok(fd) => Ok(Dir { fd }),
-            Err(Errno::LOOP) => Err(symlink_in_path()),
-            Err(Errno::NOTDIR) if self.stat(name)?.kind == Some(EntryKind::Symlink) => {
-                Err(symlink_in_path())
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Lists this folder: std's `ReadDir`, whose entries are stat'ed by name
-    /// from the listing's own descriptor. Opened through `/proc/self/fd`,
-    /// which reopens the folder held, with no path walk; only where `/proc`
-    /// is not mounted is `path` (this folder's path) listed instead, as
-    /// before this module.
-    pub fn read_dir(&self, path: &Path) -> io::Result<std::fs::ReadDir> {
-        let held = PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()));
-        match std::fs::read_dir(&held) {
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound && !Path::new("/proc/self/fd").is_dir() =>
-            {
-                std::fs::read_dir(path)
-            }
-            r => r,
-        }
-    }
-
-    /// Opens the file `name` for reading: `O_NOFOLLOW` (a symlink fails with
-    /// `ELOOP`), `O_NONBLOCK` (a FIFO put there does not block), and
-    /// `O_NOATIME` when `noatime` (refused with `EPERM` unless owner or
-    /// CAP_FOWNER: the caller retries without).
-    pub fn open_read(&self, name: &OsStr, noatime: bool) -> io::Result<File> {
-        let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        if noatime {
-            flags |= OFlags::NOATIME;
-        }
-        let fd = rustix::fs::openat(&self.fd, name_ok(name)?, flags, Mode::empty())?;
-        Ok(File::from(fd))
-    }
-
-    /// Creates `name` for writing; it must not exist (`O_EXCL`, which never
-    /// follows a symlink either).
-    pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        self.create(name, OFlags::EXCL, mode)
-    }
-
-    /// Opens `name` for writing, created if missing, truncated; a symlink
-    /// there fails with `ELOOP` instead of being written through.
-    pub fn create_truncate(&self, name: &OsStr, mode: u32) -> io::Result<File> {
-        self.create(name, OFlags::TRUNC, mode)
-    }
-
-    fn create(&self, name: &OsStr, how: OFlags, mode: u32) -> io::Result<File> {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | how;
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name_ok(name)?,
-            flags,
-            Mode::from_bits_truncate(mode),
-        )?;
-        Ok(File::from(fd))
-    }
-
-    /// `lstat` of `name`.
-    pub fn stat(&self, name: &OsStr) -> io::Result<Meta> {
-        let st = rustix::fs::statat(&self.fd, name_ok(name)?, AtFlags::SYMLINK_NOFOLLOW)?;
-        Ok(Meta::from_stat(&st))
-    }
-
-    /// The target of the symlink `name`.
-    pub fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
-        let t = rustix::fs::readlinkat(&self.fd, name_ok(name)?, Vec::new())?;
-        Ok(PathBuf::from(OsStr::from_bytes(t.as_bytes())))
-    }
-
-    /// Creates the symlink `name` pointing at `target` (never resolved).
-    pub fn symlink(&self, target: &Path, name: &OsStr) -> io::Result<()> {
-        Ok(rustix::fs::symlinkat(target, &self.fd, name_ok(name)?)?)
-    }
-
-    /// Creates the folder `name` with `mode` (masked by the umask).
-    pub fn mkdir(&self, name: &OsStr, mode: u32) -> io::Result<()> {
-        Ok(rustix::fs::mkdirat(
-            &self.fd,
-            name_ok(name)?,
-            Mode::from_bits_truncate(mode),
-        )?)
-    }
-
-    /// Renames `from` over `to`, both in this folder.
-    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
-        Ok(rustix::fs::renameat(
-            &self.fd,
-            name_ok(from)?,
-            &self.fd,
-            name_ok(to)?,
-        )?)
-    }
-
-    /// Removes the non-folder `name` (a symlink itself, never its target).
-    pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
-        Ok(rustix::fs::unlinkat(
-            &self.fd,
-            name_ok(name)?,
-            AtFlags::empty(),
-        )?)
-    }
-
-    /// Removes the empty folder `name`.
-    pub fn rmdir(&self, name: &OsStr) -> io::Result<()> {
-        Ok(rustix::fs::unlinkat(
-            &self.fd,
-            name_ok(name)?,
-            AtFlags::REMOVEDIR,
-        )?)
-    }
-
-    /// Sets the times (ns since the epoch) of `name` itself.
-    pub fn set_times(&self, name: &OsStr, accessed_ns: i64, modified_ns: i64) -> io::Result<()> {
-        set_times_at(self.fd.as_fd(), name_ok(name)?, accessed_ns, modified_ns)
-    }
-
-    /// `fstat` of this folder itself.
-    pub fn meta(&self) -> io::Result<Meta> {
-        Ok(Meta::from_stat(&rustix::fs::fstat(&self.fd)?))
-    }
-
-    /// Gives `name` itself (a symlink, never its target) `uid` and `gid`
-    /// (`fchownat` with `AT_SYMLINK_NOFOLLOW`).
-    pub fn chown(&self, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
-        Ok(rustix::fs::chownat(
-            &self.fd,
-            name_ok(name)?,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?)
-    }
-
-    /// Gives this folder itself `uid` and `gid` (`AT_EMPTY_PATH`: no name
-    /// is resolved).
-    pub fn chown_self(&self, uid: u32, gid: u32) -> io::Result<()> {
-        Ok(rustix::fs::chownat(
-            &self.fd,
-            "",
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            AtFlags::EMPTY_PATH,
-        )?)
-    }
-
-    /// Sets the permission bits of `name` itself, never of what a symlink
-    /// there points to: the entry is opened `O_PATH | O_NOFOLLOW` and the
-    /// bits set on that very inode; a symlink fails with `EOPNOTSUPP`
-    /// (Linux has no bits for symlinks), as `fchmodat(AT_SYMLINK_NOFOLLOW)`
-    /// does.
-    pub fn chmod(&self, name: &OsStr, bits: u32) -> io::Result<()> {
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name_ok(name)?,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink {
-            return Err(Errno::OPNOTSUPP.into());
-        }
-        chmod_held(fd.as_fd(), bits)
-    }
-
-    /// Sets the permission bits of this folder itself.
-    pub fn chmod_self(&self, bits: u32) -> io::Result<()> {
-        chmod_held(self.fd.as_fd(), bits)
-    }
-}
-
-/// `chmod` of the inode an `O_PATH` descriptor holds (`fchmod` refuses
-/// those with `EBADF`): through its `/proc/self/fd` link, which leads to
-/// that inode, not through any path (what glibc's `fchmodat` does for
-/// `AT_SYMLINK_NOFOLLOW`). Without `/proc`, a folder is opened for reading
-/// from the descriptor itself (`.`) and `fchmod`ed.
-fn chmod_held(fd: BorrowedFd<'_>, bits: u32) -> io::Result<()> {
-    let mode = Mode::from_bits_truncate(bits);
-    let held = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match rustix::fs::chmod(held.as_str(), mode) {
-        Err(Errno::NOENT) if !Path::new("/proc/self/fd").is_dir() => {
-            let dir = rustix::fs::openat(
-                fd,
-                ".",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            Ok(rustix::fs::fchmod(&dir, mode)?)
-        }
-        r => Ok(r?),
-    }
-}
-
-/// How long a lane may keep using a folder it opened (see [`DirCache`]).
-pub const DIR_TTL: Duration = Duration::from_secs(2);
-
-/// One lane's last folder, kept open for consecutive files in it: on a
-/// share, resolving the chain again for every file is a round trip or more.
-/// A held descriptor never leads through a symlink, whatever happens to the
-/// path; it is dropped after [`DIR_TTL`] so that a folder *moved* away (not
-/// swapped) is not written to or read from at its new place for longer than
-/// that.
-#[derive(Debug, Default)]
-pub struct DirCache {
-    last: Option<(PathBuf, Arc<Dir>, Instant)>,
-}
-
-impl DirCache {
-    /// The folder `rel` below `root`, from the cache when fresh.
-    pub fn dir(&mut self, root: &Root, rel: &Path) -> io::Result<Arc<Dir>> {
-        self.get(root, rel, None)
-    }
-
-    /// Like [`DirCache::dir`], creating missing folders with `mode`.
-    pub fn create_dirs(&mut self, root: &Root, rel: &Path, mode: u32) -> io::Result<Arc<Dir>> {
-        self.get(root, rel, Some(&mut |dir, name, _| dir.mkdir(name, mode)))
-    }
-
-    /// Like [`DirCache::dir`], creating missing folders with `mkdir` (see
-    /// [`Root::create_dirs_with`]).
-    pub fn create_dirs_with(
-        &mut self,
-        root: &Root,
-        rel: &Path,
-        mkdir: &mut MkDir<'_>,
-    ) -> io::Result<Arc<Dir>> {
-        self.get(root, rel, Some(mkdir))
-    }
-
-    fn get(
-        &mut self,
-        root: &Root,
-        rel: &Path,
-        create: Option<&mut MkDir<'_>>,
-    ) -> io::Result<Arc<Dir>> {
-        if let Some((p, dir, at)) = &self.last
-            && p == rel
-            && at.elapsed() < DIR_TTL
-        {
-            return Ok(dir.clone());
-        }
-        self.last = None;
-        let dir = Arc::new(match create {
-            Some(mkdir) => root.create_dirs_with(rel, mkdir)?,
-            None => root.dir(rel)?,
-        });
-        self.last = Some((rel.to_path_buf(), dir.clone(), Instant::now()));
-        Ok(dir)
-    }
-
-    /// Forgets the folder (after an error in it, say).
-    pub fn clear(&mut self) {
-        self.last = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::EntryKind;
     use std::io::{Read, Write};
     use std::os::unix::fs::symlink;
 
