@@ -10,21 +10,26 @@ use std::sync::{Arc, OnceLock};
 use crate::throttle::LiveLimit;
 use std::time::{Duration, Instant};
 
-use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
+use camino::Utf8Path;
 use tracing::{info_span, warn};
 
-use crate::audit::{AuditError, AuditLog, FileRecord, now_rfc3339};
-use crate::db::{DbError, RunRow, StateDb};
+use crate::audit::{AuditLog, FileRecord, now_rfc3339};
+use crate::db::{RunRow, StateDb};
 use crate::decide::{self, MountCheck, RunMode};
 pub use crate::exit::Exit;
-use crate::lock::{JobLock, LockError};
+use crate::lock::JobLock;
 use crate::manifest::Job;
-use crate::mirror::{self, MirrorError, MirrorOptions, MirrorReport};
+use crate::mirror::{self, MirrorOptions};
 use crate::progress::{PHASE_IDLE, Progress, count};
-use crate::scan::{self, ScanError, ScanReport};
-use crate::transfer::{self, TransferError, TransferReport};
+use crate::scan::{self, ScanError};
+use crate::transfer::{self, TransferReport};
 use crate::units::human_bytes;
+
+mod record;
+mod report;
+
+use record::{RunEnd, RunStart, host_name, user};
+pub use report::{Finished, RunError, RunReport, describe};
 
 /// One stage of the plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,183 +147,6 @@ pub fn mode_line(mode: RunMode, rescan: bool) -> String {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    #[error(
-        "{which} root `{path}` was a mount point when this job started and is not one now \
-         (share not mounted?); nothing was done"
-    )]
-    Unmounted {
-        which: &'static str,
-        path: Utf8PathBuf,
-    },
-    #[error("destination root `{path}` is not a directory")]
-    DestNotDir { path: Utf8PathBuf },
-    #[error("cannot create destination root `{path}`: {source}")]
-    DestRoot {
-        path: Utf8PathBuf,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-    #[error(transparent)]
-    Scan(#[from] ScanError),
-    #[error(transparent)]
-    Transfer(#[from] TransferError),
-    #[error(transparent)]
-    Mirror(#[from] MirrorError),
-}
-
-impl RunError {
-    pub fn exit(&self) -> Exit {
-        match self {
-            RunError::Lock(LockError::Locked { .. }) => Exit::Locked,
-            RunError::Db(DbError::RootsDiffer { .. })
-            | RunError::Scan(ScanError::RootsCross { .. }) => Exit::Usage,
-            RunError::Scan(ScanError::Interrupted) => Exit::Interrupted,
-            _ => Exit::Fatal,
-        }
-    }
-}
-
-/// What a finished run did.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub mode: RunMode,
-    pub stages: Vec<Stage>,
-    pub scan: Option<ScanReport>,
-    pub transfer: TransferReport,
-    /// `None` when the plan had no mirror stage (or it did not run).
-    pub mirror: Option<MirrorReport>,
-    pub elapsed: Duration,
-    pub exit: Exit,
-    /// `--dry-run`: nothing was copied or deleted.
-    pub dry_run: bool,
-}
-
-impl RunReport {
-    /// Entries that failed this run: files the transfer could not copy,
-    /// source entries the scan could not read or would not write (case
-    /// collisions), extras the mirror could not delete.
-    pub fn failed(&self) -> u64 {
-        self.transfer.failed
-            + self
-                .scan
-                .as_ref()
-                .map_or(0, |s| s.source_errors + s.case_collisions)
-            + self.mirror.as_ref().map_or(0, |m| m.failed)
-    }
-
-    /// The one-line summary printed at the end of every run.
-    pub fn summary(&self) -> String {
-        let t = &self.transfer;
-        crate::progress::summary_line(&crate::progress::Summary {
-            files: t.files_done,
-            bytes: t.bytes_done,
-            failed: self.failed(),
-            deleted: self.mirror.as_ref().map(|m| m.deleted),
-            dry_run: self.dry_run,
-            elapsed: self.elapsed,
-            mode: Some(self.mode.name()),
-            exit_code: self.exit.code(),
-            reason: self.exit.reason(),
-        })
-    }
-}
-
-/// The `run_start` audit line: what an auditor needs to know about the run
-/// before it touches anything (the roots actually used, flags included).
-#[derive(Serialize)]
-struct RunStart<'a> {
-    status: &'static str,
-    job: &'a str,
-    mode: &'a str,
-    dry_run: bool,
-    rescan: bool,
-    source: &'a str,
-    destination: &'a str,
-    db: &'a str,
-    log: &'a str,
-    checksum: &'a str,
-    bwlimit: String,
-    transfers: usize,
-    delete_extras: bool,
-    version: &'static str,
-    host: String,
-    user: String,
-    uid: u32,
-    pid: u32,
-    /// Present (true) when the log's last line was torn and was ended.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    torn_line_ended: bool,
-}
-
-/// The `run_end` audit line: the same figures as the summary line and the
-/// `runs` row.
-#[derive(Serialize)]
-struct RunEnd<'a> {
-    status: &'static str,
-    job: &'a str,
-    mode: &'a str,
-    dry_run: bool,
-    files: u64,
-    bytes: u64,
-    failed: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deleted: Option<u64>,
-    exit: u8,
-    reason: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-}
-
-/// The host name (`gethostname`), empty if it cannot be read.
-fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; the kernel NUL-terminates
-    // within it (a truncated name is cut at the first NUL below anyway).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// The user the run runs as: its uid and the name the password database
-/// gives it (the uid as text when it has none).
-fn user() -> (u32, String) {
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 4096];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; `buf` outlives the use
-    // of `pwd`'s string pointers below.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
-        // SAFETY: a NUL-terminated string inside `buf`.
-        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        uid.to_string()
-    };
-    (uid, name)
-}
-
 /// What a run shares with the threads beside it while it goes (reload,
 /// metrics): the limit a reload may replace, and the run's `runs` row id
 /// once it is recorded.
@@ -347,30 +175,6 @@ pub struct RunOptions {
     /// property of one invocation, and `dry_run = true` forgotten in a cron
     /// manifest would silently stop a job while it reports success.
     pub dry_run: bool,
-}
-
-/// A run that was recorded: it has its `runs` row and its `run_start` and
-/// `run_end` lines, which say what [`RunReport`] says.
-#[derive(Debug)]
-pub struct Finished {
-    pub report: RunReport,
-    /// The fatal condition that ended it (exit 4), if any.
-    pub error: Option<RunError>,
-}
-
-/// The one error line of a failed run, as printed and as recorded (`runs`
-/// row, `run_end`). A bare SQLite error ("attempt to write a readonly
-/// database") gets the DB's path, which it lacks.
-pub fn describe(e: &RunError, job: &Job) -> String {
-    use crate::db::DbError::Sql;
-    match e {
-        RunError::Db(Sql(s))
-        | RunError::Scan(ScanError::Db(Sql(s)))
-        | RunError::Transfer(TransferError::Db(Sql(s))) => {
-            format!("state DB `{}` is unusable: {s}", job.db)
-        }
-        _ => e.to_string(),
-    }
 }
 
 /// Executes a job. `say` receives the user-facing lines (mode, stage notes).

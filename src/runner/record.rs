@@ -1,0 +1,93 @@
+//! The run's own audit lines (`run_start`, `run_end`) and who ran it (host,
+//! user).
+
+use serde::Serialize;
+
+/// The `run_start` audit line: what an auditor needs to know about the run
+/// before it touches anything (the roots actually used, flags included).
+#[derive(Serialize)]
+pub(super) struct RunStart<'a> {
+    pub(super) status: &'static str,
+    pub(super) job: &'a str,
+    pub(super) mode: &'a str,
+    pub(super) dry_run: bool,
+    pub(super) rescan: bool,
+    pub(super) source: &'a str,
+    pub(super) destination: &'a str,
+    pub(super) db: &'a str,
+    pub(super) log: &'a str,
+    pub(super) checksum: &'a str,
+    pub(super) bwlimit: String,
+    pub(super) transfers: usize,
+    pub(super) delete_extras: bool,
+    pub(super) version: &'static str,
+    pub(super) host: String,
+    pub(super) user: String,
+    pub(super) uid: u32,
+    pub(super) pid: u32,
+    /// Present (true) when the log's last line was torn and was ended.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(super) torn_line_ended: bool,
+}
+
+/// The `run_end` audit line: the same figures as the summary line and the
+/// `runs` row.
+#[derive(Serialize)]
+pub(super) struct RunEnd<'a> {
+    pub(super) status: &'static str,
+    pub(super) job: &'a str,
+    pub(super) mode: &'a str,
+    pub(super) dry_run: bool,
+    pub(super) files: u64,
+    pub(super) bytes: u64,
+    pub(super) failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) deleted: Option<u64>,
+    pub(super) exit: u8,
+    pub(super) reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) error: Option<&'a str>,
+}
+
+/// The host name (`gethostname`), empty if it cannot be read.
+pub(super) fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the kernel NUL-terminates
+    // within it (a truncated name is cut at the first NUL below anyway).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The user the run runs as: its uid and the name the password database
+/// gives it (the uid as text when it has none).
+pub(super) fn user() -> (u32, String) {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call; `buf` outlives the use
+    // of `pwd`'s string pointers below.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
+        // SAFETY: a NUL-terminated string inside `buf`.
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        uid.to_string()
+    };
+    (uid, name)
+}

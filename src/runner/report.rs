@@ -1,0 +1,129 @@
+//! How a run ends, as the runner hands it back: the run's error ([`RunError`],
+//! its exit code and its one line) and what it did ([`RunReport`]).
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+
+use super::Stage;
+use crate::audit::AuditError;
+use crate::db::DbError;
+use crate::decide::RunMode;
+use crate::exit::Exit;
+use crate::lock::LockError;
+use crate::manifest::Job;
+use crate::mirror::{MirrorError, MirrorReport};
+use crate::scan::{ScanError, ScanReport};
+use crate::transfer::{TransferError, TransferReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(
+        "{which} root `{path}` was a mount point when this job started and is not one now \
+         (share not mounted?); nothing was done"
+    )]
+    Unmounted {
+        which: &'static str,
+        path: Utf8PathBuf,
+    },
+    #[error("destination root `{path}` is not a directory")]
+    DestNotDir { path: Utf8PathBuf },
+    #[error("cannot create destination root `{path}`: {source}")]
+    DestRoot {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+}
+
+impl RunError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            RunError::Lock(LockError::Locked { .. }) => Exit::Locked,
+            RunError::Db(DbError::RootsDiffer { .. })
+            | RunError::Scan(ScanError::RootsCross { .. }) => Exit::Usage,
+            RunError::Scan(ScanError::Interrupted) => Exit::Interrupted,
+            _ => Exit::Fatal,
+        }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub mode: RunMode,
+    pub stages: Vec<Stage>,
+    pub scan: Option<ScanReport>,
+    pub transfer: TransferReport,
+    /// `None` when the plan had no mirror stage (or it did not run).
+    pub mirror: Option<MirrorReport>,
+    pub elapsed: Duration,
+    pub exit: Exit,
+    /// `--dry-run`: nothing was copied or deleted.
+    pub dry_run: bool,
+}
+
+impl RunReport {
+    /// Entries that failed this run: files the transfer could not copy,
+    /// source entries the scan could not read or would not write (case
+    /// collisions), extras the mirror could not delete.
+    pub fn failed(&self) -> u64 {
+        self.transfer.failed
+            + self
+                .scan
+                .as_ref()
+                .map_or(0, |s| s.source_errors + s.case_collisions)
+            + self.mirror.as_ref().map_or(0, |m| m.failed)
+    }
+
+    /// The one-line summary printed at the end of every run.
+    pub fn summary(&self) -> String {
+        let t = &self.transfer;
+        crate::progress::summary_line(&crate::progress::Summary {
+            files: t.files_done,
+            bytes: t.bytes_done,
+            failed: self.failed(),
+            deleted: self.mirror.as_ref().map(|m| m.deleted),
+            dry_run: self.dry_run,
+            elapsed: self.elapsed,
+            mode: Some(self.mode.name()),
+            exit_code: self.exit.code(),
+            reason: self.exit.reason(),
+        })
+    }
+}
+
+/// A run that was recorded: it has its `runs` row and its `run_start` and
+/// `run_end` lines, which say what [`RunReport`] says.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: RunReport,
+    /// The fatal condition that ended it (exit 4), if any.
+    pub error: Option<RunError>,
+}
+
+/// The one error line of a failed run, as printed and as recorded (`runs`
+/// row, `run_end`). A bare SQLite error ("attempt to write a readonly
+/// database") gets the DB's path, which it lacks.
+pub fn describe(e: &RunError, job: &Job) -> String {
+    use crate::db::DbError::Sql;
+    match e {
+        RunError::Db(Sql(s))
+        | RunError::Scan(ScanError::Db(Sql(s)))
+        | RunError::Transfer(TransferError::Db(Sql(s))) => {
+            format!("state DB `{}` is unusable: {s}", job.db)
+        }
+        _ => e.to_string(),
+    }
+}
