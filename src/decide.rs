@@ -724,45 +724,64 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mirror_rules_table() {
-        use KeepReason::*;
-        use MirrorVerdict::*;
-        let cap = |max_delete| MirrorPolicy { max_delete };
-        let pct10 = cap(MaxDelete::Percent(1000));
-        let off = cap(MaxDelete::Off);
-        let file = st(File, 10, 5 * S);
-        let dir = st(Dir, 4096, 5 * S);
-        let absent_same = |s: Stamp| Live {
+    type MirrorCase = (
+        &'static str,
+        MirrorRun,
+        Stamp,
+        Live,
+        MirrorPolicy,
+        MirrorVerdict,
+    );
+
+    /// The stamps and policies the mirror tables use: a file, a folder, a
+    /// destination unchanged since the listing with the source absent.
+    struct MirrorFixture {
+        pct10: MirrorPolicy,
+        off: MirrorPolicy,
+        file: Stamp,
+        dir: Stamp,
+        normal: MirrorRun,
+    }
+
+    fn mirror_fixture() -> MirrorFixture {
+        MirrorFixture {
+            pct10: MirrorPolicy {
+                max_delete: MaxDelete::Percent(1000),
+            },
+            off: MirrorPolicy {
+                max_delete: MaxDelete::Off,
+            },
+            file: st(File, 10, 5 * S),
+            dir: st(Dir, 4096, 5 * S),
+            normal: run(OK_ROOT, 100, 0, 100, 3),
+        }
+    }
+
+    fn absent_same(s: Stamp) -> Live {
+        Live {
             source: SourceNow::Absent,
             dest: DestNow::Is(s),
-        };
-        let normal = run(OK_ROOT, 100, 0, 100, 3);
-        type Case = (
-            &'static str,
-            MirrorRun,
-            Stamp,
-            Live,
-            MirrorPolicy,
-            MirrorVerdict,
-        );
-        let cases: &[Case] = &[
-            (
-                "absent, unchanged file",
-                normal,
-                file,
-                absent_same(file),
-                pct10,
-                Delete,
-            ),
-            (
-                "absent dir whose mtime moved",
-                normal,
-                dir,
-                absent_same(st(Dir, 60, 9 * S)),
-                pct10,
-                Delete,
-            ),
+        }
+    }
+
+    fn check_mirror_cases(cases: &[MirrorCase]) {
+        for (name, run, listed, live, policy, want) in cases {
+            assert_eq!(mirror_verdict(run, listed, live, policy), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn mirror_refusals_table() {
+        use MirrorVerdict::*;
+        let cap = |max_delete| MirrorPolicy { max_delete };
+        let MirrorFixture {
+            pct10,
+            off,
+            file,
+            normal,
+            ..
+        } = mirror_fixture();
+        let cases: &[MirrorCase] = &[
             (
                 "source root missing",
                 run(SourceRoot::Missing, 100, 0, 100, 3),
@@ -845,6 +864,38 @@ mod tests {
                     base: 103,
                 }),
             ),
+        ];
+        check_mirror_cases(cases);
+    }
+
+    #[test]
+    fn mirror_live_checks_table() {
+        use KeepReason::*;
+        use MirrorVerdict::*;
+        let MirrorFixture {
+            pct10,
+            file,
+            dir,
+            normal,
+            ..
+        } = mirror_fixture();
+        let cases: &[MirrorCase] = &[
+            (
+                "absent, unchanged file",
+                normal,
+                file,
+                absent_same(file),
+                pct10,
+                Delete,
+            ),
+            (
+                "absent dir whose mtime moved",
+                normal,
+                dir,
+                absent_same(st(Dir, 60, 9 * S)),
+                pct10,
+                Delete,
+            ),
             (
                 "source present now",
                 normal,
@@ -914,9 +965,7 @@ mod tests {
                 Keep(DestChanged),
             ),
         ];
-        for (name, run, listed, live, policy, want) in cases {
-            assert_eq!(mirror_verdict(run, listed, live, policy), *want, "{name}");
-        }
+        check_mirror_cases(cases);
     }
 
     #[test]
