@@ -667,41 +667,7 @@ fn case_collisions_on_a_case_insensitive_destination_fail_the_second_name() {
         TestEnv::set_mtime(&env.src.join(f), 1_600_000_000, 0);
     }
 
-    let out = env.run(&[]);
-    out.assert_code(1);
-    assert_eq!(
-        std::fs::read(env.dst.join("Case.txt")).unwrap(),
-        b"first, the upper-case one"
-    );
-    assert_eq!(std::fs::read(env.dst.join("Dir/x")).unwrap(), b"in Dir");
-    assert_eq!(
-        std::fs::read(env.dst.join("plain.txt")).unwrap(),
-        b"no collision"
-    );
-    let names: Vec<_> = std::fs::read_dir(&env.dst)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert_eq!(names.len(), 3, "{names:?}");
-    let e = row(&env, "case.txt").error.unwrap_or_default();
-    assert_eq!(row(&env, "case.txt").status, "failed");
-    assert!(
-        e.contains(&*env.src.join("case.txt").to_string_lossy())
-            && e.contains(&*env.src.join("Case.txt").to_string_lossy())
-            && e.contains("case-insensitive"),
-        "the error names both paths: {e}"
-    );
-    for f in ["dir", "dir/x", "dir/y"] {
-        let r = row(&env, f);
-        assert_eq!(r.status, "failed", "{f}: {r:?}");
-        assert!(r.error.unwrap().contains("collision"), "{f}");
-    }
-    for f in ["Case.txt", "Dir", "Dir/x", "plain.txt"] {
-        assert_eq!(row(&env, f).status, "synced", "{f}");
-    }
-    let failed = env.log_with_status("failed");
-    assert_eq!(failed.len(), 4, "audit lines: {failed:?}");
-    assert!(temps(&env.dst).is_empty(), "{:?}", temps(&env.dst));
+    first_run_keeps_the_first_name(&env);
 
     // No flip-flop: the next runs copy nothing, delete nothing, and the
     // first file is still the first.
@@ -722,9 +688,62 @@ fn case_collisions_on_a_case_insensitive_destination_fail_the_second_name() {
     assert_eq!(env.log_with_status("synced").len(), 3);
     assert!(env.log_with_status("deleted").is_empty());
 
-    // A destination spelled otherwise is the same name: `PLAIN.TXT` there
-    // is the source's `plain.txt`, not an extra to delete, and the
-    // recopy of a changed source lands on it.
+    other_spellings_are_the_same_name(&mut env);
+
+    // Without the losers the job is clean.
+    std::fs::remove_file(env.src.join("case.txt")).unwrap();
+    std::fs::remove_dir_all(env.src.join("dir")).unwrap();
+    env.run(&[]).assert_code(0);
+    assert_eq!(
+        std::fs::read(env.dst.join("Case.txt")).unwrap(),
+        b"first, the upper-case one"
+    );
+}
+
+/// The first run on the collision tree: the first of each pair is copied,
+/// the second `failed` with both paths named, folders with their content.
+fn first_run_keeps_the_first_name(env: &TestEnv) {
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(
+        std::fs::read(env.dst.join("Case.txt")).unwrap(),
+        b"first, the upper-case one"
+    );
+    assert_eq!(std::fs::read(env.dst.join("Dir/x")).unwrap(), b"in Dir");
+    assert_eq!(
+        std::fs::read(env.dst.join("plain.txt")).unwrap(),
+        b"no collision"
+    );
+    let names: Vec<_> = std::fs::read_dir(&env.dst)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    let e = row(env, "case.txt").error.unwrap_or_default();
+    assert_eq!(row(env, "case.txt").status, "failed");
+    assert!(
+        e.contains(&*env.src.join("case.txt").to_string_lossy())
+            && e.contains(&*env.src.join("Case.txt").to_string_lossy())
+            && e.contains("case-insensitive"),
+        "the error names both paths: {e}"
+    );
+    for f in ["dir", "dir/x", "dir/y"] {
+        let r = row(env, f);
+        assert_eq!(r.status, "failed", "{f}: {r:?}");
+        assert!(r.error.unwrap().contains("collision"), "{f}");
+    }
+    for f in ["Case.txt", "Dir", "Dir/x", "plain.txt"] {
+        assert_eq!(row(env, f).status, "synced", "{f}");
+    }
+    let failed = env.log_with_status("failed");
+    assert_eq!(failed.len(), 4, "audit lines: {failed:?}");
+    assert!(temps(&env.dst).is_empty(), "{:?}", temps(&env.dst));
+}
+
+/// A destination spelled otherwise is the same name: `PLAIN.TXT` there is
+/// the source's `plain.txt`, not an extra to delete, and the recopy of a
+/// changed source lands on it.
+fn other_spellings_are_the_same_name(env: &mut TestEnv) {
     std::fs::rename(env.dst.join("plain.txt"), env.dst.join("PLAIN.TXT")).unwrap();
     let out = env.run(&[]);
     out.assert_code(1);
@@ -747,15 +766,6 @@ fn case_collisions_on_a_case_insensitive_destination_fail_the_second_name() {
         out.stdout
     );
     assert!(env.log_with_status("deleted").is_empty());
-
-    // Without the losers the job is clean.
-    std::fs::remove_file(env.src.join("case.txt")).unwrap();
-    std::fs::remove_dir_all(env.src.join("dir")).unwrap();
-    env.run(&[]).assert_code(0);
-    assert_eq!(
-        std::fs::read(env.dst.join("Case.txt")).unwrap(),
-        b"first, the upper-case one"
-    );
 }
 
 /// Names a FAT destination refuses (as SMB refuses `\` and names that are

@@ -72,35 +72,7 @@ fn metrics_file_passes_promtool_mid_run_and_at_the_end() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let out = promtool(&mid).unwrap();
-    assert_eq!(
-        out.code, 0,
-        "promtool mid-run: {}{}\n{mid}",
-        out.stdout, out.stderr
-    );
-    assert_eq!(
-        value(&mid, "jobrun_running{jobrun_job=\"job\"}"),
-        Some(1.0),
-        "{mid}"
-    );
-    assert_eq!(
-        value(&mid, "jobrun_bwlimit_bytes_per_second{jobrun_job=\"job\"}"),
-        Some(2.0 * MIB as f64),
-        "{mid}"
-    );
-    assert!(
-        value(&mid, "jobrun_last_run_exit_code{jobrun_job=\"job\"}").is_none(),
-        "{mid}"
-    );
-    assert!(
-        mid.contains("# TYPE jobrun_copied_bytes_total counter"),
-        "{mid}"
-    );
-    let beat = value(
-        &mid,
-        "jobrun_heartbeat_timestamp_seconds{jobrun_job=\"job\"}",
-    )
-    .unwrap();
+    let beat = check_mid_run(&mid);
 
     let out: Out = child.wait_with_output().unwrap().into();
     out.assert_code(0);
@@ -144,8 +116,11 @@ fn metrics_file_passes_promtool_mid_run_and_at_the_end() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["job.prom"]);
+}
 
-    // Off by default: a job without the key writes no metrics.
+/// Off by default: a job without the key writes no metrics.
+#[test]
+fn no_metrics_without_metrics_file() {
     let env = TestEnv::new();
     env.src_file("a.bin", b"x");
     env.run(&[]).assert_code(0);
@@ -190,4 +165,38 @@ fn readme_alert_rules_pass_promtool() {
         "{}",
         out.stdout
     );
+}
+
+/// Mid-run: promtool passes, the run is running with the limit in force
+/// and no exit code yet. Returns the heartbeat.
+fn check_mid_run(mid: &str) -> f64 {
+    let out = promtool(mid).unwrap();
+    assert_eq!(
+        out.code, 0,
+        "promtool mid-run: {}{}\n{mid}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(
+        value(mid, "jobrun_running{jobrun_job=\"job\"}"),
+        Some(1.0),
+        "{mid}"
+    );
+    assert_eq!(
+        value(mid, "jobrun_bwlimit_bytes_per_second{jobrun_job=\"job\"}"),
+        Some(2.0 * MIB as f64),
+        "{mid}"
+    );
+    assert!(
+        value(mid, "jobrun_last_run_exit_code{jobrun_job=\"job\"}").is_none(),
+        "{mid}"
+    );
+    assert!(
+        mid.contains("# TYPE jobrun_copied_bytes_total counter"),
+        "{mid}"
+    );
+    value(
+        mid,
+        "jobrun_heartbeat_timestamp_seconds{jobrun_job=\"job\"}",
+    )
+    .unwrap()
 }
