@@ -430,6 +430,9 @@ pub fn mount_check(recorded: Option<bool>, now: Option<bool>) -> MountCheck {
     match (recorded, now) {
         (Some(true), Some(false) | None) => MountCheck::Unmounted,
         (None, Some(m)) => MountCheck::Record(m),
+        // Mounted since (or first seen as one by a finer test): remember
+        // it, so that a later unmount is caught.
+        (Some(false), Some(true)) => MountCheck::Record(true),
         _ => MountCheck::Same,
     }
 }
@@ -674,8 +677,9 @@ mod tests {
         assert_eq!(mount_check(Some(true), Some(true)), Same);
         assert_eq!(mount_check(Some(true), Some(false)), Unmounted);
         assert_eq!(mount_check(Some(true), None), Unmounted);
-        // A root that became a mount point later (moved onto a share) is fine.
-        assert_eq!(mount_check(Some(false), Some(true)), Same);
+        // A root that became a mount point later (a share mounted on it) is
+        // remembered as one from then on.
+        assert_eq!(mount_check(Some(false), Some(true)), Record(true));
         assert_eq!(mount_check(Some(false), None), Same);
     }
 

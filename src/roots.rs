@@ -320,6 +320,18 @@ impl DeleteGuard {
     }
 }
 
+/// Whether `root` is a mount point: on another mount than its parent (the
+/// kernel's mount id, so a bind mount on the same filesystem counts; the
+/// device alone on kernels before 5.8). `None` when it does not exist or
+/// cannot be examined.
+pub fn is_mount_point(root: &Path) -> Option<bool> {
+    let here = Mount::of(root).ok()?;
+    let Some(parent) = root.parent() else {
+        return Some(true);
+    };
+    Some(!here.same_mount(&Mount::of(parent).ok()?))
+}
+
 /// What `statx` says of one entry: its identity and its mount.
 struct Mount {
     id: RootId,
@@ -380,6 +392,14 @@ fn statx(path: &Path, flags: libc::c_int) -> io::Result<Mount> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_by_mount_id() {
+        assert_eq!(is_mount_point(Path::new("/")), Some(true));
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(is_mount_point(t.path()), Some(false));
+        assert_eq!(is_mount_point(&t.path().join("absent")), None);
+    }
 
     fn utf8(p: &Path) -> Utf8PathBuf {
         Utf8PathBuf::from_path_buf(p.to_path_buf()).unwrap()

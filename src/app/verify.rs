@@ -120,7 +120,7 @@ fn check_root(job: &Job, db: &StateDb) -> Result<(), Failure> {
         .meta_get("destination_mount_point")
         .map_err(db_failure)?
         .map(|v| v == "1");
-    if decide::mount_check(recorded, runner::is_mount_point(dest)) == MountCheck::Unmounted {
+    if decide::mount_check(recorded, crate::roots::is_mount_point(dest)) == MountCheck::Unmounted {
         return Err(fail(
             format!(
                 "destination root `{}` was a mount point when this job started and is not one \

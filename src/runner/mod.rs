@@ -49,18 +49,6 @@ impl Stage {
     }
 }
 
-/// Whether `root` is a mount point (its device differs from its parent's);
-/// `None` when it does not exist or cannot be examined.
-pub fn is_mount_point(root: &std::path::Path) -> Option<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(root).ok()?;
-    let parent = root
-        .parent()
-        .map_or(Ok(md.clone()), std::fs::metadata)
-        .ok()?;
-    Some(root.parent().is_none() || md.dev() != parent.dev())
-}
-
 /// Whether a root recorded in the DB as `recorded` is the folder `wanted`
 /// (the job's canonical root) under another spelling.
 pub fn same_folder(recorded: &str, wanted: &Utf8Path) -> bool {
@@ -386,7 +374,7 @@ fn start(
     for (which, root) in [("source", &job.source), ("destination", &job.destination)] {
         let key = format!("{which}_mount_point");
         let recorded = db.meta_get(&key)?.map(|v| v == "1");
-        match decide::mount_check(recorded, is_mount_point(root.as_std_path())) {
+        match decide::mount_check(recorded, crate::roots::is_mount_point(root.as_std_path())) {
             MountCheck::Record(m) => db.meta_set(&key, if m { "1" } else { "0" })?,
             MountCheck::Same => {}
             MountCheck::Unmounted => {
