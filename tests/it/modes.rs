@@ -382,11 +382,14 @@ fn temp_modes_while_running(
 fn the_temporary_is_never_wider_than_the_source() {
     for (extra, src_bits, want_tmp) in [("", 0o600, 0o600), ("owners = true", 0o640, 0o600)] {
         let env = TestEnv::new();
-        env.src_file("hr/salaries.bin", &crate::env::bytes(768 << 10, 1));
+        // About 3 s at the limit: the temporary is there long enough to be
+        // seen by a poller on a loaded machine.
+        env.src_file("hr/salaries.bin", &crate::env::bytes(1536 << 10, 1));
         chmod(&env.src.join("hr/salaries.bin"), src_bits);
         env.manifest(&format!("bwlimit = \"512K\"\n{extra}"));
         let mut child = spawn_as(&env, None, &[]);
         let seen = temp_modes_while_running(&env.dst.join("hr"), &mut child);
+        assert!(child.wait().unwrap().success(), "{extra}: the run failed");
         assert!(!seen.is_empty(), "{extra}: no temporary seen");
         assert!(
             seen.iter().all(|m| *m == want_tmp),
