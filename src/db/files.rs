@@ -1,0 +1,550 @@
+//! The `files` table: one row per source entry — the scan's inserts and
+//! updates, the transfer's pending pages and outcomes, counts per status,
+//! and the recorded hashes.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{DbError, Result, StateDb, kind_of, path_from, path_value, status_of};
+use crate::decide::{EntryKind, Stamp};
+
+/// One walked entry, source or destination side.
+#[derive(Debug, Clone)]
+pub struct ScanEntry {
+    pub path: PathBuf,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub accessed_ns: i64,
+    pub changed_ns: i64,
+    pub created_ns: Option<i64>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A backlog row as the transfer stage needs it.
+#[derive(Debug, Clone)]
+pub struct PendingFile {
+    pub id: i64,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub accessed_ns: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A source row as a rescan compares it with the walked entry.
+#[derive(Debug, Clone)]
+pub struct KnownRow {
+    pub id: i64,
+    /// The recorded source stamp (`path` left empty).
+    pub entry: ScanEntry,
+    pub status: &'static str,
+    pub after_copy: Option<Stamp>,
+}
+
+/// Files and bytes in one status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCount {
+    pub status: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A synced file as `verify` checks it and `hashes` lists it.
+#[derive(Debug, Clone)]
+pub struct HashedFile {
+    pub id: i64,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub size: u64,
+    pub modified_ns: i64,
+    /// Lowercase hex, as recorded when the file was read from the source.
+    pub hash: String,
+    /// As the manifest spells it (`sha256`, …).
+    pub algorithm: String,
+}
+
+/// What the writer records for a synced file.
+pub struct Synced<'a> {
+    pub id: i64,
+    pub hash: Option<&'a str>,
+    pub algorithm: Option<&'a str>,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub after_copy: Option<Stamp>,
+}
+
+impl StateDb {
+    /// Pending files and bytes: the backlog.
+    pub fn backlog(&self) -> Result<(u64, u64)> {
+        let sql = "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending'";
+        Ok(self.conn.query_row(sql, [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?)
+    }
+
+    /// The transfer stage's share of the backlog: pending entries other
+    /// than folders (those only get their times restored) and file bytes.
+    pub fn transfer_backlog(&self) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files WHERE status = 'pending' AND kind != 'dir'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Up to `n` failed rows with their error text, for `status`.
+    pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String)>> {
+        let mut st = self.conn.prepare(
+            "SELECT source_path, coalesce(error, '') FROM files WHERE status = 'failed'
+             ORDER BY rowid LIMIT ?1",
+        )?;
+        let rows = st.query_map([n as i64], |r| Ok((path_from(r.get_ref(0)?)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Files and bytes per status, always listing all three.
+    pub fn status_counts(&self) -> Result<Vec<StatusCount>> {
+        let mut out: Vec<StatusCount> = ["pending", "synced", "failed"]
+            .iter()
+            .map(|s| StatusCount {
+                status: (*s).to_owned(),
+                ..Default::default()
+            })
+            .collect();
+        let mut st = self.conn.prepare(
+            "SELECT status, count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
+             FROM files GROUP BY status",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (status, files, bytes) = row?;
+            if let Some(c) = out.iter_mut().find(|c| c.status == status) {
+                c.files = files as u64;
+                c.bytes = bytes as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The row of a source path, for the scan's comparison; `None` when new.
+    pub fn find_source(&self, path: &Path) -> Result<Option<KnownRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
+                    mode, uid, gid, status, after_copy_size, after_copy_modified_ns
+             FROM files WHERE source_path = ?1",
+        )?;
+        Ok(st
+            .query_row([path_value(path)], |r| {
+                let kind = kind_of(r.get_ref(1)?)?;
+                let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<i64>>(12)?) {
+                    (Some(size), Some(m)) => Some(Stamp {
+                        kind,
+                        size: size as u64,
+                        modified_ns: m,
+                    }),
+                    _ => None,
+                };
+                Ok(KnownRow {
+                    id: r.get(0)?,
+                    entry: ScanEntry {
+                        path: PathBuf::new(),
+                        kind,
+                        size: r.get::<_, i64>(2)? as u64,
+                        modified_ns: r.get(3)?,
+                        accessed_ns: r.get(4)?,
+                        changed_ns: r.get(5)?,
+                        created_ns: r.get(6)?,
+                        mode: r.get(7)?,
+                        uid: r.get(8)?,
+                        gid: r.get(9)?,
+                    },
+                    status: status_of(r.get_ref(10)?)?,
+                    after_copy: after,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Inserts a new source row with its decided status; returns its id.
+    /// Runs inside the caller's transaction ([`Self::begin`]).
+    pub fn insert_source(
+        &self,
+        e: &ScanEntry,
+        dest: &Path,
+        status: &str,
+        scan_id: i64,
+    ) -> Result<i64> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                changed_ns, created_ns, mode, uid, gid, status, scan_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        st.execute(params![
+            path_value(&e.path),
+            path_value(dest),
+            e.kind.as_str(),
+            e.size as i64,
+            e.modified_ns,
+            e.accessed_ns,
+            e.changed_ns,
+            e.created_ns,
+            e.mode,
+            e.uid,
+            e.gid,
+            status,
+            scan_id,
+        ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Rewrites a known row after a rescan: the new source stamp and status.
+    /// `same_content` (size, mtime and kind unchanged) keeps the hash and the
+    /// after-copy stamp; otherwise both are cleared. A status change clears
+    /// the error. `scan_id` records the scan that last changed the row.
+    /// Runs inside the caller's transaction.
+    pub fn update_source(
+        &self,
+        id: i64,
+        e: &ScanEntry,
+        status: &str,
+        same_content: bool,
+        scan_id: i64,
+    ) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE files SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
+                changed_ns = ?6, created_ns = ?7, mode = ?8, uid = ?9, gid = ?10,
+                error = CASE WHEN status = ?11 THEN error END, status = ?11,
+                hash = CASE WHEN ?12 THEN hash END,
+                hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
+                after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
+                after_copy_modified_ns = CASE WHEN ?12 THEN after_copy_modified_ns END,
+                scan_id = ?13
+             WHERE rowid = ?1",
+        )?;
+        st.execute(params![
+            id,
+            e.kind.as_str(),
+            e.size as i64,
+            e.modified_ns,
+            e.accessed_ns,
+            e.changed_ns,
+            e.created_ns,
+            e.mode,
+            e.uid,
+            e.gid,
+            status,
+            same_content,
+            scan_id,
+        ])?;
+        Ok(())
+    }
+
+    /// Rows in `files`.
+    pub fn count_files(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Deletes every row whose id `seen` rejects (rows of entries the scan
+    /// did not find), in chunks of rowids; returns how many.
+    pub fn drop_unseen(&mut self, seen: impl Fn(i64) -> bool) -> Result<u64> {
+        const CHUNK: i64 = 50_000;
+        let (mut last, mut dropped) = (0i64, 0u64);
+        loop {
+            let tx = self.conn.transaction()?;
+            let mut n = 0;
+            let mut gone = Vec::new();
+            {
+                let mut st = tx.prepare_cached(
+                    "SELECT rowid FROM files WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                )?;
+                let mut rows = st.query(params![last, CHUNK])?;
+                while let Some(r) = rows.next()? {
+                    n += 1;
+                    last = r.get(0)?;
+                    if !seen(last) {
+                        gone.push(last);
+                    }
+                }
+                let mut del = tx.prepare_cached("DELETE FROM files WHERE rowid = ?1")?;
+                for id in &gone {
+                    del.execute([id])?;
+                }
+            }
+            tx.commit()?;
+            dropped += gone.len() as u64;
+            if n < CHUNK {
+                return Ok(dropped);
+            }
+        }
+    }
+
+    /// Up to `limit` pending rows with rowid above `after`, in rowid order.
+    pub fn pending_page(&self, after: i64, limit: usize) -> Result<Vec<PendingFile>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
+                    uid, gid
+             FROM files WHERE status = 'pending' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok(PendingFile {
+                id: r.get(0)?,
+                source: path_from(r.get_ref(1)?)?,
+                dest: path_from(r.get_ref(2)?)?,
+                kind: kind_of(r.get_ref(3)?)?,
+                size: r.get::<_, i64>(4)? as u64,
+                modified_ns: r.get(5)?,
+                accessed_ns: r.get(6)?,
+                mode: r.get(7)?,
+                uid: r.get(8)?,
+                gid: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Directory rows waiting for their mtime, deepest paths first.
+    pub fn pending_dirs(&self) -> Result<Vec<PendingFile>> {
+        let mut st = self.conn.prepare(
+            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
+                    uid, gid
+             FROM files WHERE status = 'pending' AND kind = 'dir' ORDER BY source_path DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(PendingFile {
+                id: r.get(0)?,
+                source: path_from(r.get_ref(1)?)?,
+                dest: path_from(r.get_ref(2)?)?,
+                kind: EntryKind::Dir,
+                size: r.get::<_, i64>(4)? as u64,
+                modified_ns: r.get(5)?,
+                accessed_ns: r.get(6)?,
+                mode: r.get(7)?,
+                uid: r.get(8)?,
+                gid: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks a row synced with its hash, the source stamp the copy was made
+    /// from, and what the destination showed right after the copy. A new
+    /// copy has not been verified, even when its hash is the old one.
+    pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
+                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
+                verified_at = NULL, verify_result = NULL, verified_hash = NULL
+             WHERE rowid = ?1",
+        )?;
+        st.execute(params![
+            done.id,
+            done.hash,
+            done.algorithm,
+            done.size as i64,
+            done.modified_ns,
+            done.after_copy.map(|s| s.size as i64),
+            done.after_copy.map(|s| s.modified_ns),
+        ])?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE files SET status = 'failed', error = ?2 WHERE rowid = ?1")?
+            .execute(params![id, error])?;
+        Ok(())
+    }
+
+    /// Marks the row of `source` failed (a source entry the scan could not
+    /// read, e.g. a folder without read permission: its contents are unknown,
+    /// so it must not look synced). Returns whether such a row exists.
+    pub fn mark_failed_path(&self, source: &Path, error: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE files SET status = 'failed', error = ?2 WHERE source_path = ?1",
+            )?
+            .execute(params![path_value(source), error])?
+            > 0)
+    }
+
+    /// Marks the directory row for `source_dir` pending again: writing into
+    /// a directory changes its mtime, which must be restored afterwards.
+    pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET status = 'pending' WHERE source_path = ?1 AND kind = 'dir' AND status = 'synced'",
+            )?
+            .execute([path_value(source_dir)])?;
+        Ok(())
+    }
+
+    /// Source rows other than the source root itself.
+    pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM files WHERE source_path != ?1",
+            [path_value(source_root)],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Whether the DB has a row for this source path.
+    pub fn has_source(&self, source_path: &Path) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM files WHERE source_path = ?1")?
+            .exists([path_value(source_path)])?)
+    }
+
+    /// (accessed_ns, modified_ns) of a directory row, by source path.
+    pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i64, i64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT accessed_ns, modified_ns FROM files WHERE source_path = ?1 AND kind = 'dir'",
+            )?
+            .query_row([path_value(source_path)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// The algorithms of the recorded hashes of synced files.
+    pub fn hash_algorithms(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT DISTINCT hash_algorithm FROM files
+             WHERE status = 'synced' AND kind = 'file' AND hash IS NOT NULL
+             ORDER BY hash_algorithm",
+        )?;
+        let rows = st.query_map([], |r| r.get::<_, Option<String>>(0))?;
+        Ok(rows
+            .filter_map(|r| r.transpose())
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Calls `f` for every synced file with a recorded hash, in rowid order,
+    /// from one statement: memory stays constant however many rows there
+    /// are. An error from `f` stops the walk and is returned.
+    pub fn for_each_hashed<E: From<DbError>>(
+        &self,
+        mut f: impl FnMut(HashedFile) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
+                 FROM files WHERE status = 'synced' AND kind = 'file' AND hash IS NOT NULL
+                 ORDER BY rowid",
+            )
+            .map_err(DbError::from)?;
+        let mut rows = st.query([]).map_err(DbError::from)?;
+        while let Some(r) = rows.next().map_err(DbError::from)? {
+            f(hashed_file(r).map_err(DbError::from)?)?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile> {
+    Ok(HashedFile {
+        id: r.get(0)?,
+        source: path_from(r.get_ref(1)?)?,
+        dest: path_from(r.get_ref(2)?)?,
+        size: r.get::<_, i64>(3)? as u64,
+        modified_ns: r.get(4)?,
+        hash: r.get(5)?,
+        algorithm: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use camino::Utf8PathBuf;
+
+    pub(crate) fn entry(path: &str, size: u64, m: i64) -> ScanEntry {
+        ScanEntry {
+            path: PathBuf::from(path),
+            kind: EntryKind::File,
+            size,
+            modified_ns: m,
+            accessed_ns: m,
+            changed_ns: m,
+            created_ns: None,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    #[test]
+    fn update_keeps_hash_only_for_unchanged_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let mut db = StateDb::open(&path).unwrap();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        let s1 = db.begin_scan().unwrap();
+        db.begin().unwrap();
+        for e in [entry("/s/a", 1, 10), entry("/s/b", 2, 20)] {
+            let to = Path::new("/d").join(e.path.strip_prefix("/s").unwrap());
+            db.insert_source(&e, &to, "pending", s1).unwrap();
+        }
+        for id in [1, 2] {
+            db.mark_synced(&Synced {
+                id,
+                hash: Some("h"),
+                algorithm: Some("sha256"),
+                size: id as u64,
+                modified_ns: id * 10,
+                after_copy: None,
+            })
+            .unwrap();
+        }
+        db.commit().unwrap();
+        let a = db.find_source(Path::new("/s/a")).unwrap().unwrap();
+        assert_eq!((a.id, a.status, a.entry.size), (1, "synced", 1));
+        assert!(db.find_source(Path::new("/s/zz")).unwrap().is_none());
+        let s2 = db.begin_scan().unwrap();
+        db.begin().unwrap();
+        db.update_source(1, &entry("/s/a", 1, 10), "synced", true, s2)
+            .unwrap();
+        db.update_source(2, &entry("/s/b", 3, 30), "pending", false, s2)
+            .unwrap();
+        db.commit().unwrap();
+        let hashes: Vec<Option<String>> = db
+            .conn()
+            .prepare("SELECT hash FROM files ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(hashes, vec![Some("h".to_string()), None]);
+        let dest: String = db
+            .conn()
+            .query_row("SELECT dest_path FROM files WHERE rowid = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(dest, "/d/a");
+        assert_eq!(db.drop_unseen(|id| id == 2).unwrap(), 1);
+        assert_eq!(db.count_files().unwrap(), 1);
+    }
+}

@@ -1,0 +1,175 @@
+//! The job's recorded roots: remembered on first use, checked on every
+//! open, and stored paths moved when a root is recorded under another
+//! spelling of the same folder.
+
+use std::path::PathBuf;
+
+use camino::Utf8Path;
+use rusqlite::params;
+
+use super::{DbError, Result, StateDb, path_from, path_value};
+
+/// What a DB says of one of the job's roots.
+enum Recorded {
+    /// A new DB: the root is recorded now.
+    Nothing,
+    Same,
+    /// Another spelling of the same folder: rows move to the new one.
+    Respelled(String),
+}
+
+impl StateDb {
+    /// Remembers the job's roots on first use; refuses a DB made for other
+    /// roots. A root recorded under another spelling of the same folder
+    /// (`same_folder(recorded, wanted)`: a DB made before roots were
+    /// recorded as canonical paths) has its rows moved to the new spelling,
+    /// in one transaction.
+    pub fn check_roots(
+        &self,
+        source: &Utf8Path,
+        destination: &Utf8Path,
+        same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
+    ) -> Result<()> {
+        for (key, wanted) in [("source", source), ("destination", destination)] {
+            match self.recorded_root(key, wanted, same_folder)? {
+                Recorded::Nothing => self.meta_set(key, wanted.as_str())?,
+                Recorded::Same => {}
+                Recorded::Respelled(r) => self.rebase_root(key, &r, wanted)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_roots`] without writing: `check` on a read-only DB.
+    pub fn verify_roots(
+        &self,
+        source: &Utf8Path,
+        destination: &Utf8Path,
+        same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
+    ) -> Result<()> {
+        for (key, wanted) in [("source", source), ("destination", destination)] {
+            self.recorded_root(key, wanted, same_folder)?;
+        }
+        Ok(())
+    }
+
+    fn recorded_root(
+        &self,
+        key: &'static str,
+        wanted: &Utf8Path,
+        same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
+    ) -> Result<Recorded> {
+        Ok(match self.meta_get(key)? {
+            None => Recorded::Nothing,
+            Some(r) if r == wanted.as_str() => Recorded::Same,
+            Some(r) if same_folder(&r, wanted) => Recorded::Respelled(r),
+            Some(recorded) => {
+                return Err(DbError::RootsDiffer {
+                    path: self.path.clone(),
+                    which: key,
+                    recorded,
+                    wanted: wanted.to_string(),
+                });
+            }
+        })
+    }
+
+    /// Rewrites the stored paths below root `which` from `old` to `new`.
+    /// Pages by rowid, so memory stays flat whatever the row count.
+    fn rebase_root(&self, which: &'static str, old: &str, new: &Utf8Path) -> Result<()> {
+        const PAGE: i64 = 10_000;
+        let columns: &[(&str, &str)] = if which == "source" {
+            &[("files", "source_path")]
+        } else {
+            &[("files", "dest_path"), ("dest_entries", "path")]
+        };
+        self.begin()?;
+        let moved = (|| -> Result<()> {
+            for (table, column) in columns {
+                let mut after = 0i64;
+                loop {
+                    let page: Vec<(i64, PathBuf)> = self
+                        .conn
+                        .prepare(&format!(
+                            "SELECT rowid, {column} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"
+                        ))?
+                        .query_map(params![after, PAGE], |r| Ok((r.get(0)?, path_from(r.get_ref(1)?)?)))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = *last;
+                    let mut update = self.conn.prepare(&format!(
+                        "UPDATE {table} SET {column} = ?2 WHERE rowid = ?1"
+                    ))?;
+                    for (id, path) in page {
+                        if let Ok(rel) = path.strip_prefix(old) {
+                            let moved = if rel.as_os_str().is_empty() {
+                                new.as_std_path().to_path_buf()
+                            } else {
+                                new.as_std_path().join(rel)
+                            };
+                            update.execute(params![id, path_value(&moved)])?;
+                        }
+                    }
+                }
+            }
+            self.meta_set(which, new.as_str())
+        })();
+        match moved {
+            Ok(()) => self.commit(),
+            Err(e) => {
+                let _ = self.rollback();
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::files::tests::entry;
+    use camino::Utf8PathBuf;
+    use std::path::Path;
+
+    #[test]
+    fn a_root_spelled_otherwise_has_its_rows_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let mut db = StateDb::open(&path).unwrap();
+        db.check_roots("/link/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        let s1 = db.begin_scan().unwrap();
+        db.begin().unwrap();
+        for e in [entry("/link/s", 0, 1), entry("/link/s/a", 1, 10)] {
+            let to = Path::new("/d").join(e.path.strip_prefix("/link/s").unwrap());
+            db.insert_source(&e, &to, "pending", s1).unwrap();
+        }
+        db.commit().unwrap();
+        db.check_roots("/real/s".into(), "/d".into(), &|r, w| {
+            r == "/link/s" && w == "/real/s"
+        })
+        .unwrap();
+        assert_eq!(db.meta_get("source").unwrap().as_deref(), Some("/real/s"));
+        assert!(db.has_source(Path::new("/real/s/a")).unwrap());
+        assert!(db.has_source(Path::new("/real/s")).unwrap());
+        assert!(!db.has_source(Path::new("/link/s/a")).unwrap());
+    }
+
+    #[test]
+    fn roots_are_remembered_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let db = StateDb::open(&path).unwrap();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        let err = db
+            .check_roots("/s".into(), "/other".into(), &|_, _| false)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("destination root is `/d`"),
+            "{err}"
+        );
+    }
+}

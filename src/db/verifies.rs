@@ -1,0 +1,263 @@
+//! `jobrun verify`'s records: the verify columns of `files` and the
+//! `verifies` table (one row per verify).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::files::hashed_file;
+use super::{HashedFile, Result, StateDb};
+
+/// What a verify found for one row (`files.verify_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyResult {
+    Ok,
+    Mismatch,
+    Missing,
+    /// The destination file could not be read (an I/O error): nothing is
+    /// known about its content.
+    Failed,
+}
+
+impl VerifyResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Mismatch => "mismatch",
+            Self::Missing => "missing",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One row of the `verifies` table: one `jobrun verify`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct VerifyRecord {
+    pub id: i64,
+    pub started_at: String,
+    /// `started_at` in ns since the epoch (a resumed verify skips what its
+    /// unfinished predecessor found `ok` after this instant).
+    pub started_ns: i64,
+    pub ended_at: Option<String>,
+    /// Rows found `ok` after this instant were skipped (`--since`, or the
+    /// start of the unfinished verify this one resumed).
+    pub since_ns: Option<i64>,
+    /// `--sample` percentage and its seed.
+    pub sample: Option<f64>,
+    pub seed: Option<u64>,
+    pub repair: bool,
+    /// Files checked and bytes read by this verify.
+    pub files: u64,
+    pub bytes: u64,
+    pub ok: u64,
+    pub mismatched: u64,
+    pub missing: u64,
+    pub failed: u64,
+    /// Synced files skipped: found `ok` since `since_ns`, or left out of
+    /// the sample.
+    pub skipped: u64,
+    /// Synced files without a recorded hash (found already in place by a
+    /// scan, never read by jobrun): nothing to compare with.
+    pub no_hash: u64,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// The rows a verify checks: synced files with a recorded hash, except
+/// those found `ok` at or after `?1` for the hash they still carry.
+const VERIFY_TODO: &str = "status = 'synced' AND kind = 'file' AND hash IS NOT NULL
+    AND NOT (verify_result IS 'ok' AND verified_at >= ?1 AND verified_hash IS hash)";
+
+impl StateDb {
+    /// Calls `f(rowid, size)` for every row a verify with `since_ns` would
+    /// check, in rowid order, from one statement (constant memory).
+    pub fn verify_todo_sizes(&self, since_ns: i64, mut f: impl FnMut(i64, u64)) -> Result<()> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT rowid, size FROM files WHERE {VERIFY_TODO} ORDER BY rowid"
+        ))?;
+        let mut rows = st.query([since_ns])?;
+        while let Some(r) = rows.next()? {
+            f(r.get(0)?, r.get::<_, i64>(1)? as u64);
+        }
+        Ok(())
+    }
+
+    /// Synced files: `(with a hash, without one)`.
+    pub fn synced_files(&self) -> Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT count(hash), count(*) - count(hash) FROM files
+             WHERE status = 'synced' AND kind = 'file'",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// Up to `limit` rows to verify with rowid above `after`, in rowid order.
+    pub fn verify_page(&self, since_ns: i64, after: i64, limit: usize) -> Result<Vec<HashedFile>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
+             FROM files WHERE {VERIFY_TODO} AND rowid > ?2 ORDER BY rowid LIMIT ?3"
+        ))?;
+        let rows = st.query_map(params![since_ns, after, limit as i64], hashed_file)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records what a verify found for row `id` (compared with `hash`), at
+    /// `at_ns`. `repair` with a mismatch or a missing file puts the row back
+    /// to `pending`, so the next run copies it again. Runs inside the
+    /// caller's transaction ([`Self::begin`]).
+    pub fn record_verify(
+        &self,
+        id: i64,
+        hash: &str,
+        result: VerifyResult,
+        at_ns: i64,
+        repair: bool,
+    ) -> Result<()> {
+        let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
+                    status = CASE WHEN ?5 THEN 'pending' ELSE status END,
+                    error = CASE WHEN ?5 THEN NULL ELSE error END
+                 WHERE rowid = ?1",
+            )?
+            .execute(params![id, at_ns, result.as_str(), hash, back])?;
+        Ok(())
+    }
+
+    /// The last verify, if it did not get through its plan: killed (no end
+    /// recorded), stopped by a signal (130) or aborted (4).
+    pub fn unfinished_verify(&self) -> Result<Option<VerifyRecord>> {
+        Ok(self
+            .last_verify()?
+            .filter(|v| v.ended_at.is_none() || matches!(v.exit_code, Some(4 | 130))))
+    }
+
+    pub fn start_verify(&self, v: &VerifyRecord) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO verifies (started_at, started_ns, since_ns, sample, seed, repair)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                v.started_at,
+                v.started_ns,
+                v.since_ns,
+                v.sample,
+                v.seed.map(|s| s as i64),
+                v.repair
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Brings the `verifies` row up to date (counts; end, exit and error
+    /// once known). Inside a batch it is committed with the rows it counts.
+    pub fn update_verify(&self, v: &VerifyRecord) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE verifies SET ended_at = ?2, files = ?3, bytes = ?4, ok = ?5,
+                    mismatched = ?6, missing = ?7, failed = ?8, skipped = ?9, no_hash = ?10,
+                    exit_code = ?11, error = ?12
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                v.id,
+                v.ended_at,
+                v.files as i64,
+                v.bytes as i64,
+                v.ok as i64,
+                v.mismatched as i64,
+                v.missing as i64,
+                v.failed as i64,
+                v.skipped as i64,
+                v.no_hash as i64,
+                v.exit_code,
+                v.error
+            ])?;
+        Ok(())
+    }
+
+    /// The newest `verifies` row; `None` when the job was never verified
+    /// (or the DB predates verify: `status` reads without migrating).
+    pub fn last_verify(&self) -> Result<Option<VerifyRecord>> {
+        if self.schema_version()? < 3 {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, started_at, started_ns, ended_at, since_ns, sample, seed, repair,
+                        files, bytes, ok, mismatched, missing, failed, skipped, no_hash,
+                        exit_code, error
+                 FROM verifies ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+                    Ok(VerifyRecord {
+                        id: r.get(0)?,
+                        started_at: r.get(1)?,
+                        started_ns: r.get(2)?,
+                        ended_at: r.get(3)?,
+                        since_ns: r.get(4)?,
+                        sample: r.get(5)?,
+                        seed: r.get::<_, Option<i64>>(6)?.map(|s| s as u64),
+                        repair: r.get(7)?,
+                        files: n(8)?,
+                        bytes: n(9)?,
+                        ok: n(10)?,
+                        mismatched: n(11)?,
+                        missing: n(12)?,
+                        failed: n(13)?,
+                        skipped: n(14)?,
+                        no_hash: n(15)?,
+                        exit_code: r.get(16)?,
+                        error: r.get(17)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::schema::MIGRATIONS;
+    use camino::Utf8PathBuf;
+    use rusqlite::Connection;
+
+    #[test]
+    fn a_v2_db_keeps_its_rows_when_verify_columns_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("old.db")).unwrap();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            MIGRATIONS
+                .to_version(&mut conn, 2)
+                .expect("the v2 schema as the previous release left it");
+            conn.execute(
+                "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                    changed_ns, mode, uid, gid, hash, hash_algorithm, status, scan_id)
+                 VALUES ('/s/a', '/d/a', 'file', 1, 2, 3, 4, 420, 0, 0, 'ab', 'sha256', 'synced', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let ro = StateDb::open_existing_read_only(&path).unwrap().unwrap();
+        assert!(ro.last_verify().unwrap().is_none(), "status reads a v2 DB");
+        drop(ro);
+        let db = StateDb::open(&path).unwrap();
+        assert_eq!(db.schema_version().unwrap(), 3);
+        let mut todo = Vec::new();
+        db.verify_todo_sizes(0, |id, size| todo.push((id, size)))
+            .unwrap();
+        assert_eq!(todo, vec![(1, 1)]);
+        db.begin().unwrap();
+        db.record_verify(1, "ab", VerifyResult::Ok, 10, false)
+            .unwrap();
+        db.commit().unwrap();
+        let mut todo = Vec::new();
+        db.verify_todo_sizes(10, |id, _| todo.push(id)).unwrap();
+        assert!(todo.is_empty(), "found ok at 10: skipped since 10");
+        db.verify_todo_sizes(11, |id, _| todo.push(id)).unwrap();
+        assert_eq!(todo, vec![1]);
+    }
+}
