@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{Failure, load, out};
 use crate::audit::{AuditLog, now_rfc3339, rfc3339_ns};
 use crate::cli::VerifyArgs;
-use crate::db::{DbError, StateDb, VerifyRecord};
+use crate::db::{DbError, JobRoot, StateDb, VerifyRecord};
 use crate::decide::{self, MountCheck};
 use crate::exit::Exit;
 use crate::lock::{JobLock, LockError};
@@ -116,10 +116,7 @@ fn check_root(job: &Job, db: &StateDb) -> Result<(), Failure> {
             Exit::Fatal,
         ));
     }
-    let recorded = db
-        .meta_get("destination_mount_point")
-        .map_err(db_failure)?
-        .map(|v| v == "1");
+    let recorded = db.mount_point(JobRoot::Destination).map_err(db_failure)?;
     if decide::mount_check(recorded, crate::roots::is_mount_point(dest)) == MountCheck::Unmounted {
         return Err(fail(
             format!(

@@ -4,8 +4,8 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::params;
 use rusqlite::types::Value;
+use rusqlite::{Connection, params};
 
 use super::{Result, ScanEntry, StateDb, kind_of, path_from, path_value};
 use crate::decide::Stamp;
@@ -15,6 +15,13 @@ use crate::decide::Stamp;
 pub struct Listed {
     pub path: PathBuf,
     pub stamp: Stamp,
+}
+
+/// Empties the destination listing, on `conn` (a connection or a
+/// transaction on it).
+pub(super) fn clear(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM dest_entries", [])?;
+    Ok(())
 }
 
 impl StateDb {
@@ -47,8 +54,7 @@ impl StateDb {
     /// Empties the destination listing before a fresh walk refills it with
     /// [`Self::insert_dest`].
     pub fn clear_dest_listing(&self) -> Result<()> {
-        self.conn.execute("DELETE FROM dest_entries", [])?;
-        Ok(())
+        Ok(clear(&self.conn)?)
     }
 
     fn listed_page(&self, table: &str, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {

@@ -1,97 +1,131 @@
-//! The `meta` table: the job's recorded roots and the state of the last scan.
+//! The `meta` table, its only reader and writer: each key is a [`Key`]
+//! variant (the job's roots and whether they were mount points, the scan
+//! counter and the state of the last scan), read and written here only.
 
-use rusqlite::OptionalExtension;
+use rusqlite::{Connection, OptionalExtension};
 
-use super::{Result, StateDb};
+use super::{Result, StateDb, listing};
+
+/// One of the job's two roots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobRoot {
+    Source,
+    Destination,
+}
+
+impl JobRoot {
+    pub const BOTH: [Self; 2] = [Self::Source, Self::Destination];
+
+    /// `source` or `destination`, as messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Destination => "destination",
+        }
+    }
+}
+
+/// A row of the `meta` table.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    /// The root's path as the job first used it (canonical).
+    Root(JobRoot),
+    /// `1` when the root was a mount point when the job started, else `0`.
+    MountPoint(JobRoot),
+    /// The id of the last scan begun.
+    ScanId,
+    /// `0` from the start of a scan until it reaches its end, then `1`.
+    ScanComplete,
+    /// Source entries the last scan could not read.
+    ScanSourceErrors,
+}
+
+impl Key {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Root(JobRoot::Source) => "source",
+            Self::Root(JobRoot::Destination) => "destination",
+            Self::MountPoint(JobRoot::Source) => "source_mount_point",
+            Self::MountPoint(JobRoot::Destination) => "destination_mount_point",
+            Self::ScanId => "scan_id",
+            Self::ScanComplete => "scan_complete",
+            Self::ScanSourceErrors => "scan_source_errors",
+        }
+    }
+}
+
+/// The value of `key`, on `conn` (a connection or a transaction on it).
+fn get(conn: &Connection, key: Key) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key.as_str()], |r| r.get(0))
+        .optional()
+}
+
+/// Sets `key` to `value`, on `conn` (a connection or a transaction on it).
+fn set(conn: &Connection, key: Key, value: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([key.as_str(), value])?;
+    Ok(())
+}
 
 impl StateDb {
-    /// A value of the `meta` table.
-    pub fn meta_get(&self, key: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+    /// The path recorded for `root`; `None` in a new DB.
+    pub(super) fn recorded_root_path(&self, root: JobRoot) -> Result<Option<String>> {
+        Ok(get(&self.conn, Key::Root(root))?)
     }
 
-    /// Sets a value of the `meta` table.
-    pub fn meta_set(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [key, value],
-        )?;
-        Ok(())
+    /// Records the path of `root`.
+    pub(super) fn record_root_path(&self, root: JobRoot, path: &str) -> Result<()> {
+        Ok(set(&self.conn, Key::Root(root), path)?)
+    }
+
+    /// Whether `root` was a mount point when the job started; `None` until
+    /// recorded with [`Self::set_mount_point`].
+    pub fn mount_point(&self, root: JobRoot) -> Result<Option<bool>> {
+        Ok(get(&self.conn, Key::MountPoint(root))?.map(|v| v == "1"))
+    }
+
+    pub fn set_mount_point(&self, root: JobRoot, mounted: bool) -> Result<()> {
+        let value = if mounted { "1" } else { "0" };
+        Ok(set(&self.conn, Key::MountPoint(root), value)?)
     }
 
     /// Starts a scan: a new scan id, and an empty destination listing.
     pub fn begin_scan(&mut self) -> Result<i64> {
         let tx = self.conn.transaction()?;
-        let last: Option<String> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'scan_id'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let last = get(&tx, Key::ScanId)?;
         let id = last.and_then(|s| s.parse::<i64>().ok()).unwrap_or(0) + 1;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('scan_id', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [id.to_string()],
-        )?;
-        tx.execute("DELETE FROM dest_entries", [])?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('scan_complete', '0')
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [],
-        )?;
+        set(&tx, Key::ScanId, &id.to_string())?;
+        listing::clear(&tx)?;
+        set(&tx, Key::ScanComplete, "0")?;
         tx.commit()?;
         Ok(id)
     }
 
     /// Records that the scan begun by [`Self::begin_scan`] reached its end.
     pub fn finish_scan(&mut self) -> Result<()> {
-        self.conn.execute(
-            "UPDATE meta SET value = '1' WHERE key = 'scan_complete'",
-            [],
-        )?;
-        Ok(())
+        Ok(set(&self.conn, Key::ScanComplete, "1")?)
     }
 
     /// False when the last scan was cut short: its pending rows are then
     /// not a trustworthy backlog, and the next run scans again.
     pub fn last_scan_complete(&self) -> Result<bool> {
-        let v: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'scan_complete'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(v.as_deref() != Some("0"))
+        Ok(get(&self.conn, Key::ScanComplete)?.as_deref() != Some("0"))
     }
 
     /// Remembers how many source entries the current scan could not read:
     /// the mirror stage refuses to delete after an incomplete source walk,
     /// also in later runs that resume without scanning.
     pub fn set_scan_source_errors(&self, n: u64) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('scan_source_errors', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [n.to_string()],
-        )?;
-        Ok(())
+        Ok(set(&self.conn, Key::ScanSourceErrors, &n.to_string())?)
     }
 
     /// See [`Self::set_scan_source_errors`]; 0 when never recorded.
     pub fn scan_source_errors(&self) -> Result<u64> {
-        let v: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'scan_source_errors'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let v = get(&self.conn, Key::ScanSourceErrors)?;
         Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
     }
 }

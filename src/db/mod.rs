@@ -28,6 +28,7 @@ use crate::decide::EntryKind;
 
 pub use files::{HashedFile, KnownRow, PendingFile, ScanEntry, StatusCount, Synced};
 pub use listing::Listed;
+pub use meta::JobRoot;
 pub use runs::{RunCounts, RunRow};
 pub use verifies::{VerifyRecord, VerifyResult};
 

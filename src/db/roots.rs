@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use camino::Utf8Path;
 use rusqlite::params;
 
-use super::{DbError, Result, StateDb, path_from, path_value};
+use super::{DbError, JobRoot, Result, StateDb, path_from, path_value};
 
 /// What a DB says of one of the job's roots.
 enum Recorded {
@@ -30,11 +30,11 @@ impl StateDb {
         destination: &Utf8Path,
         same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
     ) -> Result<()> {
-        for (key, wanted) in [("source", source), ("destination", destination)] {
-            match self.recorded_root(key, wanted, same_folder)? {
-                Recorded::Nothing => self.meta_set(key, wanted.as_str())?,
+        for (root, wanted) in JobRoot::BOTH.into_iter().zip([source, destination]) {
+            match self.recorded_root(root, wanted, same_folder)? {
+                Recorded::Nothing => self.record_root_path(root, wanted.as_str())?,
                 Recorded::Same => {}
-                Recorded::Respelled(r) => self.rebase_root(key, &r, wanted)?,
+                Recorded::Respelled(r) => self.rebase_root(root, &r, wanted)?,
             }
         }
         Ok(())
@@ -47,26 +47,26 @@ impl StateDb {
         destination: &Utf8Path,
         same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
     ) -> Result<()> {
-        for (key, wanted) in [("source", source), ("destination", destination)] {
-            self.recorded_root(key, wanted, same_folder)?;
+        for (root, wanted) in JobRoot::BOTH.into_iter().zip([source, destination]) {
+            self.recorded_root(root, wanted, same_folder)?;
         }
         Ok(())
     }
 
     fn recorded_root(
         &self,
-        key: &'static str,
+        root: JobRoot,
         wanted: &Utf8Path,
         same_folder: &dyn Fn(&str, &Utf8Path) -> bool,
     ) -> Result<Recorded> {
-        Ok(match self.meta_get(key)? {
+        Ok(match self.recorded_root_path(root)? {
             None => Recorded::Nothing,
             Some(r) if r == wanted.as_str() => Recorded::Same,
             Some(r) if same_folder(&r, wanted) => Recorded::Respelled(r),
             Some(recorded) => {
                 return Err(DbError::RootsDiffer {
                     path: self.path.clone(),
-                    which: key,
+                    which: root.name(),
                     recorded,
                     wanted: wanted.to_string(),
                 });
@@ -76,9 +76,9 @@ impl StateDb {
 
     /// Rewrites the stored paths below root `which` from `old` to `new`.
     /// Pages by rowid, so memory stays flat whatever the row count.
-    fn rebase_root(&self, which: &'static str, old: &str, new: &Utf8Path) -> Result<()> {
+    fn rebase_root(&self, which: JobRoot, old: &str, new: &Utf8Path) -> Result<()> {
         const PAGE: i64 = 10_000;
-        let columns: &[(&str, &str)] = if which == "source" {
+        let columns: &[(&str, &str)] = if which == JobRoot::Source {
             &[("files", "source_path")]
         } else {
             &[("files", "dest_path"), ("dest_entries", "path")]
@@ -112,7 +112,7 @@ impl StateDb {
                     }
                 }
             }
-            self.meta_set(which, new.as_str())
+            self.record_root_path(which, new.as_str())
         })();
         match moved {
             Ok(()) => self.commit(),
@@ -149,7 +149,10 @@ mod tests {
             r == "/link/s" && w == "/real/s"
         })
         .unwrap();
-        assert_eq!(db.meta_get("source").unwrap().as_deref(), Some("/real/s"));
+        assert_eq!(
+            db.recorded_root_path(JobRoot::Source).unwrap().as_deref(),
+            Some("/real/s")
+        );
         assert!(db.has_source(Path::new("/real/s/a")).unwrap());
         assert!(db.has_source(Path::new("/real/s")).unwrap());
         assert!(!db.has_source(Path::new("/link/s/a")).unwrap());

@@ -14,7 +14,7 @@ use camino::Utf8Path;
 use tracing::{info_span, warn};
 
 use crate::audit::{AuditLog, FileRecord, now_rfc3339};
-use crate::db::{RunRow, StateDb};
+use crate::db::{JobRoot, RunRow, StateDb};
 use crate::decide::{self, MountCheck, RunMode};
 pub use crate::exit::Exit;
 use crate::lock::JobLock;
@@ -371,15 +371,17 @@ fn start(
         pid: std::process::id(),
         torn_line_ended: audit.ended_torn_line(),
     })?;
-    for (which, root) in [("source", &job.source), ("destination", &job.destination)] {
-        let key = format!("{which}_mount_point");
-        let recorded = db.meta_get(&key)?.map(|v| v == "1");
+    for (which, root) in JobRoot::BOTH
+        .into_iter()
+        .zip([&job.source, &job.destination])
+    {
+        let recorded = db.mount_point(which)?;
         match decide::mount_check(recorded, crate::roots::is_mount_point(root.as_std_path())) {
-            MountCheck::Record(m) => db.meta_set(&key, if m { "1" } else { "0" })?,
+            MountCheck::Record(m) => db.set_mount_point(which, m)?,
             MountCheck::Same => {}
             MountCheck::Unmounted => {
                 return Err(RunError::Unmounted {
-                    which,
+                    which: which.name(),
                     path: root.clone(),
                 });
             }
