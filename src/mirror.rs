@@ -26,7 +26,7 @@ use walkdir::WalkDir;
 
 use crate::audit::{AuditError, AuditLog, FileRecord};
 use crate::beneath::{DirCache, Root};
-use crate::db::{DbError, Listed, ScanEntry, StateDb};
+use crate::db::{DbError, Listed, ScanEntry, StateDb, Tx};
 use crate::decide::{
     self, DestNow, EntryKind, KeepReason, Live, MirrorPolicy, MirrorRun, MirrorVerdict, Refusal,
     SourceNow, SourceRoot, Stamp,
@@ -262,11 +262,15 @@ fn relist_destination(
     for_each_dest_entry(dest_root, stop, |e| {
         batch.push(e);
         if batch.len() >= PAGE {
-            db.insert_dest(&std::mem::take(&mut batch))?;
+            let tx = db.begin()?;
+            tx.insert_dest(&std::mem::take(&mut batch))?;
+            tx.commit()?;
         }
         Ok(())
     })?;
-    db.insert_dest(&batch)
+    let tx = db.begin()?;
+    tx.insert_dest(&batch)?;
+    tx.commit()
 }
 
 /// Walks the destination (root, jobrun temporaries, FIFOs, sockets and
@@ -479,9 +483,7 @@ fn delete_pass(
     // Checks and deletions below the held roots through no symlink; the
     // guard above is checked too, before each deletion.
     let mut held = Held::open(source_root, dest_root);
-    if write {
-        db.begin()?;
-    }
+    let mut tx = if write { Some(db.begin()?) } else { None };
     let (mut since_commit, mut last_commit) = (0usize, Instant::now());
     let mut before: Option<PathBuf> = None;
     // Folders that lost an entry: their mtime moved, and is put back below.
@@ -523,7 +525,9 @@ fn delete_pass(
                     });
                 }
                 MirrorVerdict::Keep(KeepReason::DestGone) => {
-                    if write && let Err(e) = db.forget_dest(dest) {
+                    if let Some(tx) = &tx
+                        && let Err(e) = tx.forget_dest(dest)
+                    {
                         break 'pages Err(e.into());
                     }
                 }
@@ -566,7 +570,7 @@ fn delete_pass(
                                         .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns),
                                 )
                                 .map_err(MirrorError::from)
-                                .and_then(|()| db.forget_dest(dest).map_err(Into::into))
+                                .and_then(|()| forget(&tx, dest))
                         }
                         // Something appeared inside since the listing (or a
                         // child was kept): the directory stays, by design.
@@ -575,9 +579,7 @@ fn delete_pass(
                             report.kept += 1;
                             Ok(())
                         }
-                        Err(e) if e.kind() == ErrorKind::NotFound => {
-                            db.forget_dest(dest).map_err(Into::into)
-                        }
+                        Err(e) if e.kind() == ErrorKind::NotFound => forget(&tx, dest),
                         Err(e) => {
                             warn!(path = %dest.display(), error = %e, "mirror: cannot delete");
                             report.failed += 1;
@@ -593,7 +595,7 @@ fn delete_pass(
                     }
                     since_commit += 1;
                     if since_commit >= COMMIT_DELETES || last_commit.elapsed() >= COMMIT_EVERY {
-                        if let Err(e) = commit(db, audit, true) {
+                        if let Err(e) = commit(db, &mut tx, audit, true) {
                             break 'pages Err(e);
                         }
                         since_commit = 0;
@@ -605,7 +607,7 @@ fn delete_pass(
     };
     if write {
         // Whatever stopped the pass, what was deleted is recorded.
-        commit(db, audit, false)?;
+        commit(db, &mut tx, audit, false)?;
         restore_folder_times(db, &touched, source_root, &held)?;
     }
     result
@@ -654,12 +656,28 @@ fn count_deleted(report: &mut MirrorReport, stamp: &Stamp) {
     }
 }
 
+/// Forgets a deleted (or vanished) destination entry in the pass's batch
+/// (there is one unless this is a dry run, which forgets nothing).
+fn forget(tx: &Option<Tx<'_>>, dest: &Path) -> Result<(), MirrorError> {
+    match tx {
+        Some(tx) => Ok(tx.forget_dest(dest)?),
+        None => Ok(()),
+    }
+}
+
 /// Audit lines reach the disk before the DB forgets their entries.
-fn commit(db: &StateDb, audit: &mut AuditLog, reopen: bool) -> Result<(), MirrorError> {
+fn commit<'db>(
+    db: &'db StateDb,
+    tx: &mut Option<Tx<'db>>,
+    audit: &mut AuditLog,
+    reopen: bool,
+) -> Result<(), MirrorError> {
     audit.flush()?;
-    db.commit()?;
+    if let Some(tx) = tx.take() {
+        tx.commit()?;
+    }
     if reopen {
-        db.begin()?;
+        *tx = Some(db.begin()?);
     }
     Ok(())
 }

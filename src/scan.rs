@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{debug, info, warn};
 
 use crate::beneath::{Dir, Root, ns};
-use crate::db::{DbError, ScanEntry, StateDb};
+use crate::db::{DbError, ScanEntry, StateDb, Tx};
 use crate::decide::{self, Decision, EntryKind, SourceRoot, Stamp};
 use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{PHASE_SCAN, Progress};
@@ -249,7 +249,7 @@ pub fn run(
         let mut listing = Vec::new();
         let (mut pending, mut pending_bytes, mut in_tx) = (0u64, 0u64, 0usize);
         let (mut s_cur, mut d_cur) = (src_stream.next(), dst_stream.next());
-        db.begin()?;
+        let mut tx = db.begin()?;
         loop {
             // Merge step: the smaller relative path goes first; equal = a pair.
             let order = match (&s_cur, &d_cur) {
@@ -281,7 +281,8 @@ pub fn run(
             if let Some(e) = src {
                 report.source_entries += 1;
                 let dst_stamp = dst.as_ref().map(stamp);
-                let (id, copy) = record(db, &e, dst_stamp.as_ref(), source, dest, window, scan_id)?;
+                let (id, copy) =
+                    record(&tx, &e, dst_stamp.as_ref(), source, dest, window, scan_id)?;
                 seen.insert(id);
                 let rel = relative(&e.path, source);
                 let lost = if fold {
@@ -291,7 +292,7 @@ pub fn run(
                 };
                 if let Some(lost) = lost {
                     let error = collision_error(source, dest, rel, &lost);
-                    db.mark_failed(id, &error)?;
+                    tx.mark_failed(id, &error)?;
                     report.case_collisions += 1;
                     if report.case_collisions <= WARN_EACH {
                         warn!("{error}");
@@ -314,17 +315,17 @@ pub fn run(
             }
             in_tx += 1;
             if in_tx >= TX_ENTRIES {
-                db.insert_dest(&listing)?;
+                tx.insert_dest(&listing)?;
                 listing.clear();
-                db.commit()?;
-                db.begin()?;
+                tx.commit()?;
+                tx = db.begin()?;
                 in_tx = 0;
                 progress.0.pending_files.store(pending, Relaxed);
                 progress.0.pending_bytes.store(pending_bytes, Relaxed);
             }
         }
-        db.insert_dest(&listing)?;
-        db.commit()?;
+        tx.insert_dest(&listing)?;
+        tx.commit()?;
         report.pending_files = pending;
         report.pending_bytes = pending_bytes;
         progress.0.pending_files.store(pending, Relaxed);
@@ -381,11 +382,11 @@ pub fn run(
     db.set_scan_source_errors(report.source_errors)?;
     // After the decisions, which would call an unreadable folder synced.
     if !report.source_failures.is_empty() {
-        db.begin()?;
+        let tx = db.begin()?;
         for (path, error) in &report.source_failures {
-            db.mark_failed_path(path, error)?;
+            tx.mark_failed_path(path, error)?;
         }
-        db.commit()?;
+        tx.commit()?;
     }
     db.finish_scan()?;
     debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
@@ -416,7 +417,7 @@ fn stamp(e: &ScanEntry) -> Stamp {
 /// Decides one source entry against its destination counterpart and writes
 /// its row if anything changed. Returns the row id and whether it is pending.
 fn record(
-    db: &StateDb,
+    db: &Tx<'_>,
     e: &ScanEntry,
     dst: Option<&Stamp>,
     source: &Path,

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::audit::{AuditError, AuditLog, encode_path, rfc3339_ns};
 use crate::beneath::Root;
 use crate::checksum::HashAlgo;
-use crate::db::{DbError, HashedFile, StateDb, VerifyRecord, VerifyResult};
+use crate::db::{DbError, HashedFile, StateDb, Tx, VerifyRecord, VerifyResult};
 use crate::manifest::Job;
 use crate::progress::Progress;
 use crate::roots::RootId;
@@ -441,6 +441,7 @@ fn record(
 ) -> Result<(), VerifyError> {
     let mut in_batch = 0usize;
     let mut since = Instant::now();
+    let mut batch: Option<Tx<'_>> = None;
     let result = (|| {
         for (row, outcome) in rx.iter() {
             let Some(result) = outcome.result() else {
@@ -455,7 +456,7 @@ fn record(
                     path: job.destination.to_string(),
                 });
             }
-            if in_batch == 0 {
+            if batch.is_none() {
                 // Each batch starts on the root the verify began with: the
                 // lanes read below the root they hold, so a share
                 // unmounted (or replaced) since is seen here, not per file.
@@ -464,12 +465,13 @@ fn record(
                         path: job.destination.to_string(),
                     });
                 }
-                db.begin()?;
                 since = Instant::now();
+                batch = Some(db.begin()?);
             }
+            let tx = batch.as_ref().expect("begun above");
             audit.write(&line(rec, &row, &outcome, plan.repair))?;
             let now = crate::app::now_ns();
-            db.record_verify(row.id, &row.hash, result, now, plan.repair)?;
+            tx.record_verify(row.id, &row.hash, result, now, plan.repair)?;
             rec.files += 1;
             match result {
                 VerifyResult::Ok => {
@@ -489,21 +491,22 @@ fn record(
             }
             in_batch += 1;
             if in_batch >= BATCH || since.elapsed() >= BATCH_TIME {
-                db.update_verify(rec)?;
-                db.commit()?;
+                let tx = batch.take().expect("begun above");
+                tx.update_verify(rec)?;
+                tx.commit()?;
                 in_batch = 0;
             }
         }
         Ok(())
     })();
-    if in_batch > 0 {
+    if let Some(tx) = batch {
         match &result {
             Ok(()) | Err(VerifyError::RootChanged { .. }) => {
-                db.update_verify(rec)?;
-                db.commit()?;
+                tx.update_verify(rec)?;
+                tx.commit()?;
             }
             Err(_) => {
-                let _ = db.rollback();
+                let _ = tx.rollback();
             }
         }
     }

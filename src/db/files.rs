@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{DbError, Result, StateDb, kind_of, path_from, path_value, status_of};
+use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_value, status_of};
 use crate::decide::{EntryKind, Stamp};
 
 /// One walked entry, source or destination side.
@@ -181,80 +181,6 @@ impl StateDb {
             .optional()?)
     }
 
-    /// Inserts a new source row with its decided status; returns its id.
-    /// Runs inside the caller's transaction ([`Self::begin`]).
-    pub fn insert_source(
-        &self,
-        e: &ScanEntry,
-        dest: &Path,
-        status: &str,
-        scan_id: i64,
-    ) -> Result<i64> {
-        let mut st = self.conn.prepare_cached(
-            "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
-                changed_ns, created_ns, mode, uid, gid, status, scan_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        st.execute(params![
-            path_value(&e.path),
-            path_value(dest),
-            e.kind.as_str(),
-            e.size as i64,
-            e.modified_ns,
-            e.accessed_ns,
-            e.changed_ns,
-            e.created_ns,
-            e.mode,
-            e.uid,
-            e.gid,
-            status,
-            scan_id,
-        ])?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Rewrites a known row after a rescan: the new source stamp and status.
-    /// `same_content` (size, mtime and kind unchanged) keeps the hash and the
-    /// after-copy stamp; otherwise both are cleared. A status change clears
-    /// the error. `scan_id` records the scan that last changed the row.
-    /// Runs inside the caller's transaction.
-    pub fn update_source(
-        &self,
-        id: i64,
-        e: &ScanEntry,
-        status: &str,
-        same_content: bool,
-        scan_id: i64,
-    ) -> Result<()> {
-        let mut st = self.conn.prepare_cached(
-            "UPDATE files SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
-                changed_ns = ?6, created_ns = ?7, mode = ?8, uid = ?9, gid = ?10,
-                error = CASE WHEN status = ?11 THEN error END, status = ?11,
-                hash = CASE WHEN ?12 THEN hash END,
-                hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
-                after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
-                after_copy_modified_ns = CASE WHEN ?12 THEN after_copy_modified_ns END,
-                scan_id = ?13
-             WHERE rowid = ?1",
-        )?;
-        st.execute(params![
-            id,
-            e.kind.as_str(),
-            e.size as i64,
-            e.modified_ns,
-            e.accessed_ns,
-            e.changed_ns,
-            e.created_ns,
-            e.mode,
-            e.uid,
-            e.gid,
-            status,
-            same_content,
-            scan_id,
-        ])?;
-        Ok(())
-    }
-
     /// Rows in `files`.
     pub fn count_files(&self) -> Result<u64> {
         Ok(self
@@ -344,59 +270,6 @@ impl StateDb {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Marks a row synced with its hash, the source stamp the copy was made
-    /// from, and what the destination showed right after the copy. A new
-    /// copy has not been verified, even when its hash is the old one.
-    pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
-        let mut st = self.conn.prepare_cached(
-            "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
-                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
-                verified_at = NULL, verify_result = NULL, verified_hash = NULL
-             WHERE rowid = ?1",
-        )?;
-        st.execute(params![
-            done.id,
-            done.hash,
-            done.algorithm,
-            done.size as i64,
-            done.modified_ns,
-            done.after_copy.map(|s| s.size as i64),
-            done.after_copy.map(|s| s.modified_ns),
-        ])?;
-        Ok(())
-    }
-
-    pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("UPDATE files SET status = 'failed', error = ?2 WHERE rowid = ?1")?
-            .execute(params![id, error])?;
-        Ok(())
-    }
-
-    /// Marks the row of `source` failed (a source entry the scan could not
-    /// read, e.g. a folder without read permission: its contents are unknown,
-    /// so it must not look synced). Returns whether such a row exists.
-    pub fn mark_failed_path(&self, source: &Path, error: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "UPDATE files SET status = 'failed', error = ?2 WHERE source_path = ?1",
-            )?
-            .execute(params![path_value(source), error])?
-            > 0)
-    }
-
-    /// Marks the directory row for `source_dir` pending again: writing into
-    /// a directory changes its mtime, which must be restored afterwards.
-    pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE files SET status = 'pending' WHERE source_path = ?1 AND kind = 'dir' AND status = 'synced'",
-            )?
-            .execute([path_value(source_dir)])?;
-        Ok(())
-    }
-
     /// Source rows other than the source root itself.
     pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
         Ok(self.conn.query_row(
@@ -461,6 +334,134 @@ impl StateDb {
     }
 }
 
+/// The writes of the scan and the transfer: each in the caller's batch.
+impl Tx<'_> {
+    /// Inserts a new source row with its decided status; returns its id.
+    pub fn insert_source(
+        &self,
+        e: &ScanEntry,
+        dest: &Path,
+        status: &str,
+        scan_id: i64,
+    ) -> Result<i64> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                changed_ns, created_ns, mode, uid, gid, status, scan_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        st.execute(params![
+            path_value(&e.path),
+            path_value(dest),
+            e.kind.as_str(),
+            e.size as i64,
+            e.modified_ns,
+            e.accessed_ns,
+            e.changed_ns,
+            e.created_ns,
+            e.mode,
+            e.uid,
+            e.gid,
+            status,
+            scan_id,
+        ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Rewrites a known row after a rescan: the new source stamp and status.
+    /// `same_content` (size, mtime and kind unchanged) keeps the hash and the
+    /// after-copy stamp; otherwise both are cleared. A status change clears
+    /// the error. `scan_id` records the scan that last changed the row.
+    pub fn update_source(
+        &self,
+        id: i64,
+        e: &ScanEntry,
+        status: &str,
+        same_content: bool,
+        scan_id: i64,
+    ) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE files SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
+                changed_ns = ?6, created_ns = ?7, mode = ?8, uid = ?9, gid = ?10,
+                error = CASE WHEN status = ?11 THEN error END, status = ?11,
+                hash = CASE WHEN ?12 THEN hash END,
+                hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
+                after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
+                after_copy_modified_ns = CASE WHEN ?12 THEN after_copy_modified_ns END,
+                scan_id = ?13
+             WHERE rowid = ?1",
+        )?;
+        st.execute(params![
+            id,
+            e.kind.as_str(),
+            e.size as i64,
+            e.modified_ns,
+            e.accessed_ns,
+            e.changed_ns,
+            e.created_ns,
+            e.mode,
+            e.uid,
+            e.gid,
+            status,
+            same_content,
+            scan_id,
+        ])?;
+        Ok(())
+    }
+
+    /// Marks a row synced with its hash, the source stamp the copy was made
+    /// from, and what the destination showed right after the copy. A new
+    /// copy has not been verified, even when its hash is the old one.
+    pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
+                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
+                verified_at = NULL, verify_result = NULL, verified_hash = NULL
+             WHERE rowid = ?1",
+        )?;
+        st.execute(params![
+            done.id,
+            done.hash,
+            done.algorithm,
+            done.size as i64,
+            done.modified_ns,
+            done.after_copy.map(|s| s.size as i64),
+            done.after_copy.map(|s| s.modified_ns),
+        ])?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE files SET status = 'failed', error = ?2 WHERE rowid = ?1")?
+            .execute(params![id, error])?;
+        Ok(())
+    }
+
+    /// Marks the row of `source` failed (a source entry the scan could not
+    /// read, e.g. a folder without read permission: its contents are unknown,
+    /// so it must not look synced). Returns whether such a row exists.
+    pub fn mark_failed_path(&self, source: &Path, error: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE files SET status = 'failed', error = ?2 WHERE source_path = ?1",
+            )?
+            .execute(params![path_value(source), error])?
+            > 0)
+    }
+
+    /// Marks the directory row for `source_dir` pending again: writing into
+    /// a directory changes its mtime, which must be restored afterwards.
+    pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET status = 'pending' WHERE source_path = ?1 AND kind = 'dir' AND status = 'synced'",
+            )?
+            .execute([path_value(source_dir)])?;
+        Ok(())
+    }
+}
+
 pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile> {
     Ok(HashedFile {
         id: r.get(0)?,
@@ -501,13 +502,13 @@ pub(super) mod tests {
         db.check_roots("/s".into(), "/d".into(), &|_, _| false)
             .unwrap();
         let s1 = db.begin_scan().unwrap();
-        db.begin().unwrap();
+        let tx = db.begin().unwrap();
         for e in [entry("/s/a", 1, 10), entry("/s/b", 2, 20)] {
             let to = Path::new("/d").join(e.path.strip_prefix("/s").unwrap());
-            db.insert_source(&e, &to, "pending", s1).unwrap();
+            tx.insert_source(&e, &to, "pending", s1).unwrap();
         }
         for id in [1, 2] {
-            db.mark_synced(&Synced {
+            tx.mark_synced(&Synced {
                 id,
                 hash: Some("h"),
                 algorithm: Some("sha256"),
@@ -517,17 +518,17 @@ pub(super) mod tests {
             })
             .unwrap();
         }
-        db.commit().unwrap();
+        tx.commit().unwrap();
         let a = db.find_source(Path::new("/s/a")).unwrap().unwrap();
         assert_eq!((a.id, a.status, a.entry.size), (1, "synced", 1));
         assert!(db.find_source(Path::new("/s/zz")).unwrap().is_none());
         let s2 = db.begin_scan().unwrap();
-        db.begin().unwrap();
-        db.update_source(1, &entry("/s/a", 1, 10), "synced", true, s2)
+        let tx = db.begin().unwrap();
+        tx.update_source(1, &entry("/s/a", 1, 10), "synced", true, s2)
             .unwrap();
-        db.update_source(2, &entry("/s/b", 3, 30), "pending", false, s2)
+        tx.update_source(2, &entry("/s/b", 3, 30), "pending", false, s2)
             .unwrap();
-        db.commit().unwrap();
+        tx.commit().unwrap();
         let hashes: Vec<Option<String>> = db
             .conn()
             .prepare("SELECT hash FROM files ORDER BY rowid")

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
-use super::{Result, ScanEntry, StateDb, kind_of, path_from, path_value};
+use super::{Result, ScanEntry, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::Stamp;
 
 /// One destination listing row (or mirror candidate).
@@ -25,23 +25,6 @@ pub(super) fn clear(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 impl StateDb {
-    /// Inserts a batch of destination entries (the listing of this scan,
-    /// kept for the mirror stage). Runs inside the caller's transaction.
-    pub fn insert_dest(&self, batch: &[ScanEntry]) -> Result<()> {
-        let mut st = self.conn.prepare_cached(
-            "INSERT OR REPLACE INTO dest_entries (path, kind, size, modified_ns) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for e in batch {
-            st.execute(params![
-                path_value(&e.path),
-                e.kind.as_str(),
-                e.size as i64,
-                e.modified_ns
-            ])?;
-        }
-        Ok(())
-    }
-
     /// Destination listing rows other than the destination root itself.
     pub fn dest_listing_len(&self, dest_root: &Path) -> Result<u64> {
         Ok(self.conn.query_row(
@@ -240,6 +223,26 @@ impl StateDb {
     pub fn candidate_page(&self, before: Option<&Path>, limit: usize) -> Result<Vec<Listed>> {
         self.listed_page("temp.mirror_candidates", before, limit)
     }
+}
+
+/// The listing's writes: each in the caller's batch.
+impl Tx<'_> {
+    /// Inserts a batch of destination entries (the listing of this scan,
+    /// kept for the mirror stage).
+    pub fn insert_dest(&self, batch: &[ScanEntry]) -> Result<()> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR REPLACE INTO dest_entries (path, kind, size, modified_ns) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for e in batch {
+            st.execute(params![
+                path_value(&e.path),
+                e.kind.as_str(),
+                e.size as i64,
+                e.modified_ns
+            ])?;
+        }
+        Ok(())
+    }
 
     /// Forgets a deleted (or vanished) destination entry.
     pub fn forget_dest(&self, path: &Path) -> Result<()> {
@@ -279,9 +282,10 @@ mod tests {
                 ..entry("/", 1, 1)
             })
             .collect();
+        let tx = db.begin().unwrap();
         for e in &rows {
             let rel = e.path.strip_prefix("/s").unwrap();
-            db.insert_source(e, &Path::new("/d").join(rel), "pending", id)
+            tx.insert_source(e, &Path::new("/d").join(rel), "pending", id)
                 .unwrap();
         }
         let dst = [
@@ -304,7 +308,8 @@ mod tests {
                 ..entry("/", 1, 1)
             })
             .collect();
-        db.insert_dest(&rows).unwrap();
+        tx.insert_dest(&rows).unwrap();
+        tx.commit().unwrap();
         for page in [1, 2, 3, 100] {
             db.reset_candidates().unwrap();
             let n = db

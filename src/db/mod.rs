@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use schema::MIGRATIONS;
 
@@ -88,7 +88,7 @@ impl IntoWith for rusqlite::types::FromSqlError {
 pub struct StateDb {
     conn: Connection,
     path: Utf8PathBuf,
-    /// The run whose `runs` row each [`StateDb::commit`] brings up to date.
+    /// The run whose `runs` row each [`Tx::commit`] brings up to date.
     run: Option<(i64, RunCounts)>,
 }
 
@@ -164,38 +164,57 @@ impl StateDb {
         })
     }
 
-    /// Opens a write transaction that groups many per-file updates; see
-    /// [`Self::commit`]. Batching keeps fsyncs off the per-file path.
-    pub fn begin(&self) -> Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(())
-    }
-
-    /// Drops the open batch: its rows keep their previous status.
-    pub fn rollback(&self) -> Result<()> {
-        self.conn.execute_batch("ROLLBACK")?;
-        Ok(())
-    }
-
-    pub fn commit(&self) -> Result<()> {
-        // A tracked run's `runs` row is updated in the same transaction, so
-        // the row always matches the rows committed (see `track_run`).
-        if let Some((id, counts)) = &self.run {
-            let (files, bytes, failures) = counts();
-            self.conn
-                .prepare_cached(
-                    "UPDATE runs SET files_done = ?2, bytes_done = ?3, failures = ?4
-                     WHERE id = ?1 AND ended_at IS NULL",
-                )?
-                .execute(params![id, files as i64, bytes as i64, failures as i64])?;
-        }
-        self.conn.execute_batch("COMMIT")?;
-        Ok(())
+    /// Opens a write transaction (`BEGIN IMMEDIATE`) that groups many
+    /// per-file updates; see [`Tx`]. Batching keeps fsyncs off the per-file
+    /// path.
+    pub fn begin(&self) -> Result<Tx<'_>> {
+        let conn = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        Ok(Tx { db: self, conn })
     }
 
     /// Raw access for tests and the status command's extra queries.
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// An open write transaction on a [`StateDb`]: the writes that must be
+/// grouped with others (row outcomes, scan inserts, listing changes) are
+/// methods of `Tx`, so none can run outside one; every read of the DB goes
+/// through `Deref`. [`Tx::commit`] consumes it; dropping it (an error on
+/// the way) rolls back, so the rows keep their previous status.
+///
+/// The transfer commits only after its durability barrier (see the
+/// writer's batch): a row says `synced` only once its file is durable.
+pub struct Tx<'db> {
+    db: &'db StateDb,
+    conn: Transaction<'db>,
+}
+
+impl Tx<'_> {
+    /// Commits. A tracked run's `runs` row is updated in the same
+    /// transaction, so the row always matches the rows committed (see
+    /// [`StateDb::track_run`]).
+    pub fn commit(self) -> Result<()> {
+        if let Some((id, counts)) = &self.db.run {
+            runs::record_progress(&self.conn, *id, counts())?;
+        }
+        self.conn.commit()?;
+        Ok(())
+    }
+
+    /// Drops the batch: its rows keep their previous status.
+    pub fn rollback(self) -> Result<()> {
+        self.conn.rollback()?;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = StateDb;
+
+    fn deref(&self) -> &StateDb {
+        self.db
     }
 }
 

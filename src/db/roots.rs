@@ -83,8 +83,8 @@ impl StateDb {
         } else {
             &[("files", "dest_path"), ("dest_entries", "path")]
         };
-        self.begin()?;
-        let moved = (|| -> Result<()> {
+        let tx = self.begin()?;
+        (|| -> Result<()> {
             for (table, column) in columns {
                 let mut after = 0i64;
                 loop {
@@ -113,14 +113,9 @@ impl StateDb {
                 }
             }
             self.record_root_path(which, new.as_str())
-        })();
-        match moved {
-            Ok(()) => self.commit(),
-            Err(e) => {
-                let _ = self.rollback();
-                Err(e)
-            }
-        }
+        })()?;
+        // On an error above, dropping `tx` rolls back.
+        tx.commit()
     }
 }
 
@@ -139,12 +134,12 @@ mod tests {
         db.check_roots("/link/s".into(), "/d".into(), &|_, _| false)
             .unwrap();
         let s1 = db.begin_scan().unwrap();
-        db.begin().unwrap();
+        let tx = db.begin().unwrap();
         for e in [entry("/link/s", 0, 1), entry("/link/s/a", 1, 10)] {
             let to = Path::new("/d").join(e.path.strip_prefix("/link/s").unwrap());
-            db.insert_source(&e, &to, "pending", s1).unwrap();
+            tx.insert_source(&e, &to, "pending", s1).unwrap();
         }
-        db.commit().unwrap();
+        tx.commit().unwrap();
         db.check_roots("/real/s".into(), "/d".into(), &|r, w| {
             r == "/link/s" && w == "/real/s"
         })

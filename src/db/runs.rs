@@ -1,6 +1,6 @@
 //! The `runs` table: one row per run, kept up to date by each batch commit.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::{Result, StateDb};
 
@@ -25,6 +25,18 @@ pub struct RunRow {
 /// Reads a run's counters `(files_done, bytes_done, failures)`; see
 /// [`StateDb::track_run`].
 pub type RunCounts = Box<dyn Fn() -> (u64, u64, u64) + Send>;
+
+/// Brings run `id`'s counters `(files_done, bytes_done, failures)` up to
+/// date, inside the transaction that commits the rows they count.
+pub(super) fn record_progress(conn: &Connection, id: i64, counts: (u64, u64, u64)) -> Result<()> {
+    let (files, bytes, failures) = counts;
+    conn.prepare_cached(
+        "UPDATE runs SET files_done = ?2, bytes_done = ?3, failures = ?4
+         WHERE id = ?1 AND ended_at IS NULL",
+    )?
+    .execute(params![id, files as i64, bytes as i64, failures as i64])?;
+    Ok(())
+}
 
 impl StateDb {
     pub fn start_run(&self, started_at: &str, mode: &str, dry_run: bool) -> Result<i64> {

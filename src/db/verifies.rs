@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::files::hashed_file;
-use super::{HashedFile, Result, StateDb};
+use super::{HashedFile, Result, StateDb, Tx};
 
 /// What a verify found for one row (`files.verify_result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,30 +100,6 @@ impl StateDb {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Records what a verify found for row `id` (compared with `hash`), at
-    /// `at_ns`. `repair` with a mismatch or a missing file puts the row back
-    /// to `pending`, so the next run copies it again. Runs inside the
-    /// caller's transaction ([`Self::begin`]).
-    pub fn record_verify(
-        &self,
-        id: i64,
-        hash: &str,
-        result: VerifyResult,
-        at_ns: i64,
-        repair: bool,
-    ) -> Result<()> {
-        let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
-        self.conn
-            .prepare_cached(
-                "UPDATE files SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
-                    status = CASE WHEN ?5 THEN 'pending' ELSE status END,
-                    error = CASE WHEN ?5 THEN NULL ELSE error END
-                 WHERE rowid = ?1",
-            )?
-            .execute(params![id, at_ns, result.as_str(), hash, back])?;
-        Ok(())
-    }
-
     /// The last verify, if it did not get through its plan: killed (no end
     /// recorded), stopped by a signal (130) or aborted (4).
     pub fn unfinished_verify(&self) -> Result<Option<VerifyRecord>> {
@@ -217,6 +193,31 @@ impl StateDb {
     }
 }
 
+impl Tx<'_> {
+    /// Records what a verify found for row `id` (compared with `hash`), at
+    /// `at_ns`. `repair` with a mismatch or a missing file puts the row back
+    /// to `pending`, so the next run copies it again.
+    pub fn record_verify(
+        &self,
+        id: i64,
+        hash: &str,
+        result: VerifyResult,
+        at_ns: i64,
+        repair: bool,
+    ) -> Result<()> {
+        let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
+                    status = CASE WHEN ?5 THEN 'pending' ELSE status END,
+                    error = CASE WHEN ?5 THEN NULL ELSE error END
+                 WHERE rowid = ?1",
+            )?
+            .execute(params![id, at_ns, result.as_str(), hash, back])?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,10 +251,10 @@ mod tests {
         db.verify_todo_sizes(0, |id, size| todo.push((id, size)))
             .unwrap();
         assert_eq!(todo, vec![(1, 1)]);
-        db.begin().unwrap();
-        db.record_verify(1, "ab", VerifyResult::Ok, 10, false)
+        let tx = db.begin().unwrap();
+        tx.record_verify(1, "ab", VerifyResult::Ok, 10, false)
             .unwrap();
-        db.commit().unwrap();
+        tx.commit().unwrap();
         let mut todo = Vec::new();
         db.verify_todo_sizes(10, |id, _| todo.push(id)).unwrap();
         assert!(todo.is_empty(), "found ok at 10: skipped since 10");

@@ -33,7 +33,7 @@ use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{self, Dir, DirCache, Meta, Root};
 use crate::checksum::HashAlgo;
 use crate::db::PendingFile;
-use crate::db::{StateDb, Synced};
+use crate::db::{StateDb, Synced, Tx};
 use crate::decide::{EntryKind, Stamp};
 use crate::modes::{Modes, Permissions};
 use crate::progress::Progress;
@@ -109,7 +109,7 @@ pub enum Done {
 
 /// The DB half: sole owner of the state DB during the transfer stage.
 pub struct Committer<'a> {
-    pub db: &'a mut StateDb,
+    pub db: &'a StateDb,
     pub audit: &'a mut AuditLog,
     pub dest_root: &'a Path,
     /// The same root held open: folders are created, owned, given their
@@ -312,26 +312,26 @@ impl Committer<'_> {
         for event in done.iter() {
             match event {
                 Done::Synced { file, hash, stamp } => {
-                    self.synced(&file, hash.as_deref(), stamp)?;
+                    self.synced(batch.tx(), &file, hash.as_deref(), stamp)?;
                     report.files_done += 1;
                     report.bytes_done += file.size;
                     self.progress.file_synced(file.size);
-                    batch.tick(self.db, self.audit)?;
+                    batch.tick(self.audit)?;
                 }
                 Done::Failed { file, error } => {
                     let error = super::failnote::explain(&file.dest, error);
                     notes.note(&file.source, &file.dest, &error);
-                    self.db.mark_failed(file.id, &error)?;
+                    batch.tx().mark_failed(file.id, &error)?;
                     let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size)
                         .entry(file.kind.as_str(), file.modified_ns);
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
                     report.failed += 1;
                     self.progress.file_failed(file.size);
-                    batch.tick(self.db, self.audit)?;
+                    batch.tick(self.audit)?;
                 }
                 Done::Fatal(e) => {
-                    batch.end(self.db, self.audit)?;
+                    batch.end(self.audit)?;
                     return Err(e);
                 }
             }
@@ -340,7 +340,7 @@ impl Committer<'_> {
         if !self.stop.load(Relaxed) {
             self.restore_dirs(&mut batch)?;
         }
-        batch.end(self.db, self.audit)?;
+        batch.end(self.audit)?;
         Ok(report)
     }
 }
@@ -741,12 +741,13 @@ impl Writer<'_> {
 impl Committer<'_> {
     fn synced(
         &mut self,
+        tx: &Tx<'_>,
         task: &FileTask,
         hash: Option<&str>,
         stamp: Stamp,
     ) -> Result<(), TransferError> {
         let algorithm = hash.map(|_| self.algo.name());
-        self.db.mark_synced(&Synced {
+        tx.mark_synced(&Synced {
             id: task.id,
             hash,
             algorithm,
@@ -757,7 +758,7 @@ impl Committer<'_> {
         if let Some(parent) = task.source.parent()
             && self.last_touched_dir.as_deref() != Some(parent)
         {
-            self.db.touch_dir(parent)?;
+            tx.touch_dir(parent)?;
             self.last_touched_dir = Some(parent.to_path_buf());
         }
         let mut rec = FileRecord::new("synced", &task.source, &task.dest, task.size)
@@ -773,11 +774,11 @@ impl Committer<'_> {
 
     /// Creates folders (empty ones too) and restores their times, deepest
     /// first, after all their contents are written.
-    fn restore_dirs(&mut self, batch: &mut Batch) -> Result<(), TransferError> {
+    fn restore_dirs(&mut self, batch: &mut Batch<'_>) -> Result<(), TransferError> {
         for d in self.db.pending_dirs()? {
             let done = self.restore_dir(&d);
             match done {
-                Ok(md) => self.db.mark_synced(&Synced {
+                Ok(md) => batch.tx().mark_synced(&Synced {
                     id: d.id,
                     hash: None,
                     algorithm: None,
@@ -788,7 +789,7 @@ impl Committer<'_> {
                 Err(e) => {
                     let error = format!("cannot restore folder `{}`: {e}", d.dest.display());
                     warn!(%error, "folder failed");
-                    self.db.mark_failed(d.id, &error)?;
+                    batch.tx().mark_failed(d.id, &error)?;
                     let mut rec = FileRecord::new("failed", &d.source, &d.dest, d.size)
                         .entry(EntryKind::Dir.as_str(), d.modified_ns);
                     rec.error = Some(&error);
@@ -797,7 +798,7 @@ impl Committer<'_> {
                     self.progress.file_failed(0);
                 }
             }
-            batch.tick(self.db, self.audit)?;
+            batch.tick(self.audit)?;
         }
         Ok(())
     }
@@ -977,7 +978,10 @@ fn stamp_of(kind: EntryKind, md: &Meta) -> Stamp {
 /// 2,000 tiny files took 2.7× as long with a per-file fdatasync on ext4). A
 /// crash before the barrier leaves the batch's rows `pending`, and a resume
 /// copies them again.
-struct Batch {
+struct Batch<'db> {
+    db: &'db StateDb,
+    /// The open transaction; `None` only while [`Self::commit`] replaces it.
+    tx: Option<Tx<'db>>,
     count: usize,
     since: Instant,
     /// The destination root, kept open for `syncfs`.
@@ -985,16 +989,17 @@ struct Batch {
     dest_root: PathBuf,
 }
 
-impl Batch {
-    fn begin(db: &StateDb, dest_root: &Path) -> Result<Self, TransferError> {
+impl<'db> Batch<'db> {
+    fn begin(db: &'db StateDb, dest_root: &Path) -> Result<Self, TransferError> {
         let dest = File::open(dest_root).map_err(|e| {
             TransferError::Fatal(format!(
                 "cannot open destination root `{}`: {e}",
                 dest_root.display()
             ))
         })?;
-        db.begin()?;
         Ok(Self {
+            db,
+            tx: Some(db.begin()?),
             count: 0,
             since: Instant::now(),
             dest,
@@ -1002,39 +1007,46 @@ impl Batch {
         })
     }
 
-    fn tick(&mut self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
+    /// The batch's transaction: the rows of its files are written in it.
+    fn tx(&self) -> &Tx<'db> {
+        self.tx.as_ref().expect("a batch holds its transaction")
+    }
+
+    fn tick(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
         self.count += 1;
         if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
             debug!(files = self.count, "commit");
-            self.commit(db, audit)?;
-            db.begin()?;
+            self.commit(audit)?;
+            self.tx = Some(self.db.begin()?);
             self.count = 0;
             self.since = Instant::now();
         }
         Ok(())
     }
 
-    fn commit(&self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
+    fn commit(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        let tx = self.tx.take().expect("a batch holds its transaction");
         if self.count > 0 {
             // SAFETY: plain syscall on an fd this struct owns; no memory is passed.
             if unsafe { libc::syncfs(self.dest.as_raw_fd()) } != 0 {
                 let e = io::Error::last_os_error();
                 // Nothing of this batch is marked synced: its rows stay
                 // pending and the next run copies them again.
-                let _ = db.rollback();
+                let _ = tx.rollback();
                 return Err(TransferError::Fatal(format!(
                     "cannot make the destination `{}` durable: {e}",
                     self.dest_root.display()
                 )));
             }
         }
+        // A failed flush drops `tx`: rolled back, as a failed barrier is.
         audit.flush()?;
-        db.commit()?;
+        tx.commit()?;
         Ok(())
     }
 
-    fn end(self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
-        self.commit(db, audit)
+    fn end(mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        self.commit(audit)
     }
 }
 
