@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{debug, info, warn};
 
 use crate::beneath::{Dir, Root, ns};
-use crate::db::{DbError, ScanEntry, StateDb, Tx};
+use crate::db::{DbError, RowId, RowStatus, ScanEntry, StateDb, Tx};
 use crate::decide::{self, Decision, EntryKind, SourceRoot, Stamp};
 use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{PHASE_SCAN, Progress};
@@ -283,7 +283,7 @@ pub fn run(
                 let dst_stamp = dst.as_ref().map(stamp);
                 let (id, copy) =
                     record(&tx, &e, dst_stamp.as_ref(), source, dest, window, scan_id)?;
-                seen.insert(id);
+                seen.insert(id.get());
                 let rel = relative(&e.path, source);
                 let lost = if fold {
                     collisions.check(rel, e.kind == EntryKind::Dir)
@@ -371,7 +371,7 @@ pub fn run(
     if report.source_errors == 0 {
         // Every walked entry has a row, so equal counts mean nothing vanished.
         if db.count_files()? != report.source_entries {
-            report.vanished = db.drop_unseen(|id| seen.contains(id))?;
+            report.vanished = db.drop_unseen(|id| seen.contains(id.get()))?;
         }
     } else {
         warn!(
@@ -424,7 +424,7 @@ fn record(
     dest: &Path,
     window: std::time::Duration,
     scan_id: i64,
-) -> Result<(i64, bool), DbError> {
+) -> Result<(RowId, bool), DbError> {
     let src = stamp(e);
     let known = db.find_source(&e.path)?;
     // The after-copy stamp only counts while the source is the one copied.
@@ -437,7 +437,11 @@ fn record(
         decide::needs_transfer(&src, dst, after.as_ref(), window),
         Decision::Copy(_)
     );
-    let status = if copy { "pending" } else { "synced" };
+    let status = if copy {
+        RowStatus::Pending
+    } else {
+        RowStatus::Synced
+    };
     let id = match known {
         None => {
             let rel = relative(&e.path, source);

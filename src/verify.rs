@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::audit::{AuditError, AuditLog, encode_path, rfc3339_ns};
 use crate::beneath::Root;
 use crate::checksum::HashAlgo;
-use crate::db::{DbError, HashedFile, StateDb, Tx, VerifyRecord, VerifyResult};
+use crate::db::{DbError, HashedFile, RowId, StateDb, Tx, VerifyRecord, VerifyResult};
 use crate::manifest::Job;
 use crate::progress::Progress;
 use crate::roots::RootId;
@@ -112,8 +112,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn wants(&self, id: i64) -> bool {
-        self.sample.is_none_or(|(p, seed)| in_sample(id, p, seed))
+    fn wants(&self, id: RowId) -> bool {
+        self.sample
+            .is_none_or(|(p, seed)| in_sample(id.get(), p, seed))
     }
 }
 
@@ -387,13 +388,13 @@ fn feed(
     tx: &SyncSender<HashedFile>,
     stop: &AtomicBool,
 ) -> Result<(), DbError> {
-    let mut after = 0;
+    let mut after = None;
     loop {
         let page = db.verify_page(plan.since_ns, after, PAGE)?;
         let Some(last) = page.last() else {
             return Ok(());
         };
-        after = last.id;
+        after = Some(last.id);
         for row in page.into_iter().filter(|r| plan.wants(r.id)) {
             if stop.load(Relaxed) || tx.send(row).is_err() {
                 // Stopped, or the recorder is gone (it has the error).

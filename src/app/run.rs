@@ -237,7 +237,7 @@ impl Metrics {
         if let Some(counts) = self.db.as_ref().and_then(|db| db.status_counts().ok()) {
             self.statuses = counts
                 .into_iter()
-                .map(|c| (c.status, c.files, c.bytes))
+                .map(|c| (c.status.as_str().to_owned(), c.files, c.bytes))
                 .collect();
         }
         self.next_count = Instant::now() + (t.elapsed() * 20).max(METRICS_EVERY);

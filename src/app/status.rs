@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{Failure, load, out};
 use crate::cli::StatusArgs;
-use crate::db::{RunRow, StateDb, StatusCount};
+use crate::db::{RowStatus, RunRow, StateDb, StatusCount};
 use std::time::Duration;
 
 use crate::decide;
@@ -122,7 +122,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         .collect();
     let failed_total = counts
         .iter()
-        .find(|c| c.status == "failed")
+        .find(|c| c.status == RowStatus::Failed)
         .map_or(0, |c| c.files);
     Ok(StatusReport {
         db: job.db.to_string(),

@@ -190,7 +190,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     let (hashed, no_hash) = db.synced_files().map_err(db_failure)?;
     let (mut todo_files, mut todo_bytes) = (0u64, 0u64);
     db.verify_todo_sizes(since_ns, |id, size| {
-        if sample.is_none_or(|(p, seed)| verify::in_sample(id, p, seed)) {
+        if sample.is_none_or(|(p, seed)| verify::in_sample(id.get(), p, seed)) {
             todo_files += 1;
             todo_bytes += size;
         }

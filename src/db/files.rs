@@ -6,8 +6,92 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_value, status_of};
+use rusqlite::ToSql;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+
+use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::{EntryKind, Stamp};
+
+/// The id of a `files` row (its rowid). Only the DB hands them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowId(pub(super) i64);
+
+impl RowId {
+    /// The rowid as a number (bitsets, samples, temporary names, logs).
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for RowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ToSql for RowId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl FromSql for RowId {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        i64::column_result(v).map(Self)
+    }
+}
+
+/// Keyset paging: rows after `after`, from the first row when `None`.
+pub(super) fn after_value(after: Option<RowId>) -> i64 {
+    after.map_or(0, RowId::get)
+}
+
+/// Where a row stands (`files.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowStatus {
+    /// To copy (or, for a folder, to have its times restored).
+    Pending,
+    /// Durable at the destination as the row describes it.
+    Synced,
+    /// The last attempt failed; `files.error` says why.
+    Failed,
+}
+
+impl RowStatus {
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Synced, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Synced => "synced",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RowStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl ToSql for RowStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RowStatus {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        Self::parse(s).ok_or_else(|| FromSqlError::Other(format!("unknown status `{s}`").into()))
+    }
+}
 
 /// One walked entry, source or destination side.
 #[derive(Debug, Clone)]
@@ -27,7 +111,7 @@ pub struct ScanEntry {
 /// A backlog row as the transfer stage needs it.
 #[derive(Debug, Clone)]
 pub struct PendingFile {
-    pub id: i64,
+    pub id: RowId,
     pub source: PathBuf,
     pub dest: PathBuf,
     pub kind: EntryKind,
@@ -42,17 +126,17 @@ pub struct PendingFile {
 /// A source row as a rescan compares it with the walked entry.
 #[derive(Debug, Clone)]
 pub struct KnownRow {
-    pub id: i64,
+    pub id: RowId,
     /// The recorded source stamp (`path` left empty).
     pub entry: ScanEntry,
-    pub status: &'static str,
+    pub status: RowStatus,
     pub after_copy: Option<Stamp>,
 }
 
 /// Files and bytes in one status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StatusCount {
-    pub status: String,
+    pub status: RowStatus,
     pub files: u64,
     pub bytes: u64,
 }
@@ -60,7 +144,7 @@ pub struct StatusCount {
 /// A synced file as `verify` checks it and `hashes` lists it.
 #[derive(Debug, Clone)]
 pub struct HashedFile {
-    pub id: i64,
+    pub id: RowId,
     pub source: PathBuf,
     pub dest: PathBuf,
     pub size: u64,
@@ -73,7 +157,7 @@ pub struct HashedFile {
 
 /// What the writer records for a synced file.
 pub struct Synced<'a> {
-    pub id: i64,
+    pub id: RowId,
     pub hash: Option<&'a str>,
     pub algorithm: Option<&'a str>,
     pub size: u64,
@@ -114,11 +198,12 @@ impl StateDb {
 
     /// Files and bytes per status, always listing all three.
     pub fn status_counts(&self) -> Result<Vec<StatusCount>> {
-        let mut out: Vec<StatusCount> = ["pending", "synced", "failed"]
-            .iter()
-            .map(|s| StatusCount {
-                status: (*s).to_owned(),
-                ..Default::default()
+        let mut out: Vec<StatusCount> = RowStatus::ALL
+            .into_iter()
+            .map(|status| StatusCount {
+                status,
+                files: 0,
+                bytes: 0,
             })
             .collect();
         let mut st = self.conn.prepare(
@@ -134,7 +219,10 @@ impl StateDb {
         })?;
         for row in rows {
             let (status, files, bytes) = row?;
-            if let Some(c) = out.iter_mut().find(|c| c.status == status) {
+            if let Some(c) = out
+                .iter_mut()
+                .find(|c| Some(c.status) == RowStatus::parse(&status))
+            {
                 c.files = files as u64;
                 c.bytes = bytes as u64;
             }
@@ -174,7 +262,7 @@ impl StateDb {
                         uid: r.get(8)?,
                         gid: r.get(9)?,
                     },
-                    status: status_of(r.get_ref(10)?)?,
+                    status: r.get(10)?,
                     after_copy: after,
                 })
             })
@@ -190,7 +278,7 @@ impl StateDb {
 
     /// Deletes every row whose id `seen` rejects (rows of entries the scan
     /// did not find), in chunks of rowids; returns how many.
-    pub fn drop_unseen(&mut self, seen: impl Fn(i64) -> bool) -> Result<u64> {
+    pub fn drop_unseen(&mut self, seen: impl Fn(RowId) -> bool) -> Result<u64> {
         const CHUNK: i64 = 50_000;
         let (mut last, mut dropped) = (0i64, 0u64);
         loop {
@@ -205,7 +293,7 @@ impl StateDb {
                 while let Some(r) = rows.next()? {
                     n += 1;
                     last = r.get(0)?;
-                    if !seen(last) {
+                    if !seen(RowId(last)) {
                         gone.push(last);
                     }
                 }
@@ -223,13 +311,13 @@ impl StateDb {
     }
 
     /// Up to `limit` pending rows with rowid above `after`, in rowid order.
-    pub fn pending_page(&self, after: i64, limit: usize) -> Result<Vec<PendingFile>> {
+    pub fn pending_page(&self, after: Option<RowId>, limit: usize) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare_cached(
             "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
                     uid, gid
              FROM files WHERE status = 'pending' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
         )?;
-        let rows = st.query_map(params![after, limit as i64], |r| {
+        let rows = st.query_map(params![after_value(after), limit as i64], |r| {
             Ok(PendingFile {
                 id: r.get(0)?,
                 source: path_from(r.get_ref(1)?)?,
@@ -341,9 +429,9 @@ impl Tx<'_> {
         &self,
         e: &ScanEntry,
         dest: &Path,
-        status: &str,
+        status: RowStatus,
         scan_id: i64,
-    ) -> Result<i64> {
+    ) -> Result<RowId> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
                 changed_ns, created_ns, mode, uid, gid, status, scan_id)
@@ -364,7 +452,7 @@ impl Tx<'_> {
             status,
             scan_id,
         ])?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(RowId(self.conn.last_insert_rowid()))
     }
 
     /// Rewrites a known row after a rescan: the new source stamp and status.
@@ -373,9 +461,9 @@ impl Tx<'_> {
     /// the error. `scan_id` records the scan that last changed the row.
     pub fn update_source(
         &self,
-        id: i64,
+        id: RowId,
         e: &ScanEntry,
-        status: &str,
+        status: RowStatus,
         same_content: bool,
         scan_id: i64,
     ) -> Result<()> {
@@ -430,7 +518,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+    pub fn mark_failed(&self, id: RowId, error: &str) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE files SET status = 'failed', error = ?2 WHERE rowid = ?1")?
             .execute(params![id, error])?;
@@ -505,11 +593,11 @@ pub(super) mod tests {
         let tx = db.begin().unwrap();
         for e in [entry("/s/a", 1, 10), entry("/s/b", 2, 20)] {
             let to = Path::new("/d").join(e.path.strip_prefix("/s").unwrap());
-            tx.insert_source(&e, &to, "pending", s1).unwrap();
+            tx.insert_source(&e, &to, RowStatus::Pending, s1).unwrap();
         }
         for id in [1, 2] {
             tx.mark_synced(&Synced {
-                id,
+                id: RowId(id),
                 hash: Some("h"),
                 algorithm: Some("sha256"),
                 size: id as u64,
@@ -520,14 +608,23 @@ pub(super) mod tests {
         }
         tx.commit().unwrap();
         let a = db.find_source(Path::new("/s/a")).unwrap().unwrap();
-        assert_eq!((a.id, a.status, a.entry.size), (1, "synced", 1));
+        assert_eq!(
+            (a.id, a.status, a.entry.size),
+            (RowId(1), RowStatus::Synced, 1)
+        );
         assert!(db.find_source(Path::new("/s/zz")).unwrap().is_none());
         let s2 = db.begin_scan().unwrap();
         let tx = db.begin().unwrap();
-        tx.update_source(1, &entry("/s/a", 1, 10), "synced", true, s2)
+        tx.update_source(RowId(1), &entry("/s/a", 1, 10), RowStatus::Synced, true, s2)
             .unwrap();
-        tx.update_source(2, &entry("/s/b", 3, 30), "pending", false, s2)
-            .unwrap();
+        tx.update_source(
+            RowId(2),
+            &entry("/s/b", 3, 30),
+            RowStatus::Pending,
+            false,
+            s2,
+        )
+        .unwrap();
         tx.commit().unwrap();
         let hashes: Vec<Option<String>> = db
             .conn()
@@ -545,7 +642,7 @@ pub(super) mod tests {
             })
             .unwrap();
         assert_eq!(dest, "/d/a");
-        assert_eq!(db.drop_unseen(|id| id == 2).unwrap(), 1);
+        assert_eq!(db.drop_unseen(|id| id == RowId(2)).unwrap(), 1);
         assert_eq!(db.count_files().unwrap(), 1);
     }
 }

@@ -256,6 +256,7 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::RowStatus;
     use crate::db::files::tests::entry;
     use camino::Utf8PathBuf;
     use std::ffi::OsStr;
@@ -285,7 +286,7 @@ mod tests {
         let tx = db.begin().unwrap();
         for e in &rows {
             let rel = e.path.strip_prefix("/s").unwrap();
-            tx.insert_source(e, &Path::new("/d").join(rel), "pending", id)
+            tx.insert_source(e, &Path::new("/d").join(rel), RowStatus::Pending, id)
                 .unwrap();
         }
         let dst = [

@@ -26,7 +26,9 @@ use schema::MIGRATIONS;
 
 use crate::decide::EntryKind;
 
-pub use files::{HashedFile, KnownRow, PendingFile, ScanEntry, StatusCount, Synced};
+pub use files::{
+    HashedFile, KnownRow, PendingFile, RowId, RowStatus, ScanEntry, StatusCount, Synced,
+};
 pub use listing::Listed;
 pub use meta::JobRoot;
 pub use runs::{RunCounts, RunRow};
@@ -215,19 +217,6 @@ impl std::ops::Deref for Tx<'_> {
 
     fn deref(&self) -> &StateDb {
         self.db
-    }
-}
-
-fn status_of(v: ValueRef<'_>) -> rusqlite::Result<&'static str> {
-    match v.as_str()? {
-        "pending" => Ok("pending"),
-        "synced" => Ok("synced"),
-        "failed" => Ok("failed"),
-        s => Err(rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unknown status `{s}`").into(),
-        )),
     }
 }
 

@@ -122,6 +122,7 @@ impl StateDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::RowStatus;
     use crate::db::files::tests::entry;
     use camino::Utf8PathBuf;
     use std::path::Path;
@@ -137,7 +138,7 @@ mod tests {
         let tx = db.begin().unwrap();
         for e in [entry("/link/s", 0, 1), entry("/link/s/a", 1, 10)] {
             let to = Path::new("/d").join(e.path.strip_prefix("/link/s").unwrap());
-            tx.insert_source(&e, &to, "pending", s1).unwrap();
+            tx.insert_source(&e, &to, RowStatus::Pending, s1).unwrap();
         }
         tx.commit().unwrap();
         db.check_roots("/real/s".into(), "/d".into(), &|r, w| {

@@ -3,8 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::files::hashed_file;
-use super::{HashedFile, Result, StateDb, Tx};
+use super::files::{after_value, hashed_file};
+use super::{HashedFile, Result, RowId, StateDb, Tx};
 
 /// What a verify found for one row (`files.verify_result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ const VERIFY_TODO: &str = "status = 'synced' AND kind = 'file' AND hash IS NOT N
 impl StateDb {
     /// Calls `f(rowid, size)` for every row a verify with `since_ns` would
     /// check, in rowid order, from one statement (constant memory).
-    pub fn verify_todo_sizes(&self, since_ns: i64, mut f: impl FnMut(i64, u64)) -> Result<()> {
+    pub fn verify_todo_sizes(&self, since_ns: i64, mut f: impl FnMut(RowId, u64)) -> Result<()> {
         let mut st = self.conn.prepare(&format!(
             "SELECT rowid, size FROM files WHERE {VERIFY_TODO} ORDER BY rowid"
         ))?;
@@ -91,12 +91,20 @@ impl StateDb {
     }
 
     /// Up to `limit` rows to verify with rowid above `after`, in rowid order.
-    pub fn verify_page(&self, since_ns: i64, after: i64, limit: usize) -> Result<Vec<HashedFile>> {
+    pub fn verify_page(
+        &self,
+        since_ns: i64,
+        after: Option<RowId>,
+        limit: usize,
+    ) -> Result<Vec<HashedFile>> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
              FROM files WHERE {VERIFY_TODO} AND rowid > ?2 ORDER BY rowid LIMIT ?3"
         ))?;
-        let rows = st.query_map(params![since_ns, after, limit as i64], hashed_file)?;
+        let rows = st.query_map(
+            params![since_ns, after_value(after), limit as i64],
+            hashed_file,
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -199,7 +207,7 @@ impl Tx<'_> {
     /// to `pending`, so the next run copies it again.
     pub fn record_verify(
         &self,
-        id: i64,
+        id: RowId,
         hash: &str,
         result: VerifyResult,
         at_ns: i64,
@@ -250,15 +258,15 @@ mod tests {
         let mut todo = Vec::new();
         db.verify_todo_sizes(0, |id, size| todo.push((id, size)))
             .unwrap();
-        assert_eq!(todo, vec![(1, 1)]);
+        assert_eq!(todo, vec![(RowId(1), 1)]);
         let tx = db.begin().unwrap();
-        tx.record_verify(1, "ab", VerifyResult::Ok, 10, false)
+        tx.record_verify(RowId(1), "ab", VerifyResult::Ok, 10, false)
             .unwrap();
         tx.commit().unwrap();
         let mut todo = Vec::new();
         db.verify_todo_sizes(10, |id, _| todo.push(id)).unwrap();
         assert!(todo.is_empty(), "found ok at 10: skipped since 10");
         db.verify_todo_sizes(11, |id, _| todo.push(id)).unwrap();
-        assert_eq!(todo, vec![1]);
+        assert_eq!(todo, vec![RowId(1)]);
     }
 }

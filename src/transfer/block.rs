@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::db::RowId;
 use crate::decide::EntryKind;
 
 /// One file (or symlink) on its way through the pipeline, as the reader saw
@@ -13,7 +14,7 @@ use crate::decide::EntryKind;
 #[derive(Debug)]
 pub struct FileTask {
     /// Row id in `files`.
-    pub id: i64,
+    pub id: RowId,
     pub source: PathBuf,
     pub dest: PathBuf,
     /// Size at open, in bytes.

@@ -41,13 +41,13 @@ pub fn feed(
     stop: &AtomicBool,
     halt: &AtomicBool,
 ) -> Result<(), TransferError> {
-    let mut after = 0i64;
+    let mut after = None;
     loop {
         let page = db.pending_page(after, PAGE)?;
         let Some(last) = page.last() else {
             return Ok(());
         };
-        after = last.id;
+        after = Some(last.id);
         for row in page {
             if stop.load(Relaxed) || halt.load(Relaxed) {
                 return Ok(());
@@ -300,7 +300,7 @@ impl Reader<'_> {
             ns(before.atime(), before.atime_nsec()),
             (before.mode(), before.uid(), before.gid()),
         );
-        debug!(id = row.id, path = %row.source.display(), size = before.len(), "reading");
+        debug!(id = row.id.get(), path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.algo.hasher();
         let mut offset = 0u64;
         let mut read_ahead = ReadAhead::Default;

@@ -33,7 +33,7 @@ use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{self, Dir, DirCache, Meta, Root};
 use crate::checksum::HashAlgo;
 use crate::db::PendingFile;
-use crate::db::{StateDb, Synced, Tx};
+use crate::db::{RowId, StateDb, Synced, Tx};
 use crate::decide::{EntryKind, Stamp};
 use crate::modes::{Modes, Permissions};
 use crate::progress::Progress;
@@ -47,7 +47,7 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// Name of the temporary sibling for row `id`: short (a long source name
 /// cannot push it past NAME_MAX), unique per row, and recognisable by the
 /// scan and the mirror stage as never being user data.
-pub fn temp_name(id: i64) -> String {
+pub fn temp_name(id: RowId) -> String {
     format!(".jobrun-{id}.tmp")
 }
 
@@ -127,7 +127,7 @@ pub struct Committer<'a> {
 
 /// The file being written.
 struct Open {
-    id: i64,
+    id: RowId,
     file: File,
     /// Its folder, and its name there: the temp sibling, or the destination
     /// with `inplace`.
@@ -352,7 +352,7 @@ impl Writer<'_> {
     pub fn run(mut self) {
         let mut open: Option<Open> = None;
         // A file that already failed: its remaining blocks are dropped.
-        let mut skip: Option<i64> = None;
+        let mut skip: Option<RowId> = None;
         let rx = self.rx.clone();
         for msg in rx.iter().flatten() {
             if self.halt.load(Relaxed) {
@@ -363,7 +363,7 @@ impl Writer<'_> {
                     // Stopping: queued blocks are not written (with a slow
                     // limit they would take minutes); the file stays pending.
                     if self.stop.load(Relaxed) {
-                        discard(&mut open, b.file.id, self.inplace);
+                        discard(&mut open, Some(b.file.id), self.inplace);
                         self.recycle(b.data);
                         continue;
                     }
@@ -383,27 +383,27 @@ impl Writer<'_> {
                 },
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
                 Msg::Abandon { file } => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, Some(file.id), self.inplace);
                     continue;
                 }
             };
             let event = match outcome {
                 Ok(None) => continue,
                 Ok(Some((file, hash, stamp))) => {
-                    debug!(id = file.id, "renamed");
+                    debug!(id = file.id.get(), "renamed");
                     Done::Synced { file, hash, stamp }
                 }
                 Err((file, Fault::File(error))) => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, Some(file.id), self.inplace);
                     skip = Some(file.id);
                     Done::Failed { file, error }
                 }
                 Err((file, Fault::Stopped)) => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, Some(file.id), self.inplace);
                     continue;
                 }
                 Err((file, Fault::Fatal(e))) => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, Some(file.id), self.inplace);
                     let _ = self.done.send(Done::Fatal(e));
                     break;
                 }
@@ -412,7 +412,7 @@ impl Writer<'_> {
                 break;
             }
         }
-        discard(&mut open, -1, self.inplace);
+        discard(&mut open, None, self.inplace);
     }
 
     /// Returns a block buffer to the reader. Its length is kept, so the
@@ -433,7 +433,7 @@ impl Writer<'_> {
     ) -> Result<Option<(Option<String>, Stamp)>, Fault> {
         let task = &b.file;
         if b.offset == 0 {
-            discard(open, -1, self.inplace);
+            discard(open, None, self.inplace);
             self.progress.start_file(&task.dest, task.size);
             *open = Some(self.create(task)?);
         }
@@ -922,10 +922,13 @@ fn make_dir(
 }
 
 /// Removes the partial output of file `id` (or of whatever is open when
-/// `id` is -1). With `inplace` the partial destination stays: its size or
-/// mtime differs from the source, so the next scan copies it again.
-fn discard(open: &mut Option<Open>, id: i64, inplace: bool) {
-    if open.as_ref().is_some_and(|o| id == -1 || o.id == id) {
+/// `id` is `None`). With `inplace` the partial destination stays: its size
+/// or mtime differs from the source, so the next scan copies it again.
+fn discard(open: &mut Option<Open>, id: Option<RowId>, inplace: bool) {
+    if open
+        .as_ref()
+        .is_some_and(|o| id.is_none_or(|id| o.id == id))
+    {
         let o = open.take().expect("checked: some");
         drop(o.file);
         if !inplace {
