@@ -627,7 +627,7 @@ pub(super) mod tests {
         .unwrap();
         tx.commit().unwrap();
         let hashes: Vec<Option<String>> = db
-            .conn()
+            .conn
             .prepare("SELECT hash FROM files ORDER BY rowid")
             .unwrap()
             .query_map([], |r| r.get(0))
@@ -636,7 +636,7 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(hashes, vec![Some("h".to_string()), None]);
         let dest: String = db
-            .conn()
+            .conn
             .query_row("SELECT dest_path FROM files WHERE rowid = 1", [], |r| {
                 r.get(0)
             })

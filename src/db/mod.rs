@@ -173,11 +173,6 @@ impl StateDb {
         let conn = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         Ok(Tx { db: self, conn })
     }
-
-    /// Raw access for tests and the status command's extra queries.
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 /// An open write transaction on a [`StateDb`]: the writes that must be
