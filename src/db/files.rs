@@ -645,4 +645,15 @@ pub(super) mod tests {
         assert_eq!(db.drop_unseen(|id| id == RowId(2)).unwrap(), 1);
         assert_eq!(db.count_files().unwrap(), 1);
     }
+
+    #[test]
+    fn row_statuses_read_back_as_written_and_pad_in_tables() {
+        for st in RowStatus::ALL {
+            assert_eq!(RowStatus::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(RowStatus::parse("done"), None);
+        assert_eq!(format!("[{:<8}]", RowStatus::Failed), "[failed  ]");
+        let json = serde_json::to_string(&RowStatus::Synced).unwrap();
+        assert_eq!(json, "\"synced\"");
+    }
 }

@@ -5,6 +5,12 @@
 //!
 //! Paths are stored as full paths: TEXT when the name is valid UTF-8, a BLOB
 //! of the raw bytes otherwise, so nothing is ever lost to lossy conversion.
+//!
+//! Where each rule lives: the write transaction ([`Tx`]) here; the
+//! migrations in `schema`; every `meta` key in `meta`; the recorded roots in
+//! `roots`; `files` rows with their [`RowStatus`] and [`RowId`] in `files`;
+//! the destination listing and mirror candidates in `listing`; `runs` in
+//! `runs`; verify results in `verifies`.
 
 mod files;
 mod listing;
@@ -239,5 +245,36 @@ mod tests {
         assert_eq!(back, p);
         let u = PathBuf::from("/src/ok.txt");
         assert!(matches!(path_value(&u), Value::Text(_)));
+    }
+
+    fn new_db(dir: &tempfile::TempDir) -> StateDb {
+        StateDb::open(&Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap()).unwrap()
+    }
+
+    fn insert(tx: &Tx<'_>, path: &str) {
+        let e = files::tests::entry(path, 1, 1);
+        tx.insert_source(&e, Path::new("/d/x"), RowStatus::Pending, 1)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_dropped_tx_rolls_back_and_a_committed_one_records_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = new_db(&dir);
+        let run = db.start_run("t0", "scan", false).unwrap();
+        db.track_run(run, Box::new(|| (7, 70, 1)));
+        insert(&db.begin().unwrap(), "/s/dropped");
+        assert_eq!(db.count_files().unwrap(), 0, "dropped: rolled back");
+        assert_eq!(db.last_runs(1).unwrap()[0].files_done, 0);
+        let tx = db.begin().unwrap();
+        insert(&tx, "/s/kept");
+        tx.commit().unwrap();
+        assert_eq!(db.count_files().unwrap(), 1);
+        let row = &db.last_runs(1).unwrap()[0];
+        assert_eq!((row.files_done, row.bytes_done, row.failures), (7, 70, 1));
+        let tx = db.begin().unwrap();
+        insert(&tx, "/s/rolled");
+        tx.rollback().unwrap();
+        assert!(!db.has_source(Path::new("/s/rolled")).unwrap());
     }
 }
