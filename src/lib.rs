@@ -22,6 +22,7 @@ pub mod decide;
 pub mod exit;
 pub mod lock;
 pub mod manifest;
+pub mod merge;
 pub mod metrics;
 pub mod mirror;
 pub mod modes;
