@@ -20,6 +20,7 @@ pub mod cli;
 pub mod db;
 pub mod decide;
 pub mod exit;
+pub mod filter;
 pub mod lock;
 pub mod manifest;
 pub mod merge;
