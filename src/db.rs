@@ -1521,6 +1521,46 @@ fn kind_of(v: ValueRef<'_>) -> rusqlite::Result<EntryKind> {
     })
 }
 
+// ---- filters: rows that a filter edit leaves out of the job ------------
+
+impl StateDb {
+    /// Deletes the `files` rows for which `drop(source_path, kind)` holds,
+    /// in chunks of one transaction each; returns how many. Listing rows
+    /// and the destination are untouched.
+    pub fn drop_rows_where(&mut self, drop: impl Fn(&Path, EntryKind) -> bool) -> Result<u64> {
+        const CHUNK: i64 = 50_000;
+        let (mut last, mut dropped) = (0i64, 0u64);
+        loop {
+            let tx = self.conn.transaction()?;
+            let mut n = 0;
+            {
+                let mut st = tx.prepare_cached(
+                    "SELECT rowid, source_path, kind FROM files WHERE rowid > ?1
+                     ORDER BY rowid LIMIT ?2",
+                )?;
+                let mut gone = Vec::new();
+                let mut rows = st.query(params![last, CHUNK])?;
+                while let Some(r) = rows.next()? {
+                    n += 1;
+                    last = r.get(0)?;
+                    if drop(&path_from(r.get_ref(1)?)?, kind_of(r.get_ref(2)?)?) {
+                        gone.push(last);
+                    }
+                }
+                let mut del = tx.prepare_cached("DELETE FROM files WHERE rowid = ?1")?;
+                for id in &gone {
+                    del.execute([id])?;
+                }
+                dropped += gone.len() as u64;
+            }
+            tx.commit()?;
+            if n < CHUNK {
+                return Ok(dropped);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

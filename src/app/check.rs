@@ -6,6 +6,7 @@ use super::{Failure, load_runnable};
 use crate::cli::CommonArgs;
 use crate::db::StateDb;
 use crate::decide;
+use crate::filter::Filter;
 use crate::modes::Permissions;
 use crate::runner::{self, Exit};
 use crate::throttle::{Limit, Schedule};
@@ -138,6 +139,18 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
                 || "off".into(),
                 |p| format!("{p} (Prometheus textfile, rewritten every second while a run goes)"),
             ),
+        ),
+        ("exclude", Filter::describe(job.filter.exclude())),
+        (
+            "include",
+            match job.filter.include() {
+                [] => "none".into(),
+                _ if job.filter.is_empty() => format!(
+                    "{} (no effect: nothing is excluded)",
+                    Filter::describe(job.filter.include())
+                ),
+                l => format!("{} (kept although excluded)", Filter::describe(l)),
+            },
         ),
     ]
 }

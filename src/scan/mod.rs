@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::beneath::{Root, ns};
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
+use crate::filter::Filter;
 use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{PHASE_SCAN, Progress};
 use crate::roots::{RootId, RootNow};
@@ -63,6 +64,9 @@ pub struct ScanReport {
     pub special_skipped: u64,
     /// Source symlinks left out by `symlinks = "skip"`.
     pub symlinks_skipped: u64,
+    /// Source entries left out by `exclude` (an excluded folder counts once:
+    /// it is not walked).
+    pub excluded: u64,
     /// Source entries the walk could not read, with the error (at most
     /// [`MAX_FAILURES`] kept; `source_errors` counts them all). Their rows,
     /// where they have one (an unreadable folder), are marked failed.
@@ -189,6 +193,7 @@ pub fn run(
         dest = report.dest_entries,
         pending = report.pending_files,
         vanished = report.vanished,
+        excluded = report.excluded,
         "scan done"
     );
     Ok(report)
@@ -232,7 +237,14 @@ fn walk_both(
         ] {
             let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(4);
             let span = span.clone();
-            let counters = Counters::new(tally, side, other_root, skip_links, !walks.dry_run);
+            let counters = Counters::new(
+                tally,
+                side,
+                other_root,
+                skip_links,
+                !walks.dry_run,
+                &job.filter,
+            );
             s.spawn(move || {
                 span.in_scope(|| walk::walk(root, side, &tx, progress, stop, &counters, fold));
             });
@@ -282,6 +294,42 @@ fn finish(db: &mut StateDb, report: &mut ScanReport, seen: &Seen) -> Result<(), 
     }
     db.finish_scan()?;
     Ok(())
+}
+
+/// `meta` key: the filters (`Filter::fingerprint`) the `files` rows were
+/// last filtered with.
+const FILTERS_KEY: &str = "filters";
+
+/// Applies the job's filters to the rows a run starts from, when they
+/// changed since the rows were last filtered: the rows of entries they now
+/// exclude leave the job (backlog included; nothing is deleted at the
+/// destination, and the mirror never lists excluded entries). Entries a
+/// change newly includes are not in the DB: the next scan records them.
+/// Returns how many rows left.
+pub fn forget_excluded(job: &Job, db: &mut StateDb) -> Result<u64, DbError> {
+    let now = job.filter.fingerprint();
+    let before = db.meta_get(FILTERS_KEY)?;
+    if before.unwrap_or_else(|| Filter::default().fingerprint()) == now {
+        return Ok(0);
+    }
+    let source = job.source.as_std_path();
+    let n = if job.filter.is_empty() {
+        0
+    } else {
+        db.drop_rows_where(|path, kind| {
+            path.strip_prefix(source).is_ok_and(|rel| {
+                !rel.as_os_str().is_empty() && job.filter.excludes_path(rel, kind == EntryKind::Dir)
+            })
+        })?
+    };
+    db.meta_set(FILTERS_KEY, &now)?;
+    if n > 0 {
+        info!(
+            rows = n,
+            "filters changed: {n} entries left the job (their copies at the destination are kept)"
+        );
+    }
+    Ok(n)
 }
 
 /// Whether the destination ignores case (SMB, VFAT): a temporary is

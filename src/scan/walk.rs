@@ -17,6 +17,7 @@ use super::{
 use crate::beneath::{Dir, Root, ns};
 use crate::db::ScanEntry;
 use crate::decide::{self, EntryKind};
+use crate::filter::{Filter, is_snapshot_dir};
 use crate::progress::Progress;
 use crate::roots::RootId;
 
@@ -64,6 +65,10 @@ pub(super) struct Tally {
     dst_errors: AtomicU64,
     special: AtomicU64,
     links_skipped: AtomicU64,
+    /// Source entries the filter left out.
+    excluded: AtomicU64,
+    /// A snapshot folder that no filter excludes was warned about.
+    snapshot_warned: AtomicBool,
     failures: Mutex<Vec<(PathBuf, String)>>,
     skipped: Mutex<Vec<Skipped>>,
     /// Per side (source, destination): where its walk met the other root.
@@ -77,6 +82,7 @@ impl Tally {
         report.dest_errors = self.dst_errors.load(Relaxed);
         report.special_skipped = self.special.load(Relaxed);
         report.symlinks_skipped = self.links_skipped.load(Relaxed);
+        report.excluded = self.excluded.load(Relaxed);
         report.source_failures = self
             .failures
             .into_inner()
@@ -119,6 +125,12 @@ pub(super) struct Counters<'a> {
     other_root: Option<RootId>,
     /// Where the walk met the other root.
     crossed: &'a Mutex<Option<PathBuf>>,
+    /// The job's filters (both sides).
+    filter: &'a Filter,
+    /// Source side only: counts filtered-out entries.
+    excluded: Option<&'a AtomicU64>,
+    /// Source side only: set once a snapshot folder was warned about.
+    snapshot_warned: Option<&'a AtomicBool>,
     /// Destination side, not in a dry run: remove interrupted runs'
     /// temporaries found on the way.
     remove_temps: bool,
@@ -133,6 +145,7 @@ impl<'a> Counters<'a> {
         other_root: Option<RootId>,
         skip_links: bool,
         may_remove: bool,
+        filter: &'a Filter,
     ) -> Self {
         let source = side == Side::Source;
         Counters {
@@ -147,6 +160,9 @@ impl<'a> Counters<'a> {
             skip_links: (source && skip_links).then_some(&tally.links_skipped),
             other_root,
             crossed: &tally.crossed[usize::from(!source)],
+            filter,
+            excluded: source.then_some(&tally.excluded),
+            snapshot_warned: source.then_some(&tally.snapshot_warned),
             remove_temps: !source && may_remove,
         }
     }
@@ -215,7 +231,8 @@ pub(super) fn walk(
     };
     let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
-    for entry in SortedWalk::new(root, fold) {
+    let mut walk = SortedWalk::new(root, fold, counters.filter);
+    for entry in walk.by_ref() {
         if stop.load(Relaxed) {
             return;
         }
@@ -248,7 +265,14 @@ pub(super) fn walk(
     if !batch.is_empty() {
         send(batch);
     }
-    debug!(side = side_name(side), "walk done");
+    if let Some(n) = counters.excluded {
+        n.store(walk.excluded, Relaxed);
+    }
+    debug!(
+        side = side_name(side),
+        excluded = walk.excluded,
+        "walk done"
+    );
 }
 
 /// Judges one walked entry: jobrun's temporaries, NFS silly renames,
@@ -275,6 +299,20 @@ fn step(entry: &Node, side: Side, counters: &Counters) -> Step {
     if !md.is_dir() && is_nfs_silly_name(entry.file_name()) {
         debug!(side = side_name(side), path = %entry.path().display(), "NFS silly-rename file left out");
         return Step::Skip;
+    }
+    if md.is_dir()
+        && is_snapshot_dir(entry.file_name())
+        && counters
+            .snapshot_warned
+            .is_some_and(|w| !w.swap(true, Relaxed))
+    {
+        warn!(
+            "`{}` looks like a NAS or ZFS snapshot folder and no `exclude` pattern matches it: \
+             every snapshot in it will be copied; add `exclude = [\"{}/\"]` if that is not meant \
+             (warned once per scan)",
+            entry.path().display(),
+            entry.file_name().to_string_lossy()
+        );
     }
     if md.is_dir() && counters.other_root == Some(RootId::of_meta(&md)) {
         *counters.crossed.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.path());
@@ -319,8 +357,16 @@ fn step(entry: &Node, side: Side, counters: &Counters) -> Step {
 /// (`beneath`), never by path: a folder swapped for a symlink after it was
 /// listed in its parent is a walk error for that folder (so the mirror
 /// deletes nothing this run), never a listing of whatever it points to.
-struct SortedWalk {
+///
+/// An entry the filter excludes is neither yielded nor, for a folder,
+/// opened: an excluded `.snapshot` costs one name comparison, not a walk.
+struct SortedWalk<'f> {
     root: Option<PathBuf>,
+    /// The root's path (entries are filtered relative to it).
+    base: PathBuf,
+    filter: &'f Filter,
+    /// Entries the filter left out (folders counted once, not their contents).
+    excluded: u64,
     /// Per open directory level: its children not yet yielded.
     stack: Vec<Level>,
     /// A folder that could not be listed, reported by the next call.
@@ -375,10 +421,13 @@ impl Node {
     }
 }
 
-impl SortedWalk {
-    fn new(root: &Path, fold: bool) -> Self {
+impl<'f> SortedWalk<'f> {
+    fn new(root: &Path, fold: bool, filter: &'f Filter) -> Self {
         Self {
             root: Some(root.to_path_buf()),
+            base: root.to_path_buf(),
+            filter,
+            excluded: 0,
             stack: Vec::new(),
             failed: None,
             fold,
@@ -420,7 +469,7 @@ impl SortedWalk {
     }
 }
 
-impl Iterator for SortedWalk {
+impl Iterator for SortedWalk<'_> {
     type Item = Result<Node, WalkError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -446,7 +495,15 @@ impl Iterator for SortedWalk {
                     let path = top.path.join(&name);
                     let dir = top.dir.clone();
                     // d_type from the listing: no stat needed to descend.
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                    if !self.filter.is_empty() {
+                        let rel = path.strip_prefix(&self.base).expect("below the root");
+                        if self.filter.excludes(rel, is_dir) {
+                            self.excluded += 1;
+                            continue;
+                        }
+                    }
+                    if is_dir {
                         let sub = dir.sub(&name);
                         self.descend(path.clone(), sub);
                     }
@@ -501,7 +558,7 @@ mod tests {
             }
         }
         std::os::unix::fs::symlink("a", root.join("link")).unwrap();
-        let ours: Vec<PathBuf> = SortedWalk::new(&root, false)
+        let ours: Vec<PathBuf> = SortedWalk::new(&root, false, &Filter::default())
             .map(|n| n.unwrap().path())
             .collect();
         let theirs: Vec<PathBuf> = walkdir::WalkDir::new(&root)
@@ -515,7 +572,7 @@ mod tests {
         sorted.sort();
         assert_eq!(ours, sorted, "walk order must be Path order");
         assert!(matches!(
-            SortedWalk::new(&dir.path().join("missing"), false).next(),
+            SortedWalk::new(&dir.path().join("missing"), false, &Filter::default()).next(),
             Some(Err((0, _, _)))
         ));
     }
@@ -530,7 +587,7 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("secret"), b"x").unwrap();
-        let mut walk = SortedWalk::new(&root, false);
+        let mut walk = SortedWalk::new(&root, false, &Filter::default());
         assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
         // The root is listed (`d` a folder in it); `d` is swapped before the
         // walk goes down into it.
