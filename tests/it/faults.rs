@@ -563,7 +563,7 @@ fn lock_names_the_actual_holder_pid() {
 // ---- 3. per-file faults: failed row, run continues, exit 1 --------------
 
 /// Runs jobrun as nobody (65534) with no groups.
-fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
+pub(crate) fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
     let mut c = Command::new("setpriv");
     c.current_dir(env.root())
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
@@ -573,7 +573,7 @@ fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
     c.output().expect("setpriv").into()
 }
 
-fn can_setpriv() -> bool {
+pub(crate) fn can_setpriv() -> bool {
     if !is_root() {
         eprintln!("SKIP: not root, so an unreadable file cannot be tested as another user");
         return false;
@@ -599,7 +599,7 @@ fn can_setpriv() -> bool {
     runs
 }
 
-fn chown_tree(root: &Path, uid: u32) {
+pub(crate) fn chown_tree(root: &Path, uid: u32) {
     for e in walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)
