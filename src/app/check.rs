@@ -93,6 +93,15 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
                 }
             },
         ),
+    ]
+    .into_iter()
+    .chain(later_settings(job))
+    .collect()
+}
+
+/// [`settings`] from `delete_extras` on.
+fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
+    vec![
         ("delete_extras", job.delete_extras.to_string()),
         (
             "max_delete",

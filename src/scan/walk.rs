@@ -587,7 +587,8 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("secret"), b"x").unwrap();
-        let mut walk = SortedWalk::new(&root, false, &Filter::default());
+        let none = Filter::default();
+        let mut walk = SortedWalk::new(&root, false, &none);
         assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
         // The root is listed (`d` a folder in it); `d` is swapped before the
         // walk goes down into it.
