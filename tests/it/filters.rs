@@ -77,13 +77,16 @@ fn excluded_snapshot_tree_is_not_walked_copied_or_mirrored() {
             .all(|l| !l["path"].as_str().unwrap_or_default().contains(".snapshot"))
     );
 
-    // A run that resumes (no scan) walks the destination afresh for the
-    // mirror: the excluded folder is still no candidate.
-    if can_setpriv() {
-        run_as_nobody(&env, &["--dry-run"]).assert_code(0);
-    }
+    // A run that resumes a backlog (no scan) walks the destination afresh
+    // for the mirror: the excluded folder is still no candidate.
+    env.src_file("new.txt", b"new");
+    env.dst_file("stale2.txt", b"extra");
+    env.run(&["--dry-run"]).assert_code(0);
     let out = env.run(&[]);
     out.assert_code(0);
+    assert!(out.stdout.contains("mode resume"), "{}", out.stdout);
+    assert!(env.dst.join("new.txt").exists());
+    assert!(!env.dst.join("stale2.txt").exists(), "the mirror ran");
     assert!(env.dst.join(".snapshot/hourly.0/kept.txt").exists());
 }
 
