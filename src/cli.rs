@@ -225,6 +225,14 @@ pub struct Overrides {
     #[arg(long, value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_file: Option<String>,
+    /// Leave out entries matching this gitignore-style pattern, e.g. '.snapshot/', '*.tmp' (repeatable; adds to the manifest's list).
+    #[arg(long, value_name = "PATTERN")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Keep entries matching this pattern although an exclude matches them (repeatable; adds to the manifest's list).
+    #[arg(long, value_name = "PATTERN")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
 }
 
 impl Overrides {

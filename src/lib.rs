@@ -4,7 +4,9 @@
 //! `cli` → `manifest` (TOML + env + flags → [`manifest::Job`]) → `runner`
 //! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ `mirror`),
 //! which talk to each other only through the state DB (`db`) and write the
-//! audit log (`audit`). Pure decisions live in `decide`; hashing in
+//! audit log (`audit`). The scan pairs its two walks, and the mirror its
+//! listing with the rows, through one merge of sorted listings (`merge`);
+//! `exclude`/`include` are matched in `filter`. Pure decisions live in `decide`; hashing in
 //! `checksum`; bandwidth in `throttle` (the `bwlimit` value and its weekly
 //! timetable in `timetable`); what the operator sees in `progress`; beside a
 //! run, SIGHUP reloads of `bwlimit` in `retune` and the Prometheus textfile
@@ -20,8 +22,10 @@ pub mod cli;
 pub mod db;
 pub mod decide;
 pub mod exit;
+pub mod filter;
 pub mod lock;
 pub mod manifest;
+pub mod merge;
 pub mod metrics;
 pub mod mirror;
 pub mod modes;

@@ -31,6 +31,7 @@ use crate::decide::{
     self, DestNow, EntryKind, KeepReason, Live, MirrorPolicy, MirrorRun, MirrorVerdict, Refusal,
     SourceNow, SourceRoot, Stamp,
 };
+use crate::filter::Filter;
 use crate::manifest::Job;
 use crate::progress::{PHASE_MIRROR, Progress};
 use crate::roots::{DeleteGuard, RootId, RootNow};
@@ -145,12 +146,12 @@ pub fn run(
 
     // 2. The listing, and the candidates in it.
     if opts.fresh_listing && !opts.dry_run {
-        relist_destination(db, dest_root, stop)?;
+        relist_destination(db, dest_root, &job.filter, stop)?;
     }
     let (candidates, dest_entries) = if opts.fresh_listing && opts.dry_run {
         // A dry run leaves the stored listing alone: the walk goes straight
         // into the (connection-private) candidate table.
-        fresh_candidates(db, source_root, dest_root, stop)?
+        fresh_candidates(db, source_root, dest_root, &job.filter, stop)?
     } else {
         let n = collect_candidates(db, source_root, dest_root)?;
         (n, db.dest_listing_len(dest_root)?)
@@ -255,11 +256,12 @@ pub fn run(
 fn relist_destination(
     db: &mut StateDb,
     dest_root: &Path,
+    filter: &Filter,
     stop: &AtomicBool,
 ) -> Result<(), DbError> {
     db.clear_dest_listing()?;
     let mut batch = Vec::with_capacity(PAGE);
-    for_each_dest_entry(dest_root, stop, |e| {
+    for_each_dest_entry(dest_root, filter, stop, |e| {
         batch.push(e);
         if batch.len() >= PAGE {
             let tx = db.begin()?;
@@ -275,12 +277,19 @@ fn relist_destination(
 
 /// Walks the destination (root, jobrun temporaries, FIFOs, sockets and
 /// devices excluded; unreadable parts skipped, hence never deleted).
+/// Entries the job's filters exclude are not walked (never candidates).
 fn for_each_dest_entry(
     dest_root: &Path,
+    filter: &Filter,
     stop: &AtomicBool,
     mut f: impl FnMut(ScanEntry) -> Result<(), DbError>,
 ) -> Result<(), DbError> {
-    for entry in WalkDir::new(dest_root).follow_links(false).min_depth(1) {
+    let walk = WalkDir::new(dest_root).follow_links(false).min_depth(1);
+    let kept = |e: &walkdir::DirEntry| {
+        let rel = e.path().strip_prefix(dest_root).unwrap_or(e.path());
+        !filter.excludes(rel, e.file_type().is_dir())
+    };
+    for entry in walk.into_iter().filter_entry(kept) {
         if stop.load(Relaxed) {
             break;
         }
@@ -330,12 +339,13 @@ fn fresh_candidates(
     db: &mut StateDb,
     source_root: &Path,
     dest_root: &Path,
+    filter: &Filter,
     stop: &AtomicBool,
 ) -> Result<(u64, u64), DbError> {
     db.reset_candidates()?;
     let (mut entries, mut count) = (0u64, 0u64);
     let mut batch = Vec::new();
-    for_each_dest_entry(dest_root, stop, |e| {
+    for_each_dest_entry(dest_root, filter, stop, |e| {
         entries += 1;
         if let Some(src) = source_of(&e.path, dest_root, source_root)
             && !db.has_source(&src)?

@@ -6,6 +6,7 @@ use super::{Failure, load_runnable};
 use crate::cli::CommonArgs;
 use crate::db::StateDb;
 use crate::decide;
+use crate::filter::Filter;
 use crate::modes::Permissions;
 use crate::runner::{self, Exit};
 use crate::throttle::{Limit, Schedule};
@@ -92,6 +93,15 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
                 }
             },
         ),
+    ]
+    .into_iter()
+    .chain(later_settings(job))
+    .collect()
+}
+
+/// [`settings`] from `delete_extras` on.
+fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
+    vec![
         ("delete_extras", job.delete_extras.to_string()),
         (
             "max_delete",
@@ -138,6 +148,18 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
                 || "off".into(),
                 |p| format!("{p} (Prometheus textfile, rewritten every second while a run goes)"),
             ),
+        ),
+        ("exclude", Filter::describe(job.filter.exclude())),
+        (
+            "include",
+            match job.filter.include() {
+                [] => "none".into(),
+                _ if job.filter.is_empty() => format!(
+                    "{} (no effect: nothing is excluded)",
+                    Filter::describe(job.filter.include())
+                ),
+                l => format!("{} (kept although excluded)", Filter::describe(l)),
+            },
         ),
     ]
 }

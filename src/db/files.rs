@@ -279,6 +279,19 @@ impl StateDb {
     /// Deletes every row whose id `seen` rejects (rows of entries the scan
     /// did not find), in chunks of rowids; returns how many.
     pub fn drop_unseen(&mut self, seen: impl Fn(RowId) -> bool) -> Result<u64> {
+        self.drop_rows_by(|id, _, _| !seen(id))
+    }
+
+    /// Deletes the `files` rows for which `drop(source_path, kind)` holds
+    /// (entries a filter edit leaves out of the job); returns how many.
+    /// Listing rows and the destination are untouched.
+    pub fn drop_rows_where(&mut self, drop: impl Fn(&Path, EntryKind) -> bool) -> Result<u64> {
+        self.drop_rows_by(|_, path, kind| drop(path, kind))
+    }
+
+    /// Deletes the rows for which `drop(id, source_path, kind)` holds, in
+    /// chunks of one transaction each; returns how many.
+    fn drop_rows_by(&mut self, drop: impl Fn(RowId, &Path, EntryKind) -> bool) -> Result<u64> {
         const CHUNK: i64 = 50_000;
         let (mut last, mut dropped) = (0i64, 0u64);
         loop {
@@ -287,13 +300,14 @@ impl StateDb {
             let mut gone = Vec::new();
             {
                 let mut st = tx.prepare_cached(
-                    "SELECT rowid FROM files WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                    "SELECT rowid, source_path, kind FROM files WHERE rowid > ?1
+                     ORDER BY rowid LIMIT ?2",
                 )?;
                 let mut rows = st.query(params![last, CHUNK])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
                     last = r.get(0)?;
-                    if !seen(RowId(last)) {
+                    if drop(RowId(last), &path_from(r.get_ref(1)?)?, kind_of(r.get_ref(2)?)?) {
                         gone.push(last);
                     }
                 }

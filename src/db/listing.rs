@@ -91,57 +91,48 @@ impl StateDb {
             let rel = p.strip_prefix(root).ok()?.as_os_str();
             (!rel.is_empty()).then(|| (p.to_str().is_none(), rel.as_bytes()))
         }
-        let mut dest = std::collections::VecDeque::new();
+        // Page by page of the listing: the source paths up to its last key
+        // are read ahead (keyed paths only), then the two are merged.
         let mut src = std::collections::VecDeque::new();
         let (mut dest_last, mut src_last) = (None::<PathBuf>, None::<PathBuf>);
-        let (mut src_done, mut found, mut count) = (false, Vec::new(), 0u64);
+        let (mut src_done, mut count) = (false, 0u64);
         loop {
-            if dest.is_empty() {
-                dest.extend(self.paths_after(
-                    "dest_entries",
-                    "path",
-                    dest_last.as_deref(),
-                    page,
-                )?);
-                let Some(last) = dest.back() else { break };
-                dest_last = Some(last.clone());
-            }
-            if src.is_empty() && !src_done {
-                src.extend(self.paths_after("files", "source_path", src_last.as_deref(), page)?);
-                match src.back() {
-                    Some(last) => src_last = Some(last.clone()),
-                    None => src_done = true,
-                }
-            }
-            let d = dest.front().expect("refilled above");
-            let Some(dk) = key(d, dest_root) else {
-                dest.pop_front();
+            let dest = self.paths_after("dest_entries", "path", dest_last.as_deref(), page)?;
+            let Some(last) = dest.last() else { break };
+            dest_last = Some(last.clone());
+            let dest: Vec<PathBuf> = dest
+                .into_iter()
+                .filter(|d| key(d, dest_root).is_some())
+                .collect();
+            let Some(last_key) = dest.last().and_then(|d| key(d, dest_root)) else {
                 continue;
             };
-            if let Some(s) = src.front() {
-                let Some(sk) = key(s, source_root) else {
-                    src.pop_front();
-                    continue;
-                };
-                match sk.cmp(&dk) {
-                    std::cmp::Ordering::Less => {
-                        src.pop_front();
-                        continue;
-                    }
-                    std::cmp::Ordering::Equal => {
-                        src.pop_front();
-                        dest.pop_front();
-                        continue;
-                    }
-                    std::cmp::Ordering::Greater => {}
+            while !src_done
+                && src
+                    .back()
+                    .is_none_or(|s: &PathBuf| key(s, source_root).is_some_and(|k| k <= last_key))
+            {
+                let more = self.paths_after("files", "source_path", src_last.as_deref(), page)?;
+                match more.last() {
+                    Some(l) => src_last = Some(l.clone()),
+                    None => src_done = true,
                 }
+                src.extend(more.into_iter().filter(|s| key(s, source_root).is_some()));
             }
-            found.push(dest.pop_front().expect("front checked"));
-            if found.len() >= page {
-                count += self.add_candidates_from_listing(&std::mem::take(&mut found))?;
-            }
+            let upto = src
+                .iter()
+                .take_while(|s| key(s, source_root).is_some_and(|k| k <= last_key))
+                .count();
+            let found: Vec<PathBuf> = crate::merge::merge(src.drain(..upto), dest, |s, d| {
+                key(s, source_root).cmp(&key(d, dest_root))
+            })
+            .filter_map(|m| match m {
+                crate::merge::Merged::DestOnly(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+            count += self.add_candidates_from_listing(&found)?;
         }
-        count += self.add_candidates_from_listing(&found)?;
         Ok(count)
     }
 

@@ -38,6 +38,9 @@ enum Key {
     ScanComplete,
     /// Source entries the last scan could not read.
     ScanSourceErrors,
+    /// The fingerprint of the filters the `files` rows were last filtered
+    /// with.
+    Filters,
 }
 
 impl Key {
@@ -50,6 +53,7 @@ impl Key {
             Self::ScanId => "scan_id",
             Self::ScanComplete => "scan_complete",
             Self::ScanSourceErrors => "scan_source_errors",
+            Self::Filters => "filters",
         }
     }
 }
@@ -127,5 +131,16 @@ impl StateDb {
     pub fn scan_source_errors(&self) -> Result<u64> {
         let v = get(&self.conn, Key::ScanSourceErrors)?;
         Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0))
+    }
+
+    /// The filters' fingerprint the rows were last filtered with; `None`
+    /// until recorded.
+    pub fn filters_applied(&self) -> Result<Option<String>> {
+        Ok(get(&self.conn, Key::Filters)?)
+    }
+
+    /// Records the filters' fingerprint the rows are now filtered with.
+    pub fn set_filters_applied(&self, fingerprint: &str) -> Result<()> {
+        Ok(set(&self.conn, Key::Filters, fingerprint)?)
     }
 }

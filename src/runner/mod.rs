@@ -185,6 +185,8 @@ pub fn run(
     // A root recorded under another spelling of the same folder (a DB
     // made before roots were canonical) is moved, not refused.
     db.check_roots(&job.source, &job.destination, &same_folder)?;
+    // Before the mode is picked: a backlog the filters now exclude is none.
+    scan::forget_excluded(job, &mut db)?;
     let (files, bytes) = db.backlog()?;
     let trusted = db.last_scan_complete()?;
     let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);

@@ -364,12 +364,19 @@ pub fn slow_env(n: usize, len: usize) -> TestEnv {
     env
 }
 
-/// Waits until the writer has a temporary in the destination.
+/// Waits until the writer has a temporary in the destination: one named
+/// after its row id, not a root probe's (`.jobrun-0<pid>.tmp`, made by the
+/// scan and the transfer's start; row ids have no leading zero).
 pub fn wait_for_transfer(env: &TestEnv) {
     wait_for(
         "a temporary in the destination",
         Duration::from_secs(20),
-        || !temps(&env.dst).is_empty(),
+        || {
+            temps(&env.dst).iter().any(|t| {
+                !t.file_name()
+                    .is_some_and(|n| n.as_encoded_bytes().starts_with(b".jobrun-0"))
+            })
+        },
     );
 }
 
@@ -563,7 +570,7 @@ fn lock_names_the_actual_holder_pid() {
 // ---- 3. per-file faults: failed row, run continues, exit 1 --------------
 
 /// Runs jobrun as nobody (65534) with no groups.
-fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
+pub(crate) fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
     let mut c = Command::new("setpriv");
     c.current_dir(env.root())
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
@@ -573,7 +580,7 @@ fn run_as_nobody(env: &TestEnv, args: &[&str]) -> Out {
     c.output().expect("setpriv").into()
 }
 
-fn can_setpriv() -> bool {
+pub(crate) fn can_setpriv() -> bool {
     if !is_root() {
         eprintln!("SKIP: not root, so an unreadable file cannot be tested as another user");
         return false;
@@ -599,7 +606,7 @@ fn can_setpriv() -> bool {
     runs
 }
 
-fn chown_tree(root: &Path, uid: u32) {
+pub(crate) fn chown_tree(root: &Path, uid: u32) {
     for e in walkdir::WalkDir::new(root)
         .into_iter()
         .filter_map(Result::ok)

@@ -8,6 +8,7 @@ mod bwlimit;
 mod core;
 mod edges;
 mod faults;
+mod filters;
 mod hostile;
 mod manifest;
 mod metrics;

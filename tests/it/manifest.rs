@@ -48,6 +48,10 @@ fn manifest_errors() {
             "source = \"src\"\ndestination = \"dst\"\nqueue_capacity = 0\n",
         ),
         ("missing_source", "destination = \"dst\"\n"),
+        (
+            "bad_exclude_pattern",
+            "source = \"src\"\ndestination = \"dst\"\nexclude = [\".snapshot/\", \"[z-a]\"]\n",
+        ),
         ("not_toml", "source = \"src\ndestination = \"dst\"\n"),
         (
             "dest_inside_source",

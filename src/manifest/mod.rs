@@ -13,15 +13,21 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
+
+mod values;
+
+pub use values::{
+    BlockSize, Bwlimit, Dur, Interval, MaxDel, Patterns, QueueCapacity, SymlinkPolicy, Transfers,
+};
 
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
 use crate::decide::{self, MaxDelete};
+use crate::filter::Filter;
 use crate::modes::Permissions;
 use crate::roots;
-use crate::throttle::{Limit, Schedule};
+use crate::throttle::Schedule;
 use crate::units;
 
 /// Every manifest key, in the order `check` prints them.
@@ -44,6 +50,8 @@ pub const KEYS: &[&str] = &[
     "owners",
     "progress_interval",
     "metrics_file",
+    "exclude",
+    "include",
 ];
 
 /// Default `block_size`: 128 KiB, not the seed's 5 MiB. Whole 5 MiB blocks
@@ -133,6 +141,8 @@ pub struct RawManifest {
     pub owners: Option<bool>,
     pub progress_interval: Option<Interval>,
     pub metrics_file: Option<String>,
+    pub exclude: Option<Patterns>,
+    pub include: Option<Patterns>,
 }
 
 /// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
@@ -193,6 +203,11 @@ pub struct Job {
     /// Prometheus textfile (node exporter's textfile collector) rewritten
     /// atomically while a run goes and at its end; `None` = off (default).
     pub metrics_file: Option<Utf8PathBuf>,
+    /// `exclude` and `include` patterns, compiled: entries left out of the
+    /// scan, the copy and the mirror, on both sides (see [`crate::filter`]).
+    /// Default: none.
+    #[serde(skip)]
+    pub filter: Filter,
 }
 
 /// Loads, layers and validates a manifest. `cwd` resolves relative paths
@@ -222,11 +237,13 @@ pub fn load_str(
 ) -> Result<Job, ManifestError> {
     // Pass 1: the file alone, for errors with a line number.
     toml::from_str::<RawManifest>(text).map_err(|e| syntax_error(manifest, text, &e))?;
-    // Pass 2: file < environment < flags.
+    // Pass 2: file < environment < flags. A list (`exclude`, `include`)
+    // from the environment or the flags adds to the manifest's (`admerge`),
+    // so a one-off `--exclude` cannot drop the manifest's snapshot rules.
     let raw: RawManifest = Figment::new()
         .merge(Toml::string(text))
-        .merge(Env::prefixed("JOBRUN_").only(KEYS))
-        .merge(Serialized::defaults(overrides))
+        .admerge(Env::prefixed("JOBRUN_").only(KEYS))
+        .admerge(Serialized::defaults(overrides))
         .extract()
         .map_err(|e| override_error(&e, overrides))?;
     resolve(manifest, text, raw, overrides)
@@ -340,6 +357,9 @@ fn resolve(
             format!("`{m}` is also the `db` or the `log`"),
         ));
     }
+    let patterns = |p: Option<Patterns>| p.map(|p| p.0).unwrap_or_default();
+    let filter = Filter::new(&patterns(raw.exclude), &patterns(raw.include))
+        .map_err(|(key, p, e)| invalid(key, format!("bad pattern `{p}`: {e}")))?;
     let job = Job {
         manifest: manifest.to_owned(),
         source,
@@ -362,6 +382,7 @@ fn resolve(
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
         metrics_file,
+        filter,
     };
     if let Some(total) = machine_memory()
         && job.fifo_bytes() > total / 2
@@ -471,280 +492,6 @@ fn normalize(p: &Utf8Path) -> Utf8PathBuf {
     out
 }
 
-// ---- value types validated while deserializing -------------------------
-
-/// `symlinks`: the policy for source symlinks (SPEC §10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SymlinkPolicy {
-    /// Recreate each symlink as a symlink with the same target and its own
-    /// mtime; the target is never followed.
-    #[default]
-    Copy,
-    /// Leave symlinks out of the job entirely (logged at scan).
-    Skip,
-}
-
-impl std::fmt::Display for SymlinkPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Copy => "copy",
-            Self::Skip => "skip",
-        })
-    }
-}
-
-/// Deserializes a value that may be written as an integer or a string.
-fn int_or_str<'de, D, T>(
-    d: D,
-    expecting: &'static str,
-    from_str: fn(&str) -> Result<T, String>,
-    from_int: fn(i64) -> Result<T, String>,
-) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    struct V<T> {
-        expecting: &'static str,
-        from_str: fn(&str) -> Result<T, String>,
-        from_int: fn(i64) -> Result<T, String>,
-    }
-    impl<T> Visitor<'_> for V<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str(self.expecting)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-            (self.from_str)(v).map_err(E::custom)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-            (self.from_int)(v).map_err(E::custom)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-            let v = i64::try_from(v).map_err(|_| E::custom("number too large"))?;
-            (self.from_int)(v).map_err(E::custom)
-        }
-        // A TOML float is read as the same digits in a string would be, so
-        // `1.5` and `"1.5"` are both accepted or both refused.
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-            (self.from_str)(&format!("{v:?}")).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(V {
-        expecting,
-        from_str,
-        from_int,
-    })
-}
-
-/// `block_size`: a byte size between 1 byte and 1 GiB.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct BlockSize(pub u64);
-
-impl BlockSize {
-    fn check(n: u64) -> Result<Self, String> {
-        if n == 0 || n > MAX_BLOCK_SIZE {
-            Err(format!(
-                "block size must be between 1 byte and 1GiB, got {n}"
-            ))
-        } else {
-            Ok(Self(n))
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for BlockSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        int_or_str(
-            d,
-            "a byte size like \"5MiB\"",
-            |s| {
-                units::parse_size(s)
-                    .map_err(|e| e.to_string())
-                    .and_then(Self::check)
-            },
-            |n| {
-                u64::try_from(n)
-                    .map_err(|_| "size must not be negative".into())
-                    .and_then(Self::check)
-            },
-        )
-    }
-}
-
-/// A bounded integer key, written as a number or a string.
-fn bounded_int<'de, D: Deserializer<'de>, const MAX: i64>(
-    d: D,
-    what: &'static str,
-) -> Result<u64, D::Error> {
-    let n = int_or_str(
-        d,
-        "an integer >= 1",
-        |s| {
-            s.trim()
-                .parse::<i64>()
-                .map_err(|_| format!("invalid integer `{s}`"))
-        },
-        Ok,
-    )?;
-    if (1..=MAX).contains(&n) {
-        Ok(n as u64)
-    } else {
-        Err(de::Error::custom(format!(
-            "{what} must be between 1 and {MAX}, got {n}"
-        )))
-    }
-}
-
-/// `transfers`: an integer in 1 ..= [`MAX_TRANSFERS`].
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Transfers(pub u64);
-
-impl<'de> Deserialize<'de> for Transfers {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        bounded_int::<D, { MAX_TRANSFERS as i64 }>(d, "transfers").map(Transfers)
-    }
-}
-
-/// `queue_capacity`: an integer of at least 1.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct QueueCapacity(pub u64);
-
-impl<'de> Deserialize<'de> for QueueCapacity {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        bounded_int::<D, 1_000_000>(d, "queue capacity").map(QueueCapacity)
-    }
-}
-
-/// `bwlimit`: a byte rate, `0`/`off` for none, `pause`, or a weekly
-/// timetable (`"Mon-08:00,10M 19:00,off Sat-00:00,pause"`), parsed here so
-/// that a bad entry is reported with the key and the manifest line.
-#[derive(Debug, Clone, Serialize)]
-pub struct Bwlimit(pub Schedule);
-
-impl<'de> Deserialize<'de> for Bwlimit {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        int_or_str(
-            d,
-            "a byte rate like \"20M\", \"off\", \"pause\", or a timetable like \"Mon-08:00,10M 19:00,off\"",
-            |s| Schedule::parse(s).map(Bwlimit),
-            |n| match u64::try_from(n) {
-                Ok(0) => Ok(Bwlimit(Schedule::Fixed(Limit::Off))),
-                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Limit::Rate(n)))),
-                Err(_) => Err("rate must not be negative".into()),
-            },
-        )
-    }
-}
-
-/// `max_delete`: a count (`500`), a percentage of the destination's
-/// entries (`10%`, `2.5%`, two decimals at most), or `off`.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct MaxDel(pub MaxDelete);
-
-impl MaxDel {
-    fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        if t.eq_ignore_ascii_case("off") {
-            return Ok(Self(MaxDelete::Off));
-        }
-        let bad = || {
-            format!("invalid `{s}`, expected a count like `500`, a percentage like `10%`, or `off`")
-        };
-        let Some(p) = t.strip_suffix('%') else {
-            return t
-                .parse::<u64>()
-                .map(|n| Self(MaxDelete::Count(n)))
-                .map_err(|_| bad());
-        };
-        let (int, frac) = p.trim().split_once('.').unwrap_or((p.trim(), ""));
-        if int.is_empty() && frac.is_empty()
-            || frac.len() > 2
-            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-        {
-            return Err(bad());
-        }
-        let int: u32 = if int.is_empty() {
-            0
-        } else {
-            int.parse().map_err(|_| bad())?
-        };
-        let frac: u32 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
-        match int.checked_mul(100).and_then(|h| h.checked_add(frac)) {
-            Some(h) if h <= 10_000 => Ok(Self(MaxDelete::Percent(h))),
-            _ => Err(format!("invalid `{s}`: a percentage must be at most 100%")),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for MaxDel {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        int_or_str(
-            d,
-            "a count like 500, a percentage like \"10%\", or \"off\"",
-            Self::parse,
-            |n| {
-                u64::try_from(n)
-                    .map(|n| Self(MaxDelete::Count(n)))
-                    .map_err(|_| "a count must not be negative".into())
-            },
-        )
-    }
-}
-
-/// A duration: whole seconds as a number or a string of digits (`2`,
-/// `"2"`), or humantime with units (`"2s"`, `"500ms"`, `"1m 30s"`).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-            return t
-                .parse::<u64>()
-                .map(|n| Dur(Duration::from_secs(n)))
-                .map_err(|_| format!("invalid duration `{s}`: number too large"));
-        }
-        humantime::parse_duration(t).map(Dur).map_err(|e| {
-            format!("invalid duration `{s}` ({e}), expected whole seconds like `2` or units like `2s`, `500ms`, `1m`")
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        int_or_str(
-            d,
-            "a duration like 2 (seconds), \"2s\" or \"1m\"",
-            Self::parse,
-            |n| {
-                u64::try_from(n)
-                    .map(|s| Dur(Duration::from_secs(s)))
-                    .map_err(|_| "duration must not be negative".into())
-            },
-        )
-    }
-}
-
-/// `progress_interval`: a [`Dur`] of at least [`MIN_PROGRESS_INTERVAL`]
-/// (`"0s"` once printed a line every few milliseconds).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Interval(pub Duration);
-
-impl<'de> Deserialize<'de> for Interval {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Dur(v) = Dur::deserialize(d)?;
-        if v < MIN_PROGRESS_INTERVAL {
-            return Err(de::Error::custom(format!(
-                "must be at least 1s, got `{}`",
-                humantime::format_duration(v)
-            )));
-        }
-        Ok(Interval(v))
-    }
-}
-
 impl Job {
     /// Refuses a job this user cannot run as asked, for `run` and `check`
     /// (`status` only reads the DB): `owners = true` needs root. Refused
@@ -785,6 +532,7 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::throttle::Limit;
 
     fn load_text(text: &str) -> Result<Job, ManifestError> {
         load_str(Utf8Path::new("/jobs/t.toml"), text, &Overrides::default())

@@ -1,0 +1,432 @@
+//! Scan stage (SPEC §3.1): source and destination are walked at the same
+//! time on two threads, each streaming batches of entries over a bounded
+//! channel to this thread, the only DB writer. Memory stays flat whatever
+//! the tree size: at most a few batches are in flight, and the decision
+//! pass afterwards reads the DB in chunks.
+//!
+//! `walk` owns the walkers (what a tree holds, in merge order); `merge`
+//! owns the pairing of the two walks and every row the scan writes.
+
+mod merge;
+mod walk;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use tracing::{debug, info, warn};
+
+use crate::beneath::{Root, ns};
+use crate::db::{DbError, ScanEntry, StateDb};
+use crate::decide::{EntryKind, SourceRoot};
+use crate::filter::Filter;
+use crate::manifest::{Job, SymlinkPolicy};
+use crate::progress::{PHASE_SCAN, Progress};
+use crate::roots::{RootId, RootNow};
+use merge::{Join, Seen, WARN_EACH};
+use walk::{Counters, Side, Stream, Tally};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("source root `{path}` is not usable: {reason}")]
+    SourceRoot { path: String, reason: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("scan interrupted")]
+    Interrupted,
+    /// A walk met the other root below its own (a bind mount, say): the
+    /// trees overlap although their paths do not. Nothing was copied.
+    #[error(
+        "`{path}` in the {side} tree is the {other} root `{root}` (a bind mount?); \
+         the roots must not overlap; nothing was copied"
+    )]
+    RootsCross {
+        path: String,
+        side: &'static str,
+        other: &'static str,
+        root: String,
+    },
+}
+
+/// What a scan found.
+#[derive(Debug, Default, Clone)]
+pub struct ScanReport {
+    pub source_entries: u64,
+    pub dest_entries: u64,
+    pub pending_files: u64,
+    pub pending_bytes: u64,
+    pub vanished: u64,
+    /// Entries the walkers could not read; when > 0 on the source side,
+    /// rows are not forgotten (an unreadable folder is not an empty one).
+    pub source_errors: u64,
+    pub dest_errors: u64,
+    /// FIFOs, sockets and devices: never opened, never copied.
+    pub special_skipped: u64,
+    /// Source symlinks left out by `symlinks = "skip"`.
+    pub symlinks_skipped: u64,
+    /// Source entries left out by `exclude` (an excluded folder counts once:
+    /// it is not walked).
+    pub excluded: u64,
+    /// Source entries the walk could not read, with the error (at most
+    /// [`MAX_FAILURES`] kept; `source_errors` counts them all). Their rows,
+    /// where they have one (an unreadable folder), are marked failed.
+    pub source_failures: Vec<(PathBuf, String)>,
+    /// Source entries left out of the job (FIFOs, sockets, devices; symlinks
+    /// under `symlinks = "skip"`), for the audit log's `skipped` lines (at
+    /// most [`MAX_FAILURES`] kept; the counts above count them all).
+    pub skipped: Vec<Skipped>,
+    /// The destination ignores case (probed once in its root this scan).
+    pub dest_ignores_case: bool,
+    /// Source entries not written because their name folds equal to an
+    /// earlier sibling's on a case-insensitive destination: their rows are
+    /// `failed`. Counted in full; the first [`MAX_FAILURES`] kept by name
+    /// (source path, error) for the audit log.
+    pub case_collisions: u64,
+    pub collision_sample: Vec<(PathBuf, String)>,
+}
+
+/// A source entry the scan left out of the job, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub path: PathBuf,
+    /// `symlink`, `fifo`, `socket`, `block device` or `char device`.
+    pub kind: &'static str,
+    pub size: u64,
+    pub modified_ns: i64,
+    pub reason: &'static str,
+}
+
+/// [`Skipped::reason`] of FIFOs, sockets and devices.
+pub const SKIPPED_SPECIAL: &str = "not a regular file, folder or symlink; never copied";
+/// [`Skipped::reason`] of symlinks under `symlinks = "skip"`.
+pub const SKIPPED_SYMLINK: &str = "symlinks = \"skip\"";
+
+/// Source read errors kept by name per scan (memory stays bounded).
+pub const MAX_FAILURES: usize = 10_000;
+
+/// Whether `name` is one of jobrun's own temporaries (see `transfer::temp_name`).
+pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    b.starts_with(b".jobrun-")
+        && b.ends_with(b".tmp")
+        && b.len() > 12
+        && b[8..b.len() - 4].iter().all(u8::is_ascii_digit)
+}
+
+/// Whether `name` is an NFS client's "silly rename" (`.nfs` and 24 hex
+/// digits, Linux; other clients use other lengths of hex): a file deleted
+/// while some process had it open, which the client removes at the last
+/// close. Never data to copy, never an extra to delete (the unlink would
+/// only rename it again, or fail with EBUSY).
+pub fn is_nfs_silly_name(name: &std::ffi::OsStr) -> bool {
+    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
+    b.len() >= 4 + 16 && b.starts_with(b".nfs") && b[4..].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// Runs the scan stage: walk both trees, decide each source entry against
+/// its destination counterpart, and write to the DB only what changed.
+///
+/// Both walkers yield entries in the same order (pre-order, siblings sorted
+/// by name), which is the order of `Path`'s component-wise comparison of the
+/// paths relative to each root; so this thread merge-joins the two streams
+/// ([`crate::merge`]) with one entry of look-ahead per side, whatever the
+/// tree size. Each source entry is looked up by primary key; an unchanged
+/// row whose status stays is not written at all, so a no-op rescan of 50M
+/// files reads the DB but does not rewrite it. Rows the walk did not see
+/// are found with a bitset of the seen rowids and dropped (only when the
+/// source walk had no errors).
+pub fn run(
+    job: &Job,
+    db: &mut StateDb,
+    progress: &Progress,
+    stop: &AtomicBool,
+    source_at_start: Option<RootId>,
+    dry_run: bool,
+) -> Result<ScanReport, ScanError> {
+    progress.set_phase(PHASE_SCAN);
+    let source = job.source.as_std_path();
+    let dest = job.destination.as_std_path();
+    // Against the root as the run found it: a share unmounted between the
+    // start of the run and the walk would otherwise be walked as an empty
+    // folder (nothing copied, exit 0; with `delete_extras` only the mirror's
+    // "source empty" rail would stand between it and the destination).
+    let root_id = check_source_root(source, source_at_start)?;
+    let fold = dest_ignores_case(dest);
+    if fold {
+        info!(destination = %dest.display(), "destination ignores case: names that fold equal are one name there");
+    }
+    let t0 = std::time::Instant::now();
+    let scan_id = db.begin_scan()?;
+    let mut report = ScanReport {
+        dest_ignores_case: fold,
+        ..ScanReport::default()
+    };
+    let mut seen = Seen::default();
+    let tally = Tally::default();
+    let walks = Walks {
+        root_id,
+        fold,
+        dry_run,
+        scan_id,
+    };
+    walk_both(
+        job,
+        db,
+        progress,
+        stop,
+        &walks,
+        &tally,
+        &mut report,
+        &mut seen,
+    )?;
+    debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
+    if stop.load(Relaxed) {
+        return Err(ScanError::Interrupted);
+    }
+    tally.into_report(&mut report);
+    // The root itself vanishing mid-walk looks like an empty tree: refuse.
+    check_source_root(source, Some(root_id))?;
+    finish(db, &mut report, &seen)?;
+    debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
+    info!(
+        source = report.source_entries,
+        dest = report.dest_entries,
+        pending = report.pending_files,
+        vanished = report.vanished,
+        excluded = report.excluded,
+        "scan done"
+    );
+    Ok(report)
+}
+
+/// How this scan's two walks run.
+struct Walks {
+    /// The source root's identity: the destination walk stops at it.
+    root_id: RootId,
+    /// The destination ignores case.
+    fold: bool,
+    dry_run: bool,
+    scan_id: i64,
+}
+
+/// Walks both trees on two threads and merges their streams into the DB on
+/// this one. A walk that met the other root is the error, whatever else
+/// went wrong.
+#[allow(clippy::too_many_arguments)]
+fn walk_both(
+    job: &Job,
+    db: &StateDb,
+    progress: &Progress,
+    stop: &AtomicBool,
+    walks: &Walks,
+    tally: &Tally,
+    report: &mut ScanReport,
+    seen: &mut Seen,
+) -> Result<(), ScanError> {
+    let source = job.source.as_std_path();
+    let dest = job.destination.as_std_path();
+    let dest_id = RootId::of(dest).ok();
+    let skip_links = job.symlinks == SymlinkPolicy::Skip;
+    let fold = walks.fold;
+    let result: Result<(), ScanError> = std::thread::scope(|s| {
+        let span = tracing::Span::current();
+        let mut streams = Vec::new();
+        for (side, root, other_root) in [
+            (Side::Source, source, dest_id),
+            (Side::Dest, dest, Some(walks.root_id)),
+        ] {
+            let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(4);
+            let span = span.clone();
+            let counters = Counters::new(
+                tally,
+                side,
+                other_root,
+                skip_links,
+                !walks.dry_run,
+                &job.filter,
+            );
+            s.spawn(move || {
+                span.in_scope(|| walk::walk(root, side, &tx, progress, stop, &counters, fold));
+            });
+            streams.push(Stream::new(rx));
+        }
+        let dst = streams.pop().expect("two streams");
+        let src = streams.pop().expect("two streams");
+        let mut join = Join::new(job, db, fold, walks.scan_id, report, seen);
+        join.run(src, dst, progress)?;
+        Ok(())
+    });
+    tally.crossed(source, dest)?;
+    result
+}
+
+/// After the walks: drops the rows of entries that vanished (only after a
+/// walk without source errors), marks unreadable folders failed, and ends
+/// the scan's record.
+fn finish(db: &mut StateDb, report: &mut ScanReport, seen: &Seen) -> Result<(), ScanError> {
+    if report.case_collisions > WARN_EACH {
+        warn!(
+            collisions = report.case_collisions,
+            "case collisions on the case-insensitive destination: {} more not copied \
+             (each row is failed; `jobrun status` and the audit log list them)",
+            report.case_collisions - WARN_EACH
+        );
+    }
+    if report.source_errors == 0 {
+        // Every walked entry has a row, so equal counts mean nothing vanished.
+        if db.count_files()? != report.source_entries {
+            report.vanished = db.drop_unseen(|id| seen.contains(id.get()))?;
+        }
+    } else {
+        warn!(
+            errors = report.source_errors,
+            "source walk had errors; rows of unseen entries are kept"
+        );
+    }
+    db.set_scan_source_errors(report.source_errors)?;
+    // After the decisions, which would call an unreadable folder synced.
+    if !report.source_failures.is_empty() {
+        let tx = db.begin()?;
+        for (path, error) in &report.source_failures {
+            tx.mark_failed_path(path, error)?;
+        }
+        tx.commit()?;
+    }
+    db.finish_scan()?;
+    Ok(())
+}
+
+/// Applies the job's filters to the rows a run starts from, when they
+/// changed since the rows were last filtered: the rows of entries they now
+/// exclude leave the job (backlog included; nothing is deleted at the
+/// destination, and the mirror never lists excluded entries). Entries a
+/// change newly includes are not in the DB: the next scan records them.
+/// Returns how many rows left.
+pub fn forget_excluded(job: &Job, db: &mut StateDb) -> Result<u64, DbError> {
+    let now = job.filter.fingerprint();
+    let before = db.filters_applied()?;
+    if before.unwrap_or_else(|| Filter::default().fingerprint()) == now {
+        return Ok(0);
+    }
+    let source = job.source.as_std_path();
+    let n = if job.filter.is_empty() {
+        0
+    } else {
+        db.drop_rows_where(|path, kind| {
+            path.strip_prefix(source).is_ok_and(|rel| {
+                !rel.as_os_str().is_empty() && job.filter.excludes_path(rel, kind == EntryKind::Dir)
+            })
+        })?
+    };
+    db.set_filters_applied(&now)?;
+    if n > 0 {
+        info!(
+            rows = n,
+            "filters changed: {n} entries left the job (their copies at the destination are kept)"
+        );
+    }
+    Ok(n)
+}
+
+/// Whether the destination ignores case (SMB, VFAT): a temporary is
+/// created in its root (or, before the first run created the root, in its
+/// nearest existing parent) and looked up with its name in upper case
+/// (the probe's name has no other letters to fold). The
+/// name (`.jobrun-00<pid>.tmp`) is a temporary's, which the next scan
+/// removes if a kill leaves it behind; the folder's times are put back. A
+/// folder that cannot be written is taken as case-sensitive (the transfer's
+/// own probe reports an unwritable root).
+pub fn dest_ignores_case(dest: &Path) -> bool {
+    let Some(dir) = dest.ancestors().find(|d| d.is_dir()) else {
+        return false;
+    };
+    let name = format!(".jobrun-00{}.tmp", std::process::id());
+    let upper = OsString::from(name.to_ascii_uppercase());
+    // Compared by existence, not inode: FUSE (fusefat) numbers each name's
+    // node apart. The upper-case name is not looked up before the probe
+    // exists: the SMB client would cache its absence and answer from there.
+    let folds =
+        Root::open(dir).and_then(|root| root.probe(OsStr::new(&name), |d| d.stat(&upper).is_ok()));
+    folds.unwrap_or_else(|e| {
+        debug!(folder = %dir.display(), error = %e, "case probe: cannot create a temporary; taken as case-sensitive");
+        false
+    })
+}
+
+/// Checks the source root; returns its identity. With `at_start`, the
+/// root must still be that folder: a share unmounted mid-walk leaves its
+/// mount point behind, and a partial walk must not be trusted.
+pub fn check_source_root(source: &Path, at_start: Option<RootId>) -> Result<RootId, ScanError> {
+    let now = RootNow::look(source, at_start);
+    let reason = match (now.state, now.id, now.error) {
+        (SourceRoot::Dir { .. }, Some(id), _) => return Ok(id),
+        (SourceRoot::NotADirectory, ..) => "not a directory".to_string(),
+        (SourceRoot::Replaced, ..) => "no longer the same folder (share unmounted?)".to_string(),
+        (_, _, Some(e)) => e.to_string(),
+        (state, ..) => format!("{state:?}"),
+    };
+    Err(ScanError::SourceRoot {
+        path: source.display().to_string(),
+        reason,
+    })
+}
+
+/// Converts lstat data into a row; `None` for FIFOs, sockets and devices.
+pub fn to_entry(path: std::path::PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        return None;
+    };
+    let created_ns = md.created().ok().and_then(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as i64)
+    });
+    Some(ScanEntry {
+        path,
+        kind,
+        size: md.len(),
+        modified_ns: ns(md.mtime(), md.mtime_nsec()),
+        accessed_ns: ns(md.atime(), md.atime_nsec()),
+        changed_ns: ns(md.ctime(), md.ctime_nsec()),
+        created_ns,
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn temp_names() {
+        assert!(is_temp_name(OsStr::new(".jobrun-12.tmp")));
+        assert!(!is_temp_name(OsStr::new(".jobrun-.tmp")));
+        assert!(!is_temp_name(OsStr::new(".jobrun-1a.tmp")));
+        assert!(!is_temp_name(OsStr::new("jobrun-12.tmp")));
+        assert!(!is_temp_name(OsStr::new("data.tmp")));
+    }
+
+    #[test]
+    fn nfs_silly_names() {
+        assert!(is_nfs_silly_name(OsStr::new(
+            ".nfs000000000012a4f700000001"
+        )));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfsrc")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs0000000000zz")));
+        assert!(!is_nfs_silly_name(OsStr::new(
+            "x.nfs000000000012a4f700000001"
+        )));
+    }
+}
