@@ -307,7 +307,11 @@ impl StateDb {
                 while let Some(r) = rows.next()? {
                     n += 1;
                     last = r.get(0)?;
-                    if drop(RowId(last), &path_from(r.get_ref(1)?)?, kind_of(r.get_ref(2)?)?) {
+                    if drop(
+                        RowId(last),
+                        &path_from(r.get_ref(1)?)?,
+                        kind_of(r.get_ref(2)?)?,
+                    ) {
                         gone.push(last);
                     }
                 }

@@ -354,6 +354,17 @@ fn sigkill_at_twenty_seeded_moments_loses_nothing() {
     assert_converges(&env, &["--bwlimit", "off"], 5);
 }
 
+/// Whether `sig` is pending for process `pid` (its shared pending set in
+/// `/proc/<pid>/status`); false once delivered or when the process is gone.
+fn signal_pending(pid: i32, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("ShdPnd:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << (sig - 1)) != 0)
+}
+
 /// A slow job: `n` files of `len` bytes read at 1 MB/s in 64 KiB blocks.
 pub fn slow_env(n: usize, len: usize) -> TestEnv {
     let env = TestEnv::new();
@@ -492,13 +503,19 @@ fn second_signal_exits_at_once_and_safely() {
     // Two different signals, so the kernel cannot merge them into one:
     // SIGINT (delivered first) starts the clean stop, SIGTERM finds it
     // started and exits on the spot.
+    // SIGTERM only once SIGINT is taken: two signals pending together are
+    // delivered nested, the second's handler running first.
     run.signal(libc::SIGINT);
+    wait_for("SIGINT to be delivered", Duration::from_secs(5), || {
+        !signal_pending(run.pid(), libc::SIGINT)
+    });
+    std::thread::sleep(Duration::from_millis(20)); // its handler has run
     run.signal(libc::SIGTERM);
     let out = run.wait(Duration::from_secs(20));
     out.assert_code(130);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     // At once: no summary, no run_end line, the run row left open.
-    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stdout.is_empty(), "{}\n{}", out.stdout, out.stderr);
     assert!(
         env.log_with_status("run_end").is_empty(),
         "the run ended cleanly instead"
