@@ -15,7 +15,7 @@ use crate::beneath::{Dir, Root, ns};
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{self, Decision, EntryKind, SourceRoot, Stamp};
 use crate::manifest::{Job, SymlinkPolicy};
-use crate::progress::{PHASE_SCAN, Progress};
+use crate::progress::{Phase, Progress};
 use crate::roots::{RootId, RootNow};
 
 /// Entries per batch from each walker.
@@ -180,7 +180,7 @@ pub fn run(
     source_at_start: Option<RootId>,
     dry_run: bool,
 ) -> Result<ScanReport, ScanError> {
-    progress.set_phase(PHASE_SCAN);
+    progress.set_phase(Phase::Scan);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
     // Against the root as the run found it: a share unmounted between the
@@ -319,16 +319,14 @@ pub fn run(
                 db.commit()?;
                 db.begin()?;
                 in_tx = 0;
-                progress.0.pending_files.store(pending, Relaxed);
-                progress.0.pending_bytes.store(pending_bytes, Relaxed);
+                progress.scan_pending(pending, pending_bytes);
             }
         }
         db.insert_dest(&listing)?;
         db.commit()?;
         report.pending_files = pending;
         report.pending_bytes = pending_bytes;
-        progress.0.pending_files.store(pending, Relaxed);
-        progress.0.pending_bytes.store(pending_bytes, Relaxed);
+        progress.scan_pending(pending, pending_bytes);
         Ok(())
     });
     for (i, c) in crossed.into_iter().enumerate() {
@@ -625,10 +623,9 @@ fn walk(
             }
         }
     };
-    let c = &progress.0;
-    let (files, bytes) = match side {
-        Side::Source => (&c.src_files, &c.src_bytes),
-        Side::Dest => (&c.dst_files, &c.dst_bytes),
+    let seen = match side {
+        Side::Source => Progress::source_file,
+        Side::Dest => Progress::dest_file,
     };
     let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
@@ -695,8 +692,7 @@ fn walk(
             continue;
         };
         if e.kind == EntryKind::File {
-            files.fetch_add(1, Relaxed);
-            bytes.fetch_add(e.size, Relaxed);
+            seen(progress, e.size);
         }
         batch.push(e);
         if batch.len() >= BATCH && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) {

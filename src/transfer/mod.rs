@@ -27,7 +27,7 @@ use crate::beneath;
 use crate::db::{DbError, StateDb};
 use crate::manifest::Job;
 use crate::modes::Modes;
-use crate::progress::{PHASE_TRANSFER, Progress};
+use crate::progress::{Phase, Progress};
 use crate::throttle::Throttle;
 
 pub use writer::{WriterReport as TransferReport, temp_name};
@@ -89,7 +89,7 @@ pub fn run(
     limit: &std::sync::Arc<crate::throttle::LiveLimit>,
     source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
-    progress.set_phase(PHASE_TRANSFER);
+    progress.set_phase(Phase::Transfer);
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let lane_cap = job.lane_capacity();
@@ -119,7 +119,7 @@ pub fn run(
         openat2 = beneath::uses_openat2(),
         "paths resolved below the roots"
     );
-    if progress.0.backlog_files.load(Relaxed) > 0 {
+    if progress.backlog_files() > 0 {
         probe_destination(&dest_root)?;
     }
     let modes = Modes::new(job.permissions, job.owners);
@@ -129,7 +129,7 @@ pub fn run(
         let (halt, stop) = (&halt, stop);
         let feeder = s.spawn(move || fspan.in_scope(|| reader::feed(feed_db, work_tx, stop, halt)));
         let mut readers = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
+        for lane in progress.lanes(lanes) {
             // Memory cap per lane: lane_cap blocks in the channel, plus one
             // being read and one being written; recycled buffers come back
             // through `pool`.
@@ -165,7 +165,7 @@ pub fn run(
                 pool: pool_tx,
                 block_size: job.block_size,
                 throttle: &write_limit,
-                progress,
+                lane,
                 done: done_tx.clone(),
                 halt,
                 first_block: &first_block,

@@ -36,7 +36,7 @@ use crate::db::PendingFile;
 use crate::db::{StateDb, Synced};
 use crate::decide::{EntryKind, Stamp};
 use crate::modes::{Modes, Permissions};
-use crate::progress::Progress;
+use crate::progress::{Lane, Progress};
 use crate::throttle::Throttle;
 
 /// Commit the DB (and flush the audit log) after this many outcomes...
@@ -76,7 +76,8 @@ pub struct Writer<'a> {
     pub block_size: usize,
     /// Shared by all writers: one write budget for the whole run.
     pub throttle: &'a Throttle,
-    pub progress: &'a Progress,
+    /// This lane's slot in the progress display.
+    pub lane: Lane,
     /// Outcomes, to the [`Committer`].
     pub done: Sender<Done>,
     /// Set on a fatal error anywhere: drop the open file and stop.
@@ -309,7 +310,18 @@ impl Committer<'_> {
         let mut report = WriterReport::default();
         let mut batch = Batch::begin(self.db, self.dest_root)?;
         let mut notes = super::failnote::FailureNotes::default();
-        for event in done.iter() {
+        loop {
+            // Waits at most a commit interval: while only big files are in
+            // flight, the idle commits keep the `runs` row and the files in
+            // flight that `status` shows current.
+            let event = match done.recv_timeout(COMMIT_EVERY) {
+                Ok(event) => event,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    batch.idle(self.db, self.audit)?;
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
             match event {
                 Done::Synced { file, hash, stamp } => {
                     self.synced(&file, hash.as_deref(), stamp)?;
@@ -327,7 +339,7 @@ impl Committer<'_> {
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
                     report.failed += 1;
-                    self.progress.file_failed(file.size);
+                    self.progress.file_failed();
                     batch.tick(self.db, self.audit)?;
                 }
                 Done::Fatal(e) => {
@@ -364,6 +376,7 @@ impl Writer<'_> {
                     // limit they would take minutes); the file stays pending.
                     if self.stop.load(Relaxed) {
                         discard(&mut open, b.file.id, self.inplace);
+                        self.lane.drop_file();
                         self.recycle(b.data);
                         continue;
                     }
@@ -384,6 +397,7 @@ impl Writer<'_> {
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
                 Msg::Abandon { file } => {
                     discard(&mut open, file.id, self.inplace);
+                    self.lane.drop_file();
                     continue;
                 }
             };
@@ -400,6 +414,7 @@ impl Writer<'_> {
                 }
                 Err((file, Fault::Stopped)) => {
                     discard(&mut open, file.id, self.inplace);
+                    self.lane.drop_file();
                     continue;
                 }
                 Err((file, Fault::Fatal(e))) => {
@@ -408,6 +423,9 @@ impl Writer<'_> {
                     break;
                 }
             };
+            if let Done::Synced { file, .. } | Done::Failed { file, .. } = &event {
+                self.lane.file_done(file.size);
+            }
             if self.done.send(event).is_err() {
                 break;
             }
@@ -434,7 +452,9 @@ impl Writer<'_> {
         let task = &b.file;
         if b.offset == 0 {
             discard(open, -1, self.inplace);
-            self.progress.start_file(&task.dest, task.size);
+            let shown = task.dest.strip_prefix(self.dest.path());
+            self.lane
+                .file_started(shown.unwrap_or(&task.dest), task.size);
             *open = Some(self.create(task)?);
         }
         let Some(o) = open.as_mut().filter(|o| o.id == task.id) else {
@@ -450,7 +470,7 @@ impl Writer<'_> {
         if !self.first_block.swap(true, Relaxed) {
             info!("first block written");
         }
-        self.progress.add_written(b.data.len() as u64);
+        self.lane.bytes_written(b.data.len() as u64);
         self.recycle(b.data);
         if !b.last {
             return Ok(None);
@@ -464,10 +484,7 @@ impl Writer<'_> {
 
     fn write(&self, o: &mut Open, data: &[u8]) -> io::Result<()> {
         let limited = self.throttle.is_limited();
-        self.progress
-            .0
-            .bwlimit
-            .store(self.throttle.active().unwrap_or(0), Relaxed);
+        self.lane.set_limit(self.throttle.active().unwrap_or(0));
         if !limited {
             o.file.write_all(data)?;
             return o.pacer.wrote(&o.file, data.len(), WRITEBACK_UNLIMITED);
@@ -794,7 +811,7 @@ impl Committer<'_> {
                     rec.error = Some(&error);
                     self.audit.write(&rec)?;
                     // Counts as a failure of this run (exit 1), as a file would.
-                    self.progress.file_failed(0);
+                    self.progress.file_failed();
                 }
             }
             batch.tick(self.db, self.audit)?;
@@ -1006,6 +1023,18 @@ impl Batch {
         self.count += 1;
         if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
             debug!(files = self.count, "commit");
+            self.commit(db, audit)?;
+            db.begin()?;
+            self.count = 0;
+            self.since = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// No outcome for a while: commits anyway once the interval is up
+    /// (nothing to make durable, only the run's figures).
+    fn idle(&mut self, db: &StateDb, audit: &mut AuditLog) -> Result<(), TransferError> {
+        if self.since.elapsed() >= COMMIT_EVERY {
             self.commit(db, audit)?;
             db.begin()?;
             self.count = 0;

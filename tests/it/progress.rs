@@ -63,9 +63,9 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
         }
     }
     // The shape of a periodic line, with every timing-dependent figure
-    // normalised (the current file is there only when sampled mid-file).
+    // normalised (the files in flight depend on when the line was sampled).
     insta::with_settings!({ filters => vec![
-        (r", current .*$", ""),
+        (r", active .*$", ""),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", "[RATE]"),
         (r"(rate|smoothed) -", "$1 [RATE]"),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB)", "[SIZE]"),
