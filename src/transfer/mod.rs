@@ -16,8 +16,11 @@
 //! (committer) mark synced and audit line.
 
 pub mod block;
+pub mod commit;
+pub mod dest;
 pub mod failnote;
 pub mod reader;
+pub mod writeback;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -30,7 +33,8 @@ use crate::modes::Modes;
 use crate::progress::{Phase, Progress};
 use crate::throttle::Throttle;
 
-pub use writer::{WriterReport as TransferReport, temp_name};
+pub use commit::WriterReport as TransferReport;
+pub use dest::temp_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -177,7 +181,7 @@ pub fn run(
             s.spawn(move || wspan.in_scope(|| writer.run()));
         }
         drop((work_rx, done_tx));
-        let committer = writer::Committer {
+        let committer = commit::Committer {
             db,
             audit,
             dest_root: job.destination.as_std_path(),

@@ -21,7 +21,7 @@ use tracing::debug;
 
 use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
-use super::writer::symlinked_folder;
+use super::dest::symlinked_folder;
 use crate::beneath::{self, Dir, DirCache, Root, ns};
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb};
