@@ -11,54 +11,35 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use flume::{Receiver, Sender};
 use tracing::{debug, info};
 
-use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::commit::Done;
 use super::dest::{make_dir, stamp_of, symlinked_folder_error, temp_name};
 use super::writeback::{WRITEBACK_LIMITED_DIV, WRITEBACK_UNLIMITED, WriteBack, close_checked};
+use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, Root};
 use crate::decide::{EntryKind, Stamp};
-use crate::modes::{Modes, Permissions};
+use crate::modes::Permissions;
 use crate::progress::Lane;
-use crate::throttle::Throttle;
 
-/// One lane's filesystem writer.
+/// One lane's filesystem writer: the shared [`LaneCtx`] plus its own
+/// channel ends, progress slot and folder cache.
 pub struct Writer<'a> {
-    /// The destination root, held open: every create, rename, utimes,
-    /// chmod, chown and delete is resolved below it through no symlink (see
-    /// `beneath`).
-    pub dest: &'a Root,
-    /// The source root, held open: where a missing destination folder's
-    /// bits and owners are read (through no symlink either).
-    pub source: &'a Root,
-    /// Bits and owners of what the lane creates; shared by all lanes.
-    pub modes: &'a Modes,
-    pub inplace: bool,
-    pub rx: Receiver<Parcel>,
-    pub pool: Sender<Vec<u8>>,
-    /// Size of the buffers worth recycling.
-    pub block_size: usize,
-    /// Shared by all writers: one write budget for the whole run.
-    pub throttle: &'a Throttle,
+    ctx: &'a LaneCtx<'a>,
+    /// Blocks from this lane's reader.
+    rx: Receiver<Parcel>,
+    /// Buffers handed back to the reader.
+    pool: Sender<Vec<u8>>,
     /// This lane's slot in the progress display.
-    pub lane: Lane,
-    /// Outcomes, to the [`Committer`].
-    pub done: Sender<Done>,
-    /// Set on a fatal error anywhere: drop the open file and stop.
-    pub halt: &'a AtomicBool,
-    /// Set once, by whichever lane writes the run's first block (the
-    /// "time to first byte" figure of benches/scale.sh).
-    pub first_block: &'a AtomicBool,
-    pub stop: &'a AtomicBool,
-    /// Number of lanes sharing `throttle` (sizes the write-back ranges).
-    pub lanes: u64,
+    lane: Lane,
+    /// Outcomes, to the committer.
+    done: Sender<Done>,
     /// This lane's last destination folder: consecutive files mostly share it.
-    pub dirs: DirCache,
+    dirs: DirCache,
 }
 
 /// The file being written.
@@ -104,7 +85,24 @@ fn classify(what: &str, path: &Path, e: io::Error) -> Fault {
     }
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    pub fn new(
+        ctx: &'a LaneCtx<'a>,
+        rx: Receiver<Parcel>,
+        pool: Sender<Vec<u8>>,
+        lane: Lane,
+        done: Sender<Done>,
+    ) -> Self {
+        Self {
+            ctx,
+            rx,
+            pool,
+            lane,
+            done,
+            dirs: DirCache::default(),
+        }
+    }
+
     /// Writes this lane's messages until the reader closes the FIFO, the
     /// committer goes away, or `halt` is set. Each entry's outcome goes to
     /// the committer only after its rename (or its failure).
@@ -114,15 +112,15 @@ impl Writer<'_> {
         let mut skip: Option<i64> = None;
         let rx = self.rx.clone();
         for msg in rx.iter().flatten() {
-            if self.halt.load(Relaxed) {
+            if self.ctx.halt.load(Relaxed) {
                 break;
             }
             let outcome: Outcome = match msg {
                 Msg::Block(b) => {
                     // Stopping: queued blocks are not written (with a slow
                     // limit they would take minutes); the file stays pending.
-                    if self.stop.load(Relaxed) {
-                        discard(&mut open, b.file.id, self.inplace);
+                    if self.ctx.stop.load(Relaxed) {
+                        discard(&mut open, b.file.id, self.ctx.job.inplace);
                         self.lane.drop_file();
                         self.recycle(b.data);
                         continue;
@@ -143,7 +141,7 @@ impl Writer<'_> {
                 },
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
                 Msg::Abandon { file } => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, file.id, self.ctx.job.inplace);
                     self.lane.drop_file();
                     continue;
                 }
@@ -155,17 +153,17 @@ impl Writer<'_> {
                     Done::Synced { file, hash, stamp }
                 }
                 Err((file, Fault::File(error))) => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, file.id, self.ctx.job.inplace);
                     skip = Some(file.id);
                     Done::Failed { file, error }
                 }
                 Err((file, Fault::Stopped)) => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, file.id, self.ctx.job.inplace);
                     self.lane.drop_file();
                     continue;
                 }
                 Err((file, Fault::Fatal(e))) => {
-                    discard(&mut open, file.id, self.inplace);
+                    discard(&mut open, file.id, self.ctx.job.inplace);
                     let _ = self.done.send(Done::Fatal(e));
                     break;
                 }
@@ -177,7 +175,7 @@ impl Writer<'_> {
                 break;
             }
         }
-        discard(&mut open, -1, self.inplace);
+        discard(&mut open, -1, self.ctx.job.inplace);
     }
 
     /// Returns a block buffer to the reader. Its length is kept, so the
@@ -185,7 +183,7 @@ impl Writer<'_> {
     /// GB/s: one extra memset of every byte copied).
     /// Hands a full-size buffer back to the reader (see `Reader::buffer`).
     fn recycle(&self, data: Vec<u8>) {
-        if data.capacity() >= self.block_size {
+        if data.capacity() >= self.ctx.job.block_size {
             let _ = self.pool.try_send(data);
         }
     }
@@ -198,8 +196,8 @@ impl Writer<'_> {
     ) -> Result<Option<(Option<String>, Stamp)>, Fault> {
         let task = &b.file;
         if b.offset == 0 {
-            discard(open, -1, self.inplace);
-            let shown = task.dest.strip_prefix(self.dest.path());
+            discard(open, -1, self.ctx.job.inplace);
+            let shown = task.dest.strip_prefix(self.ctx.dest.path());
             self.lane
                 .file_started(shown.unwrap_or(&task.dest), task.size);
             *open = Some(self.create(task)?);
@@ -208,13 +206,13 @@ impl Writer<'_> {
             return Err(Fault::File("internal: block without an open file".into()));
         };
         self.write(o, &b.data).map_err(|e| {
-            if e.kind() == io::ErrorKind::Interrupted && self.stop.load(Relaxed) {
+            if e.kind() == io::ErrorKind::Interrupted && self.ctx.stop.load(Relaxed) {
                 Fault::Stopped
             } else {
                 classify("cannot write", &o.path, e)
             }
         })?;
-        if !self.first_block.swap(true, Relaxed) {
+        if !self.ctx.first_block.swap(true, Relaxed) {
             info!("first block written");
         }
         self.lane.bytes_written(b.data.len() as u64);
@@ -230,21 +228,27 @@ impl Writer<'_> {
     }
 
     fn write(&self, o: &mut Open, data: &[u8]) -> io::Result<()> {
-        let limited = self.throttle.is_limited();
-        self.lane.set_limit(self.throttle.active().unwrap_or(0));
+        let limited = self.ctx.write_limit.is_limited();
+        self.lane
+            .set_limit(self.ctx.write_limit.active().unwrap_or(0));
         if !limited {
             o.file.write_all(data)?;
             return o.pacer.wrote(&o.file, data.len(), WRITEBACK_UNLIMITED);
         }
-        let range = self.throttle.active().map_or(WRITEBACK_UNLIMITED, |r| {
-            // The lanes share the rate: each one's range is its share.
-            (r / WRITEBACK_LIMITED_DIV / self.lanes.max(1)).clamp(64 << 10, WRITEBACK_UNLIMITED)
-        });
-        for chunk in data.chunks(self.throttle.slice_len()) {
-            if self.stop.load(Relaxed) {
+        let range = self
+            .ctx
+            .write_limit
+            .active()
+            .map_or(WRITEBACK_UNLIMITED, |r| {
+                // The lanes share the rate: each one's range is its share.
+                (r / WRITEBACK_LIMITED_DIV / self.ctx.lanes.max(1))
+                    .clamp(64 << 10, WRITEBACK_UNLIMITED)
+            });
+        for chunk in data.chunks(self.ctx.write_limit.slice_len()) {
+            if self.ctx.stop.load(Relaxed) {
                 return Err(io::ErrorKind::Interrupted.into());
             }
-            self.throttle.consume(chunk.len());
+            self.ctx.write_limit.consume(chunk.len());
             o.file.write_all(chunk)?;
             o.pacer.wrote(&o.file, chunk.len(), range)?;
         }
@@ -262,15 +266,16 @@ impl Writer<'_> {
                 root.path().display()
             )))
         };
-        if self.dest.moved() {
-            return Err(gone(self.dest));
+        if self.ctx.dest.moved() {
+            return Err(gone(self.ctx.dest));
         }
         let (rel, name) = self
+            .ctx
             .dest
             .split(dest)
             .map_err(|e| Fault::File(e.to_string()))?;
         let name = name.to_os_string();
-        let (dest_root, source, modes) = (self.dest, self.source, self.modes);
+        let (dest_root, source, modes) = (self.ctx.dest, self.ctx.source, self.ctx.modes);
         let made = self.dirs.create_dirs_with(dest_root, rel, &mut |d, n, r| {
             make_dir(dest_root, source, modes, d, n, r)
         });
@@ -278,15 +283,15 @@ impl Writer<'_> {
             Ok(dir) => Ok((dir, name)),
             Err(e) => {
                 self.dirs.clear();
-                let parent = dest.parent().unwrap_or(self.dest.path());
+                let parent = dest.parent().unwrap_or(self.ctx.dest.path());
                 if beneath::is_symlink_in_path(&e) {
                     Err(Fault::File(symlinked_folder_error(
-                        self.dest.path(),
+                        self.ctx.dest.path(),
                         parent,
                         &e,
                     )))
-                } else if e.kind() == io::ErrorKind::NotFound && self.dest.moved_now() {
-                    Err(gone(self.dest))
+                } else if e.kind() == io::ErrorKind::NotFound && self.ctx.dest.moved_now() {
+                    Err(gone(self.ctx.dest))
                 } else {
                     Err(classify("cannot create folder", parent, e))
                 }
@@ -296,7 +301,7 @@ impl Writer<'_> {
 
     fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
         let (mut dir, name) = self.parent_dir(&task.dest)?;
-        let name = if self.inplace {
+        let name = if self.ctx.job.inplace {
             name
         } else {
             OsString::from(temp_name(task.id))
@@ -314,13 +319,13 @@ impl Writer<'_> {
             file = self.open_in(&dir, &name, task.mode);
         }
         let file = file.map_err(|e| classify("cannot create", &path, e))?;
-        if self.inplace {
+        if self.ctx.job.inplace {
             // An existing file keeps its bits, less those the source does
             // not grant, taken off before the first byte is written.
             if let Ok(md) = file.metadata()
-                && let Some(bits) = self.modes.inplace_narrowed(task.mode, md.mode())
+                && let Some(bits) = self.ctx.modes.inplace_narrowed(task.mode, md.mode())
             {
-                self.modes.fchmod(&file, bits, &path);
+                self.ctx.modes.fchmod(&file, bits, &path);
             }
         }
         Ok(Open {
@@ -339,9 +344,9 @@ impl Writer<'_> {
     /// the source's bits (`src_mode`; the kernel takes the umask off): never
     /// wider than the source, not even while it is written.
     fn open_in(&self, dir: &Dir, name: &OsStr, src_mode: u32) -> io::Result<File> {
-        let mode = self.modes.file_create(src_mode, !self.inplace);
+        let mode = self.ctx.modes.file_create(src_mode, !self.ctx.job.inplace);
         let open = || {
-            if self.inplace {
+            if self.ctx.job.inplace {
                 dir.create_truncate(name, mode)
             } else {
                 dir.create_new(name, mode)
@@ -351,7 +356,7 @@ impl Writer<'_> {
             // A stale temporary of a killed run (or anything planted under
             // its name): removed, then created anew. Not unlinked up front:
             // on a share a failed unlink still costs a round trip per file.
-            Err(e) if !self.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(e) if !self.ctx.job.inplace && e.kind() == io::ErrorKind::AlreadyExists => {
                 let _ = dir.unlink(name);
                 open()
             }
@@ -361,7 +366,7 @@ impl Writer<'_> {
             // Not root, a folder that arrived read-only like its source.
             Err(e)
                 if e.kind() == io::ErrorKind::PermissionDenied
-                    && self.modes.open_dir_for_owner(dir) =>
+                    && self.ctx.modes.open_dir_for_owner(dir) =>
             {
                 open()
             }
@@ -386,7 +391,7 @@ impl Writer<'_> {
             ..
         } = o;
         let undo = |f: Fault| {
-            if !self.inplace {
+            if !self.ctx.job.inplace {
                 let _ = dir.unlink(&name);
             }
             f
@@ -410,7 +415,7 @@ impl Writer<'_> {
                 .map_err(|e| classify("cannot set times on", p, e))
         };
         let md = set_times(&name, &path).map_err(undo)?;
-        if self.inplace {
+        if self.ctx.job.inplace {
             return Ok(stamp_of(EntryKind::File, &md));
         }
         let final_name = task
@@ -434,7 +439,7 @@ impl Writer<'_> {
 
     /// `owners` and `preserve`, best-effort (see [`Modes`]).
     fn settle_file(&self, task: &FileTask, file: &File) {
-        let (m, path) = (self.modes, task.dest.as_path());
+        let (m, path) = (self.ctx.modes, task.dest.as_path());
         let owned = m.owners && m.fchown(file, task.uid, task.gid, path);
         match m.permissions {
             Permissions::Preserve => {
@@ -451,7 +456,7 @@ impl Writer<'_> {
                 );
             }
             // Created owner-only until it had its owners: now its bits.
-            Permissions::Masked if m.private_until_owned(!self.inplace) => {
+            Permissions::Masked if m.private_until_owned(!self.ctx.job.inplace) => {
                 m.fchmod(file, m.file_masked(task.mode), path);
             }
             Permissions::Masked => {}
@@ -467,7 +472,7 @@ impl Writer<'_> {
             // Not root, a folder that arrived read-only like its source.
             Err(e)
                 if e.kind() == io::ErrorKind::PermissionDenied
-                    && self.modes.open_dir_for_owner(&dir) =>
+                    && self.ctx.modes.open_dir_for_owner(&dir) =>
             {
                 dir.symlink(target, &tmp_name)
             }
@@ -476,8 +481,9 @@ impl Writer<'_> {
         .map_err(|e| classify("cannot create symlink", &tmp, e))?;
         // A symlink has no bits of its own to give; only its owners (the
         // link itself: `fchownat` with `AT_SYMLINK_NOFOLLOW`).
-        if self.modes.owners {
+        if self.ctx.modes.owners {
             let _ = self
+                .ctx
                 .modes
                 .lchown(&dir, Some(&tmp_name), task.uid, task.gid, &tmp);
         }
