@@ -33,7 +33,7 @@ use crate::decide::{
 };
 use crate::filter::Filter;
 use crate::manifest::Job;
-use crate::progress::{PHASE_MIRROR, Progress};
+use crate::progress::{Phase, Progress};
 use crate::roots::{DeleteGuard, RootId, RootNow};
 use crate::scan::is_temp_name;
 use crate::units::human_bytes;
@@ -117,7 +117,7 @@ pub fn run(
     opts: MirrorOptions,
     say: &dyn Fn(&str),
 ) -> Result<MirrorReport, MirrorError> {
-    progress.set_phase(PHASE_MIRROR);
+    progress.set_phase(Phase::Mirror);
     info!(
         fresh_listing = opts.fresh_listing,
         dry_run = opts.dry_run,

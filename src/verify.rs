@@ -29,7 +29,7 @@ use crate::beneath::Root;
 use crate::checksum::HashAlgo;
 use crate::db::{DbError, HashedFile, RowId, StateDb, Tx, VerifyRecord, VerifyResult};
 use crate::manifest::Job;
-use crate::progress::Progress;
+use crate::progress::{Lane, Progress};
 use crate::roots::RootId;
 use crate::throttle::Throttle;
 
@@ -250,7 +250,7 @@ fn check(
     algo: HashAlgo,
     buf: &mut [u8],
     throttle: &Throttle,
-    progress: &Progress,
+    progress: &Lane,
     stop: &AtomicBool,
 ) -> Outcome {
     let failed = |e: io::Error| Outcome::Failed {
@@ -288,7 +288,8 @@ fn check(
             found: None,
         };
     }
-    progress.start_file(&row.dest, row.size);
+    let shown = root.and_then(|r| row.dest.strip_prefix(r.path()).ok());
+    progress.file_started(shown.unwrap_or(&row.dest), row.size);
     let mut hasher = algo.hasher();
     let mut total = 0u64;
     let mut advised = false;
@@ -323,7 +324,7 @@ fn check(
         };
         hasher.update(&buf[..n]);
         total += n as u64;
-        progress.add_written(n as u64);
+        progress.bytes_written(n as u64);
     }
     let found = hasher.finish_hex();
     if total == row.size && found == row.hash {
@@ -362,11 +363,11 @@ pub fn run(
     let (done_tx, done_rx) = sync_channel::<(HashedFile, Outcome)>(lanes * 2);
     std::thread::scope(|s| {
         let feeder = s.spawn(move || feed(&feeder_db, plan, &work_tx, stop));
-        for _ in 0..lanes {
+        for slot in progress.lanes(lanes) {
             let (rx, tx, throttle) = (work_rx.clone(), done_tx.clone(), &throttle);
             let root = dest_root.as_ref();
             let mut buf = vec![0u8; job.block_size.clamp(4096, 4 << 20)];
-            s.spawn(move || lane(root, &rx, &tx, &mut buf, throttle, progress, stop));
+            s.spawn(move || lane(root, &rx, &tx, &mut buf, throttle, &slot, stop));
         }
         drop(work_rx);
         drop(done_tx);
@@ -410,7 +411,7 @@ fn lane(
     tx: &SyncSender<(HashedFile, Outcome)>,
     buf: &mut [u8],
     throttle: &Throttle,
-    progress: &Progress,
+    progress: &Lane,
     stop: &AtomicBool,
 ) {
     loop {
@@ -422,6 +423,10 @@ fn lane(
                 error: format!("unknown hash algorithm `{}` in the DB", row.algorithm),
             },
         };
+        match outcome {
+            Outcome::Stopped => progress.drop_file(),
+            _ => progress.file_done(row.size),
+        }
         if tx.send((row, outcome)).is_err() {
             return;
         }
@@ -488,7 +493,7 @@ fn record(
                 if let Outcome::Mismatch { found: Some(_), .. } = outcome {
                     rec.bytes += row.size;
                 }
-                progress.file_failed(row.size);
+                progress.file_failed();
             }
             in_batch += 1;
             if in_batch >= BATCH || since.elapsed() >= BATCH_TIME {

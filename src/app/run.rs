@@ -170,9 +170,7 @@ impl Beside<'_> {
             (self.say)(&note);
         }
         self.progress
-            .0
-            .bwlimit
-            .store(limit_code(self.shared.limit.get().limit_now()), Relaxed);
+            .set_limit(limit_code(self.shared.limit.get().limit_now()));
         // Its own descriptor on the log: each line is one O_APPEND write,
         // so it cannot interleave with the run's lines.
         let written = AuditLog::open(&self.job.log).and_then(|mut log| {
@@ -245,10 +243,10 @@ impl Metrics {
 
     /// One write: `limit` while the run goes, `exit` at its end.
     fn write(&mut self, job: &Job, progress: &Progress, limit: Option<Limit>, exit: Option<u8>) {
-        let c = &progress.0;
+        let s = progress.snapshot();
         self.count(job, exit.is_some());
         let now = Instant::now();
-        let written = c.bytes_done.load(Relaxed);
+        let written = s.bytes_done;
         self.window.push_back((now, written));
         while self.window.len() > 2 && now - self.window[1].0 >= RATE_WINDOW {
             self.window.pop_front();
@@ -259,28 +257,20 @@ impl Metrics {
             }
             _ => 0.0,
         };
-        let left = c
-            .backlog_files
-            .load(Relaxed)
-            .saturating_sub(c.files_done.load(Relaxed) + c.files_failed.load(Relaxed));
-        // The lanes all work while more files are left than lanes.
-        let in_flight = if c.phase.load(Relaxed) == crate::progress::PHASE_TRANSFER {
-            left.min(job.transfers as u64)
-        } else {
-            0
-        };
-        let synced = c.bytes_synced.load(Relaxed);
+        // The lanes' slots: the files being copied at this instant.
+        let in_flight = s.transfers.len() as u64;
+        let synced = s.bytes_synced;
         let heartbeat = unix_now();
         let sample = crate::metrics::Sample {
             job: job.manifest.file_stem().unwrap_or("job").to_string(),
             statuses: self.statuses.clone(),
             run_copied_bytes: synced,
-            copied_bytes_total: c.bytes_before.load(Relaxed) + synced,
+            copied_bytes_total: s.bytes_before + synced,
             run_written_bytes: written,
             rate,
             limit,
             files_in_flight: in_flight,
-            run_failed: c.files_failed.load(Relaxed),
+            run_failed: s.files_failed,
             running: exit.is_none(),
             run_start: self.started,
             run_end: exit.map(|_| heartbeat),

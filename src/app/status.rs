@@ -29,6 +29,9 @@ pub struct StatusReport {
     pub db: String,
     /// Pid of the run holding the job's lock right now, if any.
     pub running_pid: Option<u32>,
+    /// The files that run's lanes are copying, as of its last commit (at
+    /// most a second old); empty when no run is going.
+    pub in_flight: Vec<InFlight>,
     /// Files and bytes per status (`pending`, `synced`, `failed`); bytes
     /// count regular files only.
     pub counts: Vec<StatusCount>,
@@ -61,6 +64,16 @@ pub struct RunStatus {
     pub seconds: Option<f64>,
     /// `running`, `unfinished` (killed, no end recorded) or the exit reason.
     pub state: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InFlight {
+    pub lane: u32,
+    /// Relative to the destination root.
+    pub path: String,
+    pub size: u64,
+    /// Bytes written so far.
+    pub bytes_done: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +116,19 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         .take(RATE_RUNS)
         .collect();
     let recent_rate = progress::mean_rate(rated.iter().copied());
+    let in_flight = match (running_pid, rows.first()) {
+        (Some(_), Some(run)) => db
+            .in_flight(run.id)?
+            .into_iter()
+            .map(|f| InFlight {
+                lane: f.lane,
+                path: f.path.display().to_string(),
+                size: f.size,
+                bytes_done: f.done,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let runs = rows
         .into_iter()
         .take(SHOWN_RUNS)
@@ -127,6 +153,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
     Ok(StatusReport {
         db: job.db.to_string(),
         running_pid,
+        in_flight,
         backlog_files,
         backlog_bytes,
         next_run: decide::run_mode(backlog_files, backlog_bytes, !trusted).name(),
@@ -158,6 +185,7 @@ pub fn render_status(r: &StatusReport) -> String {
         None => "idle".into(),
     };
     let _ = writeln!(o, "state     {state}; next run: {}", r.next_run);
+    render_in_flight(&mut o, &r.in_flight);
     let _ = writeln!(o);
     let _ = writeln!(o, "{:<9} {:>12} {:>12}", "status", "entries", "bytes");
     for c in &r.counts {
@@ -225,6 +253,31 @@ pub fn render_status(r: &StatusReport) -> String {
         }
     }
     o
+}
+
+/// `in flight 2 files`, then one line per file: bytes written of its size.
+fn render_in_flight(o: &mut String, files: &[InFlight]) {
+    use std::fmt::Write as _;
+    if files.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "in flight {} (as of the run's last commit):",
+        progress::count(files.len() as u64, "file", "files")
+    );
+    for f in files {
+        let pct = (f.bytes_done.min(f.size) * 100)
+            .checked_div(f.size)
+            .unwrap_or(100);
+        let _ = writeln!(
+            o,
+            "  {:>10} / {:<10} {pct:>3}%  {}",
+            human_bytes(f.bytes_done),
+            human_bytes(f.size),
+            progress::printable(&f.path)
+        );
+    }
 }
 
 /// `last verify  3 at 2026-12-01 22:00:00: 10 files, …, exit 1 (…)`.

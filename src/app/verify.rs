@@ -4,7 +4,7 @@
 //! and the summary line.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::decide::{self, MountCheck};
 use crate::exit::Exit;
 use crate::lock::{JobLock, LockError};
 use crate::manifest::Job;
-use crate::progress::{PHASE_IDLE, PHASE_TRANSFER, Progress, Reporter, Style, count};
+use crate::progress::{Phase, Progress, Reporter, Style, count};
 use crate::runner;
 use crate::units::{HumanRate, human_bytes};
 use crate::verify::{self, Plan, VerifyError};
@@ -263,15 +263,11 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
             String::new()
         }
     ));
-    progress.0.backlog_files.store(todo_files, Relaxed);
-    progress.0.backlog_bytes.store(todo_bytes, Relaxed);
-    progress.0.bwlimit.store(
-        crate::throttle::limit_code(job.bwlimit.limit_now()),
-        Relaxed,
-    );
-    progress.set_phase(PHASE_TRANSFER);
+    progress.set_backlog(todo_files, todo_bytes);
+    progress.set_limit(crate::throttle::limit_code(job.bwlimit.limit_now()));
+    progress.set_phase(Phase::Transfer);
     let result = verify::run(&job, plan, &mut db, &mut audit, &progress, &stop, &mut rec);
-    progress.set_phase(PHASE_IDLE);
+    progress.set_phase(Phase::Idle);
     drop(reporter);
 
     let (exit, error) = match &result {

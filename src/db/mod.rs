@@ -13,6 +13,7 @@
 //! `runs`; verify results in `verifies`.
 
 mod files;
+mod in_flight;
 mod listing;
 mod meta;
 mod roots;
@@ -35,6 +36,7 @@ use crate::decide::EntryKind;
 pub use files::{
     HashedFile, KnownRow, PendingFile, RowId, RowStatus, ScanEntry, StatusCount, Synced,
 };
+pub use in_flight::{InFlight, InFlightFile};
 pub use listing::Listed;
 pub use meta::JobRoot;
 pub use runs::{RunCounts, RunRow};
@@ -98,6 +100,8 @@ pub struct StateDb {
     path: Utf8PathBuf,
     /// The run whose `runs` row each [`Tx::commit`] brings up to date.
     run: Option<(i64, RunCounts)>,
+    /// The run whose files in flight each commit records (`in_flight`).
+    in_flight: Option<(i64, InFlight)>,
 }
 
 fn tune(conn: &Connection) -> rusqlite::Result<()> {
@@ -130,6 +134,7 @@ impl StateDb {
             conn,
             path: path.to_owned(),
             run: None,
+            in_flight: None,
         })
     }
 
@@ -151,6 +156,7 @@ impl StateDb {
             conn,
             path: path.to_owned(),
             run: None,
+            in_flight: None,
         }))
     }
 
@@ -169,6 +175,7 @@ impl StateDb {
             conn,
             path: self.path.clone(),
             run: None,
+            in_flight: None,
         })
     }
 
@@ -202,6 +209,7 @@ impl Tx<'_> {
         if let Some((id, counts)) = &self.db.run {
             runs::record_progress(&self.conn, *id, counts())?;
         }
+        in_flight::record(&self.conn, self.db.in_flight.as_ref())?;
         self.conn.commit()?;
         Ok(())
     }

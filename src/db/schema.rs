@@ -102,6 +102,18 @@ CREATE TABLE runs (
                  error       TEXT
              );",
         ),
+        // v4: the files the running run's lanes are copying, rewritten at
+        // each of its commits (see `in_flight.rs`) so that `status` can show
+        // them without writing. path: TEXT, or BLOB for non-UTF-8.
+        M::up(
+            "CREATE TABLE in_flight (
+                 lane   INTEGER PRIMARY KEY,
+                 run_id INTEGER NOT NULL,
+                 path   NOT NULL,
+                 size   INTEGER NOT NULL,
+                 done   INTEGER NOT NULL
+             );",
+        ),
     ])
 });
 

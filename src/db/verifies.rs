@@ -254,7 +254,7 @@ mod tests {
         assert!(ro.last_verify().unwrap().is_none(), "status reads a v2 DB");
         drop(ro);
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 3);
+        assert_eq!(db.schema_version().unwrap(), 4, "migrated to the latest");
         let mut todo = Vec::new();
         db.verify_todo_sizes(0, |id, size| todo.push((id, size)))
             .unwrap();

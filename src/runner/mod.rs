@@ -20,7 +20,7 @@ pub use crate::exit::Exit;
 use crate::lock::JobLock;
 use crate::manifest::Job;
 use crate::mirror::{self, MirrorOptions};
-use crate::progress::{PHASE_IDLE, Progress, count};
+use crate::progress::{Phase, Progress, count};
 use crate::scan::{self, ScanError};
 use crate::transfer::{self, TransferReport};
 use crate::units::human_bytes;
@@ -219,14 +219,12 @@ pub fn run(
     db.track_run(
         run_id,
         Box::new(move || {
-            let c = &counters.0;
-            (
-                c.files_done.load(Relaxed),
-                c.bytes_synced.load(Relaxed),
-                c.files_failed.load(Relaxed),
-            )
+            let t = counters.totals();
+            (t.files_synced, t.bytes_synced, t.files_failed)
         }),
     );
+    let lanes = progress.clone();
+    db.track_in_flight(run_id, Box::new(move || in_flight(&lanes)))?;
     let outcome = start(job, opts, mode, progress, &mut db, &mut audit).and_then(|source_id| {
         execute(
             job,
@@ -242,19 +240,32 @@ pub fn run(
             say,
         )
     });
-    progress.set_phase(PHASE_IDLE);
+    progress.set_phase(Phase::Idle);
     report.elapsed = started.elapsed();
     // One truth: the counters each batch commit recorded with the rows it
     // committed, whichever way the run ended (a fatal error loses the
     // stage's own report).
-    let c = &progress.0;
-    report.transfer.files_done = c.files_done.load(Relaxed);
-    report.transfer.bytes_done = c.bytes_synced.load(Relaxed);
-    report.transfer.failed = c.files_failed.load(Relaxed);
+    let totals = progress.totals();
+    report.transfer.files_done = totals.files_synced;
+    report.transfer.bytes_done = totals.bytes_synced;
+    report.transfer.failed = totals.files_failed;
     let stopped = stop.load(Relaxed);
     let end = RunEnding { job, opts, run_id };
     let error = end.record(&mut db, &mut audit, &mut report, outcome, stopped);
     Ok(Finished { report, error })
+}
+
+/// The lanes' files for the DB (`status` shows them while the run goes).
+fn in_flight(p: &Progress) -> Vec<crate::db::InFlightFile> {
+    p.in_flight()
+        .into_iter()
+        .map(|t| crate::db::InFlightFile {
+            lane: t.lane as u32,
+            path: t.path,
+            size: t.size,
+            done: t.done,
+        })
+        .collect()
 }
 
 /// How a recorded run ends, in every exit path: the exit code from what
@@ -342,15 +353,9 @@ fn start(
     db: &mut StateDb,
     audit: &mut AuditLog,
 ) -> Result<Option<crate::roots::RootId>, RunError> {
-    progress
-        .0
-        .bytes_before
-        .store(db.bytes_copied_all_runs()?, Relaxed);
+    progress.set_bytes_before(db.bytes_copied_all_runs()?);
     let bwlimit_now = job.bwlimit.limit_now();
-    progress
-        .0
-        .bwlimit
-        .store(crate::throttle::limit_code(bwlimit_now), Relaxed);
+    progress.set_limit(crate::throttle::limit_code(bwlimit_now));
     let (uid, user) = user();
     audit.write(&RunStart {
         status: "run_start",
@@ -474,8 +479,7 @@ fn execute(
             }
             Stage::Transfer => {
                 let (files, bytes) = db.transfer_backlog()?;
-                progress.0.backlog_files.store(files, Relaxed);
-                progress.0.backlog_bytes.store(bytes, Relaxed);
+                progress.set_backlog(files, bytes);
                 report.transfer = transfer::run(job, db, audit, progress, stop, limit, source_id)?;
             }
             // Reached only when the transfer ended without a fatal error

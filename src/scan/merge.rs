@@ -5,7 +5,6 @@
 //! the destination listing while the walks go.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::warn;
 
@@ -141,8 +140,7 @@ impl<'a> Join<'a> {
         tx.insert_dest(&self.listing)?;
         self.listing.clear();
         tx.commit()?;
-        progress.0.pending_files.store(self.pending, Relaxed);
-        progress.0.pending_bytes.store(self.pending_bytes, Relaxed);
+        progress.scan_pending(self.pending, self.pending_bytes);
         Ok(())
     }
 

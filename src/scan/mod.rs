@@ -21,7 +21,7 @@ use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
 use crate::filter::Filter;
 use crate::manifest::{Job, SymlinkPolicy};
-use crate::progress::{PHASE_SCAN, Progress};
+use crate::progress::{Phase, Progress};
 use crate::roots::{RootId, RootNow};
 use merge::{Join, Seen, WARN_EACH};
 use walk::{Counters, Side, Stream, Tally};
@@ -143,7 +143,7 @@ pub fn run(
     source_at_start: Option<RootId>,
     dry_run: bool,
 ) -> Result<ScanReport, ScanError> {
-    progress.set_phase(PHASE_SCAN);
+    progress.set_phase(Phase::Scan);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
     // Against the root as the run found it: a share unmounted between the

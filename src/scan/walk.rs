@@ -224,10 +224,9 @@ pub(super) fn walk(
     counters: &Counters,
     fold: bool,
 ) {
-    let c = &progress.0;
-    let (files, bytes) = match side {
-        Side::Source => (&c.src_files, &c.src_bytes),
-        Side::Dest => (&c.dst_files, &c.dst_bytes),
+    let seen = match side {
+        Side::Source => Progress::source_file,
+        Side::Dest => Progress::dest_file,
     };
     let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
@@ -254,8 +253,7 @@ pub(super) fn walk(
             Step::End => return,
         };
         if e.kind == EntryKind::File {
-            files.fetch_add(1, Relaxed);
-            bytes.fetch_add(e.size, Relaxed);
+            seen(progress, e.size);
         }
         batch.push(e);
         if batch.len() >= BATCH && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) {

@@ -16,8 +16,11 @@
 //! (committer) mark synced and audit line.
 
 pub mod block;
+pub mod commit;
+pub mod dest;
 pub mod failnote;
 pub mod reader;
+pub mod writeback;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -27,10 +30,11 @@ use crate::beneath;
 use crate::db::{DbError, StateDb};
 use crate::manifest::Job;
 use crate::modes::Modes;
-use crate::progress::{PHASE_TRANSFER, Progress};
+use crate::progress::{Phase, Progress};
 use crate::throttle::Throttle;
 
-pub use writer::{WriterReport as TransferReport, temp_name};
+pub use commit::WriterReport as TransferReport;
+pub use dest::temp_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -79,6 +83,60 @@ fn probe_destination(dest: &beneath::Root) -> Result<(), TransferError> {
     }
 }
 
+/// What every lane of the stage shares, built once (fd's `walk.rs`
+/// `WorkerState`); each lane's reader and writer add only their own
+/// channel ends.
+pub struct LaneCtx<'a> {
+    /// `source`, `checksum`, `block_size`, `inplace`.
+    pub job: &'a Job,
+    /// The source root, held open: every source entry is opened below it
+    /// without following a symlink (see `beneath`); also where a missing
+    /// destination folder's bits and owners are read.
+    pub source: &'a beneath::Root,
+    /// The destination root, held open: every create, rename, utimes,
+    /// chmod, chown and delete is resolved below it through no symlink.
+    pub dest: &'a beneath::Root,
+    /// Bits and owners of what the lanes create.
+    pub modes: &'a Modes,
+    /// One read and one write budget for the whole run.
+    pub read_limit: &'a Throttle,
+    pub write_limit: &'a Throttle,
+    /// The source root's identity when the run started; taken by the
+    /// readers when unknown.
+    pub root_at_start: Option<crate::roots::RootId>,
+    pub stop: &'a AtomicBool,
+    /// Set on the first fatal error anywhere: every lane stops as on `stop`,
+    /// leaving its rows pending.
+    pub halt: &'a AtomicBool,
+    /// Set once, by whichever lane writes the run's first block (the "time
+    /// to first byte" figure of benches/scale.sh).
+    pub first_block: &'a AtomicBool,
+    /// Number of lanes sharing `write_limit` (sizes the write-back ranges).
+    pub lanes: u64,
+}
+
+/// Holds both roots open for the stage; a source root gone or no longer a
+/// folder, or a destination that cannot be opened, is fatal.
+fn open_roots(job: &Job) -> Result<(beneath::Root, beneath::Root), TransferError> {
+    let source = beneath::Root::open(job.source.as_std_path()).map_err(|e| {
+        TransferError::Fatal(match e.raw_os_error() {
+            Some(libc::ENOTDIR) => format!("source root `{}` is no longer a directory", job.source),
+            _ => format!("source root `{}` is gone: {e}", job.source),
+        })
+    })?;
+    let dest = beneath::Root::open(job.destination.as_std_path()).map_err(|e| {
+        TransferError::Fatal(format!(
+            "cannot open destination root `{}`: {e}",
+            job.destination
+        ))
+    })?;
+    tracing::debug!(
+        openat2 = beneath::uses_openat2(),
+        "paths resolved below the roots"
+    );
+    Ok((source, dest))
+}
+
 /// Streams the backlog from the DB through the lanes into the destination.
 pub fn run(
     job: &Job,
@@ -89,95 +147,49 @@ pub fn run(
     limit: &std::sync::Arc<crate::throttle::LiveLimit>,
     source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
-    progress.set_phase(PHASE_TRANSFER);
+    progress.set_phase(Phase::Transfer);
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
-    let lane_cap = job.lane_capacity();
     let (read_limit, write_limit) = (Throttle::live(limit), Throttle::live(limit).quiet());
-    // Set on the first fatal error anywhere, so that the other lanes stop.
-    let halt = AtomicBool::new(false);
-    let first_block = AtomicBool::new(false);
+    let (halt, first_block) = (AtomicBool::new(false), AtomicBool::new(false));
+    // Held for the whole stage: every source entry is opened below it.
+    let (source_root, dest_root) = open_roots(job)?;
+    if progress.backlog_files() > 0 {
+        probe_destination(&dest_root)?;
+    }
+    let modes = Modes::new(job.permissions, job.owners);
+    let ctx = LaneCtx {
+        job,
+        source: &source_root,
+        dest: &dest_root,
+        modes: &modes,
+        read_limit: &read_limit,
+        write_limit: &write_limit,
+        root_at_start: source_at_start,
+        stop,
+        halt: &halt,
+        first_block: &first_block,
+        lanes: lanes as u64,
+    };
     // A little look-ahead so a free reader never waits for the DB page query.
     let (work_tx, work_rx) = flume::bounded(2 * lanes);
     // Bounded: if the committer (DB) falls behind, the lanes wait instead of
     // queueing outcomes without limit.
     let (done_tx, done_rx) = flume::bounded(4096);
-    // Held for the whole stage: every source entry is opened below it.
-    let source_root = beneath::Root::open(job.source.as_std_path()).map_err(|e| {
-        TransferError::Fatal(match e.raw_os_error() {
-            Some(libc::ENOTDIR) => format!("source root `{}` is no longer a directory", job.source),
-            _ => format!("source root `{}` is gone: {e}", job.source),
-        })
-    })?;
-    let dest_root = beneath::Root::open(job.destination.as_std_path()).map_err(|e| {
-        TransferError::Fatal(format!(
-            "cannot open destination root `{}`: {e}",
-            job.destination
-        ))
-    })?;
-    tracing::debug!(
-        openat2 = beneath::uses_openat2(),
-        "paths resolved below the roots"
-    );
-    if progress.0.backlog_files.load(Relaxed) > 0 {
-        probe_destination(&dest_root)?;
-    }
-    let modes = Modes::new(job.permissions, job.owners);
     let span = tracing::Span::current();
     std::thread::scope(|s| {
-        let fspan = span.clone();
-        let (halt, stop) = (&halt, stop);
-        let feeder = s.spawn(move || fspan.in_scope(|| reader::feed(feed_db, work_tx, stop, halt)));
-        let mut readers = Vec::with_capacity(lanes);
-        for _ in 0..lanes {
-            // Memory cap per lane: lane_cap blocks in the channel, plus one
-            // being read and one being written; recycled buffers come back
-            // through `pool`.
-            let (tx, rx) = flume::bounded(lane_cap);
-            let (pool_tx, pool_rx) = flume::bounded(lane_cap + 2);
-            let reader = reader::Reader {
-                work: work_rx.clone(),
-                source_root: job.source.as_std_path(),
-                algo: job.checksum,
-                block_size: job.block_size,
-                tx,
-                pool: pool_rx,
-                throttle: &read_limit,
-                source: &source_root,
-                root_at_start: source_at_start,
-                stop,
-                halt,
-            };
-            let rspan = span.clone();
-            readers.push(s.spawn(move || {
-                let r = rspan.in_scope(|| reader.run());
-                if matches!(r, Err(ref e) if !matches!(e, TransferError::WriterGone)) {
-                    halt.store(true, Relaxed);
-                }
-                r
-            }));
-            let writer = writer::Writer {
-                dest: &dest_root,
-                source: &source_root,
-                modes: &modes,
-                inplace: job.inplace,
-                rx,
-                pool: pool_tx,
-                block_size: job.block_size,
-                throttle: &write_limit,
-                progress,
-                done: done_tx.clone(),
-                halt,
-                first_block: &first_block,
-                stop,
-                lanes: lanes as u64,
-                dirs: beneath::DirCache::default(),
-            };
-            let wspan = span.clone();
-            s.spawn(move || wspan.in_scope(|| writer.run()));
-        }
+        let (fspan, ctx) = (span.clone(), &ctx);
+        let feeder =
+            s.spawn(move || fspan.in_scope(|| reader::feed(feed_db, work_tx, stop, ctx.halt)));
+        let readers: Vec<_> = progress
+            .lanes(lanes)
+            .into_iter()
+            .map(|lane| spawn_lane(s, ctx, lane, &work_rx, &done_tx, &span))
+            .collect();
+        // The lanes hold the only other ends: the committer's loop ends
+        // when the last writer does, the feeder's when the last reader does.
         drop((work_rx, done_tx));
-        let committer = writer::Committer {
+        let committer = commit::Committer {
             db,
             audit,
             dest_root: job.destination.as_std_path(),
@@ -189,24 +201,63 @@ pub fn run(
             stop,
             last_touched_dir: None,
         };
-        let c = committer.run(done_rx, halt);
+        let c = committer.run(done_rx, ctx.halt);
         let f = feeder.join().expect("feeder thread panicked");
-        // The committer's error wins; then a reader's real error (a
-        // `WriterGone` is only the echo of a stopped lane); then the feeder's.
-        let mut first_reader_err = None;
-        for r in readers {
-            match r.join().expect("reader thread panicked") {
-                Ok(()) | Err(TransferError::WriterGone) => {}
-                Err(e) => {
-                    first_reader_err.get_or_insert(e);
-                }
+        let r = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader thread panicked"));
+        rank_errors(c, r, f)
+    })
+}
+
+/// Spawns one lane: a reader and a writer joined by a bounded FIFO, with
+/// the buffer pool going back. Memory cap per lane: `lane_capacity` blocks
+/// in the channel, plus one being read and one being written.
+fn spawn_lane<'scope, 'env: 'scope>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    ctx: &'env LaneCtx<'env>,
+    lane: crate::progress::Lane,
+    work: &flume::Receiver<crate::db::PendingFile>,
+    done: &flume::Sender<commit::Done>,
+    span: &tracing::Span,
+) -> std::thread::ScopedJoinHandle<'scope, Result<(), TransferError>> {
+    let cap = ctx.job.lane_capacity();
+    let (tx, rx) = flume::bounded(cap);
+    let (pool_tx, pool_rx) = flume::bounded(cap + 2);
+    let reader = reader::Reader::new(ctx, work.clone(), tx, pool_rx);
+    let writer = writer::Writer::new(ctx, rx, pool_tx, lane, done.clone());
+    let wspan = span.clone();
+    s.spawn(move || wspan.in_scope(|| writer.run()));
+    let rspan = span.clone();
+    s.spawn(move || {
+        let r = rspan.in_scope(|| reader.run());
+        if matches!(r, Err(ref e) if !matches!(e, TransferError::WriterGone)) {
+            ctx.halt.store(true, Relaxed);
+        }
+        r
+    })
+}
+
+/// The committer's error wins; then a reader's real error (a `WriterGone`
+/// is only the echo of a stopped lane); then the feeder's.
+fn rank_errors(
+    committer: Result<TransferReport, TransferError>,
+    readers: impl Iterator<Item = Result<(), TransferError>>,
+    feeder: Result<(), TransferError>,
+) -> Result<TransferReport, TransferError> {
+    let mut first_reader_err = None;
+    for r in readers {
+        match r {
+            Ok(()) | Err(TransferError::WriterGone) => {}
+            Err(e) => {
+                first_reader_err.get_or_insert(e);
             }
         }
-        match (c, first_reader_err, f) {
-            (Err(e), _, _) => Err(e),
-            (Ok(_), Some(e), _) => Err(e),
-            (Ok(_), None, Err(e)) => Err(e),
-            (Ok(report), None, Ok(())) => Ok(report),
-        }
-    })
+    }
+    match (committer, first_reader_err, feeder) {
+        (Err(e), _, _) => Err(e),
+        (Ok(_), Some(e), _) => Err(e),
+        (Ok(_), None, Err(e)) => Err(e),
+        (Ok(report), None, Ok(())) => Ok(report),
+    }
 }

@@ -19,15 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use flume::{Receiver, Sender};
 use tracing::debug;
 
-use super::TransferError;
 use super::block::{Block, FileTask, Msg, Parcel};
-use super::writer::symlinked_folder;
-use crate::beneath::{self, Dir, DirCache, Root, ns};
-use crate::checksum::HashAlgo;
+use super::dest::symlinked_folder;
+use super::{LaneCtx, TransferError};
+use crate::beneath::{self, Dir, DirCache, ns};
 use crate::db::{PendingFile, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
 use crate::roots::{RootId, RootNow};
-use crate::throttle::Throttle;
 
 /// Backlog rows fetched per DB query.
 const PAGE: usize = 1_000;
@@ -62,26 +60,15 @@ pub fn feed(
     }
 }
 
+/// One lane's reader: the shared [`LaneCtx`] plus its own channel ends.
 pub struct Reader<'a> {
+    ctx: &'a LaneCtx<'a>,
     /// Backlog rows from [`feed`], shared by all lanes' readers.
-    pub work: Receiver<PendingFile>,
-    pub source_root: &'a Path,
-    pub algo: HashAlgo,
-    pub block_size: usize,
-    pub tx: Sender<Parcel>,
-    pub pool: Receiver<Vec<u8>>,
-    /// Shared by all readers: one read budget for the whole run.
-    pub throttle: &'a Throttle,
-    /// The source root, held open: every source entry is opened below it
-    /// without following a symlink (see `beneath`).
-    pub source: &'a Root,
-    /// The source root's identity when the run started; taken here when
-    /// unknown.
-    pub root_at_start: Option<RootId>,
-    pub stop: &'a AtomicBool,
-    /// Set when another lane or the committer hit a fatal error: stop like
-    /// on `stop`, leaving rows pending.
-    pub halt: &'a AtomicBool,
+    work: Receiver<PendingFile>,
+    /// Blocks to this lane's writer.
+    tx: Sender<Parcel>,
+    /// Buffers the writer hands back.
+    pool: Receiver<Vec<u8>>,
 }
 
 enum Outcome {
@@ -90,13 +77,27 @@ enum Outcome {
     Abandoned,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub fn new(
+        ctx: &'a LaneCtx<'a>,
+        work: Receiver<PendingFile>,
+        tx: Sender<Parcel>,
+        pool: Receiver<Vec<u8>>,
+    ) -> Self {
+        Self {
+            ctx,
+            work,
+            tx,
+            pool,
+        }
+    }
+
     pub fn run(self) -> Result<(), TransferError> {
         let mut parcel = Packer {
             tx: &self.tx,
             msgs: Vec::new(),
             bytes: 0,
-            limit: self.block_size,
+            limit: self.ctx.job.block_size,
         };
         let result = self.feed(&mut parcel);
         parcel.flush()?;
@@ -105,8 +106,9 @@ impl Reader<'_> {
 
     fn feed(&self, parcel: &mut Packer<'_>) -> Result<(), TransferError> {
         let root = self
+            .ctx
             .root_at_start
-            .or_else(|| RootId::of(self.source_root).ok());
+            .or_else(|| RootId::of(self.ctx.job.source.as_std_path()).ok());
         // This lane's last source folder: consecutive files mostly share it.
         let mut dirs = DirCache::default();
         // One indentation level kept from the single-reader loop (it paged
@@ -138,20 +140,21 @@ impl Reader<'_> {
                 }
                 // The held root would go on reading a tree renamed away or
                 // a share unmounted lazily: the job's source is the path.
-                if self.source.moved() {
+                if self.ctx.source.moved() {
                     self.check_root(root)?;
                     return Err(TransferError::Fatal(format!(
                         "source root `{}` is no longer the folder this run opened",
-                        self.source_root.display()
+                        self.ctx.job.source.as_std_path().display()
                     )));
                 }
                 // The folder is opened below the root through no symlink: one
                 // swapped in since the scan (or right now) fails this entry
                 // instead of copying whatever it points to under this name.
                 let at = self
+                    .ctx
                     .source
                     .split(&row.source)
-                    .and_then(|(dir, name)| Ok((dirs.dir(self.source, dir)?, name)));
+                    .and_then(|(dir, name)| Ok((dirs.dir(self.ctx.source, dir)?, name)));
                 let outcome = match (row.kind, at) {
                     (_, Err(e)) => {
                         dirs.clear();
@@ -198,11 +201,11 @@ impl Reader<'_> {
         // while this lane read its last files stops the run all the same
         // (exit 4, the rows not yet renamed stay pending), as a path-based
         // open after it would have. One look per lane and run.
-        if !self.stopping() && self.source.moved_now() {
+        if !self.stopping() && self.ctx.source.moved_now() {
             self.check_root(root)?;
             return Err(TransferError::Fatal(format!(
                 "source root `{}` is no longer the folder this run opened",
-                self.source_root.display()
+                self.ctx.job.source.as_std_path().display()
             )));
         }
         Ok(())
@@ -217,7 +220,7 @@ impl Reader<'_> {
         }
         match path
             .parent()
-            .and_then(|d| symlinked_folder(self.source_root, d))
+            .and_then(|d| symlinked_folder(self.ctx.job.source.as_std_path(), d))
         {
             Some(link) => format!("{e} (source folder `{}` is now a symlink)", link.display()),
             None => e.to_string(),
@@ -225,7 +228,7 @@ impl Reader<'_> {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Relaxed) || self.halt.load(Relaxed)
+        self.ctx.stop.load(Relaxed) || self.ctx.halt.load(Relaxed)
     }
 
     /// A vanished source root is fatal, not a per-file failure: otherwise an
@@ -233,8 +236,8 @@ impl Reader<'_> {
     /// share usually leaves its empty mount point behind, so the root must
     /// also still be the same folder (device and inode) as at the start.
     fn check_root(&self, at_start: Option<RootId>) -> Result<(), TransferError> {
-        let root = self.source_root.display();
-        let now = RootNow::look(self.source_root, at_start);
+        let root = self.ctx.job.source.as_std_path().display();
+        let now = RootNow::look(self.ctx.job.source.as_std_path(), at_start);
         let why = match now.state {
             // Unreadable: each file's open says so, and the mirror refuses.
             SourceRoot::Dir { empty: false } | SourceRoot::Unreadable => return Ok(()),
@@ -259,12 +262,12 @@ impl Reader<'_> {
     /// untouched 128 KiB allocations alive and grow the heap. Full-size
     /// buffers come back from the writer through the pool.
     fn buffer(&self, want: usize) -> Vec<u8> {
-        if want < self.block_size {
+        if want < self.ctx.job.block_size {
             return Vec::with_capacity(want);
         }
         self.pool
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(self.block_size))
+            .unwrap_or_else(|_| Vec::with_capacity(self.ctx.job.block_size))
     }
 
     fn read_file(
@@ -301,7 +304,7 @@ impl Reader<'_> {
             (before.mode(), before.uid(), before.gid()),
         );
         debug!(id = row.id.get(), path = %row.source.display(), size = before.len(), "reading");
-        let mut hasher = self.algo.hasher();
+        let mut hasher = self.ctx.job.checksum.hasher();
         let mut offset = 0u64;
         let mut read_ahead = ReadAhead::Default;
         loop {
@@ -309,7 +312,7 @@ impl Reader<'_> {
                 send(Msg::Abandon { file })?;
                 return Ok(Outcome::Abandoned);
             }
-            let want = (file.size - offset).min(self.block_size as u64) as usize;
+            let want = (file.size - offset).min(self.ctx.job.block_size as u64) as usize;
             let mut data = self.buffer(want);
             data.resize(want, 0);
             if let Err(e) = self.fill(&mut f, &mut data, &mut read_ahead) {
@@ -346,7 +349,7 @@ impl Reader<'_> {
                             .into(),
                     ));
                 }
-                let h = std::mem::replace(&mut hasher, self.algo.hasher());
+                let h = std::mem::replace(&mut hasher, self.ctx.job.checksum.hasher());
                 hash = Some(h.finish_hex());
             }
             send(Msg::Block(Block {
@@ -364,19 +367,19 @@ impl Reader<'_> {
 
     /// Fills `buf` completely, in throttled slices when a limit is set.
     fn fill(&self, f: &mut File, buf: &mut [u8], ra: &mut ReadAhead) -> io::Result<()> {
-        let limited = self.throttle.is_limited();
+        let limited = self.ctx.read_limit.is_limited();
         ra.follow(f, limited);
         if !limited {
             return f.read_exact(buf);
         }
-        let slice = self.throttle.slice_len();
+        let slice = self.ctx.read_limit.slice_len();
         for chunk in buf.chunks_mut(slice) {
             // A slow limit makes a block take seconds: a stop request must
             // not wait for it.
             if self.stopping() {
                 return Err(io::ErrorKind::Interrupted.into());
             }
-            self.throttle.consume(chunk.len());
+            self.ctx.read_limit.consume(chunk.len());
             f.read_exact(chunk)?;
         }
         Ok(())

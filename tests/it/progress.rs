@@ -63,9 +63,9 @@ fn non_tty_output_is_plain_lines_without_control_bytes() {
         }
     }
     // The shape of a periodic line, with every timing-dependent figure
-    // normalised (the current file is there only when sampled mid-file).
+    // normalised (the files in flight depend on when the line was sampled).
     insta::with_settings!({ filters => vec![
-        (r", current .*$", ""),
+        (r", active .*$", ""),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", "[RATE]"),
         (r"(rate|smoothed) -", "$1 [RATE]"),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB)", "[SIZE]"),
@@ -452,4 +452,221 @@ fn killed_run_keeps_its_progress_in_the_runs_table() {
     assert_eq!(v["runs"][0]["state"], "unfinished");
     assert!(v["runs"][0]["bytes_done"].as_u64().unwrap() >= recorded as u64);
     assert_eq!(v["running_pid"], serde_json::Value::Null);
+}
+
+// ---- files in flight (several lanes) -----------------------------------
+
+/// One 8 MiB file beside eight of 1 MiB, four lanes sharing 4 MiB/s: for
+/// about 2.5 s all four lanes copy, then the big file alone for ~1.5 s.
+fn lanes_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.manifest(
+        "transfers = 4\nbwlimit = \"4M\"\nprogress_interval = \"1s\"\nblock_size = \"256K\"",
+    );
+    env.src_file("big/video-master.mov", &bytes(8 << 20, 1));
+    for i in 0..8 {
+        env.src_file(&format!("small/f{i}.bin"), &bytes(1 << 20, 10 + i));
+    }
+    env
+}
+
+/// The text a terminal `cols` wide shows, without the escape sequences
+/// that move the cursor: one entry per line drawn (indicatif pads each
+/// line to the width and lets the terminal wrap it).
+fn drawn_lines(raw: &str, cols: usize) -> Vec<String> {
+    let mut out = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                // CSI: ESC [ parameters… final byte (a letter).
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+                out.push('\n');
+            }
+            '\r' => out.push('\n'),
+            c => out.push(c),
+        }
+    }
+    let chars = |l: &str| l.chars().collect::<Vec<char>>();
+    out.lines()
+        .flat_map(|l| {
+            chars(l)
+                .chunks(cols)
+                .map(|c| c.iter().collect::<String>().trim_end().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// The backlog's done figure (`12.0 MiB` of `  backlog  [...] 3/9 files  12.0 MiB / ...`).
+fn backlog_done(line: &str) -> Option<String> {
+    let after_files = line.split(" files  ").nth(1)?;
+    Some(after_files.split(" / ").next()?.to_string())
+}
+
+/// On a terminal with `transfers = 4` under a limit: a line per lane's
+/// file (4 at once), and a backlog that moves with every second even while
+/// the big file copies alone (it used to count finished files only).
+#[test]
+fn terminal_shows_every_lane_and_a_backlog_that_moves() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let env = lanes_env();
+    let cmd = format!(
+        "stty rows 40 cols 120 2>/dev/null; TERM=xterm {} {}",
+        crate::env::BIN,
+        env.manifest.display()
+    );
+    let out = std::process::Command::new("script")
+        .current_dir(env.root())
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .output()
+        .expect("spawn script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let lines = drawn_lines(&text, 120);
+    // Frames: from one `transfer  N active` head to the next.
+    let mut frames: Vec<Vec<&String>> = Vec::new();
+    for l in &lines {
+        if l.contains(" transfer  ") && l.contains(" active, elapsed ") {
+            frames.push(vec![l]);
+        } else if let Some(f) = frames.last_mut() {
+            f.push(l);
+        }
+    }
+    assert!(
+        frames.len() >= 10,
+        "too few frames ({}):\n{text}",
+        frames.len()
+    );
+    let four = frames.iter().find(|f| f[0].contains(" 4 active"));
+    let four = four.unwrap_or_else(|| panic!("never 4 files in flight:\n{lines:#?}"));
+    let files: Vec<&&String> = four.iter().filter(|l| l.starts_with("  * ")).collect();
+    assert_eq!(files.len(), 4, "{four:#?}");
+    assert!(
+        files.iter().any(|l| l.contains("big/video-master.mov")),
+        "{four:#?}"
+    );
+    // While files are in flight, no five frames in a row (about a second at
+    // five frames a second) show the same backlog figure.
+    let moving: Vec<String> = frames
+        .iter()
+        .filter(|f| !f[0].contains(" 0 active"))
+        .filter_map(|f| f.iter().find_map(|l| backlog_done(l)))
+        .filter(|done| done != "0 B")
+        .collect();
+    assert!(moving.len() >= 10, "{moving:?}");
+    for w in moving.windows(5) {
+        assert!(
+            w.iter().any(|d| *d != w[0]),
+            "backlog stuck at {} for 5 frames: {moving:?}",
+            w[0]
+        );
+    }
+    assert!(text.contains("jobrun: 9 files, 16.0 MiB copied"), "{text}");
+}
+
+/// Not on a terminal: each transfer line ends with the number of files in
+/// flight and the largest of them with its progress.
+#[test]
+fn plain_lines_name_the_active_count_and_the_largest_file() {
+    let env = lanes_env();
+    let out = env.run(&[]);
+    out.assert_code(0);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("transfer: "))
+        .collect();
+    assert!(lines.len() >= 2, "{}", out.stderr);
+    // Several at once (a line sampled while a lane reads its next file's
+    // first block counts one less).
+    let active = |l: &str| -> u64 {
+        let n = l
+            .split(", active ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        n.parse().unwrap()
+    };
+    assert!(lines.iter().any(|l| active(l) >= 2), "{lines:#?}");
+    assert!(lines.iter().all(|l| active(l) <= 4), "{lines:#?}");
+    for l in lines.iter().filter(|l| l.contains(", largest ")) {
+        // The big file is in flight until the end, and always the largest.
+        let tail = l.split(", largest ").nth(1).unwrap();
+        assert!(tail.ends_with(" big/video-master.mov"), "{l}");
+        assert!(tail.contains("/8.0 MiB ("), "{l}");
+        assert!(tail.contains("%) eta "), "{l}");
+    }
+}
+
+/// `status` while a run goes: the files its lanes are copying, from the
+/// DB (the run records them at each commit, idle ones included), and none
+/// once the run has ended.
+#[test]
+fn status_during_a_run_shows_the_files_in_flight() {
+    let env = TestEnv::new();
+    env.manifest("transfers = 2\nbwlimit = \"1M\"\nblock_size = \"128K\"");
+    env.src_file("big.bin", &bytes(4 << 20, 3));
+    let mut child = env
+        .cmd()
+        .arg("-q")
+        .arg(&env.manifest)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen: Vec<u64> = Vec::new();
+    let mut text = String::new();
+    while Instant::now() < deadline && seen.len() < 2 {
+        std::thread::sleep(Duration::from_millis(300));
+        if !env.db_path().exists() {
+            continue;
+        }
+        let out = status(&env, true);
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&out.stdout) else {
+            continue;
+        };
+        let files = v["in_flight"].as_array().cloned().unwrap_or_default();
+        if let [f] = files.as_slice() {
+            assert_eq!(f["path"], "big.bin", "{v}");
+            assert_eq!(f["size"], 4u64 << 20);
+            let done = f["bytes_done"].as_u64().unwrap();
+            if seen.last() != Some(&done) && done > 0 {
+                seen.push(done);
+                text = status(&env, false).stdout;
+            }
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        seen.len() >= 2,
+        "status never showed the file moving: {seen:?}"
+    );
+    assert!(seen[1] > seen[0], "{seen:?}");
+    assert!(
+        text.contains("in flight 1 file (as of the run's last commit):"),
+        "{text}"
+    );
+    assert!(text.contains(" MiB / 4.0 MiB "), "{text}");
+    assert!(text.contains("%  big.bin"), "{text}");
+    let after = status(&env, true);
+    let v: serde_json::Value = serde_json::from_str(&after.stdout).unwrap();
+    assert_eq!(v["in_flight"], serde_json::json!([]), "{v}");
 }

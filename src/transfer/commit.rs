@@ -1,0 +1,382 @@
+//! Transfer committer: the DB half of the transfer stage, one for all
+//! lanes (the stage's calling thread) and sole owner of the state DB while
+//! it runs. Marks rows synced/failed and their parent folder rows, writes
+//! the audit lines, commits in batches behind a durability barrier (audit
+//! flushed and the destination `syncfs`ed before each commit), and restores
+//! folder times at the end.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use flume::Receiver;
+use tracing::{debug, warn};
+
+use super::TransferError;
+use super::block::FileTask;
+use super::dest::{make_dir, stamp_of, symlinked_folder_error};
+use crate::audit::{AuditLog, FileRecord};
+use crate::beneath::{self, Dir, Meta, Root};
+use crate::checksum::HashAlgo;
+use crate::db::{PendingFile, StateDb, Synced, Tx};
+use crate::decide::{EntryKind, Stamp};
+use crate::modes::{Modes, Permissions};
+use crate::progress::Progress;
+
+/// Commit the DB (and flush the audit log) after this many outcomes...
+const COMMIT_FILES: usize = 512;
+
+/// ...or this much time, whichever comes first.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Default, Clone)]
+pub struct WriterReport {
+    pub files_done: u64,
+    pub bytes_done: u64,
+    pub failed: u64,
+}
+
+/// A lane's outcome for one entry, sent after the rename (or the failure).
+pub enum Done {
+    Synced {
+        file: Arc<FileTask>,
+        hash: Option<String>,
+        /// The destination's size and mtime right after the copy.
+        stamp: Stamp,
+    },
+    Failed {
+        file: Arc<FileTask>,
+        error: String,
+    },
+    /// Stops the run (exit 4).
+    Fatal(TransferError),
+}
+
+/// The DB half: sole owner of the state DB during the transfer stage.
+pub struct Committer<'a> {
+    pub db: &'a StateDb,
+    pub audit: &'a mut AuditLog,
+    pub dest_root: &'a Path,
+    /// The same root held open: folders are created, owned, given their
+    /// bits and timed below it.
+    pub dest: &'a Root,
+    pub source: &'a Root,
+    pub modes: &'a Modes,
+    pub algo: HashAlgo,
+    pub progress: &'a Progress,
+    pub stop: &'a AtomicBool,
+    /// Last source folder whose row was marked for an mtime restore:
+    /// consecutive files mostly share it, which saves an UPDATE per file.
+    pub last_touched_dir: Option<PathBuf>,
+}
+
+impl Committer<'_> {
+    /// Records every lane's outcomes until all lanes are done, then restores
+    /// folder times (unless stopping). On any error, sets `halt` so the lanes
+    /// stop; their unrecorded files stay pending.
+    pub fn run(
+        mut self,
+        done: Receiver<Done>,
+        halt: &AtomicBool,
+    ) -> Result<WriterReport, TransferError> {
+        let result = self.record(done);
+        if result.is_err() {
+            halt.store(true, Relaxed);
+        }
+        result
+    }
+
+    fn record(&mut self, done: Receiver<Done>) -> Result<WriterReport, TransferError> {
+        let mut report = WriterReport::default();
+        let mut batch = Batch::begin(self.db, self.dest_root)?;
+        let mut notes = super::failnote::FailureNotes::default();
+        loop {
+            // Waits at most a commit interval: while only big files are in
+            // flight, the idle commits keep the `runs` row and the files in
+            // flight that `status` shows current.
+            let event = match done.recv_timeout(COMMIT_EVERY) {
+                Ok(event) => event,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    batch.idle(self.audit)?;
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            match event {
+                Done::Synced { file, hash, stamp } => {
+                    self.synced(batch.tx(), &file, hash.as_deref(), stamp)?;
+                    report.files_done += 1;
+                    report.bytes_done += file.size;
+                    self.progress.file_synced(file.size);
+                    batch.tick(self.audit)?;
+                }
+                Done::Failed { file, error } => {
+                    let error = super::failnote::explain(&file.dest, error);
+                    notes.note(&file.source, &file.dest, &error);
+                    batch.tx().mark_failed(file.id, &error)?;
+                    let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size)
+                        .entry(file.kind.as_str(), file.modified_ns);
+                    rec.error = Some(&error);
+                    self.audit.write(&rec)?;
+                    report.failed += 1;
+                    self.progress.file_failed();
+                    batch.tick(self.audit)?;
+                }
+                Done::Fatal(e) => {
+                    batch.end(self.audit)?;
+                    return Err(e);
+                }
+            }
+        }
+        notes.finish();
+        if !self.stop.load(Relaxed) {
+            self.restore_dirs(&mut batch)?;
+        }
+        batch.end(self.audit)?;
+        Ok(report)
+    }
+}
+
+impl Committer<'_> {
+    fn synced(
+        &mut self,
+        tx: &Tx<'_>,
+        task: &FileTask,
+        hash: Option<&str>,
+        stamp: Stamp,
+    ) -> Result<(), TransferError> {
+        let algorithm = hash.map(|_| self.algo.name());
+        tx.mark_synced(&Synced {
+            id: task.id,
+            hash,
+            algorithm,
+            size: task.size,
+            modified_ns: task.modified_ns,
+            after_copy: Some(stamp),
+        })?;
+        if let Some(parent) = task.source.parent()
+            && self.last_touched_dir.as_deref() != Some(parent)
+        {
+            tx.touch_dir(parent)?;
+            self.last_touched_dir = Some(parent.to_path_buf());
+        }
+        let mut rec = FileRecord::new("synced", &task.source, &task.dest, task.size)
+            .entry(task.kind.as_str(), task.modified_ns);
+        if let Some(t) = &task.link_target {
+            rec = rec.target(t);
+        }
+        rec.hash = hash;
+        rec.algorithm = algorithm;
+        self.audit.write(&rec)?;
+        Ok(())
+    }
+
+    /// Creates folders (empty ones too) and restores their times, deepest
+    /// first, after all their contents are written.
+    fn restore_dirs(&mut self, batch: &mut Batch<'_>) -> Result<(), TransferError> {
+        for d in self.db.pending_dirs()? {
+            let done = self.restore_dir(&d);
+            match done {
+                Ok(md) => batch.tx().mark_synced(&Synced {
+                    id: d.id,
+                    hash: None,
+                    algorithm: None,
+                    size: d.size,
+                    modified_ns: d.modified_ns,
+                    after_copy: Some(stamp_of(EntryKind::Dir, &md)),
+                })?,
+                Err(e) => {
+                    let error = format!("cannot restore folder `{}`: {e}", d.dest.display());
+                    warn!(%error, "folder failed");
+                    batch.tx().mark_failed(d.id, &error)?;
+                    let mut rec = FileRecord::new("failed", &d.source, &d.dest, d.size)
+                        .entry(EntryKind::Dir.as_str(), d.modified_ns);
+                    rec.error = Some(&error);
+                    self.audit.write(&rec)?;
+                    // Counts as a failure of this run (exit 1), as a file would.
+                    self.progress.file_failed();
+                }
+            }
+            batch.tick(self.audit)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the folder of row `d` (and missing parents) below the
+    /// destination root through no symlink, each with its source folder's
+    /// bits (see [`make_dir`]), applies the row's owners and bits
+    /// ([`Self::settle_dir`]), sets its times, and returns what it is now.
+    /// A symlink on the way, or in its place, fails the folder: its times
+    /// would be set on the link, and its contents were never written
+    /// through it either.
+    fn restore_dir(&self, d: &PendingFile) -> io::Result<Meta> {
+        let (root, path) = (self.dest, d.dest.as_path());
+        let fail = |e: io::Error| {
+            if beneath::is_symlink_in_path(&e) {
+                io::Error::other(symlinked_folder_error(root.path(), path, &e))
+            } else {
+                e
+            }
+        };
+        if root.rel(path)?.as_os_str().is_empty() {
+            self.settle_dir(&root.dir(Path::new(""))?, None, d);
+            root.set_times(path, d.accessed_ns, d.modified_ns)?;
+            return root.stat(path);
+        }
+        let (rel, name) = root.split(path)?;
+        let (source, modes) = (self.source, self.modes);
+        let mut mkdir = |p: &Dir, n: &OsStr, r: &Path| make_dir(root, source, modes, p, n, r);
+        let parent = root.create_dirs_with(rel, &mut mkdir).map_err(fail)?;
+        match mkdir(&parent, name, &rel.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            r => r?,
+        }
+        match parent.stat(name)? {
+            md if md.kind == Some(EntryKind::Dir) => {}
+            md if md.kind == Some(EntryKind::Symlink) => {
+                return Err(fail(io::Error::other(beneath::SymlinkInPath)));
+            }
+            _ => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        }
+        self.settle_dir(&parent, Some(name), d);
+        parent.set_times(name, d.accessed_ns, d.modified_ns)?;
+        parent.stat(name)
+    }
+
+    /// A folder's own row, after its contents: `owners` and `preserve`
+    /// (best-effort), or, not root, the owner bits added to write into it
+    /// taken off again (see [`Modes::dir_create`]). The bits are the ones
+    /// the scan recorded, as are the times set next. The folder is `name`
+    /// in the held folder `dir` (never followed if a symlink), or `dir`
+    /// itself (the destination root) when `None`.
+    fn settle_dir(&self, dir: &Dir, name: Option<&OsStr>, d: &PendingFile) {
+        let m = self.modes;
+        let now = || match name {
+            Some(n) => dir.stat(n),
+            None => dir.meta(),
+        };
+        let owned = m.owners && m.lchown(dir, name, d.uid, d.gid, &d.dest);
+        match m.permissions {
+            Permissions::Preserve => {
+                let (uid, gid) = if owned {
+                    (d.uid, d.gid)
+                } else {
+                    now().map_or((u32::MAX, u32::MAX), |md| (md.uid, md.gid))
+                };
+                m.chmod(
+                    dir,
+                    name,
+                    m.preserved((d.mode, d.uid, d.gid), uid, gid),
+                    &d.dest,
+                );
+            }
+            Permissions::Masked if !m.root && m.dir_masked(d.mode) & 0o700 != 0o700 => {
+                if let Ok(md) = now()
+                    && let Some(bits) = m.dir_fix_owner_bits(d.mode, md.mode)
+                {
+                    m.chmod(dir, name, bits, &d.dest);
+                }
+            }
+            Permissions::Masked => {}
+        }
+    }
+}
+
+/// Groups row updates into transactions; the audit log is flushed before
+/// each commit, so no committed `synced` row lacks its audit line.
+///
+/// Durability is batched too: before each commit, one `syncfs` of the
+/// destination filesystem puts every file of the batch (data, times and
+/// rename) on stable storage, so a row only becomes `synced` once its file
+/// would survive a crash, without paying an fdatasync per file (measured:
+/// 2,000 tiny files took 2.7× as long with a per-file fdatasync on ext4). A
+/// crash before the barrier leaves the batch's rows `pending`, and a resume
+/// copies them again.
+pub(super) struct Batch<'db> {
+    db: &'db StateDb,
+    /// The open transaction; `None` only while [`Self::commit`] replaces it.
+    tx: Option<Tx<'db>>,
+    count: usize,
+    since: Instant,
+    /// The destination root, kept open for `syncfs`.
+    dest: File,
+    dest_root: PathBuf,
+}
+
+impl<'db> Batch<'db> {
+    fn begin(db: &'db StateDb, dest_root: &Path) -> Result<Self, TransferError> {
+        let dest = File::open(dest_root).map_err(|e| {
+            TransferError::Fatal(format!(
+                "cannot open destination root `{}`: {e}",
+                dest_root.display()
+            ))
+        })?;
+        Ok(Self {
+            db,
+            tx: Some(db.begin()?),
+            count: 0,
+            since: Instant::now(),
+            dest,
+            dest_root: dest_root.to_path_buf(),
+        })
+    }
+
+    /// The batch's transaction: the rows of its files are written in it.
+    fn tx(&self) -> &Tx<'db> {
+        self.tx.as_ref().expect("a batch holds its transaction")
+    }
+
+    fn tick(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        self.count += 1;
+        if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
+            debug!(files = self.count, "commit");
+            self.renew(audit)?;
+        }
+        Ok(())
+    }
+
+    /// No outcome for a while: commits anyway once the interval is up
+    /// (nothing to make durable, only the run's figures).
+    fn idle(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        if self.since.elapsed() >= COMMIT_EVERY {
+            self.renew(audit)?;
+        }
+        Ok(())
+    }
+
+    /// Commits and opens the next transaction.
+    fn renew(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        self.commit(audit)?;
+        self.tx = Some(self.db.begin()?);
+        self.count = 0;
+        self.since = Instant::now();
+        Ok(())
+    }
+
+    fn commit(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        let tx = self.tx.take().expect("a batch holds its transaction");
+        if self.count > 0
+            && let Err(e) = super::writeback::sync_filesystem(&self.dest)
+        {
+            // Nothing of this batch is marked synced: its rows stay
+            // pending and the next run copies them again.
+            let _ = tx.rollback();
+            return Err(TransferError::Fatal(format!(
+                "cannot make the destination `{}` durable: {e}",
+                self.dest_root.display()
+            )));
+        }
+        // A failed flush drops `tx`: rolled back, as a failed barrier is.
+        audit.flush()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn end(mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
+        self.commit(audit)
+    }
+}

@@ -1,0 +1,120 @@
+//! Destination path helpers shared by the writer, the committer and the
+//! reader: temporary names, folder creation with the source folder's bits,
+//! the symlinked-folder rule, and the stamp of what was written.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::beneath::{Dir, Meta, Root};
+use crate::db::RowId;
+use crate::decide::{EntryKind, Stamp};
+use crate::modes::Modes;
+
+/// Name of the temporary sibling for row `id`: short (a long source name
+/// cannot push it past NAME_MAX), unique per row, and recognisable by the
+/// scan and the mirror stage as never being user data.
+pub fn temp_name(id: RowId) -> String {
+    format!(".jobrun-{id}.tmp")
+}
+
+/// Makes the destination folder `name` in `parent` (`rel` below the roots)
+/// with the `mode` argument its source folder's bits give (see
+/// [`Modes::dir_create`]) — read live, below the held source root through
+/// no symlink, as a folder created for a file is created before its own row
+/// is applied. A source folder that cannot be read (or is no folder now)
+/// gives `0700`. Not root, a parent that arrived read-only like its source
+/// is opened for its owner first. With `owners`, a new folder gets the
+/// source's owners at once, while it is still empty. `AlreadyExists` is
+/// returned as it is (another lane made it a moment ago, by the same rule).
+pub(super) fn make_dir(
+    dest: &Root,
+    source: &Root,
+    modes: &Modes,
+    parent: &Dir,
+    name: &OsStr,
+    rel: &Path,
+) -> io::Result<()> {
+    let src = source
+        .stat(&source.path().join(rel))
+        .ok()
+        .filter(|md| md.kind == Some(EntryKind::Dir));
+    let mode = src.map_or(0o700, |md| modes.dir_create(md.mode));
+    match parent.mkdir(name, mode) {
+        Err(e)
+            if e.kind() == io::ErrorKind::PermissionDenied && modes.open_dir_for_owner(parent) =>
+        {
+            parent.mkdir(name, mode)
+        }
+        r => r,
+    }?;
+    if modes.owners
+        && let Some(md) = src
+    {
+        let _ = modes.lchown(parent, Some(name), md.uid, md.gid, &dest.path().join(rel));
+    }
+    Ok(())
+}
+
+/// The topmost folder of `dir` (itself included, `root` excluded) that is a
+/// symlink. In the destination, writing through it would put files wherever
+/// it points (a source folder that was a symlink when jobrun copied it, say
+/// to `/etc`, and is a real folder now), so such entries fail instead; the
+/// reader applies the same rule to the source.
+pub(super) fn symlinked_folder(root: &Path, dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .take_while(|a| *a != root && a.starts_with(root))
+        .filter(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()))
+        .last()
+        .map(Path::to_path_buf)
+}
+
+/// The failure text of a destination entry below a symlink: `e` (the
+/// refusal, from the kernel), and the symlink's name when it is still there
+/// (a second look, for the operator only).
+pub(super) fn symlinked_folder_error(root: &Path, dir: &Path, e: &io::Error) -> String {
+    match symlinked_folder(root, dir) {
+        Some(link) => format!(
+            "{e} (destination folder `{}` is a symlink; replace it with a folder)",
+            link.display()
+        ),
+        None => e.to_string(),
+    }
+}
+
+pub(super) fn stamp_of(kind: EntryKind, md: &Meta) -> Stamp {
+    Stamp {
+        kind,
+        size: md.len,
+        modified_ns: md.modified_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinked_folders_are_found_below_the_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(t.path().join("elsewhere/c")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), root.join("a/link")).unwrap();
+        // The root itself may be a symlink: the user chose that path.
+        let via = t.path().join("via");
+        std::os::unix::fs::symlink(&root, &via).unwrap();
+        assert_eq!(symlinked_folder(&root, &root.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root.join("a/new/deeper")), None);
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link/c")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(
+            symlinked_folder(&root, &root.join("a/link")),
+            Some(root.join("a/link"))
+        );
+        assert_eq!(symlinked_folder(&via, &via.join("a/b")), None);
+        assert_eq!(symlinked_folder(&root, &root), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! Write-back pacing and the other raw syscalls of the transfer's write
+//! path (`sync_file_range`, `posix_fadvise`, `syncfs`, a checked `close`):
+//! all of the writer's and committer's `unsafe` is here.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
+use tracing::warn;
+
+/// Write-back pacing for unlimited runs: large ranges, so the syscalls cost
+/// nothing next to the data (see the README, "Bandwidth limit").
+pub(super) const WRITEBACK_UNLIMITED: u64 = 8 << 20;
+
+/// When limited, ranges of this much time at the active rate: small enough
+/// that one range leaving at link speed is not a burst in a 100 ms window.
+pub(super) const WRITEBACK_LIMITED_DIV: u64 = 64;
+
+/// Keeps the dirty page-cache data a file leaves behind small (SPEC §6): a
+/// kernel-buffered mount (NFS, CIFS, FUSE writeback) would otherwise bank
+/// the throttled writes and flush them later at link rate. Every range of
+/// written bytes is handed to write-out (`sync_file_range(WRITE)`) as soon
+/// as the range before it has been waited for and dropped from the cache
+/// (`WAIT_BEFORE|WRITE|WAIT_AFTER`, then `posix_fadvise(DONTNEED)`): one
+/// range in flight, one being written, never more.
+#[derive(Debug, Default)]
+pub(super) struct WriteBack {
+    /// Bytes written to the file so far.
+    written: u64,
+    /// Start of the bytes not yet handed to write-out.
+    queued: u64,
+    /// The range handed to write-out last, not yet waited for.
+    in_flight: Option<(u64, u64)>,
+    /// Set when the filesystem refuses `sync_file_range` (then nothing is paced).
+    off: bool,
+}
+
+impl WriteBack {
+    /// Records `n` more bytes written; submits a range once `range` bytes
+    /// are pending.
+    pub(super) fn wrote(&mut self, f: &File, n: usize, range: u64) -> io::Result<()> {
+        self.written += n as u64;
+        if self.off || self.written - self.queued < range {
+            return Ok(());
+        }
+        let next = (self.queued, self.written - self.queued);
+        self.queued = self.written;
+        // The previous range first: only one range is ever in flight, so
+        // the server sees the writes in file order (rclone mount without a
+        // VFS cache refuses out-of-order writes: "can't seek").
+        if let Some(prev) = self.in_flight.take() {
+            self.settle(f, prev)?;
+        }
+        self.sync(f, next, libc::SYNC_FILE_RANGE_WRITE)?;
+        self.in_flight = Some(next);
+        Ok(())
+    }
+
+    /// Before close: everything written is out of the cache, so that times
+    /// set afterwards are the last change the server sees.
+    pub(super) fn finish(&mut self, f: &File) -> io::Result<()> {
+        if self.off {
+            return Ok(());
+        }
+        if let Some(prev) = self.in_flight.take() {
+            self.settle(f, prev)?;
+        }
+        if self.written > self.queued {
+            let rest = (self.queued, self.written - self.queued);
+            self.queued = self.written;
+            self.in_flight = Some(rest);
+        }
+        if let Some(last) = self.in_flight.take() {
+            self.settle(f, last)?;
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, f: &File, range: (u64, u64)) -> io::Result<()> {
+        self.sync(
+            f,
+            range,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        )?;
+        // Advice only: its failure changes nothing that matters.
+        // SAFETY: plain syscall on an open fd; no memory is passed.
+        unsafe {
+            libc::posix_fadvise(
+                f.as_raw_fd(),
+                range.0 as libc::off_t,
+                range.1 as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        Ok(())
+    }
+
+    fn sync(&mut self, f: &File, (off, len): (u64, u64), flags: libc::c_uint) -> io::Result<()> {
+        if self.off {
+            return Ok(());
+        }
+        // SAFETY: plain syscall on an open fd; no memory is passed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                f.as_raw_fd(),
+                off as libc::off64_t,
+                len as libc::off64_t,
+                flags,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Not supported here (e.g. some FUSE or overlay setups): write
+            // unpaced rather than fail the copy.
+            Some(libc::ENOSYS)
+            | Some(libc::EINVAL)
+            | Some(libc::ESPIPE)
+            | Some(libc::EOPNOTSUPP) => {
+                warn!(error = %e, "sync_file_range refused: file written without write-back pacing");
+                self.off = true;
+                Ok(())
+            }
+            _ => Err(e),
+        }
+    }
+}
+
+/// Closes `file` and reports the error `close(2)` returns, which `Drop` ignores.
+pub(super) fn close_checked(file: File) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` came from `into_raw_fd`, so it is open and owned here, and
+    // is closed exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // Linux closes the descriptor even when close is interrupted.
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// `syncfs(2)` on the filesystem holding `f`: everything written to it
+/// (data, times, renames) reaches stable storage.
+pub(super) fn sync_filesystem(f: &File) -> io::Result<()> {
+    // SAFETY: plain syscall on an open fd; no memory is passed.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
