@@ -23,6 +23,7 @@ pub mod db;
 pub mod decide;
 pub mod exit;
 pub mod filter;
+pub mod fsmeta;
 pub mod lock;
 pub mod manifest;
 pub mod merge;

@@ -32,10 +32,10 @@ use crate::decide::{
     SourceNow, SourceRoot, Stamp,
 };
 use crate::filter::Filter;
+use crate::fsmeta::{is_temp_name, to_entry};
 use crate::manifest::Job;
 use crate::progress::{Phase, Progress};
 use crate::roots::{DeleteGuard, RootId, RootNow};
-use crate::scan::is_temp_name;
 use crate::units::human_bytes;
 
 /// Rows per DB page and per batch of inserted listing rows.
@@ -304,7 +304,7 @@ fn for_each_dest_entry(
             continue;
         }
         let Ok(md) = entry.metadata() else { continue };
-        if let Some(e) = crate::scan::to_entry(entry.into_path(), &md) {
+        if let Some(e) = to_entry(entry.into_path(), &md) {
             f(e)?;
         }
     }

@@ -10,13 +10,13 @@
 mod merge;
 mod walk;
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::{debug, info, warn};
 
-use crate::beneath::{Root, ns};
+use crate::beneath::Root;
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
 use crate::filter::Filter;
@@ -103,25 +103,6 @@ pub const SKIPPED_SYMLINK: &str = "symlinks = \"skip\"";
 
 /// Source read errors kept by name per scan (memory stays bounded).
 pub const MAX_FAILURES: usize = 10_000;
-
-/// Whether `name` is one of jobrun's own temporaries (see `transfer::temp_name`).
-pub fn is_temp_name(name: &std::ffi::OsStr) -> bool {
-    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
-    b.starts_with(b".jobrun-")
-        && b.ends_with(b".tmp")
-        && b.len() > 12
-        && b[8..b.len() - 4].iter().all(u8::is_ascii_digit)
-}
-
-/// Whether `name` is an NFS client's "silly rename" (`.nfs` and 24 hex
-/// digits, Linux; other clients use other lengths of hex): a file deleted
-/// while some process had it open, which the client removes at the last
-/// close. Never data to copy, never an extra to delete (the unlink would
-/// only rename it again, or fail with EBUSY).
-pub fn is_nfs_silly_name(name: &std::ffi::OsStr) -> bool {
-    let b = std::os::unix::ffi::OsStrExt::as_bytes(name);
-    b.len() >= 4 + 16 && b.starts_with(b".nfs") && b[4..].iter().all(u8::is_ascii_hexdigit)
-}
 
 /// Runs the scan stage: walk both trees, decide each source entry against
 /// its destination counterpart, and write to the DB only what changed.
@@ -332,7 +313,7 @@ pub fn forget_excluded(job: &Job, db: &mut StateDb) -> Result<u64, DbError> {
 /// created in its root (or, before the first run created the root, in its
 /// nearest existing parent) and looked up with its name in upper case
 /// (the probe's name has no other letters to fold). The
-/// name (`.jobrun-00<pid>.tmp`) is a temporary's, which the next scan
+/// name ([`crate::fsmeta::probe_name`]) is a temporary's, which the next scan
 /// removes if a kill leaves it behind; the folder's times are put back. A
 /// folder that cannot be written is taken as case-sensitive (the transfer's
 /// own probe reports an unwritable root).
@@ -340,8 +321,8 @@ pub fn dest_ignores_case(dest: &Path) -> bool {
     let Some(dir) = dest.ancestors().find(|d| d.is_dir()) else {
         return false;
     };
-    let name = format!(".jobrun-00{}.tmp", std::process::id());
-    let upper = OsString::from(name.to_ascii_uppercase());
+    let name = crate::fsmeta::probe_name();
+    let upper = name.to_ascii_uppercase();
     // Compared by existence, not inode: FUSE (fusefat) numbers each name's
     // node apart. The upper-case name is not looked up before the probe
     // exists: the SMB client would cache its absence and answer from there.
@@ -371,62 +352,5 @@ pub fn check_source_root(source: &Path, at_start: Option<RootId>) -> Result<Root
     })
 }
 
-/// Converts lstat data into a row; `None` for FIFOs, sockets and devices.
-pub fn to_entry(path: std::path::PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
-    use std::os::unix::fs::MetadataExt;
-    let ft = md.file_type();
-    let kind = if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        return None;
-    };
-    let created_ns = md.created().ok().and_then(|t| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_nanos() as i64)
-    });
-    Some(ScanEntry {
-        path,
-        kind,
-        size: md.len(),
-        modified_ns: ns(md.mtime(), md.mtime_nsec()),
-        accessed_ns: ns(md.atime(), md.atime_nsec()),
-        changed_ns: ns(md.ctime(), md.ctime_nsec()),
-        created_ns,
-        mode: md.mode(),
-        uid: md.uid(),
-        gid: md.gid(),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn temp_names() {
-        assert!(is_temp_name(OsStr::new(".jobrun-12.tmp")));
-        assert!(!is_temp_name(OsStr::new(".jobrun-.tmp")));
-        assert!(!is_temp_name(OsStr::new(".jobrun-1a.tmp")));
-        assert!(!is_temp_name(OsStr::new("jobrun-12.tmp")));
-        assert!(!is_temp_name(OsStr::new("data.tmp")));
-    }
-
-    #[test]
-    fn nfs_silly_names() {
-        assert!(is_nfs_silly_name(OsStr::new(
-            ".nfs000000000012a4f700000001"
-        )));
-        assert!(!is_nfs_silly_name(OsStr::new(".nfs")));
-        assert!(!is_nfs_silly_name(OsStr::new(".nfsrc")));
-        assert!(!is_nfs_silly_name(OsStr::new(".nfs0000000000zz")));
-        assert!(!is_nfs_silly_name(OsStr::new(
-            "x.nfs000000000012a4f700000001"
-        )));
-    }
-}
+mod tests {}

@@ -10,14 +10,12 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
-use super::{
-    MAX_FAILURES, SKIPPED_SPECIAL, SKIPPED_SYMLINK, ScanError, ScanReport, Skipped,
-    is_nfs_silly_name, is_temp_name, to_entry,
-};
+use super::{MAX_FAILURES, SKIPPED_SPECIAL, SKIPPED_SYMLINK, ScanError, ScanReport, Skipped};
 use crate::beneath::{Dir, Root, ns};
 use crate::db::ScanEntry;
 use crate::decide::{self, EntryKind};
 use crate::filter::{Filter, is_snapshot_dir};
+use crate::fsmeta::{is_nfs_silly_name, is_temp_name, to_entry};
 use crate::progress::Progress;
 use crate::roots::RootId;
 

@@ -7,16 +7,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::beneath::{Dir, Meta, Root};
-use crate::db::RowId;
 use crate::decide::{EntryKind, Stamp};
 use crate::modes::Modes;
-
-/// Name of the temporary sibling for row `id`: short (a long source name
-/// cannot push it past NAME_MAX), unique per row, and recognisable by the
-/// scan and the mirror stage as never being user data.
-pub fn temp_name(id: RowId) -> String {
-    format!(".jobrun-{id}.tmp")
-}
 
 /// Makes the destination folder `name` in `parent` (`rel` below the roots)
 /// with the `mode` argument its source folder's bits give (see

@@ -34,7 +34,6 @@ use crate::progress::{Phase, Progress};
 use crate::throttle::Throttle;
 
 pub use commit::WriterReport as TransferReport;
-pub use dest::temp_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
@@ -55,12 +54,10 @@ pub enum TransferError {
 /// is something to copy: a root this user may not write (EACCES, EPERM) or
 /// a read-only one is fatal once, instead of one failure per file
 /// (millions in a real job). Any other error is left to the files
-/// themselves. The name (`.jobrun-0<pid>.tmp`) is a temporary's, which no
-/// row uses (row ids have no leading zero) and which the next scan removes
-/// if a kill leaves it behind; [`beneath::Root::probe`] puts the root's
-/// times back.
+/// themselves. The name is [`crate::fsmeta::probe_name`]'s;
+/// [`beneath::Root::probe`] puts the root's times back.
 fn probe_destination(dest: &beneath::Root) -> Result<(), TransferError> {
-    let name = std::ffi::OsString::from(format!(".jobrun-0{}.tmp", std::process::id()));
+    let name = crate::fsmeta::probe_name();
     match dest.probe(&name, |_| ()) {
         Ok(()) => Ok(()),
         Err(e)

@@ -18,12 +18,13 @@ use tracing::{debug, info};
 
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::commit::Done;
-use super::dest::{make_dir, stamp_of, symlinked_folder_error, temp_name};
+use super::dest::{make_dir, stamp_of, symlinked_folder_error};
 use super::writeback::{WRITEBACK_LIMITED_DIV, WRITEBACK_UNLIMITED, WriteBack, close_checked};
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, Root};
 use crate::db::RowId;
 use crate::decide::{EntryKind, Stamp};
+use crate::fsmeta::temp_name;
 use crate::modes::Permissions;
 use crate::progress::Lane;
 

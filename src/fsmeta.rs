@@ -1,0 +1,110 @@
+//! Names and metadata every stage may use: jobrun's own temporaries (a
+//! row's, a root probe's) and how they are recognised, NFS silly-rename
+//! files, and lstat data as a [`ScanEntry`].
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::beneath::ns;
+use crate::db::{RowId, ScanEntry};
+use crate::decide::EntryKind;
+
+/// Name of the temporary sibling for row `id`: short (a long source name
+/// cannot push it past NAME_MAX), unique per row, and recognisable by the
+/// scan and the mirror stage as never being user data.
+pub fn temp_name(id: RowId) -> String {
+    format!(".jobrun-{id}.tmp")
+}
+
+/// Name of a root probe's temporary (`.jobrun-0<pid>.tmp`): a temporary's
+/// name, which no row uses (row ids have no leading zero), removed by the
+/// next scan if a kill leaves it behind. Only letters `jobrun`, `tmp`: its
+/// upper case differs in every letter (the case probe relies on it).
+pub fn probe_name() -> OsString {
+    OsString::from(format!(".jobrun-0{}.tmp", std::process::id()))
+}
+
+/// Whether `name` is one of jobrun's own temporaries (see `transfer::temp_name`).
+pub fn is_temp_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b".jobrun-")
+        && b.ends_with(b".tmp")
+        && b.len() > 12
+        && b[8..b.len() - 4].iter().all(u8::is_ascii_digit)
+}
+
+/// Whether `name` is an NFS client's "silly rename" (`.nfs` and 24 hex
+/// digits, Linux; other clients use other lengths of hex): a file deleted
+/// while some process had it open, which the client removes at the last
+/// close. Never data to copy, never an extra to delete (the unlink would
+/// only rename it again, or fail with EBUSY).
+pub fn is_nfs_silly_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 4 + 16 && b.starts_with(b".nfs") && b[4..].iter().all(u8::is_ascii_hexdigit)
+}
+
+/// Converts lstat data into a row; `None` for FIFOs, sockets and devices.
+pub fn to_entry(path: PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
+    use std::os::unix::fs::MetadataExt;
+    let ft = md.file_type();
+    let kind = if ft.is_file() {
+        EntryKind::File
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        return None;
+    };
+    let created_ns = md.created().ok().and_then(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as i64)
+    });
+    Some(ScanEntry {
+        path,
+        kind,
+        size: md.len(),
+        modified_ns: ns(md.mtime(), md.mtime_nsec()),
+        accessed_ns: ns(md.atime(), md.atime_nsec()),
+        changed_ns: ns(md.ctime(), md.ctime_nsec()),
+        created_ns,
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names() {
+        assert!(is_temp_name(OsStr::new(".jobrun-12.tmp")));
+        assert!(!is_temp_name(OsStr::new(".jobrun-.tmp")));
+        assert!(!is_temp_name(OsStr::new(".jobrun-1a.tmp")));
+        assert!(!is_temp_name(OsStr::new("jobrun-12.tmp")));
+        assert!(!is_temp_name(OsStr::new("data.tmp")));
+    }
+
+    #[test]
+    fn nfs_silly_names() {
+        assert!(is_nfs_silly_name(OsStr::new(
+            ".nfs000000000012a4f700000001"
+        )));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfsrc")));
+        assert!(!is_nfs_silly_name(OsStr::new(".nfs0000000000zz")));
+        assert!(!is_nfs_silly_name(OsStr::new(
+            "x.nfs000000000012a4f700000001"
+        )));
+    }
+
+    #[test]
+    fn probe_names_are_temporaries() {
+        assert!(is_temp_name(&probe_name()));
+        assert_ne!(probe_name().to_ascii_uppercase(), probe_name());
+    }
+}
