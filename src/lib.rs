@@ -1,18 +1,40 @@
 //! jobrun: migrate huge file trees between two mounted shares, resumably.
 //!
-//! Data flows one way:
-//! `cli` → `manifest` (TOML + env + flags → [`manifest::Job`]) → `runner`
-//! (lock, DB, run mode, stage plan) → stages `scan` → `transfer` (→ `mirror`),
-//! which talk to each other only through the state DB (`db`) and write the
-//! audit log (`audit`). The scan pairs its two walks, and the mirror its
-//! listing with the rows, through one merge of sorted listings (`merge`);
-//! `exclude`/`include` are matched in `filter`. Pure decisions live in `decide`; hashing in
-//! `checksum`; bandwidth in `throttle` (the `bwlimit` value and its weekly
-//! timetable in `timetable`); what the operator sees in `progress`; beside a
-//! run, SIGHUP reloads of `bwlimit` in `retune` and the Prometheus textfile
-//! in `metrics`. Every path below a root is opened, created, renamed, timed
-//! and deleted through `beneath`, never through a symlink; the roots
-//! themselves are resolved and compared in `roots`.
+//! Data flows one way: `main` → `cli` → `app` (one file per command; the
+//! error is printed once, in `app::run`) → `manifest` (TOML + env + flags →
+//! [`manifest::Job`]) → `runner` (lock, DB, run mode, stage plan, the run's
+//! own audit lines and report) → the stages `scan` → `transfer` → `mirror`
+//! (and `verify`, a command of its own). Stages never import each other:
+//! they talk only through the state DB and use the leaves below.
+//!
+//! Stages, each a folder or file of its own:
+//! - `scan/`: `walk` (one walker per tree, filters applied before a folder
+//!   is entered), `merge` (the two walks paired, each pair decided and
+//!   recorded), `mod` (the stage: roots, case probe, counts, vanished rows);
+//! - `transfer/`: per lane a `reader` and a `writer` built from one
+//!   `LaneCtx`, the FIFO's `block`s, `writeback` pacing (its raw syscalls),
+//!   the one `commit`ter with the durability barrier, `dest` path helpers,
+//!   `failnote` (what stderr says of failures);
+//! - `mirror`: extras deleted behind its rails; `verify`: the destination
+//!   read back against the recorded hashes.
+//!
+//! Leaves, each rule written once:
+//! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,
+//!   `files` (`RowStatus`, `RowId`), `listing`, `runs`, `verifies`,
+//!   `in_flight`; writes that belong in a batch take a [`db::Tx`];
+//! - `roots` (root identity, overlap, mount points, the delete guard),
+//!   `beneath` (every path below a root, never through a symlink; the one
+//!   nanosecond conversion), `fsmeta` (temporaries' names, NFS silly
+//!   names, lstat → row), `merge` (the merge of two sorted listings, used by
+//!   the scan and by the mirror's listing), `filter` (`exclude`/`include`);
+//! - `decide` (pure decisions: skip rule, run mode, mount check, mirror
+//!   rails and verdicts), `modes` (permission bits and owners), `checksum`,
+//!   `throttle` and `timetable` (`bwlimit`), `units`, `exit` (exit codes),
+//!   `lock`, `audit` (the JSON Lines log), `sumfile` (coreutils lines);
+//! - what the operator sees: `progress/` (private counters and one slot per
+//!   lane; `render` pure, `reporter` the thread, `term` the terminal),
+//!   `retune` (SIGHUP reloads of `bwlimit`), `metrics` (Prometheus
+//!   textfile).
 
 pub mod app;
 pub mod audit;

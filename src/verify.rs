@@ -1,4 +1,4 @@
-//! `jobrun verify` (issue 15): reads the destination copy of every synced
+//! `jobrun verify`: reads the destination copy of every synced
 //! file, hashes it with the row's recorded algorithm and compares size and
 //! hash with what the transfer recorded while it read the source. The
 //! source is never touched, so a verify costs one read of the destination,

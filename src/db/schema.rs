@@ -63,14 +63,14 @@ CREATE TABLE runs (
         // made the first scan of 1M files slower (47 → 66 s, one run each on
         // a loaded machine) and slowed the committer (peak RSS 13 → 90 MB
         // while outcomes queued up).
-        // v2: what a run was and why it ended (issue 12): `dry_run` (1 for
+        // v2: what a run was and why it ended: `dry_run` (1 for
         // `--dry-run`) and `error`, the fatal condition that ended it (NULL
         // when none). Rows of older runs get 0 and NULL.
         M::up(
             "ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE runs ADD COLUMN error TEXT;",
         ),
-        // v3: `jobrun verify` (issue 15). Per file row: when its destination
+        // v3: `jobrun verify`. Per file row: when its destination
         // was last verified (ns since the epoch), the result (`ok`,
         // `mismatch`, `missing`, `failed`) and the recorded hash it was
         // compared with, so a row recopied since (new hash) counts as not
