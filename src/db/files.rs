@@ -583,7 +583,6 @@ pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile>
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use camino::Utf8PathBuf;
 
     pub(crate) fn entry(path: &str, size: u64, m: i64) -> ScanEntry {
         ScanEntry {
@@ -602,9 +601,7 @@ pub(super) mod tests {
 
     #[test]
     fn update_keeps_hash_only_for_unchanged_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
-        let mut db = StateDb::open(&path).unwrap();
+        let (_dir, _path, mut db) = crate::db::tests::temp_db();
         db.check_roots("/s".into(), "/d".into(), &|_, _| false)
             .unwrap();
         let s1 = db.begin_scan().unwrap();

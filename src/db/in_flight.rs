@@ -88,14 +88,11 @@ pub(super) fn record(conn: &Connection, tracked: Option<&(i64, InFlight)>) -> Re
 mod tests {
     use super::*;
     use crate::db::RunRow;
-    use camino::Utf8PathBuf;
 
     #[test]
     fn files_in_flight_are_recorded_at_each_commit_and_cleared_at_the_end() {
         use std::os::unix::ffi::OsStrExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("j.db")).unwrap();
-        let mut db = StateDb::open(&path).unwrap();
+        let (_dir, path, mut db) = crate::db::tests::temp_db();
         let run = db.start_run("2026-01-01T00:00:00Z", "scan", false).unwrap();
         let odd = PathBuf::from(std::ffi::OsStr::from_bytes(b"caf\xe9.bin"));
         let files = vec![

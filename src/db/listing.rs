@@ -249,14 +249,12 @@ mod tests {
     use super::*;
     use crate::db::RowStatus;
     use crate::db::files::tests::entry;
-    use camino::Utf8PathBuf;
+
     use std::ffi::OsStr;
 
     #[test]
     fn dest_only_merges_text_and_blob_paths_across_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
-        let mut db = StateDb::open(&path).unwrap();
+        let (_dir, _path, mut db) = crate::db::tests::temp_db();
         let p = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
         let src = [
             &b"/s"[..],

@@ -255,8 +255,13 @@ mod tests {
         assert!(matches!(path_value(&u), Value::Text(_)));
     }
 
-    fn new_db(dir: &tempfile::TempDir) -> StateDb {
-        StateDb::open(&Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap()).unwrap()
+    /// A new DB in a temporary folder (kept while the first value lives),
+    /// for the tests of every table.
+    pub(super) fn temp_db() -> (tempfile::TempDir, Utf8PathBuf, StateDb) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
+        let db = StateDb::open(&path).unwrap();
+        (dir, path, db)
     }
 
     fn insert(tx: &Tx<'_>, path: &str) {
@@ -267,8 +272,7 @@ mod tests {
 
     #[test]
     fn a_dropped_tx_rolls_back_and_a_committed_one_records_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = new_db(&dir);
+        let (_dir, _, mut db) = temp_db();
         let run = db.start_run("t0", "scan", false).unwrap();
         db.track_run(run, Box::new(|| (7, 70, 1)));
         insert(&db.begin().unwrap(), "/s/dropped");

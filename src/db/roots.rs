@@ -124,14 +124,12 @@ mod tests {
     use super::*;
     use crate::db::RowStatus;
     use crate::db::files::tests::entry;
-    use camino::Utf8PathBuf;
+
     use std::path::Path;
 
     #[test]
     fn a_root_spelled_otherwise_has_its_rows_moved() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
-        let mut db = StateDb::open(&path).unwrap();
+        let (_dir, _path, mut db) = crate::db::tests::temp_db();
         db.check_roots("/link/s".into(), "/d".into(), &|_, _| false)
             .unwrap();
         let s1 = db.begin_scan().unwrap();
@@ -156,9 +154,7 @@ mod tests {
 
     #[test]
     fn roots_are_remembered_and_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("t.db")).unwrap();
-        let db = StateDb::open(&path).unwrap();
+        let (_dir, _path, db) = crate::db::tests::temp_db();
         db.check_roots("/s".into(), "/d".into(), &|_, _| false)
             .unwrap();
         db.check_roots("/s".into(), "/d".into(), &|_, _| false)
