@@ -15,7 +15,7 @@ use super::listing::source_of;
 use super::{MirrorError, MirrorOptions, MirrorReport, PAGE};
 use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{DirCache, Root};
-use crate::db::{DbError, StateDb, Tx};
+use crate::db::{DbError, Listed, StateDb, Tx};
 use crate::decide::{
     self, DestNow, EntryKind, KeepReason, Live, MirrorPolicy, MirrorRun, MirrorVerdict, SourceNow,
     SourceRoot, Stamp,
@@ -123,6 +123,9 @@ impl Held {
     }
 }
 
+/// Judges and deletes the candidates page by page, deepest first, until
+/// the last one, a stop request, a refusal or an error. What was deleted is
+/// committed and the touched folders' times put back whatever ended it.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn delete_pass(
     db: &mut StateDb,
@@ -141,21 +144,26 @@ pub(super) fn delete_pass(
         // The stage refused before this pass: no identity, no deletion.
         return Ok(());
     };
-    let mut guard =
-        DeleteGuard::new(dest_root, source_id).map_err(|source| MirrorError::DestRoot {
-            path: dest_root.display().to_string(),
-            source,
-        })?;
-    // One warning per run for entries kept by the guard; each at debug.
-    let mut guard_warned = false;
-    // Checks and deletions below the held roots through no symlink; the
-    // guard above is checked too, before each deletion.
-    let mut held = Held::open(source_root, dest_root);
-    let mut tx = if write { Some(db.begin()?) } else { None };
-    let (mut since_commit, mut last_commit) = (0usize, Instant::now());
+    let guard = DeleteGuard::new(dest_root, source_id).map_err(|source| MirrorError::DestRoot {
+        path: dest_root.display().to_string(),
+        source,
+    })?;
+    let db: &StateDb = db;
+    let mut pass = Pass {
+        db,
+        audit,
+        say,
+        report,
+        write,
+        guard,
+        guard_warned: false,
+        held: Held::open(source_root, dest_root),
+        tx: if write { Some(db.begin()?) } else { None },
+        since_commit: 0,
+        last_commit: Instant::now(),
+        touched: BTreeSet::new(),
+    };
     let mut before: Option<PathBuf> = None;
-    // Folders that lost an entry: their mtime moved, and is put back below.
-    let mut touched = BTreeSet::new();
     let result = 'pages: loop {
         let page = match db.candidate_page(before.as_deref(), PAGE) {
             Ok(p) => p,
@@ -179,106 +187,155 @@ pub(super) fn delete_pass(
                 SourceRoot::Dir { .. } => initial_root,
                 other => other,
             };
-            let live = Live {
-                source: held.source_now(&src),
-                dest: held.dest_now(&cand.path),
-            };
-            let dest = &cand.path;
-            match decide::mirror_verdict(run, &cand.stamp, &live, policy) {
-                MirrorVerdict::Refuse(refusal) => {
-                    break 'pages Err(MirrorError::Refused {
-                        refusal,
-                        source_root: String::new(),
-                        deleted: report.deleted,
-                    });
-                }
-                MirrorVerdict::Keep(KeepReason::DestGone) => {
-                    if let Some(tx) = &tx
-                        && let Err(e) = tx.forget_dest(dest)
-                    {
-                        break 'pages Err(e.into());
-                    }
-                }
-                MirrorVerdict::Keep(why) => {
-                    debug!(path = %dest.display(), reason = ?why, "mirror: kept");
-                    report.kept += 1;
-                }
-                MirrorVerdict::Delete if let Err(why) = guard.check(dest) => {
-                    if !guard_warned {
-                        warn!(error = %why, "mirror: kept, never deleted across a symlink, a mount or into the source (further ones at debug level)");
-                        guard_warned = true;
-                    }
-                    debug!(path = %dest.display(), error = %why, "mirror: kept by the guard");
-                    report.kept += 1;
-                }
-                MirrorVerdict::Delete if !write => {
-                    say(&format!(
-                        "dry run: would delete {} `{}`",
-                        cand.stamp.kind.as_str(),
-                        dest.display()
-                    ));
-                    count_deleted(report, &cand.stamp);
-                }
-                MirrorVerdict::Delete => {
-                    let removed = held.remove(dest, cand.stamp.kind);
-                    let size = if cand.stamp.kind == EntryKind::Dir {
-                        0
-                    } else {
-                        cand.stamp.size
-                    };
-                    let logged = match removed {
-                        Ok(()) => {
-                            count_deleted(report, &cand.stamp);
-                            if let Some(parent) = dest.parent() {
-                                touched.insert(parent.to_path_buf());
-                            }
-                            audit
-                                .write(
-                                    &FileRecord::new("deleted", &src, dest, size)
-                                        .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns),
-                                )
-                                .map_err(MirrorError::from)
-                                .and_then(|()| forget(&tx, dest))
-                        }
-                        // Something appeared inside since the listing (or a
-                        // child was kept): the directory stays, by design.
-                        Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
-                            debug!(path = %dest.display(), "mirror: directory not empty; kept");
-                            report.kept += 1;
-                            Ok(())
-                        }
-                        Err(e) if e.kind() == ErrorKind::NotFound => forget(&tx, dest),
-                        Err(e) => {
-                            warn!(path = %dest.display(), error = %e, "mirror: cannot delete");
-                            report.failed += 1;
-                            let text = format!("cannot delete: {e}");
-                            let mut rec = FileRecord::new("failed", &src, dest, size)
-                                .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns);
-                            rec.error = Some(&text);
-                            audit.write(&rec).map_err(Into::into)
-                        }
-                    };
-                    if let Err(e) = logged {
-                        break 'pages Err(e);
-                    }
-                    since_commit += 1;
-                    if since_commit >= COMMIT_DELETES || last_commit.elapsed() >= COMMIT_EVERY {
-                        if let Err(e) = commit(db, &mut tx, audit, true) {
-                            break 'pages Err(e);
-                        }
-                        since_commit = 0;
-                        last_commit = Instant::now();
-                    }
-                }
+            if let Err(e) = pass.judge(run, policy, &cand, &src) {
+                break 'pages Err(e);
             }
         }
     };
     if write {
         // Whatever stopped the pass, what was deleted is recorded.
-        commit(db, &mut tx, audit, false)?;
-        restore_folder_times(db, &touched, source_root, &held)?;
+        pass.commit(false)?;
+        restore_folder_times(db, &pass.touched, source_root, &pass.held)?;
     }
     result
+}
+
+/// The delete pass between two candidates.
+struct Pass<'p> {
+    db: &'p StateDb,
+    audit: &'p mut AuditLog,
+    say: &'p dyn Fn(&str),
+    report: &'p mut MirrorReport,
+    /// Not a dry run: delete, audit, forget.
+    write: bool,
+    /// Checked before each deletion, on top of the held roots.
+    guard: DeleteGuard,
+    /// One warning per run for entries kept by the guard; each at debug.
+    guard_warned: bool,
+    /// Checks and deletions below the held roots through no symlink.
+    held: Held,
+    /// The batch of forgotten listing rows (none in a dry run).
+    tx: Option<Tx<'p>>,
+    since_commit: usize,
+    last_commit: Instant,
+    /// Folders that lost an entry: their mtime moved, and is put back at
+    /// the end of the pass.
+    touched: BTreeSet<PathBuf>,
+}
+
+impl Pass<'_> {
+    /// Re-checks one candidate live, lets `decide::mirror_verdict` judge it,
+    /// and does what the verdict says. An error (a refusal included) ends
+    /// the pass.
+    fn judge(
+        &mut self,
+        run: &MirrorRun,
+        policy: &MirrorPolicy,
+        cand: &Listed,
+        src: &Path,
+    ) -> Result<(), MirrorError> {
+        let live = Live {
+            source: self.held.source_now(src),
+            dest: self.held.dest_now(&cand.path),
+        };
+        let dest = &cand.path;
+        match decide::mirror_verdict(run, &cand.stamp, &live, policy) {
+            MirrorVerdict::Refuse(refusal) => Err(MirrorError::Refused {
+                refusal,
+                source_root: String::new(),
+                deleted: self.report.deleted,
+            }),
+            MirrorVerdict::Keep(KeepReason::DestGone) => forget(&self.tx, dest),
+            MirrorVerdict::Keep(why) => {
+                debug!(path = %dest.display(), reason = ?why, "mirror: kept");
+                self.report.kept += 1;
+                Ok(())
+            }
+            MirrorVerdict::Delete if let Err(why) = self.guard.check(dest) => {
+                if !self.guard_warned {
+                    warn!(error = %why, "mirror: kept, never deleted across a symlink, a mount or into the source (further ones at debug level)");
+                    self.guard_warned = true;
+                }
+                debug!(path = %dest.display(), error = %why, "mirror: kept by the guard");
+                self.report.kept += 1;
+                Ok(())
+            }
+            MirrorVerdict::Delete if !self.write => {
+                (self.say)(&format!(
+                    "dry run: would delete {} `{}`",
+                    cand.stamp.kind.as_str(),
+                    dest.display()
+                ));
+                count_deleted(self.report, &cand.stamp);
+                Ok(())
+            }
+            MirrorVerdict::Delete => {
+                self.delete(cand, src)?;
+                self.pace()
+            }
+        }
+    }
+
+    /// Deletes one candidate and records what happened: a `deleted` audit
+    /// line and its listing row forgotten, a folder found not empty kept,
+    /// or a `failed` audit line.
+    fn delete(&mut self, cand: &Listed, src: &Path) -> Result<(), MirrorError> {
+        let dest = &cand.path;
+        let removed = self.held.remove(dest, cand.stamp.kind);
+        let size = if cand.stamp.kind == EntryKind::Dir {
+            0
+        } else {
+            cand.stamp.size
+        };
+        match removed {
+            Ok(()) => {
+                count_deleted(self.report, &cand.stamp);
+                if let Some(parent) = dest.parent() {
+                    self.touched.insert(parent.to_path_buf());
+                }
+                self.audit
+                    .write(
+                        &FileRecord::new("deleted", src, dest, size)
+                            .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns),
+                    )
+                    .map_err(MirrorError::from)
+                    .and_then(|()| forget(&self.tx, dest))
+            }
+            // Something appeared inside since the listing (or a
+            // child was kept): the directory stays, by design.
+            Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
+                debug!(path = %dest.display(), "mirror: directory not empty; kept");
+                self.report.kept += 1;
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => forget(&self.tx, dest),
+            Err(e) => {
+                warn!(path = %dest.display(), error = %e, "mirror: cannot delete");
+                self.report.failed += 1;
+                let text = format!("cannot delete: {e}");
+                let mut rec = FileRecord::new("failed", src, dest, size)
+                    .entry(cand.stamp.kind.as_str(), cand.stamp.modified_ns);
+                rec.error = Some(&text);
+                self.audit.write(&rec).map_err(Into::into)
+            }
+        }
+    }
+
+    /// Commits after `COMMIT_DELETES` deletions or `COMMIT_EVERY`, whichever
+    /// comes first.
+    fn pace(&mut self) -> Result<(), MirrorError> {
+        self.since_commit += 1;
+        if self.since_commit >= COMMIT_DELETES || self.last_commit.elapsed() >= COMMIT_EVERY {
+            self.commit(true)?;
+            self.since_commit = 0;
+            self.last_commit = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, reopen: bool) -> Result<(), MirrorError> {
+        commit(self.db, &mut self.tx, self.audit, reopen)
+    }
 }
 
 /// Puts back the source mtime (and atime) of destination folders that lost

@@ -8,14 +8,39 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tracing::warn;
 use walkdir::WalkDir;
 
-use super::PAGE;
+use super::{MirrorOptions, PAGE};
 use crate::db::{DbError, Listed, ScanEntry, StateDb};
 use crate::decide::Stamp;
 use crate::filter::Filter;
 use crate::fsmeta::{is_temp_name, to_entry};
+use crate::manifest::Job;
+
+/// Takes the destination listing (the last scan's, or a fresh walk when
+/// the run resumed without scanning) and fills the candidate table from it.
+/// Returns (candidates, destination entries).
+pub(super) fn list_candidates(
+    db: &mut StateDb,
+    job: &Job,
+    opts: MirrorOptions,
+    stop: &AtomicBool,
+) -> Result<(u64, u64), DbError> {
+    let source_root = job.source.as_std_path();
+    let dest_root = job.destination.as_std_path();
+    if opts.fresh_listing && !opts.dry_run {
+        relist_destination(db, dest_root, &job.filter, stop)?;
+    }
+    if opts.fresh_listing && opts.dry_run {
+        // A dry run leaves the stored listing alone: the walk goes straight
+        // into the (connection-private) candidate table.
+        fresh_candidates(db, source_root, dest_root, &job.filter, stop)
+    } else {
+        let n = collect_candidates(db, source_root, dest_root)?;
+        Ok((n, db.dest_listing_len(dest_root)?))
+    }
+}
 
 /// Replaces the listing with a walk of the destination as it is now.
-pub(super) fn relist_destination(
+fn relist_destination(
     db: &mut StateDb,
     dest_root: &Path,
     filter: &Filter,
@@ -85,7 +110,7 @@ pub(super) fn source_of(dest: &Path, dest_root: &Path, source_root: &Path) -> Op
 
 /// Fills the candidate table from the listing: rows whose source path has
 /// no row in `files`. Returns how many.
-pub(super) fn collect_candidates(
+fn collect_candidates(
     db: &mut StateDb,
     source_root: &Path,
     dest_root: &Path,
@@ -97,7 +122,7 @@ pub(super) fn collect_candidates(
 /// A dry run that resumed: walks the destination straight into the
 /// candidate table, leaving the persistent listing untouched. Returns
 /// (candidates, destination entries).
-pub(super) fn fresh_candidates(
+fn fresh_candidates(
     db: &mut StateDb,
     source_root: &Path,
     dest_root: &Path,

@@ -22,6 +22,7 @@
 mod delete;
 mod listing;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::info;
@@ -31,11 +32,11 @@ use crate::db::{DbError, StateDb};
 use crate::decide::{self, MirrorPolicy, MirrorRun, Refusal, SourceRoot};
 use crate::manifest::Job;
 use crate::progress::{Phase, Progress};
-use crate::roots::RootNow;
+use crate::roots::{RootId, RootNow};
 use crate::units::human_bytes;
 
 use delete::{delete_pass, test_pause};
-use listing::{collect_candidates, fresh_candidates, relist_destination};
+use listing::list_candidates;
 
 /// Rows per DB page and per batch of inserted listing rows.
 const PAGE: usize = 5_000;
@@ -123,34 +124,13 @@ pub fn run(
     let policy = MirrorPolicy {
         max_delete: job.max_delete,
     };
-    let refused = |refusal, deleted| MirrorError::Refused {
-        refusal,
-        source_root: job.source.to_string(),
-        deleted,
-    };
 
     // 1. The source root, before anything else is even listed.
-    let RootNow {
-        state: root_state,
-        id: root_id,
-        ..
-    } = RootNow::look(source_root, None);
-    if !matches!(root_state, SourceRoot::Dir { .. }) {
-        return Err(refused(Refusal::SourceRoot(root_state), 0));
-    }
+    let (root_state, root_id) =
+        source_root_now(source_root).map_err(|refusal| refused(job, refusal, 0))?;
 
     // 2. The listing, and the candidates in it.
-    if opts.fresh_listing && !opts.dry_run {
-        relist_destination(db, dest_root, &job.filter, stop)?;
-    }
-    let (candidates, dest_entries) = if opts.fresh_listing && opts.dry_run {
-        // A dry run leaves the stored listing alone: the walk goes straight
-        // into the (connection-private) candidate table.
-        fresh_candidates(db, source_root, dest_root, &job.filter, stop)?
-    } else {
-        let n = collect_candidates(db, source_root, dest_root)?;
-        (n, db.dest_listing_len(dest_root)?)
-    };
+    let (candidates, dest_entries) = list_candidates(db, job, opts, stop)?;
     if stop.load(Relaxed) {
         // A listing cut short by a stop request judges nothing.
         return Ok(MirrorReport::default());
@@ -173,61 +153,89 @@ pub fn run(
         source_entries = run.source_entries,
         "mirror candidates listed"
     );
+    let mut pass = |run: &mut MirrorRun, policy: &MirrorPolicy, report: &mut MirrorReport| {
+        let roots = (source_root, dest_root, root_id);
+        delete_pass(db, audit, stop, opts, say, run, policy, roots, report)
+    };
 
-    // 3. Run-level rails. A dry run over the cap still lists what it would
-    //    delete: that list is what the operator needs to raise the cap.
-    if let Err(refusal) = decide::may_mirror(&run, &policy) {
-        let list_anyway = opts.dry_run && matches!(refusal, Refusal::OverCap { .. });
-        if !list_anyway {
-            return Err(refused(refusal, 0));
-        }
-        let unlimited = MirrorPolicy {
-            max_delete: decide::MaxDelete::Off,
-        };
-        delete_pass(
-            db,
-            audit,
-            stop,
-            opts,
-            say,
-            &mut run,
-            &unlimited,
-            (source_root, dest_root, root_id),
-            &mut report,
-        )?;
-        say(&format!(
-            "dry run: would delete {} entries ({}), but a real run would refuse",
-            report.deleted,
-            human_bytes(report.deleted_bytes)
-        ));
-        return Err(refused(refusal, 0));
-    }
+    // 3. Run-level rails.
+    check_rails(job, &mut run, &policy, opts, &mut report, say, &mut pass)?;
     test_pause();
 
     // 4. One candidate at a time, deepest first, each re-checked live.
-    let outcome = delete_pass(
-        db,
-        audit,
-        stop,
-        opts,
-        say,
-        &mut run,
-        &policy,
-        (source_root, dest_root, root_id),
-        &mut report,
-    );
+    let outcome = pass(&mut run, &policy, &mut report);
     if let Err(MirrorError::Refused { refusal, .. }) = outcome {
-        return Err(refused(refusal, report.deleted));
+        return Err(refused(job, refusal, report.deleted));
     }
     outcome?;
+    close(&report, say);
+    Ok(report)
+}
+
+/// The refusal the stage returns, naming the job's source root.
+fn refused(job: &Job, refusal: Refusal, deleted: u64) -> MirrorError {
+    MirrorError::Refused {
+        refusal,
+        source_root: job.source.to_string(),
+        deleted,
+    }
+}
+
+/// The source root as it is now, and its identity, unless it is not a
+/// folder (missing, unreadable, not mounted...): then the stage refuses.
+fn source_root_now(source_root: &Path) -> Result<(SourceRoot, Option<RootId>), Refusal> {
+    let RootNow {
+        state: root_state,
+        id: root_id,
+        ..
+    } = RootNow::look(source_root, None);
+    if !matches!(root_state, SourceRoot::Dir { .. }) {
+        return Err(Refusal::SourceRoot(root_state));
+    }
+    Ok((root_state, root_id))
+}
+
+/// The run-level rails (`decide::may_mirror`). A dry run over the cap
+/// still lists what it would delete (that list is what the operator needs
+/// to raise the cap), then refuses as a real run would.
+fn check_rails(
+    job: &Job,
+    run: &mut MirrorRun,
+    policy: &MirrorPolicy,
+    opts: MirrorOptions,
+    report: &mut MirrorReport,
+    say: &dyn Fn(&str),
+    pass: &mut impl FnMut(&mut MirrorRun, &MirrorPolicy, &mut MirrorReport) -> Result<(), MirrorError>,
+) -> Result<(), MirrorError> {
+    let Err(refusal) = decide::may_mirror(run, policy) else {
+        return Ok(());
+    };
+    let list_anyway = opts.dry_run && matches!(refusal, Refusal::OverCap { .. });
+    if !list_anyway {
+        return Err(refused(job, refusal, 0));
+    }
+    let unlimited = MirrorPolicy {
+        max_delete: decide::MaxDelete::Off,
+    };
+    pass(run, &unlimited, report)?;
+    say(&format!(
+        "dry run: would delete {} entries ({}), but a real run would refuse",
+        report.deleted,
+        human_bytes(report.deleted_bytes)
+    ));
+    Err(refused(job, refusal, 0))
+}
+
+/// The stage's last log line and its closing note.
+fn close(report: &MirrorReport, say: &dyn Fn(&str)) {
     info!(
         deleted = report.deleted,
         kept = report.kept,
         failed = report.failed,
-        dry_run = opts.dry_run,
+        dry_run = report.dry_run,
         "mirror done"
     );
-    let verb = if opts.dry_run {
+    let verb = if report.dry_run {
         "dry run: would delete"
     } else {
         "mirror: deleted"
@@ -244,5 +252,4 @@ pub fn run(
             String::new()
         }
     ));
-    Ok(report)
 }
