@@ -47,57 +47,84 @@ pub struct Sample {
 
 /// The file's text: HELP and TYPE before each metric family.
 pub fn render(s: &Sample) -> String {
-    let job = format!("jobrun_job=\"{}\"", escape(&s.job));
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{{{job}{labels}}} {}", number(*v));
-        }
+    let mut text = Families {
+        job: format!("jobrun_job=\"{}\"", escape(&s.job)),
+        out: String::new(),
     };
+    state_db_families(&mut text, s);
+    transfer_families(&mut text, s);
+    run_families(&mut text, s);
+    text.out
+}
+
+/// The text being rendered, and the job label every sample line carries.
+struct Families {
+    job: String,
+    out: String,
+}
+
+impl Families {
+    /// One family: its HELP and TYPE lines, then one line per
+    /// (extra labels, value).
+    fn family(&mut self, name: &str, kind: &str, help: &str, rows: &[(String, f64)]) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(self.out, "{name}{{{}{labels}}} {}", self.job, number(*v));
+        }
+    }
+
+    /// A gauge with one unlabelled sample.
+    fn gauge(&mut self, name: &str, help: &str, v: f64) {
+        self.family(name, "gauge", help, &[(String::new(), v)]);
+    }
+}
+
+/// The state DB's figures: entries and their bytes per status.
+fn state_db_families(text: &mut Families, s: &Sample) {
     let by_status = |pick: fn(&(String, u64, u64)) -> u64| -> Vec<(String, f64)> {
         s.statuses
             .iter()
             .map(|st| (format!(",status=\"{}\"", escape(&st.0)), pick(st) as f64))
             .collect()
     };
-    let one = |v: f64| vec![(String::new(), v)];
-    family(
+    text.family(
         "jobrun_entries",
         "gauge",
         "Entries in the job's state DB by status (files, folders and symlinks).",
         &by_status(|st| st.1),
     );
-    family(
+    text.family(
         "jobrun_entries_size_bytes",
         "gauge",
         "Bytes of the files in the job's state DB by status.",
         &by_status(|st| st.2),
     );
-    family(
+}
+
+/// What the transfer copied and writes now: bytes, rate, limit, files in
+/// flight, failures.
+fn transfer_families(text: &mut Families, s: &Sample) {
+    text.gauge(
         "jobrun_run_copied_bytes",
-        "gauge",
         "Bytes of the entries synced by the current (or last) run.",
-        &one(s.run_copied_bytes as f64),
+        s.run_copied_bytes as f64,
     );
-    family(
+    text.family(
         "jobrun_copied_bytes_total",
         "counter",
         "Bytes of the entries synced by all runs of the job.",
-        &one(s.copied_bytes_total as f64),
+        &[(String::new(), s.copied_bytes_total as f64)],
     );
-    family(
+    text.gauge(
         "jobrun_run_written_bytes",
-        "gauge",
         "Bytes written to the destination by the current (or last) run, partial files included.",
-        &one(s.run_written_bytes as f64),
+        s.run_written_bytes as f64,
     );
-    family(
+    text.gauge(
         "jobrun_rate_bytes_per_second",
-        "gauge",
         "Bytes written per second over the last 10 seconds.",
-        &one(s.rate),
+        s.rate,
     );
     if let Some(l) = s.limit {
         let v = match l {
@@ -105,60 +132,56 @@ pub fn render(s: &Sample) -> String {
             Limit::Pause => 0.0,
             Limit::Rate(r) => r as f64,
         };
-        family(
+        text.gauge(
             "jobrun_bwlimit_bytes_per_second",
-            "gauge",
             "Bandwidth limit in force (+Inf: none, 0: paused).",
-            &one(v),
+            v,
         );
     }
-    family(
+    text.gauge(
         "jobrun_files_in_flight",
-        "gauge",
         "Files the transfer lanes are copying now.",
-        &one(s.files_in_flight as f64),
+        s.files_in_flight as f64,
     );
-    family(
+    text.gauge(
         "jobrun_run_failed_entries",
-        "gauge",
         "Entries that failed in the current (or last) run.",
-        &one(s.run_failed as f64),
+        s.run_failed as f64,
     );
-    family(
+}
+
+/// The run itself: going or not, its start and end, its exit code, and
+/// the heartbeat.
+fn run_families(text: &mut Families, s: &Sample) {
+    text.gauge(
         "jobrun_running",
-        "gauge",
         "1 while a run of the job is going, 0 once it ended.",
-        &one(if s.running { 1.0 } else { 0.0 }),
+        if s.running { 1.0 } else { 0.0 },
     );
-    family(
+    text.gauge(
         "jobrun_last_run_start_timestamp_seconds",
-        "gauge",
         "Start of the current (or last) run, Unix time.",
-        &one(s.run_start),
+        s.run_start,
     );
     if let Some(end) = s.run_end {
-        family(
+        text.gauge(
             "jobrun_last_run_end_timestamp_seconds",
-            "gauge",
             "End of the last run, Unix time.",
-            &one(end),
+            end,
         );
     }
     if let Some(code) = s.exit_code {
-        family(
+        text.gauge(
             "jobrun_last_run_exit_code",
-            "gauge",
             "Exit code of the last run (0 ok, 1 files failed, 4 aborted, 130 stopped).",
-            &one(f64::from(code)),
+            f64::from(code),
         );
     }
-    family(
+    text.gauge(
         "jobrun_heartbeat_timestamp_seconds",
-        "gauge",
         "When the run last wrote this file, Unix time (every second while it goes).",
-        &one(s.heartbeat),
+        s.heartbeat,
     );
-    out
 }
 
 /// Replaces `path` with `text` atomically: written to `<path>.<pid>.tmp`
@@ -234,6 +257,47 @@ mod tests {
                 assert!(l.starts_with(&format!("{announced}{{")), "{l}");
             }
         }
+    }
+
+    /// The whole text, byte for byte: every family present, then every
+    /// optional one absent.
+    #[test]
+    fn renders_every_family_in_order() {
+        let full = Sample {
+            job: "archive".into(),
+            statuses: vec![
+                ("failed".into(), 1, 10),
+                ("pending".into(), 3, 300),
+                ("synced".into(), 5, 500),
+            ],
+            run_copied_bytes: 500,
+            copied_bytes_total: 1_500,
+            run_written_bytes: 640,
+            rate: 12.345_6,
+            limit: Some(Limit::Rate(1_048_576)),
+            files_in_flight: 2,
+            run_failed: 1,
+            running: false,
+            run_start: 1_764_000_000.5,
+            run_end: Some(1_764_000_100.0),
+            exit_code: Some(1),
+            heartbeat: 1_764_000_100.25,
+        };
+        let bare = Sample {
+            job: "bare".into(),
+            running: true,
+            ..Sample::default()
+        };
+        let paused = Sample {
+            limit: Some(Limit::Pause),
+            ..bare.clone()
+        };
+        insta::assert_snapshot!(format!(
+            "{}---\n{}---\n{}",
+            render(&full),
+            render(&bare),
+            render(&paused)
+        ));
     }
 
     #[test]

@@ -131,6 +131,48 @@ fn check_root(job: &Job, db: &StateDb) -> Result<(), Failure> {
 }
 
 pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
+    let mut opened = open(args)?;
+    let job = &opened.job;
+    let style = Style::pick(args.quiet, job.progress_interval);
+    let progress = Progress::default();
+    let reporter = Reporter::start(&progress, style);
+    let say = |l: &str| reporter.say(l);
+
+    let todo = plan_todo(args, &opened.db, &say)?;
+    let mut rec = start(job, args, &opened.db, &mut opened.audit, &todo)?;
+    say_start(&say, &rec, &todo);
+    progress.set_backlog(todo.files, todo.bytes);
+    progress.set_limit(crate::throttle::limit_code(job.bwlimit.limit_now()));
+    progress.set_phase(Phase::Transfer);
+    let result = verify::run(
+        job,
+        todo.plan,
+        &mut opened.db,
+        &mut opened.audit,
+        &progress,
+        &opened.stop,
+        &mut rec,
+    );
+    progress.set_phase(Phase::Idle);
+    drop(reporter);
+    finish(&mut opened, &mut rec, &result)
+}
+
+/// What a verify holds from its start to its end. Fields drop in this
+/// order: the audit log, the DB, then the lock.
+struct Opened {
+    audit: AuditLog,
+    db: StateDb,
+    _lock: JobLock,
+    stop: Arc<AtomicBool>,
+    /// Taken before the lock: the summary's time includes waiting for it.
+    started: Instant,
+    job: Job,
+}
+
+/// Loads the job, arms SIGINT/SIGTERM, takes the job's lock, opens the DB
+/// (checking the roots it records) and the audit log.
+fn open(args: &VerifyArgs) -> Result<Opened, Failure> {
     let job = load(&args.common)?;
     if !job.db.exists() {
         return Err(fail(
@@ -147,24 +189,45 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
         let _ = signal_hook::flag::register(sig, stop.clone());
     }
     let started = Instant::now();
-    let _lock = JobLock::acquire(&job).map_err(|e| {
+    let lock = JobLock::acquire(&job).map_err(|e| {
         let exit = match e {
             LockError::Locked { .. } => Exit::Locked,
             LockError::Lock { .. } => Exit::Fatal,
         };
         fail(e, exit)
     })?;
-    let mut db = StateDb::open(&job.db).map_err(db_failure)?;
+    let db = StateDb::open(&job.db).map_err(db_failure)?;
     db.check_roots(&job.source, &job.destination, &runner::same_folder)
         .map_err(db_failure)?;
     check_root(&job, &db)?;
-    let mut audit = AuditLog::open(&job.log).map_err(|e| fail(e, Exit::Fatal))?;
+    let audit = AuditLog::open(&job.log).map_err(|e| fail(e, Exit::Fatal))?;
+    Ok(Opened {
+        audit,
+        db,
+        _lock: lock,
+        stop,
+        started,
+        job,
+    })
+}
 
-    let style = Style::pick(args.quiet, job.progress_interval);
-    let progress = Progress::default();
-    let reporter = Reporter::start(&progress, style);
-    let say = |l: &str| reporter.say(l);
+/// This verify's plan and what it leaves to read.
+struct Todo {
+    plan: Plan,
+    /// When the verify started (ns).
+    now: i64,
+    /// Files and bytes to read at the destination.
+    files: u64,
+    bytes: u64,
+    /// Synced files with a recorded hash, and without one.
+    hashed: u64,
+    no_hash: u64,
+}
 
+/// Plans the verify: since when files found intact are skipped (`--since`,
+/// or the start of an unfinished verify, which is resumed), which files the
+/// sample takes, and what that leaves to read.
+fn plan_todo(args: &VerifyArgs, db: &StateDb, say: &dyn Fn(&str)) -> Result<Todo, Failure> {
     let now = now_ns();
     let unfinished = db.unfinished_verify().map_err(db_failure)?;
     let since_ns = match (args.since, &unfinished) {
@@ -188,14 +251,34 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
         repair: args.repair,
     };
     let (hashed, no_hash) = db.synced_files().map_err(db_failure)?;
-    let (mut todo_files, mut todo_bytes) = (0u64, 0u64);
+    let (mut files, mut bytes) = (0u64, 0u64);
     db.verify_todo_sizes(since_ns, |id, size| {
         if sample.is_none_or(|(p, seed)| verify::in_sample(id.get(), p, seed)) {
-            todo_files += 1;
-            todo_bytes += size;
+            files += 1;
+            bytes += size;
         }
     })
     .map_err(db_failure)?;
+    Ok(Todo {
+        plan,
+        now,
+        files,
+        bytes,
+        hashed,
+        no_hash,
+    })
+}
+
+/// Records the verify's `verifies` row and writes its `verify_start` audit
+/// line. Returns the row, to be filled in as the verify goes.
+fn start(
+    job: &Job,
+    args: &VerifyArgs,
+    db: &StateDb,
+    audit: &mut AuditLog,
+    todo: &Todo,
+) -> Result<VerifyRecord, Failure> {
+    let (now, since_ns, sample) = (todo.now, todo.plan.since_ns, todo.plan.sample);
     let mut rec = VerifyRecord {
         started_at: now_rfc3339(),
         started_ns: now,
@@ -203,8 +286,8 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
         sample: sample.map(|s| s.0),
         seed: sample.map(|s| s.1),
         repair: args.repair,
-        skipped: hashed - todo_files,
-        no_hash,
+        skipped: todo.hashed - todo.files,
+        no_hash: todo.no_hash,
         ..VerifyRecord::default()
     };
     rec.id = db.start_verify(&rec).map_err(db_failure)?;
@@ -215,10 +298,10 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
             verify: rec.id,
             job: job.manifest.as_str(),
             destination: job.destination.as_str(),
-            files: todo_files,
-            bytes: todo_bytes,
+            files: todo.files,
+            bytes: todo.bytes,
             skipped: rec.skipped,
-            no_hash,
+            no_hash: todo.no_hash,
             since: rec.since_ns.map(rfc3339_ns),
             sample: rec.sample,
             seed: rec.seed,
@@ -229,6 +312,13 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
             pid: std::process::id(),
         })
         .map_err(|e| fail(e, Exit::Fatal))?;
+    Ok(rec)
+}
+
+/// The user's lines before the reading starts: the sample's seed (to repeat
+/// it), then what is to be read, skipped, and has no hash to compare.
+fn say_start(say: &dyn Fn(&str), rec: &VerifyRecord, todo: &Todo) {
+    let sample = todo.plan.sample;
     if let Some((p, seed)) = sample {
         say(&format!(
             "sample: {p}% of the files, seed {seed} (repeat it with --sample {p} --seed {seed})"
@@ -236,8 +326,8 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     }
     say(&format!(
         "verify: {} ({}) to read at the destination{}{}",
-        count(todo_files, "file", "files"),
-        human_bytes(todo_bytes),
+        count(todo.files, "file", "files"),
+        human_bytes(todo.bytes),
         if rec.skipped > 0 {
             format!(
                 ", {} skipped ({})",
@@ -247,30 +337,36 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
                 } else {
                     format!(
                         "found intact since {}",
-                        rfc3339_ns(since_ns).chars().take(19).collect::<String>()
+                        rfc3339_ns(todo.plan.since_ns)
+                            .chars()
+                            .take(19)
+                            .collect::<String>()
                     )
                 }
             )
         } else {
             String::new()
         },
-        if no_hash > 0 {
+        if todo.no_hash > 0 {
             format!(
                 ", {} without a recorded hash (found in place by a scan, never read by jobrun)",
-                count(no_hash, "file", "files")
+                count(todo.no_hash, "file", "files")
             )
         } else {
             String::new()
         }
     ));
-    progress.set_backlog(todo_files, todo_bytes);
-    progress.set_limit(crate::throttle::limit_code(job.bwlimit.limit_now()));
-    progress.set_phase(Phase::Transfer);
-    let result = verify::run(&job, plan, &mut db, &mut audit, &progress, &stop, &mut rec);
-    progress.set_phase(Phase::Idle);
-    drop(reporter);
+}
 
-    let (exit, error) = match &result {
+/// Ends the verify: its exit, the `verifies` row completed, the
+/// `verify_end` audit line, and the summary line (printed, or handed to the
+/// failure to print after its message).
+fn finish(
+    opened: &mut Opened,
+    rec: &mut VerifyRecord,
+    result: &Result<(), VerifyError>,
+) -> Result<Exit, Failure> {
+    let (exit, error) = match result {
         Ok(()) if rec.mismatched + rec.missing + rec.failed > 0 => (Exit::FilesFailed, None),
         Ok(()) => (Exit::Ok, None),
         Err(VerifyError::Interrupted) => (Exit::Interrupted, None),
@@ -279,12 +375,13 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     rec.ended_at = Some(now_rfc3339());
     rec.exit_code = Some(i32::from(exit.code()));
     rec.error.clone_from(&error);
-    let recorded = db.update_verify(&rec).map_err(|e| e.to_string());
-    let ended = audit
+    let recorded = opened.db.update_verify(rec).map_err(|e| e.to_string());
+    let ended = opened
+        .audit
         .write(&VerifyEnd {
             status: "verify_end",
             verify: rec.id,
-            job: job.manifest.as_str(),
+            job: opened.job.manifest.as_str(),
             files: rec.files,
             bytes: rec.bytes,
             verified: rec.ok,
@@ -298,7 +395,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
             error: error.as_deref(),
         })
         .map_err(|e| e.to_string());
-    let summary = format!("{}\n", summary_line(&rec, started.elapsed(), exit));
+    let summary = format!("{}\n", summary_line(rec, opened.started.elapsed(), exit));
     match error.or(recorded.err()).or(ended.err()) {
         Some(message) => Err(Failure {
             message,
