@@ -15,8 +15,10 @@
 //!   `LaneCtx`, the FIFO's `block`s, `writeback` pacing (its raw syscalls),
 //!   the one `commit`ter with the durability barrier, `dest` path helpers,
 //!   `failnote` (what stderr says of failures);
-//! - `mirror`: extras deleted behind its rails; `verify`: the destination
-//!   read back against the recorded hashes.
+//! - `mirror/`: `mod` (the stage and its run-level rails), `listing` (the
+//!   candidates: destination entries without a source row), `delete` (the
+//!   pass that judges and deletes each, deepest first); `verify`: the
+//!   destination read back against the recorded hashes.
 //!
 //! Leaves, each rule written once:
 //! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,

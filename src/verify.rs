@@ -112,7 +112,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn wants(&self, id: RowId) -> bool {
+    /// Whether row `id` is in this verify's sample (every row without one).
+    pub fn wants(&self, id: RowId) -> bool {
         self.sample
             .is_none_or(|(p, seed)| in_sample(id.get(), p, seed))
     }

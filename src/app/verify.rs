@@ -253,7 +253,7 @@ fn plan_todo(args: &VerifyArgs, db: &StateDb, say: &dyn Fn(&str)) -> Result<Todo
     let (hashed, no_hash) = db.synced_files().map_err(db_failure)?;
     let (mut files, mut bytes) = (0u64, 0u64);
     db.verify_todo_sizes(since_ns, |id, size| {
-        if sample.is_none_or(|(p, seed)| verify::in_sample(id.get(), p, seed)) {
+        if plan.wants(id) {
             files += 1;
             bytes += size;
         }
