@@ -82,7 +82,8 @@ mod tests {
         let root = Root::open(t.path()).unwrap();
         assert!(!root.takes_creation_time());
         let f = File::create(t.path().join("f")).unwrap();
-        root.set_created(&f, Some(1_600_000_000_000_000_000)).unwrap();
+        root.set_created(&f, Some(1_600_000_000_000_000_000))
+            .unwrap();
         let mut buf = [0u8; 64];
         let got = rustix::fs::fgetxattr(f.as_fd(), CREATION_XATTR, &mut buf);
         assert!(got.is_err(), "no {CREATION_XATTR} on a local file: {got:?}");

@@ -68,9 +68,7 @@ pub fn smb_stored_len(name: &[u8]) -> usize {
 /// The error recorded for a failure: `error`, with the reason in front when
 /// the destination refuses the name (ENOENT alone would say nothing).
 pub fn explain(dest: &Path, error: String) -> String {
-    let long = dest
-        .file_name()
-        .map_or(0, |n| smb_stored_len(n.as_bytes()));
+    let long = dest.file_name().map_or(0, |n| smb_stored_len(n.as_bytes()));
     match unsupported(dest, &error) {
         Some(Unsupported::Name) if long > 255 => format!(
             "the destination refuses this name: too long ({long} bytes as an SMB share stores \
@@ -176,10 +174,16 @@ mod tests {
         assert_eq!(smb_stored_len(&long), 270);
         for errno in [libc::ENAMETOOLONG, libc::ENOENT, libc::EINVAL] {
             let why = explain(&d(&long), e(errno));
-            assert!(why.starts_with("the destination refuses this name: too long (270 bytes"), "{why}");
+            assert!(
+                why.starts_with("the destination refuses this name: too long (270 bytes"),
+                "{why}"
+            );
         }
         // ENAMETOOLONG is a refused name whatever the name holds.
-        assert_eq!(unsupported(&d(&[b'a'; 200]), &e(libc::ENAMETOOLONG)), Some(Unsupported::Name));
+        assert_eq!(
+            unsupported(&d(&[b'a'; 200]), &e(libc::ENAMETOOLONG)),
+            Some(Unsupported::Name)
+        );
         assert!(!explain(&d(b"a\\b"), e(22)).contains("too long"));
     }
 }
