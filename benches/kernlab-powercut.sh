@@ -23,11 +23,13 @@ set -euo pipefail
 M=/mnt/kernlab
 
 if [[ ${1:-} == --guest ]]; then # ---- guest: [--resume K P] [--cut K P] --
+  set +e # each run's status is recorded, not acted on
   t0=$(date +%s.%N)
   shift
   while [[ $# -gt 0 ]]; do
     what=$1 k=$2 p=$3
     shift 3
+    mkdir -p "$M/$p/dst/pc"
     printf 'source = "%s/%s/src/pc"\ndestination = "%s/%s/dst/pc/cut%02d"\n' "$M" "$p" "$M" "$p" "$k" >"$OUT/cut$k.toml"
     if [[ $what == --resume ]]; then
       "$JOBRUN" --quiet "$OUT/cut$k.toml" >"$OUT/cut$k.run2.out" 2>&1
