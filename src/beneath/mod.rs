@@ -28,6 +28,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,7 @@ use rustix::io::Errno;
 
 use crate::roots::RootId;
 
+mod created;
 mod dir;
 mod meta;
 
@@ -122,6 +124,9 @@ pub struct Root {
     /// or `u64::MAX` once it found the path leading elsewhere.
     looked_ms: AtomicU64,
     opened: Instant,
+    /// Whether the root is on a cifs mount (see `created.rs`), looked up
+    /// the first time it matters.
+    cifs: OnceLock<bool>,
 }
 
 /// How often [`Root::moved`] looks at the root's path again.
@@ -146,6 +151,7 @@ impl Root {
             },
             looked_ms: AtomicU64::new(0),
             opened: Instant::now(),
+            cifs: OnceLock::new(),
         })
     }
 

@@ -31,6 +31,9 @@ pub struct FileTask {
     pub link_target: Option<PathBuf>,
     pub uid: u32,
     pub gid: u32,
+    /// The source's creation time at open, where its filesystem reports one
+    /// (applied where the destination takes it: `Root::set_created`).
+    pub created_ns: Option<i64>,
 }
 
 /// A slice of a file's bytes.

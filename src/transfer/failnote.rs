@@ -54,10 +54,26 @@ pub fn unsupported(dest: &Path, error: &str) -> Option<Unsupported> {
     .then_some(Unsupported::Name)
 }
 
+/// Bytes `name` takes on an SMB server behind the kernel client's
+/// `mapposix`: each of `: * ? | < > "`, and a trailing dot or space, is
+/// sent as a private-use character, which the server stores in UTF-8 as
+/// three bytes.
+pub fn smb_stored_len(name: &[u8]) -> usize {
+    let mapped = name.iter().filter(|b| b":*?|<>\"".contains(b)).count()
+        + usize::from(matches!(name.last(), Some(b'.' | b' ')));
+    name.len() + 2 * mapped
+}
+
 /// The error recorded for a failure: `error`, with the reason in front when
 /// the destination refuses the name (ENOENT alone would say nothing).
 pub fn explain(dest: &Path, error: String) -> String {
+    let long = dest.file_name().map_or(0, |n| smb_stored_len(n.as_bytes()));
     match unsupported(dest, &error) {
+        Some(Unsupported::Name) if long > 255 => format!(
+            "the destination refuses this name: too long ({long} bytes as an SMB share stores \
+             it, where `: * ? | < > \"` and a trailing dot or space take 3 bytes each; most \
+             servers take 255): {error}"
+        ),
         Some(Unsupported::Name) => format!(
             "the destination refuses this name (SMB takes no `\\` and only UTF-8 names; \
              FAT also no `: * ? | < > \"`): {error}"
@@ -144,5 +160,26 @@ mod tests {
         assert!(explain(&d(b"l"), link.into()).contains("symlinks = \"skip\""));
         assert!(explain(&d(b"a\\b"), e(22)).starts_with("the destination refuses this name"));
         assert_eq!(explain(&d(b"plain"), e(5)), e(5));
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_share_says_so() {
+        let d = |n: &[u8]| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(n));
+        let e = |n: i32| format!("cannot rename into `x`: msg (os error {n})");
+        assert_eq!(smb_stored_len(b"plain"), 5);
+        assert_eq!(smb_stored_len(b"a:b."), 8);
+        // 250 bytes here, 270 on the server: refused however the share says it.
+        let long = [[b'x'; 240].as_slice(), &[b':'; 10]].concat();
+        assert_eq!(smb_stored_len(&long), 270);
+        for errno in [libc::ENAMETOOLONG, libc::ENOENT, libc::EINVAL] {
+            let why = explain(&d(&long), e(errno));
+            assert!(
+                why.starts_with("the destination refuses this name: too long (270 bytes"),
+                "{why}"
+            );
+        }
+        // A plain name in a path past PATH_MAX is not the name's fault.
+        assert_eq!(unsupported(&d(&[b'a'; 200]), &e(libc::ENAMETOOLONG)), None);
+        assert!(!explain(&d(b"a\\b"), e(22)).contains("too long"));
     }
 }

@@ -132,6 +132,7 @@ impl<'a> Reader<'a> {
                         gid,
                         kind: row.kind,
                         link_target: None,
+                        created_ns: None,
                     })
                 };
                 // Directories get their mtimes after their contents (writer).
@@ -297,12 +298,18 @@ impl<'a> Reader<'a> {
         };
         // The mode at open, not the scanned one: a file made private since
         // the scan must not arrive with its old, wider bits.
-        let file = task(
+        let mut file = task(
             before.len(),
             ns(before.mtime(), before.mtime_nsec()),
             ns(before.atime(), before.atime_nsec()),
             (before.mode(), before.uid(), before.gid()),
         );
+        if let Some(f) = Arc::get_mut(&mut file) {
+            f.created_ns = before.created().ok().and_then(|t| {
+                let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+                i64::try_from(d.as_nanos()).ok()
+            });
+        }
         debug!(id = row.id.get(), path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.ctx.job.checksum.hasher();
         let mut offset = 0u64;

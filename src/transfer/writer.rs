@@ -408,6 +408,7 @@ impl<'a> Writer<'a> {
         // before the rename: no path lookup, and the file appears under its
         // name with them.
         self.settle_file(task, &file);
+        let _ = self.ctx.dest.set_created(&file, task.created_ns); // best-effort, SMB only
         // A checked close: NFS and SMB report deferred write errors (ENOSPC,
         // EDQUOT, EIO) at close, which dropping a `File` would ignore.
         close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;

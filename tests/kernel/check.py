@@ -74,8 +74,16 @@ def db(path):
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+def has_files(c):
+    """A DB cut before its schema's first commit has no `files` table: no rows."""
+    return c.execute("SELECT 1 FROM sqlite_master WHERE name = 'files'").fetchone() is not None
+
+
 def synced(path):
     c = db(path)
+    if not has_files(c):
+        print("no rows committed yet (no `files` table)")
+        return 0
     rows = c.execute(
         "SELECT source_path, dest_path, size, hash, hash_algorithm FROM files "
         "WHERE kind = 'file' AND status = 'synced'"
@@ -121,6 +129,9 @@ def status(path, rel, want, text=None):
 
 def counts(path):
     c = db(path)
+    if not has_files(c):
+        print("no rows")
+        return 0
     print(dict(c.execute("SELECT status, count(*) FROM files GROUP BY status").fetchall()))
     return 0
 

@@ -62,6 +62,11 @@ for i in range(3):
     with open(p, "wb") as f:
         f.write(b"not UTF-8: SMB cannot name it")
 
+# Names the source takes but SMB cannot store: each reserved character is
+# sent as a private-use character, 3 bytes in UTF-8 on the server.
+put("names/" + "x" * 240 + ":" * 10, 0, 3, b"250 bytes here, 270 on the server")
+put("names/" + ":" * 200, 0, 4, b"200 bytes here, 600 on the server")
+
 put("links/ok.txt", 0, 1, b"target")
 for i in range(3):
     os.symlink("ok.txt", os.path.join(root, f"links/link{i}"))
@@ -72,3 +77,12 @@ put("silly/keep.txt", 0, 1, b"kept")
 
 for i in range(60):
     put(f"cut/f{i:02}", 1 << 20, i)
+
+for n in ["a.txt", "b.txt"]:  # creation times set in the guest (SMB)
+    put(f"crtime/{n}", 100, 1)
+put("estale/a-big", 8 << 20, 1)  # deleted on the server while read
+for i in range(3):
+    put(f"estale/b-{i}", 10_000, 2 + i)
+for i in range(30):
+    put(f"actimeo/f{i:02}", 3000 + i, i)
+put("actimeo/x", 5000, 40)

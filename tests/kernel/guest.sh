@@ -86,6 +86,64 @@ phase_silly() { # .nfsXXXX files left by open-then-deleted files, both sides
   exec 3>&- 4>&-
 }
 
+# The cifs client's creation time of each PATH (FILETIME: 100 ns since 1601).
+crtime_get() {
+  python3 -c 'import os, sys
+for p in sys.argv[1:]:
+    print(os.path.basename(p), int.from_bytes(os.getxattr(p, "user.cifs.creationtime"), "little"))' "$@"
+}
+
+phase_crtime() { # the source's creation time, applied on SMB, recorded on NFS
+  local s="$M/smb/src/jr/crtime"
+  for f in "$s"/*; do
+    python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.cifs.creationtime", int(sys.argv[2]).to_bytes(8, "little"))' \
+      "$f" "$CRTIME_NT"
+  done
+  job crtime-smb "$s" "$M/smb/dst/jr/crtime"
+  jr crtime-smb.run1 "$W/crtime-smb.toml"
+  job crtime-nfs "$s" "$M/nfs3/dst/jr/crtime"
+  jr crtime-nfs.run1 "$W/crtime-nfs.toml"
+  cp "$s/a.txt" "$M/smb/dst/jr/crtime-control.txt" # a plain copy: created now
+  sync
+  echo 3 >/proc/sys/vm/drop_caches # asked from the server again
+  crtime_get "$s/a.txt" "$M/smb/dst/jr/crtime/a.txt" "$M/smb/dst/jr/crtime/b.txt" \
+    "$M/smb/dst/jr/crtime-control.txt" >"$W/out/crtime.txt" 2>&1
+  jr crtime-smb.run2 "$W/crtime-smb.toml"
+}
+
+phase_estale() { # a source file deleted on the server while it is read
+  local s="$M/nfs3/src/jr/estale" d="$M/nfs3/dst/jr/estale" i
+  job estale "$s" "$d"
+  "$J" --bwlimit 2M --transfers 1 "$W/estale.toml" >"$W/out/estale.run1.out" 2>"$W/out/estale.run1.err" &
+  local pid=$!
+  for i in $(seq 300); do
+    [ -n "$(ls -A "$d" 2>/dev/null)" ] && break
+    sleep 0.1
+  done
+  sleep 1
+  # Deleted by another client (Samba, on the same backing folder): the
+  # server's file is gone while this client still reads it by its handle
+  # (a delete through this NFS mount would be a silly rename instead).
+  rm "$M/smb/src/jr/estale/a-big"
+  echo "deleted after $i ticks" >"$W/out/estale.deleted"
+  wait "$pid"
+  echo $? >"$W/out/estale.run1.rc"
+  jr estale.run2 "$W/estale.toml"
+}
+
+phase_actimeo() { # NFSv4 with actimeo=30 (run.sh): cached attributes at the rescans
+  local s="$M/nfs4/src/jr/actimeo" d="$M/nfs4/dst/jr/actimeo"
+  job actimeo "$s" "$d"
+  jr actimeo.run1 "$W/actimeo.toml"
+  jr actimeo.run2 "$W/actimeo.toml" # at once: attributes from the client's cache
+  # x changed at the server behind this client's cache (through SMB).
+  touch -m -d '2001-01-01 00:00:00' "$M/smb/dst/jr/actimeo/x"
+  jr actimeo.run3 "$W/actimeo.toml" # still cached: may not see it
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+  jr actimeo.run4 "$W/actimeo.toml" # attributes from the server
+}
+
 phase_cut() { # the copy the power cut interrupts (run.sh passes --kill-after)
   local p=$CUT
   job "cut-$p" "$M/$p/src/jr/cut" "$M/$p/dst/jr/cut-$p"

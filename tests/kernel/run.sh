@@ -2,7 +2,8 @@
 # The kernel NFS/SMB tier: jobrun against the Linux kernel's NFSv3, NFSv4.1
 # and SMB3 clients in a kernlab guest (see README, "Kernel NFS/SMB tier").
 #
-#   tests/kernel/run.sh            full tier: all three protocols, two power cuts
+#   tests/kernel/run.sh            full tier: all three protocols, two power cuts,
+#                                  creation times, ESTALE, actimeo
 #   tests/kernel/run.sh --smoke    CI: NFSv3 + SMB core, a case collision, one cut
 #
 # Needs root and /dev/net/tun (kernlab). With --skip-ok (CI), a lab that
@@ -113,7 +114,9 @@ if [ $SMOKE = 0 ]; then
   expect "names: ok.txt copied" cmp "$S/names/ok.txt" "$D/names/ok.txt"
   expect "names: a backslash name failed with a reason" chk status "$W/smb-names.db" 'back\slash-7' failed "refuse"
   expect "names: a non-UTF-8 name failed with a reason" chk status "$W/smb-names.db" "$(printf 'bad-\xff-1')" failed "refuse"
-  expect "names: at most 20 warning lines for 203 refused names" test "$(grep -c 'failed' "$W/out/smb-names.run1.err")" -le 20
+  expect "names: a name too long for the share failed, saying so" chk status "$W/smb-names.db" "$(printf 'x%.0s' $(seq 240))::::::::::" failed "too long (270 bytes"
+  expect "names: a name of 200 colons too" chk status "$W/smb-names.db" "$(printf ':%.0s' $(seq 200))" failed "too long (600 bytes"
+  expect "names: at most 20 warning lines for 205 refused names" test "$(grep -c 'failed' "$W/out/smb-names.run1.err")" -le 20
   expect "links: each link failed" chk status "$W/smb-links.db" link1 failed "symlink"
   expect "links: one warning suggesting symlinks = skip" test "$(grep -c 'does not support symlinks: each one fails; set `symlinks = "skip"`' "$W/out/smb-links.run1.err")" = 1
   expect "links: with symlinks = skip the run is clean" rc_is smb-links.skip 0
@@ -150,6 +153,39 @@ if [ $SMOKE = 0 ]; then
   session resume-smb -- env CUT=smb bash "$G" resume || true
   expect "power cut (smb): the next run completes" rc_is cut-smb.run2 0
   expect "power cut (smb): destination = source" chk same "$S/cut" "$D/cut-smb" 100
+fi
+
+# ---- 4. full tier: creation times on SMB, ESTALE mid-read, actimeo ----------
+# 2001-02-03T04:05:06.7654321Z as a FILETIME and in ns since the epoch.
+CRTIME_NT=126256467067654321 CRTIME_NS=981173106765432100
+if [ $SMOKE = 0 ]; then
+  CRTIME_NT=$CRTIME_NT session more --nfs4-opts actimeo=30 -- env CRTIME_NT=$CRTIME_NT bash "$G" crtime estale actimeo || true
+  nt() { sed -n "$1p" "$W/out/crtime.txt" | cut -d' ' -f2; }
+  copied() { grep -ho 'jobrun: [0-9]* file' "$W/out/$1.err" "$W/out/$1.out" | grep -o '[0-9]*' | head -1; }
+  expect "crtime: copies to SMB and NFS" test "$(cat "$W/out/crtime-smb.run1.rc")$(cat "$W/out/crtime-nfs.run1.rc")" = 00
+  expect "crtime: the source's creation time was set (the scenario's premise)" test "$(nt 1)" = $CRTIME_NT
+  expect "crtime: SMB destination has the source's creation time" test "$(nt 2) $(nt 3)" = "$CRTIME_NT $CRTIME_NT"
+  expect "crtime: a plain cp gets another (the check tells them apart)" test "$(nt 4)" != $CRTIME_NT
+  expect "crtime: recorded in the DB for the NFS destination" \
+    test "$(sqlite3 "$W/crtime-nfs.db" "SELECT created_ns FROM files WHERE source_path LIKE '%/crtime/a.txt'")" = $CRTIME_NS
+  expect "crtime: no cifs attribute on the NFS destination's file" \
+    python3 -c 'import os, sys; a = os.listxattr(sys.argv[1]); print(a); sys.exit("user.cifs.creationtime" in a)' "$D/crtime/a.txt"
+  expect "crtime: second run copies nothing" noop crtime-smb.run2
+  expect "estale: the run goes on and fails the deleted file" rc_is estale.run1 1
+  # ganesha (VFS) keeps the deleted file's inode open, so this client reads
+  # on without ESTALE; the size/mtime check after the read fails it instead.
+  expect "estale: the deleted file failed, not synced" \
+    grep -q '"status":"failed".*estale/a-big.*"error":"\(source changed while being read\|cannot read source\)' "$W/estale.log"
+  expect "estale: no synced line for it" test -z "$(grep '"status":"synced".*estale/a-big' "$W/estale.log")"
+  for i in 0 1 2; do expect "estale: b-$i copied" chk status "$W/estale.db" "b-$i" synced; done
+  expect "estale: every synced row right" chk synced "$W/estale.db"
+  expect "estale: nothing left behind at the destination but the files" test "$(ls -A "$D/estale" | tr '\n' ' ')" = "b-0 b-1 b-2 "
+  expect "estale: the next run is clean" rc_is estale.run2 0
+  expect "actimeo: first run" rc_is actimeo.run1 0
+  expect "actimeo: rerun at once (cached attributes) copies nothing" noop actimeo.run2
+  expect "actimeo: after the cache drop only the file changed at the server is copied" \
+    test "$(($(copied actimeo.run3) + $(copied actimeo.run4)))" = 1
+  expect "actimeo: destination = source" chk same "$S/actimeo" "$D/actimeo"
 fi
 
 say "$PASSES passed, $FAILS failed (work folder $W)"
