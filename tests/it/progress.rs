@@ -338,16 +338,33 @@ fn status_shows_a_running_job() {
     assert_eq!(v["runs"][0]["state"], "ok");
 }
 
+/// Whether util-linux `script` (a pty for the terminal tests) is here;
+/// says so when not.
+fn have_script() -> bool {
+    let here = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !here {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+    }
+    here
+}
+
+/// Runs the shell command `cmd` on a pty, in the job's folder.
+fn in_pty(env: &TestEnv, cmd: &str) -> std::process::Output {
+    std::process::Command::new("script")
+        .current_dir(env.root())
+        .args(["-q", "-e", "-c", cmd, "/dev/null"])
+        .output()
+        .expect("spawn script")
+}
+
 /// On a terminal (a pty from util-linux `script`): the live display is
 /// drawn in place and cleared, and the summary follows it.
 #[test]
 fn terminal_gets_the_live_display() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: `script` (util-linux) is not installed");
+    if !have_script() {
         return;
     }
     let env = slow_env();
@@ -356,11 +373,7 @@ fn terminal_gets_the_live_display() {
         crate::env::BIN,
         env.manifest.display()
     );
-    let out = std::process::Command::new("script")
-        .current_dir(env.root())
-        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .output()
-        .expect("spawn script");
+    let out = in_pty(&env, &cmd);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
@@ -380,12 +393,7 @@ fn terminal_gets_the_live_display() {
 /// left the display's first line behind after Ctrl-C. Restored at the end.
 #[test]
 fn the_live_display_keeps_control_keys_from_echoing_until_it_ends() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: `script` (util-linux) is not installed");
+    if !have_script() {
         return;
     }
     let env = TestEnv::new();
@@ -398,11 +406,7 @@ fn the_live_display_keeps_control_keys_from_echoing_until_it_ends() {
         crate::env::BIN,
         env.manifest.display()
     );
-    let out = std::process::Command::new("script")
-        .current_dir(env.root())
-        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .output()
-        .expect("spawn script");
+    let out = in_pty(&env, &cmd);
     assert_eq!(out.status.code(), Some(0));
     let flag = |f: &str| {
         let t = std::fs::read_to_string(env.root().join(f)).unwrap();
@@ -517,12 +521,7 @@ fn backlog_done(line: &str) -> Option<String> {
 /// the big file copies alone (it used to count finished files only).
 #[test]
 fn terminal_shows_every_lane_and_a_backlog_that_moves() {
-    if std::process::Command::new("script")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: `script` (util-linux) is not installed");
+    if !have_script() {
         return;
     }
     let env = lanes_env();
@@ -531,11 +530,7 @@ fn terminal_shows_every_lane_and_a_backlog_that_moves() {
         crate::env::BIN,
         env.manifest.display()
     );
-    let out = std::process::Command::new("script")
-        .current_dir(env.root())
-        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
-        .output()
-        .expect("spawn script");
+    let out = in_pty(&env, &cmd);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     let lines = drawn_lines(&text, 120);
