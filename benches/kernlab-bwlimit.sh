@@ -20,21 +20,13 @@
 #      KERNLAB=path, OUT=dir, JOBRUN=binary (default: build release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-K=${KERNLAB:-}
-for c in "$K" ../shared/kernlab/kernlab /work/shared/kernlab/kernlab; do
-  [[ -n "$c" && -x "$c" ]] && { K=$(readlink -f "$c"); break; }
-done
-[[ -x "$K" ]] || { echo "kernlab not found; set KERNLAB=" >&2; exit 2; }
+. benches/kernlab-lib.sh
+find_kernlab
 read -r -a tools <<<"${TOOLS:-jobrun rsync rclone}"
 read -r -a dirs <<<"${DIRS:-write read}"
 read -r -a protos <<<"${PROTOS:-nfs3 nfs4 smb}"
-OUT=${OUT:-target/kernlab-bwlimit/$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-if [[ -z "${JOBRUN:-}" ]]; then
-  cargo build --release --locked --quiet
-  JOBRUN=$PWD/target/release/jobrun
-fi
+results_dir kernlab-bwlimit
+release_jobrun
 "$K" install >/dev/null
 "$K" up --rate 200mbit --ttl 7200 >/dev/null
 export RCLONE_CONFIG=/dev/null

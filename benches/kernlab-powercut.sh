@@ -49,20 +49,12 @@ if [[ ${1:-} == --guest ]]; then # ---- guest: [--resume K P] [--cut K P] --
 fi
 
 cd "$(dirname "$0")/.."
-K=${KERNLAB:-}
-for c in "$K" ../shared/kernlab/kernlab /work/shared/kernlab/kernlab; do
-  [[ -n "$c" && -x "$c" ]] && { K=$(readlink -f "$c"); break; }
-done
-[[ -x "$K" ]] || { echo "kernlab not found; set KERNLAB=" >&2; exit 2; }
+. benches/kernlab-lib.sh
+find_kernlab
 CUTS=${CUTS:-10} START=${START:-20}
 read -r -a at <<<"${AT:-4 5.5 7 8.5 10 11.5 13 14.5 16 6.2 9.3 12.4}"
-OUT=${OUT:-target/kernlab-powercut/$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-if [[ -z "${JOBRUN:-}" ]]; then
-  cargo build --release --locked --quiet
-  JOBRUN=$PWD/target/release/jobrun
-fi
+results_dir kernlab-powercut
+release_jobrun
 export JOBRUN OUT START
 "$K" install >/dev/null
 "$K" up --rate 200mbit --ttl 7200 >/dev/null

@@ -87,21 +87,13 @@ if [[ ${1:-} == --guest ]]; then # ---- the guest side: $2 = protocol -------
 fi
 
 cd "$(dirname "$0")/.."
-K=${KERNLAB:-}
-for c in "$K" ../shared/kernlab/kernlab /work/shared/kernlab/kernlab; do
-  [[ -n "$c" && -x "$c" ]] && { K=$(readlink -f "$c"); break; }
-done
-[[ -x "$K" ]] || { echo "kernlab not found; set KERNLAB=" >&2; exit 2; }
+. benches/kernlab-lib.sh
+find_kernlab
 read -r -a protos <<<"${PROTOS:-nfs4 smb nfs3}"
 ROUNDS=${ROUNDS:-3} DELAY=${DELAY:-1ms}
 LARGE_N=${LARGE_N:-4} LARGE_MIB=${LARGE_MIB:-32} SMALL_N=${SMALL_N:-800}
-OUT=${OUT:-target/kernlab-speed/$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-if [[ -z "${JOBRUN:-}" ]]; then
-  cargo build --release --locked --quiet
-  JOBRUN=$PWD/target/release/jobrun
-fi
+results_dir kernlab-speed
+release_jobrun
 export JOBRUN OUT
 command -v rsync >/dev/null && command -v rclone >/dev/null || { echo "needs rsync and rclone" >&2; exit 2; }
 "$K" install >/dev/null

@@ -35,5 +35,5 @@ for r in rows:
     print("| %s | %s | %s | %.1f | %.1f | %.2f | %.2f | %.2f | %s | %s |" % r[1:])
 print()
 print("limit 5 MiB/s (5.24 MB/s) for every tool; payload 40 MiB (8 x 4 MiB + 32 x 256 KiB); link 200 mbit;")
-print("wire bytes of the tap, headers included (NFS/SMB + TCP add a few %); goals (issue 13):")
+print("wire bytes of the tap, headers included (NFS/SMB + TCP add a few %); goals:")
 print("mean >= 0.95, 1 s peak <= 1.10, 100 ms peak <= 1.5 (x limit).")
