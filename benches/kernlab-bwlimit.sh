@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Does --bwlimit hold on the kernel NFS and SMB clients' write-back? (issue 13
-# item 5). Run as root:
+# Does --bwlimit hold on the kernel NFS and SMB clients' write-back? Run as
+# root:
 #
 #   benches/kernlab-bwlimit.sh
 #

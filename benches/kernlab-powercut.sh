@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Client power cuts during a limited copy (issue 13 item 4). Run as root:
+# Client power cuts during a limited copy. Run as root:
 #
 #   benches/kernlab-powercut.sh              # CUTS=10
 #

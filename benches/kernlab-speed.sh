@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Speed on the kernel NFS and SMB clients (issue 13 item 6). Run as root:
+# Speed on the kernel NFS and SMB clients. Run as root:
 #
 #   benches/kernlab-speed.sh                 # PROTOS="nfs4 smb nfs3", ROUNDS=3
 #   PROTOS=nfs4 ROUNDS=3 benches/kernlab-speed.sh
