@@ -360,6 +360,20 @@ fn in_pty(env: &TestEnv, cmd: &str) -> std::process::Output {
         .expect("spawn script")
 }
 
+/// Runs the job on a pty set up by `stty` (as `TERM=xterm`); it must exit
+/// 0. Returns what the terminal received.
+fn job_on_terminal(env: &TestEnv, stty: &str) -> String {
+    let cmd = format!(
+        "{stty} 2>/dev/null; TERM=xterm {} {}",
+        crate::env::BIN,
+        env.manifest.display()
+    );
+    let out = in_pty(env, &cmd);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    text
+}
+
 /// On a terminal (a pty from util-linux `script`): the live display is
 /// drawn in place and cleared, and the summary follows it.
 #[test]
@@ -368,14 +382,7 @@ fn terminal_gets_the_live_display() {
         return;
     }
     let env = slow_env();
-    let cmd = format!(
-        "stty cols 120 2>/dev/null; TERM=xterm {} {}",
-        crate::env::BIN,
-        env.manifest.display()
-    );
-    let out = in_pty(&env, &cmd);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let text = job_on_terminal(&env, "stty cols 120");
     assert!(
         text.contains("⠋ scan") || text.contains("transfer  "),
         "no live frame:\n{text}"
@@ -525,14 +532,7 @@ fn terminal_shows_every_lane_and_a_backlog_that_moves() {
         return;
     }
     let env = lanes_env();
-    let cmd = format!(
-        "stty rows 40 cols 120 2>/dev/null; TERM=xterm {} {}",
-        crate::env::BIN,
-        env.manifest.display()
-    );
-    let out = in_pty(&env, &cmd);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let text = job_on_terminal(&env, "stty rows 40 cols 120");
     let lines = drawn_lines(&text, 120);
     // Frames: from one `transfer  N active` head to the next.
     let mut frames: Vec<Vec<&String>> = Vec::new();
