@@ -27,6 +27,17 @@ pub struct Out {
 }
 
 impl Out {
+    /// The summary says nothing was copied (a converged job's rerun).
+    #[track_caller]
+    pub fn assert_copied_nothing(&self) -> &Self {
+        assert!(
+            self.stdout.contains("jobrun: 0 files, 0 B copied"),
+            "copied again: {}",
+            self.stdout
+        );
+        self
+    }
+
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
         assert_eq!(

@@ -132,11 +132,7 @@ fn hostile_names_are_copied_byte_exact_and_logged_losslessly() {
     // Nothing to do the second time.
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(
-        out.stdout.contains("jobrun: 0 files, 0 B copied"),
-        "{}",
-        out.stdout
-    );
+    out.assert_copied_nothing();
 }
 
 #[test]
@@ -213,11 +209,7 @@ fn symlinks_are_copied_as_symlinks_with_their_own_mtime() {
     env.assert_trees_equal();
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(
-        out.stdout.contains("jobrun: 0 files, 0 B copied"),
-        "{}",
-        out.stdout
-    );
+    out.assert_copied_nothing();
 }
 
 #[test]
@@ -560,11 +552,7 @@ fn vfat_destination_second_run_copies_nothing_and_rejects_some_entries() {
         synced_before,
         "second run copied files again"
     );
-    assert!(
-        out.stdout.contains("jobrun: 0 files, 0 B copied"),
-        "{}",
-        out.stdout
-    );
+    out.assert_copied_nothing();
     // Without the rejected entries the job is clean, and stays clean.
     for f in rejected.iter().chain(&["link"]) {
         std::fs::remove_file(env.src.join(f)).unwrap();
@@ -572,11 +560,7 @@ fn vfat_destination_second_run_copies_nothing_and_rejects_some_entries() {
     env.run(&[]).assert_code(0);
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(
-        out.stdout.contains("jobrun: 0 files, 0 B copied"),
-        "{}",
-        out.stdout
-    );
+    out.assert_copied_nothing();
     assert_eq!(
         status_counts(&env).get("synced").copied(),
         Some(files.len())
@@ -674,11 +658,7 @@ fn case_collisions_on_a_case_insensitive_destination_fail_the_second_name() {
     for _ in 0..2 {
         let out = env.run(&[]);
         out.assert_code(1);
-        assert!(
-            out.stdout.contains("jobrun: 0 files, 0 B copied"),
-            "{}",
-            out.stdout
-        );
+        out.assert_copied_nothing();
         assert!(!out.stdout.contains("deleted"), "{}", out.stdout);
         assert_eq!(
             std::fs::read(env.dst.join("Case.txt")).unwrap(),
@@ -760,11 +740,7 @@ fn other_spellings_are_the_same_name(env: &mut TestEnv) {
     );
     let out = env.run(&[]);
     out.assert_code(1);
-    assert!(
-        out.stdout.contains("jobrun: 0 files, 0 B copied"),
-        "{}",
-        out.stdout
-    );
+    out.assert_copied_nothing();
     assert!(env.log_with_status("deleted").is_empty());
 }
 
@@ -853,10 +829,6 @@ fn nfs_silly_rename_files_are_neither_copied_nor_deleted() {
     assert!(env.log_with_status("deleted").is_empty());
     let out = env.run(&[]);
     out.assert_code(0);
-    assert!(
-        out.stdout.contains("jobrun: 0 files, 0 B copied"),
-        "{}",
-        out.stdout
-    );
+    out.assert_copied_nothing();
     assert!(theirs.exists());
 }
