@@ -408,7 +408,11 @@ impl<'a> Writer<'a> {
         // before the rename: no path lookup, and the file appears under its
         // name with them.
         self.settle_file(task, &file);
-        let _ = self.ctx.dest.set_created(&file, task.created_ns); // best-effort, SMB only
+        // Best effort, SMB only: a creation time the share refuses costs
+        // nothing of the copy (the DB keeps the source's).
+        if let Err(e) = self.ctx.dest.set_created(&file, task.created_ns) {
+            debug!(path = %path.display(), error = %e, "creation time not set");
+        }
         // A checked close: NFS and SMB report deferred write errors (ENOSPC,
         // EDQUOT, EIO) at close, which dropping a `File` would ignore.
         close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
