@@ -136,9 +136,9 @@ impl Filter {
         if self.is_empty() {
             return false;
         }
-        let mut parents: Vec<&Path> = rel.ancestors().skip(1).collect();
-        parents.reverse();
-        parents.iter().any(|p| self.excludes(p, true)) || self.excludes(rel, is_dir)
+        // Any excluded parent will do, in whatever order (no allocation:
+        // this runs once per DB row when the filters change).
+        rel.ancestors().skip(1).any(|p| self.excludes(p, true)) || self.excludes(rel, is_dir)
     }
 
     /// A stable text of the patterns, to tell whether they changed since
