@@ -56,6 +56,8 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
         let h = s.spawn(move || beside.run(stop, reload, done));
         let r = runner::run(&job, opts, &progress, stop, &shared, &say);
         done.store(true, Relaxed);
+        // Woken now, not at its next tick: the run's end waits for nobody.
+        h.thread().unpark();
         let metrics = h.join().expect("the thread beside the run panicked");
         (r, metrics)
     });
@@ -156,7 +158,7 @@ impl Beside<'_> {
                 );
                 next_write = Instant::now() + METRICS_EVERY;
             }
-            std::thread::sleep(BESIDE_TICK);
+            std::thread::park_timeout(BESIDE_TICK);
         }
     }
 

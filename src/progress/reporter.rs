@@ -292,7 +292,7 @@ fn report_loop(
         let now = Instant::now();
         let wake = pace.next_sample.min(pace.next_print);
         if now < wake {
-            std::thread::sleep((wake - now).min(Duration::from_millis(50)));
+            std::thread::park_timeout((wake - now).min(Duration::from_millis(50)));
             continue;
         }
         let snap = p.snapshot();
@@ -333,6 +333,7 @@ impl Drop for Reporter {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         if let Ok(mut g) = LIVE.lock() {
