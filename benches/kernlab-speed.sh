@@ -23,12 +23,12 @@
 # from the guest's eth0 counters around each command. Every copy is compared
 # with its source on the host (names, sizes, bytes). Prints one table of
 # medians (also OUT/table.md).
-# Env: PROTOS, ROUNDS, LARGE_N, LARGE_MIB, SMALL_N, DELAY (netem, 1ms),
+# Env: PROTOS, ROUNDS, CASES (of "large small noop"), LARGE_N, LARGE_MIB, SMALL_N, DELAY (netem, 1ms),
 #      KERNLAB=path, OUT=dir, JOBRUN=binary (default: build release).
 set -euo pipefail
 
 if [[ ${1:-} == --guest ]]; then # ---- the guest side: $2 = protocol -------
-  p=$2 r=$3
+  p=$2 r=$3 cases=${4:-large small noop}
   S=/mnt/kernlab/$p/src/speed D=/mnt/kernlab/$p/dst/speed
   export RCLONE_CONFIG=/dev/null
   printf 'source = "/nonexistent"\ndestination = "/nonexistent"\n' >/tmp/job.toml
@@ -71,7 +71,7 @@ if [[ ${1:-} == --guest ]]; then # ---- the guest side: $2 = protocol -------
   rclone copy "$S/noop" "$D/noop" >>"$OUT/guest-$p.out" 2>&1
   echo "  noop tree in place"
   for n in $(seq 1 "$r"); do
-    for c in large small noop; do
+    for c in $cases; do
       case $c in
         large) tools=(jobrun cp) ;;
         small) tools=(jobrun rclone) ;;
@@ -90,7 +90,7 @@ cd "$(dirname "$0")/.."
 . benches/kernlab-lib.sh
 find_kernlab
 read -r -a protos <<<"${PROTOS:-nfs4 smb nfs3}"
-ROUNDS=${ROUNDS:-3} DELAY=${DELAY:-1ms}
+ROUNDS=${ROUNDS:-3} DELAY=${DELAY:-1ms} CASES=${CASES:-large small noop}
 LARGE_N=${LARGE_N:-4} LARGE_MIB=${LARGE_MIB:-32} SMALL_N=${SMALL_N:-800}
 results_dir kernlab-speed
 release_jobrun
@@ -125,7 +125,7 @@ PY
 for p in "${protos[@]}"; do
   "$K" reset >/dev/null
   echo "== $p [$(uptime | sed 's/.*load/load/')]"
-  "$K" run --rw "$OUT" --delay "$DELAY" --timeout 3000 -- bash "$PWD/benches/kernlab-speed.sh" --guest "$p" "$ROUNDS"
+  "$K" run --rw "$OUT" --delay "$DELAY" --timeout 3000 -- bash "$PWD/benches/kernlab-speed.sh" --guest "$p" "$ROUNDS" "$CASES"
   # Every copy = its source (names, sizes, bytes), on the host.
   for d in /srv/kernlab/dst/speed/*; do
     c=$(basename "$d" | cut -d- -f1)

@@ -7,6 +7,7 @@
 //! `walk` owns the walkers (what a tree holds, in merge order); `merge`
 //! owns the pairing of the two walks and every row the scan writes.
 
+mod list;
 mod merge;
 mod walk;
 

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
+use super::list::{Child, LISTERS, Listers, Listing};
 use super::{MAX_FAILURES, SKIPPED_SPECIAL, SKIPPED_SYMLINK, ScanError, ScanReport, Skipped};
 use crate::beneath::{Dir, Root, ns};
 use crate::db::ScanEntry;
-use crate::decide::{self, EntryKind};
+use crate::decide::EntryKind;
 use crate::filter::{Filter, is_snapshot_dir};
 use crate::fsmeta::{is_nfs_silly_name, is_temp_name, to_entry};
 use crate::progress::Progress;
@@ -228,7 +229,7 @@ pub(super) fn walk(
     };
     let send = |b: Vec<ScanEntry>| tx.send(b).is_ok();
     let mut batch = Vec::with_capacity(BATCH);
-    let mut walk = SortedWalk::new(root, fold, counters.filter);
+    let mut walk = SortedWalk::new(root, fold, counters.filter, LISTERS);
     for entry in walk.by_ref() {
         if stop.load(Relaxed) {
             return;
@@ -346,36 +347,33 @@ fn step(entry: &Node, side: Side, counters: &Counters) -> Step {
 /// entry is stat'ed relative to its open directory (std's
 /// `DirEntry::metadata`, an `fstatat`) rather than by full path as walkdir
 /// does, which spares the kernel one full path lookup per entry (≈40 % of a
-/// no-op rescan's CPU with walkdir). Memory: one sorted listing per level of
-/// the current path.
+/// no-op rescan's CPU with walkdir). The folders it enters next are listed
+/// ahead on a few threads ([`super::list`]); memory: one sorted listing per
+/// level of the current path, and the bounded listings ahead.
 ///
 /// Each folder is opened from its parent's descriptor through no symlink
-/// (`beneath`), never by path: a folder swapped for a symlink after it was
-/// listed in its parent is a walk error for that folder (so the mirror
-/// deletes nothing this run), never a listing of whatever it points to.
+/// (`beneath`), never by path: a folder swapped for a symlink before it is
+/// listed is a walk error for that folder (so the mirror deletes nothing
+/// this run), never a listing of whatever it points to.
 ///
 /// An entry the filter excludes is neither yielded nor, for a folder,
 /// opened: an excluded `.snapshot` costs one name comparison, not a walk.
-struct SortedWalk<'f> {
+struct SortedWalk {
     root: Option<PathBuf>,
-    /// The root's path (entries are filtered relative to it).
-    base: PathBuf,
-    filter: &'f Filter,
+    listers: Arc<Listers>,
     /// Entries the filter left out (folders counted once, not their contents).
     excluded: u64,
     /// Per open directory level: its children not yet yielded.
     stack: Vec<Level>,
     /// A folder that could not be listed, reported by the next call.
     failed: Option<WalkError>,
-    /// Siblings sorted by folded name (a case-insensitive destination).
-    fold: bool,
 }
 
 /// One open directory level of the walk.
 struct Level {
     path: PathBuf,
     dir: Arc<Dir>,
-    children: std::vec::IntoIter<(OsString, std::fs::DirEntry)>,
+    children: std::vec::IntoIter<Child>,
 }
 
 /// A walk failure: depth (0 = the root), the path that could not be read
@@ -383,80 +381,73 @@ struct Level {
 type WalkError = (usize, PathBuf, std::io::Error);
 
 /// One walked entry: the root, or a directory entry below it (its name,
-/// full path, listing entry, and the folder it is in).
+/// full path, `lstat`, and the folder it is in).
 enum Node {
     Root(PathBuf),
-    Entry(OsString, PathBuf, std::fs::DirEntry, Arc<Dir>),
+    Entry(Box<Entry>),
+}
+
+struct Entry {
+    name: OsString,
+    path: PathBuf,
+    meta: std::io::Result<std::fs::Metadata>,
+    /// The folder it is in.
+    dir: Arc<Dir>,
 }
 
 impl Node {
     fn file_name(&self) -> &OsStr {
         match self {
             Node::Root(p) => p.file_name().unwrap_or(p.as_os_str()),
-            Node::Entry(name, ..) => name,
+            Node::Entry(e) => &e.name,
         }
     }
     fn path(&self) -> PathBuf {
         match self {
             Node::Root(p) => p.clone(),
-            Node::Entry(_, p, ..) => p.clone(),
+            Node::Entry(e) => e.path.clone(),
         }
     }
     fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
         match self {
             Node::Root(p) => std::fs::symlink_metadata(p),
-            Node::Entry(_, _, e, _) => e.metadata(),
+            Node::Entry(e) => match &e.meta {
+                Ok(md) => Ok(md.clone()),
+                Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
+            },
         }
     }
     /// Removes the entry (not a folder) by name from its folder's descriptor.
     fn unlink(&self) -> std::io::Result<()> {
         match self {
             Node::Root(_) => Err(std::io::ErrorKind::InvalidInput.into()),
-            Node::Entry(name, _, _, dir) => dir.unlink(name),
+            Node::Entry(e) => e.dir.unlink(&e.name),
         }
     }
 }
 
-impl<'f> SortedWalk<'f> {
-    fn new(root: &Path, fold: bool, filter: &'f Filter) -> Self {
+impl SortedWalk {
+    /// The walk of `root`, with `listers` threads listing ahead of it.
+    fn new(root: &Path, fold: bool, filter: &Filter, listers: usize) -> Self {
         Self {
             root: Some(root.to_path_buf()),
-            base: root.to_path_buf(),
-            filter,
+            listers: Listers::new(root, filter, fold, listers),
             excluded: 0,
             stack: Vec::new(),
             failed: None,
-            fold,
         }
     }
 
-    /// Lists `dir` (the folder at `path`) sorted by name onto the stack (its
-    /// children come next).
-    fn descend(&mut self, path: PathBuf, dir: std::io::Result<Dir>) {
+    /// Puts the listing of the folder at `path` on the stack (its children
+    /// come next).
+    fn descend(&mut self, path: PathBuf, listed: std::io::Result<Listing>) {
         let depth = self.stack.len() + 1;
-        let listed = dir.and_then(|d| {
-            let children = d.read_dir(&path).and_then(|rd| {
-                rd.map(|e| e.map(|e| (e.file_name(), e)))
-                    .collect::<std::io::Result<Vec<_>>>()
-            })?;
-            Ok((d, children))
-        });
         match listed {
-            Ok((dir, mut children)) => {
-                if self.fold {
-                    use std::os::unix::ffi::OsStrExt;
-                    children.sort_unstable_by(|a, b| {
-                        decide::cmp_names_folded(a.0.as_bytes(), b.0.as_bytes())
-                    });
-                } else {
-                    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                }
-                self.stack.push(Level {
-                    path,
-                    dir: Arc::new(dir),
-                    children: children.into_iter(),
-                });
-            }
+            Ok(l) => self.stack.push(Level {
+                path,
+                dir: l.dir,
+                children: l.children.into_iter(),
+            }),
             Err(e) => {
                 let e = std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
                 self.failed = Some((depth, path, e));
@@ -465,7 +456,13 @@ impl<'f> SortedWalk<'f> {
     }
 }
 
-impl Iterator for SortedWalk<'_> {
+impl Drop for SortedWalk {
+    fn drop(&mut self) {
+        self.listers.close();
+    }
+}
+
+impl Iterator for SortedWalk {
     type Item = Result<Node, WalkError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -476,8 +473,10 @@ impl Iterator for SortedWalk<'_> {
             return Some(match std::fs::symlink_metadata(&root) {
                 Ok(md) => {
                     if md.is_dir() {
-                        let dir = Root::open(&root).and_then(|r| r.dir(Path::new("")));
-                        self.descend(root.clone(), dir);
+                        let listed = Root::open(&root)
+                            .and_then(|r| r.dir(Path::new("")))
+                            .and_then(|d| self.listers.list(d, &root));
+                        self.descend(root.clone(), listed);
                     }
                     Ok(Node::Root(root))
                 }
@@ -487,23 +486,24 @@ impl Iterator for SortedWalk<'_> {
         loop {
             let top = self.stack.last_mut()?;
             match top.children.next() {
-                Some((name, entry)) => {
-                    let path = top.path.join(&name);
+                Some(child) => {
+                    if child.excluded {
+                        self.excluded += 1;
+                        continue;
+                    }
+                    let path = top.path.join(&child.name);
                     let dir = top.dir.clone();
-                    // d_type from the listing: no stat needed to descend.
-                    let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                    if !self.filter.is_empty() {
-                        let rel = path.strip_prefix(&self.base).expect("below the root");
-                        if self.filter.excludes(rel, is_dir) {
-                            self.excluded += 1;
-                            continue;
-                        }
+                    if let Some(slot) = &child.sub {
+                        let listed = self.listers.take(slot);
+                        self.descend(path.clone(), listed);
                     }
-                    if is_dir {
-                        let sub = dir.sub(&name);
-                        self.descend(path.clone(), sub);
-                    }
-                    return Some(Ok(Node::Entry(name, path, entry, dir)));
+                    let meta = child.meta.get();
+                    return Some(Ok(Node::Entry(Box::new(Entry {
+                        name: child.name,
+                        path,
+                        meta,
+                        dir,
+                    }))));
                 }
                 None => {
                     self.stack.pop();
@@ -554,7 +554,7 @@ mod tests {
             }
         }
         std::os::unix::fs::symlink("a", root.join("link")).unwrap();
-        let ours: Vec<PathBuf> = SortedWalk::new(&root, false, &Filter::default())
+        let ours: Vec<PathBuf> = SortedWalk::new(&root, false, &Filter::default(), 0)
             .map(|n| n.unwrap().path())
             .collect();
         let theirs: Vec<PathBuf> = walkdir::WalkDir::new(&root)
@@ -568,7 +568,13 @@ mod tests {
         sorted.sort();
         assert_eq!(ours, sorted, "walk order must be Path order");
         assert!(matches!(
-            SortedWalk::new(&dir.path().join("missing"), false, &Filter::default()).next(),
+            SortedWalk::new(
+                &dir.path().join("missing"),
+                false,
+                &Filter::default(),
+                LISTERS
+            )
+            .next(),
             Some(Err((0, _, _)))
         ));
     }
@@ -584,7 +590,8 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("secret"), b"x").unwrap();
         let none = Filter::default();
-        let mut walk = SortedWalk::new(&root, false, &none);
+        // No listers: nobody lists `d` before the swap below.
+        let mut walk = SortedWalk::new(&root, false, &none, 0);
         assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
         // The root is listed (`d` a folder in it); `d` is swapped before the
         // walk goes down into it.
@@ -607,5 +614,72 @@ mod tests {
             e.to_string().contains("symlink in path; not followed"),
             "{e}"
         );
+    }
+
+    /// A tree wide and deep enough that the listers run ahead of the walk
+    /// and hit their bound: the same entries, in the same order, with the
+    /// same metadata and the same exclusions, as the walk that lists every
+    /// folder itself.
+    #[test]
+    fn listing_ahead_changes_nothing_the_walk_yields() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        for a in 0..30 {
+            for b in 0..4 {
+                let d = root.join(format!("d{a}/s{b}"));
+                std::fs::create_dir_all(d.join("deep/er")).unwrap();
+                for f in 0..5 {
+                    std::fs::write(d.join(format!("f{f}")), vec![b'x'; f]).unwrap();
+                }
+                std::fs::write(d.join("deep/er/last"), b"y").unwrap();
+                std::fs::write(d.join("skip.tmp"), b"y").unwrap();
+            }
+        }
+        let filter = Filter::new(&["*.tmp".into(), "d7/".into()], &[]).unwrap();
+        let walk = |listers| {
+            let mut w = SortedWalk::new(&root, false, &filter, listers);
+            let got: Vec<(PathBuf, u64, bool)> = w
+                .by_ref()
+                .map(|n| {
+                    let n = n.unwrap();
+                    let md = n.metadata().unwrap();
+                    (n.path(), md.len(), md.is_dir())
+                })
+                .collect();
+            (got, w.excluded)
+        };
+        let serial = walk(0);
+        assert_eq!(serial.0.len(), 1 + 29 + 29 * 4 * (1 + 5 + 2 + 1));
+        assert_eq!(serial.1, 1 + 29 * 4);
+        for _ in 0..5 {
+            assert_eq!(walk(LISTERS), serial);
+        }
+    }
+
+    /// With listers running ahead, a folder swapped for a symlink is either
+    /// listed as the folder it was (opened before the swap) or fails; never
+    /// is what the link points to listed.
+    #[test]
+    fn listing_ahead_never_follows_a_swapped_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("secret"), b"x").unwrap();
+        for i in 0..50 {
+            std::fs::create_dir_all(root.join(format!("d{i:02}"))).unwrap();
+            std::fs::write(root.join(format!("d{i:02}/inside")), b"x").unwrap();
+        }
+        let none = Filter::default();
+        let mut walk = SortedWalk::new(&root, false, &none, LISTERS);
+        assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
+        for i in 0..50 {
+            let d = root.join(format!("d{i:02}"));
+            std::fs::rename(&d, dir.path().join(format!("moved{i}"))).unwrap();
+            std::os::unix::fs::symlink(&out, &d).unwrap();
+        }
+        for n in walk.flatten() {
+            assert_ne!(n.file_name(), "secret", "{}", n.path().display());
+        }
     }
 }

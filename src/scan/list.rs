@@ -1,0 +1,290 @@
+//! Folder listings fetched ahead of the walk: a few threads per tree list
+//! the folders the walk will enter next, so that the round trips of a
+//! network share (open, list, stat each entry) overlap instead of adding
+//! up, folder after folder. The walk itself still yields entries one
+//! folder at a time, in merge order; only where the listings come from
+//! changes.
+//!
+//! A listing is a folder's children sorted by name, each stat'ed from the
+//! listing's descriptor, and, for each sub-folder the filter keeps, a
+//! [`Slot`] its own listing will be put in. Slots wait on a stack, the
+//! latest listed folder's first sub-folder on top: the listers work on
+//! what the depth-first walk needs soonest. How far ahead they may run is
+//! bounded ([`AHEAD_DIRS`], [`AHEAD_ENTRIES`]), so memory stays flat
+//! whatever the tree's width.
+//!
+//! The walk never waits on a listing no lister has started: it takes such
+//! a slot and lists the folder itself. So a walk cannot stall on the bound,
+//! and with no listers at all it is the plain serial walk.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::beneath::Dir;
+use crate::decide;
+use crate::filter::Filter;
+
+/// Listing threads per tree: what rclone's default of 8 checkers lists at
+/// once.
+pub(super) const LISTERS: usize = 8;
+/// Folders listed (or being listed) ahead of the walk, at most.
+const AHEAD_DIRS: usize = 64;
+/// Entries held in listings ahead of the walk, at most (one folder of more
+/// is still listed when nothing else is ahead).
+const AHEAD_ENTRIES: usize = 100_000;
+
+/// One child of a listed folder.
+pub(super) struct Child {
+    pub(super) name: OsString,
+    /// `lstat` of the entry, from its folder's descriptor: at once, or,
+    /// for a folder, once it is listed (see [`Stat`]).
+    pub(super) meta: Stat,
+    /// Left out by the filter (counted by the walk; a folder not entered).
+    pub(super) excluded: bool,
+    /// A folder the walk enters: where its listing comes.
+    pub(super) sub: Option<Arc<Slot>>,
+}
+
+/// An entry's `lstat`: taken with its folder's listing, or, for a folder,
+/// left to the walk, which takes it after listing the folder itself (as
+/// the serial walk did): listing a folder may raise its atime, and a stat
+/// taken before would make every rescan see a changed atime.
+pub(super) enum Stat {
+    Taken(io::Result<std::fs::Metadata>),
+    Later(std::fs::DirEntry),
+}
+
+impl Stat {
+    pub(super) fn get(self) -> io::Result<std::fs::Metadata> {
+        match self {
+            Stat::Taken(m) => m,
+            Stat::Later(e) => e.metadata(),
+        }
+    }
+}
+
+/// A listed folder: its descriptor and its children sorted by name.
+pub(super) struct Listing {
+    pub(super) dir: Arc<Dir>,
+    pub(super) children: Vec<Child>,
+}
+
+/// Where one folder's listing comes: waiting for a lister, being listed,
+/// or listed.
+pub(super) struct Slot {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+enum State {
+    /// Not started: the folder `name` in `parent`, at `path`.
+    Waiting {
+        parent: Arc<Dir>,
+        name: OsString,
+        path: PathBuf,
+    },
+    Listing,
+    Listed(io::Result<Listing>),
+    /// Taken by the walk.
+    Taken,
+}
+
+/// What the listers of one tree share.
+pub(super) struct Listers {
+    /// The tree's root: the filter sees paths relative to it.
+    base: PathBuf,
+    filter: Filter,
+    /// Siblings sorted by folded name (a case-insensitive destination).
+    fold: bool,
+    /// Listing threads at most (0: the walk lists every folder itself).
+    max_threads: usize,
+    queue: Mutex<Queue>,
+    /// A slot was pushed, room ahead was freed, or the walk ended.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Slots not taken yet, the one needed soonest on top (some may have
+    /// been taken by the walk meanwhile: skipped).
+    stack: Vec<Arc<Slot>>,
+    /// Listings started by a lister and not yet taken by the walk, and the
+    /// entries of those done.
+    ahead_dirs: usize,
+    ahead_entries: usize,
+    threads: usize,
+    /// The walk is over: listers leave.
+    closed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Listers {
+    pub(super) fn new(base: &Path, filter: &Filter, fold: bool, max_threads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            base: base.to_path_buf(),
+            filter: filter.clone(),
+            fold,
+            max_threads,
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        })
+    }
+
+    /// Ends the listers (the walk is done or dropped); listings under way
+    /// finish and are dropped.
+    pub(super) fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Lists the folder `dir` at `path`; its sub-folders' slots go on the
+    /// stack for the listers.
+    pub(super) fn list(self: &Arc<Self>, dir: Dir, path: &Path) -> io::Result<Listing> {
+        let mut children = dir
+            .read_dir(path)?
+            .map(|e| {
+                let e = e?;
+                // d_type from the listing: no stat needed to descend.
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                let name = e.file_name();
+                let stat = if is_dir {
+                    Stat::Later(e)
+                } else {
+                    Stat::Taken(e.metadata())
+                };
+                Ok((name, is_dir, stat))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        if self.fold {
+            use std::os::unix::ffi::OsStrExt;
+            children
+                .sort_unstable_by(|a, b| decide::cmp_names_folded(a.0.as_bytes(), b.0.as_bytes()));
+        } else {
+            children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        let dir = Arc::new(dir);
+        let children: Vec<Child> = children
+            .into_iter()
+            .map(|(name, is_dir, meta)| {
+                let child = path.join(&name);
+                let excluded = !self.filter.is_empty() && {
+                    let rel = child.strip_prefix(&self.base).expect("below the root");
+                    self.filter.excludes(rel, is_dir)
+                };
+                let sub = (is_dir && !excluded).then(|| {
+                    Arc::new(Slot {
+                        state: Mutex::new(State::Waiting {
+                            parent: dir.clone(),
+                            name: name.clone(),
+                            path: child,
+                        }),
+                        done: Condvar::new(),
+                    })
+                });
+                Child {
+                    name,
+                    meta,
+                    excluded,
+                    sub,
+                }
+            })
+            .collect();
+        self.push(children.iter().rev().filter_map(|c| c.sub.clone()));
+        Ok(Listing { dir, children })
+    }
+
+    fn push(self: &Arc<Self>, slots: impl Iterator<Item = Arc<Slot>>) {
+        let mut q = lock(&self.queue);
+        let before = q.stack.len();
+        q.stack.extend(slots);
+        if q.stack.len() == before || q.closed {
+            return;
+        }
+        if q.threads < self.max_threads {
+            q.threads += 1;
+            let me = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("jobrun-list".into())
+                .spawn(move || me.lister());
+            if spawned.is_err() {
+                // No thread: the walk lists these folders itself.
+                q.threads -= 1;
+            }
+        }
+        drop(q);
+        self.wake.notify_all();
+    }
+
+    /// One listing thread: lists the slot on top of the stack while there
+    /// is room ahead of the walk.
+    fn lister(self: Arc<Self>) {
+        loop {
+            let slot = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if q.closed {
+                        return;
+                    }
+                    let room = q.ahead_dirs < AHEAD_DIRS && q.ahead_entries < AHEAD_ENTRIES;
+                    if room && let Some(s) = q.stack.pop() {
+                        break s;
+                    }
+                    q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let (parent, name, path) = {
+                let mut st = lock(&slot.state);
+                match std::mem::replace(&mut *st, State::Listing) {
+                    State::Waiting { parent, name, path } => (parent, name, path),
+                    other => {
+                        // Taken by the walk meanwhile.
+                        *st = other;
+                        continue;
+                    }
+                }
+            };
+            lock(&self.queue).ahead_dirs += 1;
+            let listed = parent.sub(&name).and_then(|d| self.list(d, &path));
+            if let Ok(l) = &listed {
+                lock(&self.queue).ahead_entries += l.children.len();
+            }
+            *lock(&slot.state) = State::Listed(listed);
+            slot.done.notify_all();
+        }
+    }
+
+    /// The listing of `slot`'s folder: waited for if a lister is on it,
+    /// listed here if none started it.
+    pub(super) fn take(self: &Arc<Self>, slot: &Slot) -> io::Result<Listing> {
+        let mut st = lock(&slot.state);
+        loop {
+            match std::mem::replace(&mut *st, State::Taken) {
+                State::Waiting { parent, name, path } => {
+                    drop(st);
+                    return parent.sub(&name).and_then(|d| self.list(d, &path));
+                }
+                State::Listing => {
+                    *st = State::Listing;
+                    st = slot.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                State::Listed(listed) => {
+                    drop(st);
+                    let mut q = lock(&self.queue);
+                    q.ahead_dirs -= 1;
+                    if let Ok(l) = &listed {
+                        q.ahead_entries -= l.children.len();
+                    }
+                    drop(q);
+                    self.wake.notify_all();
+                    return listed;
+                }
+                State::Taken => unreachable!("a folder's listing is taken once"),
+            }
+        }
+    }
+}
