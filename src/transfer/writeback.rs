@@ -14,7 +14,19 @@ pub(super) const WRITEBACK_UNLIMITED: u64 = 8 << 20;
 
 /// When limited, ranges of this much time at the active rate: small enough
 /// that one range leaving at link speed is not a burst in a 100 ms window.
-pub(super) const WRITEBACK_LIMITED_DIV: u64 = 64;
+const WRITEBACK_LIMITED_DIV: u64 = 64;
+/// Smallest range when limited: below it, the headers of each write
+/// request (NFS, SMB2, TCP) become a visible share of the wire.
+const WRITEBACK_LIMITED_MIN: u64 = 64 << 10;
+
+/// The write-back range of one lane of `lanes` sharing the rate `rate`:
+/// 1/64 s of its share, a power of two (so ranges stay page-aligned in
+/// blocks of a power-of-two size), 64 KiB to [`WRITEBACK_UNLIMITED`].
+pub(super) fn limited_range(rate: u64, lanes: u64) -> u64 {
+    let share = rate / WRITEBACK_LIMITED_DIV / lanes.max(1);
+    let pow2 = 1u64 << share.max(1).ilog2();
+    pow2.clamp(WRITEBACK_LIMITED_MIN, WRITEBACK_UNLIMITED)
+}
 
 /// Keeps the dirty page-cache data a file leaves behind small (SPEC §6): a
 /// kernel-buffered mount (NFS, CIFS, FUSE writeback) would otherwise bank
@@ -54,6 +66,17 @@ impl WriteBack {
         self.sync(f, next, libc::SYNC_FILE_RANGE_WRITE)?;
         self.in_flight = Some(next);
         Ok(())
+    }
+
+    /// Waits until the range handed to write-out last has left (a limited
+    /// writer calls it before taking the tokens of its next chunk: a lane
+    /// whose share's transport stalled then resumes at the rate, instead of
+    /// releasing what it wrote meanwhile in one burst).
+    pub(super) fn settle_in_flight(&mut self, f: &File) -> io::Result<()> {
+        match self.in_flight.take() {
+            Some(prev) if !self.off => self.settle(f, prev),
+            _ => Ok(()),
+        }
     }
 
     /// Before close: everything written is out of the cache, so that times
@@ -156,5 +179,39 @@ pub(super) fn sync_filesystem(f: &File) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn limited_ranges_are_powers_of_two_and_all_lanes_hold_under_1_64_s_of_the_rate() {
+        // A lane holds one range not yet acknowledged (see `WriteBack`).
+        for (rate, lanes, want) in [
+            (5 << 20, 8, 64 << 10),
+            (100 << 20, 3, 512 << 10),
+            (200 << 20, 4, 512 << 10),
+            (1 << 10, 64, 64 << 10),
+            (1 << 40, 1, WRITEBACK_UNLIMITED),
+            (u64::MAX, 0, WRITEBACK_UNLIMITED),
+        ] {
+            let r = limited_range(rate, lanes);
+            assert_eq!(r, want, "rate {rate} lanes {lanes}");
+            assert!(r.is_power_of_two());
+        }
+        for lanes in 1..=64 {
+            for mib in [5, 20, 100] {
+                let rate = mib << 20;
+                // At most 1/64 s of the rate in all once the ranges are
+                // above their floor.
+                let held = lanes * limited_range(rate, lanes);
+                assert!(
+                    held <= rate / 64 || limited_range(rate, lanes) == WRITEBACK_LIMITED_MIN,
+                    "{mib} MiB/s, {lanes} lanes: {held}"
+                );
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ use tracing::{debug, info};
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::commit::Done;
 use super::dest::{make_dir, stamp_of, symlinked_folder_error};
-use super::writeback::{WRITEBACK_LIMITED_DIV, WRITEBACK_UNLIMITED, WriteBack, close_checked};
+use super::writeback::{WRITEBACK_UNLIMITED, WriteBack, close_checked, limited_range};
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, Root};
 use crate::db::RowId;
@@ -241,15 +241,17 @@ impl<'a> Writer<'a> {
             .ctx
             .write_limit
             .active()
-            .map_or(WRITEBACK_UNLIMITED, |r| {
-                // The lanes share the rate: each one's range is its share.
-                (r / WRITEBACK_LIMITED_DIV / self.ctx.lanes.max(1))
-                    .clamp(64 << 10, WRITEBACK_UNLIMITED)
-            });
-        for chunk in data.chunks(self.ctx.write_limit.slice_len()) {
+            // The lanes share the rate: each one's range is its share.
+            .map_or(WRITEBACK_UNLIMITED, |r| limited_range(r, self.ctx.lanes));
+        // A chunk at most a range: each write is handed to write-out alone.
+        let chunk_len = self.ctx.write_limit.slice_len().min(range as usize);
+        for chunk in data.chunks(chunk_len) {
             if self.ctx.stop.load(Relaxed) {
                 return Err(io::ErrorKind::Interrupted.into());
             }
+            // On the wire before the next tokens are taken: a stalled
+            // transport holds the lane, not the lane's next chunk.
+            o.pacer.settle_in_flight(&o.file)?;
             self.ctx.write_limit.consume(chunk.len());
             o.file.write_all(chunk)?;
             o.pacer.wrote(&o.file, chunk.len(), range)?;
