@@ -25,13 +25,14 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::beneath::Dir;
+use crate::beneath::{Dir, Meta};
 
 /// `permissions`: which bits created entries get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -196,20 +197,26 @@ impl Modes {
         (narrowed != cur).then_some(narrowed)
     }
 
-    /// Sets `bits` on an open file, best-effort (see [`Self::refused`]).
+    /// Sets `bits` on an open file, best-effort (see [`Self::refused`] and
+    /// [`Self::bits_kept`]).
     pub fn fchmod(&self, f: &File, bits: u32, path: &Path) {
         // SAFETY: plain syscall on an open fd; no memory is passed.
         let rc = unsafe { libc::fchmod(f.as_raw_fd(), bits as libc::mode_t) };
         if rc != 0 {
             let _ = self.refused(false, path, io::Error::last_os_error());
+        } else {
+            self.bits_kept(path, bits, f.metadata().map(|md| md.mode()));
         }
     }
 
     /// Gives an open file the source's owner and group, best-effort.
-    /// Returns whether it took.
+    /// Returns whether it took (the share accepted them and shows them).
     pub fn fchown(&self, f: &File, uid: u32, gid: u32, path: &Path) -> bool {
         match std::os::unix::fs::fchown(f, Some(uid), Some(gid)) {
-            Ok(()) => true,
+            Ok(()) => {
+                let now = f.metadata().map(|md| (md.uid(), md.gid()));
+                self.owners_kept(path, (uid, gid), now)
+            }
             Err(e) => {
                 let _ = self.refused(true, path, e);
                 false
@@ -226,7 +233,10 @@ impl Modes {
             None => dir.chown_self(uid, gid),
         };
         match r {
-            Ok(()) => true,
+            Ok(()) => {
+                let now = held_meta(dir, name).map(|md| (md.uid, md.gid));
+                self.owners_kept(path, (uid, gid), now)
+            }
             Err(e) => {
                 let _ = self.refused(true, path, e);
                 false
@@ -242,23 +252,23 @@ impl Modes {
             Some(n) => dir.chmod(n, bits),
             None => dir.chmod_self(bits),
         };
-        if let Err(e) = r {
-            let _ = self.refused(false, path, e);
+        match r {
+            Ok(()) => {
+                self.bits_kept(path, bits, held_meta(dir, name).map(|md| md.mode));
+            }
+            Err(e) => {
+                let _ = self.refused(false, path, e);
+            }
         }
     }
 
-    /// A share that refuses modes or owners (SMB, root-squashed NFS) would
+    /// A share that refuses modes or owners (root-squashed NFS) would
     /// refuse them for every file: one warning per run and kind, never a
     /// failed file. What was created stays as created, which is never
     /// wider than the source.
     /// Returns whether this refusal was the one reported.
     fn refused(&self, owner: bool, path: &Path, e: io::Error) -> bool {
-        let flag = if owner {
-            &self.warned_owner
-        } else {
-            &self.warned_mode
-        };
-        if flag.swap(true, Relaxed) {
+        if !self.first_warning(owner) {
             return false;
         }
         if owner {
@@ -269,6 +279,61 @@ impl Modes {
                 "the destination refused permission bits; entries keep the bits they were created with (never wider than the source); not reported again this run");
         }
         true
+    }
+
+    /// A share can also answer a `chmod` with success and keep nothing: an
+    /// SMB share without POSIX extensions (the Linux client's default,
+    /// `nounix`) shows every entry with the mount's `file_mode`/`dir_mode`
+    /// whatever was asked, and the server picks the modes it stores. The
+    /// bits shown right after the call (`now`: `st_mode`) tell, and a
+    /// difference is warned once per run, as a refusal is: without it the
+    /// run would claim bits it did not give. A `stat` that fails proves
+    /// nothing and warns nothing. Returns whether the bits were kept.
+    fn bits_kept(&self, path: &Path, asked: u32, now: io::Result<u32>) -> bool {
+        let Ok(mode) = now else { return true };
+        let (asked, shown) = (asked & 0o7777, mode & 0o7777);
+        if asked == shown {
+            return true;
+        }
+        if self.first_warning(false) {
+            warn!(path = %path.display(), asked = %format_args!("{asked:04o}"), shown = %format_args!("{shown:04o}"),
+                "the destination accepted permission bits but did not keep them (an SMB share without POSIX extensions: the server decides the modes, the client shows its mount's file_mode/dir_mode); entries keep the bits the share gives them; not reported again this run");
+        }
+        false
+    }
+
+    /// [`Self::bits_kept`] for owners: the SMB client answers a `chown`
+    /// with success and keeps showing the mount's `uid`/`gid`. Returns
+    /// whether the destination shows the owner and group asked for.
+    fn owners_kept(&self, path: &Path, asked: (u32, u32), now: io::Result<(u32, u32)>) -> bool {
+        let Ok(shown) = now else { return true };
+        if asked == shown {
+            return true;
+        }
+        if self.first_warning(true) {
+            warn!(path = %path.display(), asked = %format_args!("{}:{}", asked.0, asked.1), shown = %format_args!("{}:{}", shown.0, shown.1),
+                "the destination accepted the source's owner and group but did not keep them (owners = true; an SMB share without POSIX extensions shows its mount's uid/gid); entries keep the ones the share gives them; not reported again this run");
+        }
+        false
+    }
+
+    /// Whether this is the run's first warning of its kind (bits, or
+    /// owners): a refusal and an ignored call share the one line.
+    fn first_warning(&self, owner: bool) -> bool {
+        let flag = if owner {
+            &self.warned_owner
+        } else {
+            &self.warned_mode
+        };
+        !flag.swap(true, Relaxed)
+    }
+}
+
+/// `name` in the held folder `dir`, never followed, or `dir` itself.
+fn held_meta(dir: &Dir, name: Option<&OsStr>) -> io::Result<Meta> {
+    match name {
+        Some(n) => dir.stat(n),
+        None => dir.meta(),
     }
 }
 
@@ -372,6 +437,31 @@ mod tests {
         assert!(!m.refused(false, p, e()));
         assert!(m.refused(true, p, e()), "owners are their own warning");
         assert!(!m.refused(true, p, e()));
+    }
+
+    #[test]
+    fn bits_or_owners_accepted_but_not_kept_warn_once_with_refusals() {
+        let m = modes(Permissions::Preserve, true, true);
+        let p = Path::new("/x");
+        assert!(m.bits_kept(p, 0o640, Ok(0o100640)));
+        assert!(m.bits_kept(p, 0o2775, Ok(0o42775)));
+        assert!(
+            m.bits_kept(p, 0o600, Err(io::Error::other("gone"))),
+            "unknown: no claim"
+        );
+        assert!(!m.bits_kept(p, 0o600, Ok(0o100755)), "SMB shows file_mode");
+        assert!(!m.warned_owner.load(Relaxed));
+        assert!(
+            !m.refused(false, p, io::Error::from_raw_os_error(libc::EPERM)),
+            "one line per kind"
+        );
+        assert!(m.owners_kept(p, (1000, 50), Ok((1000, 50))));
+        assert!(!m.owners_kept(p, (1000, 50), Ok((0, 0))));
+        assert!(
+            !m.owners_kept(p, (1000, 50), Ok((1000, 0))),
+            "the group counts too"
+        );
+        assert!(m.warned_owner.load(Relaxed));
     }
 
     #[test]

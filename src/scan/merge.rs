@@ -149,7 +149,10 @@ impl<'a> Join<'a> {
         self.report.dest_entries += 1;
         if self.list_dest {
             let mut d = d.clone();
-            if self.fold {
+            // The root keeps its own path: joined with an empty spelling
+            // it would gain a trailing `/`, and the listing count (which
+            // leaves out the root by its path) would count it as an entry.
+            if self.fold && d.path != self.dest {
                 let as_source = src.map(|e| relative(&e.path, self.source));
                 let rel = relative(&d.path, self.dest);
                 d.path = self

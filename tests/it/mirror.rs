@@ -582,3 +582,87 @@ fn non_utf8_extras_are_deleted_byte_exact() {
             .any(|v| v["dest"].as_str().unwrap().ends_with("/caf\\xE9.txt"))
     );
 }
+
+/// Makes jobrun's case probe find `dir` case-insensitive: the child creates
+/// the upper-case twin of the probe's name (`.JOBRUN-0<pid>.TMP`, see
+/// `fsmeta::probe_name`) before exec, so the probe's lookup of it succeeds
+/// as on VFAT or SMB. The path is built on the stack: nothing is allocated
+/// between fork and exec.
+fn looks_case_insensitive(c: &mut std::process::Command, dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let mut prefix = dir.as_os_str().as_bytes().to_vec();
+    prefix.extend_from_slice(b"/.JOBRUN-0");
+    assert!(prefix.len() < 4000);
+    // SAFETY: only async-signal-safe calls (getpid, open, close) and stack
+    // memory between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            let mut buf = [0u8; 4096];
+            buf[..prefix.len()].copy_from_slice(&prefix);
+            let mut n = prefix.len();
+            let pid = libc::getpid() as u32;
+            let mut digits = [0u8; 10];
+            let (mut d, mut v) = (0, pid);
+            loop {
+                digits[d] = b'0' + (v % 10) as u8;
+                d += 1;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            for i in (0..d).rev() {
+                buf[n] = digits[i];
+                n += 1;
+            }
+            buf[n..n + 5].copy_from_slice(b".TMP\0");
+            let fd = libc::open(
+                buf.as_ptr().cast(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            );
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+    }
+}
+
+/// On a case-insensitive destination (VFAT, SMB) the destination root is
+/// listed under its own path, so it is never counted as one of the
+/// destination's entries: an empty source over an empty destination is a
+/// clean run, not "the source root is empty but the destination holds 1
+/// entry", and over one extra the refusal counts 1, not 2.
+#[test]
+fn empty_source_on_a_case_insensitive_destination_counts_no_root() {
+    let env = TestEnv::new();
+    std::fs::create_dir(&env.dst).unwrap();
+    env.manifest("delete_extras = true\nexclude = [\".JOBRUN-*\"]");
+    let run = || {
+        let mut c = env.cmd();
+        c.arg("-v").arg(&env.manifest);
+        looks_case_insensitive(&mut c, &env.dst);
+        let out: Out = c.output().expect("spawn jobrun").into();
+        assert!(
+            out.stderr.contains("destination ignores case"),
+            "the probe took the destination for case-insensitive: {}",
+            out.stderr
+        );
+        out
+    };
+    run().assert_code(0);
+    env.dst_file("old.txt", b"extra");
+    let out = run();
+    out.assert_code(4);
+    assert!(
+        out.stderr.contains(
+            "mirror refused, nothing deleted: the source root is empty but the destination holds 1 entry"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(env.dst.join("old.txt").exists());
+}

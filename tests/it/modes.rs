@@ -488,3 +488,126 @@ fn preserve_and_owners_never_reach_through_a_destination_symlink() {
         "the link itself is kept"
     );
 }
+
+/// A seccomp filter that makes `chmod` and `chown` in all their forms
+/// return 0 without doing anything: what the kernel's SMB client does on a
+/// share without POSIX extensions (`nounix`, its default), which answers
+/// every `chmod`/`chown` with success and keeps showing its mount's
+/// `file_mode`, `dir_mode`, `uid` and `gid`. Installed in the child before
+/// exec; x86-64 only (syscall numbers).
+#[cfg(target_arch = "x86_64")]
+fn ignore_chmod_chown(c: &mut std::process::Command) {
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO_0: u32 = 0x0005_0000;
+    // chmod, fchmod, chown, fchown, lchown, fchownat, fchmodat, fchmodat2.
+    const CALLS: [u32; 8] = [90, 91, 92, 93, 94, 260, 268, 452];
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let n = CALLS.len() as u8;
+    let mut prog = vec![
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 0, n + 1, AUDIT_ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+    ];
+    for (i, nr) in CALLS.iter().enumerate() {
+        // Matched: jump over the remaining tests and the allow.
+        prog.push(op(JEQ_K, n - i as u8, 0, *nr));
+    }
+    prog.push(op(RET_K, 0, 0, RET_ALLOW));
+    prog.push(op(RET_K, 0, 0, RET_ERRNO_0));
+    let prog = Box::leak(prog.into_boxed_slice());
+    let fprog = Box::leak(Box::new(libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    }));
+    // An address, not a reference: the closure must be `Send`.
+    let fprog = fprog as *const libc::sock_fprog as usize;
+    // SAFETY: only async-signal-safe syscalls between fork and exec; the
+    // program is leaked, so it outlives the child's use of it.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    fprog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A share that accepts `chmod`/`chown` and keeps nothing (SMB without
+/// POSIX extensions; seccomp here) must not be taken at its word: one
+/// warning per run and kind says the bits and the owners were not kept, no
+/// file fails, and what was created stays as created (the temporaries were
+/// created owner-only for `owners`, so here nothing is wider than its
+/// source). The same tree without the filter warns nothing.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn accepted_but_ignored_bits_and_owners_warn_once_and_fail_nothing() {
+    if !crate::faults::is_root() {
+        eprintln!("SKIP: owners = true needs root");
+        return;
+    }
+    let setup = |env: &TestEnv| {
+        for i in 0..12 {
+            let p = env.src_file(&format!("d{}/f{i}", i % 3), b"x");
+            std::os::unix::fs::chown(&p, Some(1234), Some(1234)).unwrap();
+            chmod(&p, 0o640);
+        }
+        env.src_file("hr/salaries", b"s");
+        chmod(&env.src.join("hr/salaries"), 0o600);
+        chmod(&env.src.join("hr"), 0o700);
+        env.manifest("permissions = \"preserve\"\nowners = true");
+    };
+    let bits = "accepted permission bits but did not keep them";
+    let owners = "accepted the source's owner and group but did not keep them";
+
+    let env = TestEnv::new();
+    setup(&env);
+    let out = run_as(&env, 0o022, None, &[]);
+    out.assert_code(0);
+    assert!(!out.stderr.contains("did not keep"), "{}", out.stderr);
+    assert_eq!(mode(&env.dst.join("d0/f0")), 0o640);
+
+    let env = TestEnv::new();
+    setup(&env);
+    let mut c = env.cmd();
+    c.arg(&env.manifest);
+    ignore_chmod_chown(&mut c);
+    let out: Out = c.output().expect("spawn jobrun").into();
+    out.assert_code(0);
+    assert_eq!(out.stderr.matches(bits).count(), 1, "{}", out.stderr);
+    assert_eq!(out.stderr.matches(owners).count(), 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("refused"), "{}", out.stderr);
+    // Named by the destination path, with what was asked and what shows.
+    assert!(
+        out.stderr.contains("asked=1234:1234 shown=0:0"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(".jobrun-"), "{}", out.stderr);
+    let rows = env.rows();
+    assert!(
+        rows.values().all(|(status, _)| status == "synced"),
+        "{rows:?}"
+    );
+    env.assert_trees_equal();
+    let md = env.dst.join("d0/f0").symlink_metadata().unwrap();
+    assert_eq!((md.uid(), mode(&env.dst.join("d0/f0"))), (0, 0o600));
+    assert_eq!(mode(&env.dst.join("hr/salaries")), 0o600);
+    // The second run copies nothing: bits and owners are not compared.
+    let mut c = env.cmd();
+    c.arg(&env.manifest);
+    ignore_chmod_chown(&mut c);
+    let out: Out = c.output().expect("spawn jobrun").into();
+    out.assert_code(0);
+    out.assert_copied_nothing();
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Host-side checks of the kernel tier (tests/kernel/run.sh): they read the
-servers' backing folders (/srv/kernlab/{src,dst}) and jobrun's state DB,
-never the guest's mounts. Each command prints one line and exits 0 (ok) or 1.
+servers' backing folders (/srv/kernlab/{src,dst}), jobrun's state DBs and
+audit logs, never the guest's mounts. Each command prints one line and exits
+0 (ok) or 1.
 
   same SRC DST [TOL_NS]     trees equal: kinds, bytes, symlink targets, file
                             and folder mtimes within TOL_NS (SMB keeps 100 ns)
@@ -11,8 +12,16 @@ never the guest's mounts. Each command prints one line and exits 0 (ok) or 1.
                             (and its error contains TEXT)
   counts DB                 print rows per status (always exit 0)
   absent DIR PREFIX         no name under DIR starts with PREFIX
+  deleted LOG FROM TO ROOT [REL...]  the `deleted` lines among LOG's lines
+                            FROM..TO (0-based, TO `end` = the last) name
+                            exactly ROOT/REL... (none: nothing deleted)
+  modes SRC DST OWNERS      bits and owners of every entry but symlinks:
+                            DST has SRC's exact bits and, OWNERS `source`,
+                            its uid:gid; OWNERS `root`: uid:gid 0:0 and no
+                            setuid/setgid the source's owner/group had
 """
 import hashlib
+import json
 import os
 import sqlite3
 import stat
@@ -145,6 +154,57 @@ def absent(root, prefix):
     return 0
 
 
+def deleted(log, start, end, root, *rels):
+    with open(log, "rb") as f:
+        lines = f.read().splitlines()
+    lines = lines[int(start) : None if end == "end" else int(end)]
+    got = []
+    for line in lines:
+        j = json.loads(line)
+        if j.get("status") == "deleted":
+            dest = j["dest"]
+            got.append(os.path.relpath(dest, root) if dest.startswith(root + "/") else dest)
+    if sorted(got) != sorted(rels):
+        print(f"deleted {sorted(got)}, wanted {sorted(rels)}")
+        return 1
+    print(f"{len(got)} deleted: {' '.join(sorted(got))}" if got else f"nothing deleted ({len(lines)} lines)")
+    return 0
+
+
+def modes(src, dst, owners):
+    a, b = entries(os.fsencode(src)), entries(os.fsencode(dst))
+    bad, shown = [], []
+    for rel in sorted(a):
+        sa = a[rel]
+        if stat.S_ISLNK(sa.st_mode):
+            continue
+        if rel not in b:
+            bad.append(f"missing {rel!r}")
+            continue
+        want = stat.S_IMODE(sa.st_mode)
+        if owners == "source":
+            ids = (sa.st_uid, sa.st_gid)
+        else:
+            ids = (0, 0)
+            if sa.st_uid != 0:
+                want &= ~stat.S_ISUID
+            if sa.st_gid != 0:
+                want &= ~stat.S_ISGID
+        sb = b[rel]
+        got = (stat.S_IMODE(sb.st_mode), sb.st_uid, sb.st_gid)
+        line = f"{rel.decode()} {got[0]:04o} {got[1]}:{got[2]}"
+        shown.append(line)
+        if got != (want, *ids):
+            bad.append(f"{line}, wanted {want:04o} {ids[0]}:{ids[1]}")
+    if bad:
+        print(f"{len(bad)} differ: " + "; ".join(bad[:6]))
+        return 1
+    print(f"{len(shown)} entries: " + ", ".join(shown))
+    return 0
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    sys.exit({"same": same, "synced": synced, "status": status, "counts": counts, "absent": absent}[cmd](*args))
+    cmds = {"same": same, "synced": synced, "status": status, "counts": counts, "absent": absent}
+    cmds.update(deleted=deleted, modes=modes)
+    sys.exit(cmds[cmd](*args))

@@ -2,7 +2,8 @@
 """Generates the kernel tier's source trees on the host, straight into the
 servers' backing folder (usage: gen.py ROOT [edit]). Times carry odd
 nanoseconds (SMB keeps 100 ns). `edit` changes the core tree for the second
-session: a same-size edit, a truncation, a growth, two large files."""
+session: a same-size edit, a truncation, a growth, two large files. Run as
+root: the permission tree has files of several owners."""
 import os
 import random
 import sys
@@ -86,3 +87,41 @@ for i in range(3):
 for i in range(30):
     put(f"actimeo/f{i:02}", 3000 + i, i)
 put("actimeo/x", 5000, 40)
+
+# The mirror: one tree per protocol (the guest deletes and moves source
+# entries), 27 entries; NFS also gets a source root that is a symlink into
+# its destination (the link is followed by the client, as any path).
+for p in ["nfs3", "nfs4", "smb"]:
+    for i in range(20):
+        put(f"mirror-{p}/f{i:02}", 1000 + 37 * i, i)
+    for i in range(4):
+        put(f"mirror-{p}/sub/g{i}", 2000 + i, 30 + i)
+    put(f"mirror-{p}/sub/deep/h0", 3000, 40)
+    fix_dir_times(os.path.join(root, f"mirror-{p}"))
+for p in ["nfs3", "nfs4"]:
+    os.symlink(f"/mnt/kernlab/{p}/dst/jr/mirror-{p}/sub", os.path.join(root, f"mirror-link-{p}"))
+
+# Permission bits and owners (uids and gids with no name here, and
+# daemon, a named one): (path, mode, uid, gid); folders end with /.
+PERMS = [
+    ("private.txt", 0o600, 4201, 4301),
+    ("group.txt", 0o640, 4202, 4302),
+    ("script.sh", 0o755, 0, 0),
+    ("readonly.txt", 0o444, 4201, 4301),
+    ("named.txt", 0o644, 1, 1),
+    ("setuid-prog", 0o4755, 4205, 4305),
+    ("hr/", 0o700, 4203, 4303),
+    ("hr/salaries", 0o600, 4203, 4303),
+    ("shared/", 0o2775, 0, 4304),
+    ("shared/doc", 0o664, 4201, 4304),
+    ("drop/", 0o1777, 0, 0),
+    ("drop/t", 0o644, 4202, 4302),
+]
+for k, (rel, mode, uid, gid) in enumerate(PERMS):
+    if not rel.endswith("/"):
+        put(f"perms/{rel}", 100 + k, k)
+for rel, mode, uid, gid in PERMS:
+    path = os.path.join(root, "perms", rel)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)  # after the chown, which clears setuid
+fix_dir_times(os.path.join(root, "perms"))

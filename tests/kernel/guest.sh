@@ -156,6 +156,98 @@ phase_resume() { # the run after the power cut
   jr "cut-$CUT.run2" "$W/cut-$CUT.toml"
 }
 
+# jrl NAME JOB ARGS...: `jr NAME ARGS... $W/JOB.toml`, first noting in
+# NAME.from how many lines JOB's audit log had, so that run.sh can tell
+# which run wrote which line (a refused run may write none).
+jrl() {
+  local name=$1 job=$2
+  shift 2
+  cat "$W/$job.log" 2>/dev/null | wc -l >"$W/out/$name.from"
+  jr "$name" "$@" "$W/$job.toml"
+}
+
+# mount_src PROTO REL AT: a mount of the source share's folder REL at AT,
+# with kernlab's default options for PROTO: a source root that is a mount
+# point of its own, as a migrated share usually is.
+mount_src() {
+  local p=$1 rel=$2 at=$3 src
+  src=$(findmnt -no SOURCE "$M/$p/src")
+  mkdir -p "$at"
+  case $p in
+    nfs3) mount -t nfs -o vers=3,proto=tcp,nolock "$src/$rel" "$at" ;;
+    nfs4) mount -t nfs4 -o vers=4.1 "$src/$rel" "$at" ;;
+    smb) mount -t cifs "$src/$rel" "$at" -o username=root,password=klpass,vers=3.1.1 ;;
+  esac 2>>"$W/out/mounts.err"
+}
+
+phase_mirror() { # delete_extras on each protocol, and its rails
+  local p r d s
+  for p in $PROTOS; do
+    r=/mnt/jr-mirror-$p d=$M/$p/dst/jr/mirror-$p s=$M/$p/src/jr/mirror-$p
+    mount_src "$p" "jr/mirror-$p" "$r"
+    job "mirror-$p" "$r" "$d" 'delete_extras = true\n'
+    jrl "mirror-$p.run1" "mirror-$p"
+    # Extras as users of the new share leave them, written through this
+    # client's mount of it: files, a read-only one, one in a copied folder,
+    # a nested folder with files; and a file deleted at the source.
+    echo "extra" >"$d/extra-1.txt"
+    head -c 70000 /dev/urandom >"$d/extra-2.bin"
+    echo "read-only extra" >"$d/extra-ro.txt"
+    chmod 444 "$d/extra-ro.txt"
+    echo "stale" >"$d/sub/stale.txt"
+    mkdir -p "$d/old/deeper"
+    echo "x" >"$d/old/x"
+    echo "y" >"$d/old/deeper/y"
+    rm "$r/f19"
+    jrl "mirror-$p.cap" "mirror-$p" # 9 extras, over the default 10%
+    umount "$r"                     # the share not mounted when cron fires
+    jrl "mirror-$p.unmounted" "mirror-$p" --max-delete 9
+    mount_src "$p" "jr/mirror-$p" "$r"
+    jrl "mirror-$p.run2" "mirror-$p" --max-delete 9
+    # The source emptied on the server: moved aside (and back) through the
+    # share's regular mount. The scan lists the root by readdir, which the
+    # NFS client (the same superblock) and the SMB client (no listing
+    # cache) answer from the server.
+    mkdir "$s.aside"
+    mv "$s"/* "$s.aside/"
+    jrl "mirror-$p.empty" "mirror-$p" --max-delete 1000
+    mv "$s.aside"/* "$s/"
+    rmdir "$s.aside"
+    jrl "mirror-$p.run3" "mirror-$p"
+    umount "$r"
+    if [ "$p" != smb ]; then # a source root that is a symlink into the destination
+      job "mirror-link-$p" "$M/$p/src/jr/mirror-link-$p" "$d" 'delete_extras = true\n'
+      jr "mirror-link-$p" --max-delete off "$W/mirror-link-$p.toml"
+    fi
+  done
+}
+
+phase_perms() { # preserve and owners (as root), under a umask that would narrow them
+  local p
+  umask 077
+  for p in nfs3 nfs4; do
+    job "perms-$p-preserve" "$M/$p/src/jr/perms" "$M/$p/dst/jr/perms-$p-preserve" 'permissions = "preserve"\n'
+    job "perms-$p-owners" "$M/$p/src/jr/perms" "$M/$p/dst/jr/perms-$p-owners" 'permissions = "preserve"\nowners = true\n'
+  done
+  # SMB has no POSIX modes (nounix): read from NFS, which has them.
+  job perms-smb "$M/nfs3/src/jr/perms" "$M/smb/dst/jr/perms" 'permissions = "preserve"\nowners = true\n'
+  local jobs="perms-nfs3-preserve perms-nfs3-owners perms-nfs4-preserve perms-nfs4-owners perms-smb" j
+  for j in $jobs; do
+    jr "$j.run1" "$W/$j.toml"
+    jr "$j.run2" "$W/$j.toml"
+  done
+  # The read-only file changed at the source: each copy must be replaced.
+  chmod 644 "$M/nfs3/src/jr/perms/readonly.txt"
+  echo "a new version of the read-only file" >"$M/nfs3/src/jr/perms/readonly.txt"
+  chmod 444 "$M/nfs3/src/jr/perms/readonly.txt"
+  # An open revalidates the NFSv4 mount's cached attributes (close-to-open).
+  cat "$M/nfs4/src/jr/perms/readonly.txt" >/dev/null
+  for j in $jobs; do
+    jr "$j.run3" "$W/$j.toml"
+  done
+  umask 022
+}
+
 for ph in "$@"; do
   "phase_$ph"
 done

@@ -3,7 +3,8 @@
 # and SMB3 clients in a kernlab guest (see README, "Kernel NFS/SMB tier").
 #
 #   tests/kernel/run.sh            full tier: all three protocols, two power cuts,
-#                                  creation times, ESTALE, actimeo
+#                                  the mirror and its rails, permissions and
+#                                  owners, creation times, ESTALE, actimeo
 #   tests/kernel/run.sh --smoke    CI: NFSv3 + SMB core, a case collision, one cut
 #
 # Needs root and /dev/net/tun (kernlab). With --skip-ok (CI), a lab that
@@ -68,6 +69,8 @@ expect() {
 rc_is() { [ "$(cat "$W/out/$1.rc" 2>/dev/null)" = "$2" ] || { echo "exit $(cat "$W/out/$1.rc" 2>/dev/null), wanted $2; $(tail -3 "$W/out/$1.err" 2>/dev/null)"; return 1; }; echo "exit $2"; }
 out_has() { grep -q -- "$2" "$W/out/$1.out" "$W/out/$1.err" || { echo "no \`$2\` in $1: $(tail -2 "$W/out/$1.out")"; return 1; }; grep -h -- "$2" "$W/out/$1.out" "$W/out/$1.err" | head -1; }
 noop() { out_has "$1" "jobrun: 0 files, 0 B copied"; }
+# refused NAME STATUS TEXT: the run exited STATUS and said TEXT.
+refused() { rc_is "$1" "$2" >/dev/null || { rc_is "$1" "$2"; return 1; }; out_has "$1" "$3"; }
 chk() { python3 "$REPO/tests/kernel/check.py" "$@"; }
 tol() { if [ "$1" = smb ]; then echo 100; else echo 0; fi; }
 # session NAME [kernlab run options] -- PHASES...: one guest boot.
@@ -131,10 +134,11 @@ if [ $SMOKE = 0 ]; then
   expect "silly: nothing deleted" test -z "$(grep -l '"status":"deleted"' "$W/silly.log" 2>/dev/null)"
 fi
 
-# ---- 3. full tier: edits, SIGKILL, SIGINT, resume; a power cut on SMB ------
+# ---- 3. full tier: edits, SIGKILL, SIGINT, resume; the mirror's rails; ----
+# ---- permissions and owners; a power cut on SMB ----------------------------
 if [ $SMOKE = 0 ]; then
   python3 tests/kernel/gen.py "$S" edit
-  session edits -- bash "$G" core2 || true
+  session edits -- bash "$G" core2 mirror perms || true
   for p in $PROTOS; do
     expect "core $p: SIGKILL mid-copy" rc_is "core-$p.kill" 137
     expect "core $p: SIGINT mid-copy exits 130" rc_is "core-$p.int" 130
@@ -146,6 +150,57 @@ if [ $SMOKE = 0 ]; then
     expect "core $p: then nothing to copy" noop "core-$p.run4"
     expect "core $p: every synced row right" chk synced "$W/core-$p.db"
   done
+  # The mirror and its rails (phase_mirror): 9 extras on a copied tree.
+  EXTRAS="extra-1.txt extra-2.bin extra-ro.txt sub/stale.txt old old/x old/deeper old/deeper/y f19"
+  for p in $PROTOS; do
+    r=/mnt/jr-mirror-$p log=$W/mirror-$p.log
+    root=/mnt/kernlab/$p/dst/jr/mirror-$p
+    from() { cat "$W/out/mirror-$p.$1.from"; }
+    expect "mirror $p: first copy" rc_is "mirror-$p.run1" 0
+    expect "mirror $p: 9 extras, over max_delete 10%: refused, exit 4" refused "mirror-$p.cap" 4 \
+      "mirror refused, nothing deleted: 9 entries would be deleted, over \`max_delete\` 10% of 35 destination entries (allows 4); to allow them for one run: --max-delete 9"
+    expect "mirror $p: ... and nothing deleted" chk deleted "$log" "$(from cap)" "$(from unmounted)" "$root"
+    expect "mirror $p: source share unmounted (the bare mount point): refused, exit 4" refused "mirror-$p.unmounted" 4 \
+      "source root \`$r\` was a mount point when this job started and is not one now"
+    expect "mirror $p: ... and nothing deleted" chk deleted "$log" "$(from unmounted)" "$(from run2)" "$root"
+    expect "mirror $p: mounted again, --max-delete 9" rc_is "mirror-$p.run2" 0
+    # shellcheck disable=SC2086
+    expect "mirror $p: ... deletes exactly the 9 extras, a \`deleted\` line each" \
+      chk deleted "$log" "$(from run2)" "$(from empty)" "$root" $EXTRAS
+    expect "mirror $p: source emptied on the server: refused, exit 4, even with --max-delete 1000" refused "mirror-$p.empty" 4 \
+      "mirror refused, nothing deleted: the source root is empty but the destination holds 26 entries"
+    expect "mirror $p: ... and nothing deleted" chk deleted "$log" "$(from empty)" "$(from run3)" "$root"
+    expect "mirror $p: source back: copies nothing" noop "mirror-$p.run3"
+    expect "mirror $p: ... deletes nothing" chk deleted "$log" "$(from run3)" end "$root"
+    expect "mirror $p: destination = source (extras gone, every source file with its bytes)" \
+      chk same "$S/mirror-$p" "$D/mirror-$p" "$(tol $p)"
+    if [ "$p" != smb ]; then
+      expect "mirror $p: a source root that is a symlink into the destination: refused, exit 2" \
+        refused "mirror-link-$p" 2 "lies inside the destination"
+    fi
+  done
+  # Permission bits and owners (phase_perms, umask 077), on the server.
+  for p in nfs3 nfs4; do
+    for o in preserve owners; do
+      j=perms-$p-$o
+      expect "perms $p $o: copied" rc_is "$j.run1" 0
+      expect "perms $p $o: no warning about bits or owners" test -z "$(grep -h 'refused\|did not keep' "$W/out/$j.run1.err")"
+      if [ $o = preserve ]; then owners=root; else owners=source; fi
+      expect "perms $p $o: the source's exact bits, owners $owners (setuid/setgid only with the owner/group)" \
+        chk modes "$S/perms" "$D/$j" $owners
+      expect "perms $p $o: second run copies nothing" noop "$j.run2"
+      expect "perms $p $o: the changed read-only file replaced" test "$(cat "$W/out/$j.run3.rc"):$(cat "$D/$j/readonly.txt")" = "0:a new version of the read-only file"
+    done
+  done
+  expect "perms smb: copied (exit 0)" rc_is perms-smb.run1 0
+  expect "perms smb: one warning: bits accepted but not kept" \
+    test "$(grep -c 'accepted permission bits but did not keep them' "$W/out/perms-smb.run1.err")" = 1
+  expect "perms smb: one warning: owners accepted but not kept" \
+    test "$(grep -c "accepted the source's owner and group but did not keep them" "$W/out/perms-smb.run1.err")" = 1
+  expect "perms smb: the server stores Samba's modes and root's owners (0600 → 0744, 0700 folder → 0755)" \
+    test "$(stat -c '%a %u:%g' "$D/perms/private.txt" "$D/perms/hr" | tr '\n' ' ')" = "744 0:0 755 0:0 "
+  expect "perms smb: second run copies nothing" noop perms-smb.run2
+  expect "perms smb: the changed read-only file replaced" test "$(cat "$W/out/perms-smb.run3.rc"):$(cat "$D/perms/readonly.txt")" = "0:a new version of the read-only file"
   rc=0
   session cut-smb --kill-after 12 -- env CUT=smb bash "$G" cut || rc=$?
   expect "power cut (smb): the guest was cut" test $rc = 137
