@@ -39,7 +39,8 @@ const AHEAD_ENTRIES: usize = 100_000;
 pub(super) struct Child {
     pub(super) name: OsString,
     /// `lstat` of the entry, from its folder's descriptor: at once, or,
-    /// for a folder, once it is listed (see [`Stat`]).
+    /// for a folder (by its listing's `d_type`), once it is listed (see
+    /// [`Stat`]).
     pub(super) meta: Stat,
     /// Left out by the filter (counted by the walk; a folder not entered).
     pub(super) excluded: bool,
@@ -149,51 +150,46 @@ impl Listers {
             .read_dir(path)?
             .map(|e| {
                 let e = e?;
-                // d_type from the listing: no stat needed to descend.
-                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
                 let name = e.file_name();
-                let stat = if is_dir {
+                // d_type from the listing: no stat needed to descend.
+                let meta = if e.file_type().is_ok_and(|t| t.is_dir()) {
                     Stat::Later(e)
                 } else {
                     Stat::Taken(e.metadata())
                 };
-                Ok((name, is_dir, stat))
+                Ok(Child {
+                    name,
+                    meta,
+                    excluded: false,
+                    sub: None,
+                })
             })
             .collect::<io::Result<Vec<_>>>()?;
         if self.fold {
             use std::os::unix::ffi::OsStrExt;
-            children
-                .sort_unstable_by(|a, b| decide::cmp_names_folded(a.0.as_bytes(), b.0.as_bytes()));
+            children.sort_unstable_by(|a, b| {
+                decide::cmp_names_folded(a.name.as_bytes(), b.name.as_bytes())
+            });
         } else {
-            children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         }
         let dir = Arc::new(dir);
-        let children: Vec<Child> = children
-            .into_iter()
-            .map(|(name, is_dir, meta)| {
-                let child = path.join(&name);
-                let excluded = !self.filter.is_empty() && {
-                    let rel = child.strip_prefix(&self.base).expect("below the root");
-                    self.filter.excludes(rel, is_dir)
-                };
-                let sub = (is_dir && !excluded).then(|| {
-                    Arc::new(Slot {
-                        state: Mutex::new(State::Waiting {
-                            parent: dir.clone(),
-                            name: name.clone(),
-                            path: child,
-                        }),
-                        done: Condvar::new(),
-                    })
-                });
-                Child {
-                    name,
-                    meta,
-                    excluded,
-                    sub,
-                }
-            })
-            .collect();
+        let rel = path.strip_prefix(&self.base).expect("below the root");
+        for c in &mut children {
+            let is_dir = matches!(c.meta, Stat::Later(_));
+            c.excluded =
+                !self.filter.is_empty() && self.filter.excludes(&rel.join(&c.name), is_dir);
+            if is_dir && !c.excluded {
+                c.sub = Some(Arc::new(Slot {
+                    state: Mutex::new(State::Waiting {
+                        parent: dir.clone(),
+                        name: c.name.clone(),
+                        path: path.join(&c.name),
+                    }),
+                    done: Condvar::new(),
+                }));
+            }
+        }
         self.push(children.iter().rev().filter_map(|c| c.sub.clone()));
         Ok(Listing { dir, children })
     }

@@ -3,7 +3,7 @@
 //! in batches over a bounded channel. A walker reads its tree and counts
 //! what it left out; it never touches the DB.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -246,7 +246,7 @@ pub(super) fn walk(
                 continue;
             }
         };
-        let e = match step(&entry, side, counters) {
+        let e = match step(entry, side, counters) {
             Step::Send(e) => e,
             Step::Skip => continue,
             Step::End => return,
@@ -275,30 +275,33 @@ pub(super) fn walk(
 /// Judges one walked entry: jobrun's temporaries, NFS silly renames,
 /// skipped symlinks and special files are left out (counted); the other
 /// root ends the walk.
-fn step(entry: &Node, side: Side, counters: &Counters) -> Step {
-    if side == Side::Dest && is_temp_name(entry.file_name()) {
+fn step(entry: Node, side: Side, counters: &Counters) -> Step {
+    if side == Side::Dest && is_temp_name(&entry.name) {
         // An interrupted run's temporary: never data, always removable
         // (by name, from the folder it was listed in); a dry run
         // changes nothing at the destination.
-        if counters.remove_temps {
-            let _ = entry.unlink();
+        if let Some(dir) = entry.dir.as_ref().filter(|_| counters.remove_temps) {
+            let _ = dir.unlink(&entry.name);
         }
         return Step::Skip;
     }
-    let md = match entry.metadata() {
+    let Node {
+        name, path, meta, ..
+    } = entry;
+    let md = match meta {
         Ok(m) => m,
         Err(e) => {
             warn!(side = side_name(side), error = %e, "cannot stat entry; skipped");
-            counters.error(Some(&entry.path()), format!("cannot stat source: {e}"));
+            counters.error(Some(&path), format!("cannot stat source: {e}"));
             return Step::Skip;
         }
     };
-    if !md.is_dir() && is_nfs_silly_name(entry.file_name()) {
-        debug!(side = side_name(side), path = %entry.path().display(), "NFS silly-rename file left out");
+    if !md.is_dir() && is_nfs_silly_name(&name) {
+        debug!(side = side_name(side), path = %path.display(), "NFS silly-rename file left out");
         return Step::Skip;
     }
     if md.is_dir()
-        && is_snapshot_dir(entry.file_name())
+        && is_snapshot_dir(&name)
         && counters
             .snapshot_warned
             .is_some_and(|w| !w.swap(true, Relaxed))
@@ -307,38 +310,36 @@ fn step(entry: &Node, side: Side, counters: &Counters) -> Step {
             "`{}` looks like a NAS or ZFS snapshot folder and no `exclude` pattern matches it: \
              every snapshot in it will be copied; add `exclude = [\"{}/\"]` if that is not meant \
              (warned once per scan)",
-            entry.path().display(),
-            entry.file_name().to_string_lossy()
+            path.display(),
+            name.to_string_lossy()
         );
     }
     if md.is_dir() && counters.other_root == Some(RootId::of_meta(&md)) {
-        *counters.crossed.lock().unwrap_or_else(|p| p.into_inner()) = Some(entry.path());
+        *counters.crossed.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
         return Step::End;
     }
     if let Some(n) = counters.skip_links.filter(|_| md.file_type().is_symlink()) {
-        info!(path = %entry.path().display(), "skipping symlink (symlinks = \"skip\")");
+        info!(path = %path.display(), "skipping symlink (symlinks = \"skip\")");
         n.fetch_add(1, Relaxed);
-        counters.skip(entry.path(), &md, "symlink", SKIPPED_SYMLINK);
+        counters.skip(path, &md, "symlink", SKIPPED_SYMLINK);
         return Step::Skip;
     }
-    let path = entry.path();
-    match to_entry(path.clone(), &md) {
-        Some(e) => Step::Send(e),
-        None => {
-            // Never opened: opening a FIFO would block the walk forever, and
-            // opening some devices has side effects (tape rewind).
-            if side == Side::Source {
-                warn!(
-                    path = %path.display(),
-                    kind = special_kind(&md),
-                    "skipped: not a regular file, folder or symlink; never copied"
-                );
-                counters.skip(path, &md, special_kind(&md), SKIPPED_SPECIAL);
-            }
-            counters.special.fetch_add(1, Relaxed);
-            Step::Skip
-        }
+    let ft = md.file_type();
+    if ft.is_file() || ft.is_dir() || ft.is_symlink() {
+        return to_entry(path, &md).map_or(Step::Skip, Step::Send);
     }
+    // Never opened: opening a FIFO would block the walk forever, and
+    // opening some devices has side effects (tape rewind).
+    if side == Side::Source {
+        warn!(
+            path = %path.display(),
+            kind = special_kind(&md),
+            "skipped: not a regular file, folder or symlink; never copied"
+        );
+        counters.skip(path, &md, special_kind(&md), SKIPPED_SPECIAL);
+    }
+    counters.special.fetch_add(1, Relaxed);
+    Step::Skip
 }
 
 /// A depth-first, pre-order walk with siblings sorted by name (bytewise) and
@@ -380,50 +381,14 @@ struct Level {
 /// (a folder that could not be listed, or the root), and the error.
 type WalkError = (usize, PathBuf, std::io::Error);
 
-/// One walked entry: the root, or a directory entry below it (its name,
-/// full path, `lstat`, and the folder it is in).
-enum Node {
-    Root(PathBuf),
-    Entry(Box<Entry>),
-}
-
-struct Entry {
+/// One walked entry: the root, or an entry of a listed folder.
+struct Node {
     name: OsString,
     path: PathBuf,
+    /// `lstat` of the entry.
     meta: std::io::Result<std::fs::Metadata>,
-    /// The folder it is in.
-    dir: Arc<Dir>,
-}
-
-impl Node {
-    fn file_name(&self) -> &OsStr {
-        match self {
-            Node::Root(p) => p.file_name().unwrap_or(p.as_os_str()),
-            Node::Entry(e) => &e.name,
-        }
-    }
-    fn path(&self) -> PathBuf {
-        match self {
-            Node::Root(p) => p.clone(),
-            Node::Entry(e) => e.path.clone(),
-        }
-    }
-    fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
-        match self {
-            Node::Root(p) => std::fs::symlink_metadata(p),
-            Node::Entry(e) => match &e.meta {
-                Ok(md) => Ok(md.clone()),
-                Err(err) => Err(std::io::Error::new(err.kind(), err.to_string())),
-            },
-        }
-    }
-    /// Removes the entry (not a folder) by name from its folder's descriptor.
-    fn unlink(&self) -> std::io::Result<()> {
-        match self {
-            Node::Root(_) => Err(std::io::ErrorKind::InvalidInput.into()),
-            Node::Entry(e) => e.dir.unlink(&e.name),
-        }
-    }
+    /// The folder it is in (none for the root).
+    dir: Option<Arc<Dir>>,
 }
 
 impl SortedWalk {
@@ -472,13 +437,23 @@ impl Iterator for SortedWalk {
         if let Some(root) = self.root.take() {
             return Some(match std::fs::symlink_metadata(&root) {
                 Ok(md) => {
-                    if md.is_dir() {
+                    let meta = if md.is_dir() {
                         let listed = Root::open(&root)
                             .and_then(|r| r.dir(Path::new("")))
                             .and_then(|d| self.listers.list(d, &root));
                         self.descend(root.clone(), listed);
-                    }
-                    Ok(Node::Root(root))
+                        // Stat'ed again after its listing, as every folder
+                        // is (see `list::Stat`).
+                        std::fs::symlink_metadata(&root)
+                    } else {
+                        Ok(md)
+                    };
+                    Ok(Node {
+                        name: root.file_name().unwrap_or(root.as_os_str()).to_owned(),
+                        path: root,
+                        meta,
+                        dir: None,
+                    })
                 }
                 Err(e) => Err((0, root, e)),
             });
@@ -497,13 +472,12 @@ impl Iterator for SortedWalk {
                         let listed = self.listers.take(slot);
                         self.descend(path.clone(), listed);
                     }
-                    let meta = child.meta.get();
-                    return Some(Ok(Node::Entry(Box::new(Entry {
+                    return Some(Ok(Node {
+                        meta: child.meta.get(),
                         name: child.name,
                         path,
-                        meta,
-                        dir,
-                    }))));
+                        dir: Some(dir),
+                    }));
                 }
                 None => {
                     self.stack.pop();
@@ -555,7 +529,7 @@ mod tests {
         }
         std::os::unix::fs::symlink("a", root.join("link")).unwrap();
         let ours: Vec<PathBuf> = SortedWalk::new(&root, false, &Filter::default(), 0)
-            .map(|n| n.unwrap().path())
+            .map(|n| n.unwrap().path)
             .collect();
         let theirs: Vec<PathBuf> = walkdir::WalkDir::new(&root)
             .follow_links(false)
@@ -592,7 +566,10 @@ mod tests {
         let none = Filter::default();
         // No listers: nobody lists `d` before the swap below.
         let mut walk = SortedWalk::new(&root, false, &none, 0);
-        assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
+        assert!(
+            walk.next()
+                .is_some_and(|n| n.is_ok_and(|n| n.dir.is_none()))
+        );
         // The root is listed (`d` a folder in it); `d` is swapped before the
         // walk goes down into it.
         std::fs::rename(root.join("d"), dir.path().join("d.moved")).unwrap();
@@ -601,7 +578,7 @@ mod tests {
         let paths: Vec<PathBuf> = rest
             .iter()
             .map(|n| match n {
-                Ok(n) => n.path(),
+                Ok(n) => n.path.clone(),
                 Err((_, p, _)) => p.clone(),
             })
             .collect();
@@ -642,8 +619,8 @@ mod tests {
                 .by_ref()
                 .map(|n| {
                     let n = n.unwrap();
-                    let md = n.metadata().unwrap();
-                    (n.path(), md.len(), md.is_dir())
+                    let md = n.meta.unwrap();
+                    (n.path, md.len(), md.is_dir())
                 })
                 .collect();
             (got, w.excluded)
@@ -672,14 +649,17 @@ mod tests {
         }
         let none = Filter::default();
         let mut walk = SortedWalk::new(&root, false, &none, LISTERS);
-        assert!(matches!(walk.next(), Some(Ok(Node::Root(_)))));
+        assert!(
+            walk.next()
+                .is_some_and(|n| n.is_ok_and(|n| n.dir.is_none()))
+        );
         for i in 0..50 {
             let d = root.join(format!("d{i:02}"));
             std::fs::rename(&d, dir.path().join(format!("moved{i}"))).unwrap();
             std::os::unix::fs::symlink(&out, &d).unwrap();
         }
         for n in walk.flatten() {
-            assert_ne!(n.file_name(), "secret", "{}", n.path().display());
+            assert_ne!(n.name, "secret", "{}", n.path.display());
         }
     }
 }
