@@ -204,22 +204,27 @@ impl Modes {
         let rc = unsafe { libc::fchmod(f.as_raw_fd(), bits as libc::mode_t) };
         if rc != 0 {
             let _ = self.refused(false, path, io::Error::last_os_error());
-        } else {
+        } else if !self.warned(false) {
             self.bits_kept(path, bits, f.metadata().map(|md| md.mode()));
         }
     }
 
     /// Gives an open file the source's owner and group, best-effort.
-    /// Returns whether it took (the share accepted them and shows them).
-    pub fn fchown(&self, f: &File, uid: u32, gid: u32, path: &Path) -> bool {
+    /// Returns the owner and group it has now where known: those shown
+    /// after an accepted call (the ones asked for when it took, or when
+    /// the file cannot be stat'ed: no claim either way); `None` when
+    /// refused.
+    pub fn fchown(&self, f: &File, uid: u32, gid: u32, path: &Path) -> Option<(u32, u32)> {
         match std::os::unix::fs::fchown(f, Some(uid), Some(gid)) {
             Ok(()) => {
                 let now = f.metadata().map(|md| (md.uid(), md.gid()));
-                self.owners_kept(path, (uid, gid), now)
+                let shown = now.as_ref().map_or((uid, gid), |&s| s);
+                self.owners_kept(path, (uid, gid), now);
+                Some(shown)
             }
             Err(e) => {
                 let _ = self.refused(true, path, e);
-                false
+                None
             }
         }
     }
@@ -253,6 +258,8 @@ impl Modes {
             None => dir.chmod_self(bits),
         };
         match r {
+            // Once warned, nothing more to learn: no stat per entry.
+            Ok(()) if self.warned(false) => {}
             Ok(()) => {
                 self.bits_kept(path, bits, held_meta(dir, name).map(|md| md.mode));
             }
@@ -320,12 +327,20 @@ impl Modes {
     /// Whether this is the run's first warning of its kind (bits, or
     /// owners): a refusal and an ignored call share the one line.
     fn first_warning(&self, owner: bool) -> bool {
-        let flag = if owner {
+        !self.flag(owner).swap(true, Relaxed)
+    }
+
+    /// Whether the run already warned of its kind.
+    fn warned(&self, owner: bool) -> bool {
+        self.flag(owner).load(Relaxed)
+    }
+
+    fn flag(&self, owner: bool) -> &AtomicBool {
+        if owner {
             &self.warned_owner
         } else {
             &self.warned_mode
-        };
-        !flag.swap(true, Relaxed)
+        }
     }
 }
 

@@ -449,15 +449,18 @@ impl<'a> Writer<'a> {
     /// `owners` and `preserve`, best-effort (see [`Modes`]).
     fn settle_file(&self, task: &FileTask, file: &File) {
         let (m, path) = (self.ctx.modes, task.dest.as_path());
-        let owned = m.owners && m.fchown(file, task.uid, task.gid, path);
+        let shown = m
+            .owners
+            .then(|| m.fchown(file, task.uid, task.gid, path))
+            .flatten();
         match m.permissions {
             Permissions::Preserve => {
-                let (uid, gid) = if owned {
-                    (task.uid, task.gid)
-                } else {
+                // The owner the bits are judged against: the one the chown
+                // left, else the one the file was created with.
+                let (uid, gid) = shown.unwrap_or_else(|| {
                     file.metadata()
                         .map_or((u32::MAX, u32::MAX), |md| (md.uid(), md.gid()))
-                };
+                });
                 m.fchmod(
                     file,
                     m.preserved((task.mode, task.uid, task.gid), uid, gid),
