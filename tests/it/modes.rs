@@ -287,12 +287,7 @@ fn refused_owners_warn_once_and_fail_nothing() {
         "{}",
         out.stderr
     );
-    assert!(!out.stderr.contains(".jobrun-"), "{}", out.stderr);
-    let rows = env.rows();
-    assert!(
-        rows.values().all(|(status, _)| status == "synced"),
-        "{rows:?}"
-    );
+    assert_warned_by_name_and_synced(&env, &out);
     assert_eq!(mode(&env.dst.join("d0/f0")), 0o644);
     env.assert_trees_equal();
 }
@@ -593,12 +588,7 @@ fn accepted_but_ignored_bits_and_owners_warn_once_and_fail_nothing() {
         "{}",
         out.stderr
     );
-    assert!(!out.stderr.contains(".jobrun-"), "{}", out.stderr);
-    let rows = env.rows();
-    assert!(
-        rows.values().all(|(status, _)| status == "synced"),
-        "{rows:?}"
-    );
+    assert_warned_by_name_and_synced(&env, &out);
     env.assert_trees_equal();
     let md = env.dst.join("d0/f0").symlink_metadata().unwrap();
     assert_eq!((md.uid(), mode(&env.dst.join("d0/f0"))), (0, 0o600));
@@ -610,4 +600,15 @@ fn accepted_but_ignored_bits_and_owners_warn_once_and_fail_nothing() {
     let out: Out = c.output().expect("spawn jobrun").into();
     out.assert_code(0);
     out.assert_copied_nothing();
+}
+
+/// A warning about modes or owners names the destination, never the
+/// temporary the file was written as, and fails no file.
+fn assert_warned_by_name_and_synced(env: &TestEnv, out: &Out) {
+    assert!(!out.stderr.contains(".jobrun-"), "{}", out.stderr);
+    let rows = env.rows();
+    assert!(
+        rows.values().all(|(status, _)| status == "synced"),
+        "{rows:?}"
+    );
 }
