@@ -38,32 +38,16 @@ const AHEAD_ENTRIES: usize = 100_000;
 /// One child of a listed folder.
 pub(super) struct Child {
     pub(super) name: OsString,
-    /// `lstat` of the entry, from its folder's descriptor: at once, or,
-    /// for a folder (by its listing's `d_type`), once it is listed (see
-    /// [`Stat`]).
-    pub(super) meta: Stat,
+    /// `lstat` of the entry, from its folder's descriptor, taken with the
+    /// listing: a folder's too, before it is listed itself (on NFS its
+    /// attributes came with its parent's listing: no round trip). Listing a
+    /// folder may then raise its atime; the merge does not take a folder's
+    /// atime alone for a change (see `merge::same_row`).
+    pub(super) meta: io::Result<std::fs::Metadata>,
     /// Left out by the filter (counted by the walk; a folder not entered).
     pub(super) excluded: bool,
     /// A folder the walk enters: where its listing comes.
     pub(super) sub: Option<Arc<Slot>>,
-}
-
-/// An entry's `lstat`: taken with its folder's listing, or, for a folder,
-/// left to the walk, which takes it after listing the folder itself (as
-/// the serial walk did): listing a folder may raise its atime, and a stat
-/// taken before would make every rescan see a changed atime.
-pub(super) enum Stat {
-    Taken(io::Result<std::fs::Metadata>),
-    Later(std::fs::DirEntry),
-}
-
-impl Stat {
-    pub(super) fn get(self) -> io::Result<std::fs::Metadata> {
-        match self {
-            Stat::Taken(m) => m,
-            Stat::Later(e) => e.metadata(),
-        }
-    }
 }
 
 /// A listed folder: its descriptor and its children sorted by name.
@@ -150,16 +134,9 @@ impl Listers {
             .read_dir(path)?
             .map(|e| {
                 let e = e?;
-                let name = e.file_name();
-                // d_type from the listing: no stat needed to descend.
-                let meta = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    Stat::Later(e)
-                } else {
-                    Stat::Taken(e.metadata())
-                };
                 Ok(Child {
-                    name,
-                    meta,
+                    name: e.file_name(),
+                    meta: e.metadata(),
                     excluded: false,
                     sub: None,
                 })
@@ -176,7 +153,7 @@ impl Listers {
         let dir = Arc::new(dir);
         let rel = path.strip_prefix(&self.base).expect("below the root");
         for c in &mut children {
-            let is_dir = matches!(c.meta, Stat::Later(_));
+            let is_dir = c.meta.as_ref().is_ok_and(std::fs::Metadata::is_dir);
             c.excluded =
                 !self.filter.is_empty() && self.filter.excludes(&rel.join(&c.name), is_dir);
             if is_dir && !c.excluded {

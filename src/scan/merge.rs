@@ -272,12 +272,16 @@ fn record(
     Ok((id, copy))
 }
 
-/// Every recorded source field equal (the path is the key, not compared).
+/// Every recorded source field equal (the path is the key, not compared),
+/// but a folder's atime: the walk stats a folder with its parent's listing
+/// and then lists it, which may raise its atime, so every rescan would
+/// rewrite every folder's row for its own reading. A folder's row keeps
+/// the atime it was recorded with until something else about it changes.
 fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
     a.kind == b.kind
         && a.size == b.size
         && a.modified_ns == b.modified_ns
-        && a.accessed_ns == b.accessed_ns
+        && (a.accessed_ns == b.accessed_ns || a.kind == EntryKind::Dir)
         && a.changed_ns == b.changed_ns
         && a.created_ns == b.created_ns
         && a.mode == b.mode

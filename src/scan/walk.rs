@@ -437,21 +437,16 @@ impl Iterator for SortedWalk {
         if let Some(root) = self.root.take() {
             return Some(match std::fs::symlink_metadata(&root) {
                 Ok(md) => {
-                    let meta = if md.is_dir() {
+                    if md.is_dir() {
                         let listed = Root::open(&root)
                             .and_then(|r| r.dir(Path::new("")))
                             .and_then(|d| self.listers.list(d, &root));
                         self.descend(root.clone(), listed);
-                        // Stat'ed again after its listing, as every folder
-                        // is (see `list::Stat`).
-                        std::fs::symlink_metadata(&root)
-                    } else {
-                        Ok(md)
-                    };
+                    }
                     Ok(Node {
                         name: root.file_name().unwrap_or(root.as_os_str()).to_owned(),
                         path: root,
-                        meta,
+                        meta: Ok(md),
                         dir: None,
                     })
                 }
@@ -473,7 +468,7 @@ impl Iterator for SortedWalk {
                         self.descend(path.clone(), listed);
                     }
                     return Some(Ok(Node {
-                        meta: child.meta.get(),
+                        meta: child.meta,
                         name: child.name,
                         path,
                         dir: Some(dir),
