@@ -70,7 +70,9 @@ enum State {
         name: OsString,
         path: PathBuf,
     },
-    Listing,
+    /// Being listed; `true` once the walk waits for it (then, and only
+    /// then, the lister wakes it: every wake is a system call).
+    Listing(bool),
     Listed(io::Result<Listing>),
     /// Taken by the walk.
     Taken,
@@ -100,8 +102,17 @@ struct Queue {
     ahead_dirs: usize,
     ahead_entries: usize,
     threads: usize,
+    /// Listers asleep, waiting for a slot or for room: each new slot or
+    /// freed room wakes one of them, not all (no thundering herd).
+    idle: usize,
     /// The walk is over: listers leave.
     closed: bool,
+}
+
+impl Queue {
+    fn room(&self) -> bool {
+        self.ahead_dirs < AHEAD_DIRS && self.ahead_entries < AHEAD_ENTRIES
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,7 +186,8 @@ impl Listers {
         let mut q = lock(&self.queue);
         let before = q.stack.len();
         q.stack.extend(slots);
-        if q.stack.len() == before || q.closed {
+        let pushed = q.stack.len() - before;
+        if pushed == 0 || q.closed {
             return;
         }
         if q.threads < self.max_threads {
@@ -189,8 +201,11 @@ impl Listers {
                 q.threads -= 1;
             }
         }
+        let wake = if q.room() { pushed.min(q.idle) } else { 0 };
         drop(q);
-        self.wake.notify_all();
+        for _ in 0..wake {
+            self.wake.notify_one();
+        }
     }
 
     /// One listing thread: lists the slot on top of the stack while there
@@ -203,16 +218,19 @@ impl Listers {
                     if q.closed {
                         return;
                     }
-                    let room = q.ahead_dirs < AHEAD_DIRS && q.ahead_entries < AHEAD_ENTRIES;
-                    if room && let Some(s) = q.stack.pop() {
+                    if q.room()
+                        && let Some(s) = q.stack.pop()
+                    {
                         break s;
                     }
+                    q.idle += 1;
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q.idle -= 1;
                 }
             };
             let (parent, name, path) = {
                 let mut st = lock(&slot.state);
-                match std::mem::replace(&mut *st, State::Listing) {
+                match std::mem::replace(&mut *st, State::Listing(false)) {
                     State::Waiting { parent, name, path } => (parent, name, path),
                     other => {
                         // Taken by the walk meanwhile.
@@ -226,8 +244,10 @@ impl Listers {
             if let Ok(l) = &listed {
                 lock(&self.queue).ahead_entries += l.children.len();
             }
-            *lock(&slot.state) = State::Listed(listed);
-            slot.done.notify_all();
+            let was = std::mem::replace(&mut *lock(&slot.state), State::Listed(listed));
+            if matches!(was, State::Listing(true)) {
+                slot.done.notify_one();
+            }
         }
     }
 
@@ -241,8 +261,8 @@ impl Listers {
                     drop(st);
                     return parent.sub(&name).and_then(|d| self.list(d, &path));
                 }
-                State::Listing => {
-                    *st = State::Listing;
+                State::Listing(_) => {
+                    *st = State::Listing(true);
                     st = slot.done.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
                 State::Listed(listed) => {
@@ -252,8 +272,11 @@ impl Listers {
                     if let Ok(l) = &listed {
                         q.ahead_entries -= l.children.len();
                     }
+                    let wake = q.idle > 0 && !q.stack.is_empty() && q.room();
                     drop(q);
-                    self.wake.notify_all();
+                    if wake {
+                        self.wake.notify_one();
+                    }
                     return listed;
                 }
                 State::Taken => unreachable!("a folder's listing is taken once"),
