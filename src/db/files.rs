@@ -186,6 +186,16 @@ impl StateDb {
         )?)
     }
 
+    /// Whether any row is pending, of any kind (a folder too: its times
+    /// are the transfer's to set).
+    pub fn any_pending(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM files WHERE status = 'pending')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Up to `n` failed rows with their error text, for `status`.
     pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String)>> {
         let mut st = self.conn.prepare(

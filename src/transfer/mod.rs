@@ -145,12 +145,17 @@ pub fn run(
     source_at_start: Option<crate::roots::RootId>,
 ) -> Result<TransferReport, TransferError> {
     progress.set_phase(Phase::Transfer);
+    // Held for the whole stage: every source entry is opened below it.
+    let (source_root, dest_root) = open_roots(job)?;
+    if !db.any_pending()? {
+        // The rescan of every cron run once the backlog is empty: no lane,
+        // no thread started for nothing.
+        return Ok(TransferReport::default());
+    }
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let (read_limit, write_limit) = (Throttle::live(limit), Throttle::live(limit).quiet());
     let (halt, first_block) = (AtomicBool::new(false), AtomicBool::new(false));
-    // Held for the whole stage: every source entry is opened below it.
-    let (source_root, dest_root) = open_roots(job)?;
     if progress.backlog_files() > 0 {
         probe_destination(&dest_root)?;
     }

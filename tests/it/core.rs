@@ -283,6 +283,26 @@ fn empty_dirs_and_dir_mtimes_are_reproduced() {
     assert!(out.stdout.contains(" 0 files"), "{}", out.stdout);
 }
 
+/// A run with folders pending and no file (a tree of empty folders, then a
+/// folder's mtime changed) still applies them: the transfer stage is left
+/// out only when no row at all is pending.
+#[test]
+fn folders_alone_pending_are_still_applied() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.src.join("a/b")).unwrap();
+    let mtime = |env: &TestEnv| {
+        let md = std::fs::metadata(env.dst.join("a/b")).unwrap();
+        (md.mtime(), md.mtime_nsec())
+    };
+    TestEnv::set_mtime(&env.src.join("a/b"), 1_500_000_000, 7);
+    env.run(&[]).assert_code(0);
+    assert_eq!(mtime(&env), (1_500_000_000, 7));
+    TestEnv::set_mtime(&env.src.join("a/b"), 1_600_000_000, 9);
+    env.run(&[]).assert_code(0);
+    assert_eq!(mtime(&env), (1_600_000_000, 9));
+}
+
 #[test]
 fn a_resumed_file_replaces_a_stale_temporary_of_its_own_id() {
     // Resume does not scan, so the temporary a killed run left for a
