@@ -211,9 +211,26 @@ impl<'a> Join<'a> {
 }
 
 /// `path` relative to `root` (the walkers only yield paths below their root).
+/// The walkers join each name to the root's own bytes, so the root is a
+/// byte prefix and no component is parsed (this runs for every comparison
+/// of the merge); anything else takes `strip_prefix`.
 fn relative<'p>(path: &'p Path, root: &Path) -> &'p Path {
-    path.strip_prefix(root)
-        .expect("the walker yields paths under its root")
+    use std::os::unix::ffi::OsStrExt;
+    let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
+    let rest = p.strip_prefix(r).and_then(|rest| match rest {
+        [] => Some(rest),
+        [b'/', rest @ ..] => Some(rest),
+        _ if r.ends_with(b"/") => Some(rest),
+        _ => None,
+    });
+    match rest {
+        Some(rest) if !rest.starts_with(b"/") && !rest.starts_with(b"./") => {
+            Path::new(std::ffi::OsStr::from_bytes(rest))
+        }
+        _ => path
+            .strip_prefix(root)
+            .expect("the walker yields paths under its root"),
+    }
 }
 
 fn stamp(e: &ScanEntry) -> Stamp {
@@ -336,5 +353,29 @@ fn collision_error(source: &Path, dest: &Path, rel: &Path, lost: &decide::CaseCo
             source.join(winner).display(),
             dst.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn relative_is_strip_prefix() {
+        for (path, root) in [
+            ("/a/b/c", "/a/b"),
+            ("/a/b", "/a/b"),
+            ("/a/b/c/d", "/a/b/"),
+            ("/a/b//c", "/a/b"),
+            ("/a/./b/c", "/a/./b"),
+            ("/x/y", "/"),
+        ] {
+            let (path, root) = (Path::new(path), Path::new(root));
+            assert_eq!(
+                super::relative(path, root),
+                path.strip_prefix(root).unwrap(),
+                "{path:?} under {root:?}"
+            );
+        }
     }
 }
