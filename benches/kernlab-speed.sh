@@ -23,7 +23,7 @@
 # from the guest's eth0 counters around each command. Every copy is compared
 # with its source on the host (names, sizes, bytes). Prints one table of
 # medians (also OUT/table.md).
-# Env: PROTOS, ROUNDS, CASES (of "large small noop"), LARGE_N, LARGE_MIB, SMALL_N, DELAY (netem, 1ms),
+# Env: PROTOS, ROUNDS, SETTLE (s of pause before each timed command, 3), CASES (of "large small noop"), LARGE_N, LARGE_MIB, SMALL_N, DELAY (netem, 1ms),
 #      KERNLAB=path, OUT=dir, JOBRUN=binary (default: build release).
 set -euo pipefail
 
@@ -56,6 +56,11 @@ if [[ ${1:-} == --guest ]]; then # ---- the guest side: $2 = protocol -------
     case $2 in jobrun) b=$JOBRUN ;; *) b=$(command -v "$2") ;; esac
     cat "$b" >/dev/null
     "$b" --version >/dev/null 2>&1 || true
+    # A pause before each timed command: the one before (rsync's no-op
+    # keeps the guest, the server and the host busy for a while after it
+    # exits) must not be paid by the next tool, which the rotation would
+    # make the same tool most rounds.
+    sleep "${SETTLE:-3}"
     w0=$(wire) t0=$(date +%s.%N)
     rc=0
     eval "$c" >>"$OUT/guest-$p.out" 2>&1 || rc=$?
@@ -90,11 +95,11 @@ cd "$(dirname "$0")/.."
 . benches/kernlab-lib.sh
 find_kernlab
 read -r -a protos <<<"${PROTOS:-nfs4 smb nfs3}"
-ROUNDS=${ROUNDS:-3} DELAY=${DELAY:-1ms} CASES=${CASES:-large small noop}
+ROUNDS=${ROUNDS:-3} DELAY=${DELAY:-1ms} SETTLE=${SETTLE:-3} CASES=${CASES:-large small noop}
 LARGE_N=${LARGE_N:-4} LARGE_MIB=${LARGE_MIB:-32} SMALL_N=${SMALL_N:-800}
 results_dir kernlab-speed
 release_jobrun
-export JOBRUN OUT
+export JOBRUN OUT SETTLE
 command -v rsync >/dev/null && command -v rclone >/dev/null || { echo "needs rsync and rclone" >&2; exit 2; }
 "$K" install >/dev/null
 "$K" up --rate 200mbit --ttl 7200 >/dev/null

@@ -29,6 +29,33 @@ fn strict_log(env: &TestEnv) -> Vec<Value> {
         .collect()
 }
 
+/// The log's JSON lines, where a line that is not JSON is allowed only as
+/// the documented trace of a killed writer: a torn line, ended by the next
+/// run, whose `run_start` (the very next line) says `torn_line_ended`. A
+/// SIGKILL can cut a `write(2)` between two pages of the file. Returns the
+/// objects and how many torn lines there were.
+fn log_with_ended_torn_lines(env: &TestEnv) -> (Vec<Value>, usize) {
+    let text = std::fs::read_to_string(env.log_path()).unwrap();
+    assert!(text.ends_with('\n'), "log ends mid-line");
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut objects, mut torn) = (Vec::new(), 0);
+    for (i, l) in lines.iter().enumerate() {
+        match serde_json::from_str::<Value>(l) {
+            Ok(v) if v.is_object() => objects.push(v),
+            _ => {
+                let next: Value = lines
+                    .get(i + 1)
+                    .and_then(|n| serde_json::from_str(n).ok())
+                    .unwrap_or_else(|| panic!("line {} is not JSON: {l:?}", i + 1));
+                assert_eq!(next["status"], "run_start", "after torn line {}", i + 1);
+                assert_eq!(next["torn_line_ended"], true, "after torn line {}", i + 1);
+                torn += 1;
+            }
+        }
+    }
+    (objects, torn)
+}
+
 /// The last `runs` row: id, files_done, bytes_done, failures, exit_code,
 /// dry_run, error.
 type RunsRow = (i64, u64, u64, u64, Option<i64>, bool, Option<String>);
@@ -215,7 +242,7 @@ fn a_torn_last_line_is_ended_before_run_start_and_reported_once() {
 }
 
 #[test]
-fn sigkill_at_many_instants_leaves_every_line_one_json_object() {
+fn sigkill_at_many_instants_leaves_whole_lines_or_one_ended_torn_line() {
     let env = TestEnv::new();
     populate_kill_tree(&env, 3_000, 0);
     env.run(&["-q"]).assert_code(0);
@@ -240,7 +267,8 @@ fn sigkill_at_many_instants_leaves_every_line_one_json_object() {
         run.kill();
     }
     env.run(&["-q"]).assert_code(0);
-    let log = strict_log(&env);
+    let (log, torn) = log_with_ended_torn_lines(&env);
+    assert!(torn <= rounds, "at most one torn line per kill: {torn}");
     let starts = log.iter().filter(|v| v["status"] == "run_start").count();
     assert_eq!(starts, rounds + 2, "one run_start per run");
     assert!(log.iter().any(|v| v["status"] == "synced"));
