@@ -166,7 +166,7 @@ pub struct Synced<'a> {
 }
 
 impl StateDb {
-    /// Pending files and bytes: the backlog.
+    /// Pending rows (every kind: folders too) and file bytes: the backlog.
     pub fn backlog(&self) -> Result<(u64, u64)> {
         let sql = "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
              FROM files WHERE status = 'pending'";
@@ -183,16 +183,6 @@ impl StateDb {
              FROM files WHERE status = 'pending' AND kind != 'dir'",
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
-    }
-
-    /// Whether any row is pending, of any kind (a folder too: its times
-    /// are the transfer's to set).
-    pub fn any_pending(&self) -> Result<bool> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM files WHERE status = 'pending')",
-            [],
-            |r| r.get(0),
         )?)
     }
 

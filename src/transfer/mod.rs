@@ -147,9 +147,10 @@ pub fn run(
     progress.set_phase(Phase::Transfer);
     // Held for the whole stage: every source entry is opened below it.
     let (source_root, dest_root) = open_roots(job)?;
-    if !db.any_pending()? {
-        // The rescan of every cron run once the backlog is empty: no lane,
-        // no thread started for nothing.
+    if db.backlog()?.0 == 0 {
+        // No row pending, of any kind (a folder's times are this stage's
+        // too): the rescan of every cron run once the backlog is empty. No
+        // lane, no thread started for nothing.
         return Ok(TransferReport::default());
     }
     let feed_db = db.reopen()?;
