@@ -16,17 +16,9 @@ use crate::faults::{
 /// Every line of the log, each parsed as one JSON object (panics naming
 /// the first line that is not).
 fn strict_log(env: &TestEnv) -> Vec<Value> {
-    let text = std::fs::read_to_string(env.log_path()).unwrap();
-    assert!(text.ends_with('\n'), "log ends mid-line");
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("line {} is not one JSON object ({e}): {l:?}", i + 1));
-            assert!(v.is_object(), "line {}: {l}", i + 1);
-            v
-        })
-        .collect()
+    let (log, torn) = log_with_ended_torn_lines(env);
+    assert_eq!(torn, 0, "torn lines in the log");
+    log
 }
 
 /// The log's JSON lines, where a line that is not JSON is allowed only as
