@@ -7,9 +7,12 @@
 //!
 //! A listing is a folder's children sorted by name, each stat'ed from the
 //! listing's descriptor, and, for each sub-folder the filter keeps, a
-//! [`Slot`] its own listing will be put in. Slots wait on a stack, the
-//! latest listed folder's first sub-folder on top: the listers work on
-//! what the depth-first walk needs soonest. How far ahead they may run is
+//! [`Slot`] its own listing will be put in. Slots wait in a queue ordered
+//! by their place in the walk (pre-order), so the listers always take
+//! the folder the depth-first walk needs soonest, however the folders
+//! listed at once finish: five sibling folders listed together must not
+//! have the last one's sub-folders listed before the first one's. How far
+//! ahead they may run is
 //! bounded ([`AHEAD_DIRS`], [`AHEAD_ENTRIES`]), so memory stays flat
 //! whatever the tree's width.
 //!
@@ -17,6 +20,8 @@
 //! a slot and lists the folder itself. So a walk cannot stall on the bound,
 //! and with no listers at all it is the plain serial walk.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -64,11 +69,13 @@ pub(super) struct Slot {
 }
 
 enum State {
-    /// Not started: the folder `name` in `parent`, at `path`.
+    /// Not started: the folder `name` in `parent`, at `path`, at `place`
+    /// in the walk.
     Waiting {
         parent: Arc<Dir>,
         name: OsString,
         path: PathBuf,
+        place: Place,
     },
     /// Being listed; `true` once the walk waits for it (then, and only
     /// then, the lister wakes it: every wake is a system call).
@@ -76,6 +83,37 @@ enum State {
     Listed(io::Result<Listing>),
     /// Taken by the walk.
     Taken,
+}
+
+/// A folder's place in the walk: the index of each folder on the way to
+/// it among its siblings, from the root (`[]`). Pre-order is the
+/// lexicographic order of places.
+pub(super) type Place = Arc<[u32]>;
+
+/// A slot in the queue, ordered by its folder's place in the walk.
+struct Queued {
+    place: Place,
+    slot: Arc<Slot>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.place == other.place
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.place.cmp(&other.place)
+    }
 }
 
 /// What the listers of one tree share.
@@ -94,9 +132,9 @@ pub(super) struct Listers {
 
 #[derive(Default)]
 struct Queue {
-    /// Slots not taken yet, the one needed soonest on top (some may have
-    /// been taken by the walk meanwhile: skipped).
-    stack: Vec<Arc<Slot>>,
+    /// Slots not taken yet, the one the walk needs soonest first (some
+    /// may have been taken by the walk meanwhile: skipped).
+    queue: BinaryHeap<Reverse<Queued>>,
     /// Listings started by a lister and not yet taken by the walk, and the
     /// entries of those done.
     ahead_dirs: usize,
@@ -138,9 +176,14 @@ impl Listers {
         self.wake.notify_all();
     }
 
-    /// Lists the folder `dir` at `path`; its sub-folders' slots go on the
-    /// stack for the listers.
-    pub(super) fn list(self: &Arc<Self>, dir: Dir, path: &Path) -> io::Result<Listing> {
+    /// Lists the folder `dir` at `path`, at `place` in the walk; its
+    /// sub-folders' slots go in the queue for the listers.
+    pub(super) fn list(
+        self: &Arc<Self>,
+        dir: Dir,
+        path: &Path,
+        place: &[u32],
+    ) -> io::Result<Listing> {
         let mut children = dir
             .read_dir(path)?
             .map(|e| {
@@ -163,52 +206,59 @@ impl Listers {
         }
         let dir = Arc::new(dir);
         let rel = path.strip_prefix(&self.base).expect("below the root");
-        for c in &mut children {
+        let mut subs = Vec::new();
+        for (i, c) in (0u32..).zip(children.iter_mut()) {
             let is_dir = c.meta.as_ref().is_ok_and(std::fs::Metadata::is_dir);
             c.excluded =
                 !self.filter.is_empty() && self.filter.excludes(&rel.join(&c.name), is_dir);
             if is_dir && !c.excluded {
-                c.sub = Some(Arc::new(Slot {
+                let place: Place = place.iter().copied().chain([i]).collect();
+                let slot = Arc::new(Slot {
                     state: Mutex::new(State::Waiting {
                         parent: dir.clone(),
                         name: c.name.clone(),
                         path: path.join(&c.name),
+                        place: place.clone(),
                     }),
                     done: Condvar::new(),
-                }));
+                });
+                c.sub = Some(slot.clone());
+                subs.push(Reverse(Queued { place, slot }));
             }
         }
-        self.push(children.iter().rev().filter_map(|c| c.sub.clone()));
+        self.push(subs);
         Ok(Listing { dir, children })
     }
 
-    fn push(self: &Arc<Self>, slots: impl Iterator<Item = Arc<Slot>>) {
+    fn push(self: &Arc<Self>, slots: Vec<Reverse<Queued>>) {
+        let pushed = slots.len();
         let mut q = lock(&self.queue);
-        let before = q.stack.len();
-        q.stack.extend(slots);
-        let pushed = q.stack.len() - before;
-        if pushed == 0 || q.closed {
+        q.queue.extend(slots);
+        if pushed == 0 || q.closed || !q.room() {
             return;
         }
-        if q.threads < self.max_threads {
-            q.threads += 1;
+        // Idle listers take what they can; new ones (up to the most) take
+        // the rest: a folder of many sub-folders has them listed at once.
+        let wake = pushed.min(q.idle);
+        let spawn = (pushed - wake).min(self.max_threads - q.threads);
+        for _ in 0..spawn {
             let me = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("jobrun-list".into())
                 .spawn(move || me.lister());
             if spawned.is_err() {
                 // No thread: the walk lists these folders itself.
-                q.threads -= 1;
+                break;
             }
+            q.threads += 1;
         }
-        let wake = if q.room() { pushed.min(q.idle) } else { 0 };
         drop(q);
         for _ in 0..wake {
             self.wake.notify_one();
         }
     }
 
-    /// One listing thread: lists the slot on top of the stack while there
+    /// One listing thread: lists the slot needed soonest while there
     /// is room ahead of the walk.
     fn lister(self: Arc<Self>) {
         loop {
@@ -219,19 +269,24 @@ impl Listers {
                         return;
                     }
                     if q.room()
-                        && let Some(s) = q.stack.pop()
+                        && let Some(Reverse(s)) = q.queue.pop()
                     {
-                        break s;
+                        break s.slot;
                     }
                     q.idle += 1;
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                     q.idle -= 1;
                 }
             };
-            let (parent, name, path) = {
+            let (parent, name, path, place) = {
                 let mut st = lock(&slot.state);
                 match std::mem::replace(&mut *st, State::Listing(false)) {
-                    State::Waiting { parent, name, path } => (parent, name, path),
+                    State::Waiting {
+                        parent,
+                        name,
+                        path,
+                        place,
+                    } => (parent, name, path, place),
                     other => {
                         // Taken by the walk meanwhile.
                         *st = other;
@@ -240,7 +295,7 @@ impl Listers {
                 }
             };
             lock(&self.queue).ahead_dirs += 1;
-            let listed = parent.sub(&name).and_then(|d| self.list(d, &path));
+            let listed = parent.sub(&name).and_then(|d| self.list(d, &path, &place));
             if let Ok(l) = &listed {
                 lock(&self.queue).ahead_entries += l.children.len();
             }
@@ -257,9 +312,14 @@ impl Listers {
         let mut st = lock(&slot.state);
         loop {
             match std::mem::replace(&mut *st, State::Taken) {
-                State::Waiting { parent, name, path } => {
+                State::Waiting {
+                    parent,
+                    name,
+                    path,
+                    place,
+                } => {
                     drop(st);
-                    return parent.sub(&name).and_then(|d| self.list(d, &path));
+                    return parent.sub(&name).and_then(|d| self.list(d, &path, &place));
                 }
                 State::Listing(_) => {
                     *st = State::Listing(true);
@@ -272,7 +332,7 @@ impl Listers {
                     if let Ok(l) = &listed {
                         q.ahead_entries -= l.children.len();
                     }
-                    let wake = q.idle > 0 && !q.stack.is_empty() && q.room();
+                    let wake = q.idle > 0 && !q.queue.is_empty() && q.room();
                     drop(q);
                     if wake {
                         self.wake.notify_one();
@@ -282,5 +342,59 @@ impl Listers {
                 State::Taken => unreachable!("a folder's listing is taken once"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beneath::Root;
+
+    impl Listers {
+        /// The folders waiting for a lister, in the order listers take
+        /// them (drains the queue).
+        fn drain_waiting(&self) -> Vec<PathBuf> {
+            let mut q = lock(&self.queue);
+            std::iter::from_fn(|| q.queue.pop())
+                .filter_map(|Reverse(e)| match &*lock(&e.slot.state) {
+                    State::Waiting { path, .. } => Some(path.clone()),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    /// Folders listed at once finish in any order; the listers still take
+    /// the sub-folders in walk order: `a`'s before `b`'s even when `b`'s
+    /// listing came last (a stack would have put `b/b1` first).
+    #[test]
+    fn listers_take_folders_in_walk_order_whatever_order_listings_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("r");
+        for d in ["a/a1", "a/a2", "b/b1", "b/b2", "c"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let listers = Listers::new(&root, &Filter::default(), false, 0);
+        let top = Root::open(&root)
+            .and_then(|r| r.dir(Path::new("")))
+            .unwrap();
+        let listing = listers.list(top, &root, &[]).unwrap();
+        let slot = |name: &str| {
+            let c = listing.children.iter().find(|c| c.name == name).unwrap();
+            c.sub.clone().unwrap()
+        };
+        // `a` is listed first, then `b`: `b`'s sub-folders are queued last.
+        listers.take(&slot("a")).unwrap();
+        listers.take(&slot("b")).unwrap();
+        let order: Vec<_> = listers
+            .drain_waiting()
+            .into_iter()
+            .map(|p| p.strip_prefix(&root).unwrap().to_path_buf())
+            .collect();
+        let want: Vec<PathBuf> = ["a/a1", "a/a2", "b/b1", "b/b2", "c"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(order, want);
     }
 }

@@ -440,7 +440,7 @@ impl Iterator for SortedWalk {
                     if md.is_dir() {
                         let listed = Root::open(&root)
                             .and_then(|r| r.dir(Path::new("")))
-                            .and_then(|d| self.listers.list(d, &root));
+                            .and_then(|d| self.listers.list(d, &root, &[]));
                         self.descend(root.clone(), listed);
                     }
                     Ok(Node {
