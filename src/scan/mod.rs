@@ -217,7 +217,7 @@ fn walk_both(
             (Side::Source, source, dest_id),
             (Side::Dest, dest, Some(walks.root_id)),
         ] {
-            let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(4);
+            let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(walk::BATCHES_AHEAD);
             let span = span.clone();
             let counters = Counters::new(
                 tally,

@@ -20,8 +20,13 @@ use crate::fsmeta::{is_nfs_silly_name, is_temp_name, to_entry};
 use crate::progress::Progress;
 use crate::roots::RootId;
 
-/// Entries per batch from each walker.
-const BATCH: usize = 2_000;
+/// Entries per batch from each walker: small enough that the merge keeps
+/// pace with the walks (it cannot join what has not arrived from both
+/// sides, and a walk's last batch is all it has left to do when the walks
+/// end), large enough that sending costs nothing per entry.
+const BATCH: usize = 256;
+/// Batches in flight per walker: the walk runs this far ahead of the merge.
+pub(super) const BATCHES_AHEAD: usize = 32;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Side {
