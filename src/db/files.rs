@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
-use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_value};
+use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_ref, path_value};
 use crate::decide::{EntryKind, Stamp};
 
 /// The id of a `files` row (its rowid). Only the DB hands them out.
@@ -230,43 +230,11 @@ impl StateDb {
         Ok(out)
     }
 
-    /// The row of a source path, for the scan's comparison; `None` when new.
-    pub fn find_source(&self, path: &Path) -> Result<Option<KnownRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
-                    mode, uid, gid, status, after_copy_size, after_copy_modified_ns
-             FROM files WHERE source_path = ?1",
-        )?;
-        Ok(st
-            .query_row([path_value(path)], |r| {
-                let kind = kind_of(r.get_ref(1)?)?;
-                let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<i64>>(12)?) {
-                    (Some(size), Some(m)) => Some(Stamp {
-                        kind,
-                        size: size as u64,
-                        modified_ns: m,
-                    }),
-                    _ => None,
-                };
-                Ok(KnownRow {
-                    id: r.get(0)?,
-                    entry: ScanEntry {
-                        path: PathBuf::new(),
-                        kind,
-                        size: r.get::<_, i64>(2)? as u64,
-                        modified_ns: r.get(3)?,
-                        accessed_ns: r.get(4)?,
-                        changed_ns: r.get(5)?,
-                        created_ns: r.get(6)?,
-                        mode: r.get(7)?,
-                        uid: r.get(8)?,
-                        gid: r.get(9)?,
-                    },
-                    status: r.get(10)?,
-                    after_copy: after,
-                })
-            })
-            .optional()?)
+    /// The scan's lookup of source rows by path (see [`SourceLookup`]).
+    pub fn source_lookup(&self) -> Result<SourceLookup<'_>> {
+        Ok(SourceLookup {
+            st: self.conn.prepare(FIND_SOURCE)?,
+        })
     }
 
     /// Rows in `files`.
@@ -580,6 +548,55 @@ pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile>
     })
 }
 
+const FIND_SOURCE: &str =
+    "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
+            mode, uid, gid, status, after_copy_size, after_copy_modified_ns
+     FROM files WHERE source_path = ?1";
+
+/// The row of each source path the scan meets, on one statement prepared
+/// for the whole scan: a rescan looks up every source entry, and the
+/// statement cache's hashing of the SQL text and its bookkeeping cost
+/// about as much as the lookup itself.
+pub struct SourceLookup<'db> {
+    st: rusqlite::Statement<'db>,
+}
+
+impl SourceLookup<'_> {
+    /// The row of `path`; `None` when new.
+    pub fn find(&mut self, path: &Path) -> Result<Option<KnownRow>> {
+        Ok(self.st.query_row([path_ref(path)], known_row).optional()?)
+    }
+}
+
+fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
+    let kind = kind_of(r.get_ref(1)?)?;
+    let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<i64>>(12)?) {
+        (Some(size), Some(m)) => Some(Stamp {
+            kind,
+            size: size as u64,
+            modified_ns: m,
+        }),
+        _ => None,
+    };
+    Ok(KnownRow {
+        id: r.get(0)?,
+        entry: ScanEntry {
+            path: PathBuf::new(),
+            kind,
+            size: r.get::<_, i64>(2)? as u64,
+            modified_ns: r.get(3)?,
+            accessed_ns: r.get(4)?,
+            changed_ns: r.get(5)?,
+            created_ns: r.get(6)?,
+            mode: r.get(7)?,
+            uid: r.get(8)?,
+            gid: r.get(9)?,
+        },
+        status: r.get(10)?,
+        after_copy: after,
+    })
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -622,12 +639,14 @@ pub(super) mod tests {
             .unwrap();
         }
         tx.commit().unwrap();
-        let a = db.find_source(Path::new("/s/a")).unwrap().unwrap();
+        let mut lookup = db.source_lookup().unwrap();
+        let a = lookup.find(Path::new("/s/a")).unwrap().unwrap();
         assert_eq!(
             (a.id, a.status, a.entry.size),
             (RowId(1), RowStatus::Synced, 1)
         );
-        assert!(db.find_source(Path::new("/s/zz")).unwrap().is_none());
+        assert!(lookup.find(Path::new("/s/zz")).unwrap().is_none());
+        drop(lookup);
         let s2 = db.begin_scan().unwrap();
         let tx = db.begin().unwrap();
         tx.update_source(RowId(1), &entry("/s/a", 1, 10), RowStatus::Synced, true, s2)

@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use schema::MIGRATIONS;
@@ -34,7 +34,8 @@ use schema::MIGRATIONS;
 use crate::decide::EntryKind;
 
 pub use files::{
-    HashedFile, KnownRow, PendingFile, RowId, RowStatus, ScanEntry, StatusCount, Synced,
+    HashedFile, KnownRow, PendingFile, RowId, RowStatus, ScanEntry, SourceLookup, StatusCount,
+    Synced,
 };
 pub use in_flight::{InFlight, InFlightFile};
 pub use listing::Listed;
@@ -75,6 +76,14 @@ pub fn path_value(p: &Path) -> Value {
         Some(s) => Value::Text(s.to_owned()),
         None => Value::Blob(p.as_os_str().as_bytes().to_vec()),
     }
+}
+
+/// [`path_value`] borrowed: the same value, without a copy of the path.
+pub fn path_ref(p: &Path) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(match p.to_str() {
+        Some(s) => ValueRef::Text(s.as_bytes()),
+        None => ValueRef::Blob(p.as_os_str().as_bytes()),
+    })
 }
 
 /// Inverse of [`path_value`].

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use super::walk::Stream;
 use super::{MAX_FAILURES, ScanReport};
-use crate::db::{DbError, RowId, RowStatus, ScanEntry, StateDb, Tx};
+use crate::db::{DbError, RowId, RowStatus, ScanEntry, SourceLookup, StateDb, Tx};
 use crate::decide::{self, Decision, EntryKind, Stamp};
 use crate::manifest::Job;
 use crate::merge::{Merged, merge};
@@ -109,6 +109,7 @@ impl<'a> Join<'a> {
         });
         let mut in_tx = 0usize;
         let db = self.db;
+        let mut lookup = db.source_lookup()?;
         let mut tx = db.begin()?;
         for pair in pairs {
             let (src, dst) = match pair {
@@ -120,7 +121,7 @@ impl<'a> Join<'a> {
                 self.dest_entry(d, src.as_ref());
             }
             if let Some(e) = src {
-                self.source_entry(&tx, &e, dst.as_ref())?;
+                self.source_entry(&tx, &mut lookup, &e, dst.as_ref())?;
             }
             in_tx += 1;
             if in_tx >= TX_ENTRIES {
@@ -167,6 +168,7 @@ impl<'a> Join<'a> {
     fn source_entry(
         &mut self,
         tx: &Tx<'_>,
+        lookup: &mut SourceLookup<'_>,
         e: &ScanEntry,
         dst: Option<&ScanEntry>,
     ) -> Result<(), DbError> {
@@ -176,10 +178,10 @@ impl<'a> Join<'a> {
         let (source, dest) = (self.source, self.dest);
         let (id, copy) = record(
             tx,
+            lookup,
             e,
             dst_stamp.as_ref(),
-            source,
-            dest,
+            (source, dest),
             self.window,
             self.scan_id,
         )?;
@@ -245,15 +247,15 @@ fn stamp(e: &ScanEntry) -> Stamp {
 /// its row if anything changed. Returns the row id and whether it is pending.
 fn record(
     db: &Tx<'_>,
+    lookup: &mut SourceLookup<'_>,
     e: &ScanEntry,
     dst: Option<&Stamp>,
-    source: &Path,
-    dest: &Path,
+    (source, dest): (&Path, &Path),
     window: std::time::Duration,
     scan_id: i64,
 ) -> Result<(RowId, bool), DbError> {
     let src = stamp(e);
-    let known = db.find_source(&e.path)?;
+    let known = lookup.find(&e.path)?;
     // The after-copy stamp only counts while the source is the one copied.
     let same_content = known.as_ref().is_some_and(|k| stamp(&k.entry) == src);
     let after = known
