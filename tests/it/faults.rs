@@ -314,12 +314,24 @@ fn sigkill_at_twenty_seeded_moments_loses_nothing() {
     let env = TestEnv::new();
     populate_kill_tree(&env, 1_500, 60);
     env.manifest("block_size = \"64K\"\nqueue_capacity = 4\nbwlimit = \"2M\"\n");
+    // How long a scan lasts here (this machine, this build): the first
+    // run's, from its start to its "scan: …" line. Rescans are killed
+    // within 1.5 times that, so some land in the scan however fast the
+    // machine is; the others anywhere in the first second.
+    let t0 = Instant::now();
+    let first = Running::start(&env, &[]);
+    wait_for("the first scan", Duration::from_secs(60), || {
+        first.stderr().contains("scan: ")
+    });
+    let scan_ms = (t0.elapsed().as_millis() as u64).max(10);
+    first.kill();
+    assert_kill_invariants(&env, "after the first scan");
     let mut rng = Rng::new(0x6_2026);
     let (mut in_scan, mut in_transfer, mut finished) = (0, 0, 0);
     for i in 0..20 {
         let rescan = rng.below(3) == 0;
         let delay = if rescan {
-            rng.below(300)
+            rng.below(scan_ms * 3 / 2)
         } else {
             30 + rng.below(900)
         };
@@ -345,7 +357,7 @@ fn sigkill_at_twenty_seeded_moments_loses_nothing() {
         assert_kill_invariants(&env, &format!("after kill {i} ({delay} ms)"));
     }
     eprintln!(
-        "kills: {in_scan} during scan/startup, {in_transfer} during transfer, {finished} runs had already ended"
+        "scan {scan_ms} ms; kills: {in_scan} during scan/startup, {in_transfer} during transfer, {finished} runs had already ended"
     );
     assert!(
         in_scan >= 1 && in_transfer >= 1,
