@@ -64,18 +64,18 @@ pub(super) struct Listing {
 /// Where one folder's listing comes: waiting for a lister, being listed,
 /// or listed.
 pub(super) struct Slot {
+    /// The folder's place in the walk: listers take the earliest first.
+    place: Place,
     state: Mutex<State>,
     done: Condvar,
 }
 
 enum State {
-    /// Not started: the folder `name` in `parent`, at `path`, at `place`
-    /// in the walk.
+    /// Not started: the folder `name` in `parent`, at `path`.
     Waiting {
         parent: Arc<Dir>,
         name: OsString,
         path: PathBuf,
-        place: Place,
     },
     /// Being listed; `true` once the walk waits for it (then, and only
     /// then, the lister wakes it: every wake is a system call).
@@ -91,14 +91,11 @@ enum State {
 pub(super) type Place = Arc<[u32]>;
 
 /// A slot in the queue, ordered by its folder's place in the walk.
-struct Queued {
-    place: Place,
-    slot: Arc<Slot>,
-}
+struct Queued(Arc<Slot>);
 
 impl PartialEq for Queued {
     fn eq(&self, other: &Self) -> bool {
-        self.place == other.place
+        self.0.place == other.0.place
     }
 }
 
@@ -112,7 +109,7 @@ impl PartialOrd for Queued {
 
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.place.cmp(&other.place)
+        self.0.place.cmp(&other.0.place)
     }
 }
 
@@ -212,18 +209,17 @@ impl Listers {
             c.excluded =
                 !self.filter.is_empty() && self.filter.excludes(&rel.join(&c.name), is_dir);
             if is_dir && !c.excluded {
-                let place: Place = place.iter().copied().chain([i]).collect();
                 let slot = Arc::new(Slot {
+                    place: place.iter().copied().chain([i]).collect(),
                     state: Mutex::new(State::Waiting {
                         parent: dir.clone(),
                         name: c.name.clone(),
                         path: path.join(&c.name),
-                        place: place.clone(),
                     }),
                     done: Condvar::new(),
                 });
                 c.sub = Some(slot.clone());
-                subs.push(Reverse(Queued { place, slot }));
+                subs.push(Reverse(Queued(slot)));
             }
         }
         self.push(subs);
@@ -269,24 +265,19 @@ impl Listers {
                         return;
                     }
                     if q.room()
-                        && let Some(Reverse(s)) = q.queue.pop()
+                        && let Some(Reverse(Queued(s))) = q.queue.pop()
                     {
-                        break s.slot;
+                        break s;
                     }
                     q.idle += 1;
                     q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
                     q.idle -= 1;
                 }
             };
-            let (parent, name, path, place) = {
+            let (parent, name, path) = {
                 let mut st = lock(&slot.state);
                 match std::mem::replace(&mut *st, State::Listing(false)) {
-                    State::Waiting {
-                        parent,
-                        name,
-                        path,
-                        place,
-                    } => (parent, name, path, place),
+                    State::Waiting { parent, name, path } => (parent, name, path),
                     other => {
                         // Taken by the walk meanwhile.
                         *st = other;
@@ -295,7 +286,9 @@ impl Listers {
                 }
             };
             lock(&self.queue).ahead_dirs += 1;
-            let listed = parent.sub(&name).and_then(|d| self.list(d, &path, &place));
+            let listed = parent
+                .sub(&name)
+                .and_then(|d| self.list(d, &path, &slot.place));
             if let Ok(l) = &listed {
                 lock(&self.queue).ahead_entries += l.children.len();
             }
@@ -312,14 +305,11 @@ impl Listers {
         let mut st = lock(&slot.state);
         loop {
             match std::mem::replace(&mut *st, State::Taken) {
-                State::Waiting {
-                    parent,
-                    name,
-                    path,
-                    place,
-                } => {
+                State::Waiting { parent, name, path } => {
                     drop(st);
-                    return parent.sub(&name).and_then(|d| self.list(d, &path, &place));
+                    return parent
+                        .sub(&name)
+                        .and_then(|d| self.list(d, &path, &slot.place));
                 }
                 State::Listing(_) => {
                     *st = State::Listing(true);
@@ -356,7 +346,7 @@ mod tests {
         fn drain_waiting(&self) -> Vec<PathBuf> {
             let mut q = lock(&self.queue);
             std::iter::from_fn(|| q.queue.pop())
-                .filter_map(|Reverse(e)| match &*lock(&e.slot.state) {
+                .filter_map(|Reverse(Queued(slot))| match &*lock(&slot.state) {
                     State::Waiting { path, .. } => Some(path.clone()),
                     _ => None,
                 })
