@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
-use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_ref, path_value};
+use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::{EntryKind, Stamp};
 
 /// The id of a `files` row (its rowid). Only the DB hands them out.
@@ -564,7 +564,10 @@ pub struct SourceLookup<'db> {
 impl SourceLookup<'_> {
     /// The row of `path`; `None` when new.
     pub fn find(&mut self, path: &Path) -> Result<Option<KnownRow>> {
-        Ok(self.st.query_row([path_ref(path)], known_row).optional()?)
+        Ok(self
+            .st
+            .query_row([path_value(path)], known_row)
+            .optional()?)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{Connection, params};
 
 use super::{Result, ScanEntry, StateDb, Tx, kind_of, path_from, path_value};
@@ -54,7 +54,7 @@ impl StateDb {
             ),
         };
         let mut st = self.conn.prepare_cached(&sql)?;
-        let before = before.map_or(Value::Null, path_value);
+        let before = before.map_or(ToSqlOutput::Owned(Value::Null), path_value);
         let rows = st.query_map(params![before, limit as i64], |r| {
             Ok(Listed {
                 path: path_from(r.get_ref(0)?)?,
@@ -154,7 +154,7 @@ impl StateDb {
             }
         };
         let mut st = self.conn.prepare_cached(&sql)?;
-        let after = after.map_or(Value::Null, path_value);
+        let after = after.map_or(ToSqlOutput::Owned(Value::Null), path_value);
         let rows = st.query_map(params![after, limit as i64], |r| path_from(r.get_ref(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use schema::MIGRATIONS;
@@ -70,16 +70,9 @@ pub enum DbError {
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
 
-/// A path as an SQL value: TEXT when UTF-8, BLOB of the raw bytes otherwise.
-pub fn path_value(p: &Path) -> Value {
-    match p.to_str() {
-        Some(s) => Value::Text(s.to_owned()),
-        None => Value::Blob(p.as_os_str().as_bytes().to_vec()),
-    }
-}
-
-/// [`path_value`] borrowed: the same value, without a copy of the path.
-pub fn path_ref(p: &Path) -> ToSqlOutput<'_> {
+/// A path as an SQL value: TEXT when UTF-8, BLOB of the raw bytes
+/// otherwise; borrowed (bound without a copy of the path).
+pub fn path_value(p: &Path) -> ToSqlOutput<'_> {
     ToSqlOutput::Borrowed(match p.to_str() {
         Some(s) => ValueRef::Text(s.as_bytes()),
         None => ValueRef::Blob(p.as_os_str().as_bytes()),
@@ -256,12 +249,17 @@ mod tests {
     #[test]
     fn non_utf8_paths_round_trip() {
         let p = PathBuf::from(OsStr::from_bytes(b"/src/caf\xe9/\xff.bin"));
-        let v = path_value(&p);
-        assert!(matches!(v, Value::Blob(_)));
-        let back = path_from(ValueRef::from(&v)).unwrap();
+        let ToSqlOutput::Borrowed(v) = path_value(&p) else {
+            panic!("a path is bound borrowed")
+        };
+        assert!(matches!(v, ValueRef::Blob(_)));
+        let back = path_from(v).unwrap();
         assert_eq!(back, p);
         let u = PathBuf::from("/src/ok.txt");
-        assert!(matches!(path_value(&u), Value::Text(_)));
+        assert!(matches!(
+            path_value(&u),
+            ToSqlOutput::Borrowed(ValueRef::Text(_))
+        ));
     }
 
     /// A new DB in a temporary folder (kept while the first value lives),
