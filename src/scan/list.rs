@@ -12,9 +12,8 @@
 //! the folder the depth-first walk needs soonest, however the folders
 //! listed at once finish: five sibling folders listed together must not
 //! have the last one's sub-folders listed before the first one's. How far
-//! ahead they may run is
-//! bounded ([`AHEAD_DIRS`], [`AHEAD_ENTRIES`]), so memory stays flat
-//! whatever the tree's width.
+//! ahead they may run is bounded ([`AHEAD_DIRS`], [`AHEAD_ENTRIES`]), so
+//! memory stays flat whatever the tree's width.
 //!
 //! The walk never waits on a listing no lister has started: it takes such
 //! a slot and lists the folder itself. So a walk cannot stall on the bound,
@@ -230,13 +229,16 @@ impl Listers {
         let pushed = slots.len();
         let mut q = lock(&self.queue);
         q.queue.extend(slots);
-        if pushed == 0 || q.closed || !q.room() {
+        if pushed == 0 || q.closed {
             return;
         }
         // Idle listers take what they can; new ones (up to the most) take
         // the rest: a folder of many sub-folders has them listed at once.
-        let wake = pushed.min(q.idle);
-        let spawn = (pushed - wake).min(self.max_threads - q.threads);
+        // Without room ahead, the idle stay asleep and the new ones wait
+        // with them until the walk takes a listing.
+        let idle_can_take = pushed.min(q.idle);
+        let wake = if q.room() { idle_can_take } else { 0 };
+        let spawn = (pushed - idle_can_take).min(self.max_threads - q.threads);
         for _ in 0..spawn {
             let me = self.clone();
             let spawned = std::thread::Builder::new()
