@@ -109,11 +109,22 @@ impl Running {
 
 /// Polls `cond` every 5 ms for up to `limit`.
 #[track_caller]
-pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    wait_for_every(what, limit, Duration::from_millis(5), cond);
+}
+
+/// Polls `cond` every `every` for up to `limit`.
+#[track_caller]
+pub fn wait_for_every(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> bool,
+) {
     let t0 = Instant::now();
     while !cond() {
         assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(every);
     }
 }
 
@@ -334,10 +345,12 @@ fn sigkill_at_twenty_seeded_moments_loses_nothing() {
         let args: &[&str] = if rescan { &["--rescan"] } else { &[] };
         let mut run = Running::start(&env, args);
         if after_mode_line {
-            let t0 = Instant::now();
-            while !run.stderr().contains("full scan") && t0.elapsed() < Duration::from_secs(30) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_for_every(
+                "the rescan's mode line",
+                Duration::from_secs(30),
+                Duration::from_millis(1),
+                || run.stderr().contains("full scan"),
+            );
         }
         std::thread::sleep(Duration::from_millis(delay));
         if let Ok(Some(_)) = run.child.try_wait() {
