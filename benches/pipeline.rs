@@ -23,6 +23,7 @@ use jobrun::cli::Overrides;
 use jobrun::db::StateDb;
 use jobrun::manifest::{Job, load_str};
 use jobrun::progress::Progress;
+use jobrun::stage::RunCtx;
 use jobrun::{scan, transfer};
 
 const LARGE: usize = 32 << 20;
@@ -64,11 +65,20 @@ fn copy(job: &Job) {
     let mut db = StateDb::open(&job.db).expect("state DB");
     let mut audit = AuditLog::open(&job.log).expect("audit log");
     let (progress, stop) = (Progress::default(), AtomicBool::new(false));
-    let s = scan::run(job, &mut db, &progress, &stop, None, false).expect("scan");
+    let mut ctx = RunCtx {
+        job,
+        db: &mut db,
+        audit: &mut audit,
+        progress: &progress,
+        stop: &stop,
+        limit: jobrun::throttle::LiveLimit::new(job.bwlimit.clone()),
+        source_at_start: None,
+        dry_run: false,
+        say: &|_| {},
+    };
+    let s = scan::run(&mut ctx).expect("scan");
     assert!(s.pending_files > 0, "nothing to copy: {s:?}");
-    let limit = jobrun::throttle::LiveLimit::new(job.bwlimit.clone());
-    let t =
-        transfer::run(job, &mut db, &mut audit, &progress, &stop, &limit, None).expect("transfer");
+    let t = transfer::run(&mut ctx).expect("transfer");
     assert_eq!(t.failed, 0);
 }
 

@@ -20,7 +20,6 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::SystemTime;
 
 use base64::Engine;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -110,10 +109,7 @@ impl<'a> FileRecord<'a> {
     }
 }
 
-/// RFC 3339 UTC timestamp with microseconds.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
-}
+pub use crate::clock::now_rfc3339;
 
 /// ns since the epoch as RFC 3339 UTC with nanoseconds
 /// (`2026-11-24T03:57:25.123456789Z`); times before 1970 too, which

@@ -31,6 +31,7 @@ use crate::db::{DbError, HashedFile, RowId, StateDb, Tx, VerifyRecord, VerifyRes
 use crate::manifest::Job;
 use crate::progress::{Lane, Progress};
 use crate::roots::RootId;
+use crate::stage::RunCtx;
 use crate::throttle::Throttle;
 
 /// Rows per DB page read by the feeder, and most rows per commit.
@@ -344,15 +345,9 @@ fn algo_of(name: &str) -> Option<HashAlgo> {
 
 /// Checks every row the plan selects and records each outcome (DB row,
 /// audit line, the counts in `rec`). `rec.id` is the `verifies` row.
-pub fn run(
-    job: &Job,
-    plan: Plan,
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-    progress: &Progress,
-    stop: &AtomicBool,
-    rec: &mut VerifyRecord,
-) -> Result<(), VerifyError> {
+pub fn run(ctx: &mut RunCtx<'_>, plan: Plan, rec: &mut VerifyRecord) -> Result<(), VerifyError> {
+    let (job, progress, stop) = (ctx.job, ctx.progress, ctx.stop);
+    let RunCtx { db, audit, .. } = ctx;
     let root_id = RootId::of(job.destination.as_std_path()).ok();
     let feeder_db = db.reopen()?;
     let lanes = job.transfers.max(1);
@@ -372,7 +367,13 @@ pub fn run(
         }
         drop(work_rx);
         drop(done_tx);
-        let recorded = record(job, plan, root_id, done_rx, db, audit, progress, rec);
+        let recorder = Recorder {
+            job,
+            plan,
+            root_id,
+            progress,
+        };
+        let recorded = recorder.record(done_rx, db, audit, rec);
         let fed = feeder.join().expect("verify feeder thread panicked");
         recorded?;
         fed?;
@@ -434,90 +435,103 @@ fn lane(
     }
 }
 
-/// The one writer: records outcomes in batches.
-#[allow(clippy::too_many_arguments)]
-fn record(
-    job: &Job,
+/// The one writer: what it records against (the job, the plan, the
+/// destination root as the verify found it).
+struct Recorder<'r> {
+    job: &'r Job,
     plan: Plan,
     root_id: Option<RootId>,
-    rx: Receiver<(HashedFile, Outcome)>,
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-    progress: &Progress,
-    rec: &mut VerifyRecord,
-) -> Result<(), VerifyError> {
-    let mut in_batch = 0usize;
-    let mut since = Instant::now();
-    let mut batch: Option<Tx<'_>> = None;
-    let result = (|| {
-        for (row, outcome) in rx.iter() {
-            let Some(result) = outcome.result() else {
-                continue;
-            };
-            if result == VerifyResult::Missing
-                && RootId::of(job.destination.as_std_path()).ok() != root_id
-            {
-                // An unmounted share makes every file look missing: that
-                // is not a finding about the files.
-                return Err(VerifyError::RootChanged {
-                    path: job.destination.to_string(),
-                });
-            }
-            if batch.is_none() {
-                // Each batch starts on the root the verify began with: the
-                // lanes read below the root they hold, so a share
-                // unmounted (or replaced) since is seen here, not per file.
-                if RootId::of(job.destination.as_std_path()).ok() != root_id {
+    progress: &'r Progress,
+}
+
+impl Recorder<'_> {
+    /// Records outcomes in batches.
+    fn record(
+        &self,
+        rx: Receiver<(HashedFile, Outcome)>,
+        db: &mut StateDb,
+        audit: &mut AuditLog,
+        rec: &mut VerifyRecord,
+    ) -> Result<(), VerifyError> {
+        let Recorder {
+            job,
+            plan,
+            root_id,
+            progress,
+        } = *self;
+        let mut in_batch = 0usize;
+        let mut since = Instant::now();
+        let mut batch: Option<Tx<'_>> = None;
+        let result = (|| {
+            for (row, outcome) in rx.iter() {
+                let Some(result) = outcome.result() else {
+                    continue;
+                };
+                if result == VerifyResult::Missing
+                    && RootId::of(job.destination.as_std_path()).ok() != root_id
+                {
+                    // An unmounted share makes every file look missing: that
+                    // is not a finding about the files.
                     return Err(VerifyError::RootChanged {
                         path: job.destination.to_string(),
                     });
                 }
-                since = Instant::now();
-                batch = Some(db.begin()?);
-            }
-            let tx = batch.as_ref().expect("begun above");
-            audit.write(&line(rec, &row, &outcome, plan.repair))?;
-            let now = crate::app::now_ns();
-            tx.record_verify(row.id, &row.hash, result, now, plan.repair)?;
-            rec.files += 1;
-            match result {
-                VerifyResult::Ok => {
-                    rec.ok += 1;
-                    rec.bytes += row.size;
-                    progress.file_synced(row.size);
+                if batch.is_none() {
+                    // Each batch starts on the root the verify began with: the
+                    // lanes read below the root they hold, so a share
+                    // unmounted (or replaced) since is seen here, not per file.
+                    if RootId::of(job.destination.as_std_path()).ok() != root_id {
+                        return Err(VerifyError::RootChanged {
+                            path: job.destination.to_string(),
+                        });
+                    }
+                    since = Instant::now();
+                    batch = Some(db.begin()?);
                 }
-                VerifyResult::Mismatch => rec.mismatched += 1,
-                VerifyResult::Missing => rec.missing += 1,
-                VerifyResult::Failed => rec.failed += 1,
-            }
-            if result != VerifyResult::Ok {
-                if let Outcome::Mismatch { found: Some(_), .. } = outcome {
-                    rec.bytes += row.size;
+                let tx = batch.as_ref().expect("begun above");
+                audit.write(&line(rec, &row, &outcome, plan.repair))?;
+                let now = crate::clock::now_ns();
+                tx.record_verify(row.id, &row.hash, result, now, plan.repair)?;
+                rec.files += 1;
+                match result {
+                    VerifyResult::Ok => {
+                        rec.ok += 1;
+                        rec.bytes += row.size;
+                        progress.file_synced(row.size);
+                    }
+                    VerifyResult::Mismatch => rec.mismatched += 1,
+                    VerifyResult::Missing => rec.missing += 1,
+                    VerifyResult::Failed => rec.failed += 1,
                 }
-                progress.file_failed();
+                if result != VerifyResult::Ok {
+                    if let Outcome::Mismatch { found: Some(_), .. } = outcome {
+                        rec.bytes += row.size;
+                    }
+                    progress.file_failed();
+                }
+                in_batch += 1;
+                if in_batch >= BATCH || since.elapsed() >= BATCH_TIME {
+                    let tx = batch.take().expect("begun above");
+                    tx.update_verify(rec)?;
+                    tx.commit()?;
+                    in_batch = 0;
+                }
             }
-            in_batch += 1;
-            if in_batch >= BATCH || since.elapsed() >= BATCH_TIME {
-                let tx = batch.take().expect("begun above");
-                tx.update_verify(rec)?;
-                tx.commit()?;
-                in_batch = 0;
+            Ok(())
+        })();
+        if let Some(tx) = batch {
+            match &result {
+                Ok(()) | Err(VerifyError::RootChanged { .. }) => {
+                    tx.update_verify(rec)?;
+                    tx.commit()?;
+                }
+                Err(_) => {
+                    let _ = tx.rollback();
+                }
             }
         }
-        Ok(())
-    })();
-    if let Some(tx) = batch {
-        match &result {
-            Ok(()) | Err(VerifyError::RootChanged { .. }) => {
-                tx.update_verify(rec)?;
-                tx.commit()?;
-            }
-            Err(_) => {
-                let _ = tx.rollback();
-            }
-        }
+        result
     }
-    result
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use crate::exit::Exit;
 use crate::manifest::{self, Job};
 
 pub use status::{FailedFile, RunStatus, StatusReport, render_status};
-pub use verify::now_ns;
 
 /// A command that did not succeed: the one line to print, the exit code,
 /// and what still goes to stdout after the line (a run's summary).

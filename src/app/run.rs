@@ -205,17 +205,11 @@ struct Metrics {
     warned: bool,
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 impl Metrics {
     fn new(path: camino::Utf8PathBuf) -> Self {
         Self {
             path,
-            started: unix_now(),
+            started: crate::clock::now_secs_f64(),
             db: None,
             statuses: Vec::new(),
             next_count: Instant::now(),
@@ -262,7 +256,7 @@ impl Metrics {
         // The lanes' slots: the files being copied at this instant.
         let in_flight = s.transfers.len() as u64;
         let synced = s.bytes_synced;
-        let heartbeat = unix_now();
+        let heartbeat = crate::clock::now_secs_f64();
         let sample = crate::metrics::Sample {
             job: job.manifest.file_stem().unwrap_or("job").to_string(),
             statuses: self.statuses.clone(),

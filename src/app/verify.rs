@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::now_ns;
 
 use serde::Serialize;
 
@@ -19,6 +21,8 @@ use crate::lock::{JobLock, LockError};
 use crate::manifest::Job;
 use crate::progress::{Phase, Progress, Reporter, Style, count};
 use crate::runner;
+use crate::stage::RunCtx;
+use crate::throttle::LiveLimit;
 use crate::units::{HumanRate, human_bytes};
 use crate::verify::{self, Plan, VerifyError};
 
@@ -64,12 +68,6 @@ struct VerifyEnd<'a> {
     reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A seed nobody chose: the clock and the pid.
@@ -144,15 +142,18 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     progress.set_backlog(todo.files, todo.bytes);
     progress.set_limit(crate::throttle::limit_code(job.bwlimit.limit_now()));
     progress.set_phase(Phase::Transfer);
-    let result = verify::run(
+    let mut ctx = RunCtx {
         job,
-        todo.plan,
-        &mut opened.db,
-        &mut opened.audit,
-        &progress,
-        &opened.stop,
-        &mut rec,
-    );
+        db: &mut opened.db,
+        audit: &mut opened.audit,
+        progress: &progress,
+        stop: &opened.stop,
+        limit: LiveLimit::new(job.bwlimit.clone()),
+        source_at_start: None,
+        dry_run: false,
+        say: &say,
+    };
+    let result = verify::run(&mut ctx, todo.plan, &mut rec);
     progress.set_phase(Phase::Idle);
     drop(reporter);
     finish(&mut opened, &mut rec, &result)

@@ -6,13 +6,13 @@
 use std::collections::BTreeSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
 use super::listing::source_of;
-use super::{MirrorError, MirrorOptions, MirrorReport, PAGE};
+use super::{MirrorError, MirrorReport, PAGE};
 use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{DirCache, Root};
 use crate::db::{DbError, Listed, StateDb, Tx};
@@ -21,6 +21,7 @@ use crate::decide::{
     SourceRoot, Stamp,
 };
 use crate::roots::{DeleteGuard, RootId, RootNow};
+use crate::stage::RunCtx;
 
 /// Commit the DB (and flush the audit log) after this many deletions...
 const COMMIT_DELETES: usize = 512;
@@ -126,20 +127,16 @@ impl Held {
 /// Judges and deletes the candidates page by page, deepest first, until
 /// the last one, a stop request, a refusal or an error. What was deleted is
 /// committed and the touched folders' times put back whatever ended it.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn delete_pass(
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-    stop: &AtomicBool,
-    opts: MirrorOptions,
-    say: &dyn Fn(&str),
+    ctx: &mut RunCtx<'_>,
     run: &mut MirrorRun,
     policy: &MirrorPolicy,
     (source_root, dest_root, root_id): (&Path, &Path, Option<RootId>),
     report: &mut MirrorReport,
 ) -> Result<(), MirrorError> {
     let initial_root = run.source_root;
-    let write = !opts.dry_run;
+    let (write, stop, say) = (!ctx.dry_run, ctx.stop, ctx.say);
+    let RunCtx { db, audit, .. } = ctx;
     let Some(source_id) = root_id else {
         // The stage refused before this pass: no identity, no deletion.
         return Ok(());

@@ -23,16 +23,17 @@ mod delete;
 mod listing;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::info;
 
-use crate::audit::{AuditError, AuditLog};
-use crate::db::{DbError, StateDb};
+use crate::audit::AuditError;
+use crate::db::DbError;
 use crate::decide::{self, MirrorPolicy, MirrorRun, Refusal, SourceRoot};
 use crate::manifest::Job;
-use crate::progress::{Phase, Progress};
+use crate::progress::Phase;
 use crate::roots::{RootId, RootNow};
+use crate::stage::RunCtx;
 use crate::units::human_bytes;
 
 use delete::{delete_pass, test_pause};
@@ -76,7 +77,7 @@ fn refused_text(refusal: &Refusal, root: &str, deleted: u64) -> String {
 
 /// How the stage runs this time.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MirrorOptions {
+pub(crate) struct MirrorOptions {
     /// Walk the destination now instead of trusting the last scan's listing
     /// (the run resumed without scanning).
     pub fresh_listing: bool,
@@ -102,18 +103,17 @@ pub struct MirrorReport {
     pub dry_run: bool,
 }
 
-/// Runs the mirror stage. `say` receives user-facing lines (the dry-run
-/// listing and the closing note).
-pub fn run(
-    job: &Job,
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-    progress: &Progress,
-    stop: &AtomicBool,
-    opts: MirrorOptions,
-    say: &dyn Fn(&str),
-) -> Result<MirrorReport, MirrorError> {
-    progress.set_phase(Phase::Mirror);
+/// Runs the mirror stage. `fresh_listing`: walk the destination now
+/// instead of trusting the last scan's listing (the run resumed without
+/// scanning). User-facing lines (the dry-run listing and the closing note)
+/// go to the context's `say`.
+pub fn run(ctx: &mut RunCtx<'_>, fresh_listing: bool) -> Result<MirrorReport, MirrorError> {
+    let (job, stop, say) = (ctx.job, ctx.stop, ctx.say);
+    let opts = MirrorOptions {
+        fresh_listing,
+        dry_run: ctx.dry_run,
+    };
+    ctx.progress.set_phase(Phase::Mirror);
     info!(
         fresh_listing = opts.fresh_listing,
         dry_run = opts.dry_run,
@@ -130,15 +130,15 @@ pub fn run(
         source_root_now(source_root).map_err(|refusal| refused(job, refusal, 0))?;
 
     // 2. The listing, and the candidates in it.
-    let (candidates, dest_entries) = list_candidates(db, job, opts, stop)?;
+    let (candidates, dest_entries) = list_candidates(ctx.db, job, opts, stop)?;
     if stop.load(Relaxed) {
         // A listing cut short by a stop request judges nothing.
         return Ok(MirrorReport::default());
     }
     let mut run = MirrorRun {
         source_root: root_state,
-        source_entries: db.source_entries(source_root)?,
-        source_walk_errors: db.scan_source_errors()?,
+        source_entries: ctx.db.source_entries(source_root)?,
+        source_walk_errors: ctx.db.scan_source_errors()?,
         dest_entries,
         candidates,
     };
@@ -154,8 +154,7 @@ pub fn run(
         "mirror candidates listed"
     );
     let mut pass = |run: &mut MirrorRun, policy: &MirrorPolicy, report: &mut MirrorReport| {
-        let roots = (source_root, dest_root, root_id);
-        delete_pass(db, audit, stop, opts, say, run, policy, roots, report)
+        delete_pass(ctx, run, policy, (source_root, dest_root, root_id), report)
     };
 
     // 3. Run-level rails.

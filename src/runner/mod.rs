@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 use tracing::{info_span, warn};
 
-use crate::audit::{AuditLog, FileRecord, now_rfc3339};
+use crate::audit::{AuditLog, now_rfc3339};
 use crate::db::{JobRoot, RunRow, StateDb};
 use crate::decide::{self, MountCheck, RunMode};
 pub use crate::exit::Exit;
 use crate::lock::JobLock;
 use crate::manifest::Job;
-use crate::mirror::{self, MirrorOptions};
+use crate::mirror;
 use crate::progress::{Phase, Progress, count};
 use crate::scan::{self, ScanError};
+use crate::stage::RunCtx;
 use crate::transfer::{self, TransferReport};
 use crate::units::human_bytes;
 
@@ -225,21 +226,19 @@ pub fn run(
     );
     let lanes = progress.clone();
     db.track_in_flight(run_id, Box::new(move || in_flight(&lanes)))?;
-    let outcome = start(job, opts, mode, progress, &mut db, &mut audit).and_then(|source_id| {
-        execute(
-            job,
-            opts,
-            source_id,
-            &stages,
-            &mut db,
-            &mut audit,
-            progress,
-            stop,
-            &shared.limit,
-            &mut report,
-            say,
-        )
-    });
+    let mut ctx = RunCtx {
+        job,
+        db: &mut db,
+        audit: &mut audit,
+        progress,
+        stop,
+        limit: Arc::clone(&shared.limit),
+        source_at_start: None,
+        dry_run: opts.dry_run,
+        say,
+    };
+    let outcome =
+        start(&mut ctx, opts.rescan, mode).and_then(|()| execute(&mut ctx, &stages, &mut report));
     progress.set_phase(Phase::Idle);
     report.elapsed = started.elapsed();
     // One truth: the counters each batch commit recorded with the rows it
@@ -342,17 +341,20 @@ impl RunEnding<'_> {
 }
 
 /// What a recorded run does before its first stage: the `run_start` line,
-/// the roots' checks, the destination root (not for a dry run). Returns the
-/// source root's identity as found now: the scan and the transfer refuse
-/// another folder in its place (a share unmounted in between).
-fn start(
-    job: &Job,
-    opts: RunOptions,
-    mode: RunMode,
-    progress: &Progress,
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-) -> Result<Option<crate::roots::RootId>, RunError> {
+/// the roots' checks, the destination root (not for a dry run). Records in
+/// the context the source root's identity as found now: the scan and the
+/// transfer refuse another folder in its place (a share unmounted in
+/// between).
+fn start(ctx: &mut RunCtx<'_>, rescan: bool, mode: RunMode) -> Result<(), RunError> {
+    let RunCtx {
+        job,
+        db,
+        audit,
+        progress,
+        dry_run,
+        ..
+    } = ctx;
+    let (job, dry_run) = (*job, *dry_run);
     progress.set_bytes_before(db.bytes_copied_all_runs()?);
     let bwlimit_now = job.bwlimit.limit_now();
     progress.set_limit(crate::throttle::limit_code(bwlimit_now));
@@ -361,8 +363,8 @@ fn start(
         status: "run_start",
         job: job.manifest.as_str(),
         mode: mode.name(),
-        dry_run: opts.dry_run,
-        rescan: opts.rescan,
+        dry_run,
+        rescan,
         source: job.source.as_str(),
         destination: job.destination.as_str(),
         db: job.db.as_str(),
@@ -397,10 +399,10 @@ fn start(
     preflight(job)?;
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).
-    let source_id = crate::roots::RootId::of(job.source.as_std_path()).ok();
+    ctx.source_at_start = crate::roots::RootId::of(job.source.as_std_path()).ok();
     // A dry run creates nothing at the destination: a missing root is
     // simply an empty destination to its scan.
-    if !opts.dry_run && !job.destination.exists() {
+    if !dry_run && !job.destination.exists() {
         // With the source root's bits, as every folder below it (`modes`):
         // a `0700` source root must not arrive as a `0755` destination.
         let mode = std::fs::metadata(&job.source).map_or(0o700, |m| {
@@ -414,84 +416,35 @@ fn start(
                 source,
             })?;
     }
-    Ok(source_id)
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    job: &Job,
-    opts: RunOptions,
-    source_id: Option<crate::roots::RootId>,
-    stages: &[Stage],
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-    progress: &Progress,
-    stop: &AtomicBool,
-    limit: &Arc<LiveLimit>,
-    report: &mut RunReport,
-    say: &dyn Fn(&str),
-) -> Result<(), RunError> {
+/// Runs the stages in order, each on the one context; stops before the
+/// next stage once a stop was requested.
+fn execute(ctx: &mut RunCtx<'_>, stages: &[Stage], report: &mut RunReport) -> Result<(), RunError> {
     for stage in stages {
-        if stop.load(Relaxed) {
+        if ctx.stopped() {
             break;
         }
         let _span = info_span!("stage", name = stage.name()).entered();
         match stage {
-            Stage::Scan => {
-                let s = scan::run(job, db, progress, stop, source_id, opts.dry_run)?;
-                for (path, error) in s.source_failures.iter().chain(&s.collision_sample) {
-                    let rel = path.strip_prefix(&job.source).unwrap_or(path);
-                    let dest = job.destination.as_std_path().join(rel);
-                    let mut rec = FileRecord::new("failed", path, &dest, 0);
-                    rec.error = Some(error);
-                    audit.write(&rec)?;
-                }
-                for skipped in &s.skipped {
-                    let rel = skipped
-                        .path
-                        .strip_prefix(&job.source)
-                        .unwrap_or(&skipped.path);
-                    let dest = job.destination.as_std_path().join(rel);
-                    let mut rec = FileRecord::new("skipped", &skipped.path, &dest, skipped.size)
-                        .entry(skipped.kind, skipped.modified_ns);
-                    rec.reason = Some(skipped.reason);
-                    audit.write(&rec)?;
-                }
-                let word = |n: u64| if n == 1 { "entry" } else { "entries" };
-                say(&format!(
-                    "scan: {} source {}, {} destination {}, {} pending ({})",
-                    s.source_entries,
-                    word(s.source_entries),
-                    s.dest_entries,
-                    word(s.dest_entries),
-                    s.pending_files,
-                    human_bytes(s.pending_bytes)
-                ));
-                report.scan = Some(s);
-            }
-            Stage::Transfer if opts.dry_run => {
-                let (files, bytes) = db.backlog()?;
-                say(&format!(
+            Stage::Scan => report.scan = Some(scan::run(ctx)?),
+            Stage::Transfer if ctx.dry_run => {
+                let (files, bytes) = ctx.db.backlog()?;
+                ctx.say(&format!(
                     "dry run: would copy {} ({})",
                     count(files, "entry", "entries"),
                     human_bytes(bytes)
                 ));
             }
-            Stage::Transfer => {
-                let (files, bytes) = db.transfer_backlog()?;
-                progress.set_backlog(files, bytes);
-                report.transfer = transfer::run(job, db, audit, progress, stop, limit, source_id)?;
-            }
+            Stage::Transfer => report.transfer = transfer::run(ctx)?,
             // Reached only when the transfer ended without a fatal error
             // (`?` above) and no stop was requested (checked at the loop top).
             Stage::Mirror => {
-                let m = MirrorOptions {
-                    // Without a scan this run, the stored listing predates
-                    // the transfer and any change since: walk again.
-                    fresh_listing: !report.mode.scans(),
-                    dry_run: opts.dry_run,
-                };
-                report.mirror = Some(mirror::run(job, db, audit, progress, stop, m, say)?);
+                // Without a scan this run, the stored listing predates the
+                // transfer and any change since: walk again.
+                let fresh_listing = !report.mode.scans();
+                report.mirror = Some(mirror::run(ctx, fresh_listing)?);
             }
         }
     }

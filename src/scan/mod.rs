@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::{debug, info, warn};
 
+use crate::audit::{AuditError, FileRecord};
 use crate::beneath::Root;
 use crate::db::{DbError, ScanEntry, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
@@ -24,6 +25,8 @@ use crate::filter::Filter;
 use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{Phase, Progress};
 use crate::roots::{RootId, RootNow};
+use crate::stage::RunCtx;
+use crate::units::human_bytes;
 use merge::{Join, Seen, WARN_EACH};
 use walk::{Counters, Side, Stream, Tally};
 
@@ -33,6 +36,8 @@ pub enum ScanError {
     SourceRoot { path: String, reason: String },
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("scan interrupted")]
     Interrupted,
     /// A walk met the other root below its own (a bind mount, say): the
@@ -117,14 +122,35 @@ pub const MAX_FAILURES: usize = 10_000;
 /// files reads the DB but does not rewrite it. Rows the walk did not see
 /// are found with a bitset of the seen rowids and dropped (only when the
 /// source walk had no errors).
-pub fn run(
-    job: &Job,
-    db: &mut StateDb,
-    progress: &Progress,
-    stop: &AtomicBool,
-    source_at_start: Option<RootId>,
-    dry_run: bool,
-) -> Result<ScanReport, ScanError> {
+pub fn run(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
+    let report = walk_and_decide(ctx)?;
+    audit_left_out(ctx, &report)?;
+    let word = |n: u64| if n == 1 { "entry" } else { "entries" };
+    ctx.say(&format!(
+        "scan: {} source {}, {} destination {}, {} pending ({})",
+        report.source_entries,
+        word(report.source_entries),
+        report.dest_entries,
+        word(report.dest_entries),
+        report.pending_files,
+        human_bytes(report.pending_bytes)
+    ));
+    Ok(report)
+}
+
+/// The scan proper: both walks merged into the DB, then the rows of what
+/// vanished dropped.
+fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
+    let RunCtx {
+        job,
+        db,
+        progress,
+        stop,
+        source_at_start,
+        dry_run,
+        ..
+    } = ctx;
+    let (job, progress, stop, dry_run) = (*job, *progress, *stop, *dry_run);
     progress.set_phase(Phase::Scan);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
@@ -132,7 +158,7 @@ pub fn run(
     // start of the run and the walk would otherwise be walked as an empty
     // folder (nothing copied, exit 0; with `delete_extras` only the mirror's
     // "source empty" rail would stand between it and the destination).
-    let root_id = check_source_root(source, source_at_start)?;
+    let root_id = check_source_root(source, *source_at_start)?;
     let fold = dest_ignores_case(dest);
     if fold {
         info!(destination = %dest.display(), "destination ignores case: names that fold equal are one name there");
@@ -146,21 +172,15 @@ pub fn run(
     let mut seen = Seen::default();
     let tally = Tally::default();
     let walks = Walks {
+        job,
+        progress,
+        stop,
         root_id,
         fold,
         dry_run,
         scan_id,
     };
-    walk_both(
-        job,
-        db,
-        progress,
-        stop,
-        &walks,
-        &tally,
-        &mut report,
-        &mut seen,
-    )?;
+    walk_both(&walks, db, &tally, &mut report, &mut seen)?;
     debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
     if stop.load(Relaxed) {
         return Err(ScanError::Interrupted);
@@ -181,8 +201,40 @@ pub fn run(
     Ok(report)
 }
 
+/// The scan's own audit lines: a `failed` line per source entry it could
+/// not read or could not place (a name folding equal to a sibling's on a
+/// case-insensitive destination), a `skipped` line per entry left out of
+/// the job (FIFOs, sockets, devices; symlinks under `symlinks = "skip"`).
+fn audit_left_out(ctx: &mut RunCtx<'_>, report: &ScanReport) -> Result<(), AuditError> {
+    let (source, dest) = (
+        ctx.job.source.as_std_path(),
+        ctx.job.destination.as_std_path(),
+    );
+    for (path, error) in report
+        .source_failures
+        .iter()
+        .chain(&report.collision_sample)
+    {
+        let rel = path.strip_prefix(source).unwrap_or(path);
+        let mut rec = FileRecord::new("failed", path, &dest.join(rel), 0);
+        rec.error = Some(error);
+        ctx.audit.write(&rec)?;
+    }
+    for skipped in &report.skipped {
+        let rel = skipped.path.strip_prefix(source).unwrap_or(&skipped.path);
+        let mut rec = FileRecord::new("skipped", &skipped.path, &dest.join(rel), skipped.size)
+            .entry(skipped.kind, skipped.modified_ns);
+        rec.reason = Some(skipped.reason);
+        ctx.audit.write(&rec)?;
+    }
+    Ok(())
+}
+
 /// How this scan's two walks run.
-struct Walks {
+struct Walks<'w> {
+    job: &'w Job,
+    progress: &'w Progress,
+    stop: &'w AtomicBool,
     /// The source root's identity: the destination walk stops at it.
     root_id: RootId,
     /// The destination ignores case.
@@ -194,17 +246,14 @@ struct Walks {
 /// Walks both trees on two threads and merges their streams into the DB on
 /// this one. A walk that met the other root is the error, whatever else
 /// went wrong.
-#[allow(clippy::too_many_arguments)]
 fn walk_both(
-    job: &Job,
+    walks: &Walks<'_>,
     db: &StateDb,
-    progress: &Progress,
-    stop: &AtomicBool,
-    walks: &Walks,
     tally: &Tally,
     report: &mut ScanReport,
     seen: &mut Seen,
 ) -> Result<(), ScanError> {
+    let (job, progress, stop) = (walks.job, walks.progress, walks.stop);
     let source = job.source.as_std_path();
     let dest = job.destination.as_std_path();
     let dest_id = RootId::of(dest).ok();

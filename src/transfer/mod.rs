@@ -25,12 +25,13 @@ pub mod writer;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use crate::audit::{AuditError, AuditLog};
+use crate::audit::AuditError;
 use crate::beneath;
-use crate::db::{DbError, StateDb};
+use crate::db::DbError;
 use crate::manifest::Job;
 use crate::modes::Modes;
-use crate::progress::{Phase, Progress};
+use crate::progress::Phase;
+use crate::stage::RunCtx;
 use crate::throttle::Throttle;
 
 pub use commit::WriterReport as TransferReport;
@@ -135,15 +136,20 @@ fn open_roots(job: &Job) -> Result<(beneath::Root, beneath::Root), TransferError
 }
 
 /// Streams the backlog from the DB through the lanes into the destination.
-pub fn run(
-    job: &Job,
-    db: &mut StateDb,
-    audit: &mut AuditLog,
-    progress: &Progress,
-    stop: &AtomicBool,
-    limit: &std::sync::Arc<crate::throttle::LiveLimit>,
-    source_at_start: Option<crate::roots::RootId>,
-) -> Result<TransferReport, TransferError> {
+pub fn run(ctx: &mut RunCtx<'_>) -> Result<TransferReport, TransferError> {
+    let RunCtx {
+        job,
+        db,
+        audit,
+        progress,
+        stop,
+        limit,
+        source_at_start,
+        ..
+    } = ctx;
+    let (job, progress, stop, source_at_start) = (*job, *progress, *stop, *source_at_start);
+    let (files, bytes) = db.transfer_backlog()?;
+    progress.set_backlog(files, bytes);
     progress.set_phase(Phase::Transfer);
     // Held for the whole stage: every source entry is opened below it.
     let (source_root, dest_root) = open_roots(job)?;
