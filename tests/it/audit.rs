@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::env::{Out, TestEnv, bytes};
-use crate::faults::{
-    Mount, Rng, Running, is_root, mkfifo, populate_kill_tree, slow_env, wait_for, wait_for_transfer,
+use crate::support::require_root;
+use crate::support::{
+    Mount, Rng, Running, mkfifo, populate_kill_tree, slow_env, wait_for, wait_for_transfer,
 };
 
 /// Every line of the log, each parsed as one JSON object (panics naming
@@ -234,6 +235,7 @@ fn a_torn_last_line_is_ended_before_run_start_and_reported_once() {
 }
 
 #[test]
+#[ignore = "slow tier (19 s)"]
 fn sigkill_at_many_instants_leaves_whole_lines_or_one_ended_torn_line() {
     let env = TestEnv::new();
     populate_kill_tree(&env, 3_000, 0);
@@ -294,6 +296,7 @@ fn exit_0_and_1_tell_one_story() {
 }
 
 #[test]
+#[ignore = "slow tier (3 s)"]
 fn an_aborted_run_tells_one_story() {
     // The source root goes away mid-transfer: exit 4 after some files.
     let env = slow_env(12, 300_000);
@@ -317,11 +320,9 @@ fn an_aborted_run_tells_one_story() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_full_destination_tells_one_story() {
-    if !is_root() {
-        eprintln!("SKIP: not root, cannot mount a small tmpfs");
-        return;
-    }
+    require_root();
     let env = TestEnv::new();
     for i in 0..8 {
         env.src_file(&format!("f{i}.bin"), &bytes(300_000, i));
@@ -332,10 +333,7 @@ fn a_full_destination_tells_one_story() {
         .arg(&env.dst)
         .status()
         .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("SKIP: cannot mount tmpfs here");
-        return;
-    }
+    assert!(mounted, "cannot mount tmpfs here");
     let _m = Mount(env.dst.clone());
     let out = env.run(&["--block-size", "64K", "--transfers", "1"]);
     out.assert_code(4);

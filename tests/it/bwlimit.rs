@@ -36,6 +36,7 @@ fn start_bwlimit(env: &TestEnv) -> String {
 }
 
 #[test]
+#[ignore = "slow tier (8 s)"]
 fn limit_holds_and_flag_beats_env_beats_manifest() {
     // Flag (4 MiB/s) over env (64 MiB/s) over manifest (1 KiB/s, which
     // would take hours): 16 MiB must take at least ~4 s.
@@ -158,6 +159,7 @@ fn tz_before_midnight(secs_before: i64) -> (String, &'static str, &'static str) 
 }
 
 #[test]
+#[ignore = "slow tier (9 s)"]
 fn a_paused_weekday_ends_at_local_midnight() {
     // Local time is 23:59:52 of day D: `D-00:00,pause` holds until the next
     // day's `00:00,off`, so the copy waits for local midnight, then runs.

@@ -199,6 +199,7 @@ fn throttled_in_place_copy_is_identical_and_not_faster_than_the_limit() {
 }
 
 #[test]
+#[ignore = "slow tier (6 s)"]
 fn plain_progress_lines_without_a_terminal() {
     let env = TestEnv::new();
     // ~2.7 s of transfer at 384 KiB/s, a progress line every second (the

@@ -194,8 +194,12 @@ impl TestEnv {
     }
 }
 
-/// Relative path → (bytes, mtime ns) of regular files under `root`.
+/// Relative path → (bytes, mtime ns) of regular files under `root` (none
+/// when `root` does not exist).
 pub fn files_under(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, i64)> {
+    if !root.exists() {
+        return BTreeMap::new();
+    }
     walkdir::WalkDir::new(root)
         .into_iter()
         .map(Result::unwrap)

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::env::TestEnv;
-use crate::faults::{can_setpriv, chown_tree, run_as_nobody};
+use crate::support::{can_setpriv, chown_tree, run_as_nobody};
 
 /// Every `files` row's source path relative to the source root.
 fn row_paths(env: &TestEnv) -> Vec<Vec<u8>> {

@@ -2,6 +2,7 @@
 //! on temporary trees.
 
 mod env;
+mod support;
 
 mod audit;
 mod bwlimit;

@@ -9,6 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use crate::env::{Out, TestEnv};
+use crate::support::require_root;
 
 const NOBODY: u32 = 65534;
 
@@ -374,6 +375,7 @@ fn temp_modes_while_running(
 /// from its creation (never created wider and narrowed later); with
 /// `owners`, a `640` file's temporary stays owner-only until its chown.
 #[test]
+#[ignore = "slow tier (9 s)"]
 fn the_temporary_is_never_wider_than_the_source() {
     for (extra, src_bits, want_tmp) in [("", 0o600, 0o600), ("owners = true", 0o640, 0o600)] {
         let env = TestEnv::new();
@@ -546,11 +548,9 @@ fn ignore_chmod_chown(c: &mut std::process::Command) {
 /// source). The same tree without the filter warns nothing.
 #[cfg(target_arch = "x86_64")]
 #[test]
+#[ignore = "needs root"]
 fn accepted_but_ignored_bits_and_owners_warn_once_and_fail_nothing() {
-    if !crate::faults::is_root() {
-        eprintln!("SKIP: owners = true needs root");
-        return;
-    }
+    require_root();
     let setup = |env: &TestEnv| {
         for i in 0..12 {
             let p = env.src_file(&format!("d{}/f{i}", i % 3), b"x");

@@ -25,6 +25,7 @@ fn control_bytes(text: &str) -> Vec<(usize, char)> {
 }
 
 #[test]
+#[ignore = "slow tier (5 s)"]
 fn non_tty_output_is_plain_lines_without_control_bytes() {
     let env = slow_env();
     // ~3 s at 512 KiB/s: plain lines at 1 s and 2 s at least.
@@ -303,6 +304,7 @@ fn status_json_parses_and_matches_the_db() {
 }
 
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn status_shows_a_running_job() {
     let env = TestEnv::new();
     env.manifest("bwlimit = \"1M\"");
@@ -399,6 +401,7 @@ fn terminal_gets_the_live_display() {
 /// characters wrapped past indicatif's cursor (kept at the right edge) and
 /// left the display's first line behind after Ctrl-C. Restored at the end.
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn the_live_display_keeps_control_keys_from_echoing_until_it_ends() {
     if !have_script() {
         return;
@@ -429,6 +432,7 @@ fn the_live_display_keeps_control_keys_from_echoing_until_it_ends() {
 /// A run killed with SIGKILL never writes its end, yet its `runs` row
 /// holds what it copied (updated every 2 s), so totals and `status` count it.
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn killed_run_keeps_its_progress_in_the_runs_table() {
     let env = TestEnv::new();
     // Many files: the writer commits between files (every second).
@@ -527,6 +531,7 @@ fn backlog_done(line: &str) -> Option<String> {
 /// file (4 at once), and a backlog that moves with every second even while
 /// the big file copies alone (it used to count finished files only).
 #[test]
+#[ignore = "slow tier (7 s)"]
 fn terminal_shows_every_lane_and_a_backlog_that_moves() {
     if !have_script() {
         return;
@@ -578,6 +583,7 @@ fn terminal_shows_every_lane_and_a_backlog_that_moves() {
 /// Not on a terminal: each transfer line ends with the number of files in
 /// flight and the largest of them with its progress.
 #[test]
+#[ignore = "slow tier (7 s)"]
 fn plain_lines_name_the_active_count_and_the_largest_file() {
     let env = lanes_env();
     let out = env.run(&[]);
@@ -615,6 +621,7 @@ fn plain_lines_name_the_active_count_and_the_largest_file() {
 /// DB (the run records them at each commit, idle ones included), and none
 /// once the run has ended.
 #[test]
+#[ignore = "slow tier (5 s)"]
 fn status_during_a_run_shows_the_files_in_flight() {
     let env = TestEnv::new();
     env.manifest("transfers = 2\nbwlimit = \"1M\"\nblock_size = \"128K\"");

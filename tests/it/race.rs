@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv};
-use crate::faults::all_rows;
+use crate::support::all_rows;
+use crate::support::require_debug_hooks;
 
 /// Files per sub-folder, and sub-folders of the swapped folder: each
 /// sub-folder a lane moves to is resolved again through the swapped one.
@@ -278,9 +279,10 @@ fn refusals(env: &TestEnv) -> (usize, usize) {
     (refused, failed.len())
 }
 
-#[cfg(debug_assertions)]
 #[test]
+#[ignore = "needs the debug build's test hooks; slow tier (9 s)"]
 fn a_source_folder_swapped_for_a_symlink_in_a_loop_never_leads_outside() {
+    require_debug_hooks();
     let env = TestEnv::new();
     let files = names("f");
     for (i, n) in files.iter().enumerate() {
@@ -317,9 +319,10 @@ fn a_source_folder_swapped_for_a_symlink_in_a_loop_never_leads_outside() {
     assert!(refused > 0, "no open ever met the swapped folder");
 }
 
-#[cfg(debug_assertions)]
 #[test]
+#[ignore = "needs the debug build's test hooks; slow tier (10 s)"]
 fn a_destination_folder_swapped_for_a_symlink_in_a_loop_is_never_written_through() {
+    require_debug_hooks();
     let env = TestEnv::new();
     let files = names("f");
     for (i, n) in files.iter().enumerate() {
@@ -354,9 +357,10 @@ fn a_destination_folder_swapped_for_a_symlink_in_a_loop_is_never_written_through
     env.assert_trees_equal();
 }
 
-#[cfg(debug_assertions)]
 #[test]
+#[ignore = "needs the debug build's test hooks; slow tier (7 s)"]
 fn a_destination_folder_swapped_for_a_symlink_while_the_mirror_deletes_loses_nothing_outside() {
+    require_debug_hooks();
     let env = TestEnv::new();
     env.src_file("keep.txt", b"keep");
     env.manifest("delete_extras = true\nmax_delete = \"off\"\ntransfers = 2\n");

@@ -8,6 +8,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv, bytes};
+use crate::support::wait_for;
 
 const MIB: usize = 1 << 20;
 
@@ -34,14 +35,6 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn reload(env: &TestEnv) -> Out {
     let mut c = env.cmd();
     c.arg("reload").arg(&env.manifest);
@@ -53,6 +46,7 @@ fn finish(child: Child) -> Out {
 }
 
 #[test]
+#[ignore = "slow tier (8 s)"]
 fn sighup_retunes_the_limit_of_a_running_job() {
     let env = TestEnv::new();
     env.src_file("big.bin", &bytes(24 * MIB, 7));
@@ -164,6 +158,7 @@ fn sighup_retunes_the_limit_of_a_running_job() {
 }
 
 #[test]
+#[ignore = "slow tier (2 s)"]
 fn a_stop_during_a_pause_is_honoured_at_once() {
     let env = TestEnv::new();
     env.src_file("a.bin", &bytes(MIB, 3));

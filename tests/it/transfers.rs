@@ -5,6 +5,7 @@ use crate::env::{TestEnv, bytes};
 /// Many small files in many folders, with source times set on files and
 /// folders: every lane count gives the same tree, rows and audit log.
 #[test]
+#[ignore = "slow tier (5 s)"]
 fn many_lanes_copy_everything_once_with_times() {
     for lanes in [2, 5] {
         let env = TestEnv::new();

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv, bytes, coreutils_hash};
+use crate::support::wait_for;
 
 fn verify(env: &TestEnv, args: &[&str]) -> Out {
     let mut c = env.cmd();
@@ -197,18 +198,8 @@ fn slow_verify(env: &TestEnv) -> std::process::Child {
     c.spawn().unwrap()
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
+#[ignore = "slow tier (6 s)"]
 fn a_killed_verify_resumes_where_it_stopped() {
     let env = TestEnv::new();
     for i in 0..20 {
@@ -217,7 +208,9 @@ fn a_killed_verify_resumes_where_it_stopped() {
     env.run(&["-q"]).assert_code(0);
     let mut child = slow_verify(&env);
     // 20 × 64 KiB at 200 KiB/s: about 6 s; kill once a batch is committed.
-    wait_for("a committed verify batch", || verified_count(&env) >= 3);
+    wait_for("a committed verify batch", Duration::from_secs(30), || {
+        verified_count(&env) >= 3
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let before = verified_count(&env);
@@ -246,7 +239,7 @@ fn a_killed_verify_resumes_where_it_stopped() {
     for _ in 0..2 {
         let before = last_verify(&env).0;
         let child = slow_verify(&env);
-        wait_for("a committed verify batch", || {
+        wait_for("a committed verify batch", Duration::from_secs(30), || {
             let (id, files) = last_verify(&env);
             id > before && files >= 3
         });
@@ -275,6 +268,7 @@ fn a_killed_verify_resumes_where_it_stopped() {
 }
 
 #[test]
+#[ignore = "slow tier (2 s)"]
 fn a_verify_and_a_run_exclude_each_other() {
     let env = TestEnv::new();
     for i in 0..10 {
@@ -282,7 +276,9 @@ fn a_verify_and_a_run_exclude_each_other() {
     }
     env.run(&["-q"]).assert_code(0);
     let mut child = slow_verify(&env);
-    wait_for("the verify's lock", || verified_count(&env) >= 1);
+    wait_for("the verify's lock", Duration::from_secs(30), || {
+        verified_count(&env) >= 1
+    });
     let out = env.run(&["-q"]);
     out.assert_code(3);
     assert!(out.stderr.contains("locked"), "{}", out.stderr);
@@ -298,7 +294,7 @@ fn a_verify_and_a_run_exclude_each_other() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut run = run.spawn().unwrap();
-    wait_for("the run's lock", || {
+    wait_for("the run's lock", Duration::from_secs(30), || {
         std::fs::read_to_string(env.root().join("job.db.lock"))
             .is_ok_and(|pid| pid.trim() == run.id().to_string())
     });
@@ -540,6 +536,7 @@ fn verify_and_hashes_never_need_the_source() {
 }
 
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn a_destination_root_replaced_mid_verify_stops_it_without_missing_lines() {
     let env = TestEnv::new();
     for i in 0..20 {
@@ -547,7 +544,9 @@ fn a_destination_root_replaced_mid_verify_stops_it_without_missing_lines() {
     }
     env.run(&["-q"]).assert_code(0);
     let child = slow_verify(&env);
-    wait_for("a committed verify batch", || verified_count(&env) >= 1);
+    wait_for("a committed verify batch", Duration::from_secs(30), || {
+        verified_count(&env) >= 1
+    });
     // The share unmounted: an empty folder is left in its place.
     std::fs::rename(&env.dst, env.root().join("dst.old")).unwrap();
     std::fs::create_dir(&env.dst).unwrap();
@@ -566,6 +565,7 @@ fn a_destination_root_replaced_mid_verify_stops_it_without_missing_lines() {
 }
 
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn verify_reads_under_the_jobs_bwlimit_across_its_lanes() {
     let env = TestEnv::new();
     for i in 0..6 {
