@@ -138,7 +138,7 @@ pub fn can_setpriv() -> bool {
         return false;
     }
     // The checkout may sit where nobody cannot reach the binary (/root).
-    let runs = Command::new("setpriv")
+    Command::new("setpriv")
         .args([
             "--reuid=65534",
             "--regid=65534",
@@ -147,8 +147,7 @@ pub fn can_setpriv() -> bool {
             "--version",
         ])
         .output()
-        .is_ok_and(|o| o.status.success());
-    runs
+        .is_ok_and(|o| o.status.success())
 }
 
 /// A test that runs jobrun as nobody fails, never passes, where it cannot.
@@ -185,8 +184,6 @@ pub fn require_root() {
 /// passes, in a release build.
 #[track_caller]
 pub fn require_debug_hooks() {
-    assert!(
-        cfg!(debug_assertions),
-        "needs the debug build's test hooks (JOBRUN_TEST_*): run without --release"
-    );
+    #[cfg(not(debug_assertions))]
+    panic!("needs the debug build's test hooks (JOBRUN_TEST_*): run without --release");
 }
