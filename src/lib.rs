@@ -62,6 +62,7 @@ pub mod runner;
 pub mod scan;
 pub mod stage;
 pub mod sumfile;
+pub mod sys;
 pub mod throttle;
 pub mod timetable;
 pub mod transfer;

@@ -24,7 +24,6 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -80,8 +79,7 @@ impl Modes {
             permissions,
             owners,
             umask: process_umask(),
-            // SAFETY: plain syscall without arguments.
-            root: unsafe { libc::geteuid() } == 0,
+            root: rustix::process::geteuid().is_root(),
             warned_mode: AtomicBool::new(false),
             warned_owner: AtomicBool::new(false),
         }
@@ -158,8 +156,7 @@ impl Modes {
         let Ok(md) = dir.meta() else {
             return false;
         };
-        // SAFETY: plain syscall without arguments.
-        let euid = unsafe { libc::geteuid() };
+        let euid = rustix::process::geteuid().as_raw();
         if md.uid != euid {
             return false;
         }
@@ -200,10 +197,8 @@ impl Modes {
     /// Sets `bits` on an open file, best-effort (see [`Self::refused`] and
     /// [`Self::bits_kept`]).
     pub fn fchmod(&self, f: &File, bits: u32, path: &Path) {
-        // SAFETY: plain syscall on an open fd; no memory is passed.
-        let rc = unsafe { libc::fchmod(f.as_raw_fd(), bits as libc::mode_t) };
-        if rc != 0 {
-            let _ = self.refused(false, path, io::Error::last_os_error());
+        if let Err(e) = rustix::fs::fchmod(f, rustix::fs::Mode::from_raw_mode(bits)) {
+            let _ = self.refused(false, path, e.into());
         } else if !self.warned(false) {
             self.bits_kept(path, bits, f.metadata().map(|md| md.mode()));
         }
@@ -363,12 +358,10 @@ pub fn process_umask() -> u32 {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .unwrap_or_else(|| {
-            // SAFETY: plain syscalls; set and restored at once.
-            unsafe {
-                let m = libc::umask(0o022);
-                libc::umask(m);
-                m as u32
-            }
+            // Set and restored at once (only where /proc is missing).
+            let m = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+            rustix::process::umask(m);
+            m.as_raw_mode()
         })
 }
 
@@ -481,12 +474,9 @@ mod tests {
 
     #[test]
     fn umask_is_read_without_changing_it() {
-        // SAFETY: plain syscalls; set and restored at once.
-        let before = unsafe {
-            let m = libc::umask(0o022);
-            libc::umask(m);
-            m as u32
-        };
+        let m = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(m);
+        let before = m.as_raw_mode();
         assert_eq!(process_umask(), before);
     }
 }

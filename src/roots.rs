@@ -11,6 +11,7 @@
 //! by the identity of each existing ancestor, which also sees a bind mount
 //! (another path, the same folder).
 
+use rustix::fs::AtFlags;
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -344,11 +345,11 @@ struct Mount {
 
 impl Mount {
     fn of(path: &Path) -> io::Result<Self> {
-        statx(path, 0)
+        statx(path, AtFlags::empty())
     }
 
     fn of_nofollow(path: &Path) -> io::Result<Self> {
-        statx(path, libc::AT_SYMLINK_NOFOLLOW)
+        statx(path, AtFlags::SYMLINK_NOFOLLOW)
     }
 
     fn same_mount(&self, root: &Mount) -> bool {
@@ -359,33 +360,21 @@ impl Mount {
     }
 }
 
-fn statx(path: &Path, flags: libc::c_int) -> io::Result<Mount> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated string, `buf` a writable statx
-    // buffer the kernel fills; both outlive the call.
-    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            flags | libc::AT_NO_AUTOMOUNT,
-            libc::STATX_TYPE | libc::STATX_INO | libc::STATX_MNT_ID,
-            &raw mut buf,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let dev = libc::makedev(buf.stx_dev_major, buf.stx_dev_minor);
+fn statx(path: &Path, flags: AtFlags) -> io::Result<Mount> {
+    use rustix::fs::{FileType, StatxFlags};
+    let buf = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        flags | AtFlags::NO_AUTOMOUNT,
+        StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID,
+    )?;
     Ok(Mount {
         id: RootId {
-            dev,
+            dev: rustix::fs::makedev(buf.stx_dev_major, buf.stx_dev_minor),
             ino: buf.stx_ino,
         },
-        mnt_id: (buf.stx_mask & libc::STATX_MNT_ID != 0).then_some(buf.stx_mnt_id),
-        symlink: u32::from(buf.stx_mode) & libc::S_IFMT == libc::S_IFLNK,
+        mnt_id: (buf.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(buf.stx_mnt_id),
+        symlink: FileType::from_raw_mode(u32::from(buf.stx_mode)) == FileType::Symlink,
     })
 }
 

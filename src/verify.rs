@@ -14,7 +14,6 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -301,12 +300,12 @@ fn check(
             // Under a limit the kernel must not read ahead at link rate
             // (the transfer reader does the same, README "Bandwidth limit").
             let advice = if limited {
-                libc::POSIX_FADV_RANDOM
+                rustix::fs::Advice::Random
             } else {
-                libc::POSIX_FADV_NORMAL
+                rustix::fs::Advice::Normal
             };
-            // SAFETY: plain syscall on an open fd; advice only.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+            // Advice only: a filesystem that ignores it changes nothing else.
+            let _ = rustix::fs::fadvise(&f, 0, None, advice);
             advised = limited;
         }
         let want = if limited {

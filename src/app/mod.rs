@@ -75,8 +75,7 @@ fn load_runnable(
     path: &std::path::Path,
     overrides: &crate::cli::Overrides,
 ) -> Result<Job, Failure> {
-    // SAFETY: plain syscall without arguments.
-    let euid = unsafe { libc::geteuid() };
+    let euid = rustix::process::geteuid().as_raw();
     manifest::load(path, overrides)
         .and_then(|job| job.check_privileges(euid).map(|()| job))
         .map_err(|e| Failure::new(e, Exit::Usage))

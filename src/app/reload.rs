@@ -19,9 +19,10 @@ pub fn reload(args: &CommonArgs) -> Result<Exit, Failure> {
             Exit::Locked,
         ));
     };
-    // SAFETY: plain syscall; `pid` is a live jobrun holding this job's lock.
-    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } != 0 {
-        let e = std::io::Error::last_os_error();
+    let sent = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|p| rustix::process::kill_process(p, rustix::process::Signal::HUP));
+    if let Err(e) = sent {
         return Err(Failure::new(
             format!("cannot signal the run (pid {pid}): {e}"),
             Exit::Fatal,

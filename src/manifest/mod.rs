@@ -406,13 +406,8 @@ fn resolve(
 
 /// This machine's memory in bytes (`sysinfo`), `None` if it cannot be read.
 fn machine_memory() -> Option<u64> {
-    // SAFETY: `info` is a plain C struct the call fills in.
-    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a sysinfo buffer.
-    if unsafe { libc::sysinfo(&raw mut info) } != 0 {
-        return None;
-    }
-    Some(info.totalram as u64 * u64::from(info.mem_unit.max(1)))
+    let info = rustix::system::sysinfo();
+    (info.totalram > 0).then(|| info.totalram as u64 * u64::from(info.mem_unit.max(1)))
 }
 
 /// Resolves the two roots and the job's own files to what they are

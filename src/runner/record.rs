@@ -49,45 +49,20 @@ pub(super) struct RunEnd<'a> {
     pub(super) error: Option<&'a str>,
 }
 
-/// The host name (`gethostname`), empty if it cannot be read.
+/// The host name (`uname`'s node name), empty if it cannot be read.
 pub(super) fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; the kernel NUL-terminates
-    // within it (a truncated name is cut at the first NUL below anyway).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The user the run runs as: its uid and the name the password database
 /// gives it (the uid as text when it has none).
 pub(super) fn user() -> (u32, String) {
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 4096];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call; `buf` outlives the use
-    // of `pwd`'s string pointers below.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    let name = if rc == 0 && !found.is_null() && !pwd.pw_name.is_null() {
-        // SAFETY: a NUL-terminated string inside `buf`.
-        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned()
-    } else {
-        uid.to_string()
-    };
-    (uid, name)
+    let uid = rustix::process::getuid().as_raw();
+    (
+        uid,
+        crate::sys::user_name(uid).unwrap_or_else(|| uid.to_string()),
+    )
 }

@@ -67,8 +67,7 @@ fn probe_destination(dest: &beneath::Root) -> Result<(), TransferError> {
                 Some(libc::EACCES | libc::EPERM | libc::EROFS)
             ) =>
         {
-            // SAFETY: geteuid has no preconditions.
-            let uid = unsafe { libc::geteuid() };
+            let uid = rustix::process::geteuid().as_raw();
             Err(TransferError::Fatal(format!(
                 "destination root `{}` is not writable by this user (uid {uid}): {e}; nothing copied, backlog kept",
                 dest.path().display()

@@ -10,7 +10,6 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -419,12 +418,11 @@ impl ReadAhead {
             return;
         }
         let advice = match want {
-            ReadAhead::Off => libc::POSIX_FADV_RANDOM,
-            ReadAhead::Default => libc::POSIX_FADV_NORMAL,
+            ReadAhead::Off => rustix::fs::Advice::Random,
+            ReadAhead::Default => rustix::fs::Advice::Normal,
         };
         // Advice only: a filesystem that ignores it changes nothing else.
-        // SAFETY: plain syscall on an open fd; no memory is passed.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+        let _ = rustix::fs::fadvise(f, 0, None, advice);
         *self = want;
     }
 }

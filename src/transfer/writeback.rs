@@ -1,10 +1,9 @@
-//! Write-back pacing and the other raw syscalls of the transfer's write
-//! path (`sync_file_range`, `posix_fadvise`, `syncfs`, a checked `close`):
-//! all of the writer's and committer's `unsafe` is here.
+//! Write-back pacing and the other system calls of the transfer's write
+//! path (`sync_file_range`, `posix_fadvise`, `syncfs`, a checked `close`);
+//! the raw ones live in `sys`.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 
 use tracing::warn;
 
@@ -108,15 +107,12 @@ impl WriteBack {
                 | libc::SYNC_FILE_RANGE_WAIT_AFTER,
         )?;
         // Advice only: its failure changes nothing that matters.
-        // SAFETY: plain syscall on an open fd; no memory is passed.
-        unsafe {
-            libc::posix_fadvise(
-                f.as_raw_fd(),
-                range.0 as libc::off_t,
-                range.1 as libc::off_t,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
+        let _ = rustix::fs::fadvise(
+            f,
+            range.0,
+            std::num::NonZeroU64::new(range.1),
+            rustix::fs::Advice::DontNeed,
+        );
         Ok(())
     }
 
@@ -124,19 +120,9 @@ impl WriteBack {
         if self.off {
             return Ok(());
         }
-        // SAFETY: plain syscall on an open fd; no memory is passed.
-        let rc = unsafe {
-            libc::sync_file_range(
-                f.as_raw_fd(),
-                off as libc::off64_t,
-                len as libc::off64_t,
-                flags,
-            )
-        };
-        if rc == 0 {
+        let Err(e) = crate::sys::sync_file_range(f, off, len, flags) else {
             return Ok(());
-        }
-        let e = io::Error::last_os_error();
+        };
         match e.raw_os_error() {
             // Not supported here (e.g. some FUSE or overlay setups): write
             // unpaced rather than fail the copy.
@@ -153,33 +139,12 @@ impl WriteBack {
     }
 }
 
-/// Closes `file` and reports the error `close(2)` returns, which `Drop` ignores.
-pub(super) fn close_checked(file: File) -> io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` came from `into_raw_fd`, so it is open and owned here, and
-    // is closed exactly once.
-    if unsafe { libc::close(fd) } == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    // Linux closes the descriptor even when close is interrupted.
-    if e.kind() == io::ErrorKind::Interrupted {
-        Ok(())
-    } else {
-        Err(e)
-    }
-}
+pub(super) use crate::sys::close_checked;
 
 /// `syncfs(2)` on the filesystem holding `f`: everything written to it
 /// (data, times, renames) reaches stable storage.
 pub(super) fn sync_filesystem(f: &File) -> io::Result<()> {
-    // SAFETY: plain syscall on an open fd; no memory is passed.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(rustix::fs::syncfs(f)?)
 }
 
 #[cfg(test)]
