@@ -31,7 +31,7 @@ use crate::manifest::Job;
 use crate::progress::{Lane, Progress};
 use crate::roots::RootId;
 use crate::stage::RunCtx;
-use crate::throttle::Throttle;
+use crate::throttle::{LiveLimit, Throttle};
 
 /// Rows per DB page read by the feeder, and most rows per commit.
 const PAGE: usize = 1000;
@@ -317,6 +317,10 @@ fn check(
             return Outcome::Stopped;
         }
         throttle.consume(want);
+        if stop.load(Relaxed) {
+            // Woken from a pause by the stop: nothing more is read.
+            return Outcome::Stopped;
+        }
         let n = match f.read(&mut buf[..want]) {
             Ok(0) => break,
             Ok(n) => n,
@@ -346,17 +350,22 @@ fn algo_of(name: &str) -> Option<HashAlgo> {
 /// audit line, the counts in `rec`). `rec.id` is the `verifies` row.
 pub fn run(ctx: &mut RunCtx<'_>, plan: Plan, rec: &mut VerifyRecord) -> Result<(), VerifyError> {
     let (job, progress, stop) = (ctx.job, ctx.progress, ctx.stop);
+    // A stop request cancels the limit: lanes held by a pause (`pause`, a
+    // timetable's pause window) return at once and see the stop.
+    let limit = ctx.limit.clone();
+    let throttle = Throttle::live(&limit);
     let RunCtx { db, audit, .. } = ctx;
     let root_id = RootId::of(job.destination.as_std_path()).ok();
     let feeder_db = db.reopen()?;
     let lanes = job.transfers.max(1);
-    let throttle = Throttle::new(&job.bwlimit);
+    let finished = AtomicBool::new(false);
     // Held once: every file is opened below it through no symlink.
     let dest_root = Root::open(job.destination.as_std_path()).ok();
     let (work_tx, work_rx) = sync_channel::<HashedFile>(lanes * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = sync_channel::<(HashedFile, Outcome)>(lanes * 2);
     std::thread::scope(|s| {
+        s.spawn(|| cancel_on_stop(stop, &limit, &finished));
         let feeder = s.spawn(move || feed(&feeder_db, plan, &work_tx, stop));
         for slot in progress.lanes(lanes) {
             let (rx, tx, throttle) = (work_rx.clone(), done_tx.clone(), &throttle);
@@ -374,6 +383,7 @@ pub fn run(ctx: &mut RunCtx<'_>, plan: Plan, rec: &mut VerifyRecord) -> Result<(
         };
         let recorded = recorder.record(done_rx, db, audit, rec);
         let fed = feeder.join().expect("verify feeder thread panicked");
+        finished.store(true, Relaxed);
         recorded?;
         fed?;
         if stop.load(Relaxed) {
@@ -381,6 +391,18 @@ pub fn run(ctx: &mut RunCtx<'_>, plan: Plan, rec: &mut VerifyRecord) -> Result<(
         }
         Ok(())
     })
+}
+
+/// Beside the lanes until they are done: a stop request cancels `limit`,
+/// so a lane waiting in a pause returns and sees the stop.
+fn cancel_on_stop(stop: &AtomicBool, limit: &LiveLimit, finished: &AtomicBool) {
+    while !finished.load(Relaxed) {
+        if stop.load(Relaxed) {
+            limit.cancel();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Pages the rows to check from the DB into the lanes' channel.

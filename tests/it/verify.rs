@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv, bytes, coreutils_hash};
-use crate::support::wait_for;
+use crate::support::{Running, wait_for};
 
 fn verify(env: &TestEnv, args: &[&str]) -> Out {
     let mut c = env.cmd();
@@ -578,4 +578,53 @@ fn verify_reads_under_the_jobs_bwlimit_across_its_lanes() {
     verify(&env, &["-q", "--bwlimit", "200K", "--transfers", "4"]).assert_code(0);
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(2700), "600 KiB in {took:?}");
+}
+
+/// A verify under a pause, in the background, past its start line (its
+/// lanes are then waiting in the pause).
+fn paused_verify(env: &TestEnv, bwlimit: &str) -> Running {
+    let before = env.log_with_status("verify_start").len();
+    let child = Running::start(env, &["verify", "-q", "--bwlimit", bwlimit]);
+    wait_for("the verify's start line", Duration::from_secs(30), || {
+        env.log_with_status("verify_start").len() > before
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+/// Attack finding (issue 24): a stop during a pause (`pause`, or a
+/// timetable's pause window) ends the verify at once, exit 130, with its
+/// record intact; it used to wait for the pause to end.
+#[test]
+#[ignore = "slow tier (4 s)"]
+fn a_stop_during_a_pause_ends_the_verify_at_once() {
+    for bwlimit in ["pause", "00:00,pause"] {
+        let env = TestEnv::new();
+        env.src_file("a.bin", &bytes(200_000, 1));
+        env.src_file("b.bin", &bytes(1000, 2));
+        env.run(&["-q"]).assert_code(0);
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            let child = paused_verify(&env, bwlimit);
+            child.signal(sig);
+            // Fails (and SIGKILLs it) if the pause still holds it.
+            child.wait(Duration::from_secs(10)).assert_code(130);
+            let end = env.log_with_status("verify_end");
+            let end = end.last().unwrap();
+            assert_eq!(end["exit"], 130, "{end}");
+            assert_eq!(end["files"], 0, "{end}");
+            let (exit, files): (i64, i64) = env
+                .db()
+                .query_row(
+                    "SELECT exit_code, files FROM verifies ORDER BY id DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((exit, files), (130, 0));
+        }
+        // Nothing was recorded as checked; the next verify reads both.
+        let out = verify(&env, &["-q"]);
+        out.assert_code(0);
+        assert!(out.stdout.contains("2 verified"), "{}", out.stdout);
+    }
 }
