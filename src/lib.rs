@@ -18,7 +18,9 @@
 //! - `mirror/`: `mod` (the stage and its run-level rails), `listing` (the
 //!   candidates: destination entries without a source row), `delete` (the
 //!   pass that judges and deletes each, deepest first); `verify`: the
-//!   destination read back against the recorded hashes.
+//!   destination read back against the recorded hashes (`read`), files
+//!   adopted without a hash against their source (`adopted`), and what it
+//!   says of each file (`lines`).
 //!
 //! Leaves, each rule written once:
 //! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,

@@ -291,7 +291,7 @@ fn verify_line(v: &crate::db::VerifyRecord) -> String {
                 130 => Exit::Interrupted,
                 _ => Exit::Fatal,
             };
-            format!("exit {c} ({})", super::verify::reason(exit))
+            format!("exit {c} ({})", super::verify::reason(v, exit))
         }
         None => "unfinished (the next verify resumes it)".into(),
     };

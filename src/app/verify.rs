@@ -24,7 +24,7 @@ use crate::runner;
 use crate::stage::RunCtx;
 use crate::throttle::LiveLimit;
 use crate::units::{HumanRate, human_bytes};
-use crate::verify::{self, Plan, VerifyError};
+use crate::verify::{self, Found, Plan, VerifyError};
 
 /// The `verify_start` audit line.
 #[derive(Serialize)]
@@ -37,6 +37,8 @@ struct VerifyStart<'a> {
     bytes: u64,
     skipped: u64,
     no_hash: u64,
+    /// Of `files`, adopted ones (compared with their source).
+    adopted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +66,8 @@ struct VerifyEnd<'a> {
     failed: u64,
     skipped: u64,
     no_hash: u64,
+    adopted: u64,
+    adopted_mismatch: u64,
     exit: u8,
     reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,10 +79,12 @@ fn fresh_seed() -> u64 {
     (now_ns() as u64).rotate_left(17) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9)
 }
 
-/// Why a verify ended, as the summary and `verify_end` say it.
-pub fn reason(exit: Exit) -> &'static str {
+/// Why a verify ended, as the summary, `verify_end` and `status` say it:
+/// exit 1 is bad files, or none compared at all.
+pub fn reason(v: &VerifyRecord, exit: Exit) -> &'static str {
     match exit {
         Exit::Ok => "all verified",
+        Exit::FilesFailed if v.mismatched + v.missing + v.failed == 0 => "nothing compared",
         Exit::FilesFailed => "mismatched, missing or unreadable files",
         other => other.reason(),
     }
@@ -137,8 +143,12 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
     let say = |l: &str| reporter.say(l);
 
     let todo = plan_todo(args, &opened.db, &say)?;
-    let mut rec = start(job, args, &opened.db, &mut opened.audit, &todo)?;
+    let rec = start(job, args, &opened.db, &mut opened.audit, &todo)?;
     say_start(&say, &rec, &todo);
+    let mut found = Found {
+        rec,
+        ..Found::default()
+    };
     progress.set_backlog(todo.files, todo.bytes);
     progress.set_limit(crate::throttle::limit_code(job.bwlimit.limit_now()));
     progress.set_phase(Phase::Transfer);
@@ -153,10 +163,10 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
         dry_run: false,
         say: &say,
     };
-    let result = verify::run(&mut ctx, todo.plan, &mut rec);
+    let result = verify::run(&mut ctx, todo.plan, &mut found);
     progress.set_phase(Phase::Idle);
     drop(reporter);
-    finish(&mut opened, &mut rec, &result)
+    finish(&mut opened, &mut found, &result, todo.intact)
 }
 
 /// What a verify holds from its start to its end. Fields drop in this
@@ -217,12 +227,17 @@ struct Todo {
     plan: Plan,
     /// When the verify started (ns).
     now: i64,
-    /// Files and bytes to read at the destination.
+    /// Files and bytes to read (an adopted file's both sides).
     files: u64,
     bytes: u64,
-    /// Synced files with a recorded hash, and without one.
-    hashed: u64,
+    /// Of `files`, adopted ones: no recorded hash, compared with the source.
+    adopted: u64,
+    /// Synced files, and of them those without a recorded hash.
+    synced: u64,
     no_hash: u64,
+    /// Synced files found intact since `plan.since_ns` (by this verify's
+    /// predecessor, or within `--since`): skipped, already compared.
+    intact: u64,
 }
 
 /// Plans the verify: since when files found intact are skipped (`--since`,
@@ -252,21 +267,26 @@ fn plan_todo(args: &VerifyArgs, db: &StateDb, say: &dyn Fn(&str)) -> Result<Todo
         repair: args.repair,
     };
     let (hashed, no_hash) = db.synced_files().map_err(db_failure)?;
-    let (mut files, mut bytes) = (0u64, 0u64);
-    db.verify_todo_sizes(since_ns, |id, size| {
+    let (mut files, mut bytes, mut adopted, mut listed) = (0u64, 0u64, 0u64, 0u64);
+    db.verify_todo_sizes(since_ns, |id, size, is_adopted| {
+        listed += 1;
         if plan.wants(id) {
             files += 1;
-            bytes += size;
+            adopted += u64::from(is_adopted);
+            bytes += if is_adopted { size * 2 } else { size };
         }
     })
     .map_err(db_failure)?;
+    let synced = hashed + no_hash;
     Ok(Todo {
         plan,
         now,
         files,
         bytes,
-        hashed,
+        adopted,
+        synced,
         no_hash,
+        intact: synced.saturating_sub(listed),
     })
 }
 
@@ -287,7 +307,7 @@ fn start(
         sample: sample.map(|s| s.0),
         seed: sample.map(|s| s.1),
         repair: args.repair,
-        skipped: todo.hashed - todo.files,
+        skipped: todo.synced.saturating_sub(todo.files),
         no_hash: todo.no_hash,
         ..VerifyRecord::default()
     };
@@ -303,6 +323,7 @@ fn start(
             bytes: todo.bytes,
             skipped: rec.skipped,
             no_hash: todo.no_hash,
+            adopted: todo.adopted,
             since: rec.since_ns.map(rfc3339_ns),
             sample: rec.sample,
             seed: rec.seed,
@@ -317,7 +338,7 @@ fn start(
 }
 
 /// The user's lines before the reading starts: the sample's seed (to repeat
-/// it), then what is to be read, skipped, and has no hash to compare.
+/// it), then what is to be read, skipped, and compared with the source.
 fn say_start(say: &dyn Fn(&str), rec: &VerifyRecord, todo: &Todo) {
     let sample = todo.plan.sample;
     if let Some((p, seed)) = sample {
@@ -325,50 +346,47 @@ fn say_start(say: &dyn Fn(&str), rec: &VerifyRecord, todo: &Todo) {
             "sample: {p}% of the files, seed {seed} (repeat it with --sample {p} --seed {seed})"
         ));
     }
+    let skipped = if rec.skipped == 0 {
+        String::new()
+    } else if sample.is_some() && rec.since_ns.is_none() {
+        format!(", {} skipped (not in the sample)", rec.skipped)
+    } else {
+        let since: String = rfc3339_ns(todo.plan.since_ns).chars().take(19).collect();
+        format!(", {} skipped (found intact since {since})", rec.skipped)
+    };
+    let adopted = if todo.adopted > 0 {
+        format!(
+            "; {} adopted (found in place by a scan, no recorded hash): compared with the \
+             source byte for byte, both sides read",
+            count(todo.adopted, "file", "files")
+        )
+    } else {
+        String::new()
+    };
     say(&format!(
-        "verify: {} ({}) to read at the destination{}{}",
+        "verify: {} ({}) to read{skipped}{adopted}",
         count(todo.files, "file", "files"),
         human_bytes(todo.bytes),
-        if rec.skipped > 0 {
-            format!(
-                ", {} skipped ({})",
-                rec.skipped,
-                if sample.is_some() && rec.since_ns.is_none() {
-                    "not in the sample".to_string()
-                } else {
-                    format!(
-                        "found intact since {}",
-                        rfc3339_ns(todo.plan.since_ns)
-                            .chars()
-                            .take(19)
-                            .collect::<String>()
-                    )
-                }
-            )
-        } else {
-            String::new()
-        },
-        if todo.no_hash > 0 {
-            format!(
-                ", {} without a recorded hash (found in place by a scan, never read by jobrun)",
-                count(todo.no_hash, "file", "files")
-            )
-        } else {
-            String::new()
-        }
     ));
 }
 
 /// Ends the verify: its exit, the `verifies` row completed, the
-/// `verify_end` audit line, and the summary line (printed, or handed to the
-/// failure to print after its message).
+/// `verify_end` audit line, and on stdout the files that did not verify
+/// by name and the summary line (printed, or handed to the failure to
+/// print after its message). `intact`: files skipped as found intact
+/// since the plan's instant (compared by an earlier verify).
 fn finish(
     opened: &mut Opened,
-    rec: &mut VerifyRecord,
+    found: &mut Found,
     result: &Result<(), VerifyError>,
+    intact: u64,
 ) -> Result<Exit, Failure> {
+    let rec = &mut found.rec;
     let (exit, error) = match result {
         Ok(()) if rec.mismatched + rec.missing + rec.failed > 0 => (Exit::FilesFailed, None),
+        // Nothing compared, and nothing found intact lately: "all
+        // verified" would be said of files nobody compared.
+        Ok(()) if rec.ok == 0 && intact == 0 => (Exit::FilesFailed, None),
         Ok(()) => (Exit::Ok, None),
         Err(VerifyError::Interrupted) => (Exit::Interrupted, None),
         Err(e) => (Exit::Fatal, Some(e.to_string())),
@@ -391,27 +409,37 @@ fn finish(
             failed: rec.failed,
             skipped: rec.skipped,
             no_hash: rec.no_hash,
+            adopted: rec.adopted,
+            adopted_mismatch: rec.adopted_mismatched,
             exit: exit.code(),
-            reason: reason(exit),
+            reason: reason(rec, exit),
             error: error.as_deref(),
         })
         .map_err(|e| e.to_string());
-    let summary = format!("{}\n", summary_line(rec, opened.started.elapsed(), exit));
+    let mut text = String::new();
+    for l in found.bad.lines() {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    text.push_str(&summary_line(rec, opened.started.elapsed(), exit));
+    text.push('\n');
     match error.or(recorded.err()).or(ended.err()) {
         Some(message) => Err(Failure {
             message,
             exit: Exit::Fatal,
-            then: Some(summary),
+            then: Some(text),
         }),
         None => {
-            out(&summary);
+            out(&text);
             Ok(exit)
         }
     }
 }
 
 /// `jobrun: verify: 12 files, 3.0 MiB read in 1.2s (2.5 MiB/s mean): 11
-/// verified, 1 mismatch, 0 missing, 0 failed, 4 skipped, exit 1 (…)`.
+/// verified, 1 mismatch, 0 missing, 0 failed, 4 skipped, exit 1 (…)`; with
+/// adopted files, `; 3 adopted files compared byte for byte with the
+/// source, 1 mismatched` before the exit.
 pub fn summary_line(v: &VerifyRecord, elapsed: Duration, exit: Exit) -> String {
     let secs = elapsed.as_secs_f64();
     let took = if secs < 60.0 {
@@ -429,8 +457,17 @@ pub fn summary_line(v: &VerifyRecord, elapsed: Duration, exit: Exit) -> String {
     } else {
         String::new()
     };
+    let adopted = if v.adopted > 0 {
+        format!(
+            "; {} compared byte for byte with the source, {} mismatched",
+            count(v.adopted, "adopted file", "adopted files"),
+            v.adopted_mismatched
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "jobrun: verify: {}, {} read in {took} ({} mean): {} verified, {} mismatch, {} missing{repaired}, {} failed, {} skipped, exit {} ({})",
+        "jobrun: verify: {}, {} read in {took} ({} mean): {} verified, {} mismatch, {} missing{repaired}, {} failed, {} skipped{adopted}, exit {} ({})",
         count(v.files, "file", "files"),
         human_bytes(v.bytes),
         HumanRate(mean),
@@ -440,6 +477,6 @@ pub fn summary_line(v: &VerifyRecord, elapsed: Duration, exit: Exit) -> String {
         v.failed,
         v.skipped,
         exit.code(),
-        reason(exit),
+        reason(v, exit),
     )
 }

@@ -131,6 +131,8 @@ pub struct KnownRow {
     pub entry: ScanEntry,
     pub status: RowStatus,
     pub after_copy: Option<Stamp>,
+    /// A hash is recorded (jobrun read the source for it).
+    pub hashed: bool,
 }
 
 /// Files and bytes in one status.
@@ -550,7 +552,7 @@ pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile>
 
 const FIND_SOURCE: &str =
     "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
-            mode, uid, gid, status, after_copy_size, after_copy_modified_ns
+            mode, uid, gid, status, after_copy_size, after_copy_modified_ns, hash IS NOT NULL
      FROM files WHERE source_path = ?1";
 
 /// The row of each source path the scan meets, on one statement prepared
@@ -597,6 +599,7 @@ fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
         },
         status: r.get(10)?,
         after_copy: after,
+        hashed: r.get(13)?,
     })
 }
 

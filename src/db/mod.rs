@@ -41,7 +41,7 @@ pub use in_flight::{InFlight, InFlightFile};
 pub use listing::Listed;
 pub use meta::JobRoot;
 pub use runs::{RunCounts, RunRow};
-pub use verifies::{VerifyRecord, VerifyResult};
+pub use verifies::{VerifyRecord, VerifyResult, VerifyRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -114,6 +114,14 @@ CREATE TABLE runs (
                  done   INTEGER NOT NULL
              );",
         ),
+        // v5: adopted files in `jobrun verify` (files a scan found in place
+        // and took as synced without reading, which a verify compares with
+        // their source): how many a verify compared, and how many of those
+        // differed. Older rows get 0.
+        M::up(
+            "ALTER TABLE verifies ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE verifies ADD COLUMN adopted_mismatched INTEGER NOT NULL DEFAULT 0;",
+        ),
     ])
 });
 

@@ -1,10 +1,12 @@
 //! `jobrun verify`'s records: the verify columns of `files` and the
 //! `verifies` table (one row per verify).
 
+use std::path::PathBuf;
+
 use rusqlite::{OptionalExtension, params};
 
-use super::files::{after_value, hashed_file};
-use super::{HashedFile, Result, RowId, StateDb, Tx};
+use super::files::after_value;
+use super::{Result, RowId, StateDb, Tx, path_from};
 
 /// What a verify found for one row (`files.verify_result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,51 @@ impl VerifyResult {
             Self::Failed => "failed",
         }
     }
+}
+
+/// A synced file as `verify` checks it: with the hash recorded when jobrun
+/// read its source, or without one (*adopted*: found in place by a scan,
+/// taken as synced on size and mtime, never read by jobrun).
+#[derive(Debug, Clone)]
+pub struct VerifyRow {
+    pub id: RowId,
+    pub source: PathBuf,
+    pub dest: PathBuf,
+    pub size: u64,
+    pub modified_ns: i64,
+    /// The recorded hash (lowercase hex) and its algorithm; `None` for an
+    /// adopted file.
+    pub recorded: Option<(String, String)>,
+}
+
+impl VerifyRow {
+    /// Adopted: no recorded hash, so both sides are read and compared.
+    pub fn adopted(&self) -> bool {
+        self.recorded.is_none()
+    }
+
+    /// Bytes a verify reads for it: the destination, and for an adopted
+    /// file the source too.
+    pub fn to_read(&self) -> u64 {
+        if self.adopted() {
+            self.size.saturating_mul(2)
+        } else {
+            self.size
+        }
+    }
+}
+
+fn verify_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VerifyRow> {
+    let hash: Option<String> = r.get(5)?;
+    let algorithm: Option<String> = r.get(6)?;
+    Ok(VerifyRow {
+        id: r.get(0)?,
+        source: path_from(r.get_ref(1)?)?,
+        dest: path_from(r.get_ref(2)?)?,
+        size: r.get::<_, i64>(3)? as u64,
+        modified_ns: r.get(4)?,
+        recorded: hash.map(|h| (h, algorithm.unwrap_or_default())),
+    })
 }
 
 /// One row of the `verifies` table: one `jobrun verify`.
@@ -54,28 +101,39 @@ pub struct VerifyRecord {
     /// Synced files skipped: found `ok` since `since_ns`, or left out of
     /// the sample.
     pub skipped: u64,
-    /// Synced files without a recorded hash (found already in place by a
-    /// scan, never read by jobrun): nothing to compare with.
+    /// Synced files without a recorded hash when the verify started
+    /// (adopted: found already in place by a scan, never read by jobrun).
     pub no_hash: u64,
+    /// Adopted files this verify compared with their source byte for byte
+    /// (both sides read), and how many of them differed.
+    pub adopted: u64,
+    pub adopted_mismatched: u64,
     pub exit_code: Option<i32>,
     pub error: Option<String>,
 }
 
-/// The rows a verify checks: synced files with a recorded hash, except
-/// those found `ok` at or after `?1` for the hash they still carry.
-const VERIFY_TODO: &str = "status = 'synced' AND kind = 'file' AND hash IS NOT NULL
-    AND NOT (verify_result IS 'ok' AND verified_at >= ?1 AND verified_hash IS hash)";
+/// The rows a verify checks: synced files, except those found `ok` at or
+/// after `?1` for the hash they still carry. Adopted files (no hash) are
+/// always checked: one found equal to its source gets the source's hash.
+const VERIFY_TODO: &str = "status = 'synced' AND kind = 'file'
+    AND NOT (hash IS NOT NULL AND verify_result IS 'ok' AND verified_at >= ?1
+             AND verified_hash IS hash)";
 
 impl StateDb {
-    /// Calls `f(rowid, size)` for every row a verify with `since_ns` would
-    /// check, in rowid order, from one statement (constant memory).
-    pub fn verify_todo_sizes(&self, since_ns: i64, mut f: impl FnMut(RowId, u64)) -> Result<()> {
+    /// Calls `f(rowid, size, adopted)` for every row a verify with
+    /// `since_ns` would check, in rowid order, from one statement (constant
+    /// memory).
+    pub fn verify_todo_sizes(
+        &self,
+        since_ns: i64,
+        mut f: impl FnMut(RowId, u64, bool),
+    ) -> Result<()> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT rowid, size FROM files WHERE {VERIFY_TODO} ORDER BY rowid"
+            "SELECT rowid, size, hash IS NULL FROM files WHERE {VERIFY_TODO} ORDER BY rowid"
         ))?;
         let mut rows = st.query([since_ns])?;
         while let Some(r) = rows.next()? {
-            f(r.get(0)?, r.get::<_, i64>(1)? as u64);
+            f(r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?);
         }
         Ok(())
     }
@@ -96,14 +154,14 @@ impl StateDb {
         since_ns: i64,
         after: Option<RowId>,
         limit: usize,
-    ) -> Result<Vec<HashedFile>> {
+    ) -> Result<Vec<VerifyRow>> {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
              FROM files WHERE {VERIFY_TODO} AND rowid > ?2 ORDER BY rowid LIMIT ?3"
         ))?;
         let rows = st.query_map(
             params![since_ns, after_value(after), limit as i64],
-            hashed_file,
+            verify_row,
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -139,7 +197,7 @@ impl StateDb {
             .prepare_cached(
                 "UPDATE verifies SET ended_at = ?2, files = ?3, bytes = ?4, ok = ?5,
                     mismatched = ?6, missing = ?7, failed = ?8, skipped = ?9, no_hash = ?10,
-                    exit_code = ?11, error = ?12
+                    exit_code = ?11, error = ?12, adopted = ?13, adopted_mismatched = ?14
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -154,7 +212,9 @@ impl StateDb {
                 v.skipped as i64,
                 v.no_hash as i64,
                 v.exit_code,
-                v.error
+                v.error,
+                v.adopted as i64,
+                v.adopted_mismatched as i64
             ])?;
         Ok(())
     }
@@ -162,16 +222,25 @@ impl StateDb {
     /// The newest `verifies` row; `None` when the job was never verified
     /// (or the DB predates verify: `status` reads without migrating).
     pub fn last_verify(&self) -> Result<Option<VerifyRecord>> {
-        if self.schema_version()? < 3 {
+        let version = self.schema_version()?;
+        if version < 3 {
             return Ok(None);
         }
+        // `status` reads an older DB without migrating it.
+        let adopted = if version < 5 {
+            "0, 0"
+        } else {
+            "adopted, adopted_mismatched"
+        };
         Ok(self
             .conn
             .query_row(
-                "SELECT id, started_at, started_ns, ended_at, since_ns, sample, seed, repair,
+                &format!(
+                    "SELECT id, started_at, started_ns, ended_at, since_ns, sample, seed, repair,
                         files, bytes, ok, mismatched, missing, failed, skipped, no_hash,
-                        exit_code, error
-                 FROM verifies ORDER BY id DESC LIMIT 1",
+                        exit_code, error, {adopted}
+                     FROM verifies ORDER BY id DESC LIMIT 1"
+                ),
                 [],
                 |r| {
                     let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
@@ -194,6 +263,8 @@ impl StateDb {
                         no_hash: n(15)?,
                         exit_code: r.get(16)?,
                         error: r.get(17)?,
+                        adopted: n(18)?,
+                        adopted_mismatched: n(19)?,
                     })
                 },
             )
@@ -222,6 +293,40 @@ impl Tx<'_> {
                  WHERE rowid = ?1",
             )?
             .execute(params![id, at_ns, result.as_str(), hash, back])?;
+        Ok(())
+    }
+
+    /// Records what a verify found for the adopted row `id` (no recorded
+    /// hash): with `ok`, `source_hash` (the source's hash and algorithm,
+    /// read while both sides were compared) becomes the row's hash, so the
+    /// next verify reads the destination only. Other results record no
+    /// hash; `repair` as in [`Tx::record_verify`].
+    pub fn record_adopted(
+        &self,
+        id: RowId,
+        source_hash: Option<(&str, &str)>,
+        result: VerifyResult,
+        at_ns: i64,
+        repair: bool,
+    ) -> Result<()> {
+        let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
+        let hash = source_hash.filter(|_| result == VerifyResult::Ok);
+        self.conn
+            .prepare_cached(
+                "UPDATE files SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
+                    hash = ?4, hash_algorithm = ?5,
+                    status = CASE WHEN ?6 THEN 'pending' ELSE status END,
+                    error = CASE WHEN ?6 THEN NULL ELSE error END
+                 WHERE rowid = ?1 AND hash IS NULL",
+            )?
+            .execute(params![
+                id,
+                at_ns,
+                result.as_str(),
+                hash.map(|h| h.0),
+                hash.map(|h| h.1),
+                back
+            ])?;
         Ok(())
     }
 }
@@ -254,19 +359,19 @@ mod tests {
         assert!(ro.last_verify().unwrap().is_none(), "status reads a v2 DB");
         drop(ro);
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 4, "migrated to the latest");
+        assert_eq!(db.schema_version().unwrap(), 5, "migrated to the latest");
         let mut todo = Vec::new();
-        db.verify_todo_sizes(0, |id, size| todo.push((id, size)))
+        db.verify_todo_sizes(0, |id, size, adopted| todo.push((id, size, adopted)))
             .unwrap();
-        assert_eq!(todo, vec![(RowId(1), 1)]);
+        assert_eq!(todo, vec![(RowId(1), 1, false)]);
         let tx = db.begin().unwrap();
         tx.record_verify(RowId(1), "ab", VerifyResult::Ok, 10, false)
             .unwrap();
         tx.commit().unwrap();
         let mut todo = Vec::new();
-        db.verify_todo_sizes(10, |id, _| todo.push(id)).unwrap();
+        db.verify_todo_sizes(10, |id, _, _| todo.push(id)).unwrap();
         assert!(todo.is_empty(), "found ok at 10: skipped since 10");
-        db.verify_todo_sizes(11, |id, _| todo.push(id)).unwrap();
+        db.verify_todo_sizes(11, |id, _, _| todo.push(id)).unwrap();
         assert_eq!(todo, vec![RowId(1)]);
     }
 }

@@ -87,10 +87,11 @@ impl RunReport {
             + self.mirror.as_ref().map_or(0, |m| m.failed)
     }
 
-    /// The one-line summary printed at the end of every run.
+    /// The one-line summary printed at the end of every run, after the
+    /// [`RunReport::adopted_note`] when there is one.
     pub fn summary(&self) -> String {
         let t = &self.transfer;
-        crate::progress::summary_line(&crate::progress::Summary {
+        let line = crate::progress::summary_line(&crate::progress::Summary {
             files: t.files_done,
             bytes: t.bytes_done,
             failed: self.failed(),
@@ -100,6 +101,30 @@ impl RunReport {
             mode: Some(self.mode.name()),
             exit_code: self.exit.code(),
             reason: self.exit.reason(),
+        });
+        match self.adopted_note() {
+            Some(note) => format!("{note}\n{line}"),
+            None => line,
+        }
+    }
+
+    /// What this run's scan took as synced without reading (files found in
+    /// place at the destination: no hash recorded), and where to compare
+    /// them; `None` when it adopted none.
+    pub fn adopted_note(&self) -> Option<String> {
+        let n = self.scan.as_ref().map_or(0, |s| s.adopted);
+        let (were, them) = if n == 1 {
+            ("was", "it")
+        } else {
+            ("were", "them")
+        };
+        (n > 0).then(|| {
+            format!(
+                "jobrun: {} found in place at the destination {were} taken as synced on size and \
+                 mtime, not read (no hash recorded); `jobrun verify` compares {them} with the \
+                 source byte for byte",
+                crate::progress::count(n, "file", "files")
+            )
         })
     }
 }
@@ -125,5 +150,47 @@ pub fn describe(e: &RunError, job: &Job) -> String {
             format!("state DB `{}` is unusable: {s}", job.db)
         }
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(adopted: Option<u64>) -> RunReport {
+        RunReport {
+            mode: RunMode::Scan,
+            stages: Vec::new(),
+            scan: adopted.map(|adopted| ScanReport {
+                adopted,
+                ..ScanReport::default()
+            }),
+            transfer: TransferReport::default(),
+            mirror: None,
+            elapsed: Duration::from_secs(1),
+            exit: Exit::Ok,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn the_summary_says_what_the_scan_adopted_without_reading() {
+        assert_eq!(report(None).adopted_note(), None);
+        assert_eq!(report(Some(0)).adopted_note(), None);
+        assert!(!report(Some(0)).summary().contains('\n'));
+        let one = report(Some(1)).adopted_note().unwrap();
+        assert!(
+            one.starts_with("jobrun: 1 file found in place at the destination was taken")
+                && one.ends_with("`jobrun verify` compares it with the source byte for byte"),
+            "{one}"
+        );
+        let s = report(Some(3)).summary();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 2, "{s}");
+        assert!(
+            lines[0].starts_with("jobrun: 3 files found in place"),
+            "{s}"
+        );
+        assert!(lines[1].starts_with("jobrun: 0 files, 0 B copied"), "{s}");
     }
 }

@@ -176,7 +176,7 @@ impl<'a> Join<'a> {
         report.source_entries += 1;
         let dst_stamp = dst.map(stamp);
         let (source, dest) = (self.source, self.dest);
-        let (id, copy) = record(
+        let Recorded { id, copy, adopted } = record(
             tx,
             lookup,
             e,
@@ -207,6 +207,8 @@ impl<'a> Join<'a> {
             if e.kind == EntryKind::File {
                 self.pending_bytes += e.size;
             }
+        } else if adopted {
+            report.adopted += 1;
         }
         Ok(())
     }
@@ -243,8 +245,18 @@ fn stamp(e: &ScanEntry) -> Stamp {
     }
 }
 
+/// What [`record`] made of one source entry.
+struct Recorded {
+    id: RowId,
+    /// Pending: to copy.
+    copy: bool,
+    /// A file this scan took as synced without reading (found in place, no
+    /// hash): new, or no longer the content a hash was recorded for.
+    adopted: bool,
+}
+
 /// Decides one source entry against its destination counterpart and writes
-/// its row if anything changed. Returns the row id and whether it is pending.
+/// its row if anything changed.
 fn record(
     db: &Tx<'_>,
     lookup: &mut SourceLookup<'_>,
@@ -253,7 +265,7 @@ fn record(
     (source, dest): (&Path, &Path),
     window: std::time::Duration,
     scan_id: i64,
-) -> Result<(RowId, bool), DbError> {
+) -> Result<Recorded, DbError> {
     let src = stamp(e);
     let known = lookup.find(&e.path)?;
     // The after-copy stamp only counts while the source is the one copied.
@@ -271,6 +283,14 @@ fn record(
     } else {
         RowStatus::Synced
     };
+    // Synced without a hash after this scan, and not before it.
+    let adopted = !copy
+        && e.kind == EntryKind::File
+        && known.as_ref().is_none_or(|k| {
+            let hashed_after = same_content && k.hashed;
+            let unhashed_before = k.status == RowStatus::Synced && !k.hashed;
+            !(hashed_after || unhashed_before)
+        });
     let id = match known {
         None => {
             let rel = relative(&e.path, source);
@@ -288,7 +308,7 @@ fn record(
             k.id
         }
     };
-    Ok((id, copy))
+    Ok(Recorded { id, copy, adopted })
 }
 
 /// Every recorded source field equal (the path is the key, not compared),

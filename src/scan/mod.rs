@@ -61,6 +61,10 @@ pub struct ScanReport {
     pub dest_entries: u64,
     pub pending_files: u64,
     pub pending_bytes: u64,
+    /// Files this scan took as synced without reading them: found in place
+    /// at the destination (size and mtime the source's), no hash recorded.
+    /// `jobrun verify` compares them with their source.
+    pub adopted: u64,
     pub vanished: u64,
     /// Entries the walkers could not read; when > 0 on the source side,
     /// rows are not forgotten (an unreadable folder is not an empty one).

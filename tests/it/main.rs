@@ -4,6 +4,7 @@
 mod env;
 mod support;
 
+mod adopted;
 mod audit;
 mod bwlimit;
 mod core;

@@ -1,0 +1,215 @@
+//! Opening and reading files for `jobrun verify`: below a held root through
+//! no symlink, never blocking on a FIFO, `O_NOATIME` where permitted, under
+//! the job's `bwlimit`, and giving up at a stop request.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use super::Outcome;
+use crate::beneath::Root;
+use crate::checksum::HashAlgo;
+use crate::progress::Lane;
+use crate::throttle::Throttle;
+
+/// Opens a destination file for reading without following a symlink in
+/// its last component (`O_NOFOLLOW`) and without blocking on a FIFO
+/// (`O_NONBLOCK`): the fallback of [`open_below`] when the destination
+/// root cannot be held.
+pub fn open_dest(path: &Path) -> io::Result<File> {
+    let open = |extra: libc::c_int| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | extra)
+            .open(path)
+    };
+    // O_NOATIME where permitted: a verify should not rewrite every atime.
+    match open(libc::O_NOATIME) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => open(0),
+        other => other,
+    }
+}
+
+pub(super) fn not_a_file(md: &Metadata) -> &'static str {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        "a folder is in its place"
+    } else if ft.is_fifo() {
+        "a FIFO is in its place"
+    } else if ft.is_socket() {
+        "a socket is in its place"
+    } else {
+        "a device is in its place"
+    }
+}
+
+/// Opens a file below the held root through no symlink on the way
+/// (`beneath`), `O_NOATIME` where permitted; without a held root, by path
+/// ([`open_dest`]).
+pub(super) fn open_below(root: Option<&Root>, path: &Path) -> io::Result<File> {
+    let Some(root) = root else {
+        return open_dest(path);
+    };
+    let (dir, name) = root.split(path)?;
+    let dir = root.dir(dir)?;
+    match dir.open_read(name, true) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {
+            dir.open_read(name, false)
+        }
+        r => r,
+    }
+}
+
+/// Opens the destination file of a row and checks it is a regular file of
+/// `size` bytes; otherwise the outcome that says what is there.
+pub(super) fn open_dest_file(root: Option<&Root>, dest: &Path, size: u64) -> Result<File, Outcome> {
+    let failed = |e: io::Error| Outcome::Failed {
+        error: format!("cannot read `{}`: {e}", dest.display()),
+    };
+    let f = match open_below(root, dest) {
+        Ok(f) => f,
+        Err(e) if crate::beneath::is_symlink_in_path(&e) => {
+            return Err(Outcome::Missing {
+                reason: Some("a symlink is on the way to it; not followed".into()),
+            });
+        }
+        Err(e) => {
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR) => Outcome::Missing { reason: None },
+                Some(libc::ELOOP) => Outcome::Missing {
+                    reason: Some("a symlink is in its place; not followed".into()),
+                },
+                _ => failed(e),
+            });
+        }
+    };
+    let md = f.metadata().map_err(failed)?;
+    if !md.file_type().is_file() {
+        return Err(Outcome::Missing {
+            reason: Some(not_a_file(&md).into()),
+        });
+    }
+    if md.len() != size {
+        return Err(Outcome::Mismatch {
+            found_size: Some(md.len()),
+            found: None,
+            differs_at: None,
+        });
+    }
+    Ok(f)
+}
+
+/// Reads of one file under the job's limit: read-ahead off while limited,
+/// at most one slice per read, nothing once a stop is requested.
+pub(super) struct Paced<'a> {
+    pub throttle: &'a Throttle,
+    pub stop: &'a AtomicBool,
+    advised: bool,
+}
+
+impl<'a> Paced<'a> {
+    pub fn new(throttle: &'a Throttle, stop: &'a AtomicBool) -> Self {
+        Self {
+            throttle,
+            stop,
+            advised: false,
+        }
+    }
+
+    /// Bytes the next read may take (at most `len`); `None` at a stop.
+    /// Blocks for the limit (a pause included, until the stop cancels it).
+    pub fn next(&mut self, files: &[&File], len: usize) -> Option<usize> {
+        let limited = self.throttle.is_limited();
+        if limited != self.advised {
+            // Under a limit the kernel must not read ahead at link rate
+            // (the transfer reader does the same, README "Bandwidth limit").
+            let advice = if limited {
+                libc::POSIX_FADV_RANDOM
+            } else {
+                libc::POSIX_FADV_NORMAL
+            };
+            for f in files {
+                // SAFETY: plain syscall on an open fd; advice only.
+                unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+            }
+            self.advised = limited;
+        }
+        let want = if limited {
+            len.min(self.throttle.slice_len())
+        } else {
+            len
+        };
+        if self.stop.load(Relaxed) {
+            return None;
+        }
+        self.throttle.consume(want);
+        // Woken from a pause by the stop: nothing more is read.
+        (!self.stop.load(Relaxed)).then_some(want)
+    }
+}
+
+/// Reads until `buf` is full or the end of the file.
+pub(super) fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Reads and hashes one destination file with the recorded `algo` and
+/// compares it with the recorded `size` and `hash`. Returns the outcome
+/// and the bytes read.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_hashed(
+    root: Option<&Root>,
+    dest: &Path,
+    (size, hash, algo): (u64, &str, HashAlgo),
+    buf: &mut [u8],
+    paced: &mut Paced<'_>,
+    progress: &Lane,
+) -> (Outcome, u64) {
+    let mut f = match open_dest_file(root, dest, size) {
+        Ok(f) => f,
+        Err(o) => return (o, 0),
+    };
+    let shown = root.and_then(|r| dest.strip_prefix(r.path()).ok());
+    progress.file_started(shown.unwrap_or(dest), size);
+    let mut hasher = algo.hasher();
+    let mut total = 0u64;
+    loop {
+        let Some(want) = paced.next(&[&f], buf.len()) else {
+            return (Outcome::Stopped, total);
+        };
+        let n = match read_full(&mut f, &mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                let error = format!("cannot read `{}`: {e}", dest.display());
+                return (Outcome::Failed { error }, total);
+            }
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        progress.bytes_written(n as u64);
+    }
+    let found = hasher.finish_hex();
+    let outcome = if total == size && found == hash {
+        Outcome::Verified { source_hash: None }
+    } else {
+        Outcome::Mismatch {
+            found_size: (total != size).then_some(total),
+            found: Some(found),
+            differs_at: None,
+        }
+    };
+    (outcome, total)
+}
