@@ -161,6 +161,17 @@ fn adopted_files_are_compared_with_the_source_and_a_flipped_byte_is_found() {
     );
     assert!(!out.stdout.contains("adopted"), "{}", out.stdout);
     assert_eq!(unhashed(&env), 0);
+    // Someone else brings a new version to both sides: the scan takes it
+    // without reading, its old hash goes, and the run says so.
+    seeded(&env, "c.txt", b"hello again");
+    let out = env.run(&["-q"]);
+    assert!(
+        out.stdout.contains("1 file found in place at the destination was taken"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(row(&env, "c.txt").0, None);
+    assert_eq!(unhashed(&env), 1);
 }
 
 #[test]
