@@ -374,4 +374,81 @@ mod tests {
         db.verify_todo_sizes(11, |id, _, _| todo.push(id)).unwrap();
         assert_eq!(todo, vec![RowId(1)]);
     }
+
+    #[test]
+    fn an_adopted_row_gets_the_source_hash_only_when_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("v4.db")).unwrap();
+        {
+            // As the previous release left it: a verify without the
+            // adopted columns, and two rows adopted without a hash.
+            let mut conn = Connection::open(&path).unwrap();
+            MIGRATIONS.to_version(&mut conn, 4).unwrap();
+            conn.execute_batch(
+                "INSERT INTO verifies (started_at, started_ns, files, ok, exit_code)
+                 VALUES ('2026-01-01T00:00:00Z', 1, 7, 7, 0);
+                 INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                    changed_ns, mode, uid, gid, status, scan_id)
+                 VALUES ('/s/a', '/d/a', 'file', 1, 2, 3, 4, 420, 0, 0, 'synced', 1),
+                        ('/s/b', '/d/b', 'file', 1, 2, 3, 4, 420, 0, 0, 'synced', 1);",
+            )
+            .unwrap();
+        }
+        let ro = StateDb::open_existing_read_only(&path).unwrap().unwrap();
+        let last = ro.last_verify().unwrap().expect("status reads a v4 DB");
+        assert_eq!(
+            (last.files, last.adopted, last.adopted_mismatched),
+            (7, 0, 0)
+        );
+        drop(ro);
+        let db = StateDb::open(&path).unwrap();
+        let mut todo = Vec::new();
+        db.verify_todo_sizes(i64::MAX, |id, _, adopted| todo.push((id, adopted)))
+            .unwrap();
+        assert_eq!(todo, vec![(RowId(1), true), (RowId(2), true)]);
+        let tx = db.begin().unwrap();
+        tx.record_adopted(RowId(1), Some(("ab", "sha256")), VerifyResult::Ok, 10, true)
+            .unwrap();
+        tx.record_adopted(
+            RowId(2),
+            Some(("cd", "sha256")),
+            VerifyResult::Mismatch,
+            10,
+            true,
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let row = |id: i64| {
+            db.conn
+                .query_row(
+                    "SELECT hash, hash_algorithm, verified_hash, verify_result, status
+                     FROM files WHERE rowid = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
+                )
+                .unwrap()
+        };
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            row(1),
+            (s("ab"), s("sha256"), s("ab"), "ok".into(), "synced".into())
+        );
+        assert_eq!(
+            row(2),
+            (None, None, None, "mismatch".into(), "pending".into()),
+            "no hash for a copy that differs; --repair puts it back"
+        );
+        // Found ok at 10 with the hash it now carries: skipped since 10.
+        let mut todo = Vec::new();
+        db.verify_todo_sizes(10, |id, _, _| todo.push(id)).unwrap();
+        assert!(todo.is_empty(), "{todo:?}");
+    }
 }
