@@ -79,6 +79,11 @@ fn adopted_files_are_compared_with_the_source_and_a_flipped_byte_is_found() {
     let out = env.run(&["-q"]);
     out.assert_code(0);
     assert_eq!(unhashed(&env), 3, "the scan adopted all three");
+    insta::with_settings!({ filters => vec![
+        (r" in \d+(\.\d+)?s \([^)]* mean\)", " in [T] ([RATE] mean)"),
+    ]}, {
+        insta::assert_snapshot!("run_stdout_after_adopting", out.stdout);
+    });
     // The run that adopted them says so and points to verify.
     assert!(
         out.stdout.contains("3 files found in place")
@@ -292,6 +297,14 @@ fn console_lines_for_each_kind_of_bad_file() {
     out.assert_code(1);
     insta::with_settings!({ filters => vec![(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]")] }, {
         insta::assert_snapshot!(named(&out).join("\n"));
+    });
+    // The whole of stdout, timing aside: the names, then the summary that
+    // reports the adopted files apart.
+    insta::with_settings!({ filters => vec![
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (r" in \d+(\.\d+)?s \([^)]* mean\)", " in [T] ([RATE] mean)"),
+    ]}, {
+        insta::assert_snapshot!("console_stdout_with_adopted_files", out.stdout);
     });
 }
 
