@@ -113,6 +113,7 @@ pub(super) fn compare(
         .dest
         .and_then(|r| row.dest.strip_prefix(r.path()).ok());
     progress.file_started(shown.unwrap_or(&row.dest), row.to_read());
+    paced.new_file();
     // A difference found while the source changed says nothing of the copy.
     let moved =
         |source: &File| source.metadata().map(|md| stamp(&md)).ok().as_ref() != Some(&before);
@@ -171,7 +172,7 @@ fn step(
     })?;
     progress.bytes_written(n as u64);
     let m = n.max(1);
-    if paced.next(&[], m).is_none() {
+    if !paced.take(m) {
         return Ok(None);
     }
     let got = read_full(dest, &mut bufs.dest[..m]).map_err(|e| Outcome::Failed {

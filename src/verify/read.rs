@@ -119,11 +119,17 @@ impl<'a> Paced<'a> {
         }
     }
 
-    /// Bytes the next read may take (at most `len`); `None` at a stop.
-    /// Blocks for the limit (a pause included, until the stop cancels it).
+    /// Before the first read of a new file (its read-ahead not yet set).
+    pub fn new_file(&mut self) {
+        self.advised = false;
+    }
+
+    /// Bytes the next read of `files` may take (at most `len`); `None` at a
+    /// stop. Blocks for the limit (a pause included, until the stop cancels
+    /// it). The kernel's read-ahead on `files` follows the limit.
     pub fn next(&mut self, files: &[&File], len: usize) -> Option<usize> {
         let limited = self.throttle.is_limited();
-        if limited != self.advised {
+        if limited != self.advised && !files.is_empty() {
             // Under a limit the kernel must not read ahead at link rate
             // (the transfer reader does the same, README "Bandwidth limit").
             let advice = if limited {
@@ -149,6 +155,17 @@ impl<'a> Paced<'a> {
         // Woken from a pause by the stop: nothing more is read.
         (!self.stop.load(Relaxed)).then_some(want)
     }
+
+    /// Lets exactly `n` more bytes pass (slice by slice); `false` at a stop.
+    pub fn take(&mut self, mut n: usize) -> bool {
+        while n > 0 {
+            let Some(k) = self.next(&[], n) else {
+                return false;
+            };
+            n -= k;
+        }
+        true
+    }
 }
 
 /// Reads until `buf` is full or the end of the file.
@@ -168,7 +185,6 @@ pub(super) fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// Reads and hashes one destination file with the recorded `algo` and
 /// compares it with the recorded `size` and `hash`. Returns the outcome
 /// and the bytes read.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn check_hashed(
     root: Option<&Root>,
     dest: &Path,
@@ -183,6 +199,7 @@ pub(super) fn check_hashed(
     };
     let shown = root.and_then(|r| dest.strip_prefix(r.path()).ok());
     progress.file_started(shown.unwrap_or(dest), size);
+    paced.new_file();
     let mut hasher = algo.hasher();
     let mut total = 0u64;
     loop {
