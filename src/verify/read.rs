@@ -4,7 +4,6 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -133,13 +132,13 @@ impl<'a> Paced<'a> {
             // Under a limit the kernel must not read ahead at link rate
             // (the transfer reader does the same, README "Bandwidth limit").
             let advice = if limited {
-                libc::POSIX_FADV_RANDOM
+                rustix::fs::Advice::Random
             } else {
-                libc::POSIX_FADV_NORMAL
+                rustix::fs::Advice::Normal
             };
             for f in files {
-                // SAFETY: plain syscall on an open fd; advice only.
-                unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+                // Advice only: a filesystem that ignores it changes nothing else.
+                let _ = rustix::fs::fadvise(f, 0, None, advice);
             }
             self.advised = limited;
         }
