@@ -276,10 +276,7 @@ impl DeleteGuard {
     /// `Ok` when `path` (a candidate below the destination root) may be
     /// deleted as far as where it lies goes.
     pub fn check(&mut self, path: &Path) -> Result<(), Unsafe> {
-        let rel = path
-            .strip_prefix(&self.dest_root)
-            .ok()
-            .filter(|r| !r.as_os_str().is_empty())
+        let rel = crate::relpath::strictly_below(path, &self.dest_root)
             .ok_or_else(|| Unsafe::Outside(path.to_path_buf()))?;
         let mut dir = self.dest_root.clone();
         let mut parts = rel.components().peekable();

@@ -88,8 +88,8 @@ impl StateDb {
         page: usize,
     ) -> Result<u64> {
         fn key<'a>(p: &'a Path, root: &Path) -> Option<(bool, &'a [u8])> {
-            let rel = p.strip_prefix(root).ok()?.as_os_str();
-            (!rel.is_empty()).then(|| (p.to_str().is_none(), rel.as_bytes()))
+            let rel = crate::relpath::strictly_below(p, root)?;
+            Some((p.to_str().is_none(), rel.as_os_str().as_bytes()))
         }
         // Page by page of the listing: the source paths up to its last key
         // are read ahead (keyed paths only), then the two are merged.

@@ -9,13 +9,15 @@
 //! Where each rule lives: the write transaction ([`Tx`]) here; the
 //! migrations in `schema`; every `meta` key in `meta`; the recorded roots in
 //! `roots`; `files` rows with their [`RowStatus`] and [`RowId`] in `files`;
-//! the destination listing and mirror candidates in `listing`; `runs` in
-//! `runs`; verify results in `verifies`.
+//! the destination listing and mirror candidates in `listing`; the
+//! source's mount points in `mounts`; `runs` in `runs`; verify results in
+//! `verifies`.
 
 mod files;
 mod in_flight;
 mod listing;
 mod meta;
+mod mounts;
 mod roots;
 mod runs;
 mod schema;
@@ -40,6 +42,7 @@ pub use files::{
 pub use in_flight::{InFlight, InFlightFile};
 pub use listing::Listed;
 pub use meta::JobRoot;
+pub use mounts::MountPoint;
 pub use runs::{RunCounts, RunRow};
 pub use verifies::{VerifyRecord, VerifyResult, VerifyRow};
 

@@ -122,6 +122,18 @@ CREATE TABLE runs (
             "ALTER TABLE verifies ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
              ALTER TABLE verifies ADD COLUMN adopted_mismatched INTEGER NOT NULL DEFAULT 0;",
         ),
+        // v6: the source's mount points below its root, as the last scan
+        // found them (`mounts.rs`): a folder on another device than its
+        // parent. path: relative to the source root, TEXT, or BLOB for
+        // non-UTF-8; entries: it held any; gone: recorded as a mount point
+        // and found not one (or empty) by the last scan.
+        M::up(
+            "CREATE TABLE mount_points (
+                 path    PRIMARY KEY NOT NULL,
+                 entries INTEGER NOT NULL,
+                 gone    INTEGER NOT NULL DEFAULT 0
+             );",
+        ),
     ])
 });
 

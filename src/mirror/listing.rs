@@ -1,12 +1,13 @@
 //! The mirror's candidates: the destination listing (the last scan's, or a
-//! fresh walk of the destination), and the listed entries with no source
-//! row, gathered in the candidate table the delete pass pages through.
+//! fresh walk of the destination by the scan's own walker, [`crate::walk`],
+//! so both listings leave out the same entries), and the listed entries
+//! with no source row, gathered in the candidate table the delete pass
+//! pages through.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::warn;
-use walkdir::WalkDir;
 
 use super::{MirrorOptions, PAGE};
 use crate::db::{DbError, Listed, ScanEntry, StateDb};
@@ -14,6 +15,8 @@ use crate::decide::Stamp;
 use crate::filter::Filter;
 use crate::fsmeta::{is_temp_name, to_entry};
 use crate::manifest::Job;
+use crate::relpath::strictly_below;
+use crate::walk::{LISTERS, Options, Walk};
 
 /// Takes the destination listing (the last scan's, or a fresh walk when
 /// the run resumed without scanning) and fills the candidate table from it.
@@ -62,36 +65,39 @@ fn relist_destination(
     tx.commit()
 }
 
-/// Walks the destination (root, jobrun temporaries, FIFOs, sockets and
-/// devices excluded; unreadable parts skipped, hence never deleted).
-/// Entries the job's filters exclude are not walked (never candidates).
+/// Walks the destination with the scan's walker and its rules (entries
+/// the job's filters exclude and NFS silly-rename files are never walked,
+/// hence never candidates); the root, jobrun temporaries, FIFOs, sockets
+/// and devices are left out here, as the scan leaves them out of its
+/// listing; unreadable parts are skipped, hence never deleted.
 fn for_each_dest_entry(
     dest_root: &Path,
     filter: &Filter,
     stop: &AtomicBool,
     mut f: impl FnMut(ScanEntry) -> Result<(), DbError>,
 ) -> Result<(), DbError> {
-    let walk = WalkDir::new(dest_root).follow_links(false).min_depth(1);
-    let kept = |e: &walkdir::DirEntry| {
-        let rel = e.path().strip_prefix(dest_root).unwrap_or(e.path());
-        !filter.excludes(rel, e.file_type().is_dir())
+    let opts = Options {
+        filter: filter.clone(),
+        listers: LISTERS,
+        ..Options::default()
     };
-    for entry in walk.into_iter().filter_entry(kept) {
+    for node in Walk::new(dest_root, opts) {
         if stop.load(Relaxed) {
             break;
         }
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                warn!(error = %e, "mirror: cannot read destination entry; kept");
+        let node = match node {
+            Ok(n) if n.dir.is_none() => continue,
+            Ok(n) => n,
+            Err((_, path, e)) => {
+                warn!(path = %path.display(), error = %e, "mirror: cannot read destination entry; kept");
                 continue;
             }
         };
-        if is_temp_name(entry.file_name()) {
+        if is_temp_name(&node.name) {
             continue;
         }
-        let Ok(md) = entry.metadata() else { continue };
-        if let Some(e) = to_entry(entry.into_path(), &md) {
+        let Ok(md) = node.meta else { continue };
+        if let Some(e) = to_entry(node.path, &md) {
             f(e)?;
         }
     }
@@ -101,8 +107,8 @@ fn for_each_dest_entry(
 /// The source path matching a destination path, or `None` for the
 /// destination root itself, a path outside it, and jobrun's temporaries.
 pub(super) fn source_of(dest: &Path, dest_root: &Path, source_root: &Path) -> Option<PathBuf> {
-    let rel = dest.strip_prefix(dest_root).ok()?;
-    if rel.as_os_str().is_empty() || dest.file_name().is_some_and(is_temp_name) {
+    let rel = strictly_below(dest, dest_root)?;
+    if dest.file_name().is_some_and(is_temp_name) {
         return None;
     }
     Some(source_root.join(rel))

@@ -77,13 +77,13 @@ pub struct RunReport {
 impl RunReport {
     /// Entries that failed this run: files the transfer could not copy,
     /// source entries the scan could not read or would not write (case
-    /// collisions), extras the mirror could not delete.
+    /// collisions, mounts that went away), extras the mirror could not
+    /// delete.
     pub fn failed(&self) -> u64 {
         self.transfer.failed
-            + self
-                .scan
-                .as_ref()
-                .map_or(0, |s| s.source_errors + s.case_collisions)
+            + self.scan.as_ref().map_or(0, |s| {
+                s.source_errors + s.case_collisions + s.mounts_gone.len() as u64
+            })
             + self.mirror.as_ref().map_or(0, |m| m.failed)
     }
 

@@ -27,7 +27,7 @@ pub(super) const WARN_EACH: u64 = 10;
 pub(super) struct Seen(Vec<u64>);
 
 impl Seen {
-    fn insert(&mut self, id: i64) {
+    pub(super) fn insert(&mut self, id: i64) {
         let (w, b) = ((id as u64 / 64) as usize, id as u64 % 64);
         if self.0.len() <= w {
             self.0.resize(w + 1, 0);
@@ -214,27 +214,11 @@ impl<'a> Join<'a> {
     }
 }
 
-/// `path` relative to `root` (the walkers only yield paths below their root).
-/// The walkers join each name to the root's own bytes, so the root is a
-/// byte prefix and no component is parsed (this runs for every comparison
-/// of the merge); anything else takes `strip_prefix`.
+/// `path` relative to `root`: the walkers only yield paths below their
+/// root (see [`crate::relpath::relative`], which runs for every comparison
+/// of the merge).
 fn relative<'p>(path: &'p Path, root: &Path) -> &'p Path {
-    use std::os::unix::ffi::OsStrExt;
-    let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
-    let rest = p.strip_prefix(r).and_then(|rest| match rest {
-        [] => Some(rest),
-        [b'/', rest @ ..] => Some(rest),
-        _ if r.ends_with(b"/") => Some(rest),
-        _ => None,
-    });
-    match rest {
-        Some(rest) if !rest.starts_with(b"/") && !rest.starts_with(b"./") => {
-            Path::new(std::ffi::OsStr::from_bytes(rest))
-        }
-        _ => path
-            .strip_prefix(root)
-            .expect("the walker yields paths under its root"),
-    }
+    crate::relpath::relative(path, root).expect("the walker yields paths under its root")
 }
 
 fn stamp(e: &ScanEntry) -> Stamp {
@@ -375,29 +359,5 @@ fn collision_error(source: &Path, dest: &Path, rel: &Path, lost: &decide::CaseCo
             source.join(winner).display(),
             dst.display()
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    #[test]
-    fn relative_is_strip_prefix() {
-        for (path, root) in [
-            ("/a/b/c", "/a/b"),
-            ("/a/b", "/a/b"),
-            ("/a/b/c/d", "/a/b/"),
-            ("/a/b//c", "/a/b"),
-            ("/a/./b/c", "/a/./b"),
-            ("/x/y", "/"),
-        ] {
-            let (path, root) = (Path::new(path), Path::new(root));
-            assert_eq!(
-                super::relative(path, root),
-                path.strip_prefix(root).unwrap(),
-                "{path:?} under {root:?}"
-            );
-        }
     }
 }

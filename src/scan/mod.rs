@@ -4,10 +4,12 @@
 //! the tree size: at most a few batches are in flight, and the decision
 //! pass afterwards reads the DB in chunks.
 //!
-//! `walk` owns the walkers (what a tree holds, in merge order); `merge`
-//! owns the pairing of the two walks and every row the scan writes.
+//! `walk` runs the two walks (the walker itself is [`crate::walk`], the
+//! one every tree listing uses) and judges what the scan leaves out;
+//! `merge` owns the pairing of the two walks and every row the scan
+//! writes; this file the stage, and the source's mount points (recorded
+//! per scan; the rows below one that went away are held, not forgotten).
 
-mod list;
 mod merge;
 mod walk;
 
@@ -19,14 +21,16 @@ use tracing::{debug, info, warn};
 
 use crate::audit::{AuditError, FileRecord};
 use crate::beneath::Root;
-use crate::db::{DbError, ScanEntry, StateDb};
+use crate::db::{DbError, MountPoint, ScanEntry, StateDb};
 use crate::decide::{EntryKind, SourceRoot};
 use crate::filter::Filter;
 use crate::manifest::{Job, SymlinkPolicy};
 use crate::progress::{Phase, Progress};
+use crate::relpath::relative;
 use crate::roots::{RootId, RootNow};
 use crate::stage::RunCtx;
 use crate::units::human_bytes;
+use crate::walk::{Gone, Recorded};
 use merge::{Join, Seen, WARN_EACH};
 use walk::{Counters, Side, Stream, Tally};
 
@@ -93,6 +97,14 @@ pub struct ScanReport {
     /// (source path, error) for the audit log.
     pub case_collisions: u64,
     pub collision_sample: Vec<(PathBuf, String)>,
+    /// Source folders on another device than their parent (mount points),
+    /// and whether each held entries.
+    pub mount_points: Vec<(PathBuf, bool)>,
+    /// Source folders recorded as mount points that went away (unmounted,
+    /// or empty where they held entries): not walked; nothing below them
+    /// copied, forgotten or deleted. Each is also among the
+    /// `source_failures` (its row failed, a `failed` audit line).
+    pub mounts_gone: Vec<(PathBuf, Gone)>,
 }
 
 /// A source entry the scan left out of the job, and why.
@@ -175,6 +187,7 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
     };
     let mut seen = Seen::default();
     let tally = Tally::default();
+    let mounts = db.mount_points()?;
     let walks = Walks {
         job,
         progress,
@@ -183,6 +196,7 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
         fold,
         dry_run,
         scan_id,
+        mounts: Recorded::new(mounts.iter().map(|m| (m.rel.clone(), m.entries))),
     };
     walk_both(&walks, db, &tally, &mut report, &mut seen)?;
     debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
@@ -192,6 +206,7 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
     tally.into_report(&mut report);
     // The root itself vanishing mid-walk looks like an empty tree: refuse.
     check_source_root(source, Some(root_id))?;
+    record_mounts(db, source, &mut report, &mut seen, &mounts)?;
     finish(db, &mut report, &seen)?;
     debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
     info!(
@@ -219,13 +234,13 @@ fn audit_left_out(ctx: &mut RunCtx<'_>, report: &ScanReport) -> Result<(), Audit
         .iter()
         .chain(&report.collision_sample)
     {
-        let rel = path.strip_prefix(source).unwrap_or(path);
+        let rel = relative(path, source).unwrap_or(path);
         let mut rec = FileRecord::new("failed", path, &dest.join(rel), 0);
         rec.error = Some(error);
         ctx.audit.write(&rec)?;
     }
     for skipped in &report.skipped {
-        let rel = skipped.path.strip_prefix(source).unwrap_or(&skipped.path);
+        let rel = relative(&skipped.path, source).unwrap_or(&skipped.path);
         let mut rec = FileRecord::new("skipped", &skipped.path, &dest.join(rel), skipped.size)
             .entry(skipped.kind, skipped.modified_ns);
         rec.reason = Some(skipped.reason);
@@ -245,6 +260,8 @@ struct Walks<'w> {
     fold: bool,
     dry_run: bool,
     scan_id: i64,
+    /// The source's mount points the last scan recorded.
+    mounts: Recorded,
 }
 
 /// Walks both trees on two threads and merges their streams into the DB on
@@ -280,8 +297,14 @@ fn walk_both(
                 !walks.dry_run,
                 &job.filter,
             );
+            let mounts = match side {
+                Side::Source => walks.mounts.clone(),
+                Side::Dest => Recorded::default(),
+            };
             s.spawn(move || {
-                span.in_scope(|| walk::walk(root, side, &tx, progress, stop, &counters, fold));
+                span.in_scope(|| {
+                    walk::walk(root, side, &tx, progress, stop, &counters, (fold, mounts));
+                });
             });
             streams.push(Stream::new(rx));
         }
@@ -293,6 +316,66 @@ fn walk_both(
     });
     tally.crossed(source, dest)?;
     result
+}
+
+/// Records the source's mount points as this scan found them. The rows of
+/// each recorded one that went away are held: counted seen (none is
+/// forgotten, so no copy of them becomes an extra), the folder's own and
+/// the pending ones below it failed (nothing is copied into it), the folder
+/// named among the walk's failures; its record is kept, marked gone, for
+/// the mirror and the next scan. A recorded one this scan did not meet is
+/// kept when it lies below a gone one or the walk had errors (not met is
+/// not proven removed), and forgotten otherwise (its folder was removed).
+fn record_mounts(
+    db: &mut StateDb,
+    source: &Path,
+    report: &mut ScanReport,
+    seen: &mut Seen,
+    recorded: &[MountPoint],
+) -> Result<(), ScanError> {
+    if report.mount_points.is_empty() && recorded.is_empty() {
+        return Ok(());
+    }
+    let rel = |p: &Path| relative(p, source).unwrap_or(p).to_path_buf();
+    let mut points: Vec<MountPoint> = report
+        .mount_points
+        .iter()
+        .map(|(p, entries)| MountPoint {
+            rel: rel(p),
+            entries: *entries,
+            gone: false,
+        })
+        .collect();
+    for (path, why) in &report.mounts_gone {
+        let error = format!(
+            "`{}` {} (share not mounted?); nothing below it is copied or deleted",
+            path.display(),
+            why.what()
+        );
+        for id in db.hold_below(path, &error)? {
+            seen.insert(id.get());
+        }
+        let rel = rel(path);
+        let entries = recorded
+            .iter()
+            .find(|m| m.rel == rel)
+            .is_none_or(|m| m.entries);
+        points.push(MountPoint {
+            rel,
+            entries,
+            gone: true,
+        });
+        report.source_failures.push((path.clone(), error));
+    }
+    for m in recorded {
+        let met = points.iter().any(|p| p.rel == m.rel);
+        let below_gone = points.iter().any(|p| p.gone && m.rel.starts_with(&p.rel));
+        if !met && (below_gone || report.source_errors > 0) {
+            points.push(m.clone());
+        }
+    }
+    db.set_mount_points(&points)?;
+    Ok(())
 }
 
 /// After the walks: drops the rows of entries that vanished (only after a
@@ -348,9 +431,8 @@ pub fn forget_excluded(job: &Job, db: &mut StateDb) -> Result<u64, DbError> {
         0
     } else {
         db.drop_rows_where(|path, kind| {
-            path.strip_prefix(source).is_ok_and(|rel| {
-                !rel.as_os_str().is_empty() && job.filter.excludes_path(rel, kind == EntryKind::Dir)
-            })
+            crate::relpath::strictly_below(path, source)
+                .is_some_and(|rel| job.filter.excludes_path(rel, kind == EntryKind::Dir))
         })?
     };
     db.set_filters_applied(&now)?;

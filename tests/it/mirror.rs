@@ -467,6 +467,39 @@ fn resumed_run_walks_destination_and_live_checks() {
     assert_eq!(deleted.len(), 1, "{deleted:?}");
 }
 
+/// The walk of a resumed run's mirror has the scan's rules (one walker):
+/// an NFS silly-rename file in the destination (`.nfs` and 24 hex digits,
+/// a file deleted while a client holds it open) is never a candidate, in a
+/// real run or a dry run; a real extra beside it goes.
+#[test]
+fn resumed_run_keeps_nfs_silly_rename_files() {
+    let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
+    let silly = [
+        env.dst_file(".nfs000000000000000100000001", b"open on a client"),
+        env.dst_file("d1/.nfs000000000012a4f700000001", b"open too"),
+    ];
+    env.dst_file("extra.txt", b"extra");
+    make_backlog(&env);
+    let out = env.run(&["--dry-run"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("dry run: would delete 1 of 1 extra entries"),
+        "{}",
+        out.stderr
+    );
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    for p in &silly {
+        assert!(exists(p), "{} was deleted", p.display());
+    }
+    assert!(!exists(&env.dst.join("extra.txt")));
+    let deleted = env.log_with_status("deleted");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+}
+
 #[test]
 fn over_the_cap_deletes_nothing_and_says_how_many() {
     // Default cap: 10% of (10 files + 3 folders + 9 extras) = 2.2 → 3.

@@ -23,16 +23,19 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use super::mounts::{Gone, Recorded};
 use crate::beneath::Dir;
 use crate::decide;
 use crate::filter::Filter;
+use crate::relpath::relative;
 
 /// Listing threads per tree: what rclone's default of 8 checkers lists at
 /// once.
-pub(super) const LISTERS: usize = 8;
+pub const LISTERS: usize = 8;
 /// Folders listed (or being listed) ahead of the walk, at most.
 const AHEAD_DIRS: usize = 64;
 /// Entries held in listings ahead of the walk, at most (one folder of more
@@ -52,6 +55,15 @@ pub(super) struct Child {
     pub(super) excluded: bool,
     /// A folder the walk enters: where its listing comes.
     pub(super) sub: Option<Arc<Slot>>,
+    /// A folder on another device than the folder it is in: a mount point
+    /// (from the two `lstat`s the walk has anyway; a bind mount of the
+    /// same filesystem is not seen).
+    pub(super) mount: bool,
+    /// A folder recorded as a mount point (`Some`: whether it held
+    /// entries then) by the last scan of this tree.
+    pub(super) was_mount: Option<bool>,
+    /// A recorded mount point that is one no longer: not entered.
+    pub(super) gone: Option<Gone>,
 }
 
 /// A listed folder: its descriptor and its children sorted by name.
@@ -75,6 +87,8 @@ enum State {
         parent: Arc<Dir>,
         name: OsString,
         path: PathBuf,
+        /// The folder's device, as its parent's listing found it.
+        dev: u64,
     },
     /// Being listed; `true` once the walk waits for it (then, and only
     /// then, the lister wakes it: every wake is a system call).
@@ -119,6 +133,8 @@ pub(super) struct Listers {
     filter: Filter,
     /// Siblings sorted by folded name (a case-insensitive destination).
     fold: bool,
+    /// The mount points the last scan recorded in this tree.
+    mounts: Recorded,
     /// Listing threads at most (0: the walk lists every folder itself).
     max_threads: usize,
     queue: Mutex<Queue>,
@@ -154,11 +170,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Listers {
-    pub(super) fn new(base: &Path, filter: &Filter, fold: bool, max_threads: usize) -> Arc<Self> {
+    pub(super) fn new(
+        base: &Path,
+        filter: &Filter,
+        fold: bool,
+        mounts: Recorded,
+        max_threads: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             base: base.to_path_buf(),
             filter: filter.clone(),
             fold,
+            mounts,
             max_threads,
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -172,13 +195,14 @@ impl Listers {
         self.wake.notify_all();
     }
 
-    /// Lists the folder `dir` at `path`, at `place` in the walk; its
-    /// sub-folders' slots go in the queue for the listers.
+    /// Lists the folder `dir` at `path` on device `dev`, at `place` in the
+    /// walk; its sub-folders' slots go in the queue for the listers.
     pub(super) fn list(
         self: &Arc<Self>,
         dir: Dir,
         path: &Path,
         place: &[u32],
+        dev: u64,
     ) -> io::Result<Listing> {
         let mut children = dir
             .read_dir(path)?
@@ -189,6 +213,9 @@ impl Listers {
                     meta: e.metadata(),
                     excluded: false,
                     sub: None,
+                    mount: false,
+                    was_mount: None,
+                    gone: None,
                 })
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -201,25 +228,40 @@ impl Listers {
             children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         }
         let dir = Arc::new(dir);
-        let rel = path.strip_prefix(&self.base).expect("below the root");
+        let rel = relative(path, &self.base).expect("the walk lists folders below its root");
+        // One lookup per folder, and one per sub-folder only in the folders
+        // that held a recorded mount point.
+        let watched = self.mounts.holds_any(rel);
         let mut subs = Vec::new();
         for (i, c) in (0u32..).zip(children.iter_mut()) {
-            let is_dir = c.meta.as_ref().is_ok_and(std::fs::Metadata::is_dir);
-            c.excluded =
-                !self.filter.is_empty() && self.filter.excludes(&rel.join(&c.name), is_dir);
-            if is_dir && !c.excluded {
-                let slot = Arc::new(Slot {
-                    place: place.iter().copied().chain([i]).collect(),
-                    state: Mutex::new(State::Waiting {
-                        parent: dir.clone(),
-                        name: c.name.clone(),
-                        path: path.join(&c.name),
-                    }),
-                    done: Condvar::new(),
-                });
-                c.sub = Some(slot.clone());
-                subs.push(Reverse(Queued(slot)));
+            let dir_dev = c.meta.as_ref().ok().filter(|m| m.is_dir()).map(|m| m.dev());
+            c.excluded = !self.filter.is_empty()
+                && self.filter.excludes(&rel.join(&c.name), dir_dev.is_some());
+            let Some(child_dev) = dir_dev.filter(|_| !c.excluded) else {
+                continue;
+            };
+            c.mount = child_dev != dev;
+            if watched {
+                c.was_mount = self.mounts.held_entries(&rel.join(&c.name));
+                if c.was_mount.is_some() && !c.mount {
+                    // Not entered: what is there now is the folder the
+                    // mount covered, not the tree the rows describe.
+                    c.gone = Some(Gone::NotAMount);
+                    continue;
+                }
             }
+            let slot = Arc::new(Slot {
+                place: place.iter().copied().chain([i]).collect(),
+                state: Mutex::new(State::Waiting {
+                    parent: dir.clone(),
+                    name: c.name.clone(),
+                    path: path.join(&c.name),
+                    dev: child_dev,
+                }),
+                done: Condvar::new(),
+            });
+            c.sub = Some(slot.clone());
+            subs.push(Reverse(Queued(slot)));
         }
         self.push(subs);
         Ok(Listing { dir, children })
@@ -276,10 +318,15 @@ impl Listers {
                     q.idle -= 1;
                 }
             };
-            let (parent, name, path) = {
+            let (parent, name, path, dev) = {
                 let mut st = lock(&slot.state);
                 match std::mem::replace(&mut *st, State::Listing(false)) {
-                    State::Waiting { parent, name, path } => (parent, name, path),
+                    State::Waiting {
+                        parent,
+                        name,
+                        path,
+                        dev,
+                    } => (parent, name, path, dev),
                     other => {
                         // Taken by the walk meanwhile.
                         *st = other;
@@ -290,7 +337,7 @@ impl Listers {
             lock(&self.queue).ahead_dirs += 1;
             let listed = parent
                 .sub(&name)
-                .and_then(|d| self.list(d, &path, &slot.place));
+                .and_then(|d| self.list(d, &path, &slot.place, dev));
             if let Ok(l) = &listed {
                 lock(&self.queue).ahead_entries += l.children.len();
             }
@@ -307,11 +354,16 @@ impl Listers {
         let mut st = lock(&slot.state);
         loop {
             match std::mem::replace(&mut *st, State::Taken) {
-                State::Waiting { parent, name, path } => {
+                State::Waiting {
+                    parent,
+                    name,
+                    path,
+                    dev,
+                } => {
                     drop(st);
                     return parent
                         .sub(&name)
-                        .and_then(|d| self.list(d, &path, &slot.place));
+                        .and_then(|d| self.list(d, &path, &slot.place, dev));
                 }
                 State::Listing(_) => {
                     *st = State::Listing(true);
@@ -366,11 +418,12 @@ mod tests {
         for d in ["a/a1", "a/a2", "b/b1", "b/b2", "c"] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
-        let listers = Listers::new(&root, &Filter::default(), false, 0);
+        let listers = Listers::new(&root, &Filter::default(), false, Recorded::default(), 0);
         let top = Root::open(&root)
             .and_then(|r| r.dir(Path::new("")))
             .unwrap();
-        let listing = listers.list(top, &root, &[]).unwrap();
+        let dev = std::fs::metadata(&root).unwrap().dev();
+        let listing = listers.list(top, &root, &[], dev).unwrap();
         let slot = |name: &str| {
             let c = listing.children.iter().find(|c| c.name == name).unwrap();
             c.sub.clone().unwrap()

@@ -1,0 +1,182 @@
+//! The `mount_points` table: the source's mount points below its root as
+//! the last scan found them (relative paths, so a root re-pointed by
+//! `roots` needs no rewrite), and the rows a mount that went away holds.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::params;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+
+use super::{Result, RowId, StateDb, path_from, path_value};
+
+/// One recorded mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    /// Relative to the source root (never empty).
+    pub rel: PathBuf,
+    /// It held entries when last walked.
+    pub entries: bool,
+    /// The last scan found it gone (not a mount point, or empty where it
+    /// held entries): its rows were held, nothing below it touched.
+    pub gone: bool,
+}
+
+impl StateDb {
+    /// The recorded mount points, by path.
+    pub fn mount_points(&self) -> Result<Vec<MountPoint>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT path, entries, gone FROM mount_points ORDER BY path")?;
+        let rows = st.query_map([], |r| {
+            Ok(MountPoint {
+                rel: path_from(r.get_ref(0)?)?,
+                entries: r.get(1)?,
+                gone: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replaces the recorded mount points with `points` (one transaction).
+    pub fn set_mount_points(&self, points: &[MountPoint]) -> Result<()> {
+        let tx = self.begin()?;
+        tx.conn.execute("DELETE FROM mount_points", [])?;
+        {
+            let mut st = tx.conn.prepare_cached(
+                "INSERT OR REPLACE INTO mount_points (path, entries, gone) VALUES (?1, ?2, ?3)",
+            )?;
+            for p in points {
+                st.execute(params![path_value(&p.rel), p.entries, p.gone])?;
+            }
+        }
+        tx.commit()
+    }
+
+    /// Holds the rows of the source folder `folder` and of everything below
+    /// it, as a mount that went away leaves them: the folder's own row and
+    /// the pending rows below it are marked failed with `error` (so the
+    /// transfer copies nothing into it; the next scan that finds the mount
+    /// back judges them again), the others kept as they are. Returns the
+    /// ids of all of them (the scan counts them seen: none is forgotten).
+    pub fn hold_below(&self, folder: &Path, error: &str) -> Result<Vec<RowId>> {
+        let b = folder.as_os_str().as_bytes();
+        let bound = |last: u8| [b, &[last]].concat();
+        let (lo, hi) = (bound(b'/'), bound(b'/' + 1));
+        // Paths are TEXT when UTF-8, else BLOB, and SQLite orders every
+        // TEXT before every BLOB: one range of each kind.
+        let text = |v: &[u8]| match std::str::from_utf8(v) {
+            Ok(s) => ToSqlOutput::Owned(Value::Text(s.to_owned())),
+            Err(_) => ToSqlOutput::Owned(Value::Null),
+        };
+        fn blob(v: &[u8]) -> ToSqlOutput<'_> {
+            ToSqlOutput::Borrowed(ValueRef::Blob(v))
+        }
+        let tx = self.begin()?;
+        // (id, to fail: the folder's own row or a pending one)
+        let found: Vec<(RowId, bool)> = {
+            let mut st = tx.conn.prepare_cached(
+                "SELECT rowid, status = 'pending' OR source_path = ?1 FROM files
+                 WHERE source_path = ?1
+                    OR (source_path >= ?2 AND source_path < ?3)
+                    OR (source_path >= ?4 AND source_path < ?5)",
+            )?;
+            let rows = st.query_map(
+                params![
+                    path_value(folder),
+                    text(&lo),
+                    text(&hi),
+                    blob(&lo),
+                    blob(&hi)
+                ],
+                |r| Ok((RowId(r.get(0)?), r.get(1)?)),
+            )?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for (id, fail) in &found {
+            if *fail {
+                tx.mark_failed(*id, error)?;
+            }
+        }
+        tx.commit()?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::files::tests::entry;
+    use crate::db::{RowStatus, ScanEntry};
+
+    fn rel(b: &[u8]) -> PathBuf {
+        PathBuf::from(std::ffi::OsStr::from_bytes(b))
+    }
+
+    #[test]
+    fn mount_points_are_replaced_whole() {
+        let (_dir, _path, db) = crate::db::tests::temp_db();
+        assert!(db.mount_points().unwrap().is_empty());
+        let a = MountPoint {
+            rel: rel(b"projects"),
+            entries: true,
+            gone: false,
+        };
+        let b = MountPoint {
+            rel: rel(b"caf\xe9/m"),
+            entries: false,
+            gone: true,
+        };
+        db.set_mount_points(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(db.mount_points().unwrap(), [a.clone(), b]);
+        db.set_mount_points(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(db.mount_points().unwrap(), [a]);
+    }
+
+    /// The folder, every row below it (TEXT and BLOB paths), and no
+    /// sibling that merely starts with its name.
+    #[test]
+    fn hold_below_finds_text_and_blob_rows_and_fails_only_what_would_copy() {
+        let (_dir, _path, mut db) = crate::db::tests::temp_db();
+        let id = db.begin_scan().unwrap();
+        let tx = db.begin().unwrap();
+        let rows = [
+            (&b"/s/p"[..], RowStatus::Synced),
+            (b"/s/p/a", RowStatus::Synced),
+            (b"/s/p/b", RowStatus::Pending),
+            (b"/s/p/\xff", RowStatus::Pending),
+            (b"/s/p/d/e", RowStatus::Synced),
+            (b"/s/p0", RowStatus::Pending),
+            (b"/s/p.x", RowStatus::Pending),
+            (b"/s/q", RowStatus::Pending),
+            (b"/s/p\xff", RowStatus::Pending),
+        ];
+        for (p, status) in rows {
+            let e = ScanEntry {
+                path: rel(p),
+                ..entry("/", 1, 1)
+            };
+            tx.insert_source(&e, Path::new("/d/x"), status, id).unwrap();
+        }
+        tx.commit().unwrap();
+        let held = db.hold_below(Path::new("/s/p"), "gone").unwrap();
+        assert_eq!(held.len(), 5, "{held:?}");
+        let status = |p: &[u8]| -> String {
+            db.conn
+                .query_row(
+                    "SELECT status FROM files WHERE source_path = ?1",
+                    [path_value(&rel(p))],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(status(b"/s/p"), "failed");
+        assert_eq!(status(b"/s/p/a"), "synced");
+        assert_eq!(status(b"/s/p/b"), "failed");
+        assert_eq!(status(b"/s/p/\xff"), "failed");
+        assert_eq!(status(b"/s/p/d/e"), "synced");
+        for sibling in [&b"/s/p0"[..], b"/s/p.x", b"/s/q", b"/s/p\xff"] {
+            assert_eq!(status(sibling), "pending");
+        }
+    }
+}
