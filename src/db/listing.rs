@@ -187,6 +187,22 @@ impl StateDb {
         Ok(())
     }
 
+    /// Takes the destination folder `folder` and everything below it out
+    /// of the candidates (a nested mount of the source that went away: its
+    /// copy is not judged). Returns how many left.
+    pub fn hold_candidates_below(&self, folder: &Path) -> Result<u64> {
+        let bounds = super::mounts::Subtree::of(folder);
+        let sql = format!(
+            "DELETE FROM temp.mirror_candidates WHERE {}",
+            super::mounts::Subtree::WHERE
+        );
+        let n = self
+            .conn
+            .prepare_cached(&sql)?
+            .execute(bounds.params(folder))?;
+        Ok(n as u64)
+    }
+
     pub fn add_candidates(&mut self, batch: &[Listed]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {

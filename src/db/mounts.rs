@@ -60,37 +60,16 @@ impl StateDb {
     /// back judges them again), the others kept as they are. Returns the
     /// ids of all of them (the scan counts them seen: none is forgotten).
     pub fn hold_below(&self, folder: &Path, error: &str) -> Result<Vec<RowId>> {
-        let b = folder.as_os_str().as_bytes();
-        let bound = |last: u8| [b, &[last]].concat();
-        let (lo, hi) = (bound(b'/'), bound(b'/' + 1));
-        // Paths are TEXT when UTF-8, else BLOB, and SQLite orders every
-        // TEXT before every BLOB: one range of each kind.
-        let text = |v: &[u8]| match std::str::from_utf8(v) {
-            Ok(s) => ToSqlOutput::Owned(Value::Text(s.to_owned())),
-            Err(_) => ToSqlOutput::Owned(Value::Null),
-        };
-        fn blob(v: &[u8]) -> ToSqlOutput<'_> {
-            ToSqlOutput::Borrowed(ValueRef::Blob(v))
-        }
+        let bounds = Subtree::of(folder);
         let tx = self.begin()?;
         // (id, to fail: the folder's own row or a pending one)
         let found: Vec<(RowId, bool)> = {
-            let mut st = tx.conn.prepare_cached(
-                "SELECT rowid, status = 'pending' OR source_path = ?1 FROM files
-                 WHERE source_path = ?1
-                    OR (source_path >= ?2 AND source_path < ?3)
-                    OR (source_path >= ?4 AND source_path < ?5)",
-            )?;
-            let rows = st.query_map(
-                params![
-                    path_value(folder),
-                    text(&lo),
-                    text(&hi),
-                    blob(&lo),
-                    blob(&hi)
-                ],
-                |r| Ok((RowId(r.get(0)?), r.get(1)?)),
-            )?;
+            let mut st = tx.conn.prepare_cached(&format!(
+                "SELECT rowid, status = 'pending' OR source_path = ?1 FROM files WHERE {}",
+                Subtree::WHERE.replace("path", "source_path")
+            ))?;
+            let rows =
+                st.query_map(bounds.params(folder), |r| Ok((RowId(r.get(0)?), r.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
         for (id, fail) in &found {
@@ -100,6 +79,47 @@ impl StateDb {
         }
         tx.commit()?;
         Ok(found.into_iter().map(|(id, _)| id).collect())
+    }
+}
+
+/// The bounds of a folder's subtree in a path column: the folder itself,
+/// and the paths that start with it and a `/`. Paths are TEXT when UTF-8,
+/// else BLOB, and SQLite orders every TEXT before every BLOB: one range of
+/// each kind.
+pub(super) struct Subtree {
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+}
+
+impl Subtree {
+    /// The condition on a column `path`, bound by [`Subtree::params`].
+    pub(super) const WHERE: &str = "(path = ?1 OR (path >= ?2 AND path < ?3) \
+                                    OR (path >= ?4 AND path < ?5))";
+
+    pub(super) fn of(folder: &Path) -> Self {
+        let b = folder.as_os_str().as_bytes();
+        let bound = |last: u8| [b, &[last]].concat();
+        Self {
+            lo: bound(b'/'),
+            hi: bound(b'/' + 1),
+        }
+    }
+
+    pub(super) fn params<'a>(&'a self, folder: &'a Path) -> [ToSqlOutput<'a>; 5] {
+        let text = |v: &[u8]| match std::str::from_utf8(v) {
+            Ok(s) => ToSqlOutput::Owned(Value::Text(s.to_owned())),
+            Err(_) => ToSqlOutput::Owned(Value::Null),
+        };
+        fn blob(v: &[u8]) -> ToSqlOutput<'_> {
+            ToSqlOutput::Borrowed(ValueRef::Blob(v))
+        }
+        [
+            path_value(folder),
+            text(&self.lo),
+            text(&self.hi),
+            blob(&self.lo),
+            blob(&self.hi),
+        ]
     }
 }
 

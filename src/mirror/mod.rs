@@ -22,16 +22,17 @@
 mod delete;
 mod listing;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::info;
 
 use crate::audit::AuditError;
-use crate::db::DbError;
+use crate::db::{DbError, StateDb};
 use crate::decide::{self, MirrorPolicy, MirrorRun, Refusal, SourceRoot};
 use crate::manifest::Job;
 use crate::progress::Phase;
+use crate::relpath::relative;
 use crate::roots::{RootId, RootNow};
 use crate::stage::RunCtx;
 use crate::units::human_bytes;
@@ -57,10 +58,37 @@ pub enum MirrorError {
         path: String,
         source: std::io::Error,
     },
+    /// Source folders recorded as mount points went away (share not
+    /// mounted?): nothing below them was judged; the rest was (exit 4).
+    #[error("{}", mounts_gone_text(.folders, *.deleted, *.dry_run))]
+    MountsGone {
+        /// Each folder (source path) and what it is now.
+        folders: Vec<(PathBuf, &'static str)>,
+        /// Deletions done elsewhere (or, in a dry run, that would be).
+        deleted: u64,
+        dry_run: bool,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+}
+
+fn mounts_gone_text(folders: &[(PathBuf, &'static str)], deleted: u64, dry_run: bool) -> String {
+    let Some((first, what)) = folders.first() else {
+        return String::new();
+    };
+    let more = match folders.len() - 1 {
+        0 => String::new(),
+        1 => " (and 1 more such folder)".into(),
+        n => format!(" (and {n} more such folders)"),
+    };
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    format!(
+        "mirror: nothing deleted below `{}`, which {what} (share not mounted?){more}; \
+         {verb} {deleted} other extra entries",
+        first.display()
+    )
 }
 
 fn refused_text(refusal: &Refusal, root: &str, deleted: u64) -> String {
@@ -129,11 +157,18 @@ pub fn run(ctx: &mut RunCtx<'_>, fresh_listing: bool) -> Result<MirrorReport, Mi
     let (root_state, root_id) =
         source_root_now(source_root).map_err(|refusal| refused(job, refusal, 0))?;
 
-    // 2. The listing, and the candidates in it.
-    let (candidates, dest_entries) = list_candidates(ctx.db, job, opts, stop)?;
+    // 2. The listing, and the candidates in it, but none below a nested
+    // mount of the source that went away.
+    let (mut candidates, dest_entries) = list_candidates(ctx.db, job, opts, stop)?;
     if stop.load(Relaxed) {
         // A listing cut short by a stop request judges nothing.
         return Ok(MirrorReport::default());
+    }
+    let gone = mounts_gone(ctx.db, source_root)?;
+    for (folder, _) in &gone {
+        if let Some(rel) = relative(folder, source_root) {
+            candidates -= ctx.db.hold_candidates_below(&dest_root.join(rel))?;
+        }
     }
     let mut run = MirrorRun {
         source_root: root_state,
@@ -168,7 +203,31 @@ pub fn run(ctx: &mut RunCtx<'_>, fresh_listing: bool) -> Result<MirrorReport, Mi
     }
     outcome?;
     close(&report, say);
+    if !gone.is_empty() {
+        return Err(MirrorError::MountsGone {
+            folders: gone,
+            deleted: report.deleted,
+            dry_run: report.dry_run,
+        });
+    }
     Ok(report)
+}
+
+/// The source's nested mount points that went away: recorded by the
+/// scans, each found gone by the last scan or now (a run that resumed
+/// without a scan, or a share unmounted since the scan). Sorted by path.
+fn mounts_gone(db: &StateDb, source_root: &Path) -> Result<Vec<(PathBuf, &'static str)>, DbError> {
+    let mut gone = Vec::new();
+    for m in db.mount_points()? {
+        let path = source_root.join(&m.rel);
+        let what = match crate::walk::look_mount(&path, m.entries) {
+            Some(why) => why.what(),
+            None if m.gone => "was found gone by the last scan",
+            None => continue,
+        };
+        gone.push((path, what));
+    }
+    Ok(gone)
 }
 
 /// The refusal the stage returns, naming the job's source root.

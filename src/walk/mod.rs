@@ -37,7 +37,7 @@ use crate::fsmeta::is_nfs_silly_name;
 use list::{Child, Listers, Listing};
 
 pub use list::LISTERS;
-pub use mounts::{Gone, Recorded};
+pub use mounts::{Gone, Recorded, look as look_mount};
 
 /// How a tree is walked.
 #[derive(Debug, Clone, Default)]

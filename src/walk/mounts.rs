@@ -67,6 +67,26 @@ impl Recorded {
     }
 }
 
+/// A recorded mount point as it is now, for a stage that did not walk
+/// (the mirror of a run that resumed without a scan): `Some` when it went
+/// (on its parent's device, or empty where it held entries). Two `lstat`s,
+/// and a `readdir` only of a mount point that held entries. A folder that
+/// is missing or no longer a folder is not judged here.
+pub fn look(path: &Path, held_entries: bool) -> Option<Gone> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_dir())?;
+    let parent = std::fs::symlink_metadata(path.parent()?).ok()?;
+    if md.dev() == parent.dev() {
+        return Some(Gone::NotAMount);
+    }
+    if held_entries && std::fs::read_dir(path).ok()?.next().is_none() {
+        return Some(Gone::Empty);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +105,13 @@ mod tests {
         assert_eq!(r.held_entries(Path::new("a/b/c")), Some(false));
         assert_eq!(r.held_entries(Path::new("a/b")), None);
         assert!(!Recorded::default().holds_any(Path::new("")));
+    }
+
+    #[test]
+    fn a_folder_on_its_parents_device_is_no_mount() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("m")).unwrap();
+        assert_eq!(look(&t.path().join("m"), true), Some(Gone::NotAMount));
+        assert_eq!(look(&t.path().join("missing"), true), None);
     }
 }

@@ -16,6 +16,7 @@ mod manifest;
 mod metrics;
 mod mirror;
 mod modes;
+mod mounts;
 mod progress;
 mod race;
 mod refuse;

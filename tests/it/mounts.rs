@@ -1,0 +1,250 @@
+//! Issue 24 item 2: mounts nested inside the source. A share mounted below
+//! the source root and later unmounted leaves its bare mount point behind:
+//! an empty folder (or one holding whatever was written under the mount).
+//! Walked as it is, every row below it would vanish and every copy of it
+//! be an extra for `delete_extras`. Each test mounts tmpfs: as root only,
+//! and says so loudly when it cannot run (never a silent pass).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::env::{Out, TestEnv, bytes};
+use crate::faults::{Mount, is_root};
+
+/// Mounts a tmpfs at `at` (created if missing); `None` (the skip printed)
+/// when this test cannot mount.
+fn mount_tmpfs(at: &Path, test: &str) -> Option<Mount> {
+    if !is_root() {
+        eprintln!("SKIP {test}: needs root (mounts a tmpfs); NOT RUN");
+        return None;
+    }
+    std::fs::create_dir_all(at).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(at)
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP {test}: cannot mount tmpfs here; NOT RUN");
+        return None;
+    }
+    Some(Mount(at.to_path_buf()))
+}
+
+fn umount(at: &Path) {
+    let st = Command::new("umount").arg(at).status().unwrap();
+    assert!(st.success(), "umount {}", at.display());
+}
+
+/// The 5 files of the nested share, with fixed mtimes (written again,
+/// byte for byte, when a test mounts it back).
+const PROJECTS: [&str; 5] = ["a.txt", "b.bin", "deep/c.txt", "deep/d.bin", "deep/er/e"];
+
+fn fill_projects(env: &TestEnv) {
+    for (i, rel) in PROJECTS.iter().enumerate() {
+        let p = env.src_file(&format!("projects/{rel}"), &bytes(50 + i, i as u64));
+        TestEnv::set_mtime(&p, 1_600_000_000 + i as i64, 0);
+    }
+}
+
+/// A source with files of its own and a tmpfs at `src/projects` holding
+/// [`PROJECTS`], copied once with `delete_extras = true`.
+fn copied_with_nested_mount(test: &str) -> Option<(TestEnv, Mount)> {
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true\nmax_delete = \"off\"");
+    env.src_file("top.txt", b"top");
+    env.src_file("other/keep.bin", &bytes(300, 7));
+    let mount = mount_tmpfs(&env.src.join("projects"), test)?;
+    fill_projects(&env);
+    env.run(&[]).assert_code(0);
+    env.assert_trees_equal();
+    Some((env, mount))
+}
+
+fn dst_projects(env: &TestEnv) -> Vec<PathBuf> {
+    PROJECTS
+        .iter()
+        .map(|r| env.dst.join("projects").join(r))
+        .collect()
+}
+
+#[track_caller]
+fn assert_all_exist(paths: &[PathBuf]) {
+    for p in paths {
+        assert!(
+            std::fs::symlink_metadata(p).is_ok(),
+            "{} was deleted",
+            p.display()
+        );
+    }
+}
+
+/// The warning lines that name `folder` (the scan's), and the run's error.
+#[track_caller]
+fn assert_one_warning(out: &Out, folder: &Path, what: &str) {
+    let name = format!("`{}`", folder.display());
+    let warned: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&name) && l.contains(what) && !l.starts_with("jobrun:"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning naming it:\n{}", out.stderr);
+}
+
+#[test]
+fn a_nested_mount_that_vanishes_deletes_and_copies_nothing_below_it() {
+    let test = "a_nested_mount_that_vanishes_deletes_and_copies_nothing_below_it";
+    let Some((env, _mount)) = copied_with_nested_mount(test) else {
+        return;
+    };
+    // Still mounted: a rerun copies and deletes nothing.
+    env.run(&[]).assert_code(0).assert_copied_nothing();
+
+    // The share goes away; the rest of the tree changes meanwhile, and a
+    // user writes into the bare mount point.
+    let projects = env.src.join("projects");
+    umount(&projects);
+    env.src_file("projects/underneath.txt", b"not the share");
+    env.src_file("new.txt", b"new");
+    std::fs::remove_file(env.src.join("other/keep.bin")).unwrap();
+    env.dst_file("stray.txt", b"extra");
+    env.dst_file("projects/extra.txt", b"an extra in the share's copy");
+
+    for round in 0..2 {
+        let out = env.run(&[]);
+        out.assert_code(4);
+        assert_one_warning(&out, &projects, "was a mount point and is not one now");
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.starts_with("jobrun: ")
+                    && l.contains(&format!("`{}`", projects.display()))),
+            "round {round}: the run's error names the folder:\n{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("(ok)"), "{}", out.stdout);
+        // Nothing below it deleted, nothing copied into it.
+        assert_all_exist(&dst_projects(&env));
+        assert!(env.dst.join("projects/extra.txt").exists());
+        assert!(!env.dst.join("projects/underneath.txt").exists());
+        // The rest of the tree went on: copied, and extras deleted.
+        assert_eq!(std::fs::read(env.dst.join("new.txt")).unwrap(), b"new");
+        assert!(!env.dst.join("stray.txt").exists(), "round {round}");
+        assert!(!env.dst.join("other/keep.bin").exists(), "round {round}");
+        // The rows below it are kept (none forgotten), none pending.
+        let rows = env.rows();
+        for rel in PROJECTS {
+            let key = projects.join(rel).display().to_string();
+            assert!(
+                rows.contains_key(&key),
+                "round {round}: row of {key} dropped"
+            );
+        }
+        assert!(!rows.contains_key(&projects.join("underneath.txt").display().to_string()));
+    }
+    let deleted = env.log_with_status("deleted");
+    assert!(
+        deleted
+            .iter()
+            .all(|l| !l["dest"].as_str().unwrap().contains("/projects/")),
+        "{deleted:?}"
+    );
+
+    // The share is back (same files, same times): nothing to copy, nothing
+    // deleted below it, the record is a mount point again.
+    std::fs::remove_file(projects.join("underneath.txt")).unwrap();
+    let _back = mount_tmpfs(&projects, test).expect("mounted once already");
+    fill_projects(&env);
+    let out = env.run(&[]);
+    out.assert_code(0);
+    out.assert_copied_nothing();
+    assert_all_exist(&dst_projects(&env));
+    let recorded: (String, i64, i64) = env
+        .db()
+        .query_row("SELECT path, entries, gone FROM mount_points", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(recorded, ("projects".into(), 1, 0));
+}
+
+/// A mount point that is still one but lists empty where it held entries
+/// (another, empty filesystem mounted there): as gone.
+#[test]
+fn a_nested_mount_that_lists_empty_where_it_held_entries_deletes_nothing() {
+    let test = "a_nested_mount_that_lists_empty_where_it_held_entries_deletes_nothing";
+    let Some((env, _mount)) = copied_with_nested_mount(test) else {
+        return;
+    };
+    let projects = env.src.join("projects");
+    umount(&projects);
+    let _empty = mount_tmpfs(&projects, test).expect("mounted once already");
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_one_warning(&out, &projects, "empty now where it held entries");
+    assert_all_exist(&dst_projects(&env));
+    assert!(env.log_with_status("deleted").is_empty());
+}
+
+/// A run that resumes a backlog does not scan: the mirror looks at the
+/// recorded mount points itself before deleting below one.
+#[test]
+fn a_resumed_mirror_checks_nested_mounts_itself() {
+    let test = "a_resumed_mirror_checks_nested_mounts_itself";
+    let Some((env, _mount)) = copied_with_nested_mount(test) else {
+        return;
+    };
+    let n = env
+        .db()
+        .execute(
+            "UPDATE files SET status = 'pending' WHERE CAST(source_path AS TEXT) LIKE '%/top.txt'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let projects = env.src.join("projects");
+    umount(&projects);
+    env.dst_file("projects/deep/extra.txt", b"an extra in the share's copy");
+    env.dst_file("stray.txt", b"extra");
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("jobrun: ") && l.contains(&format!("`{}`", projects.display()))),
+        "{}",
+        out.stderr
+    );
+    assert_all_exist(&dst_projects(&env));
+    assert!(env.dst.join("projects/deep/extra.txt").exists());
+    assert!(!env.dst.join("stray.txt").exists());
+}
+
+/// A folder that becomes a mount point later is copied into as any folder.
+#[test]
+fn a_folder_that_becomes_a_mount_point_is_copied_into() {
+    let test = "a_folder_that_becomes_a_mount_point_is_copied_into";
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true\nmax_delete = \"off\"");
+    env.src_file("top.txt", b"top");
+    env.src_file("data/old.txt", b"old");
+    env.run(&[]).assert_code(0);
+    let Some(_mount) = mount_tmpfs(&env.src.join("data"), test) else {
+        return;
+    };
+    env.src_file("data/new.txt", b"new on the share");
+    env.src_file("data/sub/more.bin", &bytes(100, 3));
+    let out = env.run(&[]);
+    out.assert_code(0);
+    env.assert_trees_equal();
+    let recorded: Vec<String> = env
+        .db()
+        .prepare("SELECT path FROM mount_points")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(recorded, ["data"]);
+    env.run(&[]).assert_code(0).assert_copied_nothing();
+}
