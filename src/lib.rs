@@ -8,9 +8,10 @@
 //! they talk only through the state DB and use the leaves below.
 //!
 //! Stages, each a folder or file of its own:
-//! - `scan/`: `walk` (one walker per tree, filters applied before a folder
-//!   is entered), `merge` (the two walks paired, each pair decided and
-//!   recorded), `mod` (the stage: roots, case probe, counts, vanished rows);
+//! - `scan/`: `walk` (one walk per tree on the walker below, what the scan
+//!   leaves out), `merge` (the two walks paired, each pair decided and
+//!   recorded), `mod` (the stage: roots, case probe, counts, vanished rows,
+//!   the source's mount points);
 //! - `transfer/`: per lane a `reader` and a `writer` built from one
 //!   `LaneCtx`, the FIFO's `block`s, `writeback` pacing (its raw syscalls),
 //!   the one `commit`ter with the durability barrier, `dest` path helpers,
@@ -23,9 +24,13 @@
 //!   says of each file (`lines`).
 //!
 //! Leaves, each rule written once:
+//! - `walk/` (the one walker for every tree listing: folder descriptors,
+//!   filters before a folder is entered, NFS silly names left out, folders
+//!   listed ahead, nested mount points), `relpath` (a path below its root);
 //! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,
-//!   `files` (`RowStatus`, `RowId`), `listing`, `runs`, `verifies`,
-//!   `in_flight`; writes that belong in a batch take a [`db::Tx`];
+//!   `files` (`RowStatus`, `RowId`), `listing`, `mounts`, `runs`,
+//!   `verifies`, `in_flight`; writes that belong in a batch take a
+//!   [`db::Tx`];
 //! - `roots` (root identity, overlap, mount points, the delete guard),
 //!   `beneath` (every path below a root, never through a symlink; the one
 //!   nanosecond conversion), `fsmeta` (temporaries' names, NFS silly

@@ -190,7 +190,12 @@ pub fn run(
     scan::forget_excluded(job, &mut db)?;
     let (files, bytes) = db.backlog()?;
     let trusted = db.last_scan_complete()?;
-    let mode = decide::run_mode(files, bytes, opts.rescan || !trusted);
+    let mount_gone = scan::mount_gone_now(job, &db)?;
+    let mode = decide::run_mode(
+        files,
+        bytes,
+        opts.rescan || !trusted || mount_gone.is_some(),
+    );
     let mut audit = AuditLog::open(&job.log)?;
     if audit.ended_torn_line() {
         warn!(
@@ -201,7 +206,17 @@ pub fn run(
     let run_id = db.start_run(&now_rfc3339(), mode.name(), opts.dry_run)?;
     audit.set_run(run_id);
     let _ = shared.run_id.set(run_id);
-    say(&mode_line(mode, opts.rescan));
+    match (&mount_gone, mode) {
+        (Some(folder), RunMode::ForcedScan { files, bytes }) if trusted && !opts.rescan => {
+            say(&format!(
+                "`{}` is no longer the mount point it was: full scan (backlog was {}, {})",
+                folder.display(),
+                count(files, "file", "files"),
+                human_bytes(bytes)
+            ));
+        }
+        _ => say(&mode_line(mode, opts.rescan)),
+    }
     if opts.dry_run {
         say("dry run: nothing will be copied or deleted");
     }

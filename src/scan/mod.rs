@@ -445,6 +445,19 @@ pub fn forget_excluded(job: &Job, db: &mut StateDb) -> Result<u64, DbError> {
     Ok(n)
 }
 
+/// The first recorded mount point of the source (a share mounted inside
+/// it) that is gone now, by a look at each (two `lstat`s). A run that
+/// would resume its backlog scans instead: files below it must not be
+/// copied from the folder the share left behind, and the scan holds their
+/// rows and names the folder.
+pub fn mount_gone_now(job: &Job, db: &StateDb) -> Result<Option<PathBuf>, DbError> {
+    let source = job.source.as_std_path();
+    Ok(db.mount_points()?.into_iter().find_map(|m| {
+        let path = source.join(&m.rel);
+        crate::walk::look_mount(&path, m.entries).map(|_| path)
+    }))
+}
+
 /// Whether the destination ignores case (SMB, VFAT): a temporary is
 /// created in its root (or, before the first run created the root, in its
 /// nearest existing parent) and looked up with its name in upper case

@@ -185,39 +185,56 @@ fn a_nested_mount_that_lists_empty_where_it_held_entries_deletes_nothing() {
     assert!(env.log_with_status("deleted").is_empty());
 }
 
-/// A run that resumes a backlog does not scan: the mirror looks at the
-/// recorded mount points itself before deleting below one.
+/// A backlog below a nested mount that went away is not resumed from the
+/// folder it left behind: the run scans instead (and says why), and the
+/// scan holds those rows. A same-named file written into the bare mount
+/// point never reaches the destination.
 #[test]
-fn a_resumed_mirror_checks_nested_mounts_itself() {
-    let test = "a_resumed_mirror_checks_nested_mounts_itself";
+fn a_backlog_below_a_nested_mount_that_went_is_not_copied_from_what_it_left() {
+    let test = "a_backlog_below_a_nested_mount_that_went_is_not_copied_from_what_it_left";
     let Some((env, _mount)) = copied_with_nested_mount(test) else {
         return;
     };
     let n = env
         .db()
         .execute(
-            "UPDATE files SET status = 'pending' WHERE CAST(source_path AS TEXT) LIKE '%/top.txt'",
+            "UPDATE files SET status = 'pending'
+             WHERE CAST(source_path AS TEXT) LIKE '%/projects/a.txt'
+                OR CAST(source_path AS TEXT) LIKE '%/top.txt'",
             [],
         )
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     let projects = env.src.join("projects");
     umount(&projects);
+    env.src_file("projects/a.txt", b"not the share's a.txt");
     env.dst_file("projects/deep/extra.txt", b"an extra in the share's copy");
     env.dst_file("stray.txt", b"extra");
+    let before = std::fs::read(env.dst.join("projects/a.txt")).unwrap();
     let out = env.run(&[]);
-    out.assert_code(4);
-    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
-    assert!(
+    assert_eq!(
+        std::fs::read(env.dst.join("projects/a.txt")).unwrap(),
+        before,
+        "copied from the bare mount point: {}",
         out.stderr
-            .lines()
-            .any(|l| l.starts_with("jobrun: ") && l.contains(&format!("`{}`", projects.display()))),
+    );
+    out.assert_code(4);
+    assert!(!out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "`{}` is no longer the mount point it was: full scan",
+            projects.display()
+        )),
         "{}",
         out.stderr
     );
+    assert_one_warning(&out, &projects, "was a mount point and is not one now");
     assert_all_exist(&dst_projects(&env));
     assert!(env.dst.join("projects/deep/extra.txt").exists());
     assert!(!env.dst.join("stray.txt").exists());
+    let rows = env.rows();
+    let a = &rows[&projects.join("a.txt").display().to_string()];
+    assert_eq!(a.0, "failed", "{a:?}");
 }
 
 /// A folder that becomes a mount point later is copied into as any folder.
