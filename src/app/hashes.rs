@@ -78,7 +78,7 @@ pub fn hashes(args: &HashesArgs) -> Result<Exit, Failure> {
             RelativeTo::Destination => &f.dest,
             RelativeTo::Source => &f.source,
         };
-        let rel = full.strip_prefix(root).unwrap_or(full);
+        let rel = crate::relpath::relative(full, root).unwrap_or(full);
         format_line(&mut buf, args.format, &f, rel);
         out.write_all(&buf).map_err(closed_or)
     });

@@ -207,7 +207,7 @@ impl Root {
     /// `full` relative to the root: it must lie below it and hold only
     /// plain names (no `.`, `..`); an empty path is the root itself.
     pub fn rel<'p>(&self, full: &'p Path) -> io::Result<&'p Path> {
-        let rel = full.strip_prefix(&self.path).map_err(|_| {
+        let rel = crate::relpath::relative(full, &self.path).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
