@@ -367,10 +367,15 @@ fn record_mounts(
         });
         report.source_failures.push((path.clone(), error));
     }
+    let met: std::collections::HashSet<PathBuf> = points.iter().map(|p| p.rel.clone()).collect();
+    let gone: Vec<PathBuf> = points
+        .iter()
+        .filter(|p| p.gone)
+        .map(|p| p.rel.clone())
+        .collect();
     for m in recorded {
-        let met = points.iter().any(|p| p.rel == m.rel);
-        let below_gone = points.iter().any(|p| p.gone && m.rel.starts_with(&p.rel));
-        if !met && (below_gone || report.source_errors > 0) {
+        let below_gone = || gone.iter().any(|g| m.rel.starts_with(g));
+        if !met.contains(&m.rel) && (report.source_errors > 0 || below_gone()) {
             points.push(m.clone());
         }
     }

@@ -255,3 +255,59 @@ fn a_folder_that_becomes_a_mount_point_is_copied_into() {
     assert_eq!(recorded, ["data"]);
     env.run(&[]).assert_code(0).assert_copied_nothing();
 }
+
+/// A mount inside a mount: while the outer one is gone, the inner one's
+/// record is kept (it was not met, not proven removed); once the outer one
+/// is back without the inner one, the inner one is the gone one.
+#[test]
+#[ignore = "needs root"]
+fn a_mount_inside_a_gone_mount_keeps_its_record() {
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true\nmax_delete = \"off\"");
+    env.src_file("top.txt", b"top");
+    let outer = env.src.join("outer");
+    let inner = outer.join("inner");
+    let _outer = mount_tmpfs(&outer);
+    let o1 = env.src_file("outer/o1", b"outer");
+    TestEnv::set_mtime(&o1, 1_600_000_000, 0);
+    let _inner = mount_tmpfs(&inner);
+    env.src_file("outer/inner/i1", b"inner 1");
+    env.src_file("outer/inner/i2", b"inner 2");
+    env.run(&[]).assert_code(0);
+    env.assert_trees_equal();
+    let recorded = || -> Vec<(String, i64)> {
+        env.db()
+            .prepare("SELECT path, gone FROM mount_points ORDER BY path")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(recorded(), [("outer".into(), 0), ("outer/inner".into(), 0)]);
+    let kept = [
+        env.dst.join("outer/o1"),
+        env.dst.join("outer/inner/i1"),
+        env.dst.join("outer/inner/i2"),
+    ];
+
+    umount(&inner);
+    umount(&outer);
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_one_warning(&out, &outer, "was a mount point and is not one now");
+    assert_all_exist(&kept);
+    assert_eq!(recorded(), [("outer".into(), 1), ("outer/inner".into(), 0)]);
+
+    // The outer share is back, the inner one not (yet).
+    let _outer = mount_tmpfs(&outer);
+    let o1 = env.src_file("outer/o1", b"outer");
+    TestEnv::set_mtime(&o1, 1_600_000_000, 0);
+    std::fs::create_dir(&inner).unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_one_warning(&out, &inner, "was a mount point and is not one now");
+    assert_all_exist(&kept);
+    assert_eq!(recorded(), [("outer".into(), 0), ("outer/inner".into(), 1)]);
+    assert!(env.log_with_status("deleted").is_empty());
+}
