@@ -298,12 +298,17 @@ impl StateDb {
         }
     }
 
-    /// Up to `limit` pending rows with rowid above `after`, in rowid order.
+    /// Up to `limit` pending rows with rowid above `after`, in rowid order;
+    /// a row whose destination is a folder the mirror must remove first
+    /// (a recorded type change, see `changes.rs`) waits for it.
     pub fn pending_page(&self, after: Option<RowId>, limit: usize) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare_cached(
             "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
                     uid, gid
-             FROM files WHERE status = 'pending' AND rowid > ?1 ORDER BY rowid LIMIT ?2",
+             FROM files WHERE status = 'pending' AND rowid > ?1
+                 AND source_path NOT IN
+                     (SELECT source_path FROM type_changes WHERE dest_kind = 'dir')
+             ORDER BY rowid LIMIT ?2",
         )?;
         let rows = st.query_map(params![after_value(after), limit as i64], |r| {
             Ok(PendingFile {

@@ -10,9 +10,10 @@
 //! migrations in `schema`; every `meta` key in `meta`; the recorded roots in
 //! `roots`; `files` rows with their [`RowStatus`] and [`RowId`] in `files`;
 //! the destination listing and mirror candidates in `listing`; the
-//! source's mount points in `mounts`; `runs` in `runs`; verify results in
-//! `verifies`.
+//! source's mount points in `mounts`; the type changes the last scan
+//! found in `changes`; `runs` in `runs`; verify results in `verifies`.
 
+mod changes;
 mod files;
 mod in_flight;
 mod listing;
@@ -35,6 +36,7 @@ use schema::MIGRATIONS;
 
 use crate::decide::EntryKind;
 
+pub use changes::TypeChange;
 pub use files::{
     HashedFile, KnownRow, PendingFile, RowId, RowStatus, ScanEntry, SourceLookup, StatusCount,
     Synced,

@@ -134,6 +134,20 @@ CREATE TABLE runs (
                  gone    INTEGER NOT NULL DEFAULT 0
              );",
         ),
+        // v7: the type changes the last scan found (see `changes.rs`): a
+        // source entry whose destination counterpart is a folder where the
+        // source has none, or a non-folder where the source has a folder.
+        // The destination entry's stamp as the scan saw it, so that only
+        // that very entry is ever replaced. Paths: TEXT, or BLOB for non-UTF-8.
+        M::up(
+            "CREATE TABLE type_changes (
+                 source_path      PRIMARY KEY NOT NULL,
+                 dest_path        NOT NULL,
+                 dest_kind        TEXT NOT NULL,
+                 dest_size        INTEGER NOT NULL,
+                 dest_modified_ns INTEGER NOT NULL
+             );",
+        ),
     ])
 });
 

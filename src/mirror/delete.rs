@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use super::listing::source_of;
 use super::{MirrorError, MirrorReport, PAGE};
 use crate::audit::{AuditLog, FileRecord};
-use crate::beneath::{DirCache, Root};
+use crate::beneath::{self, DirCache, Root};
 use crate::db::{DbError, Listed, StateDb, Tx};
 use crate::decide::{
     self, DestNow, EntryKind, KeepReason, Live, MirrorPolicy, MirrorRun, MirrorVerdict, SourceNow,
@@ -61,8 +61,8 @@ impl Held {
     }
 
     /// Whether `path` exists in the source now. `ENOENT` and `ENOTDIR` (a
-    /// parent is not a directory) prove absence; a symlink on the way, or
-    /// any other error, proves nothing.
+    /// parent is not a directory) prove absence, and so does a folder on
+    /// the way that is a symlink now; any other error proves nothing.
     fn source_now(&mut self, path: &Path) -> SourceNow {
         let Some(root) = &self.source else {
             return SourceNow::Unknown;
@@ -71,8 +71,16 @@ impl Held {
             .split(path)
             .and_then(|(dir, name)| self.source_dirs.dir(root, dir)?.stat(name));
         match at {
+            Ok(md) if md.kind != Some(EntryKind::Dir) => SourceNow::NotAFolder,
             Ok(_) => SourceNow::Present,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                SourceNow::Absent
+            }
+            // A folder on the way that is a symlink now (a source folder
+            // replaced by a symlink: a type change): the tree as jobrun
+            // copies it, never through a symlink, has nothing below it.
+            Err(e) if beneath::is_symlink_in_path(&e) && below_symlink(root, path) => {
+                self.source_dirs.clear();
                 SourceNow::Absent
             }
             Err(e) => {
@@ -122,6 +130,18 @@ impl Held {
             EntryKind::File | EntryKind::Symlink => dir.unlink(name),
         }
     }
+}
+
+/// Whether a folder on the way to `path` (below `root`) is a symlink now,
+/// by `lstat` through no symlink.
+fn below_symlink(root: &Root, path: &Path) -> bool {
+    path.ancestors()
+        .skip(1)
+        .take_while(|a| *a != root.path() && a.starts_with(root.path()))
+        .any(|a| {
+            root.stat(a)
+                .is_ok_and(|md| md.kind == Some(EntryKind::Symlink))
+        })
 }
 
 /// Judges and deletes the candidates page by page, deepest first, until

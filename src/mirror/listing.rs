@@ -122,7 +122,9 @@ fn collect_candidates(
     dest_root: &Path,
 ) -> Result<u64, DbError> {
     db.reset_candidates()?;
-    db.collect_dest_only(dest_root, source_root, PAGE)
+    let extras = db.collect_dest_only(dest_root, source_root, PAGE)?;
+    // And the folders whose source became a file or a symlink.
+    Ok(extras + db.add_type_change_candidates()?)
 }
 
 /// A dry run that resumed: walks the destination straight into the

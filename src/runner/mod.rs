@@ -460,6 +460,11 @@ fn execute(ctx: &mut RunCtx<'_>, stages: &[Stage], report: &mut RunReport) -> Re
                 // transfer and any change since: walk again.
                 let fresh_listing = !report.mode.scans();
                 report.mirror = Some(mirror::run(ctx, fresh_listing)?);
+                // Entries whose destination folder had to go first (a type
+                // change): copied in this same run now that it is gone.
+                if report.transfer.waiting > 0 && !ctx.stopped() {
+                    report.transfer.waiting = transfer::after_mirror(ctx)?.waiting;
+                }
             }
         }
     }

@@ -111,6 +111,8 @@ impl<'a> Join<'a> {
         let db = self.db;
         let mut lookup = db.source_lookup()?;
         let mut tx = db.begin()?;
+        // The type changes are this scan's findings alone.
+        tx.clear_type_changes()?;
         for pair in pairs {
             let (src, dst) = match pair {
                 Merged::SourceOnly(s) => (Some(s), None),
@@ -206,6 +208,12 @@ impl<'a> Join<'a> {
             self.pending += 1;
             if e.kind == EntryKind::File {
                 self.pending_bytes += e.size;
+            }
+            // A folder where the source has none, or a non-folder where it
+            // has one: recorded with what the scan saw, for the transfer
+            // (and the mirror) to settle; see `decide::type_action`.
+            if let Some(found) = dst_stamp.filter(|d| decide::is_type_change(e.kind, d.kind)) {
+                tx.note_type_change(&e.path, &dest.join(rel), &found)?;
             }
         } else if adopted {
             report.adopted += 1;

@@ -38,6 +38,9 @@ pub struct WriterReport {
     pub files_done: u64,
     pub bytes_done: u64,
     pub failed: u64,
+    /// Entries left pending for the mirror to remove a folder in their
+    /// place first (type changes); see `transfer::after_mirror`.
+    pub waiting: u64,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).

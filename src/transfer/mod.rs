@@ -20,6 +20,7 @@ pub mod commit;
 pub mod dest;
 pub mod failnote;
 pub mod reader;
+mod typechange;
 pub mod writeback;
 pub mod writer;
 
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use crate::audit::AuditError;
 use crate::beneath;
 use crate::db::DbError;
+use crate::decide::TransferPass;
 use crate::manifest::Job;
 use crate::modes::Modes;
 use crate::progress::Phase;
@@ -135,7 +137,47 @@ fn open_roots(job: &Job) -> Result<(beneath::Root, beneath::Root), TransferError
 }
 
 /// Streams the backlog from the DB through the lanes into the destination.
+/// Entries whose destination folder the mirror must remove first (type
+/// changes) wait: the report counts them, for [`after_mirror`].
 pub fn run(ctx: &mut RunCtx<'_>) -> Result<TransferReport, TransferError> {
+    run_pass(ctx, TransferPass::First)
+}
+
+/// The transfer again, after the mirror: the entries that waited for it
+/// to remove a folder in their place are copied, or fail if it is still
+/// there.
+pub fn after_mirror(ctx: &mut RunCtx<'_>) -> Result<TransferReport, TransferError> {
+    run_pass(ctx, TransferPass::AfterMirror)
+}
+
+fn run_pass(ctx: &mut RunCtx<'_>, pass: TransferPass) -> Result<TransferReport, TransferError> {
+    let (files, bytes) = ctx.db.transfer_backlog()?;
+    ctx.progress.set_backlog(files, bytes);
+    ctx.progress.set_phase(Phase::Transfer);
+    // Held for the whole stage: every source entry is opened below it.
+    let (source_root, dest_root) = open_roots(ctx.job)?;
+    let waiting = typechange::settle(ctx, &source_root, &dest_root, pass)?;
+    if ctx.db.backlog()?.0 == waiting {
+        // No row pending, of any kind (a folder's times are this stage's
+        // too), but those waiting for the mirror: the rescan of every cron
+        // run once the backlog is empty. No lane, no thread started for
+        // nothing.
+        return Ok(TransferReport {
+            waiting,
+            ..TransferReport::default()
+        });
+    }
+    let mut report = lanes(ctx, &source_root, &dest_root)?;
+    report.waiting = waiting;
+    Ok(report)
+}
+
+/// Runs the lanes and the committer over the backlog.
+fn lanes(
+    ctx: &mut RunCtx<'_>,
+    source_root: &beneath::Root,
+    dest_root: &beneath::Root,
+) -> Result<TransferReport, TransferError> {
     let RunCtx {
         job,
         db,
@@ -147,29 +189,18 @@ pub fn run(ctx: &mut RunCtx<'_>) -> Result<TransferReport, TransferError> {
         ..
     } = ctx;
     let (job, progress, stop, source_at_start) = (*job, *progress, *stop, *source_at_start);
-    let (files, bytes) = db.transfer_backlog()?;
-    progress.set_backlog(files, bytes);
-    progress.set_phase(Phase::Transfer);
-    // Held for the whole stage: every source entry is opened below it.
-    let (source_root, dest_root) = open_roots(job)?;
-    if db.backlog()?.0 == 0 {
-        // No row pending, of any kind (a folder's times are this stage's
-        // too): the rescan of every cron run once the backlog is empty. No
-        // lane, no thread started for nothing.
-        return Ok(TransferReport::default());
-    }
     let feed_db = db.reopen()?;
     let lanes = job.transfers.max(1);
     let (read_limit, write_limit) = (Throttle::live(limit), Throttle::live(limit).quiet());
     let (halt, first_block) = (AtomicBool::new(false), AtomicBool::new(false));
     if progress.backlog_files() > 0 {
-        probe_destination(&dest_root)?;
+        probe_destination(dest_root)?;
     }
     let modes = Modes::new(job.permissions, job.owners);
     let ctx = LaneCtx {
         job,
-        source: &source_root,
-        dest: &dest_root,
+        source: source_root,
+        dest: dest_root,
         modes: &modes,
         read_limit: &read_limit,
         write_limit: &write_limit,
@@ -201,8 +232,8 @@ pub fn run(ctx: &mut RunCtx<'_>) -> Result<TransferReport, TransferError> {
             db,
             audit,
             dest_root: job.destination.as_std_path(),
-            dest: &dest_root,
-            source: &source_root,
+            dest: dest_root,
+            source: source_root,
             modes: &modes,
             algo: job.checksum,
             progress,

@@ -366,14 +366,18 @@ fn a_mirror_refusal_tells_one_story() {
     let env = TestEnv::new();
     env.manifest("delete_extras = true\nmax_delete = 1");
     env.src_file("a.txt", b"a");
-    env.src_file("blocked.txt", b"x");
-    std::fs::create_dir_all(env.dst.join("blocked.txt/keep")).unwrap();
+    // A FIFO where a folder goes blocks its file (and the folder's row).
+    // (A folder where a file goes no longer fails with `delete_extras`:
+    // the mirror removes it, issue 24 item 7.)
+    env.src_file("blocked/x.txt", b"x");
+    std::fs::create_dir_all(&env.dst).unwrap();
+    crate::support::mkfifo(&env.dst.join("blocked"));
     env.dst_file("extra1.txt", b"no source");
     env.dst_file("extra2.txt", b"no source");
     let out = env.run(&[]);
     out.assert_code(4);
     let end = assert_one_truth(&env, &out, true);
-    assert_eq!(end["failed"], 1, "{end}");
+    assert_eq!(end["failed"], 2, "{end}");
     assert!(env.dst.join("extra1.txt").exists());
     assert!(env.dst.join("extra2.txt").exists());
 }

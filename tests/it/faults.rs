@@ -507,19 +507,27 @@ fn a_destination_folder_removed_between_two_files_is_created_again() {
     env.assert_trees_equal();
 }
 
+/// What blocks a destination path fails that path alone, naming it: a
+/// folder where the source has a file (removed only with `delete_extras`,
+/// which names the key), a FIFO where the source has a folder (jobrun
+/// replaces only files and symlinks it saw). A plain file where the source
+/// has a folder is not a block: it is replaced as an overwrite is (issue
+/// 24 item 7; this test failed it before).
 #[test]
 fn blocked_destination_paths_fail_alone() {
     let env = TestEnv::new();
     env.src_file("a.txt", b"a");
     env.src_file("dir_in_the_way.txt", b"a folder sits here in dst");
+    env.src_file("fifo_in_the_way/x.txt", b"a FIFO sits where my folder goes");
     env.src_file("file_in_the_way/x.txt", b"a file sits where my folder goes");
     env.src_file("z.txt", b"z");
     std::fs::create_dir_all(env.dst.join("dir_in_the_way.txt/keep")).unwrap();
+    mkfifo(&env.dst.join("fifo_in_the_way"));
     std::fs::write(env.dst.join("file_in_the_way"), b"not a folder").unwrap();
     let out = env.run(&[]);
     out.assert_code(1);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    for rel in ["dir_in_the_way.txt", "file_in_the_way/x.txt"] {
+    for rel in ["dir_in_the_way.txt", "fifo_in_the_way/x.txt"] {
         let r = row(&env, rel);
         assert_eq!(r.status, "failed", "{rel}");
         assert!(
@@ -530,8 +538,15 @@ fn blocked_destination_paths_fail_alone() {
             "error names the path: {r:?}"
         );
     }
-    assert_eq!(row(&env, "a.txt").status, "synced");
-    assert_eq!(row(&env, "z.txt").status, "synced");
+    assert!(
+        row(&env, "dir_in_the_way.txt")
+            .error
+            .unwrap()
+            .contains("`delete_extras = true`")
+    );
+    for rel in ["a.txt", "z.txt", "file_in_the_way/x.txt", "file_in_the_way"] {
+        assert_eq!(row(&env, rel).status, "synced", "{rel}");
+    }
     assert!(
         env.dst.join("dir_in_the_way.txt/keep").is_dir(),
         "nothing of the user's was removed"
@@ -540,7 +555,7 @@ fn blocked_destination_paths_fail_alone() {
     assert_eq!(
         env.log_with_status("failed").len(),
         2 + usize::from(
-            // the folder row of file_in_the_way fails too
+            // the folder row of fifo_in_the_way fails too
             all_rows(&env)
                 .iter()
                 .any(|r| r.kind == "dir" && r.status == "failed")

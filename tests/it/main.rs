@@ -7,6 +7,7 @@ mod support;
 mod adopted;
 mod audit;
 mod bwlimit;
+mod converge;
 mod core;
 mod edges;
 mod faults;

@@ -449,9 +449,10 @@ fn non_root_adds_files_to_a_read_only_folder_on_a_later_run() {
 }
 
 /// `preserve` and `owners` act through the held destination folders like
-/// everything else (beneath): a destination folder that is a symlink to a
-/// folder outside both roots fails its entries, and neither the outside
-/// folder nor anything in it gets the source's bits or owners.
+/// everything else (beneath): a destination symlink to a folder outside
+/// both roots, where the source now has a folder, is replaced by a real
+/// folder (the link itself removed, issue 24 item 7), and neither the
+/// outside folder nor anything in it gets the source's bits or owners.
 #[test]
 fn preserve_and_owners_never_reach_through_a_destination_symlink() {
     let env = TestEnv::new();
@@ -474,16 +475,17 @@ fn preserve_and_owners_never_reach_through_a_destination_symlink() {
     let md = |p: &Path| std::fs::symlink_metadata(p).unwrap();
     let owners = |p: &Path| (md(p).uid(), md(p).gid());
     let before = (owners(&outside), owners(&outside.join("x.txt")));
-    run_as(&env, 0o022, None, &[]).assert_code(1);
+    run_as(&env, 0o022, None, &[]).assert_code(0);
     assert_eq!(mode(&outside), 0o755);
     assert_eq!(mode(&outside.join("x.txt")), 0o644);
     assert_eq!(before, (owners(&outside), owners(&outside.join("x.txt"))));
     assert_eq!(std::fs::read(outside.join("x.txt")).unwrap(), b"precious");
     assert!(!outside.join("deep").exists());
-    assert!(
-        md(&env.dst.join("sub")).file_type().is_symlink(),
-        "the link itself is kept"
-    );
+    let sub = env.dst.join("sub");
+    assert!(md(&sub).is_dir(), "the link replaced by a folder");
+    assert_eq!(mode(&sub), 0o2700);
+    assert_eq!(owners(&sub), (1234, 1234));
+    assert_eq!(mode(&sub.join("x.txt")), 0o4755);
 }
 
 /// A seccomp filter that makes `chmod` and `chown` in all their forms

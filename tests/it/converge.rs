@@ -1,0 +1,262 @@
+//! Convergence (issue 24, items 7 and 8): a tree whose entries change type
+//! between two runs converges as `rsync -a --delete` does, within the
+//! mirror's rails; a destination too small for the backlog still receives
+//! what fits, one file at a time, before the run gives up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::env::TestEnv;
+use crate::support::{Mount, all_rows, require_root, row, temps};
+
+/// What one entry is, as a tree comparison sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Node {
+    File(Vec<u8>),
+    Dir,
+    Link(PathBuf),
+}
+
+/// Relative path → entry, for every entry below `root` (never followed).
+fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(Result::unwrap)
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+            let t = e.file_type();
+            let node = if t.is_symlink() {
+                Node::Link(std::fs::read_link(e.path()).unwrap())
+            } else if t.is_dir() {
+                Node::Dir
+            } else {
+                Node::File(std::fs::read(e.path()).unwrap())
+            };
+            (rel, node)
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Link,
+}
+
+/// Makes `src/e` of `kind` (a folder holds two entries, one a subfolder;
+/// a symlink points at a sibling file of the source).
+fn make(env: &TestEnv, kind: Kind, version: u8) {
+    let e = env.src.join("e");
+    match kind {
+        Kind::File => {
+            std::fs::write(&e, format!("file v{version}")).unwrap();
+        }
+        Kind::Dir => {
+            env.src_file("e/inner.txt", format!("inner v{version}").as_bytes());
+            env.src_file("e/sub/deep.txt", b"deep");
+        }
+        Kind::Link => std::os::unix::fs::symlink(format!("keep{version}.txt"), &e).unwrap(),
+    }
+}
+
+fn unmake(env: &TestEnv) {
+    let e = env.src.join("e");
+    if e.symlink_metadata().unwrap().is_dir() {
+        std::fs::remove_dir_all(&e).unwrap();
+    } else {
+        std::fs::remove_file(&e).unwrap();
+    }
+}
+
+/// The six type changes.
+const CHANGES: [(Kind, Kind); 6] = [
+    (Kind::File, Kind::Dir),
+    (Kind::Dir, Kind::File),
+    (Kind::Link, Kind::Dir),
+    (Kind::Dir, Kind::Link),
+    (Kind::File, Kind::Link),
+    (Kind::Link, Kind::File),
+];
+
+/// One case of the table: run 1 copies, the source's `e` changes type,
+/// run 2 must give the expected tree, rows, audit lines and exit code, and
+/// run 3 must change nothing.
+fn type_change_case(from: Kind, to: Kind, delete_extras: bool) {
+    let case = format!("{from:?} → {to:?}, delete_extras = {delete_extras}");
+    let env = TestEnv::new();
+    // Enough entries that the default cap allows nothing in particular:
+    // the cap is set explicitly below (its own test is further down).
+    env.src_file("keep1.txt", b"keep 1");
+    env.src_file("keep2.txt", b"keep 2");
+    make(&env, from, 1);
+    env.manifest(&format!(
+        "delete_extras = {delete_extras}\nmax_delete = 100\n"
+    ));
+    env.run(&[]).assert_code(0);
+    assert_eq!(tree(&env.src), tree(&env.dst), "{case}: run 1");
+    let before = tree(&env.dst);
+    unmake(&env);
+    make(&env, to, 2);
+
+    let out = env.run(&[]);
+    let folder_must_go = from == Kind::Dir;
+    if folder_must_go && !delete_extras {
+        // The folder stays whole; the entry fails, naming the key.
+        out.assert_code(1);
+        assert_eq!(tree(&env.dst), before, "{case}: destination changed");
+        let r = row(&env, "e");
+        assert_eq!(r.status, "failed", "{case}: {r:?}");
+        let error = r.error.unwrap();
+        assert!(
+            error.contains("delete_extras")
+                && error.contains(&*env.dst.join("e").to_string_lossy()),
+            "{case}: {error}"
+        );
+        let failed = env.log_with_status("failed");
+        assert!(
+            failed.iter().any(|l| l["error"].as_str() == Some(&error)),
+            "{case}: no failed line {failed:?}"
+        );
+        assert!(env.log_with_status("deleted").is_empty(), "{case}");
+        // Run 3: the same refusal, nothing copied, nothing deleted.
+        let out = env.run(&[]);
+        out.assert_code(1);
+        out.assert_copied_nothing();
+        assert_eq!(tree(&env.dst), before, "{case}: run 3");
+        assert_eq!(row(&env, "e").status, "failed", "{case}: run 3");
+        return;
+    }
+    out.assert_code(0);
+    assert_eq!(tree(&env.src), tree(&env.dst), "{case}: run 2");
+    assert!(temps(&env.dst).is_empty(), "{case}");
+    let not_synced: Vec<_> = all_rows(&env)
+        .into_iter()
+        .filter(|r| r.status != "synced")
+        .collect();
+    assert!(not_synced.is_empty(), "{case}: {not_synced:?}");
+    let deleted: Vec<String> = env
+        .log_with_status("deleted")
+        .iter()
+        .map(|l| l["dest"].as_str().unwrap().to_string())
+        .collect();
+    if folder_must_go {
+        // Emptied and removed by the mirror, each entry with its line.
+        let d = |rel: &str| env.dst.join(rel).display().to_string();
+        for rel in ["e/inner.txt", "e/sub/deep.txt", "e/sub", "e"] {
+            assert!(deleted.contains(&d(rel)), "{case}: {rel} in {deleted:?}");
+        }
+        assert_eq!(deleted.len(), 4, "{case}: {deleted:?}");
+    } else {
+        // A non-folder is replaced as an overwrite replaces it.
+        assert!(deleted.is_empty(), "{case}: {deleted:?}");
+    }
+    let out = env.run(&[]);
+    out.assert_code(0);
+    out.assert_copied_nothing();
+    assert_eq!(tree(&env.src), tree(&env.dst), "{case}: run 3");
+}
+
+macro_rules! type_change_tests {
+    ($($name:ident: $from:ident -> $to:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            for delete_extras in [false, true] {
+                type_change_case(Kind::$from, Kind::$to, delete_extras);
+            }
+        }
+    )*};
+}
+
+type_change_tests! {
+    a_file_that_becomes_a_folder_converges: File -> Dir;
+    a_folder_that_becomes_a_file_converges_with_delete_extras_only: Dir -> File;
+    a_symlink_that_becomes_a_folder_converges: Link -> Dir;
+    a_folder_that_becomes_a_symlink_converges_with_delete_extras_only: Dir -> Link;
+    a_file_that_becomes_a_symlink_converges: File -> Link;
+    a_symlink_that_becomes_a_file_converges: Link -> File;
+}
+
+#[test]
+fn the_table_covers_all_six_changes() {
+    // Each kind to each other kind, once.
+    let mut seen: Vec<_> = CHANGES.to_vec();
+    seen.sort_by_key(|(a, b)| (*a as u8, *b as u8));
+    seen.dedup();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.iter().all(|(a, b)| a != b));
+}
+
+/// A folder that must become a file is emptied through the mirror's
+/// rails: its entries count against `max_delete` (a refusal keeps the
+/// whole folder and the new file pending), and a mount point inside it is
+/// never crossed.
+#[test]
+fn a_folder_replaced_by_a_file_counts_against_max_delete() {
+    let env = TestEnv::new();
+    for i in 0..5 {
+        env.src_file(&format!("e/f{i}.txt"), b"old");
+    }
+    env.src_file("keep.txt", b"keep");
+    env.manifest("delete_extras = true\nmax_delete = 3\n");
+    env.run(&[]).assert_code(0);
+    std::fs::remove_dir_all(env.src.join("e")).unwrap();
+    env.src_file("e", b"now a file");
+    let out = env.run(&[]);
+    // Six entries would go (five files and the folder): over the cap.
+    out.assert_code(4);
+    assert!(out.stderr.contains("max_delete"), "{}", out.stderr);
+    assert!(env.dst.join("e/f0.txt").is_file(), "nothing deleted");
+    assert_eq!(row(&env, "e").status, "pending", "backlog kept");
+    assert!(temps(&env.dst).is_empty());
+    // Allowed for one run: the same run empties it and copies the file.
+    let out = env.run(&["--max-delete", "6"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("resuming backlog"), "{}", out.stderr);
+    assert_eq!(std::fs::read(env.dst.join("e")).unwrap(), b"now a file");
+    assert_eq!(row(&env, "e").status, "synced");
+    env.run(&[]).assert_code(0).assert_copied_nothing();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_folder_replaced_by_a_file_never_loses_a_mount_inside_it() {
+    require_root();
+    let env = TestEnv::new();
+    env.src_file("e/f.txt", b"old");
+    env.src_file("keep.txt", b"keep");
+    env.manifest("delete_extras = true\nmax_delete = \"off\"\n");
+    env.run(&[]).assert_code(0);
+    // A share mounted inside the destination folder since.
+    let inner = env.dst.join("e/mnt");
+    std::fs::create_dir(&inner).unwrap();
+    let m = mount_tmpfs(&inner, "1m");
+    std::fs::write(inner.join("precious.txt"), b"on another mount").unwrap();
+    std::fs::remove_dir_all(env.src.join("e")).unwrap();
+    env.src_file("e", b"now a file");
+    let out = env.run(&[]);
+    out.assert_code(1);
+    assert_eq!(
+        std::fs::read(inner.join("precious.txt")).unwrap(),
+        b"on another mount"
+    );
+    let r = row(&env, "e");
+    assert_eq!(r.status, "failed", "{r:?}");
+    assert!(r.error.unwrap().contains("mirror"));
+    drop(m);
+}
+
+// ---- 8. a nearly full destination -----------------------------------------
+
+/// A tmpfs of `size` at `at`, unmounted on drop.
+fn mount_tmpfs(at: &Path, size: &str) -> Mount {
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .status()
+        .expect("mount");
+    assert!(st.success(), "mount a tmpfs at {}", at.display());
+    Mount(at.to_path_buf())
+}
