@@ -15,7 +15,9 @@
 //! - `transfer/`: per lane a `reader` and a `writer` built from one
 //!   `LaneCtx`, the FIFO's `block`s, `writeback` pacing (its raw syscalls),
 //!   the one `commit`ter with the durability barrier, `dest` path helpers,
-//!   `failnote` (what stderr says of failures);
+//!   `failnote` (what stderr says of failures), `space` (one file at a time
+//!   once the destination is full), `typechange` (entries that changed
+//!   type, settled before the lanes start);
 //! - `mirror/`: `mod` (the stage and its run-level rails), `listing` (the
 //!   candidates: destination entries without a source row), `delete` (the
 //!   pass that judges and deletes each, deepest first); `verify`: the

@@ -41,6 +41,9 @@ pub struct WriterReport {
     /// Entries left pending for the mirror to remove a folder in their
     /// place first (type changes); see `transfer::after_mirror`.
     pub waiting: u64,
+    /// Files given back to the backlog when the destination ran out of
+    /// space while others were in flight (tried again one at a time).
+    pub returned: u64,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).
@@ -57,6 +60,17 @@ pub enum Done {
     },
     /// Stops the run (exit 4).
     Fatal(TransferError),
+    /// Out of space while other files were in flight: its temporary is
+    /// removed and its row stays pending, for a turn alone (see `space`).
+    Returned {
+        file: Arc<FileTask>,
+    },
+    /// Out of space while it had the space alone: nothing more of its size
+    /// fits. Stops the run (exit 4), saying how much did not fit.
+    DoesNotFit {
+        file: Arc<FileTask>,
+        error: String,
+    },
 }
 
 /// The DB half: sole owner of the state DB during the transfer stage.
@@ -133,6 +147,14 @@ impl Committer<'_> {
                     batch.end(self.audit)?;
                     return Err(e);
                 }
+                Done::Returned { file } => {
+                    debug!(path = %file.dest.display(), "out of space: back to the backlog");
+                    report.returned += 1;
+                }
+                Done::DoesNotFit { file, error } => {
+                    batch.end(self.audit)?;
+                    return Err(self.does_not_fit(&file, &error));
+                }
             }
         }
         notes.finish();
@@ -145,6 +167,30 @@ impl Committer<'_> {
 }
 
 impl Committer<'_> {
+    /// The run's one line when a file does not fit alone: what, how much
+    /// room there was, and how much of the backlog is left (committed).
+    fn does_not_fit(&self, file: &FileTask, error: &str) -> TransferError {
+        use crate::progress::count;
+        use crate::units::human_bytes;
+        let free = rustix::fs::statvfs(self.dest_root)
+            .map(|v| human_bytes(v.f_bavail.saturating_mul(v.f_frsize)))
+            .map_or_else(|_| String::new(), |f| format!(" in the {f} left"));
+        let left = match self.db.transfer_backlog() {
+            Ok((files, bytes)) => format!(
+                "; {}, {} not copied, backlog kept",
+                count(files, "file", "files"),
+                human_bytes(bytes)
+            ),
+            Err(_) => "; backlog kept".into(),
+        };
+        TransferError::Fatal(format!(
+            "destination full ({error}): `{}` ({}) does not fit{free} on `{}`, even alone{left}",
+            file.dest.display(),
+            crate::units::human_bytes(file.size),
+            self.dest_root.display()
+        ))
+    }
+
     fn synced(
         &mut self,
         tx: &Tx<'_>,

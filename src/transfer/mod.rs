@@ -20,6 +20,7 @@ pub mod commit;
 pub mod dest;
 pub mod failnote;
 pub mod reader;
+mod space;
 mod typechange;
 pub mod writeback;
 pub mod writer;
@@ -35,6 +36,7 @@ use crate::modes::Modes;
 use crate::progress::Phase;
 use crate::stage::RunCtx;
 use crate::throttle::Throttle;
+use space::Space;
 
 pub use commit::WriterReport as TransferReport;
 
@@ -112,6 +114,9 @@ pub struct LaneCtx<'a> {
     pub first_block: &'a AtomicBool,
     /// Number of lanes sharing `write_limit` (sizes the write-back ranges).
     pub lanes: u64,
+    /// The destination's free space: shared, or one file at a time once
+    /// it ran out (see `space`).
+    pub space: &'a Space,
 }
 
 /// Holds both roots open for the stage; a source root gone or no longer a
@@ -172,11 +177,56 @@ fn run_pass(ctx: &mut RunCtx<'_>, pass: TransferPass) -> Result<TransferReport, 
     Ok(report)
 }
 
-/// Runs the lanes and the committer over the backlog.
+/// What every round of lanes of one pass shares.
+struct Shared<'a> {
+    source: &'a beneath::Root,
+    dest: &'a beneath::Root,
+    modes: Modes,
+    read_limit: Throttle,
+    write_limit: Throttle,
+    first_block: AtomicBool,
+    space: Space,
+}
+
+/// Runs the lanes and the committer over the backlog: all lanes at once;
+/// then, if the destination ran out of space while several files were in
+/// flight, once more with one lane for the files given back (see `space`).
 fn lanes(
     ctx: &mut RunCtx<'_>,
-    source_root: &beneath::Root,
-    dest_root: &beneath::Root,
+    source: &beneath::Root,
+    dest: &beneath::Root,
+) -> Result<TransferReport, TransferError> {
+    let (job, progress, limit) = (ctx.job, ctx.progress, &ctx.limit);
+    let lanes = job.transfers.max(1);
+    if progress.backlog_files() > 0 {
+        probe_destination(dest)?;
+    }
+    let shared = Shared {
+        source,
+        dest,
+        modes: Modes::new(job.permissions, job.owners),
+        read_limit: Throttle::live(limit),
+        write_limit: Throttle::live(limit).quiet(),
+        first_block: AtomicBool::new(false),
+        space: Space::new(lanes),
+    };
+    let mut report = round(ctx, &shared, lanes)?;
+    if report.returned > 0 && !ctx.stopped() {
+        // Alone, each file either fits or ends the run: no second return.
+        let again = round(ctx, &shared, 1)?;
+        report.files_done += again.files_done;
+        report.bytes_done += again.bytes_done;
+        report.failed += again.failed;
+        report.returned = again.returned;
+    }
+    Ok(report)
+}
+
+/// One round of `lanes` lanes over the backlog as the DB has it now.
+fn round(
+    ctx: &mut RunCtx<'_>,
+    shared: &Shared<'_>,
+    lanes: usize,
 ) -> Result<TransferReport, TransferError> {
     let RunCtx {
         job,
@@ -184,31 +234,25 @@ fn lanes(
         audit,
         progress,
         stop,
-        limit,
         source_at_start,
         ..
     } = ctx;
     let (job, progress, stop, source_at_start) = (*job, *progress, *stop, *source_at_start);
     let feed_db = db.reopen()?;
-    let lanes = job.transfers.max(1);
-    let (read_limit, write_limit) = (Throttle::live(limit), Throttle::live(limit).quiet());
-    let (halt, first_block) = (AtomicBool::new(false), AtomicBool::new(false));
-    if progress.backlog_files() > 0 {
-        probe_destination(dest_root)?;
-    }
-    let modes = Modes::new(job.permissions, job.owners);
+    let halt = AtomicBool::new(false);
     let ctx = LaneCtx {
         job,
-        source: source_root,
-        dest: dest_root,
-        modes: &modes,
-        read_limit: &read_limit,
-        write_limit: &write_limit,
+        source: shared.source,
+        dest: shared.dest,
+        modes: &shared.modes,
+        read_limit: &shared.read_limit,
+        write_limit: &shared.write_limit,
         root_at_start: source_at_start,
         stop,
         halt: &halt,
-        first_block: &first_block,
+        first_block: &shared.first_block,
         lanes: lanes as u64,
+        space: &shared.space,
     };
     // A little look-ahead so a free reader never waits for the DB page query.
     let (work_tx, work_rx) = flume::bounded(2 * lanes);
@@ -232,9 +276,9 @@ fn lanes(
             db,
             audit,
             dest_root: job.destination.as_std_path(),
-            dest: dest_root,
-            source: source_root,
-            modes: &modes,
+            dest: shared.dest,
+            source: shared.source,
+            modes: &shared.modes,
             algo: job.checksum,
             progress,
             stop,

@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::commit::Done;
 use super::dest::{make_dir, stamp_of, symlinked_folder_error};
+use super::space::Slot;
 use super::writeback::{WRITEBACK_UNLIMITED, WriteBack, close_checked, limited_range};
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, Root};
@@ -42,10 +43,13 @@ pub struct Writer<'a> {
     done: Sender<Done>,
     /// This lane's last destination folder: consecutive files mostly share it.
     dirs: DirCache,
+    /// The entry being written had the destination's space alone (see
+    /// `space`): out of space, it does not fit.
+    alone: bool,
 }
 
 /// The file being written.
-struct Open {
+struct Open<'a> {
     id: RowId,
     file: File,
     /// Its folder, and its name there: the temp sibling, or the destination
@@ -55,6 +59,8 @@ struct Open {
     /// The full path, for messages.
     path: PathBuf,
     pacer: WriteBack,
+    /// Its place among the files in flight, given back when it is dropped.
+    _slot: Slot<'a>,
 }
 
 /// What one message led to: nothing yet, a finished entry (with its hash and
@@ -65,6 +71,9 @@ type Outcome = Result<Option<(Arc<FileTask>, Option<String>, Stamp)>, (Arc<FileT
 enum Fault {
     File(String),
     Fatal(TransferError),
+    /// Out of space (or quota): the file goes back to the backlog while
+    /// others were in flight, else it does not fit (see `space`).
+    NoSpace(String),
     /// A stop request cut a write short: not a failure, the row stays pending.
     Stopped,
 }
@@ -75,14 +84,14 @@ impl From<TransferError> for Fault {
     }
 }
 
-/// Out-of-space and read-only destinations stop the run: every further
-/// file would fail the same way and bury the log.
+/// A read-only destination stops the run: every further file would fail
+/// the same way and bury the log. Out of space is never a file's failure
+/// either: see [`Fault::NoSpace`].
 fn classify(what: &str, path: &Path, e: io::Error) -> Fault {
     let msg = format!("{what} `{}`: {e}", path.display());
     match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EROFS) => {
-            Fault::Fatal(TransferError::Fatal(msg))
-        }
+        Some(libc::ENOSPC | libc::EDQUOT) => Fault::NoSpace(e.to_string()),
+        Some(libc::EROFS) => Fault::Fatal(TransferError::Fatal(msg)),
         _ => Fault::File(msg),
     }
 }
@@ -102,6 +111,7 @@ impl<'a> Writer<'a> {
             lane,
             done,
             dirs: DirCache::default(),
+            alone: false,
         }
     }
 
@@ -109,7 +119,7 @@ impl<'a> Writer<'a> {
     /// committer goes away, or `halt` is set. Each entry's outcome goes to
     /// the committer only after its rename (or its failure).
     pub fn run(mut self) {
-        let mut open: Option<Open> = None;
+        let mut open: Option<Open<'a>> = None;
         // A file that already failed: its remaining blocks are dropped.
         let mut skip: Option<RowId> = None;
         let rx = self.rx.clone();
@@ -169,6 +179,18 @@ impl<'a> Writer<'a> {
                     let _ = self.done.send(Done::Fatal(e));
                     break;
                 }
+                Err((file, Fault::NoSpace(error))) => {
+                    // Its temporary goes first: the space is the others'.
+                    discard(&mut open, Some(file.id), self.ctx.job.inplace);
+                    skip = Some(file.id);
+                    self.lane.drop_file();
+                    if self.alone {
+                        let _ = self.done.send(Done::DoesNotFit { file, error });
+                        break;
+                    }
+                    self.ctx.space.narrow();
+                    Done::Returned { file }
+                }
             };
             if let Done::Synced { file, .. } | Done::Failed { file, .. } = &event {
                 self.lane.file_done(file.size);
@@ -193,16 +215,17 @@ impl<'a> Writer<'a> {
     /// Writes one block; on the last one, finishes the file.
     fn block(
         &mut self,
-        open: &mut Option<Open>,
+        open: &mut Option<Open<'a>>,
         b: Block,
     ) -> Result<Option<(Option<String>, Stamp)>, Fault> {
         let task = &b.file;
         if b.offset == 0 {
             discard(open, None, self.ctx.job.inplace);
+            let slot = self.slot()?;
             let shown = task.dest.strip_prefix(self.ctx.dest.path());
             self.lane
                 .file_started(shown.unwrap_or(&task.dest), task.size);
-            *open = Some(self.create(task)?);
+            *open = Some(self.create(task, slot)?);
         }
         let Some(o) = open.as_mut().filter(|o| o.id == task.id) else {
             return Err(Fault::File("internal: block without an open file".into()));
@@ -229,7 +252,19 @@ impl<'a> Writer<'a> {
         Ok(Some((b.hash, stamp)))
     }
 
-    fn write(&self, o: &mut Open, data: &[u8]) -> io::Result<()> {
+    /// The next entry's place among those in flight (see `space`); waits
+    /// for its turn once the destination has run out of space.
+    fn slot(&mut self) -> Result<Slot<'a>, Fault> {
+        let slot = self
+            .ctx
+            .space
+            .enter(self.ctx.stop, self.ctx.halt)
+            .ok_or(Fault::Stopped)?;
+        self.alone = slot.alone();
+        Ok(slot)
+    }
+
+    fn write(&self, o: &mut Open<'_>, data: &[u8]) -> io::Result<()> {
         let limited = self.ctx.write_limit.is_limited();
         self.lane
             .set_limit(self.ctx.write_limit.active().unwrap_or(0));
@@ -303,7 +338,7 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn create(&mut self, task: &FileTask) -> Result<Open, Fault> {
+    fn create(&mut self, task: &FileTask, slot: Slot<'a>) -> Result<Open<'a>, Fault> {
         let (mut dir, name) = self.parent_dir(&task.dest)?;
         let name = if self.ctx.job.inplace {
             name
@@ -339,6 +374,7 @@ impl<'a> Writer<'a> {
             name,
             path,
             pacer: WriteBack::default(),
+            _slot: slot,
         })
     }
 
@@ -385,7 +421,7 @@ impl<'a> Writer<'a> {
     /// (fusefat; SMB servers flushing cached writes), undoing times set on
     /// the open handle. The after-copy stamp is read under the final name,
     /// as the next scan will see it.
-    fn finish(&self, task: &FileTask, o: Open) -> Result<Stamp, Fault> {
+    fn finish(&self, task: &FileTask, o: Open<'_>) -> Result<Stamp, Fault> {
         let Open {
             file,
             dir,
@@ -476,6 +512,7 @@ impl<'a> Writer<'a> {
     }
 
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
+        let _slot = self.slot()?;
         let (dir, name) = self.parent_dir(&task.dest)?;
         let tmp_name = OsString::from(temp_name(task.id));
         let tmp = task.dest.with_file_name(&tmp_name);
@@ -523,7 +560,7 @@ impl<'a> Writer<'a> {
 /// Removes the partial output of file `id` (or of whatever is open when
 /// `id` is `None`). With `inplace` the partial destination stays: its size
 /// or mtime differs from the source, so the next scan copies it again.
-fn discard(open: &mut Option<Open>, id: Option<RowId>, inplace: bool) {
+fn discard(open: &mut Option<Open<'_>>, id: Option<RowId>, inplace: bool) {
     if open
         .as_ref()
         .is_some_and(|o| id.is_none_or(|id| o.id == id))

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::env::TestEnv;
-use crate::support::{Mount, all_rows, require_root, row, temps};
+use crate::env::{Out, TestEnv, bytes};
+use crate::support::{Mount, all_rows, require_root, row, status_counts, temps};
 
 /// What one entry is, as a tree comparison sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,4 +259,99 @@ fn mount_tmpfs(at: &Path, size: &str) -> Mount {
         .expect("mount");
     assert!(st.success(), "mount a tmpfs at {}", at.display());
     Mount(at.to_path_buf())
+}
+const MIB: usize = 1 << 20;
+
+#[track_caller]
+fn one_error_line(out: &Out) -> String {
+    let lines: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("jobrun: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one error line: {}", out.stderr);
+    lines[0].to_string()
+}
+
+/// 45 MiB free, eight 10 MiB files, eight lanes: four fit and are copied
+/// (one lane at a time once the space ran out), then the run stops with
+/// exit 4 and one line saying what did not fit. A bigger destination in
+/// its place takes the rest.
+#[test]
+#[ignore = "needs root; slow tier (25 s)"]
+fn a_nearly_full_destination_takes_what_fits_one_file_at_a_time() {
+    require_root();
+    let env = TestEnv::new();
+    for i in 0..8 {
+        env.src_file(&format!("f{i}.bin"), &bytes(10 * MIB, i));
+    }
+    std::fs::create_dir(&env.dst).unwrap();
+    let _m = mount_tmpfs(&env.dst, "45m");
+    let out = env.run(&[]);
+    out.assert_code(4);
+    let line = one_error_line(&out);
+    assert!(line.contains("No space left on device"), "{line}");
+    assert!(line.contains("does not fit"), "{line}");
+    assert!(
+        line.contains("4 files") && line.contains("40.0 MiB"),
+        "{line}"
+    );
+    let counts = status_counts(&env);
+    assert_eq!(counts.get("synced"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("pending"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    assert!(temps(&env.dst).is_empty(), "{:?}", temps(&env.dst));
+    crate::support::assert_kill_invariants(&env, "after the disk filled");
+    assert!(
+        out.stdout.contains("jobrun: 4 files, 40.0 MiB copied"),
+        "{}",
+        out.stdout
+    );
+    // The same run again: nothing more fits, nothing is lost.
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert!(
+        out.stderr.contains("resuming backlog: 4 files"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(status_counts(&env).get("synced"), Some(&4));
+    // A bigger disk in its place: the rest completes.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=128m"])
+        .arg(&env.dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("jobrun: 4 files, 40.0 MiB copied"),
+        "{}",
+        out.stdout
+    );
+    env.assert_trees_equal();
+    env.run(&[]).assert_code(0).assert_copied_nothing();
+}
+
+/// One lane from the start (`transfers = 1`): the first file that does not
+/// fit alone ends the run, after the ones before it.
+#[test]
+#[ignore = "needs root"]
+fn one_lane_stops_at_the_first_file_that_does_not_fit() {
+    require_root();
+    let env = TestEnv::new();
+    env.src_file("a.bin", &bytes(3 * MIB, 1));
+    env.src_file("b.bin", &bytes(8 * MIB, 2));
+    env.src_file("c.bin", &bytes(MIB, 3));
+    std::fs::create_dir(&env.dst).unwrap();
+    let _m = mount_tmpfs(&env.dst, "6m");
+    env.manifest("transfers = 1\n");
+    let out = env.run(&[]);
+    out.assert_code(4);
+    let line = one_error_line(&out);
+    assert!(line.contains("b.bin") && line.contains("8.0 MiB"), "{line}");
+    assert_eq!(row(&env, "a.bin").status, "synced");
+    assert_eq!(row(&env, "b.bin").status, "pending");
+    assert!(temps(&env.dst).is_empty());
 }

@@ -599,16 +599,20 @@ fn destination_full_is_fatal_and_keeps_the_backlog() {
     let out = env.run(&["--block-size", "64K"]);
     out.assert_code(4);
     assert_one_clear_line(&out, "No space left on device");
+    // What fits is copied first, one file at a time once the space ran out
+    // (issue 24 item 8; before, the eight lanes filled it together and
+    // nothing was copied): three of 300 kB in 1 MiB, then the fourth does
+    // not fit alone and the run stops, saying how much is left.
+    assert_one_clear_line(&out, "does not fit");
+    assert_one_clear_line(&out, "5 files");
     let counts = status_counts(&env);
     assert_eq!(
         counts.get("failed"),
         None,
         "no file is blamed for a full disk: {counts:?}"
     );
-    assert!(
-        counts.get("pending").copied().unwrap_or(0) >= 4,
-        "{counts:?}"
-    );
+    assert_eq!(counts.get("synced"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("pending"), Some(&5), "{counts:?}");
     assert!(
         temps(&env.dst).is_empty(),
         "temporary left on the full disk"
