@@ -79,3 +79,4 @@ pub mod transfer;
 pub mod units;
 pub mod verify;
 pub mod walk;
+pub mod xattrs;

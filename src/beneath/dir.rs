@@ -58,6 +58,18 @@ pub(super) fn set_times_at(
 }
 
 impl Dir {
+    /// This folder opened for reading (its held descriptor is `O_PATH`,
+    /// which the `f*xattr` calls refuse): from the descriptor itself (`.`),
+    /// no path looked up again.
+    pub fn open_self(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?)
+    }
+
     /// The sub-folder `name`, not followed if it is a symlink.
     pub fn sub(&self, name: &OsStr) -> io::Result<Dir> {
         let r = rustix::fs::openat(

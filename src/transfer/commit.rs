@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::TransferError;
 use super::block::FileTask;
-use super::dest::{make_dir, stamp_of, symlinked_folder_error};
+use super::dest::{dir_mode, make_dir, stamp_of, symlinked_folder_error};
 use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{self, Dir, Meta, Root};
 use crate::checksum::HashAlgo;
@@ -304,6 +304,7 @@ impl Committer<'_> {
     /// itself (the destination root) when `None`.
     fn settle_dir(&self, dir: &Dir, name: Option<&OsStr>, d: &PendingFile) {
         let m = self.modes;
+        let src_mode = dir_mode(self.source, &d.source, d.mode);
         let now = || match name {
             Some(n) => dir.stat(n),
             None => dir.meta(),
@@ -319,13 +320,13 @@ impl Committer<'_> {
                 m.chmod(
                     dir,
                     name,
-                    m.preserved((d.mode, d.uid, d.gid), uid, gid),
+                    m.preserved((src_mode, d.uid, d.gid), uid, gid),
                     &d.dest,
                 );
             }
-            Permissions::Masked if !m.root && m.dir_masked(d.mode) & 0o700 != 0o700 => {
+            Permissions::Masked if !m.root && m.dir_masked(src_mode) & 0o700 != 0o700 => {
                 if let Ok(md) = now()
-                    && let Some(bits) = m.dir_fix_owner_bits(d.mode, md.mode)
+                    && let Some(bits) = m.dir_fix_owner_bits(src_mode, md.mode)
                 {
                     m.chmod(dir, name, bits, &d.dest);
                 }

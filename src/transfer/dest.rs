@@ -4,6 +4,7 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::beneath::{Dir, Meta, Root};
@@ -27,10 +28,14 @@ pub(super) fn make_dir(
     name: &OsStr,
     rel: &Path,
 ) -> io::Result<()> {
-    let src = source
-        .stat(&source.path().join(rel))
-        .ok()
-        .filter(|md| md.kind == Some(EntryKind::Dir));
+    let src = source.dir(rel).ok().and_then(|d| {
+        let md = d.meta().ok()?;
+        let mode = match d.open_self() {
+            Ok(fd) => crate::xattrs::narrowed_mode(&fd, md.mode),
+            Err(_) => crate::xattrs::narrow_group(md.mode, None),
+        };
+        Some(Meta { mode, ..md })
+    });
     let mode = src.map_or(0o700, |md| modes.dir_create(md.mode));
     match parent.mkdir(name, mode) {
         Err(e)
@@ -46,6 +51,29 @@ pub(super) fn make_dir(
         let _ = modes.lchown(parent, Some(name), md.uid, md.gid, &dest.path().join(rel));
     }
     Ok(())
+}
+
+/// The source folder `rel` (below the held root, through no symlink),
+/// opened for reading; `None` when it cannot be opened or is no folder now.
+pub(super) fn source_dir(source: &Root, rel: &Path) -> Option<OwnedFd> {
+    source.dir(rel).and_then(|d| d.open_self()).ok()
+}
+
+/// The bits a folder row's `mode` gives its copy: with the group bits no
+/// wider than the source folder's ACL allows (see `crate::xattrs`); no
+/// group bits when the source folder cannot be opened to tell.
+pub(super) fn dir_mode(source: &Root, src_path: &Path, mode: u32) -> u32 {
+    if mode & 0o070 == 0 {
+        return mode;
+    }
+    match source
+        .rel(src_path)
+        .ok()
+        .and_then(|rel| source_dir(source, rel))
+    {
+        Some(d) => crate::xattrs::narrowed_mode(&d, mode),
+        None => crate::xattrs::narrow_group(mode, None),
+    }
 }
 
 /// The topmost folder of `dir` (itself included, `root` excluded) that is a

@@ -296,12 +296,14 @@ impl<'a> Reader<'a> {
             Err(e) => return Ok(Outcome::Failed(format!("cannot stat source: {e}"))),
         };
         // The mode at open, not the scanned one: a file made private since
-        // the scan must not arrive with its old, wider bits.
+        // the scan must not arrive with its old, wider bits; nor with an
+        // ACL's mask as its group bits (`crate::xattrs`).
+        let mode = crate::xattrs::narrowed_mode(&f, before.mode());
         let mut file = task(
             before.len(),
             ns(before.mtime(), before.mtime_nsec()),
             ns(before.atime(), before.atime_nsec()),
-            (before.mode(), before.uid(), before.gid()),
+            (mode, before.uid(), before.gid()),
         );
         if let Some(f) = Arc::get_mut(&mut file) {
             f.created_ns = before.created().ok().and_then(|t| {

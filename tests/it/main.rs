@@ -4,6 +4,7 @@
 mod env;
 mod support;
 
+mod acl;
 mod adopted;
 mod audit;
 mod bwlimit;

@@ -1,0 +1,122 @@
+//! Extended attributes and ACLs (README "Extended attributes and ACLs"):
+//! never more open than the source's ACL allows, `xattrs` and `acls`
+//! copied when asked, never left out silently. The ACLs are written as the
+//! kernel's binary `system.posix_acl_access` value (what `setfacl` writes),
+//! on the test's own filesystem (ext4 or tmpfs under /tmp: both keep POSIX
+//! ACLs and `user.*` attributes).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use crate::env::TestEnv;
+use crate::support::require_root;
+
+const ACCESS: &str = "system.posix_acl_access";
+
+/// The binary form of a POSIX ACL: version 2, then `{tag, perm, id}`.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    v
+}
+
+/// What `setfacl -m u:nobody:<perm>` leaves on a `0600`/`0700` entry: the
+/// owner's bits, nobody's entry, no bits for the owning group, a mask
+/// that `stat` shows as the group bits, nothing for others.
+fn nobody_acl(owner: u16, perm: u16) -> Vec<u8> {
+    acl(&[
+        (0x01, owner, u32::MAX),
+        (0x02, perm, 65534),
+        (0x04, 0, u32::MAX),
+        (0x10, perm, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ])
+}
+
+fn set_acl(p: &Path, value: &[u8]) {
+    rustix::fs::setxattr(p, ACCESS, value, rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("setting an ACL on {}: {e}", p.display()));
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+/// The `0600` file with `user:nobody:rw` (shown `0660`) and the `0700`
+/// folder with `user:nobody:rwx` (shown `0770`) of issue 25.
+fn acl_tree(env: &TestEnv) {
+    let f = env.src_file("private/salaries.txt", b"secret");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    set_acl(&f, &nobody_acl(6, 6));
+    let d = env.src.join("private");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    set_acl(&d, &nobody_acl(7, 7));
+    assert_eq!(mode(&f), 0o660, "stat shows the mask as the group bits");
+    assert_eq!(mode(&d), 0o770);
+}
+
+/// Item 5: with `acls = false` (the default) the group bits of a copy are
+/// no wider than the ACL's owning-group entry (none here), not the mask,
+/// under both `permissions` settings: the group the source denied cannot
+/// read the copy.
+#[test]
+fn an_acl_mask_never_widens_the_group_bits_of_a_copy() {
+    for permissions in ["masked", "preserve"] {
+        let env = TestEnv::new();
+        acl_tree(&env);
+        env.manifest(&format!("permissions = \"{permissions}\""));
+        env.run(&[]).assert_code(0);
+        let (f, d) = (
+            env.dst.join("private/salaries.txt"),
+            env.dst.join("private"),
+        );
+        assert_eq!(std::fs::read(&f).unwrap(), b"secret");
+        assert_eq!(mode(&f) & 0o070, 0, "{permissions}: file group bits");
+        assert_eq!(mode(&d) & 0o070, 0, "{permissions}: folder group bits");
+        if permissions == "preserve" {
+            assert_eq!(mode(&f), 0o600);
+            assert_eq!(mode(&d), 0o700);
+        }
+    }
+}
+
+/// The same, read as a member of the file's group (not its owner): denied
+/// at the destination as at the source.
+#[test]
+#[ignore = "needs root"]
+fn a_group_the_source_acl_denies_cannot_read_the_copy() {
+    require_root();
+    let env = TestEnv::new();
+    acl_tree(&env);
+    env.manifest("permissions = \"preserve\"");
+    env.run(&[]).assert_code(0);
+    for p in [env.root(), env.dst.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let f = env.dst.join("private/salaries.txt");
+    let gid = std::fs::metadata(&f).unwrap().gid();
+    let read_as_group = |path: &Path| {
+        Command::new("setpriv")
+            .args(["--reuid=12345", &format!("--regid={gid}"), "--clear-groups"])
+            .arg("cat")
+            .arg(path)
+            .output()
+            .expect("setpriv")
+    };
+    // The folder denies the group too: give the group a way in to prove
+    // the file's own bits deny it.
+    let d = env.dst.join("private");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let out = read_as_group(&f);
+    assert!(
+        !out.status.success(),
+        "the group read the copy: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+}
