@@ -217,6 +217,14 @@ pub struct Overrides {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<bool>,
+    /// Copy user.* (and as root trusted.*) extended attributes with files and folders.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xattrs: Option<bool>,
+    /// Copy ACLs (POSIX, NFSv4 or SMB; both roots of the same model).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acls: Option<bool>,
     /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]

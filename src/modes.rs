@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::beneath::{Dir, Meta};
+use crate::xattrs::Attrs;
 
 /// `permissions`: which bits created entries get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -71,6 +72,8 @@ pub struct Modes {
     pub root: bool,
     warned_mode: AtomicBool,
     warned_owner: AtomicBool,
+    /// Extended attributes and ACLs copied with the entries (`xattrs`, `acls`).
+    pub attrs: Attrs,
 }
 
 impl Modes {
@@ -82,7 +85,13 @@ impl Modes {
             root: rustix::process::geteuid().is_root(),
             warned_mode: AtomicBool::new(false),
             warned_owner: AtomicBool::new(false),
+            attrs: Attrs::default(),
         }
+    }
+
+    /// The same, also copying the attributes `attrs` keeps.
+    pub fn with_attrs(self, attrs: Attrs) -> Self {
+        Self { attrs, ..self }
     }
 
     /// The `mode` argument for creating a file (the temporary, or the
@@ -377,6 +386,7 @@ mod tests {
             root,
             warned_mode: AtomicBool::new(false),
             warned_owner: AtomicBool::new(false),
+            attrs: Attrs::default(),
         }
     }
 

@@ -260,6 +260,18 @@ impl Attrs {
     pub fn refused_count(&self) -> u64 {
         self.refused.load(Relaxed)
     }
+
+    /// At the end of the transfer: how many entries the destination kept
+    /// without their attributes, when any.
+    pub fn report(&self) {
+        let n = self.refused_count();
+        if n > 0 {
+            warn!(
+                count = n,
+                "{n} entries kept without their extended attributes or ACLs (refused by the destination)"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -139,6 +139,22 @@ fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
             },
         ),
         (
+            "xattrs",
+            if job.xattrs {
+                "true (user.* attributes, and trusted.* as root; best-effort)".into()
+            } else {
+                "false (extended attributes are not copied)".into()
+            },
+        ),
+        (
+            "acls",
+            if job.acls {
+                "true (ACLs of the roots' model; best-effort)".into()
+            } else {
+                "false (not copied; group bits no wider than the ACL's owning group)".into()
+            },
+        ),
+        (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),
         ),

@@ -48,6 +48,8 @@ pub const KEYS: &[&str] = &[
     "symlinks",
     "permissions",
     "owners",
+    "xattrs",
+    "acls",
     "progress_interval",
     "metrics_file",
     "exclude",
@@ -139,6 +141,8 @@ pub struct RawManifest {
     pub symlinks: Option<SymlinkPolicy>,
     pub permissions: Option<Permissions>,
     pub owners: Option<bool>,
+    pub xattrs: Option<bool>,
+    pub acls: Option<bool>,
     pub progress_interval: Option<Interval>,
     pub metrics_file: Option<String>,
     pub exclude: Option<Patterns>,
@@ -198,6 +202,11 @@ pub struct Job {
     /// Give created entries the source's uid and gid (best-effort chown).
     /// Root only: refused at load for any other user.
     pub owners: bool,
+    /// Copy `user.*` (and as root `trusted.*`) extended attributes with
+    /// files and folders (see [`crate::xattrs`]).
+    pub xattrs: bool,
+    /// Copy ACLs (POSIX, NFSv4 or SMB: the two roots' model must match).
+    pub acls: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
     /// Prometheus textfile (node exporter's textfile collector) rewritten
@@ -378,17 +387,26 @@ fn resolve(
         symlinks: raw.symlinks.unwrap_or_default(),
         permissions: raw.permissions.unwrap_or_default(),
         owners: raw.owners.unwrap_or(false),
+        xattrs: raw.xattrs.unwrap_or(false),
+        acls: raw.acls.unwrap_or(false),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
         metrics_file,
         filter,
     };
+    fifo_fits(&job, raw_block_size_set).map_err(|(key, reason)| invalid(key, reason))?;
+    Ok(job)
+}
+
+/// The block FIFOs may take at most half of this machine's memory; over
+/// it, the key to lower (`block_size` when the manifest set it).
+fn fifo_fits(job: &Job, block_size_set: bool) -> Result<(), (&'static str, String)> {
     if let Some(total) = machine_memory()
         && job.fifo_bytes() > total / 2
     {
-        return Err(invalid(
-            if raw_block_size_set {
+        return Err((
+            if block_size_set {
                 "block_size"
             } else {
                 "queue_capacity"
@@ -401,7 +419,7 @@ fn resolve(
             ),
         ));
     }
-    Ok(job)
+    Ok(())
 }
 
 /// This machine's memory in bytes (`sysinfo`), `None` if it cannot be read.

@@ -420,10 +420,14 @@ fn start(ctx: &mut RunCtx<'_>, rescan: bool, mode: RunMode) -> Result<(), RunErr
     if !dry_run && !job.destination.exists() {
         // With the source root's bits, as every folder below it (`modes`):
         // a `0700` source root must not arrive as a `0755` destination.
-        let mode = std::fs::metadata(&job.source).map_or(0o700, |m| {
-            crate::modes::Modes::new(job.permissions, job.owners)
-                .dir_create(std::os::unix::fs::MetadataExt::mode(&m))
-        });
+        // No wider for the group than the source root's ACL allows (`xattrs`).
+        let mode = std::fs::File::open(&job.source)
+            .and_then(|f| Ok((f.metadata()?, f)))
+            .map_or(0o700, |(m, f)| {
+                let bits = std::os::unix::fs::MetadataExt::mode(&m);
+                crate::modes::Modes::new(job.permissions, job.owners)
+                    .dir_create(crate::xattrs::narrowed_mode(&f, bits))
+            });
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode)
             .create(&job.destination)
             .map_err(|source| RunError::DestRoot {

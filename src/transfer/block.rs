@@ -34,6 +34,9 @@ pub struct FileTask {
     /// The source's creation time at open, where its filesystem reports one
     /// (applied where the destination takes it: `Root::set_created`).
     pub created_ns: Option<i64>,
+    /// The source's extended attributes and ACLs that the job copies
+    /// (`xattrs`, `acls`), read on the open source (see `crate::xattrs`).
+    pub attrs: Vec<(std::ffi::OsString, Vec<u8>)>,
 }
 
 /// A slice of a file's bytes.

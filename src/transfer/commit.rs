@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::TransferError;
 use super::block::FileTask;
-use super::dest::{dir_mode, make_dir, stamp_of, symlinked_folder_error};
+use super::dest::{copy_dir_attrs, dir_mode, make_dir, stamp_of, symlinked_folder_error};
 use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{self, Dir, Meta, Root};
 use crate::checksum::HashAlgo;
@@ -333,6 +333,8 @@ impl Committer<'_> {
             }
             Permissions::Masked => {}
         }
+        // Last: an ACL gives the group bits its mask.
+        copy_dir_attrs(self.source, &d.source, m, (dir, name), &d.dest);
     }
 }
 

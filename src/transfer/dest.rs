@@ -76,6 +76,37 @@ pub(super) fn dir_mode(source: &Root, src_path: &Path, mode: u32) -> u32 {
     }
 }
 
+/// With `xattrs`/`acls`, gives the destination folder (`name` in `dir`,
+/// or `dir` itself) the attributes of its source folder `src_path`
+/// (best-effort, see [`crate::xattrs::Attrs::apply`]). A source folder
+/// that cannot be opened or read gives nothing and takes nothing off.
+pub(super) fn copy_dir_attrs(
+    source: &Root,
+    src_path: &Path,
+    modes: &Modes,
+    (dir, name): (&Dir, Option<&OsStr>),
+    dest_path: &Path,
+) {
+    let keep = modes.attrs.keep;
+    if !keep.any() {
+        return;
+    }
+    let src = source
+        .rel(src_path)
+        .ok()
+        .and_then(|rel| source_dir(source, rel));
+    let Some(attrs) = src.and_then(|fd| crate::xattrs::read(&fd, keep).ok()) else {
+        return;
+    };
+    let held = match name {
+        Some(n) => dir.sub(n).and_then(|d| d.open_self()),
+        None => dir.open_self(),
+    };
+    if let Ok(fd) = held {
+        modes.attrs.apply(&fd, &attrs, dest_path);
+    }
+}
+
 /// The topmost folder of `dir` (itself included, `root` excluded) that is a
 /// symlink. In the destination, writing through it would put files wherever
 /// it points (a source folder that was a symlink when jobrun copied it, say

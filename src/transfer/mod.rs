@@ -204,7 +204,8 @@ fn lanes(
     let shared = Shared {
         source,
         dest,
-        modes: Modes::new(job.permissions, job.owners),
+        modes: Modes::new(job.permissions, job.owners)
+            .with_attrs(crate::xattrs::Attrs::new(job.xattrs, job.acls)),
         read_limit: Throttle::live(limit),
         write_limit: Throttle::live(limit).quiet(),
         first_block: AtomicBool::new(false),
@@ -219,6 +220,7 @@ fn lanes(
         report.failed += again.failed;
         report.returned = again.returned;
     }
+    shared.modes.attrs.report();
     Ok(report)
 }
 

@@ -132,6 +132,7 @@ impl<'a> Reader<'a> {
                         kind: row.kind,
                         link_target: None,
                         created_ns: None,
+                        attrs: Vec::new(),
                     })
                 };
                 // Directories get their mtimes after their contents (writer).
@@ -270,6 +271,19 @@ impl<'a> Reader<'a> {
             .unwrap_or_else(|_| Vec::with_capacity(self.ctx.job.block_size))
     }
 
+    /// The attributes the job copies (none unless `xattrs`/`acls`); a
+    /// source whose attributes cannot be read is copied without them.
+    fn read_attrs(&self, f: &File, path: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+        let keep = self.ctx.modes.attrs.keep;
+        if !keep.any() {
+            return Vec::new();
+        }
+        crate::xattrs::read(f, keep).unwrap_or_else(|e| {
+            debug!(path = %path.display(), error = %e, "attributes not read");
+            Vec::new()
+        })
+    }
+
     fn read_file(
         &self,
         row: &PendingFile,
@@ -305,7 +319,9 @@ impl<'a> Reader<'a> {
             ns(before.atime(), before.atime_nsec()),
             (mode, before.uid(), before.gid()),
         );
+        let attrs = self.read_attrs(&f, &row.source);
         if let Some(f) = Arc::get_mut(&mut file) {
+            f.attrs = attrs;
             f.created_ns = before.created().ok().and_then(|t| {
                 let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
                 i64::try_from(d.as_nanos()).ok()

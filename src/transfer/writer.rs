@@ -509,6 +509,8 @@ impl<'a> Writer<'a> {
             }
             Permissions::Masked => {}
         }
+        // Last: an ACL gives the group bits its mask.
+        m.attrs.apply(file, &task.attrs, path);
     }
 
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {

@@ -120,3 +120,111 @@ fn a_group_the_source_acl_denies_cannot_read_the_copy() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
 }
+
+fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    rustix::fs::lgetxattr(p, name, &mut buf[..])
+        .ok()
+        .map(|n| buf[..n].to_vec())
+}
+
+fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("setting {name} on {}: {e}", p.display()));
+}
+
+/// Item 3: `user.*` attributes of files and folders arrive with
+/// `xattrs = true` (`--xattrs`, `JOBRUN_XATTRS`), and not without.
+#[test]
+fn user_xattrs_arrive_with_files_and_folders_when_asked() {
+    let tree = |env: &TestEnv| {
+        let f = env.src_file("docs/a.txt", b"hello");
+        set_xattr(&f, "user.color", b"blue");
+        set_xattr(&env.src.join("docs"), "user.project", b"apollo");
+    };
+    let env = TestEnv::new();
+    tree(&env);
+    env.run(&[]).assert_code(0);
+    assert_eq!(xattr(&env.dst.join("docs/a.txt"), "user.color"), None);
+    for how in ["manifest", "flag", "env"] {
+        let env = TestEnv::new();
+        tree(&env);
+        let out = match how {
+            "manifest" => env.manifest("xattrs = true").run(&[]),
+            "flag" => env.run(&["--xattrs"]),
+            _ => {
+                let mut c = env.cmd();
+                c.env("JOBRUN_XATTRS", "true").arg(&env.manifest);
+                c.output().unwrap().into()
+            }
+        };
+        out.assert_code(0);
+        let got = |rel: &str, name: &str| xattr(&env.dst.join(rel), name);
+        assert_eq!(
+            got("docs/a.txt", "user.color").as_deref(),
+            Some(&b"blue"[..]),
+            "{how}"
+        );
+        assert_eq!(
+            got("docs", "user.project").as_deref(),
+            Some(&b"apollo"[..]),
+            "{how}"
+        );
+        assert_eq!(std::fs::read(env.dst.join("docs/a.txt")).unwrap(), b"hello");
+    }
+}
+
+/// Item 4: with `acls = true` the access ACL of a file and the access and
+/// default ACLs of a folder arrive as they left (the group bits the mask,
+/// as at the source), and the owning group is still denied.
+#[test]
+fn posix_acls_arrive_with_acls_true() {
+    let env = TestEnv::new();
+    acl_tree(&env);
+    let d = env.src.join("private");
+    set_xattr(&d, "system.posix_acl_default", &nobody_acl(7, 7));
+    env.manifest("acls = true\npermissions = \"preserve\"");
+    env.run(&[]).assert_code(0);
+    let (f, dd) = (
+        env.dst.join("private/salaries.txt"),
+        env.dst.join("private"),
+    );
+    assert_eq!(xattr(&f, ACCESS), Some(nobody_acl(6, 6)));
+    assert_eq!(xattr(&dd, ACCESS), Some(nobody_acl(7, 7)));
+    assert_eq!(
+        xattr(&dd, "system.posix_acl_default"),
+        Some(nobody_acl(7, 7))
+    );
+    assert_eq!(mode(&f), 0o660, "the mask, with the ACL that limits it");
+    assert_eq!(xattr(&f, "user.none"), None);
+}
+
+/// Item 3: a destination that keeps no attributes (ramfs) keeps the files,
+/// with one warning for the run and the count.
+#[test]
+#[ignore = "needs root"]
+fn a_destination_refusing_xattrs_keeps_the_files_and_warns_once() {
+    require_root();
+    let env = TestEnv::new();
+    for i in 0..3 {
+        let f = env.src_file(&format!("f{i}.txt"), b"x");
+        set_xattr(&f, "user.n", &[b'0' + i]);
+    }
+    std::fs::create_dir(&env.dst).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&env.dst)
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "cannot mount ramfs here");
+    let out = env.manifest("xattrs = true").run(&[]);
+    let _ = Command::new("umount").arg(&env.dst).status();
+    out.assert_code(0);
+    let warned = out.stderr.matches("refused extended attributes").count();
+    assert_eq!(warned, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("3 entries kept without their extended attributes"),
+        "{}",
+        out.stderr
+    );
+}
