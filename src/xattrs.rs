@@ -274,6 +274,119 @@ impl Attrs {
     }
 }
 
+/// The ACL model of a filesystem: which ACLs `acls = true` copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AclModel {
+    /// POSIX access and default ACLs (local filesystems, NFSv3).
+    Posix,
+    /// `system.nfs4_acl` (the NFSv4 client).
+    Nfs4,
+    /// `system.cifs_acl` (the SMB client's security descriptors).
+    Smb,
+}
+
+impl std::fmt::Display for AclModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Posix => "POSIX ACLs",
+            Self::Nfs4 => "NFSv4 ACLs",
+            Self::Smb => "SMB security descriptors",
+        })
+    }
+}
+
+const NFS_SUPER_MAGIC: u64 = 0x6969;
+const CIFS_MAGIC: u64 = 0xFF53_4D42;
+const SMB2_MAGIC: u64 = 0xFE53_4D42;
+
+/// The model from `statfs`'s magic and, for NFS (whose magic is the same
+/// for every version), the mount's filesystem type (`nfs4` or `nfs`).
+pub fn model_of(magic: u64, fstype: Option<&str>) -> AclModel {
+    match magic {
+        NFS_SUPER_MAGIC if fstype == Some("nfs4") => AclModel::Nfs4,
+        CIFS_MAGIC | SMB2_MAGIC => AclModel::Smb,
+        _ => AclModel::Posix,
+    }
+}
+
+/// The ACL model of the filesystem holding `path`, or of its nearest
+/// existing ancestor (a destination root a run will create); `None` when
+/// none can be looked at.
+pub fn acl_model(path: &Path) -> Option<AclModel> {
+    let (at, fs) = path
+        .ancestors()
+        .find_map(|a| rustix::fs::statfs(a).ok().map(|fs| (a, fs)))?;
+    #[allow(clippy::unnecessary_cast)]
+    let magic = fs.f_type as u64;
+    let fstype = (magic == NFS_SUPER_MAGIC)
+        .then(|| mount_fstype(at))
+        .flatten();
+    Some(model_of(magic, fstype.as_deref()))
+}
+
+/// The filesystem type of the mount holding `path` (the longest mount
+/// point of `/proc/self/mountinfo` above it).
+fn mount_fstype(path: &Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let point = unescape(f.nth(4)?);
+            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+            path.starts_with(&point)
+                .then(|| (point.len(), fstype.to_owned()))
+        })
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, t)| t)
+}
+
+/// A mountinfo field: spaces, tabs, newlines and backslashes are `\ooo`.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
+        match (b[i], oct) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// With `acls = true`, the line refusing two roots of different ACL
+/// models (no translation between them); `None` when they match or one
+/// cannot be told.
+pub fn models_differ(source: &Path, destination: &Path) -> Option<String> {
+    let (s, d) = (acl_model(source)?, acl_model(destination)?);
+    model_refusal((source, s), (destination, d))
+}
+
+/// The refusal line of [`models_differ`], pure.
+fn model_refusal(
+    (source, s): (&Path, AclModel),
+    (destination, d): (&Path, AclModel),
+) -> Option<String> {
+    (s != d).then(|| {
+        format!(
+            "the source `{}` keeps {s} and the destination `{}` keeps {d}: \
+             jobrun does not translate ACLs between models; remove `acls` or use two roots of one model",
+            source.display(),
+            destination.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +439,34 @@ mod tests {
         assert_eq!(narrow_group(0o100670, Some(4)), 0o100640);
         assert_eq!(narrow_group(0o100640, Some(7)), 0o100640, "never widened");
         assert_eq!(narrow_group(0o42775, None), 0o42705, "unreadable: none");
+    }
+
+    #[test]
+    fn acl_models_by_magic_and_nfs_version() {
+        assert_eq!(model_of(0xEF53, None), AclModel::Posix, "ext4");
+        assert_eq!(model_of(0x6969, Some("nfs")), AclModel::Posix, "NFSv3");
+        assert_eq!(model_of(0x6969, Some("nfs4")), AclModel::Nfs4);
+        assert_eq!(model_of(0xFF53_4D42, None), AclModel::Smb);
+        assert_eq!(model_of(0xFE53_4D42, Some("smb3")), AclModel::Smb);
+        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape("/x\\"), "/x\\");
+        let (a, b) = (Path::new("/mnt/old"), Path::new("/mnt/new"));
+        assert_eq!(
+            model_refusal((a, AclModel::Posix), (b, AclModel::Posix)),
+            None
+        );
+        assert_eq!(
+            model_refusal((a, AclModel::Nfs4), (b, AclModel::Smb)).as_deref(),
+            Some(
+                "the source `/mnt/old` keeps NFSv4 ACLs and the destination `/mnt/new` keeps \
+                 SMB security descriptors: jobrun does not translate ACLs between models; \
+                 remove `acls` or use two roots of one model"
+            )
+        );
+        assert_eq!(
+            acl_model(Path::new("/proc/self/no/such/thing")),
+            Some(AclModel::Posix)
+        );
     }
 
     #[test]

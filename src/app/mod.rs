@@ -78,6 +78,7 @@ fn load_runnable(
     let euid = rustix::process::geteuid().as_raw();
     manifest::load(path, overrides)
         .and_then(|job| job.check_privileges(euid).map(|()| job))
+        .and_then(|job| job.check_acl_models().map(|()| job))
         .map_err(|e| Failure::new(e, Exit::Usage))
 }
 

@@ -525,6 +525,23 @@ impl Job {
         Ok(())
     }
 
+    /// `acls = true` between roots of different ACL models (POSIX, NFSv4,
+    /// SMB) is refused, for `run` and `check`: no translation.
+    pub fn check_acl_models(&self) -> Result<(), ManifestError> {
+        let differ = || {
+            crate::xattrs::models_differ(self.source.as_std_path(), self.destination.as_std_path())
+        };
+        match self.acls.then(differ).flatten() {
+            Some(reason) => Err(ManifestError::Invalid {
+                path: self.manifest.clone(),
+                line: None,
+                key: "acls",
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Blocks each transfer lane's FIFO holds: the one budget of
     /// `queue_capacity + 2` blocks (queued, plus one being read and one being
     /// written) split over the lanes, each lane holding at least 1 queued
