@@ -183,18 +183,43 @@ impl Keep {
     }
 }
 
-/// The attributes of `fd` that `keep` copies, with their values.
-pub fn read(fd: impl AsFd, keep: Keep) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+/// What an entry carries that the keys leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeftOut {
+    pub xattrs: bool,
+    pub acls: bool,
+}
+
+impl Keep {
+    /// Of the attribute `names` an entry carries, the kinds left out.
+    pub fn left_out<'n>(&self, names: impl IntoIterator<Item = &'n OsString>) -> LeftOut {
+        let mut left = LeftOut::default();
+        for n in names {
+            match kind(n, self.root) {
+                Kind::Xattr if !self.xattrs => left.xattrs = true,
+                Kind::Acl if !self.acls => left.acls = true,
+                _ => {}
+            }
+        }
+        left
+    }
+}
+
+/// The attributes of `fd` that `keep` copies, with their values, and the
+/// kinds it carries that `keep` leaves out.
+pub fn read(fd: impl AsFd, keep: Keep) -> io::Result<(Vec<(OsString, Vec<u8>)>, LeftOut)> {
     let fd = fd.as_fd();
+    let all = names(fd)?;
+    let left = keep.left_out(&all);
     let mut out = Vec::new();
-    for name in names(fd)? {
+    for name in all {
         if keep.copies(&name)
             && let Some(v) = get(fd, &name)?
         {
             out.push((name, v));
         }
     }
-    Ok(out)
+    Ok((out, left))
 }
 
 /// The run's attribute policy, shared by every lane and the committer.
@@ -203,6 +228,9 @@ pub struct Attrs {
     pub keep: Keep,
     warned: AtomicBool,
     refused: AtomicU64,
+    /// Entries copied without attributes they carry (`xattrs`, `acls` off).
+    left_xattrs: AtomicU64,
+    left_acls: AtomicU64,
 }
 
 impl Attrs {
@@ -215,6 +243,29 @@ impl Attrs {
             },
             ..Self::default()
         }
+    }
+
+    /// The attributes of the source entry `fd` to copy (none unless
+    /// `xattrs`/`acls`), counting the kinds it carries that are left out.
+    /// Attributes that cannot be read are not copied (the entry is).
+    pub fn read(&self, fd: impl AsFd, path: &Path) -> Vec<(OsString, Vec<u8>)> {
+        match read(fd, self.keep) {
+            Ok((attrs, left)) => {
+                self.left_xattrs.fetch_add(u64::from(left.xattrs), Relaxed);
+                self.left_acls.fetch_add(u64::from(left.acls), Relaxed);
+                attrs
+            }
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "attributes not read");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Entries copied this run without the extended attributes and the
+    /// ACLs they carry (`xattrs`, `acls` off).
+    pub fn left_out(&self) -> (u64, u64) {
+        (self.left_xattrs.load(Relaxed), self.left_acls.load(Relaxed))
     }
 
     /// Gives `fd` the attributes `attrs` (read from its source) and takes
@@ -271,6 +322,60 @@ impl Attrs {
                 "{n} entries kept without their extended attributes or ACLs (refused by the destination)"
             );
         }
+        let (xattrs, acls) = self.left_out();
+        if let Some(line) = left_out_line(xattrs, acls) {
+            warn!(xattrs, acls, "{line}");
+        }
+    }
+}
+
+/// The never-silent line: what was copied without attributes it carries,
+/// naming the key that leaves them out; `None` when nothing was.
+pub fn left_out_line(xattrs: u64, acls: u64) -> Option<String> {
+    let mut parts = Vec::new();
+    if acls > 0 {
+        parts.push(format!(
+            "{acls} carry ACLs that are not copied: acls = false"
+        ));
+    }
+    if xattrs > 0 {
+        parts.push(format!(
+            "{xattrs} carry extended attributes that are not copied: xattrs = false"
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("entries copied: {}", parts.join("; ")))
+}
+
+/// `check`'s quick look: the source root and its first `limit` entries
+/// (breadth first, never through a symlink), how many were looked at and
+/// how many carry extended attributes and ACLs that `keep` leaves out.
+pub fn probe(root: &Path, keep: Keep, limit: usize) -> (usize, u64, u64) {
+    let (mut seen, mut xattrs, mut acls) = (0usize, 0u64, 0u64);
+    let mut queue = std::collections::VecDeque::from([root.to_path_buf()]);
+    while let Some(p) = queue.pop_front() {
+        if seen > limit {
+            break;
+        }
+        seen += 1;
+        let left = keep.left_out(&path_names(&p));
+        xattrs += u64::from(left.xattrs);
+        acls += u64::from(left.acls);
+        let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+        if let Some(entries) = is_dir.then(|| std::fs::read_dir(&p).ok()).flatten() {
+            let room = (limit + 1).saturating_sub(seen + queue.len());
+            queue.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).take(room));
+        }
+    }
+    (seen, xattrs, acls)
+}
+
+/// The attribute names of `path` itself (never followed); none when they
+/// cannot be listed.
+fn path_names(path: &Path) -> Vec<OsString> {
+    let mut buf = vec![0u8; 4096];
+    match rustix::fs::llistxattr(path, &mut buf[..]) {
+        Ok(n) => split_names(&buf[..n]),
+        Err(_) => Vec::new(),
     }
 }
 

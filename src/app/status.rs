@@ -54,6 +54,10 @@ pub struct StatusReport {
     pub failed_sample: Vec<FailedFile>,
     /// The last `jobrun verify`, if any (`ended_at` null: killed or running).
     pub last_verify: Option<crate::db::VerifyRecord>,
+    /// Entries copied, over every run, without the extended attributes and
+    /// without the ACLs they carry (`xattrs`, `acls` off).
+    pub left_out_xattrs: u64,
+    pub left_out_acls: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +106,7 @@ fn exit_reason(code: i32) -> &'static str {
 
 fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbError> {
     let counts = db.status_counts()?;
+    let (left_out_xattrs, left_out_acls) = db.left_out()?;
     let (backlog_files, backlog_bytes) = db.backlog()?;
     let trusted = db.last_scan_complete()?;
     let rows = db.last_runs(SHOWN_RUNS.max(50))?;
@@ -172,6 +177,8 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
             })
             .collect(),
         last_verify: db.last_verify()?,
+        left_out_xattrs,
+        left_out_acls,
     })
 }
 
@@ -220,6 +227,9 @@ pub fn render_status(r: &StatusReport) -> String {
             progress::count(r.backlog_files, "entry", "entries"),
             human_bytes(r.backlog_bytes)
         );
+    }
+    if let Some(line) = crate::xattrs::left_out_line(r.left_out_xattrs, r.left_out_acls) {
+        let _ = writeln!(o, "left out  {line} (over every run)");
     }
     let _ = writeln!(o);
     render_runs(&mut o, r);

@@ -41,6 +41,10 @@ enum Key {
     /// The fingerprint of the filters the `files` rows were last filtered
     /// with.
     Filters,
+    /// Entries copied, over every run, without the extended attributes
+    /// (`xattrs = false`) or the ACLs (`acls = false`) they carry.
+    LeftOutXattrs,
+    LeftOutAcls,
 }
 
 impl Key {
@@ -54,6 +58,8 @@ impl Key {
             Self::ScanComplete => "scan_complete",
             Self::ScanSourceErrors => "scan_source_errors",
             Self::Filters => "filters",
+            Self::LeftOutXattrs => "left_out_xattrs",
+            Self::LeftOutAcls => "left_out_acls",
         }
     }
 }
@@ -142,5 +148,24 @@ impl StateDb {
     /// Records the filters' fingerprint the rows are now filtered with.
     pub fn set_filters_applied(&self, fingerprint: &str) -> Result<()> {
         Ok(set(&self.conn, Key::Filters, fingerprint)?)
+    }
+
+    /// Adds a run's counts of entries copied without the extended
+    /// attributes and the ACLs they carry (see [`Self::left_out`]).
+    pub fn add_left_out(&self, xattrs: u64, acls: u64) -> Result<()> {
+        let (x, a) = self.left_out()?;
+        set(&self.conn, Key::LeftOutXattrs, &(x + xattrs).to_string())?;
+        Ok(set(&self.conn, Key::LeftOutAcls, &(a + acls).to_string())?)
+    }
+
+    /// Entries copied, over every run, without the extended attributes
+    /// and without the ACLs they carry; `(0, 0)` when never recorded.
+    pub fn left_out(&self) -> Result<(u64, u64)> {
+        let n = |k| -> Result<u64> {
+            Ok(get(&self.conn, k)?
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0))
+        };
+        Ok((n(Key::LeftOutXattrs)?, n(Key::LeftOutAcls)?))
     }
 }

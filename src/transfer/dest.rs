@@ -76,10 +76,11 @@ pub(super) fn dir_mode(source: &Root, src_path: &Path, mode: u32) -> u32 {
     }
 }
 
-/// With `xattrs`/`acls`, gives the destination folder (`name` in `dir`,
-/// or `dir` itself) the attributes of its source folder `src_path`
-/// (best-effort, see [`crate::xattrs::Attrs::apply`]). A source folder
-/// that cannot be opened or read gives nothing and takes nothing off.
+/// Counts what the source folder `src_path` carries that the keys leave
+/// out; with `xattrs`/`acls`, gives the destination folder (`name` in
+/// `dir`, or `dir` itself) its attributes (best-effort, see
+/// [`crate::xattrs::Attrs::apply`]). A source folder that cannot be opened
+/// or read gives nothing and takes nothing off.
 pub(super) fn copy_dir_attrs(
     source: &Root,
     src_path: &Path,
@@ -87,17 +88,15 @@ pub(super) fn copy_dir_attrs(
     (dir, name): (&Dir, Option<&OsStr>),
     dest_path: &Path,
 ) {
-    let keep = modes.attrs.keep;
-    if !keep.any() {
-        return;
-    }
     let src = source
         .rel(src_path)
         .ok()
         .and_then(|rel| source_dir(source, rel));
-    let Some(attrs) = src.and_then(|fd| crate::xattrs::read(&fd, keep).ok()) else {
+    let Some(src) = src else { return };
+    let attrs = modes.attrs.read(&src, src_path);
+    if !modes.attrs.keep.any() {
         return;
-    };
+    }
     let held = match name {
         Some(n) => dir.sub(n).and_then(|d| d.open_self()),
         None => dir.open_self(),

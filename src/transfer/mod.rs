@@ -221,6 +221,10 @@ fn lanes(
         report.returned = again.returned;
     }
     shared.modes.attrs.report();
+    let (xattrs, acls) = shared.modes.attrs.left_out();
+    if xattrs + acls > 0 {
+        ctx.db.add_left_out(xattrs, acls)?;
+    }
     Ok(report)
 }
 

@@ -271,17 +271,10 @@ impl<'a> Reader<'a> {
             .unwrap_or_else(|_| Vec::with_capacity(self.ctx.job.block_size))
     }
 
-    /// The attributes the job copies (none unless `xattrs`/`acls`); a
-    /// source whose attributes cannot be read is copied without them.
+    /// The attributes the job copies, counting those it leaves out
+    /// (`crate::xattrs::Attrs::read`).
     fn read_attrs(&self, f: &File, path: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
-        let keep = self.ctx.modes.attrs.keep;
-        if !keep.any() {
-            return Vec::new();
-        }
-        crate::xattrs::read(f, keep).unwrap_or_else(|e| {
-            debug!(path = %path.display(), error = %e, "attributes not read");
-            Vec::new()
-        })
+        self.ctx.modes.attrs.read(f, path)
     }
 
     fn read_file(

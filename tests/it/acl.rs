@@ -228,3 +228,44 @@ fn a_destination_refusing_xattrs_keeps_the_files_and_warns_once() {
         out.stderr
     );
 }
+
+/// Item 6: what the keys leave out is never silent: `check` says so from
+/// a look at the source's first entries, the run with its counts, and
+/// `status` keeps them. With both keys on, none of it.
+#[test]
+fn attributes_left_out_are_counted_by_check_the_run_and_status() {
+    let env = TestEnv::new();
+    acl_tree(&env);
+    let f = env.src_file("docs/a.txt", b"hello");
+    set_xattr(&f, "user.color", b"blue");
+    let check = env.check(&[]);
+    check.assert_code(0);
+    for want in [
+        "2 of the first 5 source entries carry ACLs that are not copied: acls = false",
+        "1 of the first 5 source entries carry extended attributes that are not copied: xattrs = false",
+    ] {
+        assert!(check.stdout.contains(want), "{want}: {}", check.stdout);
+    }
+    let out = env.run(&[]);
+    out.assert_code(0);
+    let line = "entries copied: 2 carry ACLs that are not copied: acls = false; \
+                1 carry extended attributes that are not copied: xattrs = false";
+    assert_eq!(out.stderr.matches(line).count(), 1, "{}", out.stderr);
+    let status = env.run(&["status"]);
+    status.assert_code(0);
+    assert!(status.stdout.contains(line), "{}", status.stdout);
+    // A copy that keeps them says nothing of the kind.
+    let env2 = TestEnv::new();
+    acl_tree(&env2);
+    set_xattr(
+        &env2.src_file("docs/a.txt", b"hello"),
+        "user.color",
+        b"blue",
+    );
+    env2.manifest("acls = true\nxattrs = true");
+    let check = env2.check(&[]);
+    let out = env2.run(&[]);
+    out.assert_code(0);
+    assert!(!check.stdout.contains("left out"), "{}", check.stdout);
+    assert!(!out.stderr.contains("not copied"), "{}", out.stderr);
+}
