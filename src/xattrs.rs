@@ -183,6 +183,9 @@ impl Keep {
     }
 }
 
+/// One attribute: its name and value.
+pub type Attr = (OsString, Vec<u8>);
+
 /// What an entry carries that the keys leave out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LeftOut {
@@ -207,7 +210,7 @@ impl Keep {
 
 /// The attributes of `fd` that `keep` copies, with their values, and the
 /// kinds it carries that `keep` leaves out.
-pub fn read(fd: impl AsFd, keep: Keep) -> io::Result<(Vec<(OsString, Vec<u8>)>, LeftOut)> {
+pub fn read(fd: impl AsFd, keep: Keep) -> io::Result<(Vec<Attr>, LeftOut)> {
     let fd = fd.as_fd();
     let all = names(fd)?;
     let left = keep.left_out(&all);
@@ -248,7 +251,7 @@ impl Attrs {
     /// The attributes of the source entry `fd` to copy (none unless
     /// `xattrs`/`acls`), counting the kinds it carries that are left out.
     /// Attributes that cannot be read are not copied (the entry is).
-    pub fn read(&self, fd: impl AsFd, path: &Path) -> Vec<(OsString, Vec<u8>)> {
+    pub fn read(&self, fd: impl AsFd, path: &Path) -> Vec<Attr> {
         match read(fd, self.keep) {
             Ok((attrs, left)) => {
                 self.left_xattrs.fetch_add(u64::from(left.xattrs), Relaxed);
@@ -272,7 +275,7 @@ impl Attrs {
     /// off the copied kinds it has and the source has not. Best-effort: a
     /// destination that refuses them (`ENOTSUP`, `E2BIG`, `EPERM`, …)
     /// keeps the file; one warning per run, every refused entry counted.
-    pub fn apply(&self, fd: impl AsFd, attrs: &[(OsString, Vec<u8>)], path: &Path) {
+    pub fn apply(&self, fd: impl AsFd, attrs: &[Attr], path: &Path) {
         if !self.keep.any() {
             return;
         }

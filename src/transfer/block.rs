@@ -36,7 +36,7 @@ pub struct FileTask {
     pub created_ns: Option<i64>,
     /// The source's extended attributes and ACLs that the job copies
     /// (`xattrs`, `acls`), read on the open source (see `crate::xattrs`).
-    pub attrs: Vec<(std::ffi::OsString, Vec<u8>)>,
+    pub attrs: Vec<crate::xattrs::Attr>,
 }
 
 /// A slice of a file's bytes.

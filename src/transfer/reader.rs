@@ -273,7 +273,7 @@ impl<'a> Reader<'a> {
 
     /// The attributes the job copies, counting those it leaves out
     /// (`crate::xattrs::Attrs::read`).
-    fn read_attrs(&self, f: &File, path: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    fn read_attrs(&self, f: &File, path: &Path) -> Vec<crate::xattrs::Attr> {
         self.ctx.modes.attrs.read(f, path)
     }
 
