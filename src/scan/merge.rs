@@ -46,6 +46,8 @@ pub(super) struct Join<'a> {
     source: &'a Path,
     dest: &'a Path,
     window: std::time::Duration,
+    /// `xattrs` or `acls`: a change of attributes alone (ctime) is copied.
+    attrs_follow: bool,
     /// Destination entries are listed for the mirror.
     list_dest: bool,
     /// The destination ignores case.
@@ -78,6 +80,7 @@ impl<'a> Join<'a> {
             source: job.source.as_std_path(),
             dest: job.destination.as_std_path(),
             window: job.modify_window,
+            attrs_follow: job.xattrs || job.acls,
             list_dest: job.delete_extras,
             fold,
             scan_id,
@@ -184,7 +187,7 @@ impl<'a> Join<'a> {
             e,
             dst_stamp.as_ref(),
             (source, dest),
-            self.window,
+            (self.window, self.attrs_follow),
             self.scan_id,
         )?;
         self.seen.insert(id.get());
@@ -255,7 +258,7 @@ fn record(
     e: &ScanEntry,
     dst: Option<&Stamp>,
     (source, dest): (&Path, &Path),
-    window: std::time::Duration,
+    (window, attrs_follow): (std::time::Duration, bool),
     scan_id: i64,
 ) -> Result<Recorded, DbError> {
     let src = stamp(e);
@@ -266,10 +269,19 @@ fn record(
         .as_ref()
         .filter(|_| same_content)
         .and_then(|k| k.after_copy);
-    let copy = matches!(
-        decide::needs_transfer(&src, dst, after.as_ref(), window),
-        Decision::Copy(_)
-    );
+    // With `xattrs`/`acls`, a synced entry whose ctime moved while its
+    // content did not (attributes or an ACL changed) is copied again, so
+    // they follow.
+    let attrs_changed = attrs_follow
+        && same_content
+        && known
+            .as_ref()
+            .is_some_and(|k| k.status == RowStatus::Synced && k.entry.changed_ns != e.changed_ns);
+    let copy = attrs_changed
+        || matches!(
+            decide::needs_transfer(&src, dst, after.as_ref(), window),
+            Decision::Copy(_)
+        );
     let status = if copy {
         RowStatus::Pending
     } else {

@@ -269,3 +269,34 @@ fn attributes_left_out_are_counted_by_check_the_run_and_status() {
     assert!(!check.stdout.contains("left out"), "{}", check.stdout);
     assert!(!out.stderr.contains("not copied"), "{}", out.stderr);
 }
+
+/// Item 3: with `xattrs = true` a change of attributes alone (the bytes
+/// and mtime unchanged; only ctime moves) reaches the destination at the
+/// next run, and an attribute removed at the source is removed there.
+#[test]
+fn an_attribute_change_alone_follows_at_the_next_run() {
+    let env = TestEnv::new();
+    let f = env.src_file("a.txt", b"hello");
+    set_xattr(&f, "user.color", b"blue");
+    set_xattr(&f, "user.gone", b"soon");
+    env.manifest("xattrs = true");
+    env.run(&[]).assert_code(0);
+    let d = env.dst.join("a.txt");
+    assert_eq!(xattr(&d, "user.color").as_deref(), Some(&b"blue"[..]));
+    let mtime = std::fs::metadata(&f).unwrap().mtime();
+    set_xattr(&f, "user.color", b"red");
+    rustix::fs::removexattr(&f, "user.gone").unwrap();
+    assert_eq!(std::fs::metadata(&f).unwrap().mtime(), mtime);
+    env.run(&[]).assert_code(0);
+    assert_eq!(xattr(&d, "user.color").as_deref(), Some(&b"red"[..]));
+    assert_eq!(xattr(&d, "user.gone"), None);
+    assert_eq!(std::fs::read(&d).unwrap(), b"hello");
+    // Nothing changed since: the next run copies nothing.
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert_eq!(
+        env.log_with_status("synced").len(),
+        2,
+        "one copy per change"
+    );
+}
