@@ -39,7 +39,9 @@
 //!   names, lstat → row), `merge` (the merge of two sorted listings, used by
 //!   the scan and by the mirror's listing), `filter` (`exclude`/`include`);
 //! - `decide` (pure decisions: skip rule, run mode, mount check, mirror
-//!   rails and verdicts), `modes` (permission bits and owners), `checksum`,
+//!   rails and verdicts), `modes` (permission bits and owners), `xattrs`
+//!   (extended attributes and ACLs: the group bits an ACL allows, what is
+//!   copied or left out, ACL models), `checksum`,
 //!   `throttle` and `timetable` (`bwlimit`), `units`, `exit` (exit codes),
 //!   `lock`, `audit` (the JSON Lines log), `sumfile` (coreutils lines);
 //! - what the operator sees: `progress/` (private counters and one slot per
