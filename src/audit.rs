@@ -2,8 +2,9 @@
 //! plus run-level lines. Field order is stable so logs diff and grep well;
 //! the README lists every field and which statuses carry it.
 //!
-//! Every line starts with `ts` and `run` (the `runs` row id), added here so
-//! no stage has to carry them. Each line is written with one `write(2)` on
+//! Every line starts with `ts`, `run` (the `runs` row id) and `db_id` (the
+//! state DB's id: run ids restart at 1 in a DB made afresh, the DB id tells
+//! the two apart), added here so no stage has to carry them. Each line is written with one `write(2)` on
 //! an `O_APPEND` descriptor: concurrent writers cannot interleave inside a
 //! line, and a killed writer leaves at most its last line torn. A log that
 //! does not end in a newline (a writer killed mid-line, by an older jobrun or
@@ -162,6 +163,8 @@ struct Stamped<'a, T: Serialize> {
     ts: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     run: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db_id: Option<&'a str>,
     #[serde(flatten)]
     line: &'a T,
 }
@@ -174,6 +177,8 @@ pub struct AuditLog {
     path: Utf8PathBuf,
     /// The run every line belongs to (see [`AuditLog::set_run`]).
     run: Option<i64>,
+    /// The state DB every line belongs to (see [`AuditLog::set_db`]).
+    db_id: Option<String>,
     /// Reused per line.
     buf: Vec<u8>,
     torn: bool,
@@ -208,6 +213,7 @@ impl AuditLog {
             file,
             path: path.to_owned(),
             run: None,
+            db_id: None,
             buf: Vec::with_capacity(1024),
             torn,
         })
@@ -224,6 +230,11 @@ impl AuditLog {
         self.run = Some(id);
     }
 
+    /// Every line written from now on carries `"db_id": id`.
+    pub fn set_db(&mut self, id: Option<&str>) {
+        self.db_id = id.map(str::to_owned);
+    }
+
     fn err(&self, source: io::Error) -> AuditError {
         AuditError {
             path: self.path.clone(),
@@ -231,13 +242,14 @@ impl AuditLog {
         }
     }
 
-    /// Appends one line: `ts`, `run`, then the fields of `line`, with one
-    /// `write(2)`.
+    /// Appends one line: `ts`, `run`, `db_id`, then the fields of `line`,
+    /// with one `write(2)`.
     pub fn write<T: Serialize>(&mut self, line: &T) -> Result<(), AuditError> {
         self.buf.clear();
         let stamped = Stamped {
             ts: now_rfc3339(),
             run: self.run,
+            db_id: self.db_id.as_deref(),
             line,
         };
         serde_json::to_writer(&mut self.buf, &stamped).map_err(|e| self.err(e.into()))?;
@@ -313,6 +325,7 @@ mod tests {
         let mut log = AuditLog::open(&path).unwrap();
         assert!(log.ended_torn_line());
         log.set_run(7);
+        log.set_db(Some("ab12"));
         log.write(&FileRecord::new(
             "synced",
             Path::new("/s/a"),
@@ -328,6 +341,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(v["run"], 7);
         assert!(lines[2].starts_with("{\"ts\":"), "{}", lines[2]);
+        assert!(
+            lines[2].contains(",\"run\":7,\"db_id\":\"ab12\",\"status\":"),
+            "{}",
+            lines[2]
+        );
         // Ended once: the next open finds a whole last line.
         assert!(!AuditLog::open(&path).unwrap().ended_torn_line());
         assert!(!AuditLog::open(&path).unwrap().ended_torn_line());

@@ -225,6 +225,10 @@ pub struct Overrides {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acls: Option<bool>,
+    /// Refuse a root not on a network filesystem (NFS, SMB/CIFS, FUSE), even at the first run.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_mounts: Option<bool>,
     /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
     #[arg(long, value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]

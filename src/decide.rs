@@ -426,33 +426,6 @@ pub fn mirror_verdict(
     }
 }
 
-/// What the runner does about a root's mount-point status (an unmounted
-/// share leaves its empty mount point behind, which looks like a valid,
-/// empty root: a copy would fill the local disk under it, a scan would see
-/// nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MountCheck {
-    /// First sighting: remember whether the root is a mount point.
-    Record(bool),
-    /// As before.
-    Same,
-    /// It was a mount point when the job started and is not one now (or is gone).
-    Unmounted,
-}
-
-/// Compares a root's mount-point status now (`None`: the root does not
-/// exist) with the one recorded in the DB.
-pub fn mount_check(recorded: Option<bool>, now: Option<bool>) -> MountCheck {
-    match (recorded, now) {
-        (Some(true), Some(false) | None) => MountCheck::Unmounted,
-        (None, Some(m)) => MountCheck::Record(m),
-        // Mounted since (or first seen as one by a finer test): remember
-        // it, so that a later unmount is caught.
-        (Some(false), Some(true)) => MountCheck::Record(true),
-        _ => MountCheck::Same,
-    }
-}
-
 // ---- case-insensitive destinations (SMB, VFAT) ---------------------------
 
 /// A name as a case-insensitive destination compares it: lowercased
@@ -682,21 +655,6 @@ mod tests {
             needs_transfer(&src, Some(&st(Dir, 4096, 6 * S)), None, Duration::ZERO),
             Copy(MtimeDiffers)
         );
-    }
-
-    #[test]
-    fn mount_check_rules() {
-        use MountCheck::*;
-        assert_eq!(mount_check(None, None), Same);
-        assert_eq!(mount_check(None, Some(true)), Record(true));
-        assert_eq!(mount_check(None, Some(false)), Record(false));
-        assert_eq!(mount_check(Some(true), Some(true)), Same);
-        assert_eq!(mount_check(Some(true), Some(false)), Unmounted);
-        assert_eq!(mount_check(Some(true), None), Unmounted);
-        // A root that became a mount point later (a share mounted on it) is
-        // remembered as one from then on.
-        assert_eq!(mount_check(Some(false), Some(true)), Record(true));
-        assert_eq!(mount_check(Some(false), None), Same);
     }
 
     #[test]

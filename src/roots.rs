@@ -318,16 +318,218 @@ impl DeleteGuard {
     }
 }
 
-/// Whether `root` is a mount point: on another mount than its parent (the
-/// kernel's mount id, so a bind mount on the same filesystem counts; the
-/// device alone on kernels before 5.8). `None` when it does not exist or
-/// cannot be examined.
-pub fn is_mount_point(root: &Path) -> Option<bool> {
-    let here = Mount::of(root).ok()?;
-    let Some(parent) = root.parent() else {
-        return Some(true);
-    };
-    Some(!here.same_mount(&Mount::of(parent).ok()?))
+/// The filesystem a root lies on, as `/proc/self/mountinfo` names its
+/// mount: what stays the same when the same share is mounted again at the
+/// same place (an NFS `fsid` and the device number may change on a
+/// remount; the server's export, the type and the mount point do not). A
+/// root that does not exist (yet) lies on the filesystem of its nearest
+/// existing ancestor, where a run would create it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Filesystem {
+    /// `nfs4`, `cifs`, `fuse.sshfs`, `ext4`, `tmpfs`, …
+    pub fstype: String,
+    /// The mount's source: `server:/export`, `//server/share`, a device.
+    pub source: String,
+    /// Where it is mounted.
+    pub mount_point: String,
+    /// The folder of the filesystem mounted there (`/` but for a bind mount
+    /// of a subfolder).
+    pub root: String,
+}
+
+impl Filesystem {
+    /// The filesystem `path` (absolute, canonical) lies on: the mount of its
+    /// nearest existing ancestor, by the kernel's mount id (by device and
+    /// the longest mount point above it on kernels before 5.8).
+    pub fn of(path: &Path) -> io::Result<Self> {
+        let mut at = path;
+        let m = loop {
+            match Mount::of(at) {
+                Ok(m) => break m,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) && at.parent().is_some() =>
+                {
+                    at = at.parent().expect("checked above");
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+        Self::find(&text, &m, at).ok_or_else(|| {
+            io::Error::other(format!(
+                "no mount in /proc/self/mountinfo holds `{}`",
+                at.display()
+            ))
+        })
+    }
+
+    /// The line of `mountinfo` for the mount `m` of the existing `at`.
+    fn find(mountinfo: &str, m: &Mount, at: &Path) -> Option<Self> {
+        let mut lines = mountinfo.lines().filter_map(MountLine::parse);
+        let best = match m.mnt_id {
+            Some(id) => lines.rfind(|l| l.id == id),
+            None => {
+                let dev = format!(
+                    "{}:{}",
+                    rustix::fs::major(m.id.dev),
+                    rustix::fs::minor(m.id.dev)
+                );
+                lines
+                    .filter(|l| l.dev == dev && at.starts_with(&l.fs.mount_point))
+                    .max_by_key(|l| l.fs.mount_point.len())
+            }
+        };
+        best.map(|l| l.fs)
+    }
+
+    /// NFS, SMB/CIFS, FUSE (sshfs, rclone…) and the cluster filesystems:
+    /// what `require_mounts` accepts. `fuseblk` (a local disk through FUSE,
+    /// e.g. NTFS) is not one.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self.fstype.as_str(),
+            "nfs"
+                | "nfs4"
+                | "cifs"
+                | "smb3"
+                | "smbfs"
+                | "fuse"
+                | "ceph"
+                | "9p"
+                | "afs"
+                | "lustre"
+                | "gpfs"
+                | "glusterfs"
+                | "beegfs"
+        ) || self.fstype.starts_with("fuse.")
+    }
+
+    /// As stored in the DB's `meta` (JSON).
+    pub fn to_meta(&self) -> String {
+        serde_json::to_string(self).expect("four strings serialize")
+    }
+
+    pub fn from_meta(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+impl std::fmt::Display for Filesystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` ({}) mounted at `{}`",
+            self.source, self.fstype, self.mount_point
+        )?;
+        if self.root != "/" {
+            write!(f, " (its folder `{}`)", self.root)?;
+        }
+        Ok(())
+    }
+}
+
+/// One line of `/proc/self/mountinfo`:
+/// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw`.
+struct MountLine {
+    id: u64,
+    dev: String,
+    fs: Filesystem,
+}
+
+impl MountLine {
+    fn parse(line: &str) -> Option<Self> {
+        let (head, tail) = line.split_once(" - ")?;
+        let mut h = head.split(' ');
+        let id = h.next()?.parse().ok()?;
+        let _parent = h.next()?;
+        let dev = h.next()?.to_string();
+        let root = unescape(h.next()?);
+        let mount_point = unescape(h.next()?);
+        let mut t = tail.split(' ');
+        let fstype = unescape(t.next()?);
+        let source = unescape(t.next()?);
+        Some(Self {
+            id,
+            dev,
+            fs: Filesystem {
+                fstype,
+                source,
+                mount_point,
+                root,
+            },
+        })
+    }
+}
+
+/// mountinfo's octal escapes (`\040` a space, `\011` a tab, `\012` a
+/// newline, `\134` a backslash).
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(o)) => {
+                let v = o.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a run does about a root's filesystem (one rule for both roots, and
+/// the only mount rail of the roots: a share unmounted leaves its mount
+/// point, or the folder above the root, on another filesystem; a share
+/// mounted over a local root puts it on another one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsCheck {
+    /// First sighting: remember it.
+    Record,
+    /// As recorded.
+    Same,
+    /// Another filesystem than the recorded one, described.
+    Moved { recorded: String },
+    /// `require_mounts` is on and this is not a network filesystem.
+    NotNetwork,
+}
+
+/// Compares the filesystem a root is on now with the one recorded in the
+/// DB. `legacy_mount_point`: a DB from before filesystems were recorded
+/// remembers only whether the root was a mount point (`root`: its path).
+pub fn fs_check(
+    recorded: Option<&Filesystem>,
+    legacy_mount_point: Option<bool>,
+    root: &Path,
+    now: &Filesystem,
+    require_network: bool,
+) -> FsCheck {
+    if require_network && !now.is_network() {
+        return FsCheck::NotNetwork;
+    }
+    match recorded {
+        Some(r) if r == now => FsCheck::Same,
+        Some(r) => FsCheck::Moved {
+            recorded: r.to_string(),
+        },
+        None if legacy_mount_point == Some(true) && Path::new(&now.mount_point) != root => {
+            FsCheck::Moved {
+                recorded: format!("a mount point of its own at `{}`", root.display()),
+            }
+        }
+        None => FsCheck::Record,
+    }
 }
 
 /// What `statx` says of one entry: its identity and its mount.
@@ -378,14 +580,6 @@ fn statx(path: &Path, flags: AtFlags) -> io::Result<Mount> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mount_points_by_mount_id() {
-        assert_eq!(is_mount_point(Path::new("/")), Some(true));
-        let t = tempfile::tempdir().unwrap();
-        assert_eq!(is_mount_point(t.path()), Some(false));
-        assert_eq!(is_mount_point(&t.path().join("absent")), None);
-    }
 
     fn utf8(p: &Path) -> Utf8PathBuf {
         Utf8PathBuf::from_path_buf(p.to_path_buf()).unwrap()
@@ -450,6 +644,98 @@ mod tests {
         assert_eq!(
             g.check(&base.join("other")),
             Err(Unsafe::Outside(base.join("other")))
+        );
+    }
+
+    fn fs(fstype: &str, source: &str, at: &str) -> Filesystem {
+        Filesystem {
+            fstype: fstype.into(),
+            source: source.into(),
+            mount_point: at.into(),
+            root: "/".into(),
+        }
+    }
+
+    #[test]
+    fn mountinfo_lines_by_mount_id_or_device() {
+        let info = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                    40 27 0:50 / /mnt/my\\040share rw shared:7 - nfs4 srv:/export/a\\134b rw,vers=4.2\n\
+                    41 27 254:0 /srv/x /bind rw - ext4 /dev/vda rw\n";
+        let m = |mnt_id, dev| Mount {
+            id: RootId { dev, ino: 1 },
+            mnt_id,
+            symlink: false,
+        };
+        let nfs = Filesystem::find(info, &m(Some(40), 0), Path::new("/mnt/my share/x")).unwrap();
+        assert_eq!(nfs, fs("nfs4", "srv:/export/a\\b", "/mnt/my share"));
+        assert!(nfs.is_network());
+        let bind = Filesystem::find(info, &m(Some(41), 0), Path::new("/bind")).unwrap();
+        assert_eq!(bind.root, "/srv/x");
+        assert!(bind.to_string().contains("its folder `/srv/x`"), "{bind}");
+        // Without mount ids: the device and the longest mount point above.
+        let dev = rustix::fs::makedev(254, 0);
+        let b = Filesystem::find(info, &m(None, dev), Path::new("/bind/y")).unwrap();
+        assert_eq!(b.mount_point, "/bind");
+        let r = Filesystem::find(info, &m(None, dev), Path::new("/home")).unwrap();
+        assert_eq!(r, fs("ext4", "/dev/vda", "/"));
+        assert!(!r.is_network());
+        assert_eq!(Filesystem::from_meta(&r.to_meta()), Some(r));
+        assert!(Filesystem::find(info, &m(Some(99), 0), Path::new("/")).is_none());
+    }
+
+    #[test]
+    fn a_missing_root_is_on_its_ancestors_filesystem() {
+        let t = tempfile::tempdir().unwrap();
+        let here = Filesystem::of(t.path()).unwrap();
+        assert_eq!(Filesystem::of(&t.path().join("a/b/c")).unwrap(), here);
+        assert_eq!(Filesystem::of(Path::new("/")).unwrap().mount_point, "/");
+    }
+
+    #[test]
+    fn fs_check_rules() {
+        let local = fs("ext4", "/dev/vda", "/");
+        let share = fs("nfs4", "srv:/e", "/mnt/s");
+        let root = Path::new("/mnt/s/dst");
+        assert_eq!(fs_check(None, None, root, &local, false), FsCheck::Record);
+        assert_eq!(
+            fs_check(Some(&local), None, root, &local, false),
+            FsCheck::Same
+        );
+        assert_eq!(
+            fs_check(Some(&share), Some(true), root, &local, false),
+            FsCheck::Moved {
+                recorded: "`srv:/e` (nfs4) mounted at `/mnt/s`".into()
+            }
+        );
+        // The reverse: a share mounted over a local root.
+        assert!(matches!(
+            fs_check(Some(&local), None, root, &share, false),
+            FsCheck::Moved { .. }
+        ));
+        assert_eq!(
+            fs_check(None, None, root, &local, true),
+            FsCheck::NotNetwork
+        );
+        assert_eq!(
+            fs_check(Some(&share), None, root, &share, true),
+            FsCheck::Same
+        );
+        assert_eq!(fs_check(None, None, root, &share, true), FsCheck::Record);
+        assert!(fs("fuse.sshfs", "u@h:", "/m").is_network());
+        assert!(!fs("fuseblk", "/dev/sdb1", "/m").is_network());
+        // A DB from before: it knew only that the root was a mount point.
+        let own = fs("nfs4", "srv:/e", "/mnt/s/dst");
+        assert_eq!(
+            fs_check(None, Some(true), root, &own, false),
+            FsCheck::Record
+        );
+        assert!(matches!(
+            fs_check(None, Some(true), root, &local, false),
+            FsCheck::Moved { .. }
+        ));
+        assert_eq!(
+            fs_check(None, Some(false), root, &share, false),
+            FsCheck::Record
         );
     }
 }

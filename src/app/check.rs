@@ -34,8 +34,12 @@ pub fn check(args: &CommonArgs) -> Result<Exit, Failure> {
         ));
     }
     super::out(&out);
-    // What a run would refuse about the roots, with its line and exit code.
-    runner::preflight(&job)
+    // What a run would refuse about the roots, with its line and exit code,
+    // in the run's order: their filesystems (against the DB's record, read
+    // only), then what they are.
+    let db = StateDb::open_existing_read_only(&job.db).ok().flatten();
+    runner::check_filesystems(&job, db.as_ref(), runner::Record::No)
+        .and_then(|()| runner::preflight(&job))
         .map(|()| Exit::Ok)
         .map_err(|e| Failure::new(runner::describe(&e, &job), e.exit()))
 }
@@ -175,6 +179,14 @@ fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
                 "true (ACLs of the roots' model; best-effort)".into()
             } else {
                 "false (not copied; group bits no wider than the ACL's owning group)".into()
+            },
+        ),
+        (
+            "require_mounts",
+            if job.require_mounts {
+                "true (a root not on a network filesystem is refused)".into()
+            } else {
+                "false".into()
             },
         ),
         (

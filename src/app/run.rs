@@ -179,6 +179,7 @@ impl Beside<'_> {
             if let Some(&id) = self.shared.run_id.get() {
                 log.set_run(id);
             }
+            log.set_db(self.shared.db_id.get().map(String::as_str));
             log.write(&r.record(self.job.manifest.as_str()))
         });
         if let Err(e) = written {

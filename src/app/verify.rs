@@ -15,7 +15,6 @@ use super::{Failure, load, out};
 use crate::audit::{AuditLog, now_rfc3339, rfc3339_ns};
 use crate::cli::VerifyArgs;
 use crate::db::{DbError, JobRoot, StateDb, VerifyRecord};
-use crate::decide::{self, MountCheck};
 use crate::exit::Exit;
 use crate::lock::{JobLock, LockError};
 use crate::manifest::Job;
@@ -107,8 +106,8 @@ fn db_failure(e: DbError) -> Failure {
 }
 
 /// What a verify refuses about the destination root before it reads
-/// anything: it must be a folder, and still a mount point if it was one
-/// when the job started (an unmounted share would look all missing).
+/// anything: it must be a folder, on the filesystem recorded when the job
+/// started.
 fn check_root(job: &Job, db: &StateDb) -> Result<(), Failure> {
     let dest = job.destination.as_std_path();
     if !dest.is_dir() {
@@ -120,17 +119,16 @@ fn check_root(job: &Job, db: &StateDb) -> Result<(), Failure> {
             Exit::Fatal,
         ));
     }
-    let recorded = db.mount_point(JobRoot::Destination).map_err(db_failure)?;
-    if decide::mount_check(recorded, crate::roots::is_mount_point(dest)) == MountCheck::Unmounted {
-        return Err(fail(
-            format!(
-                "destination root `{}` was a mount point when this job started and is not one \
-                 now (share not mounted?); nothing verified",
-                job.destination
-            ),
-            Exit::Fatal,
-        ));
-    }
+    // On the filesystem the job recorded (a share unmounted leaves another
+    // one in its place, which would look all missing); `require_mounts` too.
+    runner::check_filesystem(
+        job,
+        Some(db),
+        JobRoot::Destination,
+        &job.destination,
+        runner::Record::No,
+    )
+    .map_err(|e| fail(runner::describe(&e, job), e.exit()))?;
     Ok(())
 }
 
@@ -211,7 +209,8 @@ fn open(args: &VerifyArgs) -> Result<Opened, Failure> {
     db.check_roots(&job.source, &job.destination, &runner::same_folder)
         .map_err(db_failure)?;
     check_root(&job, &db)?;
-    let audit = AuditLog::open(&job.log).map_err(|e| fail(e, Exit::Fatal))?;
+    let mut audit = AuditLog::open(&job.log).map_err(|e| fail(e, Exit::Fatal))?;
+    audit.set_db(db.id());
     Ok(Opened {
         audit,
         db,

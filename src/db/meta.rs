@@ -30,8 +30,15 @@ impl JobRoot {
 enum Key {
     /// The root's path as the job first used it (canonical).
     Root(JobRoot),
-    /// `1` when the root was a mount point when the job started, else `0`.
+    /// `1` when the root was a mount point when the job started, else `0`
+    /// (DBs made before [`Key::Filesystem`]; read, no longer written).
     MountPoint(JobRoot),
+    /// The filesystem the root was on when the job started (JSON of
+    /// `roots::Filesystem`).
+    Filesystem(JobRoot),
+    /// This DB's id, made when it was created (or first opened by a jobrun
+    /// that gives ids): every audit line carries it.
+    DbId,
     /// The id of the last scan begun.
     ScanId,
     /// `0` from the start of a scan until it reaches its end, then `1`.
@@ -54,6 +61,9 @@ impl Key {
             Self::Root(JobRoot::Destination) => "destination",
             Self::MountPoint(JobRoot::Source) => "source_mount_point",
             Self::MountPoint(JobRoot::Destination) => "destination_mount_point",
+            Self::Filesystem(JobRoot::Source) => "source_filesystem",
+            Self::Filesystem(JobRoot::Destination) => "destination_filesystem",
+            Self::DbId => "db_id",
             Self::ScanId => "scan_id",
             Self::ScanComplete => "scan_complete",
             Self::ScanSourceErrors => "scan_source_errors",
@@ -62,6 +72,21 @@ impl Key {
             Self::LeftOutAcls => "left_out_acls",
         }
     }
+}
+
+/// A new DB id: 128 random bits from the kernel, in hex (time and pid
+/// when `/dev/urandom` cannot be read).
+fn new_db_id() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if read.is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = (t ^ (u128::from(std::process::id()) << 96)).to_be_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The value of `key`, on `conn` (a connection or a transaction on it).
@@ -92,15 +117,38 @@ impl StateDb {
         Ok(set(&self.conn, Key::Root(root), path)?)
     }
 
-    /// Whether `root` was a mount point when the job started; `None` until
-    /// recorded with [`Self::set_mount_point`].
+    /// Whether `root` was a mount point when the job started, as a DB made
+    /// before filesystems were recorded says; `None` in any other.
     pub fn mount_point(&self, root: JobRoot) -> Result<Option<bool>> {
         Ok(get(&self.conn, Key::MountPoint(root))?.map(|v| v == "1"))
     }
 
-    pub fn set_mount_point(&self, root: JobRoot, mounted: bool) -> Result<()> {
-        let value = if mounted { "1" } else { "0" };
-        Ok(set(&self.conn, Key::MountPoint(root), value)?)
+    /// The filesystem recorded for `root` (as `roots::Filesystem::to_meta`
+    /// wrote it); `None` until recorded.
+    pub fn root_filesystem(&self, root: JobRoot) -> Result<Option<String>> {
+        Ok(get(&self.conn, Key::Filesystem(root))?)
+    }
+
+    pub fn set_root_filesystem(&self, root: JobRoot, value: &str) -> Result<()> {
+        Ok(set(&self.conn, Key::Filesystem(root), value)?)
+    }
+
+    /// This DB's id; `None` in a DB opened read-only that never had one.
+    pub(super) fn read_db_id(&self) -> Result<Option<String>> {
+        Ok(get(&self.conn, Key::DbId)?)
+    }
+
+    /// Gives the DB its id unless it has one.
+    pub(super) fn ensure_db_id(&self) -> Result<String> {
+        if let Some(id) = get(&self.conn, Key::DbId)? {
+            return Ok(id);
+        }
+        let id = new_db_id();
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)")?
+            .execute([Key::DbId.as_str(), &id])?;
+        // Another process may have given it one first.
+        Ok(get(&self.conn, Key::DbId)?.unwrap_or(id))
     }
 
     /// Starts a scan: a new scan id, and an empty destination listing.

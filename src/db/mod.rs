@@ -69,6 +69,11 @@ pub enum DbError {
         recorded: String,
         wanted: String,
     },
+    #[error(
+        "state DB `{path}` was deleted or replaced while this run used it; stopped (what the run \
+         recorded since went with the old file)"
+    )]
+    Lost { path: Utf8PathBuf },
     #[error("state DB: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -105,10 +110,21 @@ impl IntoWith for rusqlite::types::FromSqlError {
 pub struct StateDb {
     conn: Connection,
     path: Utf8PathBuf,
+    /// The DB file's (device, inode) when opened: each commit checks the
+    /// path still names it (see [`StateDb::check_file`]). `None` read-only.
+    file: Option<(u64, u64)>,
+    /// The DB's id (`meta` `db_id`); `None` in a read-only DB without one.
+    id: Option<String>,
     /// The run whose `runs` row each [`Tx::commit`] brings up to date.
     run: Option<(i64, RunCounts)>,
     /// The run whose files in flight each commit records (`in_flight`).
     in_flight: Option<(i64, InFlight)>,
+}
+
+/// The (device, inode) of the file at `path`.
+fn file_id(path: &Utf8Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
 }
 
 fn tune(conn: &Connection) -> rusqlite::Result<()> {
@@ -137,12 +153,19 @@ impl StateDb {
                 path: path.to_owned(),
                 source,
             })?;
-        Ok(Self {
+        let mut db = Self {
             conn,
             path: path.to_owned(),
+            file: None,
+            id: None,
             run: None,
             in_flight: None,
-        })
+        };
+        db.file = Some(file_id(path).map_err(|_| DbError::Lost {
+            path: path.to_owned(),
+        })?);
+        db.id = Some(db.ensure_db_id()?);
+        Ok(db)
     }
 
     /// Opens an existing DB for reading only (`check`, `status`); `None`
@@ -159,16 +182,40 @@ impl StateDb {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Some(Self {
+        let mut db = Self {
             conn,
             path: path.to_owned(),
+            file: None,
+            id: None,
             run: None,
             in_flight: None,
-        }))
+        };
+        db.id = db.read_db_id().ok().flatten();
+        Ok(Some(db))
     }
 
     pub fn path(&self) -> &Utf8Path {
         &self.path
+    }
+
+    /// This DB's id, carried by every audit line (`db_id`): run ids of two
+    /// DBs (one lost, one made afresh) are never confused. Given when the
+    /// DB is created, or first opened by a jobrun that gives ids.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// `Err(Lost)` when the DB's path no longer names the file this
+    /// connection opened: deleted (with its `-wal`, everything since would
+    /// go to an unlinked file) or replaced. One `stat` per commit.
+    pub fn check_file(&self) -> Result<()> {
+        match (self.file, file_id(&self.path)) {
+            (None, _) => Ok(()),
+            (Some(opened), Ok(now)) if opened == now => Ok(()),
+            _ => Err(DbError::Lost {
+                path: self.path.clone(),
+            }),
+        }
     }
 
     /// A second connection to the same DB, for a thread of its own.
@@ -178,12 +225,17 @@ impl StateDb {
             source,
         })?;
         tune(&conn)?;
-        Ok(Self {
+        let db = Self {
             conn,
             path: self.path.clone(),
+            file: self.file,
+            id: self.id.clone(),
             run: None,
             in_flight: None,
-        })
+        };
+        // Replaced before this connection opened: it has the new file.
+        db.check_file()?;
+        Ok(db)
     }
 
     /// Opens a write transaction (`BEGIN IMMEDIATE`) that groups many
@@ -213,6 +265,7 @@ impl Tx<'_> {
     /// transaction, so the row always matches the rows committed (see
     /// [`StateDb::track_run`]).
     pub fn commit(self) -> Result<()> {
+        self.db.check_file()?;
         if let Some((id, counts)) = &self.db.run {
             runs::record_progress(&self.conn, *id, counts())?;
         }

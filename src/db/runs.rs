@@ -57,6 +57,7 @@ impl StateDb {
 
     pub fn finish_run(&mut self, row: &RunRow) -> Result<()> {
         self.run = None;
+        self.check_file()?;
         self.untrack_in_flight()?;
         self.conn.execute(
             "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5,

@@ -50,6 +50,7 @@ pub const KEYS: &[&str] = &[
     "owners",
     "xattrs",
     "acls",
+    "require_mounts",
     "progress_interval",
     "metrics_file",
     "exclude",
@@ -143,6 +144,7 @@ pub struct RawManifest {
     pub owners: Option<bool>,
     pub xattrs: Option<bool>,
     pub acls: Option<bool>,
+    pub require_mounts: Option<bool>,
     pub progress_interval: Option<Interval>,
     pub metrics_file: Option<String>,
     pub exclude: Option<Patterns>,
@@ -207,6 +209,10 @@ pub struct Job {
     pub xattrs: bool,
     /// Copy ACLs (POSIX, NFSv4 or SMB: the two roots' model must match).
     pub acls: bool,
+    /// Refuse a root that is not on a network filesystem (NFS, SMB/CIFS,
+    /// FUSE), even at the job's first run: a share not mounted yet is then
+    /// never taken for the local folder under its mount point. Default off.
+    pub require_mounts: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
     /// Prometheus textfile (node exporter's textfile collector) rewritten
@@ -303,6 +309,18 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// A required key's value, or the error naming it.
+fn required(
+    manifest: &Utf8Path,
+    key: &'static str,
+    v: Option<String>,
+) -> Result<String, ManifestError> {
+    v.ok_or(ManifestError::Missing {
+        path: manifest.to_owned(),
+        key,
+    })
+}
+
 fn resolve(
     manifest: &Utf8Path,
     text: &str,
@@ -335,14 +353,11 @@ fn resolve(
         };
         Ok(base.join(p))
     };
-    let required = |key: &'static str, v: Option<String>| {
-        v.ok_or(ManifestError::Missing {
-            path: manifest.to_owned(),
-            key,
-        })
-    };
-    let source = place("source", required("source", raw.source)?)?;
-    let destination = place("destination", required("destination", raw.destination)?)?;
+    let source = place("source", required(manifest, "source", raw.source)?)?;
+    let destination = place(
+        "destination",
+        required(manifest, "destination", raw.destination)?,
+    )?;
     let db = match raw.db {
         Some(v) => place("db", v)?,
         None => dir.join(format!("{stem}.db")),
@@ -389,6 +404,7 @@ fn resolve(
         owners: raw.owners.unwrap_or(false),
         xattrs: raw.xattrs.unwrap_or(false),
         acls: raw.acls.unwrap_or(false),
+        require_mounts: raw.require_mounts.unwrap_or(false),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),

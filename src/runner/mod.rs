@@ -14,8 +14,8 @@ use camino::Utf8Path;
 use tracing::{info_span, warn};
 
 use crate::audit::{AuditLog, now_rfc3339};
-use crate::db::{JobRoot, RunRow, StateDb};
-use crate::decide::{self, MountCheck, RunMode};
+use crate::db::{RunRow, StateDb};
+use crate::decide::{self, RunMode};
 pub use crate::exit::Exit;
 use crate::lock::JobLock;
 use crate::manifest::Job;
@@ -26,9 +26,11 @@ use crate::stage::RunCtx;
 use crate::transfer::{self, TransferReport};
 use crate::units::human_bytes;
 
+mod filesystems;
 mod record;
 mod report;
 
+pub use filesystems::{Record, check_filesystem, check_filesystems};
 use record::{RunEnd, RunStart, host_name, user};
 pub use report::{Finished, RunError, RunReport, describe};
 
@@ -143,6 +145,8 @@ pub fn mode_line(mode: RunMode, rescan: bool) -> String {
 pub struct Shared {
     pub limit: Arc<LiveLimit>,
     pub run_id: OnceLock<i64>,
+    /// The state DB's id (audit lines carry it).
+    pub db_id: OnceLock<String>,
 }
 
 impl Shared {
@@ -150,6 +154,7 @@ impl Shared {
         Self {
             limit: LiveLimit::new(job.bwlimit.clone()),
             run_id: OnceLock::new(),
+            db_id: OnceLock::new(),
         }
     }
 }
@@ -205,7 +210,9 @@ pub fn run(
     }
     let run_id = db.start_run(&now_rfc3339(), mode.name(), opts.dry_run)?;
     audit.set_run(run_id);
+    audit.set_db(db.id());
     let _ = shared.run_id.set(run_id);
+    let _ = shared.db_id.set(db.id().unwrap_or_default().to_owned());
     match (&mount_gone, mode) {
         (Some(folder), RunMode::ForcedScan { files, bytes }) if trusted && !opts.rescan => {
             say(&format!(
@@ -395,22 +402,7 @@ fn start(ctx: &mut RunCtx<'_>, rescan: bool, mode: RunMode) -> Result<(), RunErr
         pid: std::process::id(),
         torn_line_ended: audit.ended_torn_line(),
     })?;
-    for (which, root) in JobRoot::BOTH
-        .into_iter()
-        .zip([&job.source, &job.destination])
-    {
-        let recorded = db.mount_point(which)?;
-        match decide::mount_check(recorded, crate::roots::is_mount_point(root.as_std_path())) {
-            MountCheck::Record(m) => db.set_mount_point(which, m)?,
-            MountCheck::Same => {}
-            MountCheck::Unmounted => {
-                return Err(RunError::Unmounted {
-                    which: which.name(),
-                    path: root.clone(),
-                });
-            }
-        }
-    }
+    check_filesystems(job, Some(db), filesystems::Record::Yes)?;
     preflight(job)?;
     // The source root as found now: the scan refuses to walk another
     // folder in its place (a share unmounted in between).

@@ -21,12 +21,29 @@ pub enum RunError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(
-        "{which} root `{path}` was a mount point when this job started and is not one now \
-         (share not mounted?); nothing was done"
+        "{which} root `{path}` is on another filesystem than when this job started: it was on \
+         {recorded}, it is on {now} now (share not mounted? or mounted over it?); nothing was done"
     )]
-    Unmounted {
+    OtherFilesystem {
         which: &'static str,
         path: Utf8PathBuf,
+        recorded: String,
+        now: String,
+    },
+    #[error(
+        "{which} root `{path}` is on {now}, not a network filesystem (NFS, SMB/CIFS, FUSE), and \
+         `require_mounts` is on (share not mounted?); nothing was done"
+    )]
+    NotNetwork {
+        which: &'static str,
+        path: Utf8PathBuf,
+        now: String,
+    },
+    #[error("cannot tell which filesystem {which} root `{path}` is on: {source}")]
+    FsUnknown {
+        which: &'static str,
+        path: Utf8PathBuf,
+        source: std::io::Error,
     },
     #[error("destination root `{path}` is not a directory")]
     DestNotDir { path: Utf8PathBuf },

@@ -796,7 +796,8 @@ fn source_share_unmounted_during_the_scan_is_fatal() {
         // Before or during the walk: the empty mount point is not the
         // source, and nothing new is copied.
         assert!(
-            out.stderr.contains("is not one now (share not mounted?)")
+            out.stderr
+                .contains("on another filesystem than when this job started")
                 || out
                     .stderr
                     .contains("is not usable: no longer the same folder"),
@@ -887,7 +888,7 @@ fn an_unmounted_destination_share_is_refused_not_filled() {
     drop(m);
     let out = env.run(&[]);
     out.assert_code(4);
-    assert_one_clear_line(&out, "was a mount point when this job started");
+    assert_one_clear_line(&out, "is on another filesystem than when this job started");
     assert!(
         std::fs::read_dir(&env.dst).unwrap().next().is_none(),
         "nothing may be written to the bare mount point"

@@ -25,5 +25,6 @@ mod refuse;
 mod retune;
 mod roots;
 mod scan;
+mod stateguard;
 mod transfers;
 mod verify;

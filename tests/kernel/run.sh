@@ -161,7 +161,7 @@ if [ $SMOKE = 0 ]; then
       "mirror refused, nothing deleted: 9 entries would be deleted, over \`max_delete\` 10% of 35 destination entries (allows 4); to allow them for one run: --max-delete 9"
     expect "mirror $p: ... and nothing deleted" chk deleted "$log" "$(from cap)" "$(from unmounted)" "$root"
     expect "mirror $p: source share unmounted (the bare mount point): refused, exit 4" refused "mirror-$p.unmounted" 4 \
-      "source root \`$r\` was a mount point when this job started and is not one now"
+      "source root \`$r\` is on another filesystem than when this job started"
     expect "mirror $p: ... and nothing deleted" chk deleted "$log" "$(from unmounted)" "$(from run2)" "$root"
     expect "mirror $p: mounted again, --max-delete 9" rc_is "mirror-$p.run2" 0
     # shellcheck disable=SC2086

@@ -1,0 +1,258 @@
+//! Nothing silent about the job's state (issue 24 items 3–5): a root on
+//! another filesystem than the one recorded (a share not mounted, or
+//! mounted over a local root) is refused; `require_mounts`; a state DB
+//! deleted or replaced mid-run is fatal; every audit line names its DB;
+//! the totals are what the DB committed, with a DB or a log whose disk
+//! fills up. Cases that mount a tmpfs need root and print `SKIP` when not.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::env::{Out, TestEnv, files_under};
+use crate::faults::{Mount, Running, is_root, slow_env, wait_for_transfer};
+
+/// True when the test may mount; prints a visible skip otherwise.
+fn can_mount(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIP {test}: needs root (mounts a tmpfs)");
+    }
+    is_root()
+}
+
+/// Mounts a tmpfs of `size` at `at` (created), unmounted on drop.
+fn tmpfs(at: &Path, size: &str) -> Mount {
+    std::fs::create_dir_all(at).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "mount a tmpfs at {}", at.display());
+    Mount(at.to_path_buf())
+}
+
+fn umount(m: Mount) {
+    let ok = Command::new("umount")
+        .arg(&m.0)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "umount {}", m.0.display());
+    std::mem::forget(m);
+}
+
+/// The one `jobrun:` error line of a run.
+#[track_caller]
+fn error_line(out: &Out) -> String {
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("jobrun: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    lines[0].to_string()
+}
+
+/// The job's destination at `mnt/dst` (below a mount point, as a share's
+/// subfolder usually is).
+fn env_with_dest_below(mnt: &str) -> (TestEnv, PathBuf) {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.src_file("d/b.txt", b"bravo");
+    let dst = env.root().join(mnt).join("dst");
+    std::fs::write(
+        &env.manifest,
+        format!("source = \"src\"\ndestination = \"{mnt}/dst\"\n"),
+    )
+    .unwrap();
+    (env, dst)
+}
+
+// ---- item 3: a root's filesystem --------------------------------------------
+
+#[test]
+fn a_destination_share_not_mounted_is_not_copied_to_the_local_disk() {
+    if !can_mount("a_destination_share_not_mounted_is_not_copied_to_the_local_disk") {
+        return;
+    }
+    let (env, dst) = env_with_dest_below("mnt");
+    let mnt = env.root().join("mnt");
+    let m = tmpfs(&mnt, "16m");
+    env.run(&[]).assert_code(0);
+    assert_eq!(files_under(&dst).len(), 2);
+    umount(m);
+    env.src_file("c.txt", b"charlie");
+    let out = env.run(&[]);
+    out.assert_code(4);
+    let line = error_line(&out);
+    assert!(line.contains("destination root"), "{line}");
+    // Both filesystems named: the tmpfs recorded, and the local one now.
+    assert!(line.contains("tmpfs"), "{line}");
+    assert!(line.contains(&format!("`{}`", mnt.display())), "{line}");
+    assert!(line.contains("mounted at `/`"), "{line}");
+    assert!(
+        std::fs::read_dir(&mnt).unwrap().next().is_none(),
+        "nothing was copied to the local disk under the mount point"
+    );
+    // The share mounted again (a new tmpfs at the same place): the job goes on.
+    let _m = tmpfs(&mnt, "16m");
+    env.run(&[]).assert_code(0);
+    assert_eq!(files_under(&dst).len(), 3);
+}
+
+#[test]
+fn a_share_mounted_over_a_local_destination_is_refused() {
+    if !can_mount("a_share_mounted_over_a_local_destination_is_refused") {
+        return;
+    }
+    let (env, dst) = env_with_dest_below("mnt");
+    let mnt = env.root().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    env.run(&[]).assert_code(0);
+    let _m = tmpfs(&mnt, "16m");
+    let out = env.run(&[]);
+    out.assert_code(4);
+    let line = error_line(&out);
+    assert!(line.contains("destination root"), "{line}");
+    assert!(line.contains("tmpfs"), "{line}");
+    assert!(!dst.exists(), "nothing was copied onto the share");
+}
+
+#[test]
+fn the_destination_root_itself_unmounted_is_refused_as_before() {
+    if !can_mount("the_destination_root_itself_unmounted_is_refused_as_before") {
+        return;
+    }
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    let m = tmpfs(&env.dst, "16m");
+    env.run(&[]).assert_code(0);
+    umount(m);
+    let out = env.run(&[]);
+    out.assert_code(4);
+    let line = error_line(&out);
+    assert!(line.contains("share not mounted?"), "{line}");
+    assert!(
+        std::fs::read_dir(&env.dst).unwrap().next().is_none(),
+        "nothing copied into the empty mount point"
+    );
+    // `check` says the same, with the same exit code.
+    let out = env.check(&[]);
+    out.assert_code(4);
+    assert!(out.stderr.contains("share not mounted?"), "{}", out.stderr);
+}
+
+#[test]
+fn require_mounts_refuses_a_local_root_in_check_and_in_the_run() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.manifest("require_mounts = true");
+    let out = env.check(&[]);
+    out.assert_code(4);
+    assert!(
+        out.stdout.contains("require_mounts") && out.stdout.contains("true"),
+        "check shows the key: {}",
+        out.stdout
+    );
+    let line = error_line(&out);
+    assert!(
+        line.contains("require_mounts") && line.contains("not a network filesystem"),
+        "{line}"
+    );
+    let out = env.run(&[]);
+    out.assert_code(4);
+    assert_eq!(error_line(&out), line, "check and run say the same");
+    assert!(!env.dst.exists(), "nothing created at the destination");
+    // The flag and the environment override the manifest, as for every key.
+    env.run(&["--require-mounts=false"]).assert_code(0);
+    env.manifest("");
+    let mut c = env.cmd();
+    let out: Out = c
+        .env("JOBRUN_REQUIRE_MOUNTS", "true")
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(4);
+    env.run(&["--require-mounts"]).assert_code(4);
+    env.check(&["--require-mounts"]).assert_code(4);
+    env.run(&[]).assert_code(0);
+}
+
+// ---- item 4: the state DB lost mid-run ----------------------------------------
+
+fn db_id(env: &TestEnv) -> String {
+    env.db()
+        .query_row("SELECT value FROM meta WHERE key = 'db_id'", [], |r| {
+            r.get(0)
+        })
+        .expect("the DB has an id")
+}
+
+#[test]
+fn a_db_deleted_mid_run_is_fatal_and_named() {
+    let env = slow_env(12, 300_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    let db = env.db_path();
+    std::fs::remove_file(&db).unwrap();
+    let _ = std::fs::remove_file(format!("{}-wal", db.display()));
+    let out = run.wait(Duration::from_secs(60));
+    out.assert_code(4);
+    let line = error_line(&out);
+    assert!(line.contains(&format!("`{}`", db.display())), "{line}");
+    assert!(line.contains("deleted or replaced"), "{line}");
+    assert!(out.stdout.contains("exit 4"), "{}", out.stdout);
+}
+
+#[test]
+fn a_db_replaced_mid_run_is_fatal_and_named() {
+    let env = slow_env(12, 300_000);
+    let run = Running::start(&env, &[]);
+    wait_for_transfer(&env);
+    let db = env.db_path();
+    let other = env.root().join("other.db");
+    std::fs::copy(&db, &other).unwrap();
+    std::fs::rename(&other, &db).unwrap();
+    let out = run.wait(Duration::from_secs(60));
+    out.assert_code(4);
+    let line = error_line(&out);
+    assert!(line.contains(&format!("`{}`", db.display())), "{line}");
+}
+
+#[test]
+fn every_audit_line_names_its_db_and_a_new_db_gets_a_new_id() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.run(&[]).assert_code(0);
+    let first = db_id(&env);
+    assert!(first.len() >= 16, "{first}");
+    let log = env.log();
+    assert!(!log.is_empty());
+    for v in &log {
+        assert_eq!(v["db_id"], first.as_str(), "{v}");
+    }
+    // A DB lost between runs: the new one's run 1 is told apart from the old.
+    std::fs::remove_file(env.db_path()).unwrap();
+    env.src_file("b.txt", b"bravo");
+    env.run(&[]).assert_code(0);
+    let second = db_id(&env);
+    assert_ne!(first, second);
+    let run1: Vec<Value> = env
+        .log_with_status("run_start")
+        .into_iter()
+        .filter(|v| v["run"] == 1)
+        .collect();
+    assert_eq!(run1.len(), 2, "two runs numbered 1");
+    assert_ne!(run1[0]["db_id"], run1[1]["db_id"]);
+    // A DB made before ids were given gets one on its next open.
+    env.db()
+        .execute("DELETE FROM meta WHERE key = 'db_id'", [])
+        .unwrap();
+    env.run(&[]).assert_code(0);
+    let third = db_id(&env);
+    assert_eq!(env.log().last().unwrap()["db_id"], third.as_str());
+}
