@@ -117,6 +117,8 @@ pub struct StateDb {
     id: Option<String>,
     /// The run whose `runs` row each [`Tx::commit`] brings up to date.
     run: Option<(i64, RunCounts)>,
+    /// The run's counters as last committed (see [`StateDb::committed_counts`]).
+    committed: std::cell::Cell<(u64, u64, u64)>,
     /// The run whose files in flight each commit records (`in_flight`).
     in_flight: Option<(i64, InFlight)>,
 }
@@ -159,6 +161,7 @@ impl StateDb {
             file: None,
             id: None,
             run: None,
+            committed: std::cell::Cell::default(),
             in_flight: None,
         };
         db.file = Some(file_id(path).map_err(|_| DbError::Lost {
@@ -188,6 +191,7 @@ impl StateDb {
             file: None,
             id: None,
             run: None,
+            committed: std::cell::Cell::default(),
             in_flight: None,
         };
         db.id = db.read_db_id().ok().flatten();
@@ -231,6 +235,7 @@ impl StateDb {
             file: self.file,
             id: self.id.clone(),
             run: None,
+            committed: std::cell::Cell::default(),
             in_flight: None,
         };
         // Replaced before this connection opened: it has the new file.
@@ -266,11 +271,15 @@ impl Tx<'_> {
     /// [`StateDb::track_run`]).
     pub fn commit(self) -> Result<()> {
         self.db.check_file()?;
-        if let Some((id, counts)) = &self.db.run {
-            runs::record_progress(&self.conn, *id, counts())?;
+        let counts = self.db.run.as_ref().map(|(id, counts)| (*id, counts()));
+        if let Some((id, counts)) = counts {
+            runs::record_progress(&self.conn, id, counts)?;
         }
         in_flight::record(&self.conn, self.db.in_flight.as_ref())?;
         self.conn.commit()?;
+        if let Some((_, counts)) = counts {
+            self.db.committed.set(counts);
+        }
         Ok(())
     }
 

@@ -53,6 +53,15 @@ impl StateDb {
     /// progress. Costs one small UPDATE per batch.
     pub fn track_run(&mut self, id: i64, counts: RunCounts) {
         self.run = Some((id, counts));
+        self.committed.set((0, 0, 0));
+    }
+
+    /// The tracked run's counters `(files_done, bytes_done, failures)` as
+    /// the last commit recorded them with the rows they count: what the
+    /// run's summary, `run_end` and `runs` row say, whatever happened to
+    /// outcomes counted after it (a batch whose commit failed).
+    pub fn committed_counts(&self) -> (u64, u64, u64) {
+        self.committed.get()
     }
 
     pub fn finish_run(&mut self, row: &RunRow) -> Result<()> {

@@ -263,13 +263,13 @@ pub fn run(
         start(&mut ctx, opts.rescan, mode).and_then(|()| execute(&mut ctx, &stages, &mut report));
     progress.set_phase(Phase::Idle);
     report.elapsed = started.elapsed();
-    // One truth: the counters each batch commit recorded with the rows it
-    // committed, whichever way the run ended (a fatal error loses the
-    // stage's own report).
-    let totals = progress.totals();
-    report.transfer.files_done = totals.files_synced;
-    report.transfer.bytes_done = totals.bytes_synced;
-    report.transfer.failed = totals.files_failed;
+    // One truth: the counters the last batch commit recorded with the rows
+    // it committed, whichever way the run ended (a fatal error loses the
+    // stage's own report; a batch whose commit failed is not counted).
+    let (files, bytes, failed) = db.committed_counts();
+    report.transfer.files_done = files;
+    report.transfer.bytes_done = bytes;
+    report.transfer.failed = failed;
     let stopped = stop.load(Relaxed);
     let end = RunEnding { job, opts, run_id };
     let error = end.record(&mut db, &mut audit, &mut report, outcome, stopped);

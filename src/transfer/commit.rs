@@ -100,16 +100,32 @@ impl Committer<'_> {
         done: Receiver<Done>,
         halt: &AtomicBool,
     ) -> Result<WriterReport, TransferError> {
-        let result = self.record(done);
+        let mut batch = Batch::begin(self.db, self.dest_root)?;
+        let result = match self.record(done, &mut batch) {
+            Ok(report) => batch.end(self.audit).map(|()| report),
+            // Every row of the open batch has its line: committed, they say
+            // what happened (a failed commit says so line by line).
+            Err(Stop::Commit(e)) => {
+                let _ = batch.end(self.audit);
+                Err(e)
+            }
+            Err(Stop::Abandon(e)) => {
+                batch.abandon(self.audit, &e);
+                Err(e)
+            }
+        };
         if result.is_err() {
             halt.store(true, Relaxed);
         }
         result
     }
 
-    fn record(&mut self, done: Receiver<Done>) -> Result<WriterReport, TransferError> {
+    fn record(
+        &mut self,
+        done: Receiver<Done>,
+        batch: &mut Batch<'_>,
+    ) -> Result<WriterReport, Stop> {
         let mut report = WriterReport::default();
-        let mut batch = Batch::begin(self.db, self.dest_root)?;
         let mut notes = super::failnote::FailureNotes::default();
         loop {
             // Waits at most a commit interval: while only big files are in
@@ -118,51 +134,79 @@ impl Committer<'_> {
             let event = match done.recv_timeout(COMMIT_EVERY) {
                 Ok(event) => event,
                 Err(flume::RecvTimeoutError::Timeout) => {
-                    batch.idle(self.audit)?;
+                    batch.idle(self.audit).map_err(Stop::Abandon)?;
                     continue;
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
             match event {
                 Done::Synced { file, hash, stamp } => {
-                    self.synced(batch.tx(), &file, hash.as_deref(), stamp)?;
+                    self.synced(batch, &file, hash.as_deref(), stamp)?;
                     report.files_done += 1;
                     report.bytes_done += file.size;
                     self.progress.file_synced(file.size);
-                    batch.tick(self.audit)?;
                 }
                 Done::Failed { file, error } => {
                     let error = super::failnote::explain(&file.dest, error);
                     notes.note(&file.source, &file.dest, &error);
-                    batch.tx().mark_failed(file.id, &error)?;
                     let mut rec = FileRecord::new("failed", &file.source, &file.dest, file.size)
                         .entry(file.kind.as_str(), file.modified_ns);
                     rec.error = Some(&error);
-                    self.audit.write(&rec)?;
+                    self.audit.write(&rec).map_err(Stop::commit)?;
+                    batch.logged(Logged::new(
+                        "failed",
+                        &file.source,
+                        &file.dest,
+                        file.size,
+                        file.kind,
+                        file.modified_ns,
+                    ));
+                    batch
+                        .tx()
+                        .mark_failed(file.id, &error)
+                        .map_err(Stop::abandon)?;
                     report.failed += 1;
                     self.progress.file_failed();
-                    batch.tick(self.audit)?;
                 }
-                Done::Fatal(e) => {
-                    batch.end(self.audit)?;
-                    return Err(e);
-                }
+                Done::Fatal(e) => return Err(Stop::Commit(e)),
                 Done::Returned { file } => {
                     debug!(path = %file.dest.display(), "out of space: back to the backlog");
                     report.returned += 1;
+                    continue;
                 }
                 Done::DoesNotFit { file, error } => {
-                    batch.end(self.audit)?;
-                    return Err(self.does_not_fit(&file, &error));
+                    // Committed first: the line counts the backlog left.
+                    batch.renew(self.audit).map_err(Stop::Abandon)?;
+                    return Err(Stop::Commit(self.does_not_fit(&file, &error)));
                 }
             }
+            batch.tick(self.audit).map_err(Stop::Abandon)?;
         }
         notes.finish();
         if !self.stop.load(Relaxed) {
-            self.restore_dirs(&mut batch)?;
+            self.restore_dirs(batch)?;
         }
-        batch.end(self.audit)?;
         Ok(report)
+    }
+}
+
+/// Why the committer stops early, and what becomes of the open batch.
+enum Stop {
+    /// Every row in the batch has its audit line (the error came from a
+    /// lane, or from writing the next line): commit the batch, then stop.
+    Commit(TransferError),
+    /// The batch's transaction is lost (a DB error, a failed barrier): each
+    /// line written for it is followed by an `uncommitted` line.
+    Abandon(TransferError),
+}
+
+impl Stop {
+    fn commit(e: impl Into<TransferError>) -> Self {
+        Self::Commit(e.into())
+    }
+
+    fn abandon(e: impl Into<TransferError>) -> Self {
+        Self::Abandon(e.into())
     }
 }
 
@@ -191,28 +235,17 @@ impl Committer<'_> {
         ))
     }
 
+    /// Writes the `synced` line, then marks the row in the batch (committed
+    /// with it: a committed row always has its line; a line whose batch is
+    /// lost is followed by an `uncommitted` one).
     fn synced(
         &mut self,
-        tx: &Tx<'_>,
+        batch: &mut Batch<'_>,
         task: &FileTask,
         hash: Option<&str>,
         stamp: Stamp,
-    ) -> Result<(), TransferError> {
+    ) -> Result<(), Stop> {
         let algorithm = hash.map(|_| self.algo.name());
-        tx.mark_synced(&Synced {
-            id: task.id,
-            hash,
-            algorithm,
-            size: task.size,
-            modified_ns: task.modified_ns,
-            after_copy: Some(stamp),
-        })?;
-        if let Some(parent) = task.source.parent()
-            && self.last_touched_dir.as_deref() != Some(parent)
-        {
-            tx.touch_dir(parent)?;
-            self.last_touched_dir = Some(parent.to_path_buf());
-        }
         let mut rec = FileRecord::new("synced", &task.source, &task.dest, task.size)
             .entry(task.kind.as_str(), task.modified_ns);
         if let Some(t) = &task.link_target {
@@ -220,37 +253,75 @@ impl Committer<'_> {
         }
         rec.hash = hash;
         rec.algorithm = algorithm;
-        self.audit.write(&rec)?;
+        self.audit.write(&rec).map_err(Stop::commit)?;
+        batch.logged(Logged::new(
+            "synced",
+            &task.source,
+            &task.dest,
+            task.size,
+            task.kind,
+            task.modified_ns,
+        ));
+        let tx = batch.tx();
+        tx.mark_synced(&Synced {
+            id: task.id,
+            hash,
+            algorithm,
+            size: task.size,
+            modified_ns: task.modified_ns,
+            after_copy: Some(stamp),
+        })
+        .map_err(Stop::abandon)?;
+        if let Some(parent) = task.source.parent()
+            && self.last_touched_dir.as_deref() != Some(parent)
+        {
+            tx.touch_dir(parent).map_err(Stop::abandon)?;
+            self.last_touched_dir = Some(parent.to_path_buf());
+        }
         Ok(())
     }
 
     /// Creates folders (empty ones too) and restores their times, deepest
     /// first, after all their contents are written.
-    fn restore_dirs(&mut self, batch: &mut Batch<'_>) -> Result<(), TransferError> {
-        for d in self.db.pending_dirs()? {
+    fn restore_dirs(&mut self, batch: &mut Batch<'_>) -> Result<(), Stop> {
+        for d in self.db.pending_dirs().map_err(Stop::abandon)? {
             let done = self.restore_dir(&d);
             match done {
-                Ok(md) => batch.tx().mark_synced(&Synced {
-                    id: d.id,
-                    hash: None,
-                    algorithm: None,
-                    size: d.size,
-                    modified_ns: d.modified_ns,
-                    after_copy: Some(stamp_of(EntryKind::Dir, &md)),
-                })?,
+                Ok(md) => batch
+                    .tx()
+                    .mark_synced(&Synced {
+                        id: d.id,
+                        hash: None,
+                        algorithm: None,
+                        size: d.size,
+                        modified_ns: d.modified_ns,
+                        after_copy: Some(stamp_of(EntryKind::Dir, &md)),
+                    })
+                    .map_err(Stop::abandon)?,
                 Err(e) => {
                     let error = format!("cannot restore folder `{}`: {e}", d.dest.display());
                     warn!(%error, "folder failed");
-                    batch.tx().mark_failed(d.id, &error)?;
                     let mut rec = FileRecord::new("failed", &d.source, &d.dest, d.size)
                         .entry(EntryKind::Dir.as_str(), d.modified_ns);
                     rec.error = Some(&error);
-                    self.audit.write(&rec)?;
+                    self.audit.write(&rec).map_err(Stop::commit)?;
+                    batch.logged(Logged::new(
+                        "failed",
+                        &d.source,
+                        &d.dest,
+                        d.size,
+                        EntryKind::Dir,
+                        d.modified_ns,
+                    ));
+                    batch
+                        .tx()
+                        .mark_failed(d.id, &error)
+                        .map_err(Stop::abandon)?;
                     // Counts as a failure of this run (exit 1), as a file would.
                     self.progress.file_failed();
                 }
             }
-            batch.tick(self.audit)?;
+            batch.tick(self.audit).map_err(Stop::Abandon)?;
         }
         Ok(())
     }
@@ -339,7 +410,10 @@ impl Committer<'_> {
 }
 
 /// Groups row updates into transactions; the audit log is flushed before
-/// each commit, so no committed `synced` row lacks its audit line.
+/// each commit, so no committed `synced` row lacks its audit line, and a
+/// line whose transaction is not committed (a full DB disk, a failed
+/// barrier, a DB deleted under the run) is followed by an `uncommitted`
+/// line naming the same entry.
 ///
 /// Durability is batched too: before each commit, one `syncfs` of the
 /// destination filesystem puts every file of the batch (data, times and
@@ -357,6 +431,39 @@ pub(super) struct Batch<'db> {
     /// The destination root, kept open for `syncfs`.
     dest: File,
     dest_root: PathBuf,
+    /// The outcomes whose lines were written for the open transaction.
+    logged: Vec<Logged>,
+}
+
+/// An outcome whose audit line is written and whose row waits in the open
+/// transaction.
+struct Logged {
+    status: &'static str,
+    source: PathBuf,
+    dest: PathBuf,
+    size: u64,
+    kind: EntryKind,
+    modified_ns: i64,
+}
+
+impl Logged {
+    fn new(
+        status: &'static str,
+        source: &Path,
+        dest: &Path,
+        size: u64,
+        kind: EntryKind,
+        modified_ns: i64,
+    ) -> Self {
+        Self {
+            status,
+            source: source.to_path_buf(),
+            dest: dest.to_path_buf(),
+            size,
+            kind,
+            modified_ns,
+        }
+    }
 }
 
 impl<'db> Batch<'db> {
@@ -374,7 +481,13 @@ impl<'db> Batch<'db> {
             since: Instant::now(),
             dest,
             dest_root: dest_root.to_path_buf(),
+            logged: Vec::new(),
         })
+    }
+
+    /// Remembers an outcome whose line was written, until its commit.
+    fn logged(&mut self, l: Logged) {
+        self.logged.push(l);
     }
 
     /// The batch's transaction: the rows of its files are written in it.
@@ -411,6 +524,17 @@ impl<'db> Batch<'db> {
 
     fn commit(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
         let tx = self.tx.take().expect("a batch holds its transaction");
+        let result = self.commit_tx(tx, audit);
+        match &result {
+            Ok(()) => self.logged.clear(),
+            Err(e) => self.uncommitted(audit, e),
+        }
+        result
+    }
+
+    /// The barrier, then the commit; on any error the transaction is rolled
+    /// back (dropped).
+    fn commit_tx(&self, tx: Tx<'db>, audit: &mut AuditLog) -> Result<(), TransferError> {
         if self.count > 0
             && let Err(e) = super::writeback::sync_filesystem(&self.dest)
         {
@@ -426,6 +550,34 @@ impl<'db> Batch<'db> {
         audit.flush()?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Drops the open transaction (an error on the way): its rows keep
+    /// their previous status, and each line written for it is retracted.
+    fn abandon(mut self, audit: &mut AuditLog, error: &TransferError) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.rollback();
+        }
+        self.uncommitted(audit, error);
+    }
+
+    /// One `uncommitted` line per outcome whose line was written for a
+    /// transaction that was not committed (best effort: the log may be
+    /// the thing that failed).
+    fn uncommitted(&mut self, audit: &mut AuditLog, error: &TransferError) {
+        for l in self.logged.drain(..) {
+            let text = format!(
+                "its `{}` line was not committed to the state DB (the row keeps its previous \
+                 status): {error}",
+                l.status
+            );
+            let mut rec = FileRecord::new("uncommitted", &l.source, &l.dest, l.size)
+                .entry(l.kind.as_str(), l.modified_ns);
+            rec.error = Some(&text);
+            if audit.write(&rec).is_err() {
+                break;
+            }
+        }
     }
 
     fn end(mut self, audit: &mut AuditLog) -> Result<(), TransferError> {

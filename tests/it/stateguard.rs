@@ -5,13 +5,14 @@
 //! the totals are what the DB committed, with a DB or a log whose disk
 //! fills up. Cases that mount a tmpfs need root and print `SKIP` when not.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::env::{Out, TestEnv, files_under};
+use crate::env::{Out, TestEnv, bytes, files_under};
 use crate::faults::{Mount, Running, is_root, slow_env, wait_for_transfer};
 
 /// True when the test may mount; prints a visible skip otherwise.
@@ -255,4 +256,165 @@ fn every_audit_line_names_its_db_and_a_new_db_gets_a_new_id() {
     env.run(&[]).assert_code(0);
     let third = db_id(&env);
     assert_eq!(env.log().last().unwrap()["db_id"], third.as_str());
+}
+
+// ---- item 5: the totals are the DB's --------------------------------------------
+
+/// 3,000 tiny files in 30 folders: enough DB pages to fill a small disk.
+fn many_files(env: &TestEnv) {
+    for d in 0..30 {
+        for i in 0..100 {
+            env.src_file(
+                &format!("d{d}/file_with_a_longish_name_{i}.txt"),
+                &bytes(8, d * 100 + i),
+            );
+        }
+    }
+}
+
+/// The file rows committed `synced`, by source path.
+fn synced_rows(db: &rusqlite::Connection) -> BTreeSet<String> {
+    let mut st = db
+        .prepare(
+            "SELECT CAST(source_path AS TEXT) FROM files WHERE kind = 'file' AND status = 'synced'",
+        )
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `(files_done, bytes_done)` of the last `runs` row.
+fn runs_row(db: &rusqlite::Connection) -> (u64, u64) {
+    db.query_row(
+        "SELECT files_done, bytes_done FROM runs ORDER BY id DESC LIMIT 1",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .unwrap()
+}
+
+/// The files count of the summary line (`jobrun: N files, …`).
+fn summary_files(out: &Out) -> u64 {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("jobrun: ") && l.contains(" copied in "))
+        .unwrap_or_else(|| panic!("no summary: {}", out.stdout));
+    let n = line["jobrun: ".len()..].split(' ').next().unwrap();
+    n.replace(',', "").parse().unwrap()
+}
+
+/// Whole lines of a log (a torn last line left out).
+fn whole_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Sources of `synced` lines not followed by an `uncommitted` line.
+fn synced_in_log(log: &[Value]) -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for v in log {
+        let src = v["source"].as_str().unwrap_or_default().to_string();
+        match v["status"].as_str() {
+            Some("synced") if v["kind"] == "file" => {
+                set.insert(src);
+            }
+            Some("uncommitted") => {
+                set.remove(&src);
+            }
+            _ => {}
+        }
+    }
+    set
+}
+
+#[test]
+fn a_db_whose_disk_fills_mid_transfer_counts_only_what_it_committed() {
+    if !can_mount("a_db_whose_disk_fills_mid_transfer_counts_only_what_it_committed") {
+        return;
+    }
+    let env = TestEnv::new();
+    many_files(&env);
+    let state = env.root().join("state");
+    std::fs::write(
+        &env.manifest,
+        "source = \"src\"\ndestination = \"dst\"\ndb = \"state/job.db\"\n",
+    )
+    .unwrap();
+    // A size where the scan fits and the transfer's commits do not (the
+    // DB's pages grow with the hashes): tried from small to large.
+    for size in ["1200k", "1600k", "2m", "2500k"] {
+        let _ = std::fs::remove_dir_all(&env.dst);
+        let _ = std::fs::remove_file(env.log_path());
+        let m = tmpfs(&state, size);
+        let out = env.run(&[]);
+        let db = rusqlite::Connection::open(state.join("job.db")).unwrap();
+        let synced = synced_rows(&db);
+        if out.code != 4 || synced.is_empty() {
+            drop(db);
+            umount(m);
+            continue;
+        }
+        let line = error_line(&out);
+        assert!(line.contains("full"), "{line}");
+        let files = synced.len() as u64;
+        assert_eq!(summary_files(&out), files, "summary: {}", out.stdout);
+        assert_eq!(runs_row(&db).0, files, "runs row");
+        let log = env.log();
+        let end = log.iter().rfind(|v| v["status"] == "run_end").unwrap();
+        assert_eq!(end["files"], files, "run_end");
+        assert_eq!(
+            synced_in_log(&log),
+            synced,
+            "synced lines less uncommitted ones"
+        );
+        let uncommitted: Vec<&Value> = log
+            .iter()
+            .filter(|v| v["status"] == "uncommitted")
+            .collect();
+        assert!(!uncommitted.is_empty(), "the batch lost is named");
+        assert!(
+            uncommitted[0]["error"].as_str().unwrap().contains("full"),
+            "{}",
+            uncommitted[0]
+        );
+        return;
+    }
+    panic!("no tmpfs size made the DB fill up mid-transfer");
+}
+
+#[test]
+fn a_log_whose_disk_fills_mid_transfer_counts_only_what_was_committed() {
+    if !can_mount("a_log_whose_disk_fills_mid_transfer_counts_only_what_was_committed") {
+        return;
+    }
+    let env = TestEnv::new();
+    many_files(&env);
+    let logs = env.root().join("logs");
+    let _m = tmpfs(&logs, "64k");
+    std::fs::write(
+        &env.manifest,
+        "source = \"src\"\ndestination = \"dst\"\nlog = \"logs/job.log\"\n",
+    )
+    .unwrap();
+    let out = env.run(&[]);
+    out.assert_code(4);
+    let line = error_line(&out);
+    assert!(line.contains("No space left on device"), "{line}");
+    let db = env.db();
+    let synced = synced_rows(&db);
+    let files = synced.len() as u64;
+    assert_eq!(summary_files(&out), files, "summary: {}", out.stdout);
+    assert_eq!(runs_row(&db).0, files, "runs row");
+    let log = whole_lines(&logs.join("job.log"));
+    assert_eq!(
+        synced_in_log(&log),
+        synced,
+        "every whole synced line is committed"
+    );
 }
