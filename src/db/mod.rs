@@ -363,4 +363,51 @@ mod tests {
         tx.rollback().unwrap();
         assert!(!db.has_source(Path::new("/s/rolled")).unwrap());
     }
+
+    #[test]
+    fn a_db_has_one_id_kept_across_opens() {
+        let (_dir, path, db) = temp_db();
+        let id = db.id().unwrap().to_owned();
+        assert_eq!(id.len(), 32);
+        drop(db);
+        assert_eq!(StateDb::open(&path).unwrap().id(), Some(id.as_str()));
+        let ro = StateDb::open_existing_read_only(&path).unwrap().unwrap();
+        assert_eq!(ro.id(), Some(id.as_str()));
+        let (_d2, _, other) = temp_db();
+        assert_ne!(other.id(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn a_deleted_or_replaced_db_fails_the_next_commit_and_counts_stay_committed() {
+        let (dir, path, mut db) = temp_db();
+        let run = db.start_run("t0", "scan", false).unwrap();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let seen = n.clone();
+        db.track_run(
+            run,
+            Box::new(move || (seen.load(std::sync::atomic::Ordering::Relaxed), 10, 0)),
+        );
+        db.begin().unwrap().commit().unwrap();
+        assert_eq!(db.committed_counts(), (1, 10, 0));
+        n.store(5, std::sync::atomic::Ordering::Relaxed);
+        // Replaced: another file at the same path.
+        let other = dir.path().join("other.db");
+        std::fs::copy(&path, &other).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let err = db.begin().unwrap().commit().unwrap_err();
+        assert!(matches!(err, DbError::Lost { .. }), "{err}");
+        assert!(err.to_string().contains(path.as_str()), "{err}");
+        assert_eq!(
+            db.committed_counts(),
+            (1, 10, 0),
+            "the failed commit is not counted"
+        );
+        assert!(matches!(db.reopen(), Err(DbError::Lost { .. })));
+        // Deleted.
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            db.begin().unwrap().commit(),
+            Err(DbError::Lost { .. })
+        ));
+    }
 }
