@@ -3,7 +3,8 @@
 //! mounted over a local root) is refused; `require_mounts`; a state DB
 //! deleted or replaced mid-run is fatal; every audit line names its DB;
 //! the totals are what the DB committed, with a DB or a log whose disk
-//! fills up. Cases that mount a tmpfs need root and print `SKIP` when not.
+//! fills up. Cases that mount a tmpfs need root: `#[ignore = "needs root"]`
+//! (the full tier runs them), and they fail, never pass, without it.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,15 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::env::{Out, TestEnv, bytes, files_under};
-use crate::faults::{Mount, Running, is_root, slow_env, wait_for_transfer};
-
-/// True when the test may mount; prints a visible skip otherwise.
-fn can_mount(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIP {test}: needs root (mounts a tmpfs)");
-    }
-    is_root()
-}
+use crate::support::{Mount, Running, require_root, slow_env, wait_for_transfer};
 
 /// Mounts a tmpfs of `size` at `at` (created), unmounted on drop.
 fn tmpfs(at: &Path, size: &str) -> Mount {
@@ -75,10 +68,9 @@ fn env_with_dest_below(mnt: &str) -> (TestEnv, PathBuf) {
 // ---- item 3: a root's filesystem --------------------------------------------
 
 #[test]
+#[ignore = "needs root"]
 fn a_destination_share_not_mounted_is_not_copied_to_the_local_disk() {
-    if !can_mount("a_destination_share_not_mounted_is_not_copied_to_the_local_disk") {
-        return;
-    }
+    require_root();
     let (env, dst) = env_with_dest_below("mnt");
     let mnt = env.root().join("mnt");
     let m = tmpfs(&mnt, "16m");
@@ -105,10 +97,9 @@ fn a_destination_share_not_mounted_is_not_copied_to_the_local_disk() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_share_mounted_over_a_local_destination_is_refused() {
-    if !can_mount("a_share_mounted_over_a_local_destination_is_refused") {
-        return;
-    }
+    require_root();
     let (env, dst) = env_with_dest_below("mnt");
     let mnt = env.root().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -123,10 +114,9 @@ fn a_share_mounted_over_a_local_destination_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_destination_root_itself_unmounted_is_refused_as_before() {
-    if !can_mount("the_destination_root_itself_unmounted_is_refused_as_before") {
-        return;
-    }
+    require_root();
     let env = TestEnv::new();
     env.src_file("a.txt", b"alpha");
     let m = tmpfs(&env.dst, "16m");
@@ -194,6 +184,7 @@ fn db_id(env: &TestEnv) -> String {
 }
 
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn a_db_deleted_mid_run_is_fatal_and_named() {
     let env = slow_env(12, 300_000);
     let run = Running::start(&env, &[]);
@@ -210,6 +201,7 @@ fn a_db_deleted_mid_run_is_fatal_and_named() {
 }
 
 #[test]
+#[ignore = "slow tier (4 s)"]
 fn a_db_replaced_mid_run_is_fatal_and_named() {
     let env = slow_env(12, 300_000);
     let run = Running::start(&env, &[]);
@@ -334,10 +326,9 @@ fn synced_in_log(log: &[Value]) -> BTreeSet<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_db_whose_disk_fills_mid_transfer_counts_only_what_it_committed() {
-    if !can_mount("a_db_whose_disk_fills_mid_transfer_counts_only_what_it_committed") {
-        return;
-    }
+    require_root();
     let env = TestEnv::new();
     many_files(&env);
     let state = env.root().join("state");
@@ -389,10 +380,9 @@ fn a_db_whose_disk_fills_mid_transfer_counts_only_what_it_committed() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_log_whose_disk_fills_mid_transfer_counts_only_what_was_committed() {
-    if !can_mount("a_log_whose_disk_fills_mid_transfer_counts_only_what_was_committed") {
-        return;
-    }
+    require_root();
     let env = TestEnv::new();
     many_files(&env);
     let logs = env.root().join("logs");
