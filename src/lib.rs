@@ -33,7 +33,8 @@
 //!   `files` (`RowStatus`, `RowId`), `listing`, `mounts`, `runs`,
 //!   `verifies`, `in_flight`; writes that belong in a batch take a
 //!   [`db::Tx`];
-//! - `roots` (root identity, overlap, mount points, the delete guard),
+//! - `roots` (root identity, the filesystem a root is on, overlap, the
+//!   delete guard),
 //!   `beneath` (every path below a root, never through a symlink; the one
 //!   nanosecond conversion), `fsmeta` (temporaries' names, NFS silly
 //!   names, lstat → row), `merge` (the merge of two sorted listings, used by

@@ -1,6 +1,7 @@
 //! The `meta` table, its only reader and writer: each key is a [`Key`]
-//! variant (the job's roots and whether they were mount points, the scan
-//! counter and the state of the last scan), read and written here only.
+//! variant (the job's roots and the filesystems they were on, the DB's
+//! id, the scan counter and the state of the last scan), read and written
+//! here only.
 
 use rusqlite::{Connection, OptionalExtension};
 
