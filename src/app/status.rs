@@ -50,7 +50,11 @@ pub struct StatusReport {
     /// The last runs, newest first.
     pub runs: Vec<RunStatus>,
     pub failed_total: u64,
-    /// The first few failed rows with their errors.
+    /// Failed rows that failed in 2 or more runs in a row, and the most
+    /// runs in a row any failed row failed.
+    pub failed_repeatedly: u64,
+    pub longest_fail_streak: u64,
+    /// A few failed rows with their errors, the longest streaks first.
     pub failed_sample: Vec<FailedFile>,
     /// The last `jobrun verify`, if any (`ended_at` null: killed or running).
     pub last_verify: Option<crate::db::VerifyRecord>,
@@ -84,6 +88,8 @@ pub struct InFlight {
 pub struct FailedFile {
     pub path: String,
     pub error: String,
+    /// Runs in a row this file failed (1: only the last one).
+    pub runs_in_a_row: u64,
 }
 
 fn run_seconds(r: &RunRow) -> Option<f64> {
@@ -155,6 +161,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         .iter()
         .find(|c| c.status == RowStatus::Failed)
         .map_or(0, |c| c.files);
+    let (failed_repeatedly, longest_fail_streak) = db.fail_streaks()?;
     Ok(StatusReport {
         db: job.db.to_string(),
         running_pid,
@@ -168,12 +175,15 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         counts,
         runs,
         failed_total,
+        failed_repeatedly,
+        longest_fail_streak,
         failed_sample: db
             .failed_sample(SHOWN_FAILED)?
             .into_iter()
-            .map(|(p, error)| FailedFile {
+            .map(|(p, error, runs_in_a_row)| FailedFile {
                 path: p.display().to_string(),
                 error,
+                runs_in_a_row,
             })
             .collect(),
         last_verify: db.last_verify()?,
@@ -250,19 +260,39 @@ pub fn render_status(r: &StatusReport) -> String {
         let _ = writeln!(o);
         let _ = writeln!(o, "{}", verify_line(v));
     }
-    if r.failed_total > 0 {
-        let _ = writeln!(o);
+    render_failed(&mut o, r);
+    o
+}
+
+/// The failed files, the longest streaks first, and how many keep failing.
+fn render_failed(o: &mut String, r: &StatusReport) {
+    use std::fmt::Write as _;
+    if r.failed_total == 0 {
+        return;
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "failed files ({} of {}; all are retried by the next scan):",
+        r.failed_sample.len(),
+        r.failed_total
+    );
+    for f in &r.failed_sample {
+        let streak = match f.runs_in_a_row {
+            0 | 1 => String::new(),
+            n => format!(" ({n} runs in a row)"),
+        };
+        let _ = writeln!(o, "  {}{streak}: {}", f.path, f.error);
+    }
+    if r.failed_repeatedly > 0 {
         let _ = writeln!(
             o,
-            "failed files ({} of {}; all are retried by the next scan):",
-            r.failed_sample.len(),
-            r.failed_total
+            "{} failed in 2 or more runs in a row (at most {}): a file that changes all \
+             the time (a log) is never copied whole; exclude it, or copy it while it is quiet",
+            progress::count(r.failed_repeatedly, "file", "files"),
+            progress::count(r.longest_fail_streak, "run", "runs"),
         );
-        for f in &r.failed_sample {
-            let _ = writeln!(o, "  {}: {}", f.path, f.error);
-        }
     }
-    o
 }
 
 /// `in flight 2 files`, then one line per file: bytes written of its size.

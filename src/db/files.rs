@@ -164,6 +164,8 @@ pub struct Synced<'a> {
     pub algorithm: Option<&'a str>,
     pub size: u64,
     pub modified_ns: i64,
+    /// The source's ctime when read (None: the row's stays).
+    pub changed_ns: Option<i64>,
     pub after_copy: Option<Stamp>,
 }
 
@@ -188,14 +190,47 @@ impl StateDb {
         )?)
     }
 
-    /// Up to `n` failed rows with their error text, for `status`.
-    pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String)>> {
-        let mut st = self.conn.prepare(
-            "SELECT source_path, coalesce(error, '') FROM files WHERE status = 'failed'
-             ORDER BY rowid LIMIT ?1",
-        )?;
-        let rows = st.query_map([n as i64], |r| Ok((path_from(r.get_ref(0)?)?, r.get(1)?)))?;
+    /// Up to `n` failed rows with their error text and the runs in a row
+    /// they failed, for `status`: the longest streaks first.
+    /// (`status` reads without migrating: before v8 each counts 1.)
+    pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String, u64)>> {
+        let streak = self.fail_streak_column()?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT source_path, coalesce(error, ''), {streak} FROM files
+             WHERE status = 'failed' ORDER BY {streak} DESC, rowid LIMIT ?1",
+        ))?;
+        let rows = st.query_map([n as i64], |r| {
+            Ok((
+                path_from(r.get_ref(0)?)?,
+                r.get(1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Failed rows that failed in 2 or more runs in a row, and the longest
+    /// streak of any.
+    pub fn fail_streaks(&self) -> Result<(u64, u64)> {
+        let streak = self.fail_streak_column()?;
+        Ok(self.conn.query_row(
+            &format!(
+                "SELECT count(CASE WHEN {streak} >= 2 THEN 1 END), coalesce(max({streak}), 0)
+                 FROM files WHERE status = 'failed'"
+            ),
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    /// The `fail_streak` column, or before v8 an expression that is 1 on
+    /// failed rows (not the literal `1`: `ORDER BY 1` names a column).
+    fn fail_streak_column(&self) -> Result<&'static str> {
+        Ok(if self.schema_version()? >= 8 {
+            "fail_streak"
+        } else {
+            "(status = 'failed')"
+        })
     }
 
     /// Files and bytes per status, always listing all three.
@@ -464,6 +499,7 @@ impl Tx<'_> {
             "UPDATE files SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
                 changed_ns = ?6, created_ns = ?7, mode = ?8, uid = ?9, gid = ?10,
                 error = CASE WHEN status = ?11 THEN error END, status = ?11,
+                fail_streak = CASE WHEN ?11 = 'synced' THEN 0 ELSE fail_streak END,
                 hash = CASE WHEN ?12 THEN hash END,
                 hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
                 after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
@@ -496,6 +532,7 @@ impl Tx<'_> {
         let mut st = self.conn.prepare_cached(
             "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
                 size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
+                changed_ns = coalesce(?8, changed_ns), fail_streak = 0,
                 verified_at = NULL, verify_result = NULL, verified_hash = NULL
              WHERE rowid = ?1",
         )?;
@@ -507,13 +544,19 @@ impl Tx<'_> {
             done.modified_ns,
             done.after_copy.map(|s| s.size as i64),
             done.after_copy.map(|s| s.modified_ns),
+            done.changed_ns,
         ])?;
         Ok(())
     }
 
+    /// Marks a row failed, one more run in a row (a row fails at most once
+    /// a run: it is not pending after).
     pub fn mark_failed(&self, id: RowId, error: &str) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE files SET status = 'failed', error = ?2 WHERE rowid = ?1")?
+            .prepare_cached(
+                "UPDATE files SET status = 'failed', error = ?2, fail_streak = fail_streak + 1
+                 WHERE rowid = ?1",
+            )?
             .execute(params![id, error])?;
         Ok(())
     }
@@ -525,7 +568,8 @@ impl Tx<'_> {
         Ok(self
             .conn
             .prepare_cached(
-                "UPDATE files SET status = 'failed', error = ?2 WHERE source_path = ?1",
+                "UPDATE files SET status = 'failed', error = ?2, fail_streak = fail_streak + 1
+                 WHERE source_path = ?1",
             )?
             .execute(params![path_value(source), error])?
             > 0)
@@ -645,6 +689,7 @@ pub(super) mod tests {
                 algorithm: Some("sha256"),
                 size: id as u64,
                 modified_ns: id * 10,
+                changed_ns: None,
                 after_copy: None,
             })
             .unwrap();

@@ -148,6 +148,9 @@ CREATE TABLE runs (
                  dest_modified_ns INTEGER NOT NULL
              );",
         ),
+        // v8: per row, the runs in a row it failed (`status` names the files
+        // that keep failing, e.g. a log written all the time); 0 once synced.
+        M::up("ALTER TABLE files ADD COLUMN fail_streak INTEGER NOT NULL DEFAULT 0;"),
     ])
 });
 

@@ -37,6 +37,8 @@ pub struct FileTask {
     /// The source's extended attributes and ACLs that the job copies
     /// (`xattrs`, `acls`), read on the open source (see `crate::xattrs`).
     pub attrs: Vec<crate::xattrs::Attr>,
+    /// The source's ctime at open (a file's; recorded in its row when synced).
+    pub changed_ns: Option<i64>,
 }
 
 /// A slice of a file's bytes.

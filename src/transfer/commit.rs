@@ -269,6 +269,7 @@ impl Committer<'_> {
             algorithm,
             size: task.size,
             modified_ns: task.modified_ns,
+            changed_ns: task.changed_ns,
             after_copy: Some(stamp),
         })
         .map_err(Stop::abandon)?;
@@ -295,6 +296,7 @@ impl Committer<'_> {
                         algorithm: None,
                         size: d.size,
                         modified_ns: d.modified_ns,
+                        changed_ns: None,
                         after_copy: Some(stamp_of(EntryKind::Dir, &md)),
                     })
                     .map_err(Stop::abandon)?,

@@ -9,11 +9,12 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use flume::{Receiver, Sender};
 use tracing::debug;
@@ -23,7 +24,7 @@ use super::dest::symlinked_folder;
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, ns};
 use crate::db::{PendingFile, StateDb};
-use crate::decide::{EntryKind, SourceRoot};
+use crate::decide::{self, EntryKind, ReadStamp, SourceRoot};
 use crate::roots::{RootId, RootNow};
 
 /// Backlog rows fetched per DB query.
@@ -133,6 +134,7 @@ impl<'a> Reader<'a> {
                         link_target: None,
                         created_ns: None,
                         attrs: Vec::new(),
+                        changed_ns: None,
                     })
                 };
                 // Directories get their mtimes after their contents (writer).
@@ -285,6 +287,9 @@ impl<'a> Reader<'a> {
         task: &dyn Fn(u64, i64, i64, (u32, u32, u32)) -> Arc<FileTask>,
         send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
     ) -> Result<Outcome, TransferError> {
+        // Before the open: the racy-file rule compares the file's times
+        // with the moment its read began.
+        let started = (std::time::Instant::now(), now_ns());
         let mut f = match open_source(dir, name) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -319,6 +324,7 @@ impl<'a> Reader<'a> {
                 let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
                 i64::try_from(d.as_nanos()).ok()
             });
+            f.changed_ns = Some(ns(before.ctime(), before.ctime_nsec()));
         }
         debug!(id = row.id.get(), path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.ctx.job.checksum.hasher();
@@ -350,24 +356,16 @@ impl<'a> Reader<'a> {
             offset += want as u64;
             let mut hash = None;
             if last {
-                // Size or mtime moved while we read: the copy may mix two
-                // versions, so it must not be marked synced.
-                let changed = match f.metadata() {
-                    Ok(after) => {
-                        after.len() != before.len()
-                            || after.mtime() != before.mtime()
-                            || after.mtime_nsec() != before.mtime_nsec()
-                    }
-                    Err(_) => true,
-                };
-                if changed {
-                    return Ok(Outcome::Failed(
-                        "source changed while being read (size or mtime moved); retried next run"
-                            .into(),
-                    ));
-                }
                 let h = std::mem::replace(&mut hasher, self.ctx.job.checksum.hasher());
-                hash = Some(h.finish_hex());
+                let h = h.finish_hex();
+                match self.vouch(&mut f, &read_stamp(&before), started, &h) {
+                    Vouch::Same => hash = Some(h),
+                    Vouch::Changed(why) => return Ok(Outcome::Failed(why)),
+                    Vouch::Stopping => {
+                        send(Msg::Abandon { file })?;
+                        return Ok(Outcome::Abandoned);
+                    }
+                }
             }
             send(Msg::Block(Block {
                 file: file.clone(),
@@ -380,6 +378,69 @@ impl<'a> Reader<'a> {
                 return Ok(Outcome::Sent);
             }
         }
+    }
+
+    /// Whether the bytes just read (hash `hash`) are the file's: nothing of
+    /// size, mtime and ctime moved while they were read, and a racy file
+    /// (see [`decide::racy_window`]) reads the same again once its window
+    /// has passed since the first read began. Only racy files pay a wait
+    /// and a second read (under the same limit).
+    fn vouch(
+        &self,
+        f: &mut File,
+        before: &ReadStamp,
+        started: (Instant, i64),
+        hash: &str,
+    ) -> Vouch {
+        if let Some(why) = moved(f, before) {
+            return Vouch::Changed(why);
+        }
+        let Some(window) = decide::racy_window(before, started.1) else {
+            return Vouch::Same;
+        };
+        let until = started.0 + window;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if self.stopping() {
+                return Vouch::Stopping;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+        debug!(size = before.size, ?window, "racy: reading it again");
+        let again = self.hash_again(f, before.size);
+        match again {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && self.stopping() => Vouch::Stopping,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Vouch::Changed(
+                "source changed while being read (it shrank); retried next run".into(),
+            ),
+            Err(e) => Vouch::Changed(format!("cannot read source again: {e}")),
+            Ok(_) if let Some(why) = moved(f, before) => Vouch::Changed(why),
+            Ok(h) if h != hash => Vouch::Changed(format!(
+                "source changed while being read, its times unmoved: a second read {} after \
+                 the first began differs (the source keeps times to {}); retried next run",
+                crate::progress::fmt_duration(window),
+                match decide::time_granularity(before.modified_ns) {
+                    Duration::ZERO => "sub-seconds".to_string(),
+                    g => format!("{} s", g.as_secs()),
+                }
+            )),
+            Ok(_) => Vouch::Same,
+        }
+    }
+
+    /// The hash of the first `size` bytes of `f`, read again from its start.
+    fn hash_again(&self, f: &mut File, size: u64) -> io::Result<String> {
+        f.seek(SeekFrom::Start(0))?;
+        let mut hasher = self.ctx.job.checksum.hasher();
+        let mut buf = vec![0; self.ctx.job.block_size];
+        let mut ra = ReadAhead::Default;
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            self.fill(f, &mut buf[..n], &mut ra)?;
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(hasher.finish_hex())
     }
 
     /// Fills `buf` completely, in throttled slices when a limit is set.
@@ -401,6 +462,40 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
+}
+
+/// What [`Reader::vouch`] found.
+enum Vouch {
+    Same,
+    Changed(String),
+    Stopping,
+}
+
+fn read_stamp(md: &std::fs::Metadata) -> ReadStamp {
+    ReadStamp {
+        size: md.len(),
+        modified_ns: ns(md.mtime(), md.mtime_nsec()),
+        changed_ns: ns(md.ctime(), md.ctime_nsec()),
+    }
+}
+
+/// What moved since `before` on the open file, as a failure text.
+fn moved(f: &File, before: &ReadStamp) -> Option<String> {
+    match f.metadata() {
+        Ok(after) => decide::moved_during_read(before, &read_stamp(&after)).map(|what| {
+            format!("source changed while being read ({what} moved); retried next run")
+        }),
+        Err(e) => Some(format!(
+            "source changed while being read? cannot stat it after reading: {e}; retried next run"
+        )),
+    }
+}
+
+/// This machine's clock, ns since the epoch (the racy-file rule).
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The kernel read-ahead advice on the open source file. Under a limit the

@@ -21,6 +21,7 @@ mod modes;
 mod mounts;
 mod progress;
 mod race;
+mod racy;
 mod refuse;
 mod retune;
 mod roots;
