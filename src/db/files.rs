@@ -190,49 +190,6 @@ impl StateDb {
         )?)
     }
 
-    /// Up to `n` failed rows with their error text and the runs in a row
-    /// they failed, for `status`: the longest streaks first.
-    /// (`status` reads without migrating: before v8 each counts 1.)
-    pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String, u64)>> {
-        let streak = self.fail_streak_column()?;
-        let mut st = self.conn.prepare(&format!(
-            "SELECT source_path, coalesce(error, ''), {streak} FROM files
-             WHERE status = 'failed' ORDER BY {streak} DESC, rowid LIMIT ?1",
-        ))?;
-        let rows = st.query_map([n as i64], |r| {
-            Ok((
-                path_from(r.get_ref(0)?)?,
-                r.get(1)?,
-                r.get::<_, i64>(2)? as u64,
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Failed rows that failed in 2 or more runs in a row, and the longest
-    /// streak of any.
-    pub fn fail_streaks(&self) -> Result<(u64, u64)> {
-        let streak = self.fail_streak_column()?;
-        Ok(self.conn.query_row(
-            &format!(
-                "SELECT count(CASE WHEN {streak} >= 2 THEN 1 END), coalesce(max({streak}), 0)
-                 FROM files WHERE status = 'failed'"
-            ),
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
-    }
-
-    /// The `fail_streak` column, or before v8 an expression that is 1 on
-    /// failed rows (not the literal `1`: `ORDER BY 1` names a column).
-    fn fail_streak_column(&self) -> Result<&'static str> {
-        Ok(if self.schema_version()? >= 8 {
-            "fail_streak"
-        } else {
-            "(status = 'failed')"
-        })
-    }
-
     /// Files and bytes per status, always listing all three.
     pub fn status_counts(&self) -> Result<Vec<StatusCount>> {
         let mut out: Vec<StatusCount> = RowStatus::ALL

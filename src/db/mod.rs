@@ -8,12 +8,14 @@
 //!
 //! Where each rule lives: the write transaction ([`Tx`]) here; the
 //! migrations in `schema`; every `meta` key in `meta`; the recorded roots in
-//! `roots`; `files` rows with their [`RowStatus`] and [`RowId`] in `files`;
-//! the destination listing and mirror candidates in `listing`; the
-//! source's mount points in `mounts`; the type changes the last scan
-//! found in `changes`; `runs` in `runs`; verify results in `verifies`.
+//! `roots`; `files` rows with their [`RowStatus`] and [`RowId`] in `files`,
+//! the failed ones as `status` shows them in `failed`; the destination
+//! listing and mirror candidates in `listing`; the source's mount points in
+//! `mounts`; the type changes the last scan found in `changes`; `runs` in
+//! `runs`; verify results in `verifies`.
 
 mod changes;
+mod failed;
 mod files;
 mod in_flight;
 mod listing;
