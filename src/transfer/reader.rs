@@ -289,7 +289,7 @@ impl<'a> Reader<'a> {
     ) -> Result<Outcome, TransferError> {
         // Before the open: the racy-file rule compares the file's times
         // with the moment its read began.
-        let started = (std::time::Instant::now(), now_ns());
+        let started = (Instant::now(), crate::clock::now_ns());
         let mut f = match open_source(dir, name) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -406,25 +406,32 @@ impl<'a> Reader<'a> {
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
         debug!(size = before.size, ?window, "racy: reading it again");
-        let again = self.hash_again(f, before.size);
-        match again {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && self.stopping() => Vouch::Stopping,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Vouch::Changed(
-                "source changed while being read (it shrank); retried next run".into(),
-            ),
-            Err(e) => Vouch::Changed(format!("cannot read source again: {e}")),
-            Ok(_) if let Some(why) = moved(f, before) => Vouch::Changed(why),
-            Ok(h) if h != hash => Vouch::Changed(format!(
-                "source changed while being read, its times unmoved: a second read {} after \
-                 the first began differs (the source keeps times to {}); retried next run",
-                crate::progress::fmt_duration(window),
-                match decide::time_granularity(before.modified_ns) {
-                    Duration::ZERO => "sub-seconds".to_string(),
-                    g => format!("{} s", g.as_secs()),
-                }
-            )),
-            Ok(_) => Vouch::Same,
+        let again = match self.hash_again(f, before.size) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && self.stopping() => {
+                return Vouch::Stopping;
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Vouch::Changed(
+                    "source changed while being read (it shrank); retried next run".into(),
+                );
+            }
+            Err(e) => return Vouch::Changed(format!("cannot read source again: {e}")),
+            Ok(h) => h,
+        };
+        if let Some(why) = moved(f, before) {
+            return Vouch::Changed(why);
         }
+        if again != hash {
+            let granule = match decide::time_granularity(before.modified_ns) {
+                Duration::ZERO => "a clock tick".to_string(),
+                g => format!("{} s", g.as_secs()),
+            };
+            return Vouch::Changed(format!(
+                "source changed while being read, its times unmoved: a second read, once \
+                 they could have moved ({granule}), differs; retried next run"
+            ));
+        }
+        Vouch::Same
     }
 
     /// The hash of the first `size` bytes of `f`, read again from its start.
@@ -489,13 +496,6 @@ fn moved(f: &File, before: &ReadStamp) -> Option<String> {
             "source changed while being read? cannot stat it after reading: {e}; retried next run"
         )),
     }
-}
-
-/// This machine's clock, ns since the epoch (the racy-file rule).
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// The kernel read-ahead advice on the open source file. Under a limit the
