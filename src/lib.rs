@@ -40,7 +40,7 @@
 //!   names, lstat → row), `merge` (the merge of two sorted listings, used by
 //!   the scan and by the mirror's listing), `filter` (`exclude`/`include`);
 //! - `decide` (pure decisions: skip rule, run mode, mount check, mirror
-//!   rails and verdicts), `modes` (permission bits and owners), `xattrs`
+//!   rails and verdicts, type changes, racy reads), `modes` (permission bits and owners), `xattrs`
 //!   (extended attributes and ACLs: the group bits an ACL allows, what is
 //!   copied or left out, ACL models), `checksum`,
 //!   `throttle` and `timetable` (`bwlimit`), `units`, `exit` (exit codes),
