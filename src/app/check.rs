@@ -126,8 +126,31 @@ fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
     .collect()
 }
 
+/// `sparse` and `hard_links` in [`settings`].
+fn tree_settings(job: &crate::manifest::Job) -> [(&'static str, String); 2] {
+    [
+        (
+            "sparse",
+            if job.sparse {
+                "true (holes kept; zero blocks written as holes)".into()
+            } else {
+                "false (holes arrive as written zeros)".into()
+            },
+        ),
+        (
+            "hard_links",
+            if job.hard_links {
+                "true (names of one source inode arrive as one inode)".into()
+            } else {
+                "false (every name arrives as a copy of its own)".into()
+            },
+        ),
+    ]
+}
+
 /// [`settings`] from `delete_extras` on.
 fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
+    let [sparse, hard_links] = tree_settings(job);
     vec![
         ("delete_extras", job.delete_extras.to_string()),
         (
@@ -189,6 +212,8 @@ fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
                 "false".into()
             },
         ),
+        sparse,
+        hard_links,
         (
             "progress_interval",
             humantime::format_duration(job.progress_interval).to_string(),

@@ -51,6 +51,8 @@ pub const KEYS: &[&str] = &[
     "xattrs",
     "acls",
     "require_mounts",
+    "sparse",
+    "hard_links",
     "progress_interval",
     "metrics_file",
     "exclude",
@@ -145,6 +147,8 @@ pub struct RawManifest {
     pub xattrs: Option<bool>,
     pub acls: Option<bool>,
     pub require_mounts: Option<bool>,
+    pub sparse: Option<bool>,
+    pub hard_links: Option<bool>,
     pub progress_interval: Option<Interval>,
     pub metrics_file: Option<String>,
     pub exclude: Option<Patterns>,
@@ -213,6 +217,12 @@ pub struct Job {
     /// FUSE), even at the job's first run: a share not mounted yet is then
     /// never taken for the local folder under its mount point. Default off.
     pub require_mounts: bool,
+    /// Holes stay holes: those the source reports are neither read nor
+    /// written, and runs of zeros of a whole 4 KiB block are written as
+    /// holes (see `transfer::holes`).
+    pub sparse: bool,
+    /// Names of one source inode arrive as one inode (see `transfer::links`).
+    pub hard_links: bool,
     /// Interval of plain progress lines when stderr is not a terminal.
     pub progress_interval: Duration,
     /// Prometheus textfile (node exporter's textfile collector) rewritten
@@ -405,6 +415,8 @@ fn resolve(
         xattrs: raw.xattrs.unwrap_or(false),
         acls: raw.acls.unwrap_or(false),
         require_mounts: raw.require_mounts.unwrap_or(false),
+        sparse: raw.sparse.unwrap_or(true),
+        hard_links: raw.hard_links.unwrap_or(true),
         progress_interval: raw
             .progress_interval
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),

@@ -48,6 +48,9 @@ pub struct Block {
     /// Where `data` goes in the destination file.
     pub offset: u64,
     pub data: Vec<u8>,
+    /// A hole of this many bytes at `offset` (`sparse`): neither read nor
+    /// written, `data` is empty.
+    pub hole: u64,
     pub last: bool,
     /// Lowercase hex, only on the last block.
     pub hash: Option<String>,

@@ -19,6 +19,7 @@ pub mod block;
 pub mod commit;
 pub mod dest;
 pub mod failnote;
+pub mod holes;
 pub mod reader;
 mod space;
 mod typechange;

@@ -21,6 +21,7 @@ use tracing::debug;
 
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::dest::symlinked_folder;
+use super::holes::{Region, Regions, feed_zeros};
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, ns};
 use crate::db::{PendingFile, StateDb};
@@ -330,14 +331,19 @@ impl<'a> Reader<'a> {
         let mut hasher = self.ctx.job.checksum.hasher();
         let mut offset = 0u64;
         let mut read_ahead = ReadAhead::Default;
+        let mut regions = Regions::new(self.ctx.job.sparse, file.size, before.blocks());
         loop {
             if offset > 0 && self.stopping() {
                 send(Msg::Abandon { file })?;
                 return Ok(Outcome::Abandoned);
             }
-            let want = (file.size - offset).min(self.ctx.job.block_size as u64) as usize;
+            let (want, hole) = match self.span(regions.as_mut(), &mut f, offset, file.size) {
+                Ok(span) => span,
+                Err(e) => return Ok(Outcome::Failed(format!("cannot read source: {e}"))),
+            };
             let mut data = self.buffer(want);
             data.resize(want, 0);
+            feed_zeros(hole, &mut |z| hasher.update(z));
             if let Err(e) = self.fill(&mut f, &mut data, &mut read_ahead) {
                 if e.kind() == io::ErrorKind::Interrupted && self.stopping() {
                     send(Msg::Abandon { file })?;
@@ -351,9 +357,9 @@ impl<'a> Reader<'a> {
                 return Ok(Outcome::Failed(why));
             }
             hasher.update(&data);
-            let last = offset + want as u64 == file.size;
+            let last = offset + want as u64 + hole == file.size;
             let block_offset = offset;
-            offset += want as u64;
+            offset += want as u64 + hole;
             let mut hash = None;
             if last {
                 let h = std::mem::replace(&mut hasher, self.ctx.job.checksum.hasher());
@@ -371,6 +377,7 @@ impl<'a> Reader<'a> {
                 file: file.clone(),
                 offset: block_offset,
                 data,
+                hole,
                 last,
                 hash,
             }))?;
@@ -448,6 +455,26 @@ impl<'a> Reader<'a> {
             left -= n as u64;
         }
         Ok(hasher.finish_hex())
+    }
+
+    /// The next block at `offset`: bytes to read, or a hole to skip
+    /// (`sparse`, see `holes`), never both.
+    fn span(
+        &self,
+        regions: Option<&mut Regions>,
+        f: &mut File,
+        offset: u64,
+        size: u64,
+    ) -> io::Result<(usize, u64)> {
+        let block = self.ctx.job.block_size as u64;
+        let region = match regions {
+            Some(r) if offset < size => r.at(f, offset)?,
+            _ => Region::Data { end: size },
+        };
+        Ok(match region {
+            Region::Hole { end } => (0, end - offset),
+            Region::Data { end } => ((end - offset).min(block) as usize, 0),
+        })
     }
 
     /// Fills `buf` completely, in throttled slices when a limit is set.

@@ -67,6 +67,15 @@ impl WriteBack {
         Ok(())
     }
 
+    /// Records a hole of `n` bytes skipped (`sparse`): nothing to write
+    /// out, so nothing pending is submitted for it.
+    pub(super) fn skipped(&mut self, n: u64) {
+        if self.queued == self.written {
+            self.queued += n;
+        }
+        self.written += n;
+    }
+
     /// Waits until the range handed to write-out last has left (a limited
     /// writer calls it before taking the tokens of its next chunk: a lane
     /// whose share's transport stalled then resumes at the rate, instead of

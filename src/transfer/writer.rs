@@ -7,7 +7,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::commit::Done;
 use super::dest::{make_dir, stamp_of, symlinked_folder_error};
+use super::holes::segments;
 use super::space::Slot;
 use super::writeback::{WRITEBACK_UNLIMITED, WriteBack, close_checked, limited_range};
 use super::{LaneCtx, TransferError};
@@ -59,6 +60,8 @@ struct Open<'a> {
     /// The full path, for messages.
     path: PathBuf,
     pacer: WriteBack,
+    /// The last bytes given were a hole, skipped: the size is set at the end.
+    tail_hole: bool,
     /// Its place among the files in flight, given back when it is dropped.
     _slot: Slot<'a>,
 }
@@ -230,7 +233,7 @@ impl<'a> Writer<'a> {
         let Some(o) = open.as_mut().filter(|o| o.id == task.id) else {
             return Err(Fault::File("internal: block without an open file".into()));
         };
-        self.write(o, &b.data).map_err(|e| {
+        self.put(o, &b).map_err(|e| {
             if e.kind() == io::ErrorKind::Interrupted && self.ctx.stop.load(Relaxed) {
                 Fault::Stopped
             } else {
@@ -262,6 +265,34 @@ impl<'a> Writer<'a> {
             .ok_or(Fault::Stopped)?;
         self.alone = slot.alone();
         Ok(slot)
+    }
+
+    /// One block's bytes, or its hole (`sparse`): a hole, and with
+    /// `sparse` every whole aligned block of zeros, is skipped, not written
+    /// (see `holes`).
+    fn put(&self, o: &mut Open<'_>, b: &Block) -> io::Result<()> {
+        let skip = |o: &mut Open<'_>, n: u64| -> io::Result<()> {
+            o.file.seek(io::SeekFrom::Current(n as i64))?;
+            o.pacer.skipped(n);
+            o.tail_hole = true;
+            Ok(())
+        };
+        if b.hole > 0 {
+            return skip(o, b.hole);
+        }
+        if !self.ctx.job.sparse {
+            o.tail_hole = false;
+            return self.write(o, &b.data);
+        }
+        for (s, e, zero) in segments(&b.data, b.offset) {
+            if zero {
+                skip(o, (e - s) as u64)?;
+            } else {
+                o.tail_hole = false;
+                self.write(o, &b.data[s..e])?;
+            }
+        }
+        Ok(())
     }
 
     fn write(&self, o: &mut Open<'_>, data: &[u8]) -> io::Result<()> {
@@ -374,6 +405,7 @@ impl<'a> Writer<'a> {
             name,
             path,
             pacer: WriteBack::default(),
+            tail_hole: false,
             _slot: slot,
         })
     }
@@ -428,6 +460,7 @@ impl<'a> Writer<'a> {
             name,
             path,
             mut pacer,
+            tail_hole,
             ..
         } = o;
         let undo = |f: Fault| {
@@ -436,6 +469,11 @@ impl<'a> Writer<'a> {
             }
             f
         };
+        // A file that ends in a hole was never written that far.
+        if tail_hole {
+            file.set_len(task.size)
+                .map_err(|e| undo(classify("cannot write", &path, e)))?;
+        }
         // Written data leaves the page cache before the times are set, so
         // the times are the last change the server sees (and no banked
         // dirty data bursts out after the file is done).

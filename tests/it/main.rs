@@ -28,4 +28,5 @@ mod roots;
 mod scan;
 mod stateguard;
 mod transfers;
+mod tree;
 mod verify;
