@@ -73,6 +73,8 @@ pub fn to_entry(path: PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
         mode: md.mode(),
         uid: md.uid(),
         gid: md.gid(),
+        // From the walk's own stat: no extra system call.
+        link: (kind == EntryKind::File && md.nlink() > 1).then(|| (md.dev(), md.ino())),
     })
 }
 

@@ -177,6 +177,18 @@ impl Dir {
         )?)
     }
 
+    /// Makes `name` here a hard link to `from_name` in `from` (never
+    /// following a symlink there).
+    pub fn link_from(&self, from: &Dir, from_name: &OsStr, name: &OsStr) -> io::Result<()> {
+        Ok(rustix::fs::linkat(
+            &from.fd,
+            name_ok(from_name)?,
+            &self.fd,
+            name_ok(name)?,
+            AtFlags::empty(),
+        )?)
+    }
+
     /// Removes the non-folder `name` (a symlink itself, never its target).
     pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(

@@ -106,6 +106,9 @@ pub struct ScanEntry {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// (device, inode) of a file with a link count above 1: its hard-link
+    /// group (see `transfer::links`).
+    pub link: Option<(u64, u64)>,
 }
 
 /// A backlog row as the transfer stage needs it.
@@ -121,6 +124,19 @@ pub struct PendingFile {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Its hard-link group, as the scan recorded it.
+    pub link: Option<(u64, u64)>,
+    /// The copy of its group already made, to link to instead of copying
+    /// (set by the transfer's feed, see `transfer::links`).
+    pub link_to: Option<LinkedCopy>,
+}
+
+/// A synced member of a hard-link group: its destination and hash.
+#[derive(Debug, Clone)]
+pub struct LinkedCopy {
+    pub dest: PathBuf,
+    /// Its hash when recorded with `algorithm`.
+    pub hash: Option<String>,
 }
 
 /// A source row as a rescan compares it with the walked entry.
@@ -296,7 +312,7 @@ impl StateDb {
     pub fn pending_page(&self, after: Option<RowId>, limit: usize) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare_cached(
             "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
-                    uid, gid
+                    uid, gid, link_dev, link_ino
              FROM files WHERE status = 'pending' AND rowid > ?1
                  AND source_path NOT IN
                      (SELECT source_path FROM type_changes WHERE dest_kind = 'dir')
@@ -314,9 +330,47 @@ impl StateDb {
                 mode: r.get(7)?,
                 uid: r.get(8)?,
                 gid: r.get(9)?,
+                link: link_of(r.get(10)?, r.get(11)?),
+                link_to: None,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The copy already made of hard-link group `link`: a synced file row
+    /// of that (device, inode) with the same size and mtime (the same
+    /// content, as the scan saw it), if any; its hash only when recorded
+    /// with `algorithm`.
+    pub fn linked_copy(
+        &self,
+        link: (u64, u64),
+        size: u64,
+        modified_ns: i64,
+        algorithm: &str,
+    ) -> Result<Option<LinkedCopy>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT dest_path, CASE WHEN hash_algorithm = ?5 THEN hash END FROM files
+             WHERE link_ino = ?2 AND link_dev = ?1 AND status = 'synced' AND kind = 'file'
+                 AND size = ?3 AND modified_ns = ?4
+             ORDER BY rowid LIMIT 1",
+        )?;
+        Ok(st
+            .query_row(
+                params![
+                    link.0 as i64,
+                    link.1 as i64,
+                    size as i64,
+                    modified_ns,
+                    algorithm
+                ],
+                |r| {
+                    Ok(LinkedCopy {
+                        dest: path_from(r.get_ref(0)?)?,
+                        hash: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Directory rows waiting for their mtime, deepest paths first.
@@ -338,6 +392,8 @@ impl StateDb {
                 mode: r.get(7)?,
                 uid: r.get(8)?,
                 gid: r.get(9)?,
+                link: None,
+                link_to: None,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -419,8 +475,8 @@ impl Tx<'_> {
     ) -> Result<RowId> {
         let mut st = self.conn.prepare_cached(
             "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
-                changed_ns, created_ns, mode, uid, gid, status, scan_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                changed_ns, created_ns, mode, uid, gid, status, scan_id, link_dev, link_ino)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         st.execute(params![
             path_value(&e.path),
@@ -436,6 +492,8 @@ impl Tx<'_> {
             e.gid,
             status,
             scan_id,
+            e.link.map(|l| l.0 as i64),
+            e.link.map(|l| l.1 as i64),
         ])?;
         Ok(RowId(self.conn.last_insert_rowid()))
     }
@@ -461,7 +519,7 @@ impl Tx<'_> {
                 hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
                 after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
                 after_copy_modified_ns = CASE WHEN ?12 THEN after_copy_modified_ns END,
-                scan_id = ?13
+                scan_id = ?13, link_dev = ?14, link_ino = ?15
              WHERE rowid = ?1",
         )?;
         st.execute(params![
@@ -478,6 +536,8 @@ impl Tx<'_> {
             status,
             same_content,
             scan_id,
+            e.link.map(|l| l.0 as i64),
+            e.link.map(|l| l.1 as i64),
         ])?;
         Ok(())
     }
@@ -558,7 +618,8 @@ pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile>
 
 const FIND_SOURCE: &str =
     "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
-            mode, uid, gid, status, after_copy_size, after_copy_modified_ns, hash IS NOT NULL
+            mode, uid, gid, status, after_copy_size, after_copy_modified_ns, hash IS NOT NULL,
+            link_dev, link_ino
      FROM files WHERE source_path = ?1";
 
 /// The row of each source path the scan meets, on one statement prepared
@@ -577,6 +638,11 @@ impl SourceLookup<'_> {
             .query_row([path_value(path)], known_row)
             .optional()?)
     }
+}
+
+/// A recorded hard-link group (both columns set), else none.
+fn link_of(dev: Option<i64>, ino: Option<i64>) -> Option<(u64, u64)> {
+    Some((dev? as u64, ino? as u64))
 }
 
 fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
@@ -602,6 +668,7 @@ fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
             mode: r.get(7)?,
             uid: r.get(8)?,
             gid: r.get(9)?,
+            link: link_of(r.get(14)?, r.get(15)?),
         },
         status: r.get(10)?,
         after_copy: after,
@@ -625,6 +692,7 @@ pub(super) mod tests {
             mode: 0o644,
             uid: 0,
             gid: 0,
+            link: None,
         }
     }
 

@@ -40,8 +40,8 @@ use crate::decide::EntryKind;
 
 pub use changes::TypeChange;
 pub use files::{
-    HashedFile, KnownRow, PendingFile, RowId, RowStatus, ScanEntry, SourceLookup, StatusCount,
-    Synced,
+    HashedFile, KnownRow, LinkedCopy, PendingFile, RowId, RowStatus, ScanEntry, SourceLookup,
+    StatusCount, Synced,
 };
 pub use in_flight::{InFlight, InFlightFile};
 pub use listing::Listed;

@@ -151,6 +151,15 @@ CREATE TABLE runs (
         // v8: per row, the runs in a row it failed (`status` names the files
         // that keep failing, e.g. a log written all the time); 0 once synced.
         M::up("ALTER TABLE files ADD COLUMN fail_streak INTEGER NOT NULL DEFAULT 0;"),
+        // v9: hard links (`hard_links`): a source file with a link count
+        // above 1 records its (device, inode), NULL otherwise; the rows of
+        // one inode are one group, linked at the destination to the one
+        // copied first (see `transfer::links`).
+        M::up(
+            "ALTER TABLE files ADD COLUMN link_dev INTEGER;
+             ALTER TABLE files ADD COLUMN link_ino INTEGER;
+             CREATE INDEX files_link ON files (link_ino, link_dev) WHERE link_ino IS NOT NULL;",
+        ),
     ])
 });
 

@@ -359,7 +359,7 @@ mod tests {
         assert!(ro.last_verify().unwrap().is_none(), "status reads a v2 DB");
         drop(ro);
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 8, "migrated to the latest");
+        assert_eq!(db.schema_version().unwrap(), 9, "migrated to the latest");
         let mut todo = Vec::new();
         db.verify_todo_sizes(0, |id, size, adopted| todo.push((id, size, adopted)))
             .unwrap();

@@ -330,6 +330,7 @@ fn same_row(a: &ScanEntry, b: &ScanEntry) -> bool {
         && a.mode == b.mode
         && a.uid == b.uid
         && a.gid == b.gid
+        && a.link == b.link
 }
 
 /// A destination entry's relative path as the listing records it on a

@@ -64,6 +64,13 @@ pub enum Msg {
         file: Arc<FileTask>,
         target: PathBuf,
     },
+    /// A hard link to `to`, the copy already made of the file's group
+    /// (`transfer::links`), whose hash is `hash`.
+    Link {
+        file: Arc<FileTask>,
+        to: PathBuf,
+        hash: Option<String>,
+    },
     /// The reader could not produce this file; the writer discards any
     /// partial temp, marks the row failed and logs it.
     Failed {

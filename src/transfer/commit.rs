@@ -44,6 +44,9 @@ pub struct WriterReport {
     /// Files given back to the backlog when the destination ran out of
     /// space while others were in flight (tried again one at a time).
     pub returned: u64,
+    /// Names of hard-link groups the feed held back for a next round
+    /// (their group's first copy was being made, see `links`).
+    pub held: u64,
 }
 
 /// A lane's outcome for one entry, sent after the rename (or the failure).

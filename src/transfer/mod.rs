@@ -20,13 +20,14 @@ pub mod commit;
 pub mod dest;
 pub mod failnote;
 pub mod holes;
+pub mod links;
 pub mod reader;
 mod space;
 mod typechange;
 pub mod writeback;
 pub mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::audit::AuditError;
 use crate::beneath;
@@ -118,6 +119,8 @@ pub struct LaneCtx<'a> {
     /// The destination's free space: shared, or one file at a time once
     /// it ran out (see `space`).
     pub space: &'a Space,
+    /// Hard links the destination refused (copied instead, see `links`).
+    pub links_refused: &'a AtomicU64,
 }
 
 /// Holds both roots open for the stage; a source root gone or no longer a
@@ -187,6 +190,7 @@ struct Shared<'a> {
     write_limit: Throttle,
     first_block: AtomicBool,
     space: Space,
+    links_refused: AtomicU64,
 }
 
 /// Runs the lanes and the committer over the backlog: all lanes at once;
@@ -211,6 +215,7 @@ fn lanes(
         write_limit: Throttle::live(limit).quiet(),
         first_block: AtomicBool::new(false),
         space: Space::new(lanes),
+        links_refused: AtomicU64::new(0),
     };
     let mut report = round(ctx, &shared, lanes)?;
     if report.returned > 0 && !ctx.stopped() {
@@ -221,12 +226,38 @@ fn lanes(
         report.failed += again.failed;
         report.returned = again.returned;
     }
+    more_rounds_for_links(ctx, &shared, lanes, &mut report)?;
+    links::report(&shared.links_refused);
     shared.modes.attrs.report();
     let (xattrs, acls) = shared.modes.attrs.left_out();
     if xattrs + acls > 0 {
         ctx.db.add_left_out(xattrs, acls)?;
     }
     Ok(report)
+}
+
+/// Names of hard-link groups held back while their group's first name was
+/// copied: rounds again until none is held (each round links them, or
+/// copies a group whose first copy failed), or one makes no progress.
+fn more_rounds_for_links(
+    ctx: &mut RunCtx<'_>,
+    shared: &Shared<'_>,
+    lanes: usize,
+    report: &mut TransferReport,
+) -> Result<(), TransferError> {
+    while report.held > 0 && !ctx.stopped() {
+        let again = round(ctx, shared, lanes)?;
+        report.files_done += again.files_done;
+        report.bytes_done += again.bytes_done;
+        report.failed += again.failed;
+        report.returned += again.returned;
+        let progress = again.files_done + again.failed > 0;
+        report.held = again.held;
+        if !progress {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// One round of `lanes` lanes over the backlog as the DB has it now.
@@ -246,6 +277,7 @@ fn round(
     } = ctx;
     let (job, progress, stop, source_at_start) = (*job, *progress, *stop, *source_at_start);
     let feed_db = db.reopen()?;
+    let mut groups = links::Groups::new(job);
     let halt = AtomicBool::new(false);
     let ctx = LaneCtx {
         job,
@@ -260,6 +292,7 @@ fn round(
         first_block: &shared.first_block,
         lanes: lanes as u64,
         space: &shared.space,
+        links_refused: &shared.links_refused,
     };
     // A little look-ahead so a free reader never waits for the DB page query.
     let (work_tx, work_rx) = flume::bounded(2 * lanes);
@@ -269,8 +302,10 @@ fn round(
     let span = tracing::Span::current();
     std::thread::scope(|s| {
         let (fspan, ctx) = (span.clone(), &ctx);
-        let feeder =
-            s.spawn(move || fspan.in_scope(|| reader::feed(feed_db, work_tx, stop, ctx.halt)));
+        let groups = &mut groups;
+        let feeder = s.spawn(move || {
+            fspan.in_scope(|| reader::feed(feed_db, work_tx, (stop, ctx.halt), groups))
+        });
         let readers: Vec<_> = progress
             .lanes(lanes)
             .into_iter()
@@ -297,6 +332,10 @@ fn round(
             .into_iter()
             .map(|r| r.join().expect("reader thread panicked"));
         rank_errors(c, r, f)
+    })
+    .map(|mut report| {
+        report.held = groups.held;
+        report
     })
 }
 

@@ -22,6 +22,7 @@ use tracing::debug;
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::dest::symlinked_folder;
 use super::holes::{Region, Regions, feed_zeros};
+use super::links::Groups;
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, ns};
 use crate::db::{PendingFile, StateDb};
@@ -37,8 +38,8 @@ const PAGE: usize = 1_000;
 pub fn feed(
     db: StateDb,
     work: Sender<PendingFile>,
-    stop: &AtomicBool,
-    halt: &AtomicBool,
+    (stop, halt): (&AtomicBool, &AtomicBool),
+    groups: &mut Groups,
 ) -> Result<(), TransferError> {
     let mut after = None;
     loop {
@@ -47,11 +48,11 @@ pub fn feed(
             return Ok(());
         };
         after = Some(last.id);
-        for row in page {
+        for mut row in page {
             if stop.load(Relaxed) || halt.load(Relaxed) {
                 return Ok(());
             }
-            if row.kind == EntryKind::Dir {
+            if row.kind == EntryKind::Dir || !groups.route(&db, &mut row)? {
                 continue;
             }
             if work.send(row).is_err() {
@@ -184,6 +185,9 @@ impl<'a> Reader<'a> {
                         }
                         Err(e) => Outcome::Failed(format!("cannot read symlink: {e}")),
                     },
+                    (_, Ok((dir, name))) if row.link_to.is_some() => {
+                        self.link_or_read(&row, &dir, name, &task, send)?
+                    }
                     (_, Ok((dir, name))) => self.read_file(&row, &dir, name, &task, send)?,
                 };
                 match outcome {
@@ -278,6 +282,41 @@ impl<'a> Reader<'a> {
     /// (`crate::xattrs::Attrs::read`).
     fn read_attrs(&self, f: &File, path: &Path) -> Vec<crate::xattrs::Attr> {
         self.ctx.modes.attrs.read(f, path)
+    }
+
+    /// A name of a hard-link group that has a copy: a link to it while the
+    /// name is still that inode with the scanned size and mtime, else read
+    /// like any file (the group follows the source).
+    fn link_or_read(
+        &self,
+        row: &PendingFile,
+        dir: &Dir,
+        name: &OsStr,
+        task: &dyn Fn(u64, i64, i64, (u32, u32, u32)) -> Arc<FileTask>,
+        send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
+    ) -> Result<Outcome, TransferError> {
+        let copy = row.link_to.as_ref().expect("checked by the caller");
+        match dir.stat(name) {
+            Ok(md)
+                if Some((md.dev, md.ino)) == row.link
+                    && md.len == row.size
+                    && md.modified_ns == row.modified_ns =>
+            {
+                let file = task(
+                    md.len,
+                    md.modified_ns,
+                    md.accessed_ns,
+                    (md.mode, md.uid, md.gid),
+                );
+                send(Msg::Link {
+                    file,
+                    to: copy.dest.clone(),
+                    hash: copy.hash.clone(),
+                })?;
+                Ok(Outcome::Sent)
+            }
+            _ => self.read_file(row, dir, name, task, send),
+        }
     }
 
     fn read_file(

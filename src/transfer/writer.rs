@@ -154,6 +154,10 @@ impl<'a> Writer<'a> {
                     Ok(stamp) => Ok(Some((file, None, stamp))),
                     Err(f) => Err((file, f)),
                 },
+                Msg::Link { file, to, hash } => match self.link(&file, &to) {
+                    Ok(stamp) => Ok(Some((file, hash, stamp))),
+                    Err(f) => Err((file, f)),
+                },
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
                 Msg::Abandon { file } => {
                     discard(&mut open, Some(file.id), self.ctx.job.inplace);
@@ -549,6 +553,64 @@ impl<'a> Writer<'a> {
         }
         // Last: an ACL gives the group bits its mask.
         m.attrs.apply(file, &task.attrs, path);
+    }
+
+    /// A hard link named `task.dest` to `to`, the copy of its group
+    /// already made: linked as a temporary, then renamed into place (a
+    /// name that already is that inode, from a run killed before its
+    /// commit, is left as it is). A destination that refuses the link gets
+    /// a copy of `to` (see `links`).
+    fn link(&mut self, task: &FileTask, to: &Path) -> Result<Stamp, Fault> {
+        let slot = self.slot()?;
+        let (dir, name) = self.parent_dir(&task.dest)?;
+        let (from, from_name) = self
+            .ctx
+            .dest
+            .split(to)
+            .and_then(|(rel, n)| Ok((self.ctx.dest.dir(rel)?, n)))
+            .map_err(|e| classify("cannot open", to, e))?;
+        let copy = from
+            .stat(from_name)
+            .map_err(|e| classify("cannot stat", to, e))?;
+        if copy.len != task.size || copy.modified_ns != task.modified_ns {
+            return Err(Fault::File(format!(
+                "the copy of its hard-link group `{}` changed since it was made; copied again next run",
+                to.display()
+            )));
+        }
+        let tmp = OsString::from(temp_name(task.id));
+        let _ = dir.unlink(&tmp);
+        match dir.link_from(&from, from_name, &tmp) {
+            Ok(()) => {}
+            Err(e) if super::links::refused(&e) => {
+                self.ctx.links_refused.fetch_add(1, Relaxed);
+                let mut o = self.create(task, slot)?;
+                let mut src = from
+                    .open_read(from_name, false)
+                    .map_err(|e| classify("cannot open", to, e))?;
+                io::copy(&mut src, &mut o.file)
+                    .map_err(|e| classify("cannot write", &o.path, e))?;
+                return self.finish(task, o);
+            }
+            Err(e) => return Err(classify("cannot link", &task.dest, e)),
+        }
+        let same = match (dir.stat(&tmp), dir.stat(&name)) {
+            (Ok(a), Ok(b)) => (a.dev, a.ino) == (b.dev, b.ino),
+            _ => false,
+        };
+        let placed = if same {
+            dir.unlink(&tmp)
+        } else {
+            dir.rename(&tmp, &name)
+        };
+        if let Err(e) = placed {
+            let _ = dir.unlink(&tmp);
+            return Err(classify("cannot rename into", &task.dest, e));
+        }
+        let md = dir
+            .stat(&name)
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        Ok(stamp_of(EntryKind::File, &md))
     }
 
     fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {

@@ -1,14 +1,16 @@
 //! The tree, not only the bytes (issue 25): holes (`sparse`) and hard
 //! links (`hard_links`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
 use crate::env::{TestEnv, bytes};
+use crate::support::{Running, try_rows, wait_for};
 
 const MIB: u64 = 1 << 20;
 
@@ -161,4 +163,129 @@ fn a_file_ending_in_zeros_keeps_its_size() {
     env.run(&[]).assert_code(0);
     assert_eq!(std::fs::read(env.dst.join("tail.bin")).unwrap(), data);
     assert_same_content(&big, &env.dst.join("tail-hole.bin"));
+}
+
+/// Relative path → (inode, link count) of the regular files under `root`.
+fn inodes(root: &Path) -> BTreeMap<PathBuf, (u64, u64)> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let md = e.metadata().unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+            (rel, (md.ino(), md.nlink()))
+        })
+        .collect()
+}
+
+/// The names grouped by inode (each group sorted, groups sorted), with
+/// each group's link count.
+fn link_groups(root: &Path) -> BTreeSet<(Vec<PathBuf>, u64)> {
+    let mut by_ino: BTreeMap<u64, (Vec<PathBuf>, u64)> = BTreeMap::new();
+    for (rel, (ino, nlink)) in inodes(root) {
+        let g = by_ino.entry(ino).or_default();
+        g.0.push(rel);
+        g.1 = nlink;
+    }
+    by_ino.into_values().collect()
+}
+
+fn total_blocks(root: &Path) -> u64 {
+    let mut seen = BTreeSet::new();
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap())
+        .filter(|md| seen.insert(md.ino()))
+        .map(|md| md.blocks())
+        .sum()
+}
+
+/// A snapshot-style tree: `inodes` files of `len` bytes, each with
+/// `names` names, one per `snap-N/` folder (`snap-N/f-I`).
+fn snapshot_tree(env: &TestEnv, inodes: usize, names: usize, len: usize) {
+    for i in 0..inodes {
+        let first = env.src_file(&format!("snap-0/f-{i}"), &bytes(len, 100 + i as u64));
+        for n in 1..names {
+            let p = env.src.join(format!("snap-{n}/f-{i}"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::hard_link(&first, &p).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_snapshot_tree_arrives_with_its_hard_links_and_a_new_name_is_linked() {
+    let env = TestEnv::new();
+    snapshot_tree(&env, 5, 20, 256 * 1024);
+    env.run(&[]).assert_code(0);
+    env.assert_trees_equal();
+    let src = link_groups(&env.src);
+    assert_eq!(src.len(), 5);
+    assert_eq!(link_groups(&env.dst), src, "link structure differs");
+    let (s, d) = (total_blocks(&env.src), total_blocks(&env.dst));
+    assert!(d <= s + s / 10, "destination takes {d} blocks, source {s}");
+    // A name added later is linked to the copy made, not copied again.
+    std::fs::create_dir(env.src.join("snap-new")).unwrap();
+    std::fs::hard_link(env.src.join("snap-0/f-3"), env.src.join("snap-new/f-3")).unwrap();
+    env.run(&[]).assert_code(0);
+    let dst = inodes(&env.dst);
+    assert_eq!(
+        dst[Path::new("snap-new/f-3")].0,
+        dst[Path::new("snap-0/f-3")].0,
+        "the new name is a link to the copy already made"
+    );
+    assert_eq!(link_groups(&env.dst), link_groups(&env.src));
+    let (_, hash) = &env.rows()[env.src.join("snap-new/f-3").to_str().unwrap()];
+    let (_, first) = &env.rows()[env.src.join("snap-0/f-3").to_str().unwrap()];
+    assert!(
+        hash.is_some() && hash == first,
+        "the link records its group's hash"
+    );
+}
+
+#[test]
+fn a_rewritten_name_leaves_its_group_and_hard_links_false_copies_every_name() {
+    let env = TestEnv::new();
+    snapshot_tree(&env, 2, 3, 10_000);
+    env.run(&[]).assert_code(0);
+    // One name rewritten as a new file: it is no longer the same inode.
+    let p = env.src.join("snap-1/f-0");
+    std::fs::remove_file(&p).unwrap();
+    std::fs::write(&p, b"new content").unwrap();
+    env.run(&[]).assert_code(0);
+    env.assert_trees_equal();
+    assert_eq!(link_groups(&env.dst), link_groups(&env.src));
+
+    let env = TestEnv::new();
+    env.manifest("hard_links = false");
+    snapshot_tree(&env, 2, 3, 10_000);
+    env.run(&[]).assert_code(0);
+    env.assert_trees_equal();
+    let dst = inodes(&env.dst);
+    assert!(dst.values().all(|&(_, nlink)| nlink == 1), "{dst:?}");
+}
+
+#[test]
+#[ignore = "slow tier (8 s)"]
+fn a_run_killed_mid_group_ends_linked_on_resume() {
+    let env = TestEnv::new();
+    snapshot_tree(&env, 3, 8, 1 << 20);
+    env.manifest("block_size = \"64K\"\nqueue_capacity = 8\nbwlimit = \"1M\"\ntransfers = 2\n");
+    let run = Running::start(&env, &[]);
+    wait_for("a first synced file", Duration::from_secs(30), || {
+        try_rows(&env).is_ok_and(|rows| {
+            rows.iter()
+                .filter(|r| r.kind == "file" && r.status == "synced")
+                .count()
+                >= 2
+        })
+    });
+    run.kill();
+    env.manifest("block_size = \"64K\"\ntransfers = 2\n");
+    env.run(&[]).assert_code(0);
+    env.assert_trees_equal();
+    assert_eq!(link_groups(&env.dst), link_groups(&env.src));
 }
