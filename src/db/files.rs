@@ -137,6 +137,9 @@ pub struct LinkedCopy {
     pub dest: PathBuf,
     /// Its hash when recorded with `algorithm`.
     pub hash: Option<String>,
+    /// The size and mtime the destination showed right after the copy
+    /// (the source's where none was recorded): the copy is still that one.
+    pub stamp: (u64, i64),
 }
 
 /// A source row as a rescan compares it with the walked entry.
@@ -349,7 +352,9 @@ impl StateDb {
         algorithm: &str,
     ) -> Result<Option<LinkedCopy>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT dest_path, CASE WHEN hash_algorithm = ?5 THEN hash END FROM files
+            "SELECT dest_path, CASE WHEN hash_algorithm = ?5 THEN hash END,
+                    COALESCE(after_copy_size, size), COALESCE(after_copy_modified_ns, modified_ns)
+             FROM files
              WHERE link_ino = ?2 AND link_dev = ?1 AND status = 'synced' AND kind = 'file'
                  AND size = ?3 AND modified_ns = ?4
              ORDER BY rowid LIMIT 1",
@@ -367,6 +372,7 @@ impl StateDb {
                     Ok(LinkedCopy {
                         dest: path_from(r.get_ref(0)?)?,
                         hash: r.get(1)?,
+                        stamp: (r.get::<_, i64>(2)? as u64, r.get(3)?),
                     })
                 },
             )

@@ -65,11 +65,10 @@ pub enum Msg {
         target: PathBuf,
     },
     /// A hard link to `to`, the copy already made of the file's group
-    /// (`transfer::links`), whose hash is `hash`.
+    /// (`transfer::links`).
     Link {
         file: Arc<FileTask>,
-        to: PathBuf,
-        hash: Option<String>,
+        to: crate::db::LinkedCopy,
     },
     /// The reader could not produce this file; the writer discards any
     /// partial temp, marks the row failed and logs it.

@@ -310,8 +310,7 @@ impl<'a> Reader<'a> {
                 );
                 send(Msg::Link {
                     file,
-                    to: copy.dest.clone(),
-                    hash: copy.hash.clone(),
+                    to: copy.clone(),
                 })?;
                 Ok(Outcome::Sent)
             }

@@ -24,7 +24,7 @@ use super::space::Slot;
 use super::writeback::{WRITEBACK_UNLIMITED, WriteBack, close_checked, limited_range};
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, Root};
-use crate::db::RowId;
+use crate::db::{LinkedCopy, RowId};
 use crate::decide::{EntryKind, Stamp};
 use crate::fsmeta::temp_name;
 use crate::modes::Permissions;
@@ -154,8 +154,8 @@ impl<'a> Writer<'a> {
                     Ok(stamp) => Ok(Some((file, None, stamp))),
                     Err(f) => Err((file, f)),
                 },
-                Msg::Link { file, to, hash } => match self.link(&file, &to) {
-                    Ok(stamp) => Ok(Some((file, hash, stamp))),
+                Msg::Link { file, to } => match self.link(&file, &to) {
+                    Ok(stamp) => Ok(Some((file, to.hash, stamp))),
                     Err(f) => Err((file, f)),
                 },
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
@@ -559,8 +559,10 @@ impl<'a> Writer<'a> {
     /// already made: linked as a temporary, then renamed into place (a
     /// name that already is that inode, from a run killed before its
     /// commit, is left as it is). A destination that refuses the link gets
-    /// a copy of `to` (see `links`).
-    fn link(&mut self, task: &FileTask, to: &Path) -> Result<Stamp, Fault> {
+    /// a copy of it (see `links`). The copy must still show the size and
+    /// mtime it had right after it was made.
+    fn link(&mut self, task: &FileTask, copy: &LinkedCopy) -> Result<Stamp, Fault> {
+        let to = copy.dest.as_path();
         let slot = self.slot()?;
         let (dir, name) = self.parent_dir(&task.dest)?;
         let (from, from_name) = self
@@ -569,10 +571,10 @@ impl<'a> Writer<'a> {
             .split(to)
             .and_then(|(rel, n)| Ok((self.ctx.dest.dir(rel)?, n)))
             .map_err(|e| classify("cannot open", to, e))?;
-        let copy = from
+        let found = from
             .stat(from_name)
             .map_err(|e| classify("cannot stat", to, e))?;
-        if copy.len != task.size || copy.modified_ns != task.modified_ns {
+        if (found.len, found.modified_ns) != copy.stamp {
             return Err(Fault::File(format!(
                 "the copy of its hard-link group `{}` changed since it was made; copied again next run",
                 to.display()

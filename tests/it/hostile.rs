@@ -405,7 +405,7 @@ fn fifos_sockets_and_devices_are_skipped_never_opened() {
 // ---- coarse timestamps on a real VFAT image ------------------------------
 
 /// A VFAT image mounted at a folder; unmounted on drop.
-struct Vfat {
+pub(crate) struct Vfat {
     at: PathBuf,
     fuse: bool,
 }
@@ -436,7 +436,7 @@ fn ok(c: &mut Command) -> bool {
 /// Formats `image` as FAT and mounts it at `at`: the kernel's vfat driver
 /// via a loop device, or else `fusefat` (kernels without vfat). None, with
 /// a message, when not root or the tools are missing.
-fn mount_vfat(image: &Path, at: &Path) -> Option<Vfat> {
+pub(crate) fn mount_vfat(image: &Path, at: &Path) -> Option<Vfat> {
     require_root();
     std::fs::File::create(image)
         .unwrap()

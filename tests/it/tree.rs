@@ -289,3 +289,31 @@ fn a_run_killed_mid_group_ends_linked_on_resume() {
     env.assert_trees_equal();
     assert_eq!(link_groups(&env.dst), link_groups(&env.src));
 }
+
+#[test]
+#[ignore = "needs root, dosfstools and vfat or fusefat"]
+fn a_destination_refusing_hard_links_gets_copies_and_one_warning() {
+    let mut env = TestEnv::new();
+    let mnt = env.root().join("mnt");
+    let Some(_mount) = crate::hostile::mount_vfat(&env.root().join("fat.img"), &mnt) else {
+        return;
+    };
+    env.dst = mnt.join("dst");
+    std::fs::write(
+        &env.manifest,
+        "source = \"src\"\ndestination = \"mnt/dst\"\n",
+    )
+    .unwrap();
+    snapshot_tree(&env, 2, 3, 10_000);
+    let out = env.run(&[]);
+    out.assert_code(0);
+    for (rel, _) in inodes(&env.src) {
+        assert_eq!(
+            std::fs::read(env.dst.join(&rel)).unwrap(),
+            std::fs::read(env.src.join(&rel)).unwrap(),
+            "{rel:?}"
+        );
+    }
+    let line = "4 hard-linked names copied instead of linked";
+    assert_eq!(out.stderr.matches(line).count(), 1, "{}", out.stderr);
+}
