@@ -78,6 +78,23 @@ pub fn to_entry(path: PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
     })
 }
 
+/// The never-silent line of the hard links and holes a job leaves out
+/// (`hard_links = false`, `sparse = false`); `None` when none.
+pub fn tree_left_out_line(hard_linked: u64, sparse: u64) -> Option<String> {
+    let mut parts = Vec::new();
+    if hard_linked > 0 {
+        parts.push(format!(
+            "{hard_linked} source files are hard links, each name copied on its own: hard_links = false"
+        ));
+    }
+    if sparse > 0 {
+        parts.push(format!(
+            "{sparse} source files have holes, written as zeros: sparse = false"
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ pub fn check(args: &CommonArgs) -> Result<Exit, Failure> {
         }
     }
     out.push_str(&left_out_probe(&job));
+    out.push_str(&tree_probe(&job));
     if !job.destination.exists() {
         out.push_str(&format!(
             "warning: destination root `{}` does not exist (yet); a run creates it\n",
@@ -64,6 +65,36 @@ fn left_out_probe(job: &crate::manifest::Job) -> String {
         ));
     }
     out
+}
+
+/// The hard links and holes among the source's first entries that
+/// `hard_links = false`/`sparse = false` leave out; empty when none (or
+/// both keys on: nothing is looked at).
+fn tree_probe(job: &crate::manifest::Job) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if job.hard_links && job.sparse {
+        return String::new();
+    }
+    let (mut seen, mut linked, mut sparse) = (0, 0, 0);
+    let mut folders = vec![job.source.as_std_path().to_path_buf()];
+    while let Some(dir) = folders.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if seen >= PROBE_ENTRIES {
+                break;
+            }
+            seen += 1;
+            let Ok(md) = entry.metadata() else { continue };
+            if md.is_dir() {
+                folders.push(entry.path());
+            } else if md.is_file() {
+                linked += u64::from(!job.hard_links && md.nlink() > 1);
+                sparse += u64::from(!job.sparse && md.blocks().saturating_mul(512) < md.len());
+            }
+        }
+    }
+    crate::fsmeta::tree_left_out_line(linked, sparse).map_or_else(String::new, |line| {
+        format!("left out           among the first {seen} source entries: {line}\n")
+    })
 }
 
 /// Each setting as resolved, with its unit or meaning.

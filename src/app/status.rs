@@ -62,6 +62,9 @@ pub struct StatusReport {
     /// without the ACLs they carry (`xattrs`, `acls` off).
     pub left_out_xattrs: u64,
     pub left_out_acls: u64,
+    /// The last scan's source files whose hard links and whose holes the
+    /// job leaves out (`hard_links`, `sparse` off).
+    pub left_out_tree: (u64, u64),
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +192,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         last_verify: db.last_verify()?,
         left_out_xattrs,
         left_out_acls,
+        left_out_tree: db.tree_left_out()?,
     })
 }
 
@@ -240,6 +244,10 @@ pub fn render_status(r: &StatusReport) -> String {
     }
     if let Some(line) = crate::xattrs::left_out_line(r.left_out_xattrs, r.left_out_acls) {
         let _ = writeln!(o, "left out  {line} (over every run)");
+    }
+    let (linked, sparse) = r.left_out_tree;
+    if let Some(line) = crate::fsmeta::tree_left_out_line(linked, sparse) {
+        let _ = writeln!(o, "left out  {line} (last scan)");
     }
     let _ = writeln!(o);
     render_runs(&mut o, r);

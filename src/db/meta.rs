@@ -53,6 +53,8 @@ enum Key {
     /// (`xattrs = false`) or the ACLs (`acls = false`) they carry.
     LeftOutXattrs,
     LeftOutAcls,
+    LeftOutHardLinks,
+    LeftOutSparse,
 }
 
 impl Key {
@@ -71,6 +73,8 @@ impl Key {
             Self::Filters => "filters",
             Self::LeftOutXattrs => "left_out_xattrs",
             Self::LeftOutAcls => "left_out_acls",
+            Self::LeftOutHardLinks => "left_out_hard_links",
+            Self::LeftOutSparse => "left_out_sparse",
         }
     }
 }
@@ -205,6 +209,24 @@ impl StateDb {
         let (x, a) = self.left_out()?;
         set(&self.conn, Key::LeftOutXattrs, &(x + xattrs).to_string())?;
         Ok(set(&self.conn, Key::LeftOutAcls, &(a + acls).to_string())?)
+    }
+
+    /// The last scan's counts of source files whose hard links and whose
+    /// holes the job leaves out (see [`Self::tree_left_out`]).
+    pub fn set_tree_left_out(&self, hard_linked: u64, sparse: u64) -> Result<()> {
+        set(&self.conn, Key::LeftOutHardLinks, &hard_linked.to_string())?;
+        Ok(set(&self.conn, Key::LeftOutSparse, &sparse.to_string())?)
+    }
+
+    /// The last scan's source files whose hard links and holes the job
+    /// left out; `(0, 0)` when never recorded.
+    pub fn tree_left_out(&self) -> Result<(u64, u64)> {
+        let n = |k| -> Result<u64> {
+            Ok(get(&self.conn, k)?
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0))
+        };
+        Ok((n(Key::LeftOutHardLinks)?, n(Key::LeftOutSparse)?))
     }
 
     /// Entries copied, over every run, without the extended attributes

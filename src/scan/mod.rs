@@ -81,6 +81,9 @@ pub struct ScanReport {
     /// Source entries left out by `exclude` (an excluded folder counts once:
     /// it is not walked).
     pub excluded: u64,
+    /// Source files with a link count above 1, and with holes.
+    pub hard_linked: u64,
+    pub sparse_files: u64,
     /// Source entries the walk could not read, with the error (at most
     /// [`MAX_FAILURES`] kept; `source_errors` counts them all). Their rows,
     /// where they have one (an unreadable folder), are marked failed.
@@ -141,6 +144,7 @@ pub const MAX_FAILURES: usize = 10_000;
 pub fn run(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
     let report = walk_and_decide(ctx)?;
     audit_left_out(ctx, &report)?;
+    tree_left_out(ctx, &report)?;
     let word = |n: u64| if n == 1 { "entry" } else { "entries" };
     ctx.say(&format!(
         "scan: {} source {}, {} destination {}, {} pending ({})",
@@ -246,6 +250,27 @@ fn audit_left_out(ctx: &mut RunCtx<'_>, report: &ScanReport) -> Result<(), Audit
         rec.reason = Some(skipped.reason);
         ctx.audit.write(&rec)?;
     }
+    Ok(())
+}
+
+/// Never silent: the hard links and holes the source holds that
+/// `hard_links = false`/`sparse = false` leave out, said once per scan and
+/// kept for `status` (the last scan's counts).
+fn tree_left_out(ctx: &mut RunCtx<'_>, report: &ScanReport) -> Result<(), ScanError> {
+    let linked = if ctx.job.hard_links {
+        0
+    } else {
+        report.hard_linked
+    };
+    let sparse = if ctx.job.sparse {
+        0
+    } else {
+        report.sparse_files
+    };
+    if let Some(line) = crate::fsmeta::tree_left_out_line(linked, sparse) {
+        tracing::warn!(hard_links = linked, sparse, "{line}");
+    }
+    ctx.db.set_tree_left_out(linked, sparse)?;
     Ok(())
 }
 

@@ -72,6 +72,10 @@ pub(super) struct Tally {
     links_skipped: AtomicU64,
     /// Source entries the filter left out.
     excluded: AtomicU64,
+    /// Source files with a link count above 1, and with holes (blocks not
+    /// covering the size): said when `hard_links`/`sparse` leave them out.
+    hard_linked: AtomicU64,
+    sparse_files: AtomicU64,
     /// A snapshot folder that no filter excludes was warned about.
     snapshot_warned: AtomicBool,
     failures: Mutex<Vec<(PathBuf, String)>>,
@@ -92,6 +96,8 @@ impl Tally {
         report.special_skipped = self.special.load(Relaxed);
         report.symlinks_skipped = self.links_skipped.load(Relaxed);
         report.excluded = self.excluded.load(Relaxed);
+        report.hard_linked = self.hard_linked.load(Relaxed);
+        report.sparse_files = self.sparse_files.load(Relaxed);
         report.source_failures = self
             .failures
             .into_inner()
@@ -155,6 +161,8 @@ pub(super) struct Counters<'a> {
     /// Source side only: the mount points found, and the recorded ones
     /// that went.
     mounts: Option<MountLists<'a>>,
+    /// Source side only: counts hard-linked and sparse files.
+    tree: Option<(&'a AtomicU64, &'a AtomicU64)>,
 }
 
 impl<'a> Counters<'a> {
@@ -186,6 +194,7 @@ impl<'a> Counters<'a> {
             snapshot_warned: source.then_some(&tally.snapshot_warned),
             remove_temps: !source && may_remove,
             mounts: source.then_some((&tally.mounts, &tally.gone)),
+            tree: source.then_some((&tally.hard_linked, &tally.sparse_files)),
         }
     }
 
@@ -374,6 +383,9 @@ fn step(entry: Node, side: Side, counters: &Counters) -> Step {
     }
     let ft = md.file_type();
     if ft.is_file() || ft.is_dir() || ft.is_symlink() {
+        if let Some(tree) = counters.tree.filter(|_| ft.is_file()) {
+            count_tree(tree, &md);
+        }
         return to_entry(path, &md).map_or(Step::Skip, Step::Send);
     }
     // Never opened: opening a FIFO would block the walk forever, and
@@ -388,6 +400,17 @@ fn step(entry: Node, side: Side, counters: &Counters) -> Step {
     }
     counters.special.fetch_add(1, Relaxed);
     Step::Skip
+}
+
+/// A source file's hard links and holes, from the walk's own stat.
+fn count_tree((linked, sparse): (&AtomicU64, &AtomicU64), md: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    if md.nlink() > 1 {
+        linked.fetch_add(1, Relaxed);
+    }
+    if md.blocks().saturating_mul(512) < md.len() {
+        sparse.fetch_add(1, Relaxed);
+    }
 }
 
 fn special_kind(md: &std::fs::Metadata) -> &'static str {

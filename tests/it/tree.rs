@@ -317,3 +317,37 @@ fn a_destination_refusing_hard_links_gets_copies_and_one_warning() {
     let line = "4 hard-linked names copied instead of linked";
     assert_eq!(out.stderr.matches(line).count(), 1, "{}", out.stderr);
 }
+
+/// Item 6 for hard links and holes: what `hard_links = false` and
+/// `sparse = false` leave out is said by `check`, once by each scan, and
+/// kept by `status`; with both keys on (the default), none of it.
+#[test]
+fn hard_links_and_holes_left_out_are_said_by_check_the_scan_and_status() {
+    let tree = |env: &TestEnv| {
+        snapshot_tree(env, 2, 3, 10_000);
+        sparse_file(&env.src.join("vm.img"), 8 * MIB, &[(0, bytes(4096, 9))]);
+    };
+    let env = TestEnv::new();
+    env.manifest("hard_links = false\nsparse = false");
+    tree(&env);
+    let line = "6 source files are hard links, each name copied on its own: hard_links = false; \
+                1 source files have holes, written as zeros: sparse = false";
+    let check = env.check(&[]);
+    check.assert_code(0);
+    assert!(check.stdout.contains(line), "{}", check.stdout);
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert_eq!(out.stderr.matches(line).count(), 1, "{}", out.stderr);
+    let status = env.run(&["status"]);
+    status.assert_code(0);
+    assert!(status.stdout.contains(line), "{}", status.stdout);
+
+    let env = TestEnv::new();
+    tree(&env);
+    let (check, out) = (env.check(&[]), env.run(&[]));
+    out.assert_code(0);
+    let status = env.run(&["status"]);
+    for text in [&check.stdout, &out.stderr, &status.stdout] {
+        assert!(!text.contains("source files"), "{text}");
+    }
+}
