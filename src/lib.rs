@@ -13,7 +13,10 @@
 //!   recorded), `mod` (the stage: roots, case probe, counts, vanished rows,
 //!   the source's mount points);
 //! - `transfer/`: per lane a `reader` and a `writer` built from one
-//!   `LaneCtx`, the FIFO's `block`s, `writeback` pacing (its raw syscalls),
+//!   `LaneCtx`, the FIFO's `block`s, `holes` (`sparse`: where a source's
+//!   holes are, which zero blocks are written as holes), `links`
+//!   (`hard_links`: which names are linked to their group's copy),
+//!   `writeback` pacing (its raw syscalls),
 //!   the one `commit`ter with the durability barrier, `dest` path helpers,
 //!   `failnote` (what stderr says of failures), `space` (one file at a time
 //!   once the destination is full), `typechange` (entries that changed
