@@ -20,7 +20,8 @@ pub enum Region {
 }
 
 /// The data and hole regions of one open source file, found one boundary
-/// at a time (two `lseek`s per data region), or `None`: all data.
+/// at a time (`SEEK_DATA`, `SEEK_HOLE` and a seek back per region), or
+/// `None`: all data.
 #[derive(Debug)]
 pub struct Regions {
     /// The data region known to hold the reader's offset.
