@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -45,8 +46,14 @@ impl JobLock {
             .write(true)
             .create(true)
             .truncate(false)
+            // Never through a symlink (its target would be overwritten
+            // with our pid), never a FIFO that blocks the open.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(err)?;
+        if !file.metadata().map_err(err)?.is_file() {
+            return Err(err(std::io::Error::other("not a regular file")));
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -87,4 +94,35 @@ pub fn holder(db: &Utf8Path) -> Option<u32> {
     fds.flatten()
         .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock))
         .then_some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifest refuses a symlink at `<db>.lock`; one swapped in after
+    /// that is still never followed.
+    #[test]
+    fn a_symlink_at_the_lock_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        std::fs::create_dir(root.join("s")).unwrap();
+        let text = format!("source = \"{root}/s\"\ndestination = \"{root}/d\"\n");
+        let job = crate::manifest::load_str(
+            &root.join("t.toml"),
+            &text,
+            &crate::cli::Overrides::default(),
+        )
+        .unwrap();
+        std::fs::write(root.join("victim"), "precious").unwrap();
+        std::os::unix::fs::symlink(root.join("victim"), root.join("t.db.lock")).unwrap();
+        assert!(matches!(
+            JobLock::acquire(&job),
+            Err(LockError::Lock { .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(root.join("victim")).unwrap(),
+            "precious"
+        );
+    }
 }
