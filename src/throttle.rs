@@ -43,6 +43,8 @@ const PAUSE_POLL: Duration = Duration::from_millis(100);
 /// The limit in force as one number (progress counters): 0 = none,
 /// [`PAUSED`] = pause, else bytes/s.
 pub const PAUSED: u64 = u64::MAX;
+// No rate a manifest can spell reaches the pause code.
+const _: () = assert!(crate::units::MAX_RATE < PAUSED);
 
 /// [`Limit`] as one number: 0 = off, [`PAUSED`], or bytes/s.
 pub fn limit_code(l: Limit) -> u64 {

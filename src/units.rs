@@ -12,6 +12,11 @@ use std::fmt;
 #[error("{0}")]
 pub struct UnitError(String);
 
+/// Largest accepted rate: 1 PiB/s (`1024T`), far above any link, so that
+/// every limit written is a limit. Above it a value could reach the
+/// throttle's internal pause code (`u64::MAX`) and stop the copy forever.
+pub const MAX_RATE: u64 = 1 << 50;
+
 const SIZE_EXAMPLES: &str = "expected e.g. `1048576`, `512K`, `5M`, `5MB` or `5MiB`";
 
 /// Parses a byte count: `1048576`, `512K`, `5M`, `1G`, `2T` (powers of 1024),
@@ -28,6 +33,7 @@ pub fn parse_size(input: &str) -> Result<u64, UnitError> {
         Err(Bad::RoundsToZero) => Err(UnitError(format!(
             "size `{input}` rounds to 0 bytes; write a whole number of bytes"
         ))),
+        Err(Bad::TooLarge) => Err(UnitError(format!("size `{input}` is too large"))),
     }
 }
 
@@ -44,8 +50,8 @@ pub fn parse_rate(input: &str) -> Result<Option<u64>, UnitError> {
         .or_else(|| t.strip_suffix("/S"))
         .unwrap_or(t);
     match parse_bytes(body) {
-        Ok(0) => Ok(None),
-        Ok(n) => Ok(Some(n)),
+        Ok(n) => check_rate(n, input),
+        Err(Bad::TooLarge) => check_rate(u64::MAX, input),
         Err(Bad::Syntax) => Err(UnitError(format!(
             "invalid rate `{input}`, {SIZE_EXAMPLES} (optionally with `/s`), or `off`"
         ))),
@@ -55,10 +61,24 @@ pub fn parse_rate(input: &str) -> Result<Option<u64>, UnitError> {
     }
 }
 
+/// A rate given as a byte count per second: `0` = no limit; above
+/// [`MAX_RATE`] refused (`input` is how it was written, for the message).
+pub fn check_rate(n: u64, input: &str) -> Result<Option<u64>, UnitError> {
+    match n {
+        0 => Ok(None),
+        n if n > MAX_RATE => Err(UnitError(format!(
+            "rate `{input}` is above the largest limit, 1024T (1 PiB/s); write `off` for no limit"
+        ))),
+        n => Ok(Some(n)),
+    }
+}
+
 enum Bad {
     Syntax,
     /// A number above zero whose byte count rounds to 0.
     RoundsToZero,
+    /// More bytes than 64 bits hold.
+    TooLarge,
 }
 
 fn parse_bytes(input: &str) -> Result<u64, Bad> {
@@ -83,12 +103,15 @@ fn parse_bytes(input: &str) -> Result<u64, Bad> {
         _ => return Err(Bad::Syntax),
     };
     if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(mult).ok_or(Bad::Syntax);
+        return n.checked_mul(mult).ok_or(Bad::TooLarge);
     }
     let f: f64 = num.parse().map_err(|_| Bad::Syntax)?;
     let v = f * mult as f64;
-    if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
+    if !(v.is_finite() && v >= 0.0) {
         return Err(Bad::Syntax);
+    }
+    if v >= u64::MAX as f64 {
+        return Err(Bad::TooLarge);
     }
     match v.round() as u64 {
         0 if v > 0.0 => Err(Bad::RoundsToZero),
@@ -167,6 +190,11 @@ mod tests {
         assert_eq!(parse_rate("0"), Ok(None));
         assert_eq!(parse_rate("0.0"), Ok(None));
         assert!(parse_rate("fast").is_err());
+        assert_eq!(parse_rate("1024T"), Ok(Some(MAX_RATE)));
+        for r in ["1025T", "18446744073709551615", "16777216T"] {
+            let e = parse_rate(r).unwrap_err().to_string();
+            assert!(e.contains("above the largest limit"), "{r}: {e}");
+        }
     }
 
     #[test]

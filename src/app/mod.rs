@@ -67,7 +67,17 @@ fn out(text: &str) {
 }
 
 fn load(args: &CommonArgs) -> Result<Job, Failure> {
-    manifest::load(&args.job, &args.overrides).map_err(|e| Failure::new(e, Exit::Usage))
+    manifest::load(&args.job, &args.overrides)
+        .map(noticed)
+        .map_err(|e| Failure::new(e, Exit::Usage))
+}
+
+/// Prints the job's loading warnings (one line each) and gives it back.
+fn noticed(job: Job) -> Job {
+    for n in &job.notices {
+        let _ = writeln!(std::io::stderr(), "jobrun: {n}");
+    }
+    job
 }
 
 /// [`load`], refusing what this user cannot run (`run` and `check`).
@@ -79,6 +89,7 @@ fn load_runnable(
     manifest::load(path, overrides)
         .and_then(|job| job.check_privileges(euid).map(|()| job))
         .and_then(|job| job.check_acl_models().map(|()| job))
+        .map(noticed)
         .map_err(|e| Failure::new(e, Exit::Usage))
 }
 

@@ -12,23 +12,24 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod layers;
+mod resolve;
 mod values;
 
 pub use values::{
     BlockSize, Bwlimit, Dur, Interval, MaxDel, Patterns, QueueCapacity, SymlinkPolicy, Transfers,
+    parse_duration,
 };
 
 use crate::checksum::HashAlgo;
 use crate::cli::Overrides;
-use crate::decide::{self, MaxDelete};
+use crate::decide::MaxDelete;
 use crate::filter::Filter;
 use crate::modes::Permissions;
-use crate::roots;
 use crate::throttle::Schedule;
-use crate::units;
 
 /// Every manifest key, in the order `check` prints them.
 pub const KEYS: &[&str] = &[
@@ -82,6 +83,13 @@ pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
 /// Shortest accepted `progress_interval`.
 pub const MIN_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest accepted `progress_interval`: a day (a cron mail a day still
+/// gets its line; centuries once panicked the progress thread).
+pub const MAX_PROGRESS_INTERVAL: Duration = Duration::from_secs(86_400);
+/// Longest accepted `modify_window`: 2 hours, room for FAT's 2 s and a
+/// one-hour daylight-saving shift; a window of months once kept changed
+/// files from ever being copied again.
+pub const MAX_MODIFY_WINDOW: Duration = Duration::from_secs(7_200);
 
 /// Errors of manifest loading; every one maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +241,10 @@ pub struct Job {
     /// Default: none.
     #[serde(skip)]
     pub filter: Filter,
+    /// Warnings of loading (a `JOBRUN_*` variable that is no key), one
+    /// line each, for the command to print.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 /// Loads, layers and validates a manifest. `cwd` resolves relative paths
@@ -260,28 +272,50 @@ pub fn load_str(
     text: &str,
     overrides: &Overrides,
 ) -> Result<Job, ManifestError> {
-    // Pass 1: the file alone, for errors with a line number.
+    // Pass 1: the file alone, for errors with a line number; its floats
+    // judged by their text (serde sees only the f64).
+    layers::check_floats(manifest, text)?;
     toml::from_str::<RawManifest>(text).map_err(|e| syntax_error(manifest, text, &e))?;
     // Pass 2: file < environment < flags. A list (`exclude`, `include`)
     // from the environment or the flags adds to the manifest's (`admerge`),
     // so a one-off `--exclude` cannot drop the manifest's snapshot rules.
+    let env = layers::env_layer(std::env::vars_os())?;
     let raw: RawManifest = Figment::new()
         .merge(Toml::string(text))
-        .admerge(Env::prefixed("JOBRUN_").only(KEYS))
+        .admerge(Serialized::defaults(&env.table))
         .admerge(Serialized::defaults(overrides))
         .extract()
         .map_err(|e| override_error(&e, overrides))?;
-    resolve(manifest, text, raw, overrides)
+    let origins = resolve::Origins {
+        manifest,
+        text,
+        overrides,
+        env: &env.table,
+    };
+    let mut job = resolve::resolve(&origins, raw)?;
+    job.notices = env
+        .unknown
+        .iter()
+        .map(|n| layers::unknown_note(n))
+        .collect();
+    Ok(job)
 }
 
 fn syntax_error(path: &Utf8Path, text: &str, e: &toml::de::Error) -> ManifestError {
     let start = e.span().map_or(0, |s| s.start);
-    let line = text[..start.min(text.len())].matches('\n').count() + 1;
+    let line = line_at(text, start);
     let line_text = text.lines().nth(line - 1).unwrap_or("");
-    let key = line_text
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"').to_string())
-        .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with('['));
+    // The key whose value holds the error (an element of a multi-line
+    // array), else the key written on the error's line.
+    let key = e
+        .span()
+        .and_then(|s| layers::key_at(text, s.start))
+        .or_else(|| {
+            line_text
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"').to_string())
+                .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with('['))
+        });
     ManifestError::Syntax {
         path: path.to_owned(),
         line,
@@ -304,6 +338,15 @@ fn override_error(e: &figment::Error, overrides: &Overrides) -> ManifestError {
     }
 }
 
+/// The 1-based line of byte `at` of `text`.
+fn line_at(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    text[..at].matches('\n').count() + 1
+}
+
 fn one_line(s: &str) -> String {
     s.trim().replace('\n', "; ")
 }
@@ -317,203 +360,6 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|i| i + 1)
-}
-
-/// A required key's value, or the error naming it.
-fn required(
-    manifest: &Utf8Path,
-    key: &'static str,
-    v: Option<String>,
-) -> Result<String, ManifestError> {
-    v.ok_or(ManifestError::Missing {
-        path: manifest.to_owned(),
-        key,
-    })
-}
-
-fn resolve(
-    manifest: &Utf8Path,
-    text: &str,
-    raw: RawManifest,
-    overrides: &Overrides,
-) -> Result<Job, ManifestError> {
-    let dir = manifest.parent().unwrap_or(Utf8Path::new("/"));
-    let stem = manifest.file_stem().unwrap_or("job");
-    let invalid = |key: &'static str, reason: String| ManifestError::Invalid {
-        path: manifest.to_owned(),
-        line: line_of_key(text, key),
-        key,
-        reason,
-    };
-    // A path given by a flag or JOBRUN_* is relative to where the command ran;
-    // one written in the manifest is relative to the manifest.
-    let place = |key: &'static str, value: String| -> Result<Utf8PathBuf, ManifestError> {
-        if value.trim().is_empty() {
-            return Err(invalid(key, "empty path".into()));
-        }
-        let from_outside = overrides.given(key) || std::env::var_os(env_name(key)).is_some();
-        let p = Utf8PathBuf::from(value);
-        let base = if p.is_absolute() {
-            Utf8PathBuf::new()
-        } else if from_outside {
-            Utf8PathBuf::from_path_buf(std::env::current_dir().unwrap_or_else(|_| "/".into()))
-                .map_err(|_| invalid(key, "working directory is not UTF-8".into()))?
-        } else {
-            dir.to_owned()
-        };
-        Ok(base.join(p))
-    };
-    let source = place("source", required(manifest, "source", raw.source)?)?;
-    let destination = place(
-        "destination",
-        required(manifest, "destination", raw.destination)?,
-    )?;
-    let db = match raw.db {
-        Some(v) => place("db", v)?,
-        None => dir.join(format!("{stem}.db")),
-    };
-    let log = match raw.log {
-        Some(v) => place("log", v)?,
-        None => dir.join(format!("{stem}.log")),
-    };
-    let raw_block_size_set = raw.block_size.is_some();
-    let (source, destination, db, log) = resolve_places(&invalid, source, destination, db, log)?;
-    if db == log {
-        return Err(invalid("log", format!("`{log}` is also the `db`")));
-    }
-    let metrics_file = raw
-        .metrics_file
-        .map(|v| place("metrics_file", v))
-        .transpose()?;
-    if let Some(m) = metrics_file.as_ref().filter(|m| **m == db || **m == log) {
-        return Err(invalid(
-            "metrics_file",
-            format!("`{m}` is also the `db` or the `log`"),
-        ));
-    }
-    let patterns = |p: Option<Patterns>| p.map(|p| p.0).unwrap_or_default();
-    let filter = Filter::new(&patterns(raw.exclude), &patterns(raw.include))
-        .map_err(|(key, p, e)| invalid(key, format!("bad pattern `{p}`: {e}")))?;
-    let job = Job {
-        manifest: manifest.to_owned(),
-        source,
-        destination,
-        db,
-        log,
-        checksum: raw.checksum.unwrap_or_default(),
-        block_size: raw.block_size.map_or(DEFAULT_BLOCK_SIZE, |b| b.0) as usize,
-        queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
-        transfers: raw.transfers.map_or(DEFAULT_TRANSFERS, |t| t.0) as usize,
-        bwlimit: raw.bwlimit.map(|b| b.0).unwrap_or_default(),
-        delete_extras: raw.delete_extras.unwrap_or(false),
-        max_delete: raw.max_delete.map_or(decide::DEFAULT_MAX_DELETE, |m| m.0),
-        inplace: raw.inplace.unwrap_or(false),
-        modify_window: raw.modify_window.map_or(Duration::ZERO, |d| d.0),
-        symlinks: raw.symlinks.unwrap_or_default(),
-        permissions: raw.permissions.unwrap_or_default(),
-        owners: raw.owners.unwrap_or(false),
-        xattrs: raw.xattrs.unwrap_or(false),
-        acls: raw.acls.unwrap_or(false),
-        require_mounts: raw.require_mounts.unwrap_or(false),
-        sparse: raw.sparse.unwrap_or(true),
-        hard_links: raw.hard_links.unwrap_or(true),
-        progress_interval: raw
-            .progress_interval
-            .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
-        metrics_file,
-        filter,
-    };
-    fifo_fits(&job, raw_block_size_set).map_err(|(key, reason)| invalid(key, reason))?;
-    Ok(job)
-}
-
-/// The block FIFOs may take at most half of this machine's memory; over
-/// it, the key to lower (`block_size` when the manifest set it).
-fn fifo_fits(job: &Job, block_size_set: bool) -> Result<(), (&'static str, String)> {
-    if let Some(total) = machine_memory()
-        && job.fifo_bytes() > total / 2
-    {
-        return Err((
-            if block_size_set {
-                "block_size"
-            } else {
-                "queue_capacity"
-            },
-            format!(
-                "the block FIFOs would hold up to {} (block_size × blocks per lane × transfers), \
-                 more than half of this machine's {} of memory; lower `block_size` or `queue_capacity`",
-                units::human_bytes(job.fifo_bytes()),
-                units::human_bytes(total)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// This machine's memory in bytes (`sysinfo`), `None` if it cannot be read.
-fn machine_memory() -> Option<u64> {
-    let info = rustix::system::sysinfo();
-    (info.totalram > 0).then(|| info.totalram as u64 * u64::from(info.mem_unit.max(1)))
-}
-
-/// Resolves the two roots and the job's own files to what they are
-/// (`roots::resolve`) and refuses overlaps, judged by canonical path and by
-/// folder identity (a symlink or a bind mount is no way around it).
-fn resolve_places(
-    invalid: &dyn Fn(&'static str, String) -> ManifestError,
-    source: Utf8PathBuf,
-    destination: Utf8PathBuf,
-    db: Utf8PathBuf,
-    log: Utf8PathBuf,
-) -> Result<(Utf8PathBuf, Utf8PathBuf, Utf8PathBuf, Utf8PathBuf), ManifestError> {
-    let real = |key: &'static str, p: &Utf8Path| roots::resolve(p).map_err(|e| invalid(key, e));
-    let (src, dst) = (real("source", &source)?, real("destination", &destination)?);
-    let (dbr, logr) = (real("db", &db)?, real("log", &log)?);
-    // Both roots by what they are, and by how they were written when that differs.
-    let name = |r: &roots::Resolved, written: &Utf8Path| {
-        let written = normalize(written);
-        if written == r.path {
-            format!("`{}`", r.path)
-        } else {
-            format!("`{}` (written `{written}`)", r.path)
-        }
-    };
-    let (s, d) = (name(&src, &source), name(&dst, &destination));
-    match roots::overlap(&src, &dst) {
-        None => {}
-        Some(roots::Overlap::Same) => {
-            return Err(invalid(
-                "destination",
-                format!(
-                    "{d} is the source {s} itself; the destination may not lie inside the source"
-                ),
-            ));
-        }
-        Some(roots::Overlap::Contains) => {
-            return Err(invalid(
-                "destination",
-                format!("{d} lies inside the source {s}"),
-            ));
-        }
-        Some(roots::Overlap::Inside) => {
-            return Err(invalid(
-                "source",
-                format!("{s} lies inside the destination {d}"),
-            ));
-        }
-    }
-    for (key, p) in [("db", &dbr), ("log", &logr)] {
-        if roots::file_inside(p, &dst) || roots::file_inside(p, &src) {
-            return Err(invalid(
-                key,
-                format!(
-                    "`{}` must lie outside the source {s} and destination {d} trees",
-                    p.path
-                ),
-            ));
-        }
-    }
-    Ok((src.path, dst.path, dbr.path, logr.path))
 }
 
 /// Lexical normalisation (`a/./b/../c` → `a/c`) so that nesting checks and

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_BLOCK_SIZE, MAX_TRANSFERS, MIN_PROGRESS_INTERVAL};
+use super::{
+    MAX_BLOCK_SIZE, MAX_MODIFY_WINDOW, MAX_PROGRESS_INTERVAL, MAX_TRANSFERS, MIN_PROGRESS_INTERVAL,
+};
 use crate::decide::MaxDelete;
 use crate::throttle::{Limit, Schedule};
 use crate::units;
@@ -168,8 +170,9 @@ impl<'de> Deserialize<'de> for Bwlimit {
             "a byte rate like \"20M\", \"off\", \"pause\", or a timetable like \"Mon-08:00,10M 19:00,off\"",
             |s| Schedule::parse(s).map(Bwlimit),
             |n| match u64::try_from(n) {
-                Ok(0) => Ok(Bwlimit(Schedule::Fixed(Limit::Off))),
-                Ok(n) => Ok(Bwlimit(Schedule::Fixed(Limit::Rate(n)))),
+                Ok(r) => units::check_rate(r, &n.to_string())
+                    .map(|r| Bwlimit(Schedule::Fixed(Limit::from_rate(r))))
+                    .map_err(|e| e.to_string()),
                 Err(_) => Err("rate must not be negative".into()),
             },
         )
@@ -231,56 +234,140 @@ impl<'de> Deserialize<'de> for MaxDel {
     }
 }
 
-/// A duration: whole seconds as a number or a string of digits (`2`,
-/// `"2"`), or humantime with units (`"2s"`, `"500ms"`, `"1m 30s"`).
+/// A duration as the manifest spells it (README "Durations"): whole
+/// seconds alone (`2`, `"2"`), or numbers each followed by its unit, with
+/// or without spaces between the groups (`"2s"`, `"500ms"`, `"1m 30s"`,
+/// `"1h30m"`). Units: `ns`, `us`/`µs`, `ms`, `s`, `m` (minutes), `h`, `d`,
+/// `w`, and their long forms (`sec`, `min`, `hour`, `day`, `week`, with or
+/// without a plural `s`). Months and years (`M`, `y`) are refused: their
+/// length varies, and `M` reads as MiB in sizes. A number without a unit
+/// beside others (`"1 5m"`, once read as 15 minutes) is refused.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("invalid duration `{s}`: number too large"));
+    }
+    let bad = |why: String| {
+        format!(
+            "invalid duration `{s}`: {why}; expected whole seconds like `2` or numbers with units like `2s`, `500ms`, `1m 30s`"
+        )
+    };
+    let mut rest = t;
+    let mut total: u128 = 0;
+    if rest.is_empty() {
+        return Err(bad("empty".into()));
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad(format!("expected a number at `{rest}`")));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| bad("number too large".into()))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| !(c.is_alphabetic()))
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let after = &rest[unit_len..];
+        if unit.is_empty() && !after.is_empty() && !after.starts_with(char::is_whitespace) {
+            return Err(bad(format!("unexpected `{after}`")));
+        }
+        rest = after.trim_start();
+        let nanos = unit_nanos(unit).map_err(bad)?;
+        total = n
+            .checked_mul(nanos)
+            .and_then(|v| total.checked_add(v))
+            .filter(|v| *v <= u128::from(u64::MAX) * 1_000_000_000)
+            .ok_or_else(|| bad("number too large".into()))?;
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| bad("number too large".into()))?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Nanoseconds in one `unit`, or why it is not one.
+fn unit_nanos(unit: &str) -> Result<u128, String> {
+    const S: u128 = 1_000_000_000;
+    Ok(match unit {
+        "ns" | "nsec" | "nsecs" => 1,
+        "us" | "µs" | "usec" | "usecs" => 1_000,
+        "ms" | "msec" | "msecs" => 1_000_000,
+        "s" | "sec" | "secs" | "second" | "seconds" => S,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60 * S,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600 * S,
+        "d" | "day" | "days" => 86_400 * S,
+        "w" | "week" | "weeks" => 7 * 86_400 * S,
+        "" => return Err("a number without a unit among others".into()),
+        "M" | "month" | "months" | "y" | "year" | "years" => {
+            return Err(format!(
+                "`{unit}` (months or years) is not a unit here; use `d` or `w`"
+            ));
+        }
+        other => return Err(format!("unknown unit `{other}`")),
+    })
+}
+
+/// A duration key's value, read by [`parse_duration`] from a number or a
+/// string.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    int_or_str(
+        d,
+        "a duration like 2 (seconds), \"2s\" or \"1m\"",
+        parse_duration,
+        |n| {
+            u64::try_from(n)
+                .map(Duration::from_secs)
+                .map_err(|_| "duration must not be negative".into())
+        },
+    )
+}
+
+/// `d` within `min ..= max`, or the error saying the bounds.
+fn within<E: de::Error>(d: Duration, min: Duration, max: Duration) -> Result<Duration, E> {
+    let f = |d| humantime::format_duration(d).to_string();
+    if d < min {
+        Err(E::custom(format!(
+            "must be at least {}, got `{}`",
+            f(min),
+            f(d)
+        )))
+    } else if d > max {
+        Err(E::custom(format!(
+            "must be at most {}, got `{}`",
+            f(max),
+            f(d)
+        )))
+    } else {
+        Ok(d)
+    }
+}
+
+/// `modify_window`: a duration of at most [`MAX_MODIFY_WINDOW`] (a window
+/// of months once kept changed files from ever being copied).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Dur(pub Duration);
 
-impl Dur {
-    fn parse(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-            return t
-                .parse::<u64>()
-                .map(|n| Dur(Duration::from_secs(n)))
-                .map_err(|_| format!("invalid duration `{s}`: number too large"));
-        }
-        humantime::parse_duration(t).map(Dur).map_err(|e| {
-            format!("invalid duration `{s}` ({e}), expected whole seconds like `2` or units like `2s`, `500ms`, `1m`")
-        })
-    }
-}
-
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        int_or_str(
-            d,
-            "a duration like 2 (seconds), \"2s\" or \"1m\"",
-            Self::parse,
-            |n| {
-                u64::try_from(n)
-                    .map(|s| Dur(Duration::from_secs(s)))
-                    .map_err(|_| "duration must not be negative".into())
-            },
-        )
+        within(duration(d)?, Duration::ZERO, MAX_MODIFY_WINDOW).map(Dur)
     }
 }
 
-/// `progress_interval`: a [`Dur`] of at least [`MIN_PROGRESS_INTERVAL`]
-/// (`"0s"` once printed a line every few milliseconds).
+/// `progress_interval`: a duration within [`MIN_PROGRESS_INTERVAL`] ..=
+/// [`MAX_PROGRESS_INTERVAL`] (`"0s"` once printed a line every few
+/// milliseconds; centuries panicked the progress thread).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Interval(pub Duration);
 
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let Dur(v) = Dur::deserialize(d)?;
-        if v < MIN_PROGRESS_INTERVAL {
-            return Err(de::Error::custom(format!(
-                "must be at least 1s, got `{}`",
-                humantime::format_duration(v)
-            )));
-        }
-        Ok(Interval(v))
+        within(duration(d)?, MIN_PROGRESS_INTERVAL, MAX_PROGRESS_INTERVAL).map(Interval)
     }
 }
 

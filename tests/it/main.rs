@@ -6,6 +6,7 @@ mod support;
 
 mod acl;
 mod adopted;
+mod attack;
 mod audit;
 mod bwlimit;
 mod converge;
