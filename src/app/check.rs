@@ -274,7 +274,6 @@ fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
 /// The run mode and stage plan the next run would take, from the DB read
 /// only; a DB of another job is refused as a run refuses it.
 fn plan_lines(job: &crate::manifest::Job) -> Result<String, Failure> {
-    let mut out = String::new();
     let mode = match StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
         None => Ok(None),
         Some(db) => {
@@ -286,34 +285,13 @@ fn plan_lines(job: &crate::manifest::Job) -> Result<String, Failure> {
         Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
             return Err(Failure::new(e, Exit::Usage));
         }
-        Ok(None) => Some(decide::RunMode::Scan),
-        Ok(Some(((files, bytes), trusted))) => Some(decide::run_mode(files, bytes, !trusted)),
-        Err(e) => {
-            out.push_str(&format!("warning: cannot read state DB: {e}\n"));
-            None
-        }
+        // A DB a run cannot use: the run stops with exit 4, so does `check`.
+        Err(e) => return Err(Failure::new(e, Exit::Fatal)),
+        Ok(None) => decide::RunMode::Scan,
+        Ok(Some(((files, bytes), trusted))) => decide::run_mode(files, bytes, !trusted),
     };
-    match mode {
-        Some(mode) => {
-            let stages: Vec<&str> = runner::plan(job, mode).iter().map(|s| s.name()).collect();
-            out.push_str(&format!(
-                "{:<18} {}\n",
-                "mode",
-                runner::mode_line(mode, false)
-            ));
-            out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
-        }
-        None => {
-            let stages: Vec<&str> = runner::plan(job, decide::RunMode::Scan)
-                .iter()
-                .map(|s| s.name())
-                .collect();
-            out.push_str(&format!(
-                "{:<18} {} (scan only without a backlog)\n",
-                "plan",
-                stages.join(" -> ")
-            ));
-        }
-    }
+    let stages: Vec<&str> = runner::plan(job, mode).iter().map(|s| s.name()).collect();
+    let mut out = format!("{:<18} {}\n", "mode", runner::mode_line(mode, false));
+    out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
     Ok(out)
 }

@@ -76,8 +76,54 @@ pub enum DbError {
          recorded since went with the old file)"
     )]
     Lost { path: Utf8PathBuf },
+    #[error(
+        "state DB `{path}` is unusable ({why}); nothing was changed: move it aside and run with --rescan (README \"An unusable state DB\")"
+    )]
+    Unusable { path: Utf8PathBuf, why: String },
     #[error("state DB: {0}")]
     Sql(#[from] rusqlite::Error),
+}
+
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether a DB file is at `path`, judged before SQLite sees it: SQLite
+/// takes an empty or one-byte file for a new database, and a run on it
+/// started a new job with every hash and run forgotten. Anything there
+/// that is not an SQLite database file is refused; only an absent file
+/// means "no DB yet".
+fn existing_db(path: &Utf8Path) -> Result<bool> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let unusable = |why: String| DbError::Unusable {
+        path: path.to_owned(),
+        why,
+    };
+    let md = match std::fs::metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(unusable(e.to_string())),
+    };
+    if !md.is_file() {
+        return Err(unusable("not a regular file".into()));
+    }
+    let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| f.take(SQLITE_HEADER.len() as u64).read_to_end(&mut head))
+        .map_err(|e| unusable(e.to_string()))?;
+    if head.len() < SQLITE_HEADER.len() {
+        return Err(unusable(format!(
+            "{} bytes long, too short for an SQLite database (truncated?)",
+            md.len()
+        )));
+    }
+    if head != SQLITE_HEADER {
+        return Err(unusable("no SQLite header: not an SQLite database".into()));
+    }
+    Ok(true)
 }
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -149,6 +195,7 @@ impl StateDb {
             path: path.to_owned(),
             source,
         };
+        existing_db(path)?;
         let mut conn = Connection::open(path).map_err(open_err)?;
         tune(&conn).map_err(open_err)?;
         MIGRATIONS
@@ -176,7 +223,7 @@ impl StateDb {
     /// Opens an existing DB for reading only (`check`, `status`); `None`
     /// when there is no DB file yet. Never creates or migrates anything.
     pub fn open_existing_read_only(path: &Utf8Path) -> Result<Option<Self>> {
-        if !path.exists() {
+        if !existing_db(path)? {
             return Ok(None);
         }
         let conn = Connection::open_with_flags(

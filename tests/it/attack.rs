@@ -306,3 +306,28 @@ fn a_fifo_at_the_db_hangs_nothing() {
     let e = refused(&env, &[], &[], 2);
     assert!(e.contains("`db`"), "{e}");
 }
+#[test]
+fn check_refuses_an_unusable_db_as_the_run_does() {
+    let env = TestEnv::new();
+    env.src_file("a", b"a");
+    for (name, bytes) in [
+        (
+            "garbage",
+            b"this is not a database, just some bytes; ".repeat(200),
+        ),
+        ("empty", Vec::new()),
+        ("one byte", b"x".to_vec()),
+    ] {
+        std::fs::write(env.db_path(), &bytes).unwrap();
+        let e = refused(&env, &[], &[], 4);
+        assert!(e.contains("job.db"), "{name}: {e}");
+        let out = bounded(&env, "status");
+        out.assert_code(4);
+        assert_eq!(
+            std::fs::read(env.db_path()).unwrap(),
+            bytes,
+            "{name}: DB changed"
+        );
+        assert!(!env.dst.exists(), "{name}: copied into a new job");
+    }
+}
