@@ -196,11 +196,18 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
     })
 }
 
+/// Text from names and errors as the terminal shows it: a control
+/// character (an escape sequence, a newline in a file name) is `?`, as on
+/// the progress lines; `--json` escapes them instead.
+fn printable(s: &str) -> String {
+    progress::printable(s)
+}
+
 /// The text form of `status` (see README "Reading `status`").
 pub fn render_status(r: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
-    let _ = writeln!(o, "db        {}", r.db);
+    let _ = writeln!(o, "db        {}", printable(&r.db));
     let state = match r.running_pid {
         Some(pid) => format!("running (pid {pid})"),
         None => "idle".into(),
@@ -261,7 +268,7 @@ pub fn render_status(r: &StatusReport) -> String {
         let _ = writeln!(o);
         let _ = writeln!(o, "why runs stopped, newest first:");
         for (id, error) in errors {
-            let _ = writeln!(o, "  run {id}: {error}");
+            let _ = writeln!(o, "  run {id}: {}", printable(error));
         }
     }
     if let Some(v) = &r.last_verify {
@@ -290,7 +297,12 @@ fn render_failed(o: &mut String, r: &StatusReport) {
             0 | 1 => String::new(),
             n => format!(" ({n} runs in a row)"),
         };
-        let _ = writeln!(o, "  {}{streak}: {}", f.path, f.error);
+        let _ = writeln!(
+            o,
+            "  {}{streak}: {}",
+            printable(&f.path),
+            printable(&f.error)
+        );
     }
     if r.failed_repeatedly > 0 {
         let _ = writeln!(
@@ -323,7 +335,7 @@ fn render_in_flight(o: &mut String, files: &[InFlight]) {
             "  {:>10} / {:<10} {pct:>3}%  {}",
             human_bytes(f.bytes_done),
             human_bytes(f.size),
-            progress::printable(&f.path)
+            printable(&f.path)
         );
     }
 }
