@@ -84,6 +84,20 @@ pub enum DbError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// Whether the DB's write-ahead log is absent or empty (everything is in
+/// the DB file itself).
+fn wal_is_empty(db: &Utf8Path) -> bool {
+    std::fs::metadata(format!("{db}-wal")).map_or(true, |m| m.len() == 0)
+}
+
+/// `path` for an SQLite `file:` URI (`%`, `?` and `#` escaped).
+fn uri_path(path: &Utf8Path) -> String {
+    path.as_str()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
+}
+
 /// The first bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
@@ -226,14 +240,33 @@ impl StateDb {
         if !existing_db(path)? {
             return Ok(None);
         }
+        let open_err = |source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|source| DbError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(open_err)?;
+        // A WAL database needs its `-shm` index, which SQLite creates beside
+        // it even to read: on a read-only or full disk it cannot. With no
+        // write-ahead log holding anything (the last run ended, or none is
+        // going), the DB file alone is the whole DB: read it as immutable.
+        let conn = match conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())) {
+            Ok(()) => conn,
+            Err(e) if wal_is_empty(path) => {
+                drop(conn);
+                Connection::open_with_flags(
+                    format!("file:{}?immutable=1", uri_path(path)),
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(|_| open_err(e))?
+            }
+            Err(e) => return Err(open_err(e)),
+        };
         let mut db = Self {
             conn,
             path: path.to_owned(),

@@ -331,3 +331,100 @@ fn check_refuses_an_unusable_db_as_the_run_does() {
         assert!(!env.dst.exists(), "{name}: copied into a new job");
     }
 }
+
+fn status(env: &TestEnv) -> Out {
+    let mut c = env.cmd();
+    c.arg("status").arg(&env.manifest);
+    c.output().unwrap().into()
+}
+
+#[test]
+fn status_never_prints_control_characters_from_names() {
+    let env = TestEnv::new();
+    // A name that would paint the terminal red and start a new line; its
+    // destination is blocked by a folder, so it fails and `status` lists it.
+    let evil = "evil\u{1b}[31mred\nfake line\u{7}";
+    env.src_file(evil, b"x");
+    env.dst_file(&format!("{evil}/inside"), b"y");
+    env.run(&[]).assert_code(1);
+    let out = status(&env);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("evil?[31mred?fake line?"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters: {:?}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.lines().any(|l| l.starts_with("fake line")),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A tmpfs of `size` mounted at `at`, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs");
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn remount(&self, opt: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "remount {opt}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn status_reads_a_db_on_a_read_only_or_full_disk() {
+    if !crate::faults::is_root() {
+        eprintln!("SKIP: needs root to mount a tmpfs");
+        return;
+    }
+    let env = TestEnv::new();
+    env.src_file("a", b"a");
+    let state = env.root().join("state");
+    let fs = Tmpfs::mount(&state, "1m");
+    env.manifest("db = \"state/job.db\"");
+    env.run(&[]).assert_code(0);
+    // The run left no `-shm`/`-wal`; SQLite cannot make them here.
+    assert!(!state.join("job.db-shm").exists());
+    fs.remount("ro");
+    let want = status(&env);
+    want.assert_code(0);
+    assert!(want.stdout.contains("synced "), "{}", want.stdout);
+    fs.remount("rw");
+    // Full: not a byte left for the `-shm` index SQLite makes beside it.
+    let fill = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k"])
+        .arg(format!("of={}", state.join("fill").display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!fill.success(), "dd stops at a full disk");
+    let out = status(&env);
+    out.assert_code(0);
+    assert_eq!(out.stdout, want.stdout);
+}
