@@ -111,17 +111,25 @@ struct Places {
 pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, ManifestError> {
     let places = places(o, &mut raw)?;
     let patterns = |p: Option<Patterns>| p.map(|p| p.0).unwrap_or_default();
-    let filter =
-        Filter::new(&patterns(raw.exclude), &patterns(raw.include)).map_err(|(key, p, e)| {
-            if p.is_empty() {
-                o.invalid(
-                    key,
-                    format!("the patterns together cannot be compiled: {e}"),
-                )
-            } else {
-                o.invalid(key, format!("bad pattern `{p}`: {e}"))
-            }
-        })?;
+    let (exclude, include) = (patterns(raw.exclude), patterns(raw.include));
+    let filter = Filter::new(&exclude, &include).map_err(|(key, p, e)| {
+        if p.is_empty() {
+            // Each pattern compiled alone: only the set is too large.
+            o.invalid(
+                key,
+                format!(
+                    "the {} `exclude` and {} `include` patterns together are too large to \
+                     compile ({}); no single pattern is wrong: write fewer or simpler ones \
+                     (one `**/name*` for many names)",
+                    exclude.len(),
+                    include.len(),
+                    e.trim()
+                ),
+            )
+        } else {
+            o.invalid(key, format!("bad pattern `{p}`: {e}"))
+        }
+    })?;
     let job = Job {
         manifest: o.manifest.to_owned(),
         source: places.source,

@@ -279,6 +279,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if unit.is_empty() && !after.is_empty() && !after.starts_with(char::is_whitespace) {
             return Err(bad(format!("unexpected `{after}`")));
         }
+        if unit.is_empty() {
+            return Err(bad(format!(
+                "`{n}` has no unit (a bare number is whole seconds only alone)"
+            )));
+        }
         rest = after.trim_start();
         let nanos = unit_nanos(unit).map_err(bad)?;
         total = n
@@ -303,7 +308,6 @@ fn unit_nanos(unit: &str) -> Result<u128, String> {
         "h" | "hr" | "hrs" | "hour" | "hours" => 3600 * S,
         "d" | "day" | "days" => 86_400 * S,
         "w" | "week" | "weeks" => 7 * 86_400 * S,
-        "" => return Err("a number without a unit among others".into()),
         "M" | "month" | "months" | "y" | "year" | "years" => {
             return Err(format!(
                 "`{unit}` (months or years) is not a unit here; use `d` or `w`"
@@ -328,9 +332,31 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     )
 }
 
+/// A duration in the units [`parse_duration`] reads (`200d`, `1h 30m`,
+/// `500ms`): humantime would say months, which the manifest refuses.
+fn spell(d: Duration) -> String {
+    let mut s = d.as_secs();
+    let mut out = Vec::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push(format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    let ms = d.subsec_millis();
+    if ms > 0 || out.is_empty() {
+        out.push(if ms > 0 || d.is_zero() {
+            format!("{ms}{}", if d.is_zero() { "s" } else { "ms" })
+        } else {
+            format!("{}ns", d.subsec_nanos())
+        });
+    }
+    out.join(" ")
+}
+
 /// `d` within `min ..= max`, or the error saying the bounds.
 fn within<E: de::Error>(d: Duration, min: Duration, max: Duration) -> Result<Duration, E> {
-    let f = |d| humantime::format_duration(d).to_string();
+    let f = spell;
     if d < min {
         Err(E::custom(format!(
             "must be at least {}, got `{}`",

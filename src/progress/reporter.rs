@@ -35,7 +35,9 @@ impl Style {
             // A dumb terminal cannot move the cursor: plain lines instead.
             Style::Live
         } else {
-            Style::Plain(interval)
+            // The manifest bounds it (a day); an interval beyond what an
+            // `Instant` can add panicked this thread.
+            Style::Plain(interval.min(crate::manifest::MAX_PROGRESS_INTERVAL))
         }
     }
 }

@@ -73,6 +73,42 @@ fn manifest_errors() {
             "bad_max_delete",
             "source = \"src\"\ndestination = \"dst\"\nmax_delete = \"150%\"\n",
         ),
+        (
+            "rate_above_the_largest",
+            "source = \"src\"\ndestination = \"dst\"\nbwlimit = \"18446744073709551615\"\n",
+        ),
+        (
+            "number_with_exponent",
+            "source = \"src\"\ndestination = \"dst\"\nbwlimit = 1e-400\n",
+        ),
+        (
+            "duration_in_months",
+            "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"2M\"\n",
+        ),
+        (
+            "duration_without_unit_among_others",
+            "source = \"src\"\ndestination = \"dst\"\nmodify_window = \"1 5m\"\n",
+        ),
+        (
+            "duration_above_its_bound",
+            "source = \"src\"\ndestination = \"dst\"\nprogress_interval = \"200d\"\n",
+        ),
+        (
+            "metrics_file_is_the_lock",
+            "source = \"src\"\ndestination = \"dst\"\nmetrics_file = \"job.db.lock\"\n",
+        ),
+        (
+            "log_is_the_manifest",
+            "source = \"src\"\ndestination = \"dst\"\nlog = \"job.toml\"\n",
+        ),
+        (
+            "db_is_a_device",
+            "source = \"src\"\ndestination = \"dst\"\ndb = \"/dev/null\"\n",
+        ),
+        (
+            "bad_element_of_a_multi_line_array",
+            "source = \"src\"\ndestination = \"dst\"\nexclude = [\n  \"a\",\n  3,\n]\n",
+        ),
     ];
     for (name, body) in cases {
         insta::assert_snapshot!(format!("manifest_error_{name}"), bad(body));
