@@ -15,6 +15,8 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+mod fuzz;
 mod layers;
 mod resolve;
 mod values;
