@@ -4,6 +4,7 @@
 //! disagreeing with a run. Each case runs the real binary.
 
 use crate::env::{Out, TestEnv};
+use crate::support::{Mount, mkfifo};
 
 /// `jobrun check` and the run with `envs` and `args`; both must refuse
 /// with `code` and one line, and the run must have created nothing. Gives
@@ -292,12 +293,7 @@ fn a_symlink_at_the_lock_is_never_followed() {
 fn a_fifo_at_the_db_hangs_nothing() {
     let env = TestEnv::new();
     env.src_file("a", b"a");
-    let fifo = env.db_path();
-    let ok = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    mkfifo(&env.db_path());
     for sub in ["check", "status", "hashes", "verify"] {
         let out = bounded(&env, sub);
         out.assert_code(2);
@@ -366,56 +362,44 @@ fn status_never_prints_control_characters_from_names() {
     );
 }
 
-/// A tmpfs of `size` mounted at `at`, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &std::path::Path, size: &str) -> Self {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs");
-        Tmpfs(at.to_path_buf())
-    }
-
-    fn remount(&self, opt: &str) {
-        let ok = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,{opt}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "remount {opt}");
-    }
+/// A tmpfs of `size` mounted at `at` (unmounted on drop).
+fn tmpfs(at: &std::path::Path, size: &str) -> Mount {
+    std::fs::create_dir_all(at).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    Mount(at.to_path_buf())
 }
 
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
+fn remount(m: &Mount, opt: &str) {
+    let ok = std::process::Command::new("mount")
+        .args(["-o", &format!("remount,{opt}")])
+        .arg(&m.0)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "remount {opt}");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn status_reads_a_db_on_a_read_only_or_full_disk() {
-    if !crate::faults::is_root() {
-        eprintln!("SKIP: needs root to mount a tmpfs");
-        return;
-    }
+    crate::support::require_root();
     let env = TestEnv::new();
     env.src_file("a", b"a");
     let state = env.root().join("state");
-    let fs = Tmpfs::mount(&state, "1m");
+    let fs = tmpfs(&state, "1m");
     env.manifest("db = \"state/job.db\"");
     env.run(&[]).assert_code(0);
     // The run left no `-shm`/`-wal`; SQLite cannot make them here.
     assert!(!state.join("job.db-shm").exists());
-    fs.remount("ro");
+    remount(&fs, "ro");
     let want = status(&env);
     want.assert_code(0);
     assert!(want.stdout.contains("synced "), "{}", want.stdout);
-    fs.remount("rw");
+    remount(&fs, "rw");
     // Full: not a byte left for the `-shm` index SQLite makes beside it.
     let fill = std::process::Command::new("dd")
         .args(["if=/dev/zero", "bs=4k"])
