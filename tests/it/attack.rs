@@ -306,6 +306,7 @@ fn a_fifo_at_the_db_hangs_nothing() {
 fn check_refuses_an_unusable_db_as_the_run_does() {
     let env = TestEnv::new();
     env.src_file("a", b"a");
+    env.run(&[]).assert_code(0);
     for (name, bytes) in [
         (
             "garbage",
@@ -314,9 +315,13 @@ fn check_refuses_an_unusable_db_as_the_run_does() {
         ("empty", Vec::new()),
         ("one byte", b"x".to_vec()),
     ] {
+        // Truncated or overwritten after runs: hashes and history were in it.
         std::fs::write(env.db_path(), &bytes).unwrap();
         let e = refused(&env, &[], &[], 4);
-        assert!(e.contains("job.db"), "{name}: {e}");
+        assert!(
+            e.contains("job.db") && e.contains("unusable"),
+            "{name}: {e}"
+        );
         let out = bounded(&env, "status");
         out.assert_code(4);
         assert_eq!(
@@ -324,7 +329,6 @@ fn check_refuses_an_unusable_db_as_the_run_does() {
             bytes,
             "{name}: DB changed"
         );
-        assert!(!env.dst.exists(), "{name}: copied into a new job");
     }
 }
 

@@ -824,12 +824,14 @@ fn corrupt_db_is_fatal_with_one_line() {
 }
 
 #[test]
-fn db_path_that_is_a_folder_is_fatal_with_one_line() {
+fn db_path_that_is_a_folder_is_refused_with_one_line() {
     let env = TestEnv::new();
     env.src_file("a.txt", b"a");
     std::fs::create_dir(env.db_path()).unwrap();
+    // A state file that is no regular file is refused before anything
+    // starts, by `check` as by the run (issue 24).
     let out = env.run(&[]);
-    out.assert_code(4);
+    out.assert_code(2);
     assert_one_clear_line(&out, "job.db");
 }
 

@@ -33,7 +33,7 @@ pub fn all_rows(env: &TestEnv) -> Vec<Row> {
 
 /// `files` rows, or an error while the DB is still being created.
 pub fn try_rows(env: &TestEnv) -> rusqlite::Result<Vec<Row>> {
-    let db = env.db();
+    let db = env.try_db()?;
     let mut st = db.prepare(
         "SELECT rowid, source_path, dest_path, kind, status, error FROM files ORDER BY rowid",
     )?;
