@@ -84,6 +84,48 @@ pub enum DbError {
     Sql(#[from] rusqlite::Error),
 }
 
+/// Makes a new DB file at `path` whole or not at all. SQLite creates its
+/// file empty and writes the header a moment later: a run killed between
+/// the two left an empty file, which [`existing_db`] refuses. The file is
+/// made under a name of its own, given its header, and linked into place
+/// (never over a file that appeared meanwhile).
+fn create_whole(path: &Utf8Path) -> Result<()> {
+    let tmp = Utf8PathBuf::from(format!("{path}.{}.new", std::process::id()));
+    let clean = || {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(format!("{tmp}{suffix}"));
+        }
+    };
+    clean();
+    let made = Connection::open(&tmp).and_then(|conn| {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.close().map_err(|(_, e)| e)
+    });
+    let linked = made
+        .map_err(|source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        })
+        .and_then(|()| {
+            std::fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .and_then(|()| match std::fs::hard_link(&tmp, path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    // No hard links here (FAT, some shares): a rename, under
+                    // the job's lock.
+                    Err(_) if !path.exists() => std::fs::rename(&tmp, path),
+                    Err(e) => Err(e),
+                })
+                .map_err(|e| DbError::Unusable {
+                    path: path.to_owned(),
+                    why: format!("cannot create it: {e}"),
+                })
+        });
+    clean();
+    linked
+}
+
 /// Whether the DB's write-ahead log is absent or empty (everything is in
 /// the DB file itself).
 fn wal_is_empty(db: &Utf8Path) -> bool {
@@ -209,7 +251,9 @@ impl StateDb {
             path: path.to_owned(),
             source,
         };
-        existing_db(path)?;
+        if !existing_db(path)? {
+            create_whole(path)?;
+        }
         let mut conn = Connection::open(path).map_err(open_err)?;
         tune(&conn).map_err(open_err)?;
         MIGRATIONS
