@@ -170,8 +170,13 @@ jrl() {
 # with kernlab's default options for PROTO: a source root that is a mount
 # point of its own, as a migrated share usually is.
 mount_src() {
-  local p=$1 rel=$2 at=$3 src
-  src=$(findmnt -no SOURCE "$M/$p/src")
+  mount_share "$1" src "$2" "$3"
+}
+
+# mount_share PROTO SIDE REL AT: the same for either share (SIDE: src, dst).
+mount_share() {
+  local p=$1 side=$2 rel=$3 at=$4 src
+  src=$(findmnt -no SOURCE "$M/$p/$side")
   mkdir -p "$at"
   case $p in
     nfs3) mount -t nfs -o vers=3,proto=tcp,nolock "$src/$rel" "$at" ;;
@@ -246,6 +251,51 @@ phase_perms() { # preserve and owners (as root), under a umask that would narrow
     jr "$j.run3" "$W/$j.toml"
   done
   umask 022
+}
+
+phase_silent() { # nothing silent: an edit behind the reader, a vanished
+  # nested mount, an unmounted destination share (issue "Nothing silent")
+  local p s d n r pid i
+  for p in $PROTOS; do
+    # 1. 1 MiB rewritten behind the reader, its mtime put back.
+    s=$M/$p/src/jr/edit-$p d=$M/$p/dst/jr/edit-$p
+    mkdir -p "$s"
+    head -c $((20 << 20)) /dev/urandom >"$s/edited.bin"
+    touch -d '2020-01-01 00:00:00' "$s/edited.bin" "$W/out/edit-ref"
+    job "edit-$p" "$s" "$d"
+    "$J" --bwlimit 2M --transfers 1 "$W/edit-$p.toml" >"$W/out/edit-$p.run1.out" 2>"$W/out/edit-$p.run1.err" &
+    pid=$!
+    for i in $(seq 300); do
+      ls -A "$d" 2>/dev/null | grep -q '^\.jobrun-' && break
+      sleep 0.1
+    done
+    sleep 3
+    dd if=/dev/zero of="$s/edited.bin" bs=1M count=1 conv=notrunc status=none
+    touch -r "$W/out/edit-ref" "$s/edited.bin"
+    wait "$pid"
+    echo $? >"$W/out/edit-$p.run1.rc"
+    jr "edit-$p.run2" "$W/edit-$p.toml"
+    jr "edit-$p.run3" "$W/edit-$p.toml"
+    # 2. A mount inside the source, copied, then gone.
+    n=$M/$p/src/jr/nest-$p
+    mkdir -p "$n/projects"
+    echo top >"$n/top.txt"
+    mount -t tmpfs -o size=4m tmpfs "$n/projects"
+    for i in 1 2 3 4 5; do echo "project $i" >"$n/projects/p$i.txt"; done
+    job "nest-$p" "$n" "$M/$p/dst/jr/nest-$p" 'delete_extras = true\n'
+    jrl "nest-$p.run1" "nest-$p"
+    umount "$n/projects"
+    jrl "nest-$p.run2" "nest-$p"
+    # 3. The destination share not mounted when cron fires.
+    r=/mnt/jr-dst-$p
+    mkdir -p "$M/$p/dst/jr/unmounted-$p"
+    mount_share "$p" dst "jr/unmounted-$p" "$r"
+    job "unmounted-$p" "$M/$p/src/jr/nest-$p" "$r"
+    jr "unmounted-$p.run1" "$W/unmounted-$p.toml"
+    umount "$r"
+    jr "unmounted-$p.run2" "$W/unmounted-$p.toml"
+    ls -A "$r" >"$W/out/unmounted-$p.local.ls"
+  done
 }
 
 for ph in "$@"; do

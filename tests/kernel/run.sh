@@ -134,6 +134,26 @@ if [ $SMOKE = 0 ]; then
   expect "silly: nothing deleted" test -z "$(grep -l '"status":"deleted"' "$W/silly.log" 2>/dev/null)"
 fi
 
+# ---- 2b. nothing silent: an edit behind the reader, a vanished nested -----
+# ---- mount, an unmounted destination share (all protocols, smoke too) ----
+session silent -- bash "$G" silent || true
+for p in $PROTOS; do
+  expect "edit $p: the edited file is not synced with bytes the source never held" chk synced "$W/edit-$p.db"
+  expect "edit $p: no synced line whose hash is not the final file's" \
+    python3 -c 'import hashlib, json, sys
+want = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+bad = [j["hash"] for j in map(json.loads, open(sys.argv[1], "rb")) if j.get("status") == "synced" and j.get("hash") not in (None, want)]
+print(f"{len(bad)} wrong synced lines"); sys.exit(1 if bad else 0)' "$W/edit-$p.log" "$S/edit-$p/edited.bin"
+  expect "edit $p: then the reruns converge" chk same "$S/edit-$p" "$D/edit-$p" "$(tol $p)"
+  expect "nest $p: first run copies the nested mount" rc_is "nest-$p.run1" 0
+  expect "nest $p: the nested mount gone: exit 4" rc_is "nest-$p.run2" 4
+  expect "nest $p: ... and nothing deleted" chk deleted "$W/nest-$p.log" "$(cat "$W/out/nest-$p.run2.from")" end "/mnt/kernlab/$p/dst/jr/nest-$p"
+  expect "nest $p: the copies of the mount's files are still on the server" test "$(ls "$D/nest-$p/projects" | wc -l)" = 5
+  expect "unmounted $p: first run" rc_is "unmounted-$p.run1" 0
+  expect "unmounted $p: the share not mounted: exit 4" rc_is "unmounted-$p.run2" 4
+  expect "unmounted $p: nothing copied to the local disk" test ! -s "$W/out/unmounted-$p.local.ls"
+done
+
 # ---- 3. full tier: edits, SIGKILL, SIGINT, resume; the mirror's rails; ----
 # ---- permissions and owners; a power cut on SMB ----------------------------
 if [ $SMOKE = 0 ]; then
