@@ -285,16 +285,21 @@ phase_silent() { # nothing silent: an edit behind the reader, a vanished
     job "nest-$p" "$n" "$M/$p/dst/jr/nest-$p" 'delete_extras = true\n'
     jrl "nest-$p.run1" "nest-$p"
     umount "$n/projects"
-    jrl "nest-$p.run2" "nest-$p"
-    # 3. The destination share not mounted when cron fires.
+    jrl "nest-$p.run2" "nest-$p" --max-delete off
+    # 3. The destination share not mounted when the job first ran: the
+    # first copy went to the local disk; once the share is mounted there,
+    # the next run refuses. With require_mounts, even the first run does.
     r=/mnt/jr-dst-$p
-    mkdir -p "$M/$p/dst/jr/unmounted-$p"
-    mount_share "$p" dst "jr/unmounted-$p" "$r"
+    mkdir -p "$r" "$M/$p/dst/jr/unmounted-$p"
     job "unmounted-$p" "$M/$p/src/jr/nest-$p" "$r"
     jr "unmounted-$p.run1" "$W/unmounted-$p.toml"
-    umount "$r"
+    mount_share "$p" dst "jr/unmounted-$p" "$r"
     jr "unmounted-$p.run2" "$W/unmounted-$p.toml"
-    ls -A "$r" >"$W/out/unmounted-$p.local.ls"
+    umount "$r"
+    rm -rf "${r:?}"/*
+    job "required-$p" "$M/$p/src/jr/nest-$p" "$r" 'require_mounts = true\n'
+    jr "required-$p.run1" "$W/required-$p.toml"
+    ls -A "$r" >"$W/out/required-$p.local.ls"
   done
 }
 

@@ -146,12 +146,14 @@ bad = [j["hash"] for j in map(json.loads, open(sys.argv[1], "rb")) if j.get("sta
 print(f"{len(bad)} wrong synced lines"); sys.exit(1 if bad else 0)' "$W/edit-$p.log" "$S/edit-$p/edited.bin"
   expect "edit $p: then the reruns converge" chk same "$S/edit-$p" "$D/edit-$p" "$(tol $p)"
   expect "nest $p: first run copies the nested mount" rc_is "nest-$p.run1" 0
-  expect "nest $p: the nested mount gone: exit 4" rc_is "nest-$p.run2" 4
+  expect "nest $p: the nested mount gone: exit 4 (even with --max-delete off)" rc_is "nest-$p.run2" 4
   expect "nest $p: ... and nothing deleted" chk deleted "$W/nest-$p.log" "$(cat "$W/out/nest-$p.run2.from")" end "/mnt/kernlab/$p/dst/jr/nest-$p"
   expect "nest $p: the copies of the mount's files are still on the server" test "$(ls "$D/nest-$p/projects" | wc -l)" = 5
-  expect "unmounted $p: first run" rc_is "unmounted-$p.run1" 0
-  expect "unmounted $p: the share not mounted: exit 4" rc_is "unmounted-$p.run2" 4
-  expect "unmounted $p: nothing copied to the local disk" test ! -s "$W/out/unmounted-$p.local.ls"
+  expect "unmounted $p: the first run, share not mounted, copies to the local disk" rc_is "unmounted-$p.run1" 0
+  expect "unmounted $p: the share mounted there since: exit 4" rc_is "unmounted-$p.run2" 4
+  expect "unmounted $p: ... and nothing copied to the share" test -z "$(ls -A "$D/unmounted-$p")"
+  expect "unmounted $p: require_mounts refuses a first run on the local disk" rc_is "required-$p.run1" 4
+  expect "unmounted $p: ... and copies nothing there" test ! -s "$W/out/required-$p.local.ls"
 done
 
 # ---- 3. full tier: edits, SIGKILL, SIGINT, resume; the mirror's rails; ----
