@@ -390,7 +390,9 @@ mod tests {
                 assert!(!t.is_limited());
                 t.consume(1 << 20);
             }
-            assert!(start.elapsed() < Duration::from_secs(1));
+            // 1 TiB "consumed": any wait at all (a millisecond each) would
+            // take over 16 minutes; the bound is generous for a loaded box.
+            assert!(start.elapsed() < Duration::from_secs(30));
         }
     }
 
