@@ -394,6 +394,7 @@ fn the_temporary_is_never_wider_than_the_source() {
         // (its fsync included): that is the source's own openness, with the
         // source's owner and group.
         let after_chown = |m: u32| !extra.is_empty() && m == src_bits;
+        assert!(seen.contains(&want_tmp), "{extra}: never seen owner-only");
         assert!(
             seen.iter().all(|m| *m == want_tmp || after_chown(*m)),
             "{extra}: {:?}",
