@@ -257,7 +257,7 @@ phase_silent() { # nothing silent: an edit behind the reader, a vanished
   # nested mount, an unmounted destination share (issue "Nothing silent")
   local p s d n r pid i
   for p in $PROTOS; do
-    # 1. 1 MiB rewritten behind the reader, its mtime put back.
+    # 1. 1 MiB rewritten behind the reader, its mtime put back (not on SMB).
     s=$M/$p/src/jr/edit-$p d=$M/$p/dst/jr/edit-$p
     mkdir -p "$s"
     head -c $((20 << 20)) /dev/urandom >"$s/edited.bin"
@@ -271,7 +271,10 @@ phase_silent() { # nothing silent: an edit behind the reader, a vanished
     done
     sleep 3
     dd if=/dev/zero of="$s/edited.bin" bs=1M count=1 conv=notrunc status=none
-    touch -r "$W/out/edit-ref" "$s/edited.bin"
+    # The mtime put back where the share keeps a ctime of its own; Samba
+    # reports the mtime as the change time, so there the edit keeps the
+    # mtime it made (README "Files that change while they are read").
+    [ "$p" = smb ] || touch -r "$W/out/edit-ref" "$s/edited.bin"
     wait "$pid"
     echo $? >"$W/out/edit-$p.run1.rc"
     jr "edit-$p.run2" "$W/edit-$p.toml"
