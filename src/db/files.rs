@@ -1,6 +1,7 @@
 //! The `files` table: one row per source entry — the scan's inserts and
 //! updates, the transfer's pending pages and outcomes, counts per status,
-//! and the recorded hashes.
+//! and the writes that record hashes (`lookup`: the scan's reads; `hashed`:
+//! the recorded hashes as verify and hashes read them).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
-use super::{DbError, Result, StateDb, Tx, kind_of, path_from, path_value};
+use super::{Result, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::{EntryKind, Stamp};
 
 /// The id of a `files` row (its rowid). Only the DB hands them out.
@@ -162,20 +163,6 @@ pub struct StatusCount {
     pub bytes: u64,
 }
 
-/// A synced file as `verify` checks it and `hashes` lists it.
-#[derive(Debug, Clone)]
-pub struct HashedFile {
-    pub id: RowId,
-    pub source: PathBuf,
-    pub dest: PathBuf,
-    pub size: u64,
-    pub modified_ns: i64,
-    /// Lowercase hex, as recorded when the file was read from the source.
-    pub hash: String,
-    /// As the manifest spells it (`sha256`, …).
-    pub algorithm: String,
-}
-
 /// What the writer records for a synced file.
 pub struct Synced<'a> {
     pub id: RowId,
@@ -241,13 +228,6 @@ impl StateDb {
             }
         }
         Ok(out)
-    }
-
-    /// The scan's lookup of source rows by path (see [`SourceLookup`]).
-    pub fn source_lookup(&self) -> Result<SourceLookup<'_>> {
-        Ok(SourceLookup {
-            st: self.conn.prepare(FIND_SOURCE)?,
-        })
     }
 
     /// Rows in `files`.
@@ -432,41 +412,6 @@ impl StateDb {
             .query_row([path_value(source_path)], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
-
-    /// The algorithms of the recorded hashes of synced files.
-    pub fn hash_algorithms(&self) -> Result<Vec<String>> {
-        let mut st = self.conn.prepare(
-            "SELECT DISTINCT hash_algorithm FROM files
-             WHERE status = 'synced' AND kind = 'file' AND hash IS NOT NULL
-             ORDER BY hash_algorithm",
-        )?;
-        let rows = st.query_map([], |r| r.get::<_, Option<String>>(0))?;
-        Ok(rows
-            .filter_map(|r| r.transpose())
-            .collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Calls `f` for every synced file with a recorded hash, in rowid order,
-    /// from one statement: memory stays constant however many rows there
-    /// are. An error from `f` stops the walk and is returned.
-    pub fn for_each_hashed<E: From<DbError>>(
-        &self,
-        mut f: impl FnMut(HashedFile) -> std::result::Result<(), E>,
-    ) -> std::result::Result<(), E> {
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
-                 FROM files WHERE status = 'synced' AND kind = 'file' AND hash IS NOT NULL
-                 ORDER BY rowid",
-            )
-            .map_err(DbError::from)?;
-        let mut rows = st.query([]).map_err(DbError::from)?;
-        while let Some(r) = rows.next().map_err(DbError::from)? {
-            f(hashed_file(r).map_err(DbError::from)?)?;
-        }
-        Ok(())
-    }
 }
 
 /// The writes of the scan and the transfer: each in the caller's batch.
@@ -610,76 +555,9 @@ impl Tx<'_> {
     }
 }
 
-pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile> {
-    Ok(HashedFile {
-        id: r.get(0)?,
-        source: path_from(r.get_ref(1)?)?,
-        dest: path_from(r.get_ref(2)?)?,
-        size: r.get::<_, i64>(3)? as u64,
-        modified_ns: r.get(4)?,
-        hash: r.get(5)?,
-        algorithm: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-    })
-}
-
-const FIND_SOURCE: &str =
-    "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
-            mode, uid, gid, status, after_copy_size, after_copy_modified_ns, hash IS NOT NULL,
-            link_dev, link_ino
-     FROM files WHERE source_path = ?1";
-
-/// The row of each source path the scan meets, on one statement prepared
-/// for the whole scan: a rescan looks up every source entry, and the
-/// statement cache's hashing of the SQL text and its bookkeeping cost
-/// about as much as the lookup itself.
-pub struct SourceLookup<'db> {
-    st: rusqlite::Statement<'db>,
-}
-
-impl SourceLookup<'_> {
-    /// The row of `path`; `None` when new.
-    pub fn find(&mut self, path: &Path) -> Result<Option<KnownRow>> {
-        Ok(self
-            .st
-            .query_row([path_value(path)], known_row)
-            .optional()?)
-    }
-}
-
 /// A recorded hard-link group (both columns set), else none.
-fn link_of(dev: Option<i64>, ino: Option<i64>) -> Option<(u64, u64)> {
+pub(super) fn link_of(dev: Option<i64>, ino: Option<i64>) -> Option<(u64, u64)> {
     Some((dev? as u64, ino? as u64))
-}
-
-fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
-    let kind = kind_of(r.get_ref(1)?)?;
-    let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<i64>>(12)?) {
-        (Some(size), Some(m)) => Some(Stamp {
-            kind,
-            size: size as u64,
-            modified_ns: m,
-        }),
-        _ => None,
-    };
-    Ok(KnownRow {
-        id: r.get(0)?,
-        entry: ScanEntry {
-            path: PathBuf::new(),
-            kind,
-            size: r.get::<_, i64>(2)? as u64,
-            modified_ns: r.get(3)?,
-            accessed_ns: r.get(4)?,
-            changed_ns: r.get(5)?,
-            created_ns: r.get(6)?,
-            mode: r.get(7)?,
-            uid: r.get(8)?,
-            gid: r.get(9)?,
-            link: link_of(r.get(14)?, r.get(15)?),
-        },
-        status: r.get(10)?,
-        after_copy: after,
-        hashed: r.get(13)?,
-    })
 }
 
 #[cfg(test)]

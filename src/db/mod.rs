@@ -17,8 +17,10 @@
 mod changes;
 mod failed;
 mod files;
+mod hashed;
 mod in_flight;
 mod listing;
+mod lookup;
 mod meta;
 mod mounts;
 mod roots;
@@ -40,11 +42,12 @@ use crate::decide::EntryKind;
 
 pub use changes::TypeChange;
 pub use files::{
-    HashedFile, KnownRow, LinkedCopy, PendingFile, RowId, RowStatus, ScanEntry, SourceLookup,
-    StatusCount, Synced,
+    KnownRow, LinkedCopy, PendingFile, RowId, RowStatus, ScanEntry, StatusCount, Synced,
 };
+pub use hashed::HashedFile;
 pub use in_flight::{InFlight, InFlightFile};
 pub use listing::Listed;
+pub use lookup::SourceLookup;
 pub use meta::JobRoot;
 pub use mounts::MountPoint;
 pub use runs::{RunCounts, RunRow};
