@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv, bytes, files_under};
-// Re-exported while branches written before `support/` land.
 pub use crate::support::*;
 
 // ---- 1. kill at any instant ---------------------------------------------
