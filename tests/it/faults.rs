@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv, bytes, files_under};
-pub use crate::support::*;
+use crate::support::*;
 
 // ---- 1. kill at any instant ---------------------------------------------
 
