@@ -4,7 +4,7 @@
 //! disagreeing with a run. Each case runs the real binary.
 
 use crate::env::{Out, TestEnv};
-use crate::support::{Mount, mkfifo};
+use crate::support::{Mount, mkfifo, tmpfs};
 
 /// `jobrun check` and the run with `envs` and `args`; both must refuse
 /// with `code` and one line, and the run must have created nothing. Gives
@@ -364,18 +364,6 @@ fn status_never_prints_control_characters_from_names() {
         "{}",
         out.stdout
     );
-}
-
-/// A tmpfs of `size` mounted at `at` (unmounted on drop).
-fn tmpfs(at: &std::path::Path, size: &str) -> Mount {
-    std::fs::create_dir_all(at).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount tmpfs");
-    Mount(at.to_path_buf())
 }
 
 fn remount(m: &Mount, opt: &str) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::env::{Out, TestEnv, bytes};
-use crate::support::{Mount, all_rows, require_root, row, status_counts, temps};
+use crate::support::{all_rows, require_root, row, status_counts, temps, tmpfs};
 
 /// What one entry is, as a tree comparison sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +232,7 @@ fn a_folder_replaced_by_a_file_never_loses_a_mount_inside_it() {
     // A share mounted inside the destination folder since.
     let inner = env.dst.join("e/mnt");
     std::fs::create_dir(&inner).unwrap();
-    let m = mount_tmpfs(&inner, "1m");
+    let m = tmpfs(&inner, "1m");
     std::fs::write(inner.join("precious.txt"), b"on another mount").unwrap();
     std::fs::remove_dir_all(env.src.join("e")).unwrap();
     env.src_file("e", b"now a file");
@@ -250,16 +250,6 @@ fn a_folder_replaced_by_a_file_never_loses_a_mount_inside_it() {
 
 // ---- 8. a nearly full destination -----------------------------------------
 
-/// A tmpfs of `size` at `at`, unmounted on drop.
-fn mount_tmpfs(at: &Path, size: &str) -> Mount {
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .status()
-        .expect("mount");
-    assert!(st.success(), "mount a tmpfs at {}", at.display());
-    Mount(at.to_path_buf())
-}
 const MIB: usize = 1 << 20;
 
 #[track_caller]
@@ -286,7 +276,7 @@ fn a_nearly_full_destination_takes_what_fits_one_file_at_a_time() {
         env.src_file(&format!("f{i}.bin"), &bytes(10 * MIB, i));
     }
     std::fs::create_dir(&env.dst).unwrap();
-    let _m = mount_tmpfs(&env.dst, "45m");
+    let _m = tmpfs(&env.dst, "45m");
     let out = env.run(&[]);
     out.assert_code(4);
     let line = one_error_line(&out);
@@ -347,7 +337,7 @@ fn one_lane_stops_at_the_first_file_that_does_not_fit() {
     env.src_file("b.bin", &bytes(8 * MIB, 2));
     env.src_file("c.bin", &bytes(MIB, 3));
     std::fs::create_dir(&env.dst).unwrap();
-    let _m = mount_tmpfs(&env.dst, "6m");
+    let _m = tmpfs(&env.dst, "6m");
     env.manifest("transfers = 1\n");
     let out = env.run(&[]);
     out.assert_code(4);

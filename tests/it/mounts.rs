@@ -10,22 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::env::{Out, TestEnv, bytes};
-use crate::support::{Mount, require_root};
+use crate::support::{Mount, tmpfs};
 
 /// Mounts a tmpfs at `at` (created if missing), unmounted on drop.
 fn mount_tmpfs(at: &Path) -> Mount {
-    require_root();
-    std::fs::create_dir_all(at).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(at)
-        .status();
-    assert!(
-        st.is_ok_and(|s| s.success()),
-        "cannot mount tmpfs at {}",
-        at.display()
-    );
-    Mount(at.to_path_buf())
+    tmpfs(at, "8m")
 }
 
 fn umount(at: &Path) {

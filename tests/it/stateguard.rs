@@ -14,19 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::env::{Out, TestEnv, bytes, files_under};
-use crate::support::{Mount, Running, require_root, slow_env, wait_for_transfer};
-
-/// Mounts a tmpfs of `size` at `at` (created), unmounted on drop.
-fn tmpfs(at: &Path, size: &str) -> Mount {
-    std::fs::create_dir_all(at).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(at)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "mount a tmpfs at {}", at.display());
-    Mount(at.to_path_buf())
-}
+use crate::support::{Mount, Running, require_root, slow_env, tmpfs, wait_for_transfer};
 
 fn umount(m: Mount) {
     let ok = Command::new("umount")

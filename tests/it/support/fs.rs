@@ -46,3 +46,18 @@ impl Drop for Mount {
             .status();
     }
 }
+
+/// A tmpfs of `size` (`"45m"`) mounted at `at` (made if missing), unmounted
+/// on drop. Needs root; fails, never passes, where it cannot be mounted.
+#[track_caller]
+pub fn tmpfs(at: &Path, size: &str) -> Mount {
+    super::require_root();
+    std::fs::create_dir_all(at).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(at)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "cannot mount a tmpfs at {}", at.display());
+    Mount(at.to_path_buf())
+}
