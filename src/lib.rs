@@ -28,12 +28,21 @@
 //!   adopted without a hash against their source (`adopted`), and what it
 //!   says of each file (`lines`).
 //!
+//! The seam: `stage` ([`stage::RunCtx`], built once by the runner, or by
+//! `verify`'s command, and taken by every stage's entry point: job, DB,
+//! audit log, progress, stop flag, limit, the source root as found, dry
+//! run); a leaf, since stages never import the runner.
+//!
 //! Leaves, each rule written once:
+//! - `clock` (every "now"), `sys` (the only `unsafe`: the raw syscalls
+//!   rustix does not wrap, each with its SAFETY line);
 //! - `walk/` (the one walker for every tree listing: folder descriptors,
 //!   filters before a folder is entered, NFS silly names left out, folders
 //!   listed ahead, nested mount points), `relpath` (a path below its root);
 //! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,
-//!   `files` (`RowStatus`, `RowId`), `listing`, `mounts`, `runs`,
+//!   `files` (`RowStatus`, `RowId`), `lookup` (the scan's row lookup),
+//!   `hashed` (recorded hashes as `verify`/`hashes` read them), `listing`,
+//!   `mounts`, `runs`,
 //!   `verifies`, `in_flight`; writes that belong in a batch take a
 //!   [`db::Tx`];
 //! - `roots` (root identity, the filesystem a root is on, overlap, the
