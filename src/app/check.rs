@@ -274,24 +274,28 @@ fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
 /// The run mode and stage plan the next run would take, from the DB read
 /// only; a DB of another job is refused as a run refuses it.
 fn plan_lines(job: &crate::manifest::Job) -> Result<String, Failure> {
-    let mode = match StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
+    let next = StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
         None => Ok(None),
         Some(db) => {
             db.verify_roots(&job.source, &job.destination, &runner::same_folder)?;
-            Ok(Some((db.backlog()?, db.last_scan_complete()?)))
+            runner::next_mode(job, &db, false).map(Some)
         }
-    }) {
+    });
+    let (mode, mode_said) = match next {
         // A DB of another job: a run refuses it, so does `check`.
         Err(e @ crate::db::DbError::RootsDiffer { .. }) => {
             return Err(Failure::new(e, Exit::Usage));
         }
         // A DB a run cannot use: the run stops with exit 4, so does `check`.
         Err(e) => return Err(Failure::new(e, Exit::Fatal)),
-        Ok(None) => decide::RunMode::Scan,
-        Ok(Some(((files, bytes), trusted))) => decide::run_mode(files, bytes, !trusted),
+        Ok(None) => (
+            decide::RunMode::Scan,
+            runner::mode_line(decide::RunMode::Scan, false),
+        ),
+        Ok(Some(next)) => next,
     };
     let stages: Vec<&str> = runner::plan(job, mode).iter().map(|s| s.name()).collect();
-    let mut out = format!("{:<18} {}\n", "mode", runner::mode_line(mode, false));
+    let mut out = format!("{:<18} {}\n", "mode", mode_said);
     out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
     Ok(out)
 }

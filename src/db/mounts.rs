@@ -25,6 +25,10 @@ pub struct MountPoint {
 impl StateDb {
     /// The recorded mount points, by path.
     pub fn mount_points(&self) -> Result<Vec<MountPoint>> {
+        // A DB read without migrating (`check`, `status`) may predate v6.
+        if self.schema_version()? < 6 {
+            return Ok(Vec::new());
+        }
         let mut st = self
             .conn
             .prepare_cached("SELECT path, entries, gone FROM mount_points ORDER BY path")?;

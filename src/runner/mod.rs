@@ -138,6 +138,32 @@ pub fn mode_line(mode: RunMode, rescan: bool) -> String {
     }
 }
 
+/// The mode the next run takes and the line it says about it, from the DB
+/// as it is now: the run and `check` share it (`check` says what a run
+/// would do). A backlog is not trusted after an unfinished scan, on
+/// `--rescan`, or when a recorded mount point inside the source is gone
+/// (its backlog would be copied from the folder the share left behind).
+pub fn next_mode(
+    job: &Job,
+    db: &StateDb,
+    rescan: bool,
+) -> Result<(RunMode, String), crate::db::DbError> {
+    let (files, bytes) = db.backlog()?;
+    let trusted = db.last_scan_complete()?;
+    let mount_gone = scan::mount_gone_now(job, db)?;
+    let mode = decide::run_mode(files, bytes, rescan || !trusted || mount_gone.is_some());
+    let line = match (&mount_gone, mode) {
+        (Some(folder), RunMode::ForcedScan { files, bytes }) if trusted && !rescan => format!(
+            "`{}` is no longer the mount point it was: full scan (backlog was {}, {})",
+            folder.display(),
+            count(files, "file", "files"),
+            human_bytes(bytes)
+        ),
+        _ => mode_line(mode, rescan),
+    };
+    Ok((mode, line))
+}
+
 /// What a run shares with the threads beside it while it goes (reload,
 /// metrics): the limit a reload may replace, and the run's `runs` row id
 /// once it is recorded.
@@ -193,14 +219,7 @@ pub fn run(
     db.check_roots(&job.source, &job.destination, &same_folder)?;
     // Before the mode is picked: a backlog the filters now exclude is none.
     scan::forget_excluded(job, &mut db)?;
-    let (files, bytes) = db.backlog()?;
-    let trusted = db.last_scan_complete()?;
-    let mount_gone = scan::mount_gone_now(job, &db)?;
-    let mode = decide::run_mode(
-        files,
-        bytes,
-        opts.rescan || !trusted || mount_gone.is_some(),
-    );
+    let (mode, mode_said) = next_mode(job, &db, opts.rescan)?;
     let mut audit = AuditLog::open(&job.log)?;
     if audit.ended_torn_line() {
         warn!(
@@ -213,17 +232,7 @@ pub fn run(
     audit.set_db(db.id());
     let _ = shared.run_id.set(run_id);
     let _ = shared.db_id.set(db.id().unwrap_or_default().to_owned());
-    match (&mount_gone, mode) {
-        (Some(folder), RunMode::ForcedScan { files, bytes }) if trusted && !opts.rescan => {
-            say(&format!(
-                "`{}` is no longer the mount point it was: full scan (backlog was {}, {})",
-                folder.display(),
-                count(files, "file", "files"),
-                human_bytes(bytes)
-            ));
-        }
-        _ => say(&mode_line(mode, opts.rescan)),
-    }
+    say(&mode_said);
     if opts.dry_run {
         say("dry run: nothing will be copied or deleted");
     }

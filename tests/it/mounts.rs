@@ -192,6 +192,17 @@ fn a_backlog_below_a_nested_mount_that_went_is_not_copied_from_what_it_left() {
     env.dst_file("projects/deep/extra.txt", b"an extra in the share's copy");
     env.dst_file("stray.txt", b"extra");
     let before = std::fs::read(env.dst.join("projects/a.txt")).unwrap();
+    // `check` says what the run will do: scan, not resume.
+    let check = env.check(&[]);
+    check.assert_code(0);
+    assert!(
+        check.stdout.contains(&format!(
+            "`{}` is no longer the mount point it was: full scan",
+            projects.display()
+        )),
+        "{}",
+        check.stdout
+    );
     let out = env.run(&[]);
     assert_eq!(
         std::fs::read(env.dst.join("projects/a.txt")).unwrap(),
