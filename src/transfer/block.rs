@@ -83,5 +83,5 @@ pub enum Msg {
 }
 
 /// What travels through the FIFO: one or more messages in order (see
-/// `reader::Packer`).
+/// `reader::packer::Packer`).
 pub type Parcel = Vec<Msg>;

@@ -9,15 +9,24 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flume::{Receiver, Sender};
 use tracing::debug;
+
+mod packer;
+mod source;
+mod vouch;
+
+use packer::Packer;
+use source::ReadAhead;
+pub use source::open_source;
+use vouch::{Vouch, read_stamp};
 
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::dest::symlinked_folder;
@@ -26,7 +35,7 @@ use super::links::Groups;
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, ns};
 use crate::db::{PendingFile, StateDb};
-use crate::decide::{self, EntryKind, ReadStamp, SourceRoot};
+use crate::decide::{EntryKind, SourceRoot};
 use crate::roots::{RootId, RootNow};
 
 /// Backlog rows fetched per DB query.
@@ -424,77 +433,6 @@ impl<'a> Reader<'a> {
             }
         }
     }
-
-    /// Whether the bytes just read (hash `hash`) are the file's: nothing of
-    /// size, mtime and ctime moved while they were read, and a racy file
-    /// (see [`decide::racy_window`]) reads the same again once its window
-    /// has passed since the first read began. Only racy files pay a wait
-    /// and a second read (under the same limit).
-    fn vouch(
-        &self,
-        f: &mut File,
-        before: &ReadStamp,
-        started: (Instant, i64),
-        hash: &str,
-    ) -> Vouch {
-        if let Some(why) = moved(f, before) {
-            return Vouch::Changed(why);
-        }
-        let Some(window) = decide::racy_window(before, started.1) else {
-            return Vouch::Same;
-        };
-        let until = started.0 + window;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            if self.stopping() {
-                return Vouch::Stopping;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(50)));
-        }
-        debug!(size = before.size, ?window, "racy: reading it again");
-        let again = match self.hash_again(f, before.size) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted && self.stopping() => {
-                return Vouch::Stopping;
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Vouch::Changed(
-                    "source changed while being read (it shrank); retried next run".into(),
-                );
-            }
-            Err(e) => return Vouch::Changed(format!("cannot read source again: {e}")),
-            Ok(h) => h,
-        };
-        if let Some(why) = moved(f, before) {
-            return Vouch::Changed(why);
-        }
-        if again != hash {
-            let granule = match decide::time_granularity(before.modified_ns) {
-                Duration::ZERO => "a clock tick".to_string(),
-                g => format!("{} s", g.as_secs()),
-            };
-            return Vouch::Changed(format!(
-                "source changed while being read, its times unmoved: a second read, once \
-                 they could have moved ({granule}), differs; retried next run"
-            ));
-        }
-        Vouch::Same
-    }
-
-    /// The hash of the first `size` bytes of `f`, read again from its start.
-    fn hash_again(&self, f: &mut File, size: u64) -> io::Result<String> {
-        f.seek(SeekFrom::Start(0))?;
-        let mut hasher = self.ctx.job.checksum.hasher();
-        let mut buf = vec![0; self.ctx.job.block_size];
-        let mut ra = ReadAhead::Default;
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            self.fill(f, &mut buf[..n], &mut ra)?;
-            hasher.update(&buf[..n]);
-            left -= n as u64;
-        }
-        Ok(hasher.finish_hex())
-    }
-
     /// The next block at `offset`: bytes to read, or a hole to skip
     /// (`sparse`, see `holes`), never both.
     fn span(
@@ -533,150 +471,5 @@ impl<'a> Reader<'a> {
             f.read_exact(chunk)?;
         }
         Ok(())
-    }
-}
-
-/// What [`Reader::vouch`] found.
-enum Vouch {
-    Same,
-    Changed(String),
-    Stopping,
-}
-
-fn read_stamp(md: &std::fs::Metadata) -> ReadStamp {
-    ReadStamp {
-        size: md.len(),
-        modified_ns: ns(md.mtime(), md.mtime_nsec()),
-        changed_ns: ns(md.ctime(), md.ctime_nsec()),
-    }
-}
-
-/// What moved since `before` on the open file, as a failure text.
-fn moved(f: &File, before: &ReadStamp) -> Option<String> {
-    match f.metadata() {
-        Ok(after) => decide::moved_during_read(before, &read_stamp(&after)).map(|what| {
-            format!("source changed while being read ({what} moved); retried next run")
-        }),
-        Err(e) => Some(format!(
-            "source changed while being read? cannot stat it after reading: {e}; retried next run"
-        )),
-    }
-}
-
-/// The kernel read-ahead advice on the open source file. Under a limit the
-/// kernel must not read ahead: a network client fetches its read-ahead
-/// window at link rate (up to several MiB on CIFS), which is a burst on the
-/// wire whatever pace the reader keeps (SPEC §6). `POSIX_FADV_RANDOM` turns
-/// it off for this file, so the wire carries only the throttled slices; the
-/// throughput lost is nothing next to a limit below the link rate, and the
-/// lanes overlap the round trips. Unlimited reads keep the kernel's default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadAhead {
-    Default,
-    Off,
-}
-
-impl ReadAhead {
-    /// Advises the kernel when the limit was switched on or off (a
-    /// timetable boundary can fall in the middle of a file).
-    fn follow(&mut self, f: &File, limited: bool) {
-        let want = if limited {
-            ReadAhead::Off
-        } else {
-            ReadAhead::Default
-        };
-        if *self == want {
-            return;
-        }
-        let advice = match want {
-            ReadAhead::Off => rustix::fs::Advice::Random,
-            ReadAhead::Default => rustix::fs::Advice::Normal,
-        };
-        // Advice only: a filesystem that ignores it changes nothing else.
-        let _ = rustix::fs::fadvise(f, 0, None, advice);
-        *self = want;
-    }
-}
-
-/// Packs messages into parcels for the FIFO. Sending every small file's
-/// message on its own costs a futex wake-up per file, which dominated the
-/// profile on 4 KiB files; a parcel carries up to `block_size` bytes of
-/// data (at most 64 messages), so FIFO memory stays bounded by
-/// `queue_capacity × block_size`. A parcel leaves at once when the FIFO is
-/// empty, so a slow source never keeps a waiting writer idle.
-struct Packer<'a> {
-    tx: &'a Sender<Parcel>,
-    msgs: Parcel,
-    bytes: usize,
-    limit: usize,
-}
-
-impl Packer<'_> {
-    const MAX_MSGS: usize = 64;
-
-    fn push(&mut self, msg: Msg) -> Result<(), TransferError> {
-        let len = match &msg {
-            Msg::Block(b) => b.data.len(),
-            _ => 0,
-        };
-        if self.bytes + len > self.limit {
-            self.flush()?;
-        }
-        self.bytes += len;
-        self.msgs.push(msg);
-        if self.msgs.len() >= Self::MAX_MSGS || self.bytes >= self.limit || self.tx.is_empty() {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), TransferError> {
-        if self.msgs.is_empty() {
-            return Ok(());
-        }
-        let parcel = std::mem::take(&mut self.msgs);
-        self.bytes = 0;
-        self.tx.send(parcel).map_err(|_| TransferError::WriterGone)
-    }
-}
-
-/// Opens the source file `name` in `dir` for reading, never anything else:
-/// an entry that is no longer a regular file (replaced by a FIFO, device or
-/// symlink since the scan) is refused with `InvalidInput` before it is
-/// opened, and the open itself uses `O_NOFOLLOW | O_NONBLOCK` so that losing
-/// that race cannot follow a symlink or block on a FIFO.
-///
-/// Uses `O_NOATIME` where permitted (owner or CAP_FOWNER), so the migration
-/// does not rewrite atimes all over the source share; falls back silently
-/// where the flag is refused (EPERM) or unsupported.
-pub fn open_source(dir: &Dir, name: &OsStr) -> io::Result<File> {
-    let md = dir.stat(name)?;
-    if md.kind != Some(EntryKind::File) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "source is no longer a regular file (now a {}); not opened",
-                kind_name(md.mode)
-            ),
-        ));
-    }
-    match dir.open_read(name, true) {
-        Ok(f) => Ok(f),
-        Err(e)
-            if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EINVAL) =>
-        {
-            dir.open_read(name, false)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn kind_name(mode: u32) -> &'static str {
-    match mode & libc::S_IFMT {
-        libc::S_IFDIR => "folder",
-        libc::S_IFLNK => "symlink",
-        libc::S_IFIFO => "FIFO",
-        libc::S_IFSOCK => "socket",
-        _ => "device",
     }
 }

@@ -16,18 +16,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use flume::{Receiver, Sender};
 use tracing::{debug, info};
 
+mod entries;
+mod finish;
+
 use super::block::{Block, FileTask, Msg, Parcel};
 use super::commit::Done;
-use super::dest::{make_dir, stamp_of, symlinked_folder_error};
+use super::dest::{make_dir, symlinked_folder_error};
 use super::holes::segments;
 use super::space::Slot;
-use super::writeback::{WRITEBACK_UNLIMITED, WriteBack, close_checked, limited_range};
+use super::writeback::{WRITEBACK_UNLIMITED, WriteBack, limited_range};
 use super::{LaneCtx, TransferError};
 use crate::beneath::{self, Dir, DirCache, Root};
-use crate::db::{LinkedCopy, RowId};
-use crate::decide::{EntryKind, Stamp};
+use crate::db::RowId;
+use crate::decide::Stamp;
 use crate::fsmeta::temp_name;
-use crate::modes::Permissions;
 use crate::progress::Lane;
 
 /// One lane's filesystem writer: the shared [`LaneCtx`] plus its own
@@ -447,216 +449,6 @@ impl<'a> Writer<'a> {
                 open()
             }
             r => r,
-        }
-    }
-
-    /// Close, times, then the rename: the file appears under its real name
-    /// complete and with the source's mtime, so no scan can ever see a
-    /// half-finished file that looks synced. The times are set by path after
-    /// the close because some destinations stamp the write time at close
-    /// (fusefat; SMB servers flushing cached writes), undoing times set on
-    /// the open handle. The after-copy stamp is read under the final name,
-    /// as the next scan will see it.
-    fn finish(&self, task: &FileTask, o: Open<'_>) -> Result<Stamp, Fault> {
-        let Open {
-            file,
-            dir,
-            name,
-            path,
-            mut pacer,
-            tail_hole,
-            ..
-        } = o;
-        let undo = |f: Fault| {
-            if !self.ctx.job.inplace {
-                let _ = dir.unlink(&name);
-            }
-            f
-        };
-        // A file that ends in a hole was never written that far.
-        if tail_hole {
-            file.set_len(task.size)
-                .map_err(|e| undo(classify("cannot write", &path, e)))?;
-        }
-        // Written data leaves the page cache before the times are set, so
-        // the times are the last change the server sees (and no banked
-        // dirty data bursts out after the file is done).
-        pacer
-            .finish(&file)
-            .map_err(|e| undo(classify("cannot write", &path, e)))?;
-        // Owners, then bits (a chown clears setuid), on the open file
-        // before the rename: no path lookup, and the file appears under its
-        // name with them.
-        self.settle_file(task, &file);
-        // Best effort, SMB only: a creation time the share refuses costs
-        // nothing of the copy (the DB keeps the source's).
-        if let Err(e) = self.ctx.dest.set_created(&file, task.created_ns) {
-            debug!(path = %path.display(), error = %e, "creation time not set");
-        }
-        // A checked close: NFS and SMB report deferred write errors (ENOSPC,
-        // EDQUOT, EIO) at close, which dropping a `File` would ignore.
-        close_checked(file).map_err(|e| undo(classify("cannot write", &path, e)))?;
-        let set_times = |n: &OsStr, p: &Path| {
-            dir.set_times(n, task.accessed_ns, task.modified_ns)
-                .and_then(|()| dir.stat(n))
-                .map_err(|e| classify("cannot set times on", p, e))
-        };
-        let md = set_times(&name, &path).map_err(undo)?;
-        if self.ctx.job.inplace {
-            return Ok(stamp_of(EntryKind::File, &md));
-        }
-        let final_name = task
-            .dest
-            .file_name()
-            .expect("checked by parent_dir: a name below the root");
-        dir.rename(&name, final_name)
-            .map_err(|e| undo(classify("cannot rename into", &task.dest, e)))?;
-        let mut after = dir
-            .stat(final_name)
-            .map_err(|e| classify("cannot stat", &task.dest, e))?;
-        // Some destinations stamp a renamed file with the current time
-        // (fusefat): set the times again. Safe at any instant: until they
-        // are set, the destination's mtime differs from the source's, so a
-        // killed run leaves a file the next scan copies again.
-        if stamp_of(EntryKind::File, &after) != stamp_of(EntryKind::File, &md) {
-            after = set_times(final_name, &task.dest)?;
-        }
-        Ok(stamp_of(EntryKind::File, &after))
-    }
-
-    /// `owners` and `preserve`, best-effort (see [`Modes`]).
-    fn settle_file(&self, task: &FileTask, file: &File) {
-        let (m, path) = (self.ctx.modes, task.dest.as_path());
-        let shown = m
-            .owners
-            .then(|| m.fchown(file, task.uid, task.gid, path))
-            .flatten();
-        match m.permissions {
-            Permissions::Preserve => {
-                // The owner the bits are judged against: the one the chown
-                // left, else the one the file was created with.
-                let (uid, gid) = shown.unwrap_or_else(|| {
-                    file.metadata()
-                        .map_or((u32::MAX, u32::MAX), |md| (md.uid(), md.gid()))
-                });
-                m.fchmod(
-                    file,
-                    m.preserved((task.mode, task.uid, task.gid), uid, gid),
-                    path,
-                );
-            }
-            // Created owner-only until it had its owners: now its bits.
-            Permissions::Masked if m.private_until_owned(!self.ctx.job.inplace) => {
-                m.fchmod(file, m.file_masked(task.mode), path);
-            }
-            Permissions::Masked => {}
-        }
-        // Last: an ACL gives the group bits its mask.
-        m.attrs.apply(file, &task.attrs, path);
-    }
-
-    /// A hard link named `task.dest` to `to`, the copy of its group
-    /// already made: linked as a temporary, then renamed into place (a
-    /// name that already is that inode, from a run killed before its
-    /// commit, is left as it is). A destination that refuses the link gets
-    /// a copy of it (see `links`). The copy must still show the size and
-    /// mtime it had right after it was made.
-    fn link(&mut self, task: &FileTask, copy: &LinkedCopy) -> Result<Stamp, Fault> {
-        let to = copy.dest.as_path();
-        let slot = self.slot()?;
-        let (dir, name) = self.parent_dir(&task.dest)?;
-        let (from, from_name) = self
-            .ctx
-            .dest
-            .split(to)
-            .and_then(|(rel, n)| Ok((self.ctx.dest.dir(rel)?, n)))
-            .map_err(|e| classify("cannot open", to, e))?;
-        let found = from
-            .stat(from_name)
-            .map_err(|e| classify("cannot stat", to, e))?;
-        if (found.len, found.modified_ns) != copy.stamp {
-            return Err(Fault::File(format!(
-                "the copy of its hard-link group `{}` changed since it was made; copied again next run",
-                to.display()
-            )));
-        }
-        let tmp = OsString::from(temp_name(task.id));
-        let _ = dir.unlink(&tmp);
-        match dir.link_from(&from, from_name, &tmp) {
-            Ok(()) => {}
-            Err(e) if super::links::refused(&e) => {
-                self.ctx.links_refused.fetch_add(1, Relaxed);
-                let mut o = self.create(task, slot)?;
-                let mut src = from
-                    .open_read(from_name, false)
-                    .map_err(|e| classify("cannot open", to, e))?;
-                io::copy(&mut src, &mut o.file)
-                    .map_err(|e| classify("cannot write", &o.path, e))?;
-                return self.finish(task, o);
-            }
-            Err(e) => return Err(classify("cannot link", &task.dest, e)),
-        }
-        let same = match (dir.stat(&tmp), dir.stat(&name)) {
-            (Ok(a), Ok(b)) => (a.dev, a.ino) == (b.dev, b.ino),
-            _ => false,
-        };
-        let placed = if same {
-            dir.unlink(&tmp)
-        } else {
-            dir.rename(&tmp, &name)
-        };
-        if let Err(e) = placed {
-            let _ = dir.unlink(&tmp);
-            return Err(classify("cannot rename into", &task.dest, e));
-        }
-        let md = dir
-            .stat(&name)
-            .map_err(|e| classify("cannot stat", &task.dest, e))?;
-        Ok(stamp_of(EntryKind::File, &md))
-    }
-
-    fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
-        let _slot = self.slot()?;
-        let (dir, name) = self.parent_dir(&task.dest)?;
-        let tmp_name = OsString::from(temp_name(task.id));
-        let tmp = task.dest.with_file_name(&tmp_name);
-        let _ = dir.unlink(&tmp_name);
-        match dir.symlink(target, &tmp_name) {
-            // Not root, a folder that arrived read-only like its source.
-            Err(e)
-                if e.kind() == io::ErrorKind::PermissionDenied
-                    && self.ctx.modes.open_dir_for_owner(&dir) =>
-            {
-                dir.symlink(target, &tmp_name)
-            }
-            r => r,
-        }
-        .map_err(|e| classify("cannot create symlink", &tmp, e))?;
-        // A symlink has no bits of its own to give; only its owners (the
-        // link itself: `fchownat` with `AT_SYMLINK_NOFOLLOW`).
-        if self.ctx.modes.owners {
-            let _ = self
-                .ctx
-                .modes
-                .lchown(&dir, Some(&tmp_name), task.uid, task.gid, &tmp);
-        }
-        let done = dir
-            .set_times(&tmp_name, task.accessed_ns, task.modified_ns)
-            .map_err(|e| classify("cannot set times on", &tmp, e))
-            .and_then(|()| {
-                dir.rename(&tmp_name, &name)
-                    .map_err(|e| classify("cannot rename into", &task.dest, e))
-            })
-            .and_then(|()| {
-                dir.stat(&name)
-                    .map_err(|e| classify("cannot stat", &task.dest, e))
-            });
-        match done {
-            Ok(md) => Ok(stamp_of(EntryKind::Symlink, &md)),
-            Err(f) => {
-                let _ = dir.unlink(&tmp_name);
-                Err(f)
-            }
         }
     }
 }
