@@ -1,6 +1,6 @@
 //! Audit log (SPEC §8): JSON Lines, appended, one object per entry outcome
 //! plus run-level lines. Field order is stable so logs diff and grep well;
-//! the README lists every field and which statuses carry it.
+//! docs/state-db-and-audit-log.md lists every field and which statuses carry it.
 //!
 //! Every line starts with `ts`, `run` (the `runs` row id) and `db_id` (the
 //! state DB's id: run ids restart at 1 in a DB made afresh, the DB id tells

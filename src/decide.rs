@@ -158,7 +158,7 @@ pub enum MaxDelete {
     Percent(u32),
 }
 
-/// Default `max_delete`: 10% of the destination's entries. See the README
+/// Default `max_delete`: 10% of the destination's entries. See docs/mirror-and-safety.md
 /// ("Mirror") for why.
 pub const DEFAULT_MAX_DELETE: MaxDelete = MaxDelete::Percent(1000);
 

@@ -1,4 +1,4 @@
-//! Exit codes (SPEC §9, README "Exit codes"), mapped in one place: every
+//! Exit codes (SPEC §9, docs/running.md "Exit codes"), mapped in one place: every
 //! command ends with one of these.
 
 use serde::Serialize;

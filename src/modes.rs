@@ -1,4 +1,4 @@
-//! Permission bits and owners of the entries a run creates (README
+//! Permission bits and owners of the entries a run creates (docs/tree-fidelity.md
 //! "Permissions and owners"). Owns the rules, the few calls that apply
 //! them (`fchmod`, `fchown` on the open file; for folders and symlinks their
 //! `*at` forms from the held folder's descriptor, through no symlink, see

@@ -1,4 +1,4 @@
-//! Extended attributes and ACLs (README "Extended attributes and ACLs"):
+//! Extended attributes and ACLs (docs/tree-fidelity.md "Extended attributes and ACLs"):
 //! what the source's ACLs allow the group (never more at the destination),
 //! the attributes copied with `xattrs`/`acls`, and the once-per-run warning
 //! when a destination refuses them. Every call is rustix's, on an open

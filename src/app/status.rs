@@ -203,7 +203,7 @@ fn printable(s: &str) -> String {
     progress::printable(s)
 }
 
-/// The text form of `status` (see README "Reading `status`").
+/// The text form of `status` (see docs/running.md "Reading `status`").
 pub fn render_status(r: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();

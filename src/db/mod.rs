@@ -80,7 +80,7 @@ pub enum DbError {
     )]
     Lost { path: Utf8PathBuf },
     #[error(
-        "state DB `{path}` is unusable ({why}); nothing was changed: move it aside and run with --rescan (README \"An unusable state DB\")"
+        "state DB `{path}` is unusable ({why}); nothing was changed: move it aside and run with --rescan (docs/state-db-and-audit-log.md, \"An unusable state DB\")"
     )]
     Unusable { path: Utf8PathBuf, why: String },
     #[error("state DB: {0}")]

@@ -234,7 +234,7 @@ impl<'de> Deserialize<'de> for MaxDel {
     }
 }
 
-/// A duration as the manifest spells it (README "Durations"): whole
+/// A duration as the manifest spells it (docs/manifest.md "Durations"): whole
 /// seconds alone (`2`, `"2"`), or numbers each followed by its unit, with
 /// or without spaces between the groups (`"2s"`, `"500ms"`, `"1m 30s"`,
 /// `"1h30m"`). Units: `ns`, `us`/`µs`, `ms`, `s`, `m` (minutes), `h`, `d`,

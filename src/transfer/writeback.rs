@@ -8,7 +8,7 @@ use std::io;
 use tracing::warn;
 
 /// Write-back pacing for unlimited runs: large ranges, so the syscalls cost
-/// nothing next to the data (see the README, "Bandwidth limit").
+/// nothing next to the data (see docs/bandwidth.md).
 pub(super) const WRITEBACK_UNLIMITED: u64 = 8 << 20;
 
 /// When limited, ranges of this much time at the active rate: small enough

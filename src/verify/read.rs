@@ -130,7 +130,7 @@ impl<'a> Paced<'a> {
         let limited = self.throttle.is_limited();
         if limited != self.advised && !files.is_empty() {
             // Under a limit the kernel must not read ahead at link rate
-            // (the transfer reader does the same, README "Bandwidth limit").
+            // (the transfer reader does the same, docs/bandwidth.md).
             let advice = if limited {
                 rustix::fs::Advice::Random
             } else {

@@ -1,4 +1,4 @@
-//! Extended attributes and ACLs (README "Extended attributes and ACLs"):
+//! Extended attributes and ACLs (docs/tree-fidelity.md "Extended attributes and ACLs"):
 //! never more open than the source's ACL allows, `xattrs` and `acls`
 //! copied when asked, never left out silently. The ACLs are written as the
 //! kernel's binary `system.posix_acl_access` value (what `setfacl` writes),

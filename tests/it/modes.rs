@@ -1,4 +1,4 @@
-//! Permission bits and owners of created entries (README "Permissions and
+//! Permission bits and owners of created entries (docs/tree-fidelity.md "Permissions and
 //! owners"): nothing arrives more open than it left. The tests run as root
 //! (root bypasses permission checks, but not the modes it creates); the
 //! non-root cases drop to `nobody` in the child, and the refusing-share case

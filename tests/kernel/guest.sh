@@ -273,7 +273,7 @@ phase_silent() { # nothing silent: an edit behind the reader, a vanished
     dd if=/dev/zero of="$s/edited.bin" bs=1M count=1 conv=notrunc status=none
     # The mtime put back where the share keeps a ctime of its own; Samba
     # reports the mtime as the change time, so there the edit keeps the
-    # mtime it made (README "Files that change while they are read").
+    # mtime it made (docs/mirror-and-safety.md "Files that change while they are read").
     [ "$p" = smb ] || touch -r "$W/out/edit-ref" "$s/edited.bin"
     wait "$pid"
     echo $? >"$W/out/edit-$p.run1.rc"

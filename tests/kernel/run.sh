@@ -1,6 +1,6 @@
 #!/bin/bash
 # The kernel NFS/SMB tier: jobrun against the Linux kernel's NFSv3, NFSv4.1
-# and SMB3 clients in a kernlab guest (see README, "Kernel NFS/SMB tier").
+# and SMB3 clients in a kernlab guest (see tests/kernel/README.md).
 #
 #   tests/kernel/run.sh            full tier: all three protocols, two power cuts,
 #                                  the mirror and its rails, permissions and
