@@ -41,6 +41,17 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print the recorded hash of every synced file (coreutils `*sum -c`, BSD tag or JSON Lines format).
     Hashes(HashesArgs),
+    /// Write one self-contained HTML report of the job (runs, rates against the limit, backlog, failures, last verify, what is kept) from its state DB and audit log.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where to write the HTML file (replaced whole).
+    #[arg(long, value_name = "FILE")]
+    pub html: camino::Utf8PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -353,6 +353,28 @@ pub fn local_week_secs() -> u32 {
     week_secs(&ZonedDateTime::now())
 }
 
+/// Seconds after Monday 00:00, local time, at `unix` seconds after the
+/// epoch (`None` outside jiff's range): where a past instant fell in the
+/// week's timetable.
+pub fn local_week_secs_at(unix: i64) -> Option<u32> {
+    let ts = jiff::Timestamp::from_second(unix).ok()?;
+    Some(week_secs(
+        &ts.to_zoned_datetime(jiff::tz::TimeZone::system()),
+    ))
+}
+
+/// `2026-12-06 14:03` in local time, for people (`-` outside jiff's range).
+pub fn local_minute(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix).map_or_else(
+        |_| "-".into(),
+        |ts| {
+            ts.to_zoned_datetime(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        },
+    )
+}
+
 /// The local zone's name for people (`Europe/Berlin`), or `local time`.
 pub fn local_zone_name() -> String {
     jiff::tz::TimeZone::system()

@@ -6,6 +6,7 @@
 mod check;
 mod hashes;
 mod reload;
+mod report;
 mod run;
 mod status;
 mod verify;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Reload(args)) => reload::reload(&args),
         Some(Command::Verify(args)) => verify::verify(&args),
         Some(Command::Hashes(args)) => hashes::hashes(&args),
+        Some(Command::Report(args)) => report::report(&args),
         None => run::run_job(cli),
     };
     match result {

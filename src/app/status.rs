@@ -113,7 +113,7 @@ fn exit_reason(code: i32) -> &'static str {
     }
 }
 
-fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbError> {
+pub(super) fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbError> {
     let counts = db.status_counts()?;
     let (left_out_xattrs, left_out_acls) = db.left_out()?;
     let (backlog_files, backlog_bytes) = db.backlog()?;
@@ -147,18 +147,7 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         .into_iter()
         .take(SHOWN_RUNS)
         .enumerate()
-        .map(|(i, row)| {
-            let state = match row.exit_code {
-                Some(c) => exit_reason(c).to_string(),
-                None if i == 0 && running_pid.is_some() => "running".into(),
-                None => "unfinished".into(),
-            };
-            RunStatus {
-                seconds: run_seconds(&row),
-                state,
-                row,
-            }
-        })
+        .map(|(i, row)| run_status(row, i == 0 && running_pid.is_some()))
         .collect();
     let failed_total = counts
         .iter()
@@ -180,20 +169,40 @@ fn status_report(job: &Job, db: &StateDb) -> Result<StatusReport, crate::db::DbE
         failed_total,
         failed_repeatedly,
         longest_fail_streak,
-        failed_sample: db
-            .failed_sample(SHOWN_FAILED)?
-            .into_iter()
-            .map(|(p, error, runs_in_a_row)| FailedFile {
-                path: p.display().to_string(),
-                error,
-                runs_in_a_row,
-            })
-            .collect(),
+        failed_sample: failed_files(db, SHOWN_FAILED)?,
         last_verify: db.last_verify()?,
         left_out_xattrs,
         left_out_acls,
         left_out_tree: db.tree_left_out()?,
     })
+}
+
+/// A run's row with its duration and state; `running` for the newest row
+/// of a job whose lock is held now.
+pub(super) fn run_status(row: RunRow, running: bool) -> RunStatus {
+    let state = match row.exit_code {
+        Some(c) => exit_reason(c).to_string(),
+        None if running => "running".into(),
+        None => "unfinished".into(),
+    };
+    RunStatus {
+        seconds: run_seconds(&row),
+        state,
+        row,
+    }
+}
+
+/// The first `n` failed files, the longest streaks first.
+pub(super) fn failed_files(db: &StateDb, n: usize) -> Result<Vec<FailedFile>, crate::db::DbError> {
+    Ok(db
+        .failed_sample(n)?
+        .into_iter()
+        .map(|(p, error, runs_in_a_row)| FailedFile {
+            path: p.display().to_string(),
+            error,
+            runs_in_a_row,
+        })
+        .collect())
 }
 
 /// Text from names and errors as the terminal shows it: a control
@@ -341,7 +350,7 @@ fn render_in_flight(o: &mut String, files: &[InFlight]) {
 }
 
 /// `last verify  3 at 2026-12-01 22:00:00: 10 files, …, exit 1 (…)`.
-fn verify_line(v: &crate::db::VerifyRecord) -> String {
+pub(super) fn verify_line(v: &crate::db::VerifyRecord) -> String {
     let started: String = v.started_at.replace('T', " ").chars().take(19).collect();
     let end = match v.exit_code {
         Some(c) => {

@@ -24,6 +24,7 @@ mod progress;
 mod race;
 mod racy;
 mod refuse;
+mod report;
 mod retune;
 mod roots;
 mod scan;
