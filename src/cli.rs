@@ -32,11 +32,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the manifest, print the resolved settings and the stage plan; touch nothing.
-    Check(CommonArgs),
+    Check(JsonArgs),
     /// Read the state DB only: files and bytes per status.
     Status(StatusArgs),
     /// Apply an edit of `bwlimit` to the running job: send SIGHUP to the run holding its lock (exit 3 if none runs).
-    Reload(CommonArgs),
+    Reload(JsonArgs),
     /// Re-read the destination and compare every synced file with the size and hash recorded when it was read from the source (a file adopted without a hash: with its source, byte for byte).
     Verify(VerifyArgs),
     /// Print the recorded hash of every synced file (coreutils `*sum -c`, BSD tag or JSON Lines format).
@@ -73,6 +73,9 @@ pub struct VerifyArgs {
     /// Print only errors and the final summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print the verify's summary and the files that did not verify as one JSON object on stdout (fields: docs/verify-and-hashes.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +142,9 @@ pub struct RunArgs {
     /// Print only errors and the final summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Print the run's summary as one JSON object on stdout instead of its line (fields: docs/running.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +154,16 @@ pub struct CommonArgs {
     pub job: PathBuf,
     #[command(flatten)]
     pub overrides: Overrides,
+}
+
+/// A command's job and `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Print one JSON object on stdout instead of text (fields: docs/running.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -311,7 +327,7 @@ mod tests {
     fn check_takes_overrides() {
         let cli = Cli::try_parse_from(["jobrun", "check", "x.toml", "--delete-extras"]).unwrap();
         match cli.command {
-            Some(Command::Check(c)) => assert_eq!(c.overrides.delete_extras, Some(true)),
+            Some(Command::Check(c)) => assert_eq!(c.common.overrides.delete_extras, Some(true)),
             other => panic!("{other:?}"),
         }
     }

@@ -3,7 +3,9 @@
 //! nothing.
 
 use super::{Failure, load_runnable};
-use crate::cli::CommonArgs;
+use serde::Serialize;
+
+use crate::cli::JsonArgs;
 use crate::db::StateDb;
 use crate::decide;
 use crate::filter::Filter;
@@ -13,36 +15,104 @@ use crate::throttle::{Limit, Schedule};
 use crate::timetable;
 use crate::units::human_bytes;
 
-pub fn check(args: &CommonArgs) -> Result<Exit, Failure> {
-    let job = load_runnable(&args.job, &args.overrides)?;
-    let mut out = String::new();
-    for (k, v) in settings(&job) {
-        out.push_str(&format!("{k:<18} {v}\n"));
-    }
-    match plan_lines(&job) {
-        Ok(plan) => out.push_str(&plan),
-        Err(f) => {
-            super::out(&out);
-            return Err(f);
+/// What `check` found, printed as text or, with `--json`, as this object.
+#[derive(Debug, Serialize)]
+struct Checked {
+    /// Each setting as resolved, with its unit or meaning, in `check`'s
+    /// order (the manifest first).
+    #[serde(serialize_with = "in_order")]
+    settings: Vec<(&'static str, String)>,
+    /// What the next run does, and why (`scan (no state DB yet)`); absent
+    /// when the DB was refused.
+    mode: Option<String>,
+    /// The stages the next run takes, in order.
+    plan: Vec<&'static str>,
+    /// What the source holds that the keys leave out (a quick probe).
+    left_out: Vec<String>,
+    warnings: Vec<String>,
+    /// The exit code a run would start with: 0, or the code of what it
+    /// would refuse (`error`).
+    exit: u8,
+    error: Option<String>,
+}
+
+/// The settings as one JSON object, keys in `check`'s order.
+fn in_order<S: serde::Serializer>(v: &[(&'static str, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(v.iter().map(|(k, v)| (k, v)))
+}
+
+impl Checked {
+    fn text(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.settings {
+            out.push_str(&format!("{k:<18} {v}\n"));
         }
+        let Some(mode) = &self.mode else { return out };
+        out.push_str(&format!("{:<18} {mode}\n", "mode"));
+        out.push_str(&format!("{:<18} {}\n", "plan", self.plan.join(" -> ")));
+        for l in &self.left_out {
+            out.push_str(&format!("{:<18} {l}\n", "left out"));
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
     }
-    out.push_str(&left_out_probe(&job));
-    out.push_str(&tree_probe(&job));
-    if !job.destination.exists() {
-        out.push_str(&format!(
-            "warning: destination root `{}` does not exist (yet); a run creates it\n",
-            job.destination
-        ));
+}
+
+pub fn check(args: &JsonArgs) -> Result<Exit, Failure> {
+    let job = load_runnable(&args.common.job, &args.common.overrides)?;
+    let mut found = Checked {
+        settings: settings(&job),
+        mode: None,
+        plan: Vec::new(),
+        left_out: Vec::new(),
+        warnings: Vec::new(),
+        exit: 0,
+        error: None,
+    };
+    let refused = match plan(&job) {
+        Ok((mode, stages)) => {
+            found.mode = Some(mode);
+            found.plan = stages;
+            found.left_out.extend(left_out_probe(&job));
+            found.left_out.extend(tree_probe(&job));
+            if !job.destination.exists() {
+                found.warnings.push(format!(
+                    "destination root `{}` does not exist (yet); a run creates it",
+                    job.destination
+                ));
+            }
+            // What a run would refuse about the roots, with its line and
+            // exit code, in the run's order: their filesystems (against the
+            // DB's record, read only), then what they are.
+            let db = StateDb::open_existing_read_only(&job.db).ok().flatten();
+            runner::check_filesystems(&job, db.as_ref(), runner::Record::No)
+                .and_then(|()| runner::preflight(&job))
+                .err()
+                .map(|e| Failure::new(runner::describe(&e, &job), e.exit()))
+        }
+        Err(f) => Some(f),
+    };
+    if let Some(f) = &refused {
+        found.exit = f.exit.code();
+        found.error = Some(f.message.clone());
     }
-    super::out(&out);
-    // What a run would refuse about the roots, with its line and exit code,
-    // in the run's order: their filesystems (against the DB's record, read
-    // only), then what they are.
-    let db = StateDb::open_existing_read_only(&job.db).ok().flatten();
-    runner::check_filesystems(&job, db.as_ref(), runner::Record::No)
-        .and_then(|()| runner::preflight(&job))
-        .map(|()| Exit::Ok)
-        .map_err(|e| Failure::new(runner::describe(&e, &job), e.exit()))
+    let text = if args.json {
+        super::json(&found)?
+    } else {
+        found.text()
+    };
+    // The settings first, then the refusal's line on stderr (with
+    // `--json` the object says it too: nothing more goes to stdout).
+    super::out(&text);
+    match refused {
+        Some(f) => Err(Failure {
+            then: Some(String::new()),
+            ..f
+        }),
+        None => Ok(Exit::Ok),
+    }
 }
 
 /// Entries `check` looks at for attributes left out: the root and this many.
@@ -50,18 +120,18 @@ const PROBE_ENTRIES: usize = 300;
 
 /// What the source holds that the keys leave out, from a quick look at its
 /// root and first entries (`crate::xattrs::probe`); empty when nothing.
-fn left_out_probe(job: &crate::manifest::Job) -> String {
+fn left_out_probe(job: &crate::manifest::Job) -> Vec<String> {
     let keep = crate::xattrs::Attrs::new(job.xattrs, job.acls).keep;
     let (seen, xattrs, acls) = crate::xattrs::probe(job.source.as_std_path(), keep, PROBE_ENTRIES);
-    let mut out = String::new();
+    let mut out = Vec::new();
     if acls > 0 {
-        out.push_str(&format!(
-            "left out           {acls} of the first {seen} source entries carry ACLs that are not copied: acls = false\n"
+        out.push(format!(
+            "{acls} of the first {seen} source entries carry ACLs that are not copied: acls = false"
         ));
     }
     if xattrs > 0 {
-        out.push_str(&format!(
-            "left out           {xattrs} of the first {seen} source entries carry extended attributes that are not copied: xattrs = false\n"
+        out.push(format!(
+            "{xattrs} of the first {seen} source entries carry extended attributes that are not copied: xattrs = false"
         ));
     }
     out
@@ -70,10 +140,10 @@ fn left_out_probe(job: &crate::manifest::Job) -> String {
 /// The hard links and holes among the source's first entries that
 /// `hard_links = false`/`sparse = false` leave out; empty when none (or
 /// both keys on: nothing is looked at).
-fn tree_probe(job: &crate::manifest::Job) -> String {
+fn tree_probe(job: &crate::manifest::Job) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     if job.hard_links && job.sparse {
-        return String::new();
+        return None;
     }
     let (mut seen, mut linked, mut sparse) = (0, 0, 0);
     let mut folders = vec![job.source.as_std_path().to_path_buf()];
@@ -92,9 +162,8 @@ fn tree_probe(job: &crate::manifest::Job) -> String {
             }
         }
     }
-    crate::fsmeta::tree_left_out_line(linked, sparse).map_or_else(String::new, |line| {
-        format!("left out           among the first {seen} source entries: {line}\n")
-    })
+    crate::fsmeta::tree_left_out_line(linked, sparse)
+        .map(|line| format!("among the first {seen} source entries: {line}"))
 }
 
 /// Each setting as resolved, with its unit or meaning.
@@ -271,9 +340,10 @@ fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The run mode and stage plan the next run would take, from the DB read
-/// only; a DB of another job is refused as a run refuses it.
-fn plan_lines(job: &crate::manifest::Job) -> Result<String, Failure> {
+/// The run mode (said with its reason) and stage plan the next run would
+/// take, from the DB read only; a DB of another job is refused as a run
+/// refuses it.
+fn plan(job: &crate::manifest::Job) -> Result<(String, Vec<&'static str>), Failure> {
     let next = StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
         None => Ok(None),
         Some(db) => {
@@ -294,8 +364,6 @@ fn plan_lines(job: &crate::manifest::Job) -> Result<String, Failure> {
         ),
         Ok(Some(next)) => next,
     };
-    let stages: Vec<&str> = runner::plan(job, mode).iter().map(|s| s.name()).collect();
-    let mut out = format!("{:<18} {}\n", "mode", mode_said);
-    out.push_str(&format!("{:<18} {}\n", "plan", stages.join(" -> ")));
-    Ok(out)
+    let stages = runner::plan(job, mode).iter().map(|s| s.name()).collect();
+    Ok((mode_said, stages))
 }

@@ -38,8 +38,17 @@ impl Failure {
     }
 }
 
-/// Runs one command and prints its failure, if any.
+/// Runs one command and prints its failure, if any. With `--json`, stdout
+/// always gets one JSON object: a failure that printed none prints
+/// `{"exit": CODE, "error": LINE}`.
 pub fn run(cli: Cli) -> Exit {
+    let json = match &cli.command {
+        Some(Command::Check(a) | Command::Reload(a)) => a.json,
+        Some(Command::Status(a)) => a.json,
+        Some(Command::Verify(a)) => a.json,
+        Some(Command::Hashes(_) | Command::Report(_)) => false,
+        None => cli.run.json,
+    };
     let result = match cli.command {
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Status(args)) => status::status(&args),
@@ -53,12 +62,27 @@ pub fn run(cli: Cli) -> Exit {
         Ok(exit) => exit,
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "jobrun: {}", f.message);
-            if let Some(text) = &f.then {
-                out(text);
+            match &f.then {
+                Some(text) => out(text),
+                None if json => out(&error_json(&f)),
+                None => {}
             }
             f.exit
         }
     }
+}
+
+/// `{"exit": 2, "error": "…"}`: a `--json` command's failure.
+fn error_json(f: &Failure) -> String {
+    let v = serde_json::json!({ "exit": f.exit.code(), "error": f.message });
+    format!("{v}\n")
+}
+
+/// `value` as pretty JSON and a newline: what a `--json` command prints.
+fn json(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string_pretty(value)
+        .map(|t| format!("{t}\n"))
+        .map_err(|e| Failure::new(e, Exit::Fatal))
 }
 
 /// Prints to stdout; a closed stdout (`| head`) is not an error worth a

@@ -3,13 +3,13 @@
 //! run takes the new `bwlimit` within a second (see `retune`).
 
 use super::{Failure, load, out};
-use crate::cli::CommonArgs;
+use crate::cli::JsonArgs;
 use crate::exit::Exit;
 
-pub fn reload(args: &CommonArgs) -> Result<Exit, Failure> {
+pub fn reload(args: &JsonArgs) -> Result<Exit, Failure> {
     // A manifest the run would refuse is refused here first (exit 2): the
     // operator sees the mistake now, and the run keeps its limit.
-    let job = load(args)?;
+    let job = load(&args.common)?;
     let Some(pid) = crate::lock::holder(&job.db) else {
         return Err(Failure::new(
             format!(
@@ -28,9 +28,21 @@ pub fn reload(args: &CommonArgs) -> Result<Exit, Failure> {
             Exit::Fatal,
         ));
     }
-    out(&format!(
-        "reload: sent SIGHUP to the run (pid {pid}); it takes `bwlimit = {}` within a second (its progress and audit log say so)\n",
-        job.bwlimit
-    ));
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Sent {
+            pid: u32,
+            bwlimit: String,
+        }
+        out(&super::json(&Sent {
+            pid,
+            bwlimit: job.bwlimit.to_string(),
+        })?);
+    } else {
+        out(&format!(
+            "reload: sent SIGHUP to the run (pid {pid}); it takes `bwlimit = {}` within a second (its progress and audit log say so)\n",
+            job.bwlimit
+        ));
+    }
     Ok(Exit::Ok)
 }

@@ -72,10 +72,19 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
             // Every recorded run ends with its summary line, so a cron mail
             // always says what was done before an abort; its figures are the
             // `run_end` line's and the `runs` row's.
-            let summary = format!("{}\n", report.summary());
-            match error {
-                Some(e) => Err(Failure {
-                    message: runner::describe(&e, &job),
+            let message = error.as_ref().map(|e| runner::describe(e, &job));
+            let summary = if args.json {
+                summary_json(
+                    &report.summary_fields(),
+                    report.adopted(),
+                    message.as_deref(),
+                )?
+            } else {
+                format!("{}\n", report.summary())
+            };
+            match message {
+                Some(message) => Err(Failure {
+                    message,
                     exit: report.exit,
                     then: Some(summary),
                 }),
@@ -88,29 +97,68 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
         Err(e) => {
             let exit = e.exit();
             // Not recorded (DB or log unusable): nothing was done.
-            let then = (exit == Exit::Fatal).then(|| {
-                format!(
-                    "{}\n",
-                    summary_line(&Summary {
-                        files: 0,
-                        bytes: 0,
-                        failed: 0,
-                        deleted: None,
-                        dry_run,
-                        elapsed: started.elapsed(),
-                        mode: None,
-                        exit_code: exit.code(),
-                        reason: exit.reason(),
-                    })
-                )
-            });
+            let message = runner::describe(&e, &job);
+            let nothing = Summary {
+                files: 0,
+                bytes: 0,
+                failed: 0,
+                deleted: None,
+                dry_run,
+                elapsed: started.elapsed(),
+                mode: None,
+                exit_code: exit.code(),
+                reason: exit.reason(),
+            };
+            let then = if args.json {
+                Some(summary_json(&nothing, 0, Some(&message))?)
+            } else {
+                (exit == Exit::Fatal).then(|| format!("{}\n", summary_line(&nothing)))
+            };
             Err(Failure {
-                message: runner::describe(&e, &job),
+                message,
                 exit,
                 then,
             })
         }
     }
+}
+
+/// `--json`: the run's summary as one object (docs/running.md).
+#[derive(serde::Serialize)]
+struct SummaryJson<'a> {
+    /// `scan` or `resume`; null when the run stopped before it was known.
+    mode: Option<&'a str>,
+    dry_run: bool,
+    /// Entries synced this run, the bytes written for them, entries failed.
+    files: u64,
+    bytes: u64,
+    failed: u64,
+    /// Extras the mirror deleted (would delete, in a dry run); null
+    /// without a mirror stage.
+    deleted: Option<u64>,
+    /// Files the scan found in place and took as synced without reading.
+    adopted: u64,
+    seconds: f64,
+    exit: u8,
+    reason: &'a str,
+    /// Why the run stopped (the line on stderr); null when it did not.
+    error: Option<&'a str>,
+}
+
+fn summary_json(s: &Summary<'_>, adopted: u64, error: Option<&str>) -> Result<String, Failure> {
+    super::json(&SummaryJson {
+        mode: s.mode,
+        dry_run: s.dry_run,
+        files: s.files,
+        bytes: s.bytes,
+        failed: s.failed,
+        deleted: s.deleted,
+        adopted,
+        seconds: (s.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        exit: s.exit_code,
+        reason: s.reason,
+        error,
+    })
 }
 
 /// The thread beside a run: takes SIGHUP reloads, and ends a pause when the

@@ -73,6 +73,22 @@ struct VerifyEnd<'a> {
     error: Option<&'a str>,
 }
 
+/// `--json`: the verify's summary as one object (docs/verify-and-hashes.md):
+/// its `verifies` row, and the files that did not verify.
+#[derive(Serialize)]
+struct VerifyJson<'a> {
+    #[serde(flatten)]
+    record: &'a VerifyRecord,
+    seconds: f64,
+    exit: u8,
+    reason: &'static str,
+    /// The console's lines naming the files that did not verify (the first
+    /// 20, then a count; each has its line in the audit log).
+    not_verified: Vec<String>,
+    /// Why the verify stopped or could not be recorded; null when nothing.
+    problem: Option<&'a str>,
+}
+
 /// A seed nobody chose: the clock and the pid.
 fn fresh_seed() -> u64 {
     (now_ns() as u64).rotate_left(17) ^ u64::from(std::process::id()).wrapping_mul(0x9E37_79B9)
@@ -177,6 +193,8 @@ struct Opened {
     /// Taken before the lock: the summary's time includes waiting for it.
     started: Instant,
     job: Job,
+    /// `--json`: the summary as one object.
+    json: bool,
 }
 
 /// Loads the job, arms SIGINT/SIGTERM, takes the job's lock, opens the DB
@@ -218,6 +236,7 @@ fn open(args: &VerifyArgs) -> Result<Opened, Failure> {
         stop,
         started,
         job,
+        json: args.json,
     })
 }
 
@@ -415,14 +434,27 @@ fn finish(
             error: error.as_deref(),
         })
         .map_err(|e| e.to_string());
-    let mut text = String::new();
-    for l in found.bad.lines() {
-        text.push_str(&l);
+    let problem = error.or(recorded.err()).or(ended.err());
+    let text = if opened.json {
+        super::json(&VerifyJson {
+            record: rec,
+            seconds: (opened.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            exit: exit.code(),
+            reason: reason(rec, exit),
+            not_verified: found.bad.lines(),
+            problem: problem.as_deref(),
+        })?
+    } else {
+        let mut text = String::new();
+        for l in found.bad.lines() {
+            text.push_str(&l);
+            text.push('\n');
+        }
+        text.push_str(&summary_line(rec, opened.started.elapsed(), exit));
         text.push('\n');
-    }
-    text.push_str(&summary_line(rec, opened.started.elapsed(), exit));
-    text.push('\n');
-    match error.or(recorded.err()).or(ended.err()) {
+        text
+    };
+    match problem {
         Some(message) => Err(Failure {
             message,
             exit: Exit::Fatal,

@@ -107,8 +107,17 @@ impl RunReport {
     /// The one-line summary printed at the end of every run, after the
     /// [`RunReport::adopted_note`] when there is one.
     pub fn summary(&self) -> String {
+        let line = crate::progress::summary_line(&self.summary_fields());
+        match self.adopted_note() {
+            Some(note) => format!("{note}\n{line}"),
+            None => line,
+        }
+    }
+
+    /// The summary's figures.
+    pub fn summary_fields(&self) -> crate::progress::Summary<'static> {
         let t = &self.transfer;
-        let line = crate::progress::summary_line(&crate::progress::Summary {
+        crate::progress::Summary {
             files: t.files_done,
             bytes: t.bytes_done,
             failed: self.failed(),
@@ -118,11 +127,12 @@ impl RunReport {
             mode: Some(self.mode.name()),
             exit_code: self.exit.code(),
             reason: self.exit.reason(),
-        });
-        match self.adopted_note() {
-            Some(note) => format!("{note}\n{line}"),
-            None => line,
         }
+    }
+
+    /// Files this run's scan adopted (found in place, not read).
+    pub fn adopted(&self) -> u64 {
+        self.scan.as_ref().map_or(0, |s| s.adopted)
     }
 
     /// What this run's scan took as synced without reading (files found in

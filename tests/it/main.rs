@@ -15,6 +15,7 @@ mod edges;
 mod faults;
 mod filters;
 mod hostile;
+mod json;
 mod manifest;
 mod metrics;
 mod mirror;
