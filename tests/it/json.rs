@@ -18,6 +18,16 @@ fn object(out: &Out) -> Value {
     v
 }
 
+/// A refusal: exit `code`, and the object's `exit` and `error` say it.
+#[track_caller]
+fn refused(out: &Out, code: i32, error: &str) -> Value {
+    out.assert_code(code);
+    let v = object(out);
+    assert_eq!(v["exit"], code);
+    assert!(v["error"].as_str().unwrap().contains(error), "{v}");
+    v
+}
+
 /// Pins `v`'s shape in snapshot `name`, temp paths and times filtered out.
 fn snap(name: &str, v: &Value) {
     let text = serde_json::to_string_pretty(v).unwrap();
@@ -79,14 +89,7 @@ fn a_refused_run_prints_one_object_with_its_line() {
     env.manifest("");
     std::fs::write(env.root().join("dst"), b"a file where the root goes").unwrap();
     env.src_file("a.txt", b"alpha");
-    let out = env.run(&["--json"]);
-    out.assert_code(4);
-    let v = object(&out);
-    assert_eq!(v["exit"], 4);
-    assert!(
-        v["error"].as_str().unwrap().contains("not a directory"),
-        "{v}"
-    );
+    let v = refused(&env.run(&["--json"]), 4, "not a directory");
     assert_eq!(v["files"], 0);
 }
 
@@ -138,14 +141,7 @@ fn check_json_holds_every_setting_and_the_plan() {
 
     // A run would refuse: the object says so, once, with the exit code.
     std::fs::write(env.root().join("dst"), b"a file where the root goes").unwrap();
-    let out = env.check(&["--json"]);
-    out.assert_code(4);
-    let v = object(&out);
-    assert_eq!(v["exit"], 4);
-    assert!(
-        v["error"].as_str().unwrap().contains("not a directory"),
-        "{v}"
-    );
+    refused(&env.check(&["--json"]), 4, "not a directory");
 }
 
 #[test]
@@ -206,9 +202,5 @@ fn reload_json_says_whom_it_signalled_or_why_not() {
 #[test]
 fn status_json_of_a_job_that_never_ran_is_an_error_object() {
     let env = TestEnv::new();
-    let out = env.run(&["status", "--json"]);
-    out.assert_code(2);
-    let v = object(&out);
-    assert_eq!(v["exit"], 2);
-    assert!(v["error"].as_str().unwrap().contains("never run"), "{v}");
+    refused(&env.run(&["status", "--json"]), 2, "never run");
 }
