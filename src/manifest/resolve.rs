@@ -47,7 +47,7 @@ impl Origins<'_> {
         if self.overrides.given(key) {
             ManifestError::Override {
                 key: key.into(),
-                origin: format!("flag `--{}`", key.replace('_', "-")),
+                origin: format!("flag `{}`", super::keys::flag_name(key)),
                 message: reason,
             }
         } else if self.env.contains_key(key) {
