@@ -353,3 +353,6 @@ pub fn env_name(key: &str) -> String {
         None => format!("JOBRUN_{}", key.to_ascii_uppercase()),
     }
 }
+
+#[cfg(test)]
+mod tests;
