@@ -135,7 +135,8 @@ pub struct RawManifest {
     pub include: Option<Patterns>,
 }
 
-/// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
+/// A job ready to run: absolute paths, sizes in bytes, defaults filled in
+/// (each key's default: [`keys::TABLE`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     /// Absolute path of the manifest this job came from.
@@ -150,13 +151,13 @@ pub struct Job {
     pub log: Utf8PathBuf,
     /// Hash computed while reading.
     pub checksum: HashAlgo,
-    /// Bytes per queued block (1 ..= 1 GiB). Default 5 MiB.
+    /// Bytes per queued block (1 ..= 1 GiB).
     pub block_size: usize,
-    /// Blocks the FIFO holds (>= 1). Default 20. Peak FIFO memory is
+    /// Blocks the FIFO holds (>= 1). Peak FIFO memory is
     /// `block_size × (queue_capacity + 2)`, shared by all `transfers` lanes
     /// (see [`Job::lane_capacity`]).
     pub queue_capacity: usize,
-    /// Files streamed at once (1 ..= 64). Default 4. Each lane is one reader
+    /// Files streamed at once (1 ..= 64). Each lane is one reader
     /// and one writer thread; they share the bandwidth limit, the FIFO
     /// memory budget and the one DB writer.
     pub transfers: usize,
