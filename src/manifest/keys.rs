@@ -29,7 +29,8 @@ pub struct Key {
     pub default: &'static str,
     /// One line: the help of its flag.
     pub help: &'static str,
-    /// The docs heading (its anchor, as GitHub makes it) that explains the key.
+    /// The docs section that explains the key: its page, from the
+    /// repository's root, and its heading's anchor as GitHub makes it.
     pub anchor: &'static str,
     /// A TOML value the parser accepts, other than the default.
     pub example: &'static str,
@@ -43,8 +44,9 @@ pub struct Key {
 /// resolved against the manifest's folder or the working directory.
 pub const PATH: &str = "path";
 
-/// The docs section of the key table itself.
-const KEYS_ANCHOR: &str = "manifest-keys";
+/// The docs section that holds the docs' key table (every key with its
+/// type, default and meaning).
+pub const KEYS_ANCHOR: &str = "docs/manifest.md#manifest-keys";
 
 /// Every key, in the order `check` prints them.
 pub const TABLE: &[Key] = &[
@@ -73,7 +75,7 @@ pub const TABLE: &[Key] = &[
         kind: PATH,
         default: "`<manifest stem>.db` beside the manifest",
         help: "State DB path (default: <manifest stem>.db beside the manifest)",
-        anchor: "state-db-and-audit-log",
+        anchor: "docs/state-db-and-audit-log.md#the-state-db",
         example: "\"/var/tmp/jobrun-keys/t.db\"",
         flag: Some("db"),
         env: Some("JOBRUN_DB"),
@@ -83,7 +85,7 @@ pub const TABLE: &[Key] = &[
         kind: PATH,
         default: "`<manifest stem>.log` beside the manifest",
         help: "Audit log path (default: <manifest stem>.log beside the manifest)",
-        anchor: "the-audit-log",
+        anchor: "docs/state-db-and-audit-log.md#the-audit-log",
         example: "\"/var/tmp/jobrun-keys/t.log\"",
         flag: Some("log"),
         env: Some("JOBRUN_LOG"),
@@ -93,7 +95,7 @@ pub const TABLE: &[Key] = &[
         kind: "`md5` `sha1` `sha256` `blake2b`",
         default: "`sha256`",
         help: "Hash computed while reading: md5, sha1, sha256, blake2b",
-        anchor: "verifying-a-migration",
+        anchor: "docs/verify-and-hashes.md#verifying-a-migration",
         example: "\"blake2b\"",
         flag: Some("checksum"),
         env: Some("JOBRUN_CHECKSUM"),
@@ -135,7 +137,7 @@ pub const TABLE: &[Key] = &[
         default: "off",
         help: "Max copy rate per direction (e.g. 20M, 20MB/s, off, pause), or a weekly timetable \
                (\"Mon-08:00,10M 19:00,off Sat-00:00,off\")",
-        anchor: "bandwidth-limit",
+        anchor: "docs/bandwidth.md#bandwidth-limit",
         example: "\"20M\"",
         flag: Some("bwlimit"),
         env: Some("JOBRUN_BWLIMIT"),
@@ -145,7 +147,7 @@ pub const TABLE: &[Key] = &[
         kind: "bool",
         default: "`false`",
         help: "Mirror: delete destination entries that have no source",
-        anchor: "mirror-delete_extras",
+        anchor: "docs/mirror-and-safety.md#mirror-delete_extras",
         example: "true",
         flag: Some("delete-extras"),
         env: Some("JOBRUN_DELETE_EXTRAS"),
@@ -156,7 +158,7 @@ pub const TABLE: &[Key] = &[
         default: "`10%`",
         help: "Mirror: most entries deleted per run: a count, a percentage of the destination's \
                entries (e.g. 10%), or off",
-        anchor: "mirror-delete_extras",
+        anchor: "docs/mirror-and-safety.md#mirror-delete_extras",
         example: "\"5%\"",
         flag: Some("max-delete"),
         env: Some("JOBRUN_MAX_DELETE"),
@@ -198,7 +200,7 @@ pub const TABLE: &[Key] = &[
         default: "`masked`",
         help: "Permission bits of created entries: masked (the source's less the umask) or \
                preserve (exact)",
-        anchor: "permissions-and-owners",
+        anchor: "docs/tree-fidelity.md#permissions-and-owners",
         example: "\"preserve\"",
         flag: Some("permissions"),
         env: Some("JOBRUN_PERMISSIONS"),
@@ -208,7 +210,7 @@ pub const TABLE: &[Key] = &[
         kind: "bool",
         default: "`false`",
         help: "Give created entries the source's owner and group (root only; best-effort)",
-        anchor: "permissions-and-owners",
+        anchor: "docs/tree-fidelity.md#permissions-and-owners",
         example: "true",
         flag: Some("owners"),
         env: Some("JOBRUN_OWNERS"),
@@ -218,7 +220,7 @@ pub const TABLE: &[Key] = &[
         kind: "bool",
         default: "`false`",
         help: "Copy user.* (and as root trusted.*) extended attributes with files and folders",
-        anchor: "extended-attributes-and-acls",
+        anchor: "docs/tree-fidelity.md#extended-attributes-and-acls",
         example: "true",
         flag: Some("xattrs"),
         env: Some("JOBRUN_XATTRS"),
@@ -228,7 +230,7 @@ pub const TABLE: &[Key] = &[
         kind: "bool",
         default: "`false`",
         help: "Copy ACLs (POSIX, NFSv4 or SMB; both roots of the same model)",
-        anchor: "extended-attributes-and-acls",
+        anchor: "docs/tree-fidelity.md#extended-attributes-and-acls",
         example: "true",
         flag: Some("acls"),
         env: Some("JOBRUN_ACLS"),
@@ -250,7 +252,7 @@ pub const TABLE: &[Key] = &[
         default: "`true`",
         help: "Keep holes: source holes are neither read nor written, zero blocks are written \
                as holes",
-        anchor: "hard-links-and-holes",
+        anchor: "docs/tree-fidelity.md#hard-links-and-holes",
         example: "false",
         flag: Some("sparse"),
         env: Some("JOBRUN_SPARSE"),
@@ -260,7 +262,7 @@ pub const TABLE: &[Key] = &[
         kind: "bool",
         default: "`true`",
         help: "Keep hard links: names of one source inode arrive as one inode",
-        anchor: "hard-links-and-holes",
+        anchor: "docs/tree-fidelity.md#hard-links-and-holes",
         example: "false",
         flag: Some("hard-links"),
         env: Some("JOBRUN_HARD_LINKS"),
@@ -271,7 +273,7 @@ pub const TABLE: &[Key] = &[
         default: "`1m`",
         help: "How often a plain progress line is printed when stderr is not a terminal \
                (e.g. 1m)",
-        anchor: "what-you-see-while-it-runs",
+        anchor: "docs/running.md#what-you-see-while-it-runs",
         example: "\"30s\"",
         flag: Some("progress-interval"),
         env: Some("JOBRUN_PROGRESS_INTERVAL"),
@@ -281,7 +283,7 @@ pub const TABLE: &[Key] = &[
         kind: PATH,
         default: "off",
         help: "Prometheus textfile written while a run goes and at its end (default: none)",
-        anchor: "metrics",
+        anchor: "docs/metrics.md#metrics",
         example: "\"/var/tmp/jobrun-keys/t.prom\"",
         flag: Some("metrics-file"),
         env: Some("JOBRUN_METRICS_FILE"),
@@ -292,7 +294,7 @@ pub const TABLE: &[Key] = &[
         default: "none",
         help: "Leave out entries matching this gitignore-style pattern, e.g. '.snapshot/', \
                '*.tmp' (repeatable; adds to the manifest's list)",
-        anchor: "filters",
+        anchor: "docs/manifest.md#filters",
         example: "[\"*.tmp\", \".snapshot/\"]",
         flag: Some("exclude"),
         env: Some("JOBRUN_EXCLUDE"),
@@ -303,7 +305,7 @@ pub const TABLE: &[Key] = &[
         default: "none",
         help: "Keep entries matching this pattern although an exclude matches them \
                (repeatable; adds to the manifest's list)",
-        anchor: "filters",
+        anchor: "docs/manifest.md#filters",
         example: "[\"keep.tmp\"]",
         flag: Some("include"),
         env: Some("JOBRUN_INCLUDE"),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use camino::Utf8Path;
 use clap::{Args, CommandFactory, Parser};
@@ -246,78 +246,9 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The docs' pages: the README and everything under `docs/`.
-fn doc_pages() -> Vec<PathBuf> {
-    let mut pages = vec![repo().join("README.md")];
-    let mut dirs = vec![repo().join("docs")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|e| e == "md") {
-                pages.push(p);
-            }
-        }
-    }
-    pages
-}
-
-const TABLE_HEADER: &str = "| key | type | default |";
-
-/// The docs' key table, wherever it lives (one page holds it): each row's
-/// key, type and default.
-fn docs_table() -> (PathBuf, Vec<[String; 3]>) {
-    let mut found = Vec::new();
-    for page in doc_pages() {
-        let text = std::fs::read_to_string(&page).unwrap();
-        let mut lines = text.lines().skip_while(|l| !l.starts_with(TABLE_HEADER));
-        if lines.next().is_none() {
-            continue;
-        }
-        let rows = lines
-            .skip(1) // |---|
-            .take_while(|l| l.starts_with('|'))
-            .map(|l| {
-                let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
-                assert!(cells.len() >= 4, "{}: {l}", page.display());
-                [cells[0], cells[1], cells[2]].map(|c| c.to_string())
-            })
-            .collect();
-        found.push((page, rows));
-    }
-    assert_eq!(
-        found.len(),
-        1,
-        "one page holds the key table (`{TABLE_HEADER} …`): {:?}",
-        found.iter().map(|f| &f.0).collect::<Vec<_>>()
-    );
-    found.pop().unwrap()
-}
-
-/// The docs list every key, and only keys, with the table's type and
-/// default.
-#[test]
-fn the_docs_list_every_key_with_its_type_and_default() {
-    let (page, rows) = docs_table();
-    let listed: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
-    let want: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
-    assert_eq!(
-        listed,
-        want,
-        "{}: the keys, in the table's order",
-        page.display()
-    );
-    for (k, row) in TABLE.iter().zip(&rows) {
-        assert_eq!(row[1], k.kind, "{}: type of `{}`", page.display(), k.name);
-        assert_eq!(
-            row[2],
-            k.default,
-            "{}: default of `{}`",
-            page.display(),
-            k.name
-        );
-    }
+/// A docs page by its path from the repository's root.
+fn page(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("docs page `{path}`: {e}"))
 }
 
 /// A heading's anchor as GitHub makes it.
@@ -331,24 +262,88 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
-#[test]
-fn every_key_is_explained_under_a_docs_heading() {
-    let headings: BTreeSet<String> = doc_pages()
-        .iter()
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.strip_prefix('#'))
-                .map(|h| anchor(h.trim_start_matches('#')))
-                .collect::<Vec<_>>()
+/// The lines of `text` under the heading whose anchor is `wanted`, up to
+/// the next heading; `None` without such a heading. Code blocks hold no
+/// headings.
+fn section<'t>(text: &'t str, wanted: &str) -> Option<Vec<&'t str>> {
+    let mut fenced = false;
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+        }
+        let heading = (!fenced).then(|| line.strip_prefix('#')).flatten();
+        match heading {
+            Some(_) if inside => break,
+            Some(h) => inside = anchor(h.trim_start_matches('#')) == wanted,
+            None if inside => lines.push(line),
+            None => {}
+        }
+    }
+    inside.then_some(lines)
+}
+
+/// The section a key table anchor (`page.md#anchor`) names.
+fn docs_section(at: &str) -> Option<(String, Vec<String>)> {
+    let (path, wanted) = at.split_once('#')?;
+    let text = page(path);
+    let lines = section(&text, wanted)?;
+    Some((
+        path.to_string(),
+        lines.into_iter().map(String::from).collect(),
+    ))
+}
+
+const TABLE_HEADER: &str = "| key | type | default |";
+
+/// The docs' key table, in the section [`super::KEYS_ANCHOR`] names: each
+/// row's key, type and default.
+fn docs_table() -> (String, Vec<[String; 3]>) {
+    let (path, lines) = docs_section(super::KEYS_ANCHOR)
+        .unwrap_or_else(|| panic!("no docs section `{}`", super::KEYS_ANCHOR));
+    let mut lines = lines.iter().skip_while(|l| !l.starts_with(TABLE_HEADER));
+    assert!(
+        lines.next().is_some(),
+        "{path}: no `{TABLE_HEADER} …` table"
+    );
+    let rows = lines
+        .skip(1) // |---|
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert!(cells.len() >= 4, "{path}: {l}");
+            [cells[0], cells[1], cells[2]].map(|c| c.to_string())
         })
         .collect();
+    (path, rows)
+}
+
+/// The docs list every key, and only keys, in the table's order, with the
+/// table's type and default.
+#[test]
+fn the_docs_list_every_key_with_its_type_and_default() {
+    let (page, rows) = docs_table();
+    let listed: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+    let want: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
+    assert_eq!(listed, want, "{page}: the keys, in the table's order");
+    for (k, row) in TABLE.iter().zip(&rows) {
+        assert_eq!(row[1], k.kind, "{page}: type of `{}`", k.name);
+        assert_eq!(row[2], k.default, "{page}: default of `{}`", k.name);
+    }
+}
+
+#[test]
+fn every_key_is_explained_under_its_docs_heading() {
     assert_eq!(anchor(" Mirror (`delete_extras`)"), "mirror-delete_extras");
+    assert_eq!(
+        section("# A\n```\n# b\n```\nx\n## C\n", "a").unwrap().len(),
+        4
+    );
     for k in TABLE {
         assert!(
-            headings.contains(k.anchor),
-            "`{}`: no docs heading has the anchor `{}`",
+            docs_section(k.anchor).is_some(),
+            "`{}`: no docs heading at `{}`",
             k.name,
             k.anchor
         );
