@@ -171,7 +171,7 @@ pub struct Job {
     /// Most destination entries the mirror stage may delete in one run
     /// (directories count): a count, a percentage of the destination's
     /// entries, or off. Over it, nothing is deleted. Default 10%
-    /// ([`decide::DEFAULT_MAX_DELETE`]).
+    /// ([`crate::decide::DEFAULT_MAX_DELETE`]).
     pub max_delete: MaxDelete,
     /// Write straight to the destination file (no temporary sibling).
     pub inplace: bool,
