@@ -328,9 +328,15 @@ pub fn get(name: &str) -> Option<&'static Key> {
     TABLE.iter().find(|k| k.name == name)
 }
 
-/// The key the environment variable `var` sets.
+/// The key the environment variable `var` sets (the name after `JOBRUN_`
+/// in any case: `JOBRUN_BwLimit` sets `bwlimit`).
 pub fn by_env(var: &str) -> Option<&'static Key> {
-    TABLE.iter().find(|k| k.env == Some(var))
+    let tail = var.strip_prefix("JOBRUN_")?;
+    TABLE.iter().find(|k| {
+        k.env
+            .and_then(|e| e.strip_prefix("JOBRUN_"))
+            .is_some_and(|e| e.eq_ignore_ascii_case(tail))
+    })
 }
 
 /// The help line of `name`'s flag (empty for no key: a test holds every

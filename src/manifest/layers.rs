@@ -105,7 +105,7 @@ pub(super) fn env_layer(
         };
         let bad = |message: String| ManifestError::Override {
             key: key.name.to_string(),
-            origin: format!("environment variable `{name}`"),
+            origin: format!("environment variable `{}`", keys::env_name(key.name)),
             message,
         };
         let text = value
@@ -202,6 +202,17 @@ mod tests {
         );
         assert_eq!(l.table["source"].as_str(), Some("1234"));
         assert_eq!(l.unknown, vec!["JOBRUN_BWLIMT".to_string()]);
+        // The name after `JOBRUN_` in any case, named as the table spells it.
+        let l = env_layer(vars(&[("JOBRUN_Transfers", "4")])).unwrap();
+        assert_eq!(l.table["transfers"].as_integer(), Some(4));
+        let e = env_layer(vars(&[("JOBRUN_transfers", "1e3")]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("`transfers` from environment variable `JOBRUN_TRANSFERS`"),
+            "{e}"
+        );
         assert!(unknown_note("JOBRUN_BWLIMT").contains("did you mean `JOBRUN_BWLIMIT`?"));
         assert!(!unknown_note("JOBRUN_WHATEVER_ELSE").contains("did you mean"));
         for bad in ["1e-400", "1e3", "2E2"] {
