@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::manifest::keys;
+
 /// Migrate a huge file tree between two mounted shares: scan into SQLite,
 /// stream through a bounded FIFO with on-the-fly hashing, resume after any kill.
 #[derive(Debug, Parser)]
@@ -175,109 +177,85 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// One flag per manifest key. Serialized into the top figment layer, so a
-/// flag that is not given must serialize to nothing (never to a null that
-/// would wipe the manifest's value).
+/// One flag per manifest key, its help from the key table
+/// ([`keys::TABLE`]). Serialized into the top figment layer, so a flag that
+/// is not given must serialize to nothing (never to a null that would wipe
+/// the manifest's value).
 #[derive(Debug, Default, Clone, Args, Serialize)]
 pub struct Overrides {
-    /// Source root (a directory).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help = keys::help("source"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Destination root.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help = keys::help("destination"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
-    /// State DB path (default: <manifest stem>.db beside the manifest).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help = keys::help("db"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<String>,
-    /// Audit log path (default: <manifest stem>.log beside the manifest).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help = keys::help("log"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
-    /// Hash computed while reading: md5, sha1, sha256, blake2b.
-    #[arg(long, value_name = "ALGO")]
+    #[arg(long, value_name = "ALGO", help = keys::help("checksum"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
-    /// Bytes per queued block (e.g. 5MiB, 1M, 65536).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", help = keys::help("block_size"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<String>,
-    /// Blocks the FIFO holds (>= 1).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = keys::help("queue_capacity"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_capacity: Option<u64>,
-    /// Files streamed at once (1..=64), sharing the limit and the FIFO budget.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = keys::help("transfers"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfers: Option<u64>,
-    /// Max copy rate per direction (e.g. 20M, 20MB/s, off, pause), or a weekly timetable ("Mon-08:00,10M 19:00,off Sat-00:00,off").
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", help = keys::help("bwlimit"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<String>,
-    /// Mirror: delete destination entries that have no source.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("delete_extras"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_extras: Option<bool>,
-    /// Mirror: most entries deleted per run: a count, a percentage of the destination's entries (e.g. 10%), or off.
-    #[arg(long, value_name = "N|PCT%|off")]
+    #[arg(long, value_name = "N|PCT%|off", help = keys::help("max_delete"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_delete: Option<String>,
-    /// Write straight to the destination file instead of a temporary sibling.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("inplace"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inplace: Option<bool>,
-    /// Two mtimes this close count as equal for a destination jobrun did not write (e.g. 2s).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", help = keys::help("modify_window"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modify_window: Option<String>,
-    /// Source symlinks: copy (as symlinks) or skip.
-    #[arg(long, value_name = "POLICY")]
+    #[arg(long, value_name = "POLICY", help = keys::help("symlinks"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub symlinks: Option<String>,
-    /// Permission bits of created entries: masked (the source's less the umask) or preserve (exact).
-    #[arg(long, value_name = "MODE")]
+    #[arg(long, value_name = "MODE", help = keys::help("permissions"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<String>,
-    /// Give created entries the source's owner and group (root only; best-effort).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("owners"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owners: Option<bool>,
-    /// Copy user.* (and as root trusted.*) extended attributes with files and folders.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("xattrs"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xattrs: Option<bool>,
-    /// Copy ACLs (POSIX, NFSv4 or SMB; both roots of the same model).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("acls"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acls: Option<bool>,
-    /// Refuse a root not on a network filesystem (NFS, SMB/CIFS, FUSE), even at the first run.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("require_mounts"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_mounts: Option<bool>,
-    /// Keep holes: source holes are neither read nor written, zero blocks are written as holes.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("sparse"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse: Option<bool>,
-    /// Keep hard links: names of one source inode arrive as one inode.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("hard_links"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hard_links: Option<bool>,
-    /// How often a plain progress line is printed when stderr is not a terminal (e.g. 1m).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", help = keys::help("progress_interval"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_interval: Option<String>,
-    /// Prometheus textfile written while a run goes and at its end (default: none).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help = keys::help("metrics_file"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_file: Option<String>,
-    /// Leave out entries matching this gitignore-style pattern, e.g. '.snapshot/', '*.tmp' (repeatable; adds to the manifest's list).
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", help = keys::help("exclude"))]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
-    /// Keep entries matching this pattern although an exclude matches them (repeatable; adds to the manifest's list).
-    #[arg(long, value_name = "PATTERN")]
+    #[arg(long, value_name = "PATTERN", help = keys::help("include"))]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
 }

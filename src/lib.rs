@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `main` → `cli` → `app` (one file per command; the
 //! error is printed once, in `app::run`) → `manifest` (TOML + env + flags →
-//! [`manifest::Job`]) → `runner` (lock, DB, run mode, stage plan, the run's
+//! [`manifest::Job`]; every key defined once in [`manifest::keys`], whence
+//! the flags' help, `check`'s lines and the docs test) → `runner` (lock, DB, run mode, stage plan, the run's
 //! own audit lines and report) → the stages `scan` → `transfer` → `mirror`
 //! (and `verify`, a command of its own). Stages never import each other:
 //! they talk only through the state DB and use the leaves below.

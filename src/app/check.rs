@@ -9,6 +9,7 @@ use crate::cli::JsonArgs;
 use crate::db::StateDb;
 use crate::decide;
 use crate::filter::Filter;
+use crate::manifest::{Job, keys};
 use crate::modes::Permissions;
 use crate::runner::{self, Exit};
 use crate::throttle::{Limit, Schedule};
@@ -120,7 +121,7 @@ const PROBE_ENTRIES: usize = 300;
 
 /// What the source holds that the keys leave out, from a quick look at its
 /// root and first entries (`crate::xattrs::probe`); empty when nothing.
-fn left_out_probe(job: &crate::manifest::Job) -> Vec<String> {
+fn left_out_probe(job: &Job) -> Vec<String> {
     let keep = crate::xattrs::Attrs::new(job.xattrs, job.acls).keep;
     let (seen, xattrs, acls) = crate::xattrs::probe(job.source.as_std_path(), keep, PROBE_ENTRIES);
     let mut out = Vec::new();
@@ -140,7 +141,7 @@ fn left_out_probe(job: &crate::manifest::Job) -> Vec<String> {
 /// The hard links and holes among the source's first entries that
 /// `hard_links = false`/`sparse = false` leave out; empty when none (or
 /// both keys on: nothing is looked at).
-fn tree_probe(job: &crate::manifest::Job) -> Option<String> {
+fn tree_probe(job: &Job) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     if job.hard_links && job.sparse {
         return None;
@@ -166,184 +167,168 @@ fn tree_probe(job: &crate::manifest::Job) -> Option<String> {
         .map(|line| format!("among the first {seen} source entries: {line}"))
 }
 
-/// Each setting as resolved, with its unit or meaning.
-fn settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
-    vec![
-        ("manifest", job.manifest.to_string()),
-        ("source", job.source.to_string()),
-        ("destination", job.destination.to_string()),
-        ("db", job.db.to_string()),
-        ("log", job.log.to_string()),
-        ("checksum", job.checksum.to_string()),
-        (
-            "block_size",
-            format!(
-                "{} ({} bytes)",
-                human_bytes(job.block_size as u64),
-                job.block_size
-            ),
-        ),
-        (
-            "queue_capacity",
-            format!(
-                "{} (FIFO memory up to {})",
-                job.queue_capacity,
-                human_bytes(job.fifo_bytes())
-            ),
-        ),
-        (
-            "transfers",
-            format!(
-                "{} (files at once; {} queued blocks each)",
-                job.transfers,
-                job.lane_capacity()
-            ),
-        ),
-        (
-            "bwlimit",
-            match &job.bwlimit {
-                Schedule::Fixed(Limit::Rate(b)) => {
-                    format!("{}/s ({b} bytes/s)", human_bytes(*b))
-                }
-                Schedule::Fixed(Limit::Pause) => {
-                    "pause (no file bytes move; edit and reload to go on)".into()
-                }
-                Schedule::Fixed(l) => l.to_string(),
-                t @ Schedule::Timetable(tt) => {
-                    let now = timetable::local_week_secs();
-                    let zone = timetable::local_zone_name();
-                    format!(
-                        "timetable {t} (now {})\n{}",
-                        tt.limit_at(now),
-                        tt.week_table(now, &zone, &" ".repeat(19))
-                    )
-                }
-            },
-        ),
-    ]
-    .into_iter()
-    .chain(later_settings(job))
-    .collect()
+/// Each setting as resolved, with its unit or meaning: the manifest, then
+/// every key in the key table's order.
+fn settings(job: &Job) -> Vec<(&'static str, String)> {
+    std::iter::once(("manifest", job.manifest.to_string()))
+        .chain(keys::TABLE.iter().map(|k| (k.name, shown(job, k.name))))
+        .collect()
 }
 
-/// `sparse` and `hard_links` in [`settings`].
-fn tree_settings(job: &crate::manifest::Job) -> [(&'static str, String); 2] {
-    [
-        (
-            "sparse",
-            if job.sparse {
-                "true (holes kept; zero blocks written as holes)".into()
-            } else {
-                "false (holes arrive as written zeros)".into()
-            },
-        ),
-        (
-            "hard_links",
-            if job.hard_links {
-                "true (names of one source inode arrive as one inode)".into()
-            } else {
-                "false (every name arrives as a copy of its own)".into()
-            },
-        ),
-    ]
+/// `key`'s resolved value with its unit or meaning; a key with no line of
+/// its own here as the [`Job`] serializes it.
+fn shown(job: &Job, key: &str) -> String {
+    paths_and_streams(job, key)
+        .or_else(|| mirror_and_metadata(job, key))
+        .or_else(|| tree_and_reporting(job, key))
+        .or_else(|| serialized(job, key))
+        .unwrap_or_default()
 }
 
-/// [`settings`] from `delete_extras` on.
-fn later_settings(job: &crate::manifest::Job) -> Vec<(&'static str, String)> {
-    let [sparse, hard_links] = tree_settings(job);
-    vec![
-        ("delete_extras", job.delete_extras.to_string()),
-        (
-            "max_delete",
-            match job.max_delete {
-                decide::MaxDelete::Percent(_) => {
-                    format!("{} of the destination's entries per run", job.max_delete)
-                }
-                decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
-                decide::MaxDelete::Off => "off (no cap)".into(),
-            },
+/// A key's field of the serialized [`Job`]: a string as written, anything
+/// else as JSON.
+fn serialized(job: &Job, key: &str) -> Option<String> {
+    let value = serde_json::to_value(job).ok()?.get(key)?.clone();
+    Some(match value {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+/// The roots, the state files and the copy streams' keys.
+fn paths_and_streams(job: &Job, key: &str) -> Option<String> {
+    Some(match key {
+        "source" => job.source.to_string(),
+        "destination" => job.destination.to_string(),
+        "db" => job.db.to_string(),
+        "log" => job.log.to_string(),
+        "checksum" => job.checksum.to_string(),
+        "block_size" => format!(
+            "{} ({} bytes)",
+            human_bytes(job.block_size as u64),
+            job.block_size
         ),
-        ("inplace", job.inplace.to_string()),
-        (
-            "modify_window",
-            humantime::format_duration(job.modify_window).to_string(),
+        "queue_capacity" => format!(
+            "{} (FIFO memory up to {})",
+            job.queue_capacity,
+            human_bytes(job.fifo_bytes())
         ),
-        ("symlinks", job.symlinks.to_string()),
-        (
-            "permissions",
-            match job.permissions {
-                Permissions::Masked => {
-                    "masked (the source's bits less the umask, given at creation)".into()
-                }
-                Permissions::Preserve => {
-                    "preserve (the source's exact bits, set after the write; best-effort)".into()
-                }
-            },
+        "transfers" => format!(
+            "{} (files at once; {} queued blocks each)",
+            job.transfers,
+            job.lane_capacity()
         ),
-        (
-            "owners",
-            if job.owners {
-                "true (the source's owner and group; best-effort)".into()
-            } else {
-                "false (created entries belong to the user running jobrun)".into()
-            },
+        "bwlimit" => bwlimit(&job.bwlimit),
+        _ => return None,
+    })
+}
+
+/// `bwlimit`: a rate, a pause, or the week's timetable under the line.
+fn bwlimit(limit: &Schedule) -> String {
+    match limit {
+        Schedule::Fixed(Limit::Rate(b)) => format!("{}/s ({b} bytes/s)", human_bytes(*b)),
+        Schedule::Fixed(Limit::Pause) => {
+            "pause (no file bytes move; edit and reload to go on)".into()
+        }
+        Schedule::Fixed(l) => l.to_string(),
+        t @ Schedule::Timetable(tt) => {
+            let now = timetable::local_week_secs();
+            let zone = timetable::local_zone_name();
+            format!(
+                "timetable {t} (now {})\n{}",
+                tt.limit_at(now),
+                tt.week_table(now, &zone, &" ".repeat(19))
+            )
+        }
+    }
+}
+
+/// `on` or `off`, each with what it means.
+fn either(on: bool, yes: &str, no: &str) -> String {
+    if on { yes } else { no }.to_string()
+}
+
+/// The mirror's keys and what created entries get.
+fn mirror_and_metadata(job: &Job, key: &str) -> Option<String> {
+    Some(match key {
+        "delete_extras" => job.delete_extras.to_string(),
+        "max_delete" => match job.max_delete {
+            decide::MaxDelete::Percent(_) => {
+                format!("{} of the destination's entries per run", job.max_delete)
+            }
+            decide::MaxDelete::Count(_) => format!("{} entries per run", job.max_delete),
+            decide::MaxDelete::Off => "off (no cap)".into(),
+        },
+        "inplace" => job.inplace.to_string(),
+        "modify_window" => humantime::format_duration(job.modify_window).to_string(),
+        "symlinks" => job.symlinks.to_string(),
+        "permissions" => match job.permissions {
+            Permissions::Masked => {
+                "masked (the source's bits less the umask, given at creation)".into()
+            }
+            Permissions::Preserve => {
+                "preserve (the source's exact bits, set after the write; best-effort)".into()
+            }
+        },
+        "owners" => either(
+            job.owners,
+            "true (the source's owner and group; best-effort)",
+            "false (created entries belong to the user running jobrun)",
         ),
-        (
-            "xattrs",
-            if job.xattrs {
-                "true (user.* attributes, and trusted.* as root; best-effort)".into()
-            } else {
-                "false (extended attributes are not copied)".into()
-            },
+        "xattrs" => either(
+            job.xattrs,
+            "true (user.* attributes, and trusted.* as root; best-effort)",
+            "false (extended attributes are not copied)",
         ),
-        (
-            "acls",
-            if job.acls {
-                "true (ACLs of the roots' model; best-effort)".into()
-            } else {
-                "false (not copied; group bits no wider than the ACL's owning group)".into()
-            },
+        "acls" => either(
+            job.acls,
+            "true (ACLs of the roots' model; best-effort)",
+            "false (not copied; group bits no wider than the ACL's owning group)",
         ),
-        (
-            "require_mounts",
-            if job.require_mounts {
-                "true (a root not on a network filesystem is refused)".into()
-            } else {
-                "false".into()
-            },
+        "require_mounts" => either(
+            job.require_mounts,
+            "true (a root not on a network filesystem is refused)",
+            "false",
         ),
-        sparse,
-        hard_links,
-        (
-            "progress_interval",
-            humantime::format_duration(job.progress_interval).to_string(),
+        _ => return None,
+    })
+}
+
+/// Holes and links, progress and metrics, the filters.
+fn tree_and_reporting(job: &Job, key: &str) -> Option<String> {
+    Some(match key {
+        "sparse" => either(
+            job.sparse,
+            "true (holes kept; zero blocks written as holes)",
+            "false (holes arrive as written zeros)",
         ),
-        (
-            "metrics_file",
-            job.metrics_file.as_ref().map_or_else(
-                || "off".into(),
-                |p| format!("{p} (Prometheus textfile, rewritten every second while a run goes)"),
+        "hard_links" => either(
+            job.hard_links,
+            "true (names of one source inode arrive as one inode)",
+            "false (every name arrives as a copy of its own)",
+        ),
+        "progress_interval" => humantime::format_duration(job.progress_interval).to_string(),
+        "metrics_file" => job.metrics_file.as_ref().map_or_else(
+            || "off".into(),
+            |p| format!("{p} (Prometheus textfile, rewritten every second while a run goes)"),
+        ),
+        "exclude" => Filter::describe(job.filter.exclude()),
+        "include" => match job.filter.include() {
+            [] => "none".into(),
+            _ if job.filter.is_empty() => format!(
+                "{} (no effect: nothing is excluded)",
+                Filter::describe(job.filter.include())
             ),
-        ),
-        ("exclude", Filter::describe(job.filter.exclude())),
-        (
-            "include",
-            match job.filter.include() {
-                [] => "none".into(),
-                _ if job.filter.is_empty() => format!(
-                    "{} (no effect: nothing is excluded)",
-                    Filter::describe(job.filter.include())
-                ),
-                l => format!("{} (kept although excluded)", Filter::describe(l)),
-            },
-        ),
-    ]
+            l => format!("{} (kept although excluded)", Filter::describe(l)),
+        },
+        _ => return None,
+    })
 }
 
 /// The run mode (said with its reason) and stage plan the next run would
 /// take, from the DB read only; a DB of another job is refused as a run
 /// refuses it.
-fn plan(job: &crate::manifest::Job) -> Result<(String, Vec<&'static str>), Failure> {
+fn plan(job: &Job) -> Result<(String, Vec<&'static str>), Failure> {
     let next = StateDb::open_existing_read_only(&job.db).and_then(|db| match db {
         None => Ok(None),
         Some(db) => {
@@ -366,4 +351,44 @@ fn plan(job: &crate::manifest::Job) -> Result<(String, Vec<&'static str>), Failu
     };
     let stages = runner::plan(job, mode).iter().map(|s| s.name()).collect();
     Ok((mode_said, stages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Overrides;
+
+    fn job(body: &str) -> Job {
+        let text = format!("source = \"/a\"\ndestination = \"/b\"\n{body}\n");
+        crate::manifest::load_str("/jobs/t.toml".into(), &text, &Overrides::default()).unwrap()
+    }
+
+    /// One line per key, named and ordered by the key table, each saying
+    /// something, with its default and with the table's example.
+    #[test]
+    fn every_key_has_its_line_in_the_tables_order() {
+        let examples: String = keys::TABLE
+            .iter()
+            .filter(|k| !matches!(k.name, "source" | "destination"))
+            .map(|k| format!("{} = {}\n", k.name, k.example))
+            .collect();
+        for job in [job(""), job(&examples)] {
+            let lines = settings(&job);
+            let names: Vec<&str> = lines.iter().map(|(k, _)| *k).collect();
+            let mut want = vec!["manifest"];
+            want.extend(keys::KEYS);
+            assert_eq!(names, want);
+            for (k, v) in &lines {
+                assert!(!v.trim().is_empty(), "`{k}` shows nothing");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_without_a_line_of_its_own_shows_as_the_job_serializes_it() {
+        let job = job("");
+        assert_eq!(serialized(&job, "transfers").as_deref(), Some("8"));
+        assert_eq!(serialized(&job, "source").as_deref(), Some("/a"));
+        assert_eq!(serialized(&job, "no_such_key"), None);
+    }
 }

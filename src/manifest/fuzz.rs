@@ -71,33 +71,14 @@ const TOKENS: &[&str] = &[
     "\0",
 ];
 
-/// Manifest keys with the shapes their values take.
-const LINES: &[&str] = &[
-    "source = ",
-    "destination = ",
-    "db = ",
-    "log = ",
-    "checksum = ",
-    "block_size = ",
-    "queue_capacity = ",
-    "transfers = ",
-    "bwlimit = ",
-    "delete_extras = ",
-    "max_delete = ",
-    "inplace = ",
-    "modify_window = ",
-    "xattrs = ",
-    "acls = ",
-    "symlinks = ",
-    "permissions = ",
-    "owners = ",
-    "progress_interval = ",
-    "metrics_file = ",
-    "exclude = ",
-    "include = ",
-    "[x]\n",
-    "a.b = ",
-];
+/// Every key of the key table, and two shapes that are no key.
+fn lines() -> Vec<String> {
+    super::keys::TABLE
+        .iter()
+        .map(|k| format!("{} = ", k.name))
+        .chain(["[x]\n".to_string(), "a.b = ".to_string()])
+        .collect()
+}
 
 /// Each case the attack campaign reported, as a manifest body after the
 /// two roots.
@@ -183,7 +164,7 @@ proptest! {
     }
 
     #[test]
-    fn manifests_never_panic(lines in prop::collection::vec((prop::sample::select(LINES), junk(8)), 0..4)) {
+    fn manifests_never_panic(lines in prop::collection::vec((prop::sample::select(lines()), junk(8)), 0..4)) {
         let body: String = lines.iter().map(|(k, v)| format!("{k}{v}\n")).collect();
         let _ = load(&body);
         // The same values quoted: strings reach every parser.

@@ -19,10 +19,9 @@ use std::ffi::OsString;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{KEYS, ManifestError, env_name};
+use super::ManifestError;
+use super::keys;
 
-/// Keys whose value is a path: taken as written from the environment.
-const PATH_KEYS: &[&str] = &["source", "destination", "db", "log", "metrics_file"];
 /// `JOBRUN_*` prefixes that are not keys and not mistakes.
 const RESERVED: &[&str] = &["JOBRUN_TEST_", "JOBRUN_BENCH_"];
 
@@ -98,27 +97,26 @@ pub(super) fn env_layer(
         let Some(name) = name.to_str().filter(|n| n.starts_with("JOBRUN_")) else {
             continue;
         };
-        let key = name["JOBRUN_".len()..].to_ascii_lowercase();
-        let Some(key) = KEYS.iter().find(|k| **k == key) else {
+        let Some(key) = keys::by_env(name) else {
             if !RESERVED.iter().any(|r| name.starts_with(r)) {
                 layer.unknown.push(name.to_string());
             }
             continue;
         };
         let bad = |message: String| ManifestError::Override {
-            key: (*key).to_string(),
-            origin: format!("environment variable `{}`", env_name(key)),
+            key: key.name.to_string(),
+            origin: format!("environment variable `{}`", keys::env_name(key.name)),
             message,
         };
         let text = value
             .into_string()
             .map_err(|v| bad(format!("`{}` is not UTF-8", v.to_string_lossy())))?;
-        let value = if PATH_KEYS.contains(key) {
+        let value = if key.kind == keys::PATH {
             toml::Value::String(text)
         } else {
             env_value(&text).map_err(bad)?
         };
-        layer.table.insert((*key).to_string(), value);
+        layer.table.insert(key.name.to_string(), value);
     }
     Ok(layer)
 }
@@ -141,13 +139,16 @@ fn env_value(text: &str) -> Result<toml::Value, String> {
 /// The line that names an unknown `JOBRUN_*` variable, with the key it
 /// most likely meant.
 pub(super) fn unknown_note(name: &str) -> String {
-    let typed = name["JOBRUN_".len()..].to_ascii_lowercase();
-    let near = KEYS
+    let typed = name.to_ascii_lowercase();
+    let near = keys::TABLE
         .iter()
-        .map(|k| (distance(k, &typed), *k))
+        .filter_map(|k| {
+            k.env
+                .map(|e| (distance(&e.to_ascii_lowercase(), &typed), k.name, e))
+        })
         .min()
-        .filter(|(d, _)| *d <= 2)
-        .map(|(_, k)| format!(" (did you mean `{}`?)", env_name(k)))
+        .filter(|(d, _, _)| *d <= 2)
+        .map(|(_, _, e)| format!(" (did you mean `{e}`?)"))
         .unwrap_or_default();
     format!("warning: environment variable `{name}` is no manifest key and is ignored{near}")
 }
@@ -201,6 +202,17 @@ mod tests {
         );
         assert_eq!(l.table["source"].as_str(), Some("1234"));
         assert_eq!(l.unknown, vec!["JOBRUN_BWLIMT".to_string()]);
+        // The name after `JOBRUN_` in any case, named as the table spells it.
+        let l = env_layer(vars(&[("JOBRUN_Transfers", "4")])).unwrap();
+        assert_eq!(l.table["transfers"].as_integer(), Some(4));
+        let e = env_layer(vars(&[("JOBRUN_transfers", "1e3")]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("`transfers` from environment variable `JOBRUN_TRANSFERS`"),
+            "{e}"
+        );
         assert!(unknown_note("JOBRUN_BWLIMT").contains("did you mean `JOBRUN_BWLIMIT`?"));
         assert!(!unknown_note("JOBRUN_WHATEVER_ELSE").contains("did you mean"));
         for bad in ["1e-400", "1e3", "2E2"] {

@@ -17,10 +17,13 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
 mod fuzz;
+pub mod keys;
 mod layers;
 mod resolve;
 mod values;
 
+pub use keys::KEYS;
+use keys::env_name;
 pub use values::{
     BlockSize, Bwlimit, Dur, Interval, MaxDel, Patterns, QueueCapacity, SymlinkPolicy, Transfers,
     parse_duration,
@@ -32,35 +35,6 @@ use crate::decide::MaxDelete;
 use crate::filter::Filter;
 use crate::modes::Permissions;
 use crate::throttle::Schedule;
-
-/// Every manifest key, in the order `check` prints them.
-pub const KEYS: &[&str] = &[
-    "source",
-    "destination",
-    "db",
-    "log",
-    "checksum",
-    "block_size",
-    "queue_capacity",
-    "transfers",
-    "bwlimit",
-    "delete_extras",
-    "max_delete",
-    "inplace",
-    "modify_window",
-    "symlinks",
-    "permissions",
-    "owners",
-    "xattrs",
-    "acls",
-    "require_mounts",
-    "sparse",
-    "hard_links",
-    "progress_interval",
-    "metrics_file",
-    "exclude",
-    "include",
-];
 
 /// Default `block_size`: 128 KiB, not the seed's 5 MiB. Whole 5 MiB blocks
 /// reach the writer in lumps that it writes at link rate, saturating the
@@ -114,7 +88,7 @@ pub enum ManifestError {
         origin: String,
         message: String,
     },
-    #[error("{path}: missing required key `{key}` (set it in the manifest, with --{flag} or {env})", flag = key.replace('_', "-"), env = env_name(key))]
+    #[error("{path}: missing required key `{key}` (set it in the manifest, with {flag} or {env})", flag = keys::flag_name(key), env = env_name(key))]
     Missing {
         path: Utf8PathBuf,
         key: &'static str,
@@ -126,10 +100,6 @@ pub enum ManifestError {
         key: &'static str,
         reason: String,
     },
-}
-
-fn env_name(key: &str) -> String {
-    format!("JOBRUN_{}", key.to_ascii_uppercase())
 }
 
 /// The manifest as written (and as overridden): shapes and units checked,
@@ -165,7 +135,8 @@ pub struct RawManifest {
     pub include: Option<Patterns>,
 }
 
-/// A job ready to run: absolute paths, sizes in bytes, defaults filled in.
+/// A job ready to run: absolute paths, sizes in bytes, defaults filled in
+/// (each key's default: [`keys::TABLE`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     /// Absolute path of the manifest this job came from.
@@ -180,13 +151,13 @@ pub struct Job {
     pub log: Utf8PathBuf,
     /// Hash computed while reading.
     pub checksum: HashAlgo,
-    /// Bytes per queued block (1 ..= 1 GiB). Default 5 MiB.
+    /// Bytes per queued block (1 ..= 1 GiB).
     pub block_size: usize,
-    /// Blocks the FIFO holds (>= 1). Default 20. Peak FIFO memory is
+    /// Blocks the FIFO holds (>= 1). Peak FIFO memory is
     /// `block_size × (queue_capacity + 2)`, shared by all `transfers` lanes
     /// (see [`Job::lane_capacity`]).
     pub queue_capacity: usize,
-    /// Files streamed at once (1 ..= 64). Default 4. Each lane is one reader
+    /// Files streamed at once (1 ..= 64). Each lane is one reader
     /// and one writer thread; they share the bandwidth limit, the FIFO
     /// memory budget and the one DB writer.
     pub transfers: usize,
@@ -200,7 +171,7 @@ pub struct Job {
     /// Most destination entries the mirror stage may delete in one run
     /// (directories count): a count, a percentage of the destination's
     /// entries, or off. Over it, nothing is deleted. Default 10%
-    /// ([`decide::DEFAULT_MAX_DELETE`]).
+    /// ([`crate::decide::DEFAULT_MAX_DELETE`]).
     pub max_delete: MaxDelete,
     /// Write straight to the destination file (no temporary sibling).
     pub inplace: bool,
@@ -329,7 +300,7 @@ fn syntax_error(path: &Utf8Path, text: &str, e: &toml::de::Error) -> ManifestErr
 fn override_error(e: &figment::Error, overrides: &Overrides) -> ManifestError {
     let key = e.path.first().cloned().unwrap_or_default();
     let origin = if overrides.given(&key) {
-        format!("flag `--{}`", key.replace('_', "-"))
+        format!("flag `{}`", keys::flag_name(&key))
     } else {
         format!("environment variable `{}`", env_name(&key))
     };

@@ -1,103 +1,26 @@
 //! From the layered [`RawManifest`] to a [`Job`], in the steps it takes:
-//! where each value came from (so that an error names the flag, the
-//! variable or the manifest's line that set it), the two roots placed and
-//! resolved, the job's own state files judged, the values with their
-//! defaults, and the memory budget of the FIFOs.
-//!
-//! The state files (`db`, its `-wal`, `-shm` and `.lock`, `log`,
-//! `metrics_file`) are regular files or absent, never reached through a
-//! symlink where jobrun creates them (`-wal`, `-shm`, `.lock`), distinct
-//! from each other and from the manifest, and outside both trees. Aimed at
-//! each other they defeated the lock, truncated or deleted the log, wiped
-//! the DB at a kill, destroyed the manifest, or wrote into the source.
+//! where each value came from (`origins`), the two roots placed and
+//! resolved, the job's own state files judged (`state_files`), the values
+//! with their defaults, and the memory budget of the FIFOs.
 
-use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{
     DEFAULT_BLOCK_SIZE, DEFAULT_PROGRESS_INTERVAL, DEFAULT_QUEUE_CAPACITY, DEFAULT_TRANSFERS, Job,
-    ManifestError, Patterns, RawManifest, env_name, line_of_key, normalize,
+    ManifestError, Patterns, RawManifest, normalize,
 };
-use crate::cli::Overrides;
 use crate::decide;
 use crate::filter::Filter;
 use crate::roots::{self, Resolved};
 use crate::units;
 
-/// Where the values came from: the manifest's text, the flags, the
-/// environment's layer.
-pub(super) struct Origins<'a> {
-    pub manifest: &'a Utf8Path,
-    pub text: &'a str,
-    pub overrides: &'a Overrides,
-    pub env: &'a toml::Table,
-}
+mod origins;
+mod state_files;
 
-impl Origins<'_> {
-    /// Whether `key` was set by a flag or a `JOBRUN_*` variable.
-    fn set_outside(&self, key: &str) -> bool {
-        self.overrides.given(key) || self.env.contains_key(key)
-    }
-
-    /// `key`'s value is refused for `reason`: named by the flag or the
-    /// variable that set it, else by the manifest's line.
-    pub fn invalid(&self, key: &'static str, reason: String) -> ManifestError {
-        if self.overrides.given(key) {
-            ManifestError::Override {
-                key: key.into(),
-                origin: format!("flag `--{}`", key.replace('_', "-")),
-                message: reason,
-            }
-        } else if self.env.contains_key(key) {
-            ManifestError::Override {
-                key: key.into(),
-                origin: format!("environment variable `{}`", env_name(key)),
-                message: reason,
-            }
-        } else {
-            ManifestError::Invalid {
-                path: self.manifest.to_owned(),
-                line: line_of_key(self.text, key),
-                key,
-                reason,
-            }
-        }
-    }
-
-    /// A path given by a flag or JOBRUN_* is relative to where the command
-    /// ran; one written in the manifest is relative to the manifest.
-    fn place(&self, key: &'static str, value: String) -> Result<Utf8PathBuf, ManifestError> {
-        if value.trim().is_empty() {
-            return Err(self.invalid(key, "empty path".into()));
-        }
-        let p = Utf8PathBuf::from(value);
-        let base = if p.is_absolute() {
-            Utf8PathBuf::new()
-        } else if self.set_outside(key) {
-            Utf8PathBuf::from_path_buf(std::env::current_dir().unwrap_or_else(|_| "/".into()))
-                .map_err(|_| self.invalid(key, "working directory is not UTF-8".into()))?
-        } else {
-            self.manifest
-                .parent()
-                .unwrap_or(Utf8Path::new("/"))
-                .to_owned()
-        };
-        Ok(base.join(p))
-    }
-
-    fn required(&self, key: &'static str, v: Option<String>) -> Result<String, ManifestError> {
-        v.ok_or(ManifestError::Missing {
-            path: self.manifest.to_owned(),
-            key,
-        })
-    }
-
-    fn real(&self, key: &'static str, p: &Utf8Path) -> Result<Resolved, ManifestError> {
-        roots::resolve(p).map_err(|e| self.invalid(key, e))
-    }
-}
+pub(super) use origins::Origins;
+use state_files::state_files;
 
 /// The job's paths, resolved.
 struct Places {
@@ -108,28 +31,10 @@ struct Places {
     metrics_file: Option<Utf8PathBuf>,
 }
 
+/// The job: its places, its filter, and each key's value or default.
 pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, ManifestError> {
     let places = places(o, &mut raw)?;
-    let patterns = |p: Option<Patterns>| p.map(|p| p.0).unwrap_or_default();
-    let (exclude, include) = (patterns(raw.exclude), patterns(raw.include));
-    let filter = Filter::new(&exclude, &include).map_err(|(key, p, e)| {
-        if p.is_empty() {
-            // Each pattern compiled alone: only the set is too large.
-            o.invalid(
-                key,
-                format!(
-                    "the {} `exclude` and {} `include` patterns together are too large to \
-                     compile ({}); no single pattern is wrong: write fewer or simpler ones \
-                     (one `**/name*` for many names)",
-                    exclude.len(),
-                    include.len(),
-                    e.trim()
-                ),
-            )
-        } else {
-            o.invalid(key, format!("bad pattern `{p}`: {e}"))
-        }
-    })?;
+    let filter = filter(o, raw.exclude.take(), raw.include.take())?;
     let job = Job {
         manifest: o.manifest.to_owned(),
         source: places.source,
@@ -162,6 +67,35 @@ pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, Mani
     };
     check_memory(o, &job, raw.block_size.is_some())?;
     Ok(job)
+}
+
+/// `exclude` and `include`, compiled; a refusal names the pattern, or the
+/// two lists' sizes when only the set is too large.
+fn filter(
+    o: &Origins<'_>,
+    exclude: Option<Patterns>,
+    include: Option<Patterns>,
+) -> Result<Filter, ManifestError> {
+    let patterns = |p: Option<Patterns>| p.map(|p| p.0).unwrap_or_default();
+    let (exclude, include) = (patterns(exclude), patterns(include));
+    Filter::new(&exclude, &include).map_err(|(key, p, e)| {
+        if p.is_empty() {
+            // Each pattern compiled alone: only the set is too large.
+            o.invalid(
+                key,
+                format!(
+                    "the {} `exclude` and {} `include` patterns together are too large to \
+                     compile ({}); no single pattern is wrong: write fewer or simpler ones \
+                     (one `**/name*` for many names)",
+                    exclude.len(),
+                    include.len(),
+                    e.trim()
+                ),
+            )
+        } else {
+            o.invalid(key, format!("bad pattern `{p}`: {e}"))
+        }
+    })
 }
 
 /// The roots and the state files, placed, resolved and judged.
@@ -233,141 +167,6 @@ fn named(r: &Resolved, written: &Utf8Path) -> String {
         format!("`{}`", r.path)
     } else {
         format!("`{}` (written `{written}`)", r.path)
-    }
-}
-
-/// One state file: the key that places it, what it is, where it resolves,
-/// and whether jobrun creates it beside the DB (never through a symlink).
-struct StateFile {
-    key: &'static str,
-    what: String,
-    path: Resolved,
-    beside_db: bool,
-}
-
-const STATE_RULE: &str = "state files (db, its -wal/-shm/.lock, log, metrics_file) are regular \
-     files or absent, distinct from each other, the manifest and both trees";
-
-/// Judges the state files (see the module doc); gives the resolved `db`,
-/// `log` and `metrics_file`.
-fn state_files(
-    o: &Origins<'_>,
-    src: &Resolved,
-    dst: &Resolved,
-    db: &Utf8Path,
-    log: &Utf8Path,
-    metrics: Option<&Utf8Path>,
-) -> Result<(Utf8PathBuf, Utf8PathBuf, Option<Utf8PathBuf>), ManifestError> {
-    let dbr = o.real("db", db)?;
-    let logr = o.real("log", log)?;
-    let mr = metrics.map(|m| o.real("metrics_file", m)).transpose()?;
-    let mut files = vec![StateFile {
-        key: "db",
-        what: "the `db`".into(),
-        path: dbr.clone(),
-        beside_db: false,
-    }];
-    for (suffix, what) in [
-        ("-wal", "the DB's write-ahead log"),
-        ("-shm", "the DB's shared-memory index"),
-        (".lock", "the job's lock file"),
-    ] {
-        files.push(StateFile {
-            key: "db",
-            what: what.into(),
-            path: Resolved {
-                path: format!("{}{suffix}", dbr.path).into(),
-                exists: false,
-            },
-            beside_db: true,
-        });
-    }
-    files.push(StateFile {
-        key: "log",
-        what: "the `log`".into(),
-        path: logr.clone(),
-        beside_db: false,
-    });
-    if let Some(m) = &mr {
-        files.push(StateFile {
-            key: "metrics_file",
-            what: "the `metrics_file`".into(),
-            path: m.clone(),
-            beside_db: false,
-        });
-    }
-    let (s, d) = (named(src, &src.path), named(dst, &dst.path));
-    let manifest = roots::resolve(o.manifest).map_or_else(|_| o.manifest.to_owned(), |r| r.path);
-    for (i, f) in files.iter().enumerate() {
-        let p = &f.path.path;
-        if roots::file_inside(&f.path, dst) || roots::file_inside(&f.path, src) {
-            return Err(o.invalid(
-                f.key,
-                format!("`{p}` must lie outside the source {s} and destination {d} trees"),
-            ));
-        }
-        judge_kind(f).map_err(|why| o.invalid(f.key, format!("{why}: {STATE_RULE}")))?;
-        if same_file(p, &manifest) {
-            return Err(o.invalid(
-                f.key,
-                format!("`{p}` ({}) is the manifest: {STATE_RULE}", f.what),
-            ));
-        }
-        if let Some(other) = files[..i].iter().find(|e| same_file(&e.path.path, p)) {
-            return Err(o.invalid(
-                f.key,
-                format!("`{p}` is also {} ({STATE_RULE})", other.what),
-            ));
-        }
-    }
-    Ok((dbr.path, logr.path, mr.map(|m| m.path)))
-}
-
-/// A state file that exists is a regular file; one jobrun creates beside
-/// the DB is not a symlink.
-fn judge_kind(f: &StateFile) -> Result<(), String> {
-    let p = f.path.path.as_std_path();
-    let md = match std::fs::symlink_metadata(p) {
-        Ok(md) => md,
-        Err(_) => return Ok(()),
-    };
-    if md.file_type().is_symlink() {
-        if f.beside_db {
-            return Err(format!(
-                "`{}` ({}) is a symlink, never followed",
-                f.path.path, f.what
-            ));
-        }
-        return Ok(()); // resolved already: `path` is its target
-    }
-    if md.is_file() {
-        return Ok(());
-    }
-    let ft = md.file_type();
-    use std::os::unix::fs::FileTypeExt;
-    let kind = if ft.is_dir() {
-        "a folder"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    };
-    Err(format!("`{}` ({}) is {kind}", f.path.path, f.what))
-}
-
-/// The same path, or (both existing) the same file by device and inode: a
-/// hard link or a bind mount is no way around it.
-fn same_file(a: &Utf8Path, b: &Utf8Path) -> bool {
-    if a == b {
-        return true;
-    }
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
     }
 }
 
