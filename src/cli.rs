@@ -43,6 +43,26 @@ pub enum Command {
     Hashes(HashesArgs),
     /// Write one self-contained HTML report of the job (runs, rates against the limit, backlog, failures, last verify, what is kept) from its state DB and audit log.
     Report(ReportArgs),
+    /// Write the manual pages (jobrun.1, jobrun-COMMAND.1) into DIR (for packagers).
+    #[command(name = "generate-man", hide = true)]
+    GenerateMan {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL on stdout (bash, zsh, fish).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+}
+
+/// `jobrun completions SHELL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 
 mod check;
 mod hashes;
+mod manual;
 mod reload;
 mod report;
 mod run;
@@ -47,6 +48,8 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Verify(args)) => verify::verify(&args),
         Some(Command::Hashes(args)) => hashes::hashes(&args),
         Some(Command::Report(args)) => report::report(&args),
+        Some(Command::GenerateMan { dir }) => manual::generate_man(&dir),
+        Some(Command::Completions { shell }) => manual::completions(shell),
         None => run::run_job(cli),
     };
     match result {

@@ -16,6 +16,7 @@ mod faults;
 mod filters;
 mod hostile;
 mod manifest;
+mod manual;
 mod metrics;
 mod mirror;
 mod modes;
