@@ -100,6 +100,19 @@ const RELOAD: Codes = &[
     ("4", "The run could not be signalled."),
 ];
 
+const REOPEN: Codes = &[
+    (
+        "0",
+        "The run or verify holding the job's lock was sent SIGUSR1; it reopens the audit log at its path before its next line.",
+    ),
+    ("2", "Bad manifest; nothing was signalled."),
+    (
+        "3",
+        "No run of this job is going (the next run opens the log anew).",
+    ),
+    ("4", "The run could not be signalled."),
+];
+
 /// The pages: (subcommand, or `None` for jobrun(1); its exit codes).
 const PAGES: &[(Option<&str>, Codes)] = &[
     (None, RUN),
@@ -108,6 +121,7 @@ const PAGES: &[(Option<&str>, Codes)] = &[
     (Some("verify"), VERIFY),
     (Some("hashes"), HASHES),
     (Some("reload"), RELOAD),
+    (Some("reopen"), REOPEN),
 ];
 
 /// Writes `jobrun.1` and `jobrun-COMMAND.1` for each command into `dir`

@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Reload(args)) => reload::reload(&args),
+        Some(Command::Reopen(args)) => reload::reopen(&args),
         Some(Command::Verify(args)) => verify::verify(&args),
         Some(Command::Hashes(args)) => hashes::hashes(&args),
         Some(Command::Report(args)) => report::report(&args),
@@ -62,6 +63,13 @@ pub fn run(cli: Cli) -> Exit {
             f.exit
         }
     }
+}
+
+/// SIGUSR1 (`jobrun reopen`, logrotate) makes the audit log reopen its
+/// path at its next line. Registered before the job's lock is taken, so
+/// the lock holder that `reopen` signals never dies of it.
+fn reopen_on_sigusr1() {
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, crate::audit::reopen_flag());
 }
 
 /// Prints to stdout; a closed stdout (`| head`) is not an error worth a

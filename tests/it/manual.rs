@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::env::BIN;
 
-const COMMANDS: [&str; 5] = ["check", "status", "verify", "hashes", "reload"];
+const COMMANDS: [&str; 6] = ["check", "status", "verify", "hashes", "reload", "reopen"];
 
 fn generate(dir: &Path) -> Vec<String> {
     let out = Command::new(BIN)
