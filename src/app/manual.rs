@@ -113,6 +113,18 @@ const REOPEN: Codes = &[
     ("4", "The run could not be signalled."),
 ];
 
+const REPORT: Codes = &[
+    ("0", "The HTML file was written."),
+    (
+        "2",
+        "Bad manifest, no state DB yet (the job never ran), or a DB of another job.",
+    ),
+    (
+        "4",
+        "The state DB cannot be read, or the HTML file cannot be written.",
+    ),
+];
+
 /// The pages: (subcommand, or `None` for jobrun(1); its exit codes).
 const PAGES: &[(Option<&str>, Codes)] = &[
     (None, RUN),
@@ -120,6 +132,7 @@ const PAGES: &[(Option<&str>, Codes)] = &[
     (Some("status"), STATUS),
     (Some("verify"), VERIFY),
     (Some("hashes"), HASHES),
+    (Some("report"), REPORT),
     (Some("reload"), RELOAD),
     (Some("reopen"), REOPEN),
 ];

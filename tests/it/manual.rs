@@ -8,7 +8,9 @@ use std::process::Command;
 
 use crate::env::BIN;
 
-const COMMANDS: [&str; 6] = ["check", "status", "verify", "hashes", "reload", "reopen"];
+const COMMANDS: [&str; 7] = [
+    "check", "status", "verify", "hashes", "report", "reload", "reopen",
+];
 
 fn generate(dir: &Path) -> Vec<String> {
     let out = Command::new(BIN)
