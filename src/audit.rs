@@ -19,8 +19,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -169,12 +172,44 @@ struct Stamped<'a, T: Serialize> {
     line: &'a T,
 }
 
+/// Raised by SIGUSR1 (`jobrun reopen`, logrotate's postrotate): the next
+/// line of every open log reopens its path first. The command registers
+/// the signal on it (see `app`).
+pub fn reopen_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
+}
+
+/// Reopens asked so far: each raise of [`reopen_flag`] counts one, seen
+/// by whichever log looks first, so every open log (a verify's and a
+/// run's summary alike) sees each reopen once.
+fn reopen_generation() -> u64 {
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+    if reopen_flag().swap(false, Ordering::AcqRel) {
+        GENERATION.fetch_add(1, Ordering::AcqRel);
+    }
+    GENERATION.load(Ordering::Acquire)
+}
+
+/// How often a log looks whether its path still leads to the file it has
+/// open (a rotation that renamed it away, with no reopen asked).
+const PATH_CHECK: Duration = Duration::from_secs(1);
+
 /// The append-only audit log. Unbuffered on purpose: each line is one
 /// `write(2)`, so a line is in the kernel before its DB row is committed,
-/// and never split.
+/// and never split. A rotated log (renamed away, or a reopen asked) is
+/// reopened at its path before the next line: a line goes whole into one
+/// file or the other, never lost (logrotate without `copytruncate`).
 pub struct AuditLog {
     file: File,
     path: Utf8PathBuf,
+    /// (device, inode) of `file`.
+    ident: (u64, u64),
+    /// When the path was last compared with `ident`.
+    checked: Instant,
+    /// The [`reopen_generation`] this log last followed.
+    reopened: u64,
     /// The run every line belongs to (see [`AuditLog::set_run`]).
     run: Option<i64>,
     /// The state DB every line belongs to (see [`AuditLog::set_db`]).
@@ -187,31 +222,16 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens (creating) the log for appending; ends a torn last line.
     pub fn open(path: &Utf8Path) -> Result<Self, AuditError> {
-        let err = |source| AuditError {
+        let (file, ident, torn) = open_append(path).map_err(|source| AuditError {
             path: path.to_owned(),
             source,
-        };
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(err)?;
-        let md = file.metadata().map_err(err)?;
-        let len = md.len();
-        let mut last = [b'\n'];
-        // Only a regular file has a last byte to look at (a log sent to a
-        // pipe or a terminal has none).
-        if md.is_file() && len > 0 {
-            file.read_exact_at(&mut last, len - 1).map_err(err)?;
-        }
-        let torn = last[0] != b'\n';
-        if torn {
-            file.write_all(b"\n").map_err(err)?;
-        }
+        })?;
         Ok(Self {
             file,
             path: path.to_owned(),
+            ident,
+            checked: Instant::now(),
+            reopened: reopen_generation(),
             run: None,
             db_id: None,
             buf: Vec::with_capacity(1024),
@@ -245,6 +265,7 @@ impl AuditLog {
     /// Appends one line: `ts`, `run`, `db_id`, then the fields of `line`,
     /// with one `write(2)`.
     pub fn write<T: Serialize>(&mut self, line: &T) -> Result<(), AuditError> {
+        self.follow_rotation();
         self.buf.clear();
         let stamped = Stamped {
             ts: now_rfc3339(),
@@ -259,11 +280,66 @@ impl AuditLog {
         self.file.write_all(&self.buf).map_err(|e| self.err(e))
     }
 
+    /// Reopens the path when a reopen was asked (SIGUSR1) or, looked at
+    /// once a second, the path no longer leads to the open file (renamed
+    /// away, replaced, removed). A path that cannot be opened keeps the
+    /// open file: its lines go on into the rotated file, one warning says so.
+    fn follow_rotation(&mut self) {
+        let generation = reopen_generation();
+        let asked = generation != self.reopened;
+        self.reopened = generation;
+        if !asked && self.checked.elapsed() < PATH_CHECK {
+            return;
+        }
+        self.checked = Instant::now();
+        let moved = match std::fs::metadata(&self.path) {
+            Ok(md) => (md.dev(), md.ino()) != self.ident,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        if !(asked || moved) {
+            return;
+        }
+        match open_append(&self.path) {
+            Ok((file, ident, _)) => {
+                tracing::info!(path = %self.path, asked, "audit log reopened");
+                self.file = file;
+                self.ident = ident;
+            }
+            Err(e) => tracing::warn!(
+                "audit log: cannot reopen `{}` ({e}); its lines go on into the file already open",
+                self.path
+            ),
+        }
+    }
+
     /// Kept for the callers that flush before each DB commit: every line
     /// is already in the kernel when [`AuditLog::write`] returns.
     pub fn flush(&mut self) -> Result<(), AuditError> {
         Ok(())
     }
+}
+
+/// Opens (creating) `path` for appending: the file, its (device, inode),
+/// and whether its last line was torn (then ended with a newline).
+fn open_append(path: &Utf8Path) -> io::Result<(File, (u64, u64), bool)> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let md = file.metadata()?;
+    let len = md.len();
+    let mut last = [b'\n'];
+    // Only a regular file has a last byte to look at (a log sent to a
+    // pipe or a terminal has none).
+    if md.is_file() && len > 0 {
+        file.read_exact_at(&mut last, len - 1)?;
+    }
+    let torn = last[0] != b'\n';
+    if torn {
+        file.write_all(b"\n")?;
+    }
+    Ok((file, (md.dev(), md.ino()), torn))
 }
 
 #[cfg(test)]
@@ -350,5 +426,65 @@ mod tests {
         assert!(!AuditLog::open(&path).unwrap().ended_torn_line());
         assert!(!AuditLog::open(&path).unwrap().ended_torn_line());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    fn synced_line(log: &mut AuditLog, name: &str) {
+        log.write(&FileRecord::new(
+            "synced",
+            &Path::new("/s").join(name),
+            &Path::new("/d").join(name),
+            1,
+        ))
+        .unwrap();
+    }
+
+    fn names(path: &Utf8Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["source"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("/s/")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// logrotate renames the log away: lines already under way go on into
+    /// the rotated file; within a second the log finds its path replaced
+    /// and the next line starts the new file. No line lost or doubled.
+    #[test]
+    fn a_log_renamed_away_is_reopened_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("job.log")).unwrap();
+        let rotated = Utf8PathBuf::from_path_buf(dir.path().join("job.log.1")).unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        synced_line(&mut log, "a");
+        std::fs::rename(&path, &rotated).unwrap();
+        synced_line(&mut log, "b");
+        log.checked -= PATH_CHECK * 2;
+        synced_line(&mut log, "c");
+        synced_line(&mut log, "d");
+        assert_eq!(names(&rotated), ["a", "b"]);
+        assert_eq!(names(&path), ["c", "d"]);
+    }
+
+    /// SIGUSR1 (`jobrun reopen`) raises the flag: the next line reopens at
+    /// once, without waiting for the second's check.
+    #[test]
+    fn a_reopen_asked_takes_effect_at_the_next_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("job.log")).unwrap();
+        let rotated = Utf8PathBuf::from_path_buf(dir.path().join("job.log.1")).unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        synced_line(&mut log, "a");
+        std::fs::rename(&path, &rotated).unwrap();
+        reopen_flag().store(true, Ordering::Release);
+        synced_line(&mut log, "b");
+        assert_eq!(names(&rotated), ["a"]);
+        assert_eq!(names(&path), ["b"]);
     }
 }

@@ -39,12 +39,34 @@ pub enum Command {
     Status(StatusArgs),
     /// Apply an edit of `bwlimit` to the running job: send SIGHUP to the run holding its lock (exit 3 if none runs).
     Reload(JsonArgs),
+    /// Make the running job reopen its audit log at its path (after logrotate moved it): send SIGUSR1 to the run or verify holding its lock (exit 3 if none runs).
+    Reopen(CommonArgs),
     /// Re-read the destination and compare every synced file with the size and hash recorded when it was read from the source (a file adopted without a hash: with its source, byte for byte).
     Verify(VerifyArgs),
     /// Print the recorded hash of every synced file (coreutils `*sum -c`, BSD tag or JSON Lines format).
     Hashes(HashesArgs),
     /// Write one self-contained HTML report of the job (runs, rates against the limit, backlog, failures, last verify, what is kept) from its state DB and audit log.
     Report(ReportArgs),
+    /// Write the manual pages (jobrun.1, jobrun-COMMAND.1) into DIR (for packagers).
+    #[command(name = "generate-man", hide = true)]
+    GenerateMan {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL on stdout (bash, zsh, fish).
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+}
+
+/// `jobrun completions SHELL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 
 mod check;
 mod hashes;
+mod manual;
 mod reload;
 mod report;
 mod run;
@@ -46,16 +47,25 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Check(a) | Command::Reload(a)) => a.json,
         Some(Command::Status(a)) => a.json,
         Some(Command::Verify(a)) => a.json,
-        Some(Command::Hashes(_) | Command::Report(_)) => false,
+        Some(
+            Command::Hashes(_)
+            | Command::Report(_)
+            | Command::Reopen(_)
+            | Command::GenerateMan { .. }
+            | Command::Completions { .. },
+        ) => false,
         None => cli.run.json,
     };
     let result = match cli.command {
         Some(Command::Check(args)) => check::check(&args),
         Some(Command::Status(args)) => status::status(&args),
         Some(Command::Reload(args)) => reload::reload(&args),
+        Some(Command::Reopen(args)) => reload::reopen(&args),
         Some(Command::Verify(args)) => verify::verify(&args),
         Some(Command::Hashes(args)) => hashes::hashes(&args),
         Some(Command::Report(args)) => report::report(&args),
+        Some(Command::GenerateMan { dir }) => manual::generate_man(&dir),
+        Some(Command::Completions { shell }) => manual::completions(shell),
         None => run::run_job(cli),
     };
     match result {
@@ -83,6 +93,13 @@ fn json(value: &impl serde::Serialize) -> Result<String, Failure> {
     serde_json::to_string_pretty(value)
         .map(|t| format!("{t}\n"))
         .map_err(|e| Failure::new(e, Exit::Fatal))
+}
+
+/// SIGUSR1 (`jobrun reopen`, logrotate) makes the audit log reopen its
+/// path at its next line. Registered before the job's lock is taken, so
+/// the lock holder that `reopen` signals never dies of it.
+fn reopen_on_sigusr1() {
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, crate::audit::reopen_flag());
 }
 
 /// Prints to stdout; a closed stdout (`| head`) is not an error worth a

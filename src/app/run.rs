@@ -23,6 +23,7 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
     // SIGHUP first: its default action would end the run.
     let reload = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone());
+    super::reopen_on_sigusr1();
     let job = load_runnable(&path, &args.overrides)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -210,6 +210,7 @@ fn open(args: &VerifyArgs) -> Result<Opened, Failure> {
             Exit::Usage,
         ));
     }
+    super::reopen_on_sigusr1();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone());

@@ -297,7 +297,7 @@ fn source_root_that_is_a_file_deletes_nothing() {
 /// everything, so as root the run is made as `nobody` through `setpriv`
 /// (after handing it the temp dir); `None` (skipped, with a message) when
 /// that is not possible.
-fn run_with_unreadable(env: &TestEnv, unreadable: &Path) -> Option<Out> {
+fn run_with_unreadable(env: &TestEnv, unreadable: &Path) -> Out {
     use std::os::unix::fs::PermissionsExt;
     let is_root = euid() == 0;
     let as_nobody = || {
@@ -323,12 +323,11 @@ fn run_with_unreadable(env: &TestEnv, unreadable: &Path) -> Option<Out> {
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
-        if !chowned || !runs {
-            eprintln!(
-                "skipped: running as root and cannot run jobrun as `nobody` (setpriv, chown)"
-            );
-            return None;
-        }
+        assert!(
+            chowned && runs,
+            "running as root, this test needs jobrun to run as `nobody` (setpriv, chown), \
+             which failed here"
+        );
     }
     let mode = |m| std::fs::set_permissions(unreadable, std::fs::Permissions::from_mode(m));
     mode(0o000).unwrap();
@@ -338,7 +337,7 @@ fn run_with_unreadable(env: &TestEnv, unreadable: &Path) -> Option<Out> {
         env.run(&[])
     };
     mode(0o755).unwrap();
-    Some(out)
+    out
 }
 
 /// An unreadable source root (resumed run: the mirror's own check).
@@ -347,9 +346,7 @@ fn unreadable_source_deletes_nothing() {
     let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
     let extras = add_extras(&env);
     make_backlog(&env);
-    let Some(out) = run_with_unreadable(&env, &env.src) else {
-        return;
-    };
+    let out = run_with_unreadable(&env, &env.src);
     out.assert_code(4);
     // Refused before any stage (the run's preflight, which `check` shares).
     assert!(
@@ -368,9 +365,7 @@ fn source_walk_errors_delete_nothing() {
     let env = synced_env("delete_extras = true\nmax_delete = \"off\"");
     let extras = add_extras(&env);
     std::fs::remove_dir_all(env.src.join("d1")).unwrap();
-    let Some(out) = run_with_unreadable(&env, &env.src.join("d2")) else {
-        return;
-    };
+    let out = run_with_unreadable(&env, &env.src.join("d2"));
     out.assert_code(4);
     assert!(
         out.stderr.contains(

@@ -256,14 +256,13 @@ fn inplace_keeps_existing_bits_less_what_the_source_does_not_grant() {
 /// warning per run, not one per file, and no file fails.
 #[test]
 fn refused_owners_warn_once_and_fail_nothing() {
-    if std::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "true"])
-        .status()
-        .map_or(true, |s| !s.success())
-    {
-        eprintln!("skipped: no user namespaces here");
-        return;
-    }
+    assert!(
+        std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "true"])
+            .status()
+            .is_ok_and(|s| s.success()),
+        "this test needs user namespaces (`unshare --user --map-root-user` failed here)"
+    );
     let env = TestEnv::new();
     for i in 0..20 {
         let p = env.src_file(&format!("d{}/f{i}", i % 3), b"x");

@@ -342,15 +342,17 @@ fn status_shows_a_running_job() {
 
 /// Whether util-linux `script` (a pty for the terminal tests) is here;
 /// says so when not.
-fn have_script() -> bool {
+/// The terminal tests need util-linux `script` for a pty: without it they
+/// fail, naming it, rather than pass having checked nothing.
+fn require_script() {
     let here = std::process::Command::new("script")
         .arg("--version")
         .output()
         .is_ok();
-    if !here {
-        eprintln!("skipped: `script` (util-linux) is not installed");
-    }
-    here
+    assert!(
+        here,
+        "`script` (util-linux) is not installed: no pty to test on"
+    );
 }
 
 /// Runs the shell command `cmd` on a pty, in the job's folder.
@@ -380,9 +382,7 @@ fn job_on_terminal(env: &TestEnv, stty: &str) -> String {
 /// drawn in place and cleared, and the summary follows it.
 #[test]
 fn terminal_gets_the_live_display() {
-    if !have_script() {
-        return;
-    }
+    require_script();
     let env = slow_env();
     let text = job_on_terminal(&env, "stty cols 120");
     assert!(
@@ -403,9 +403,7 @@ fn terminal_gets_the_live_display() {
 #[test]
 #[ignore = "slow tier (4 s)"]
 fn the_live_display_keeps_control_keys_from_echoing_until_it_ends() {
-    if !have_script() {
-        return;
-    }
+    require_script();
     let env = TestEnv::new();
     env.manifest("bwlimit = \"1M\"");
     for i in 0..3 {
@@ -533,9 +531,7 @@ fn backlog_done(line: &str) -> Option<String> {
 #[test]
 #[ignore = "slow tier (7 s)"]
 fn terminal_shows_every_lane_and_a_backlog_that_moves() {
-    if !have_script() {
-        return;
-    }
+    require_script();
     let env = lanes_env();
     let text = job_on_terminal(&env, "stty rows 40 cols 120");
     let lines = drawn_lines(&text, 120);
