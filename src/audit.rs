@@ -97,7 +97,7 @@ impl<'a> FileRecord<'a> {
 
     /// Adds the entry's kind and mtime (ns since the epoch).
     #[must_use]
-    pub fn entry(mut self, kind: &'a str, modified_ns: i64) -> Self {
+    pub fn entry(mut self, kind: &'a str, modified_ns: i128) -> Self {
         self.kind = Some(kind);
         self.mtime = Some(rfc3339_ns(modified_ns));
         self
@@ -117,8 +117,11 @@ pub use crate::clock::now_rfc3339;
 
 /// ns since the epoch as RFC 3339 UTC with nanoseconds
 /// (`2026-11-24T03:57:25.123456789Z`); times before 1970 too, which
-/// `humantime` refuses (a source file may carry any mtime).
-pub fn rfc3339_ns(ns: i64) -> String {
+/// `humantime` refuses (a source file may carry any mtime), and after 2262
+/// (an i64 of ns ends there; ext4 keeps 2446). Years past 9999 take more
+/// digits.
+pub fn rfc3339_ns(ns: impl Into<i128>) -> String {
+    let ns: i128 = ns.into();
     let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant, `civil_from_days`).
@@ -130,7 +133,7 @@ pub fn rfc3339_ns(ns: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let year = yoe + era * 400 + i128::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
         sod / 3600,
@@ -382,9 +385,20 @@ mod tests {
         assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
         assert_eq!(
-            rfc3339_ns(1_709_210_096_123_456_789),
+            rfc3339_ns(1_709_210_096_123_456_789_i64),
             "2024-02-29T12:34:56.123456789Z"
         );
+        // Past 2262 (no i64 of ns holds it) and ext4's whole range.
+        const S: i128 = 1_000_000_000;
+        for (ns, text) in [
+            (15_032_385_535 * S, "2446-05-10T22:38:55.000000000Z"),
+            (10_413_792_000 * S + 1, "2300-01-01T00:00:00.000000001Z"),
+            (-2_147_483_648 * S, "1901-12-13T20:45:52.000000000Z"),
+            (-315_619_200 * S + 7, "1960-01-01T00:00:00.000000007Z"),
+            (32_503_680_000 * S, "3000-01-01T00:00:00.000000000Z"),
+        ] {
+            assert_eq!(rfc3339_ns(ns), text);
+        }
         // Agrees with humantime wherever humantime can format.
         for secs in [951_782_400_i64, 4_102_444_799, 1_234_567_890] {
             let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);

@@ -10,7 +10,7 @@ pub use kinds::{
     TransferPass, TypeAction, TypeChangeNow, TypeRefusal, is_type_change, type_action,
     type_refusal_text,
 };
-pub use racy::{ReadStamp, TICK, moved_during_read, racy_window, time_granularity};
+pub use racy::{ReadStamp, TICK, moved_during_read, racy_window, time_granularity, time_not_held};
 
 use std::fmt;
 use std::time::Duration;
@@ -48,7 +48,7 @@ impl EntryKind {
 pub struct Stamp {
     pub kind: EntryKind,
     pub size: u64,
-    pub modified_ns: i64,
+    pub modified_ns: i128,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub fn needs_transfer(
         return Decision::Copy(CopyReason::SizeDiffers);
     }
     let diff = src.modified_ns.abs_diff(dst.modified_ns);
-    if u128::from(diff) <= window.as_nanos() {
+    if diff <= window.as_nanos() {
         return Decision::Skip(SkipReason::SameSizeAndMtime);
     }
     if after_copy == Some(dst) {
@@ -542,7 +542,7 @@ mod tests {
     use EntryKind::*;
     use SkipReason::*;
 
-    fn st(kind: EntryKind, size: u64, m: i64) -> Stamp {
+    fn st(kind: EntryKind, size: u64, m: i128) -> Stamp {
         Stamp {
             kind,
             size,
@@ -550,7 +550,7 @@ mod tests {
         }
     }
 
-    const S: i64 = 1_000_000_000;
+    const S: i128 = 1_000_000_000;
 
     #[test]
     fn skip_rule_table() {

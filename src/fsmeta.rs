@@ -57,11 +57,7 @@ pub fn to_entry(path: PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
     } else {
         return None;
     };
-    let created_ns = md.created().ok().and_then(|t| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_nanos() as i64)
-    });
+    let created_ns = md.created().ok().map(crate::beneath::system_ns);
     Some(ScanEntry {
         path,
         kind,

@@ -23,9 +23,10 @@ const CREATION_XATTR: &str = "user.cifs.creationtime";
 /// 100 ns intervals from 1601-01-01 to 1970-01-01.
 const NT_EPOCH: i64 = 116_444_736_000_000_000;
 
-/// `unix_ns` as a FILETIME (any i64 of ns is after 1601: its least is 1677).
-pub(super) fn nt_time(unix_ns: i64) -> u64 {
-    (unix_ns.div_euclid(100) + NT_EPOCH) as u64
+/// `unix_ns` as a FILETIME; 0 (the FILETIME of "no time") before 1601,
+/// the last FILETIME past its end (year 60056).
+pub(super) fn nt_time(unix_ns: i128) -> u64 {
+    u64::try_from((unix_ns.div_euclid(100) + i128::from(NT_EPOCH)).max(0)).unwrap_or(u64::MAX)
 }
 
 impl Root {
@@ -43,7 +44,7 @@ impl Root {
     /// (see [`Root::takes_creation_time`]); elsewhere, or without a recorded
     /// time, it does nothing. Set before the file's mtime: the server may
     /// stamp times while the file is open, never its creation time.
-    pub fn set_created(&self, file: &File, created_ns: Option<i64>) -> io::Result<()> {
+    pub fn set_created(&self, file: &File, created_ns: Option<i128>) -> io::Result<()> {
         let Some(nt) = created_ns.map(nt_time) else {
             return Ok(());
         };
@@ -73,7 +74,9 @@ mod tests {
             116_444_736_000_000_000 + 16_000_000_001_234_567
         );
         assert_eq!(nt_time(-1), 116_444_735_999_999_999);
-        assert!(nt_time(i64::MIN) > 0);
+        assert!(nt_time(i64::MIN.into()) > 0);
+        assert_eq!(nt_time(-11_644_473_600_000_000_000 - 100), 0, "before 1601");
+        assert_eq!(nt_time(i128::MAX), u64::MAX, "past 60056");
     }
 
     #[test]

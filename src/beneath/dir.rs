@@ -38,16 +38,21 @@ pub(super) fn name_ok(name: &OsStr) -> io::Result<&OsStr> {
 pub(super) fn set_times_at(
     at: BorrowedFd<'_>,
     name: &OsStr,
-    accessed_ns: i64,
-    modified_ns: i64,
+    accessed_ns: i128,
+    modified_ns: i128,
 ) -> io::Result<()> {
-    let ts = |ns: i64| rustix::fs::Timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
-        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+    // Seconds past what `time_t` holds (only a corrupt row has them) are
+    // refused, never wrapped.
+    let ts = |ns: i128| -> io::Result<rustix::fs::Timespec> {
+        Ok(rustix::fs::Timespec {
+            tv_sec: i64::try_from(ns.div_euclid(1_000_000_000))
+                .map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?,
+            tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+        })
     };
     let times = Timestamps {
-        last_access: ts(accessed_ns),
-        last_modification: ts(modified_ns),
+        last_access: ts(accessed_ns)?,
+        last_modification: ts(modified_ns)?,
     };
     Ok(rustix::fs::utimensat(
         at,
@@ -208,7 +213,7 @@ impl Dir {
     }
 
     /// Sets the times (ns since the epoch) of `name` itself.
-    pub fn set_times(&self, name: &OsStr, accessed_ns: i64, modified_ns: i64) -> io::Result<()> {
+    pub fn set_times(&self, name: &OsStr, accessed_ns: i128, modified_ns: i128) -> io::Result<()> {
         set_times_at(self.fd.as_fd(), name_ok(name)?, accessed_ns, modified_ns)
     }
 

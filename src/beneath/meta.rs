@@ -13,8 +13,8 @@ pub struct Meta {
     /// `st_mode`: file type and permission bits.
     pub mode: u32,
     pub len: u64,
-    pub modified_ns: i64,
-    pub accessed_ns: i64,
+    pub modified_ns: i128,
+    pub accessed_ns: i128,
     pub dev: u64,
     pub ino: u64,
     pub uid: u32,
@@ -22,9 +22,19 @@ pub struct Meta {
 }
 
 /// Seconds and nanoseconds since the epoch (as `stat` gives them) in
-/// nanoseconds, saturating: the one conversion every stage uses.
-pub fn ns(secs: i64, nanos: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+/// nanoseconds, exact over any `stat` time (i128: an i64 of ns ends in
+/// 2262, ext4 keeps 2446): the one conversion every stage uses.
+pub fn ns(secs: i64, nanos: i64) -> i128 {
+    i128::from(secs) * 1_000_000_000 + i128::from(nanos)
+}
+
+/// A `SystemTime` (a birth time) in nanoseconds since the epoch, before
+/// it too.
+pub fn system_ns(t: std::time::SystemTime) -> i128 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
 }
 
 impl Meta {

@@ -43,7 +43,7 @@ mod meta;
 
 use dir::set_times_at;
 pub use dir::{DIR_TTL, Dir, DirCache};
-pub use meta::{Meta, ns};
+pub use meta::{Meta, ns, system_ns};
 
 /// The error of an entry whose path goes through a symlink below its root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,7 +358,7 @@ impl Root {
     }
 
     /// Sets the times of `full` itself (the root included).
-    pub fn set_times(&self, full: &Path, accessed_ns: i64, modified_ns: i64) -> io::Result<()> {
+    pub fn set_times(&self, full: &Path, accessed_ns: i128, modified_ns: i128) -> io::Result<()> {
         if self.rel(full)?.as_os_str().is_empty() {
             return set_times_at(self.fd.as_fd(), OsStr::new("."), accessed_ns, modified_ns);
         }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::params;
 
+use super::times::Ns;
 use super::{Result, RowId, RowStatus, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::{EntryKind, Stamp};
 
@@ -23,7 +24,7 @@ pub struct TypeChange {
     pub kind: EntryKind,
     pub status: RowStatus,
     pub size: u64,
-    pub modified_ns: i64,
+    pub modified_ns: i128,
     /// The destination entry as the scan saw it.
     pub dest_stamp: Stamp,
 }
@@ -45,11 +46,11 @@ impl StateDb {
                 kind: kind_of(r.get_ref(3)?)?,
                 status: r.get(4)?,
                 size: r.get::<_, i64>(5)? as u64,
-                modified_ns: r.get(6)?,
+                modified_ns: r.get::<_, Ns>(6)?.0,
                 dest_stamp: Stamp {
                     kind: kind_of(r.get_ref(7)?)?,
                     size: r.get::<_, i64>(8)? as u64,
-                    modified_ns: r.get(9)?,
+                    modified_ns: r.get::<_, Ns>(9)?.0,
                 },
             })
         })?;
@@ -93,7 +94,7 @@ impl Tx<'_> {
                 path_value(dest),
                 found.kind.as_str(),
                 found.size as i64,
-                found.modified_ns
+                Ns(found.modified_ns)
             ])?;
         Ok(())
     }

@@ -10,6 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
+use super::times::{self, Ns};
 use super::{Result, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::{EntryKind, Stamp};
 
@@ -100,10 +101,10 @@ pub struct ScanEntry {
     pub path: PathBuf,
     pub kind: EntryKind,
     pub size: u64,
-    pub modified_ns: i64,
-    pub accessed_ns: i64,
-    pub changed_ns: i64,
-    pub created_ns: Option<i64>,
+    pub modified_ns: i128,
+    pub accessed_ns: i128,
+    pub changed_ns: i128,
+    pub created_ns: Option<i128>,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -120,8 +121,8 @@ pub struct PendingFile {
     pub dest: PathBuf,
     pub kind: EntryKind,
     pub size: u64,
-    pub modified_ns: i64,
-    pub accessed_ns: i64,
+    pub modified_ns: i128,
+    pub accessed_ns: i128,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -140,7 +141,7 @@ pub struct LinkedCopy {
     pub hash: Option<String>,
     /// The size and mtime the destination showed right after the copy
     /// (the source's where none was recorded): the copy is still that one.
-    pub stamp: (u64, i64),
+    pub stamp: (u64, i128),
 }
 
 /// A source row as a rescan compares it with the walked entry.
@@ -169,9 +170,9 @@ pub struct Synced<'a> {
     pub hash: Option<&'a str>,
     pub algorithm: Option<&'a str>,
     pub size: u64,
-    pub modified_ns: i64,
+    pub modified_ns: i128,
     /// The source's ctime when read (None: the row's stays).
-    pub changed_ns: Option<i64>,
+    pub changed_ns: Option<i128>,
     pub after_copy: Option<Stamp>,
 }
 
@@ -308,8 +309,8 @@ impl StateDb {
                 dest: path_from(r.get_ref(2)?)?,
                 kind: kind_of(r.get_ref(3)?)?,
                 size: r.get::<_, i64>(4)? as u64,
-                modified_ns: r.get(5)?,
-                accessed_ns: r.get(6)?,
+                modified_ns: r.get::<_, Ns>(5)?.0,
+                accessed_ns: r.get::<_, Ns>(6)?.0,
                 mode: r.get(7)?,
                 uid: r.get(8)?,
                 gid: r.get(9)?,
@@ -328,7 +329,7 @@ impl StateDb {
         &self,
         link: (u64, u64),
         size: u64,
-        modified_ns: i64,
+        modified_ns: i128,
         algorithm: &str,
     ) -> Result<Option<LinkedCopy>> {
         let mut st = self.conn.prepare_cached(
@@ -345,14 +346,14 @@ impl StateDb {
                     link.0 as i64,
                     link.1 as i64,
                     size as i64,
-                    modified_ns,
+                    Ns(modified_ns),
                     algorithm
                 ],
                 |r| {
                     Ok(LinkedCopy {
                         dest: path_from(r.get_ref(0)?)?,
                         hash: r.get(1)?,
-                        stamp: (r.get::<_, i64>(2)? as u64, r.get(3)?),
+                        stamp: (r.get::<_, i64>(2)? as u64, r.get::<_, Ns>(3)?.0),
                     })
                 },
             )
@@ -373,8 +374,8 @@ impl StateDb {
                 dest: path_from(r.get_ref(2)?)?,
                 kind: EntryKind::Dir,
                 size: r.get::<_, i64>(4)? as u64,
-                modified_ns: r.get(5)?,
-                accessed_ns: r.get(6)?,
+                modified_ns: r.get::<_, Ns>(5)?.0,
+                accessed_ns: r.get::<_, Ns>(6)?.0,
                 mode: r.get(7)?,
                 uid: r.get(8)?,
                 gid: r.get(9)?,
@@ -403,13 +404,15 @@ impl StateDb {
     }
 
     /// (accessed_ns, modified_ns) of a directory row, by source path.
-    pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i64, i64)>> {
+    pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i128, i128)>> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT accessed_ns, modified_ns FROM files WHERE source_path = ?1 AND kind = 'dir'",
             )?
-            .query_row([path_value(source_path)], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([path_value(source_path)], |r| {
+                Ok((r.get::<_, Ns>(0)?.0, r.get::<_, Ns>(1)?.0))
+            })
             .optional()?)
     }
 }
@@ -434,10 +437,10 @@ impl Tx<'_> {
             path_value(dest),
             e.kind.as_str(),
             e.size as i64,
-            e.modified_ns,
-            e.accessed_ns,
-            e.changed_ns,
-            e.created_ns,
+            Ns(e.modified_ns),
+            Ns(e.accessed_ns),
+            Ns(e.changed_ns),
+            times::opt(e.created_ns),
             e.mode,
             e.uid,
             e.gid,
@@ -477,10 +480,10 @@ impl Tx<'_> {
             id,
             e.kind.as_str(),
             e.size as i64,
-            e.modified_ns,
-            e.accessed_ns,
-            e.changed_ns,
-            e.created_ns,
+            Ns(e.modified_ns),
+            Ns(e.accessed_ns),
+            Ns(e.changed_ns),
+            times::opt(e.created_ns),
             e.mode,
             e.uid,
             e.gid,
@@ -509,10 +512,10 @@ impl Tx<'_> {
             done.hash,
             done.algorithm,
             done.size as i64,
-            done.modified_ns,
+            Ns(done.modified_ns),
             done.after_copy.map(|s| s.size as i64),
-            done.after_copy.map(|s| s.modified_ns),
-            done.changed_ns,
+            done.after_copy.map(|s| Ns(s.modified_ns)),
+            times::opt(done.changed_ns),
         ])?;
         Ok(())
     }
@@ -564,7 +567,7 @@ pub(super) fn link_of(dev: Option<i64>, ino: Option<i64>) -> Option<(u64, u64)> 
 pub(super) mod tests {
     use super::*;
 
-    pub(crate) fn entry(path: &str, size: u64, m: i64) -> ScanEntry {
+    pub(crate) fn entry(path: &str, size: u64, m: i128) -> ScanEntry {
         ScanEntry {
             path: PathBuf::from(path),
             kind: EntryKind::File,
@@ -597,7 +600,7 @@ pub(super) mod tests {
                 hash: Some("h"),
                 algorithm: Some("sha256"),
                 size: id as u64,
-                modified_ns: id * 10,
+                modified_ns: i128::from(id) * 10,
                 changed_ns: None,
                 after_copy: None,
             })

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::times::Ns;
 use super::{DbError, Result, RowId, StateDb, path_from};
 
 /// A synced file as `verify` checks it and `hashes` lists it.
@@ -12,7 +13,7 @@ pub struct HashedFile {
     pub source: PathBuf,
     pub dest: PathBuf,
     pub size: u64,
-    pub modified_ns: i64,
+    pub modified_ns: i128,
     /// Lowercase hex, as recorded when the file was read from the source.
     pub hash: String,
     /// As the manifest spells it (`sha256`, …).
@@ -62,7 +63,7 @@ pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile>
         source: path_from(r.get_ref(1)?)?,
         dest: path_from(r.get_ref(2)?)?,
         size: r.get::<_, i64>(3)? as u64,
-        modified_ns: r.get(4)?,
+        modified_ns: r.get::<_, Ns>(4)?.0,
         hash: r.get(5)?,
         algorithm: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
     })

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{Connection, params};
 
+use super::times::Ns;
 use super::{Result, ScanEntry, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::Stamp;
 
@@ -61,7 +62,7 @@ impl StateDb {
                 stamp: Stamp {
                     kind: kind_of(r.get_ref(1)?)?,
                     size: r.get::<_, i64>(2)? as u64,
-                    modified_ns: r.get(3)?,
+                    modified_ns: r.get::<_, Ns>(3)?.0,
                 },
             })
         })?;
@@ -215,7 +216,7 @@ impl StateDb {
                     path_value(&c.path),
                     c.stamp.kind.as_str(),
                     c.stamp.size as i64,
-                    c.stamp.modified_ns
+                    Ns(c.stamp.modified_ns)
                 ])?;
             }
         }
@@ -245,7 +246,7 @@ impl Tx<'_> {
                 path_value(&e.path),
                 e.kind.as_str(),
                 e.size as i64,
-                e.modified_ns
+                Ns(e.modified_ns)
             ])?;
         }
         Ok(())

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::OptionalExtension;
 
 use super::files::link_of;
+use super::times::Ns;
 use super::{KnownRow, Result, ScanEntry, StateDb, kind_of, path_value};
 use crate::decide::Stamp;
 
@@ -44,11 +45,11 @@ impl SourceLookup<'_> {
 
 fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
     let kind = kind_of(r.get_ref(1)?)?;
-    let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<i64>>(12)?) {
+    let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<Ns>>(12)?) {
         (Some(size), Some(m)) => Some(Stamp {
             kind,
             size: size as u64,
-            modified_ns: m,
+            modified_ns: m.0,
         }),
         _ => None,
     };
@@ -58,10 +59,10 @@ fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
             path: PathBuf::new(),
             kind,
             size: r.get::<_, i64>(2)? as u64,
-            modified_ns: r.get(3)?,
-            accessed_ns: r.get(4)?,
-            changed_ns: r.get(5)?,
-            created_ns: r.get(6)?,
+            modified_ns: r.get::<_, Ns>(3)?.0,
+            accessed_ns: r.get::<_, Ns>(4)?.0,
+            changed_ns: r.get::<_, Ns>(5)?.0,
+            created_ns: r.get::<_, Option<Ns>>(6)?.map(|t| t.0),
             mode: r.get(7)?,
             uid: r.get(8)?,
             gid: r.get(9)?,

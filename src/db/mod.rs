@@ -5,6 +5,8 @@
 //!
 //! Paths are stored as full paths: TEXT when the name is valid UTF-8, a BLOB
 //! of the raw bytes otherwise, so nothing is ever lost to lossy conversion.
+//! File times are ns since the epoch, without loss over any `stat` time
+//! (`times`: an INTEGER where 64 bits hold it, `@SECS.NNNNNNNNN` beyond).
 //!
 //! Where each rule lives: the write transaction ([`Tx`]) here; the
 //! migrations in `schema`; every `meta` key in `meta`; the recorded roots in
@@ -26,6 +28,7 @@ mod mounts;
 mod roots;
 mod runs;
 mod schema;
+mod times;
 mod verifies;
 
 use std::ffi::OsStr;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use rusqlite::{OptionalExtension, params};
 
 use super::files::after_value;
+use super::times::Ns;
 use super::{Result, RowId, StateDb, Tx, path_from};
 
 /// What a verify found for one row (`files.verify_result`).
@@ -39,7 +40,7 @@ pub struct VerifyRow {
     pub source: PathBuf,
     pub dest: PathBuf,
     pub size: u64,
-    pub modified_ns: i64,
+    pub modified_ns: i128,
     /// The recorded hash (lowercase hex) and its algorithm; `None` for an
     /// adopted file.
     pub recorded: Option<(String, String)>,
@@ -70,7 +71,7 @@ fn verify_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VerifyRow> {
         source: path_from(r.get_ref(1)?)?,
         dest: path_from(r.get_ref(2)?)?,
         size: r.get::<_, i64>(3)? as u64,
-        modified_ns: r.get(4)?,
+        modified_ns: r.get::<_, Ns>(4)?.0,
         recorded: hash.map(|h| (h, algorithm.unwrap_or_default())),
     })
 }

@@ -117,9 +117,9 @@ mod tests {
     use super::*;
     use EntryKind::*;
 
-    const S: i64 = 1_000_000_000;
+    const S: i128 = 1_000_000_000;
 
-    fn st(kind: EntryKind, size: u64, modified_ns: i64) -> Stamp {
+    fn st(kind: EntryKind, size: u64, modified_ns: i128) -> Stamp {
         Stamp {
             kind,
             size,

@@ -9,8 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadStamp {
     pub size: u64,
-    pub modified_ns: i64,
-    pub changed_ns: i64,
+    pub modified_ns: i128,
+    pub changed_ns: i128,
 }
 
 /// Added to every timestamp granularity: a file's times come from its
@@ -23,13 +23,22 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// 128-byte inodes, NFS servers on those), an even one FAT's 2 s; anything
 /// finer keeps sub-seconds. A time set to a whole second by hand (`touch
 /// -d`, an archive, a copy from FAT) only makes its window wider than needed.
-pub fn time_granularity(modified_ns: i64) -> Duration {
-    const S: i64 = 1_000_000_000;
+pub fn time_granularity(modified_ns: i128) -> Duration {
+    const S: i128 = 1_000_000_000;
     match (modified_ns.rem_euclid(S), modified_ns.div_euclid(S) % 2) {
         (0, 0) => Duration::from_secs(2),
         (0, _) => Duration::from_secs(1),
         _ => Duration::ZERO,
     }
+}
+
+/// Whether a destination that shows `shown` right after its mtime was
+/// set to `asked` cannot hold that time: more than FAT's 2 s apart. A
+/// coarser granularity only rounds; a date past the destination's range
+/// (ext4 ends in 2446, 128-byte inodes and FAT sooner) is clamped years
+/// away.
+pub fn time_not_held(asked: i128, shown: i128) -> bool {
+    asked.abs_diff(shown) > 2_000_000_000
 }
 
 /// What moved between two stats of a file being read, if anything: the
@@ -54,18 +63,18 @@ pub fn moved_during_read(before: &ReadStamp, after: &ReadStamp) -> Option<&'stat
 /// after the read began before a second read can vouch for the first; None
 /// for a file whose times are older (the common case: any later write
 /// moves them).
-pub fn racy_window(before: &ReadStamp, read_start_ns: i64) -> Option<Duration> {
+pub fn racy_window(before: &ReadStamp, read_start_ns: impl Into<i128>) -> Option<Duration> {
     let window = time_granularity(before.modified_ns) + TICK;
     let newest = before.modified_ns.max(before.changed_ns);
-    let settled = newest.saturating_add(window.as_nanos() as i64);
-    (read_start_ns < settled).then_some(window)
+    let settled = newest + window.as_nanos() as i128;
+    (read_start_ns.into() < settled).then_some(window)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const S: i64 = 1_000_000_000;
+    const S: i128 = 1_000_000_000;
 
     #[test]
     fn granularity_from_the_mtime() {
@@ -76,6 +85,22 @@ mod tests {
         assert_eq!(time_granularity(-3 * S), Duration::from_secs(1));
         assert_eq!(time_granularity(-S / 2), Duration::ZERO);
         assert_eq!(time_granularity(0), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_time_not_held_is_one_clamped_not_one_rounded() {
+        let far = 32_503_680_000 * S + 250;
+        assert!(time_not_held(far, 15_032_385_535 * S), "3000 shown as 2446");
+        assert!(time_not_held(
+            -2_147_483_649 * S,
+            -2_147_483_648 * S + 3 * S
+        ));
+        assert!(!time_not_held(far, far));
+        assert!(!time_not_held(101 * S + 1, 102 * S), "FAT rounds up to 2 s");
+        assert!(
+            !time_not_held(101 * S + 123, 101 * S + 100),
+            "SMB keeps 100 ns"
+        );
     }
 
     #[test]
@@ -118,8 +143,8 @@ mod tests {
 
     #[test]
     fn racy_files_are_those_written_within_their_granularity_of_the_read() {
-        let tick = TICK.as_nanos() as i64;
-        let at = |m: i64, c: i64| ReadStamp {
+        let tick = TICK.as_nanos() as i128;
+        let at = |m: i128, c: i128| ReadStamp {
             size: 1,
             modified_ns: m,
             changed_ns: c,
@@ -143,7 +168,8 @@ mod tests {
         // A time ahead of this clock (a server's clock ahead, a future mtime).
         assert_eq!(racy_window(&at(m + 60 * S, m), m), fine);
         // Extremes do not overflow.
-        assert_eq!(racy_window(&at(i64::MAX, i64::MAX), 0), fine);
-        assert_eq!(racy_window(&at(i64::MIN, i64::MIN), 0), None);
+        assert_eq!(racy_window(&at(i64::MAX.into(), i64::MAX.into()), 0), fine);
+        assert_eq!(racy_window(&at(i64::MIN.into(), i64::MIN.into()), 0), None);
+        assert_eq!(racy_window(&at(15_032_385_535 * S + 1, 0), 0), fine, "2446");
     }
 }

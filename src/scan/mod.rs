@@ -117,7 +117,7 @@ pub struct Skipped {
     /// `symlink`, `fifo`, `socket`, `block device` or `char device`.
     pub kind: &'static str,
     pub size: u64,
-    pub modified_ns: i64,
+    pub modified_ns: i128,
     pub reason: &'static str,
 }
 

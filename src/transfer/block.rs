@@ -19,8 +19,8 @@ pub struct FileTask {
     pub dest: PathBuf,
     /// Size at open, in bytes.
     pub size: u64,
-    pub modified_ns: i64,
-    pub accessed_ns: i64,
+    pub modified_ns: i128,
+    pub accessed_ns: i128,
     /// Source mode, uid and gid as the reader found them when it opened the
     /// source (the scanned row's for a failed entry): the bits and owners
     /// the destination entry is created with (see `crate::modes`).
@@ -33,12 +33,12 @@ pub struct FileTask {
     pub gid: u32,
     /// The source's creation time at open, where its filesystem reports one
     /// (applied where the destination takes it: `Root::set_created`).
-    pub created_ns: Option<i64>,
+    pub created_ns: Option<i128>,
     /// The source's extended attributes and ACLs that the job copies
     /// (`xattrs`, `acls`), read on the open source (see `crate::xattrs`).
     pub attrs: Vec<crate::xattrs::Attr>,
     /// The source's ctime at open (a file's; recorded in its row when synced).
-    pub changed_ns: Option<i64>,
+    pub changed_ns: Option<i128>,
 }
 
 /// A slice of a file's bytes.

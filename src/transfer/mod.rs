@@ -325,6 +325,7 @@ fn round(
             progress,
             stop,
             last_touched_dir: None,
+            times_warned: false,
         };
         let c = committer.run(done_rx, ctx.halt);
         let f = feeder.join().expect("feeder thread panicked");

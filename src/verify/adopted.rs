@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::Outcome;
 use super::read::{Paced, open_below, open_dest_file, read_full};
-use crate::beneath::Root;
+use crate::beneath::{Root, ns};
 use crate::checksum::HashAlgo;
 use crate::db::VerifyRow;
 use crate::progress::Lane;
@@ -27,16 +27,16 @@ pub(super) struct Roots<'a> {
 #[derive(PartialEq, Eq)]
 struct SourceStamp {
     size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
+    mtime_ns: i128,
+    ctime_ns: i128,
     ino: u64,
 }
 
 fn stamp(md: &Metadata) -> SourceStamp {
     SourceStamp {
         size: md.len(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
-        ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+        mtime_ns: ns(md.mtime(), md.mtime_nsec()),
+        ctime_ns: ns(md.ctime(), md.ctime_nsec()),
         ino: md.ino(),
     }
 }
@@ -46,7 +46,7 @@ fn stamp(md: &Metadata) -> SourceStamp {
 fn open_source(
     root: Result<&Root, &str>,
     path: &Path,
-    (size, modified_ns): (u64, i64),
+    (size, modified_ns): (u64, i128),
 ) -> Result<(File, SourceStamp), Outcome> {
     let failed = |error: String| Outcome::Failed { error };
     let root = root.map_err(|why| {
@@ -203,7 +203,7 @@ mod tests {
         let p = dir.path().join("a");
         std::fs::write(&p, b"abc").unwrap();
         let md = std::fs::metadata(&p).unwrap();
-        let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+        let mtime = ns(md.mtime(), md.mtime_nsec());
         let error = |r: Result<_, Outcome>| match r {
             Err(Outcome::Failed { error }) => error,
             _ => panic!("taken"),

@@ -11,6 +11,7 @@ mod audit;
 mod bwlimit;
 mod converge;
 mod core;
+mod dates;
 mod deploy;
 mod edges;
 mod faults;

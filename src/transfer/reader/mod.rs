@@ -301,7 +301,7 @@ impl<'a> Reader<'a> {
         row: &PendingFile,
         dir: &Dir,
         name: &OsStr,
-        task: &dyn Fn(u64, i64, i64, (u32, u32, u32)) -> Arc<FileTask>,
+        task: &dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask>,
         send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
     ) -> Result<Outcome, TransferError> {
         let copy = row.link_to.as_ref().expect("checked by the caller");
@@ -332,7 +332,7 @@ impl<'a> Reader<'a> {
         row: &PendingFile,
         dir: &Dir,
         name: &OsStr,
-        task: &dyn Fn(u64, i64, i64, (u32, u32, u32)) -> Arc<FileTask>,
+        task: &dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask>,
         send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
     ) -> Result<Outcome, TransferError> {
         // Before the open: the racy-file rule compares the file's times
@@ -368,10 +368,7 @@ impl<'a> Reader<'a> {
         let attrs = self.read_attrs(&f, &row.source);
         if let Some(f) = Arc::get_mut(&mut file) {
             f.attrs = attrs;
-            f.created_ns = before.created().ok().and_then(|t| {
-                let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-                i64::try_from(d.as_nanos()).ok()
-            });
+            f.created_ns = before.created().ok().map(crate::beneath::system_ns);
             f.changed_ns = Some(ns(before.ctime(), before.ctime_nsec()));
         }
         debug!(id = row.id.get(), path = %row.source.display(), size = before.len(), "reading");
