@@ -177,67 +177,6 @@ pub struct Synced<'a> {
 }
 
 impl StateDb {
-    /// Pending rows (every kind: folders too) and file bytes: the backlog.
-    pub fn backlog(&self) -> Result<(u64, u64)> {
-        let sql = "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
-             FROM files WHERE status = 'pending'";
-        Ok(self.conn.query_row(sql, [], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })?)
-    }
-
-    /// The transfer stage's share of the backlog: pending entries other
-    /// than folders (those only get their times restored) and file bytes.
-    pub fn transfer_backlog(&self) -> Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
-             FROM files WHERE status = 'pending' AND kind != 'dir'",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
-    }
-
-    /// Files and bytes per status, always listing all three.
-    pub fn status_counts(&self) -> Result<Vec<StatusCount>> {
-        let mut out: Vec<StatusCount> = RowStatus::ALL
-            .into_iter()
-            .map(|status| StatusCount {
-                status,
-                files: 0,
-                bytes: 0,
-            })
-            .collect();
-        let mut st = self.conn.prepare(
-            "SELECT status, count(*), coalesce(sum(CASE WHEN kind = 'file' THEN size END), 0)
-             FROM files GROUP BY status",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (status, files, bytes) = row?;
-            if let Some(c) = out
-                .iter_mut()
-                .find(|c| Some(c.status) == RowStatus::parse(&status))
-            {
-                c.files = files as u64;
-                c.bytes = bytes as u64;
-            }
-        }
-        Ok(out)
-    }
-
-    /// Rows in `files`.
-    pub fn count_files(&self) -> Result<u64> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))? as u64)
-    }
-
     /// Deletes every row whose id `seen` rejects (rows of entries the scan
     /// did not find), in chunks of rowids; returns how many.
     pub fn drop_unseen(&mut self, seen: impl Fn(RowId) -> bool) -> Result<u64> {

@@ -29,6 +29,7 @@ mod roots;
 mod runs;
 mod schema;
 mod times;
+mod totals;
 mod verifies;
 
 use std::ffi::OsStr;

@@ -160,6 +160,12 @@ CREATE TABLE runs (
              ALTER TABLE files ADD COLUMN link_ino INTEGER;
              CREATE INDEX files_link ON files (link_ino, link_dev) WHERE link_ino IS NOT NULL;",
         ),
+        // v10: running totals (see `totals.rs`): entries, bytes and hashed
+        // entries per (status, kind), kept by triggers in the transaction
+        // of every write to `files`, so that the startup backlog, `status`
+        // and `status --json` read nine rows instead of every row (50M rows
+        // took minutes). Filled from the rows in place.
+        M::up(super::totals::V10),
     ])
 });
 

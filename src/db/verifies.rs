@@ -139,16 +139,6 @@ impl StateDb {
         Ok(())
     }
 
-    /// Synced files: `(with a hash, without one)`.
-    pub fn synced_files(&self) -> Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT count(hash), count(*) - count(hash) FROM files
-             WHERE status = 'synced' AND kind = 'file'",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )?)
-    }
-
     /// Up to `limit` rows to verify with rowid above `after`, in rowid order.
     pub fn verify_page(
         &self,
@@ -358,9 +348,16 @@ mod tests {
         }
         let ro = StateDb::open_existing_read_only(&path).unwrap().unwrap();
         assert!(ro.last_verify().unwrap().is_none(), "status reads a v2 DB");
+        assert_eq!(ro.synced_files().unwrap(), (1, 0), "counted row by row");
+        assert_eq!(ro.status_counts().unwrap()[1].bytes, 1);
         drop(ro);
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 9, "migrated to the latest");
+        assert_eq!(db.schema_version().unwrap(), 10, "migrated to the latest");
+        assert_eq!(db.synced_files().unwrap(), (1, 0), "totals filled in place");
+        assert_eq!(
+            (db.count_files().unwrap(), db.backlog().unwrap()),
+            (1, (0, 0))
+        );
         let mut todo = Vec::new();
         db.verify_todo_sizes(0, |id, size, adopted| todo.push((id, size, adopted)))
             .unwrap();

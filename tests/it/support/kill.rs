@@ -9,7 +9,8 @@ use crate::env::{TestEnv, bytes};
 /// The kill-safety invariants, checked while no run is active:
 /// 1. every regular file under its real name in the destination has
 ///    exactly its source's bytes (nothing half-written is visible);
-/// 2. every `synced` file row's destination has its source's bytes.
+/// 2. every `synced` file row's destination has its source's bytes;
+/// 3. the running totals (`totals`) agree with the rows.
 ///
 /// Valid as long as the test does not change the source tree.
 #[track_caller]
@@ -33,6 +34,7 @@ pub fn assert_kill_invariants(env: &TestEnv, context: &str) {
             s.len()
         );
     }
+    assert_totals_agree(env, context);
     for r in all_rows(env) {
         if r.kind == "file" && r.status == "synced" {
             let d = std::fs::read(&r.dest).unwrap_or_else(|e| {
@@ -45,6 +47,31 @@ pub fn assert_kill_invariants(env: &TestEnv, context: &str) {
             );
         }
     }
+}
+
+/// The running totals (entries, bytes, hashed per status and kind) are
+/// what the rows add up to.
+#[track_caller]
+pub fn assert_totals_agree(env: &TestEnv, context: &str) {
+    let db = env.db();
+    let q = |sql: &str| -> Vec<(String, String, i64, i64, i64)> {
+        let mut st = db.prepare(sql).unwrap();
+        st.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    assert_eq!(
+        q(
+            "SELECT status, kind, entries, bytes, hashed FROM totals WHERE entries != 0 ORDER BY 1, 2"
+        ),
+        q(
+            "SELECT status, kind, count(*), sum(size), count(hash) FROM files GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        "{context}: the running totals differ from the rows"
+    );
 }
 
 /// Runs until a run exits 0 (at most `max` runs), then once more (a scan,
