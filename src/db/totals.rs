@@ -249,3 +249,95 @@ mod tests {
         );
     }
 }
+
+/// A DB made by the release before v10 (`tests/fixtures/release-v9.db`,
+/// made by `tests/fixtures/make-release-db.sh`) migrates in place: every
+/// table keeps every value, and the totals are the rows'.
+#[cfg(test)]
+mod migrate_fixture {
+    use rusqlite::types::Value;
+
+    use super::*;
+
+    type Dump = Vec<(String, Vec<Vec<Value>>)>;
+
+    fn dump(c: &rusqlite::Connection, tables: &[String]) -> Dump {
+        tables
+            .iter()
+            .map(|t| {
+                let mut st = c
+                    .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))
+                    .unwrap();
+                let n = st.column_count();
+                let rows = st
+                    .query_map([], |r| (0..n).map(|i| r.get::<_, Value>(i)).collect())
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                (t.clone(), rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_release_db_keeps_every_fact_through_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.db");
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/release-v9.db");
+        std::fs::copy(fixture, &path).unwrap();
+        let (tables, before, counted) = {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let v: i64 = c
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, 9, "the fixture is a v9 DB");
+            let mut st = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
+                .unwrap();
+            let tables: Vec<String> = st
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let before = dump(&c, &tables);
+            let counted: Vec<(String, i64, i64)> = c
+                .prepare(
+                    "SELECT status, count(*), sum(CASE WHEN kind = 'file' THEN size ELSE 0 END)
+                     FROM files GROUP BY 1 ORDER BY 1",
+                )
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (tables, before, counted)
+        };
+        for (status, n) in [("pending", 4), ("synced", 12), ("failed", 2)] {
+            assert!(
+                counted.iter().any(|c| c.0 == status && c.1 == n),
+                "the fixture holds {n} {status} rows: {counted:?}"
+            );
+        }
+        let db = StateDb::open(&camino::Utf8PathBuf::try_from(path).unwrap()).unwrap();
+        assert_eq!(db.schema_version().unwrap(), 10);
+        assert_eq!(
+            dump(&db.conn, &tables),
+            before,
+            "every value of every table kept"
+        );
+        let mut shown: Vec<(String, i64, i64)> = db
+            .status_counts()
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.files > 0)
+            .map(|c| (c.status.as_str().to_owned(), c.files as i64, c.bytes as i64))
+            .collect();
+        shown.sort();
+        assert_eq!(shown, counted, "status reads the rows' totals");
+        assert_eq!(
+            db.synced_files().unwrap(),
+            (9, 1),
+            "one adopted file without a hash"
+        );
+    }
+}
