@@ -251,6 +251,31 @@ fn tune(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Brings the DB to the latest schema in place (rusqlite_migration: one
+/// transaction; a kill leaves the old version whole). A DB that had rows
+/// gets a line before and after: a migration may rewrite every row.
+fn migrate(conn: &mut Connection, path: &Utf8Path) -> Result<()> {
+    let version = |c: &Connection| -> i64 {
+        c.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let (from, started) = (version(conn), std::time::Instant::now());
+    let latest = schema::LATEST;
+    if from > 0 && from < latest {
+        tracing::info!(db = %path, "state DB at v{from}: migrating in place to v{latest}");
+    }
+    MIGRATIONS
+        .to_latest(conn)
+        .map_err(|source| DbError::Migrate {
+            path: path.to_owned(),
+            source,
+        })?;
+    if from > 0 && from < latest {
+        tracing::info!(db = %path, "state DB migrated to v{latest} in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
 impl StateDb {
     /// Opens (creating if needed) and migrates the DB.
     pub fn open(path: &Utf8Path) -> Result<Self> {
@@ -263,12 +288,7 @@ impl StateDb {
         }
         let mut conn = Connection::open(path).map_err(open_err)?;
         tune(&conn).map_err(open_err)?;
-        MIGRATIONS
-            .to_latest(&mut conn)
-            .map_err(|source| DbError::Migrate {
-                path: path.to_owned(),
-                source,
-            })?;
+        migrate(&mut conn, path)?;
         let mut db = Self {
             conn,
             path: path.to_owned(),

@@ -6,6 +6,9 @@ use rusqlite_migration::{M, Migrations};
 
 use super::{Result, StateDb};
 
+/// The version the last migration brings a DB to.
+pub(super) const LATEST: i64 = 10;
+
 pub(super) static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
         M::up(
@@ -184,5 +187,11 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        MIGRATIONS.to_latest(&mut c).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, LATEST);
     }
 }

@@ -8,10 +8,11 @@
 use super::files::{RowStatus, StatusCount};
 use super::{Result, StateDb};
 
-/// The v10 migration: the table, its nine rows filled from `files`, and
+/// The v10 migration: the table, its nine rows filled from `files` (one
+/// pass), and
 /// the triggers. `status` and `kind` take three values each (the CHECKs of
 /// v1), so every row exists from the start and the triggers only UPDATE.
-pub(super) const V10: &str = "
+pub(super) const V10: &str = r#"
 CREATE TABLE totals (
     status  TEXT NOT NULL,
     kind    TEXT NOT NULL,
@@ -21,12 +22,12 @@ CREATE TABLE totals (
     PRIMARY KEY (status, kind)
 ) WITHOUT ROWID;
 INSERT INTO totals (status, kind, entries, bytes, hashed)
-    SELECT s.value, k.value,
-           (SELECT count(*) FROM files f WHERE f.status = s.value AND f.kind = k.value),
-           (SELECT coalesce(sum(size), 0) FROM files f WHERE f.status = s.value AND f.kind = k.value),
-           (SELECT count(hash) FROM files f WHERE f.status = s.value AND f.kind = k.value)
-    FROM json_each('[\"pending\",\"synced\",\"failed\"]') s,
-         json_each('[\"file\",\"dir\",\"symlink\"]') k;
+    SELECT status, kind, count(*), coalesce(sum(size), 0), count(hash)
+    FROM files GROUP BY status, kind;
+INSERT OR IGNORE INTO totals (status, kind, entries, bytes, hashed)
+    SELECT s.value, k.value, 0, 0, 0
+    FROM json_each('["pending","synced","failed"]') s,
+         json_each('["file","dir","symlink"]') k;
 CREATE TRIGGER files_totals_insert AFTER INSERT ON files BEGIN
     UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
         hashed = hashed + (new.hash IS NOT NULL)
@@ -48,7 +49,7 @@ BEGIN
         hashed = hashed + (new.hash IS NOT NULL)
     WHERE status = new.status AND kind = new.kind;
 END;
-";
+"#;
 
 /// One (status, kind) total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
