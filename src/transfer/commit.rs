@@ -18,12 +18,12 @@ use tracing::{debug, warn};
 
 use super::TransferError;
 use super::block::FileTask;
-use super::dest::{copy_dir_attrs, dir_mode, make_dir, stamp_of, symlinked_folder_error};
-use crate::audit::{AuditLog, FileRecord, rfc3339_ns};
+use super::dest::*;
+use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{self, Dir, Meta, Root};
 use crate::checksum::HashAlgo;
 use crate::db::{PendingFile, StateDb, Synced, Tx};
-use crate::decide::{self, EntryKind, Stamp};
+use crate::decide::{EntryKind, Stamp};
 use crate::modes::{Modes, Permissions};
 use crate::progress::Progress;
 
@@ -97,17 +97,6 @@ pub struct Committer<'a> {
 }
 
 impl Committer<'_> {
-    /// Warns, once, of a destination that shows a time far from the
-    /// source's it was given (a date past its range, clamped): the row and
-    /// the audit line keep the source's, the row's after-copy stamp what
-    /// the destination shows (the next scan compares with it).
-    fn time_held(&mut self, dest: &Path, asked: i128, shown: i128) {
-        if decide::time_not_held(asked, shown) && !std::mem::replace(&mut self.times_warned, true) {
-            warn!(path = %dest.display(), source = %rfc3339_ns(asked), shown = %rfc3339_ns(shown),
-                "the destination cannot hold the source's modification time; the state DB and the audit log keep the source's; not reported again this run");
-        }
-    }
-
     /// Records every lane's outcomes until all lanes are done, then restores
     /// folder times (unless stopping). On any error, sets `halt` so the lanes
     /// stop; their unrecorded files stay pending.
@@ -270,7 +259,11 @@ impl Committer<'_> {
         rec.hash = hash;
         rec.algorithm = algorithm;
         self.audit.write(&rec).map_err(Stop::commit)?;
-        self.time_held(&task.dest, task.modified_ns, stamp.modified_ns);
+        time_held(
+            &mut self.times_warned,
+            &task.dest,
+            (task.modified_ns, stamp.modified_ns),
+        );
         batch.logged(Logged::new(
             "synced",
             &task.source,
@@ -305,21 +298,18 @@ impl Committer<'_> {
         for d in self.db.pending_dirs().map_err(Stop::abandon)? {
             let done = self.restore_dir(&d);
             match done {
-                Ok(md) => {
-                    self.time_held(&d.dest, d.modified_ns, md.modified_ns);
-                    batch
-                        .tx()
-                        .mark_synced(&Synced {
-                            id: d.id,
-                            hash: None,
-                            algorithm: None,
-                            size: d.size,
-                            modified_ns: d.modified_ns,
-                            changed_ns: None,
-                            after_copy: Some(stamp_of(EntryKind::Dir, &md)),
-                        })
-                        .map_err(Stop::abandon)?;
-                }
+                Ok(md) => batch
+                    .tx()
+                    .mark_synced(&Synced {
+                        id: d.id,
+                        hash: None,
+                        algorithm: None,
+                        size: d.size,
+                        modified_ns: d.modified_ns,
+                        changed_ns: None,
+                        after_copy: Some(dir_stamp(&mut self.times_warned, &d, &md)),
+                    })
+                    .map_err(Stop::abandon)?,
                 Err(e) => {
                     let error = format!("cannot restore folder `{}`: {e}", d.dest.display());
                     warn!(%error, "folder failed");

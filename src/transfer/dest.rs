@@ -132,6 +132,23 @@ pub(super) fn symlinked_folder_error(root: &Path, dir: &Path, e: &io::Error) -> 
     }
 }
 
+/// Warns, once per run (`warned`), of a destination that shows a time far
+/// from the source's it was given (a date past its range, clamped): the
+/// row and the audit line keep the source's, the row's after-copy stamp
+/// what the destination shows (the next scan compares with it).
+pub(super) fn time_held(warned: &mut bool, dest: &Path, (asked, shown): (i128, i128)) {
+    if crate::decide::time_not_held(asked, shown) && !std::mem::replace(warned, true) {
+        tracing::warn!(path = %dest.display(), source = %crate::audit::rfc3339_ns(asked), shown = %crate::audit::rfc3339_ns(shown),
+            "the destination cannot hold the source's modification time; the state DB and the audit log keep the source's; not reported again this run");
+    }
+}
+
+/// A restored folder's after-copy stamp, its time checked by [`time_held`].
+pub(super) fn dir_stamp(warned: &mut bool, d: &crate::db::PendingFile, md: &Meta) -> Stamp {
+    time_held(warned, &d.dest, (d.modified_ns, md.modified_ns));
+    stamp_of(EntryKind::Dir, md)
+}
+
 pub(super) fn stamp_of(kind: EntryKind, md: &Meta) -> Stamp {
     Stamp {
         kind,
