@@ -40,7 +40,7 @@ pub enum Command {
     /// Apply an edit of `bwlimit` to the running job: send SIGHUP to the run holding its lock (exit 3 if none runs).
     Reload(JsonArgs),
     /// Make the running job reopen its audit log at its path (after logrotate moved it): send SIGUSR1 to the run or verify holding its lock (exit 3 if none runs).
-    Reopen(CommonArgs),
+    Reopen(JsonArgs),
     /// Re-read the destination and compare every synced file with the size and hash recorded when it was read from the source (a file adopted without a hash: with its source, byte for byte).
     Verify(VerifyArgs),
     /// Print the recorded hash of every synced file (coreutils `*sum -c`, BSD tag or JSON Lines format).

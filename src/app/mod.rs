@@ -44,13 +44,12 @@ impl Failure {
 /// `{"exit": CODE, "error": LINE}`.
 pub fn run(cli: Cli) -> Exit {
     let json = match &cli.command {
-        Some(Command::Check(a) | Command::Reload(a)) => a.json,
+        Some(Command::Check(a) | Command::Reload(a) | Command::Reopen(a)) => a.json,
         Some(Command::Status(a)) => a.json,
         Some(Command::Verify(a)) => a.json,
         Some(
             Command::Hashes(_)
             | Command::Report(_)
-            | Command::Reopen(_)
             | Command::GenerateMan { .. }
             | Command::Completions { .. },
         ) => false,

@@ -5,7 +5,7 @@
 //! reopens its path at its next line (after logrotate moved it).
 
 use super::{Failure, load, out};
-use crate::cli::{CommonArgs, JsonArgs};
+use crate::cli::JsonArgs;
 use crate::exit::Exit;
 use crate::manifest::Job;
 use rustix::process::Signal;
@@ -34,13 +34,25 @@ pub fn reload(args: &JsonArgs) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
-pub fn reopen(args: &CommonArgs) -> Result<Exit, Failure> {
-    let job = load(args)?;
+pub fn reopen(args: &JsonArgs) -> Result<Exit, Failure> {
+    let job = load(&args.common)?;
     let pid = signal_holder(&job, Signal::USR1, "the next run opens the log anew")?;
-    out(&format!(
-        "reopen: sent SIGUSR1 to the run (pid {pid}); it reopens `{}` at its next line\n",
-        job.log
-    ));
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Sent<'a> {
+            pid: u32,
+            log: &'a str,
+        }
+        out(&super::json(&Sent {
+            pid,
+            log: job.log.as_str(),
+        })?);
+    } else {
+        out(&format!(
+            "reopen: sent SIGUSR1 to the run (pid {pid}); it reopens `{}` at its next line\n",
+            job.log
+        ));
+    }
     Ok(Exit::Ok)
 }
 

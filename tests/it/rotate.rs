@@ -193,6 +193,44 @@ fn the_shipped_logrotate_file_loses_no_line() {
     );
 }
 
+/// `reopen --json`: whom it signalled and which log, or `{exit, error}`.
+#[test]
+fn reopen_json_says_whom_it_signalled_or_why_not() {
+    let (env, mut child) = slow_job("");
+    let lock = env.root().join("job.db.lock");
+    crate::support::wait_for("the run's lock", Duration::from_secs(20), || {
+        std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == child.id().to_string())
+    });
+    let json = |env: &TestEnv| -> (Out, serde_json::Value) {
+        let out: Out = env
+            .cmd()
+            .args(["reopen", "--json"])
+            .arg(&env.manifest)
+            .output()
+            .unwrap()
+            .into();
+        let v = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+        (out, v)
+    };
+    let (out, v) = json(&env);
+    out.assert_code(0);
+    assert_eq!(v["pid"].as_u64(), Some(u64::from(child.id())), "{v}");
+    assert_eq!(v["log"].as_str(), env.log_path().to_str(), "{v}");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let (out, v) = json(&env);
+    out.assert_code(3);
+    assert_eq!(v["exit"], 3, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no run of this job is going"),
+        "{v}"
+    );
+}
+
 #[test]
 fn reopen_without_a_run_is_exit_3_and_with_a_bad_manifest_exit_2() {
     let env = TestEnv::new();
