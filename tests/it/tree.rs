@@ -418,3 +418,29 @@ fn copied_bytes_are_the_bytes_written_not_the_holes_nor_the_linked_names() {
         .expect("jobrun_copied_bytes_total");
     assert_eq!(total as u64, copied, "the metric");
 }
+
+/// A racy file is read a second time once its window has passed
+/// (`decide::racy_window`; a future mtime makes it racy at once): that
+/// read skips the holes as the first one does, under the same limit. Read
+/// in full, the 1 GiB of holes would take 500 s at 2 MB/s.
+#[test]
+fn the_racy_second_read_skips_the_holes_too() {
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"2M\"\ntransfers = 1\nchecksum = \"sha256\"");
+    let size = 1 << 30;
+    let chunks = vec![(0, bytes(64 * 1024, 7)), (size / 2, bytes(64 * 1024, 8))];
+    let src = env.src.join("racy.img");
+    sparse_file(&src, size, &chunks);
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let secs = future
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    TestEnv::set_mtime(&src, secs as i64, 123_456_789);
+    let out = Running::start(&env, &[]).wait(Duration::from_secs(60));
+    out.assert_code(0);
+    assert_same_content(&src, &env.dst.join("racy.img"));
+    let (status, hash) = &env.rows()[src.to_str().unwrap()];
+    assert_eq!(status, "synced");
+    assert_eq!(hash.as_deref(), Some(sha256_of(size, &chunks).as_str()));
+}
