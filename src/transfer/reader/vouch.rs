@@ -12,9 +12,9 @@ use tracing::debug;
 
 use super::Reader;
 use super::source::ReadAhead;
-use crate::transfer::holes::{Regions, feed_zeros};
 use crate::beneath::ns;
 use crate::decide::{self, ReadStamp};
+use crate::transfer::holes::{Regions, feed_zeros};
 
 impl Reader<'_> {
     /// Whether the bytes just read (hash `hash`) are the file's: nothing of
@@ -74,7 +74,7 @@ impl Reader<'_> {
     /// The hash of the first `size` bytes of `f`, read again from its start,
     /// its holes skipped as the first read skipped them (`sparse`: zeros
     /// fed to the hasher, not read).
-    fn hash_again(&self, f: &mut File, size: u64) -> io::Result<String> {
+    pub(super) fn hash_again(&self, f: &mut File, size: u64) -> io::Result<String> {
         f.seek(SeekFrom::Start(0))?;
         let mut hasher = self.ctx.job.checksum.hasher();
         let mut buf = vec![0; self.ctx.job.block_size];

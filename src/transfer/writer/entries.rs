@@ -1,8 +1,9 @@
 //! Entries without bytes of their own to copy: a hard link to its
-//! group's copy, a symlink.
+//! group's copy, a symlink, a file whose copy needs its attributes only.
 
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -133,5 +134,40 @@ impl Writer<'_> {
                 Err(f)
             }
         }
+    }
+
+    /// The copy at the destination is the source's content (`Msg::Settle`):
+    /// its owners, bits and attributes are given in place, no byte written.
+    /// The copy must still show `after_copy`, or it is copied next run.
+    pub(super) fn settle(
+        &mut self,
+        task: &FileTask,
+        hash: String,
+        after_copy: (u64, i64),
+    ) -> Result<Finished, Fault> {
+        let (dir, name) = self.parent_dir(&task.dest)?;
+        let file = dir
+            .open_read(&name, false)
+            .map_err(|e| classify("cannot open", &task.dest, e))?;
+        let md = file
+            .metadata()
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        let found = (md.len(), crate::beneath::ns(md.mtime(), md.mtime_nsec()));
+        if !md.is_file() || found != after_copy {
+            return Err(Fault::File(format!(
+                "the copy `{}` changed since it was made; copied again next run",
+                task.dest.display()
+            )));
+        }
+        self.settle_file(task, &file);
+        drop(file);
+        let md = dir
+            .stat(&name)
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        Ok(Finished {
+            hash: Some(hash),
+            stamp: stamp_of(EntryKind::File, &md),
+            written: 0,
+        })
     }
 }

@@ -171,6 +171,14 @@ impl<'a> Writer<'a> {
                     Ok(f) => Ok(Some((file, f))),
                     Err(f) => Err((file, f)),
                 },
+                Msg::Settle {
+                    file,
+                    hash,
+                    after_copy,
+                } => match self.settle(&file, hash, after_copy) {
+                    Ok(f) => Ok(Some((file, f))),
+                    Err(f) => Err((file, f)),
+                },
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
                 Msg::Abandon { file } => {
                     discard(&mut open, Some(file.id), self.ctx.job.inplace);
