@@ -107,13 +107,13 @@ fn state_db_families(text: &mut Families, s: &Sample) {
 fn transfer_families(text: &mut Families, s: &Sample) {
     text.gauge(
         "jobrun_run_copied_bytes",
-        "Bytes of the entries synced by the current (or last) run.",
+        "Bytes written for the entries synced by the current (or last) run (holes and hard-linked names write none).",
         s.run_copied_bytes as f64,
     );
     text.family(
         "jobrun_copied_bytes_total",
         "counter",
-        "Bytes of the entries synced by all runs of the job.",
+        "Bytes written for the entries synced by all runs of the job (holes and hard-linked names write none).",
         &[(String::new(), s.copied_bytes_total as f64)],
     );
     text.gauge(

@@ -131,6 +131,19 @@ pub struct PendingFile {
     /// The copy of its group already made, to link to instead of copying
     /// (set by the transfer's feed, see `transfer::links`).
     pub link_to: Option<LinkedCopy>,
+    /// The copy recorded for the content the row still has (its size and
+    /// mtime unchanged since): kept while pending, so that a change of
+    /// attributes alone can be settled without copying the bytes again.
+    pub copied: Option<RecordedCopy>,
+}
+
+/// A copy recorded with its hash and the destination's stamp after it.
+#[derive(Debug, Clone)]
+pub struct RecordedCopy {
+    pub hash: String,
+    pub algorithm: String,
+    /// The destination's size and mtime right after the copy.
+    pub after_copy: (u64, i128),
 }
 
 /// A synced member of a hard-link group: its destination and hash.
@@ -235,7 +248,8 @@ impl StateDb {
     pub fn pending_page(&self, after: Option<RowId>, limit: usize) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare_cached(
             "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
-                    uid, gid, link_dev, link_ino
+                    uid, gid, link_dev, link_ino, hash, hash_algorithm, after_copy_size,
+                    after_copy_modified_ns
              FROM files WHERE status = 'pending' AND rowid > ?1
                  AND source_path NOT IN
                      (SELECT source_path FROM type_changes WHERE dest_kind = 'dir')
@@ -255,6 +269,19 @@ impl StateDb {
                 gid: r.get(9)?,
                 link: link_of(r.get(10)?, r.get(11)?),
                 link_to: None,
+                copied: match (
+                    r.get(12)?,
+                    r.get(13)?,
+                    r.get::<_, Option<i64>>(14)?,
+                    r.get::<_, Option<Ns>>(15)?,
+                ) {
+                    (Some(hash), Some(algorithm), Some(size), Some(mtime)) => Some(RecordedCopy {
+                        hash,
+                        algorithm,
+                        after_copy: (size as u64, mtime.0),
+                    }),
+                    _ => None,
+                },
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -320,6 +347,7 @@ impl StateDb {
                 gid: r.get(9)?,
                 link: None,
                 link_to: None,
+                copied: None,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

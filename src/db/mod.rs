@@ -46,7 +46,8 @@ use crate::decide::EntryKind;
 
 pub use changes::TypeChange;
 pub use files::{
-    KnownRow, LinkedCopy, PendingFile, RowId, RowStatus, ScanEntry, StatusCount, Synced,
+    KnownRow, LinkedCopy, PendingFile, RecordedCopy, RowId, RowStatus, ScanEntry, StatusCount,
+    Synced,
 };
 pub use hashed::HashedFile;
 pub use in_flight::{InFlight, InFlightFile};

@@ -76,13 +76,15 @@ struct Counters {
     /// flight: one figure, so it moves with every block and never dips
     /// when a file moves from "in flight" to "done".
     backlog_bytes_done: AtomicU64,
-    /// Entries recorded synced this run, and their sizes: what the DB holds
-    /// as copied by this run (the summary, `run_end` and the `runs` row).
+    /// Entries recorded synced this run, and the bytes written for them:
+    /// what the DB holds as copied by this run (the summary, `run_end`, the
+    /// `runs` row and the metrics). Holes and hard-linked names add nothing.
     files_synced: AtomicU64,
     bytes_synced: AtomicU64,
     /// Entries recorded failed this run.
     files_failed: AtomicU64,
-    /// Bytes written to the destination this run (partial files included).
+    /// Bytes written to the destination this run (partial files included;
+    /// holes and zero runs left as holes are not written).
     bytes_written: AtomicU64,
     /// Bytes copied by all earlier runs of the job (the `runs` table).
     bytes_before: AtomicU64,
@@ -187,10 +189,11 @@ impl Progress {
             .collect()
     }
 
-    /// The committer recorded a backlog entry of `size` bytes as synced.
-    pub fn file_synced(&self, size: u64) {
+    /// The committer recorded a backlog entry as synced, `written` bytes
+    /// written for it (holes and hard links write none).
+    pub fn file_synced(&self, written: u64) {
         self.0.files_synced.fetch_add(1, Relaxed);
-        self.0.bytes_synced.fetch_add(size, Relaxed);
+        self.0.bytes_synced.fetch_add(written, Relaxed);
     }
 
     /// The committer recorded an entry as failed (a file, or a folder
@@ -289,6 +292,14 @@ impl Lane {
         let c = &self.progress.0;
         self.slot.done.fetch_add(n, Relaxed);
         c.bytes_written.fetch_add(n, Relaxed);
+        c.backlog_bytes_done.fetch_add(n, Relaxed);
+    }
+
+    /// `n` more bytes of the lane's file are done without being written: a
+    /// hole, or a run of zeros left as one (`sparse`).
+    pub fn bytes_skipped(&self, n: u64) {
+        let c = &self.progress.0;
+        self.slot.done.fetch_add(n, Relaxed);
         c.backlog_bytes_done.fetch_add(n, Relaxed);
     }
 

@@ -70,6 +70,15 @@ pub enum Msg {
         file: Arc<FileTask>,
         to: crate::db::LinkedCopy,
     },
+    /// A file whose content is still the copy at the destination (the
+    /// hash of the source read now is the one recorded, the destination
+    /// still shows `after_copy`): only its owners, bits and attributes are
+    /// given to the copy, in place; no byte is written.
+    Settle {
+        file: Arc<FileTask>,
+        hash: String,
+        after_copy: (u64, i128),
+    },
     /// The reader could not produce this file; the writer discards any
     /// partial temp, marks the row failed and logs it.
     Failed {

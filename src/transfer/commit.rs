@@ -56,6 +56,10 @@ pub enum Done {
         hash: Option<String>,
         /// The destination's size and mtime right after the copy.
         stamp: Stamp,
+        /// The bytes written for it, what every report counts as copied:
+        /// a hole or a run of zeros left as one, and a hard link to its
+        /// group's copy, write none.
+        written: u64,
     },
     Failed {
         file: Arc<FileTask>,
@@ -145,11 +149,16 @@ impl Committer<'_> {
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
             match event {
-                Done::Synced { file, hash, stamp } => {
+                Done::Synced {
+                    file,
+                    hash,
+                    stamp,
+                    written,
+                } => {
                     self.synced(batch, &file, hash.as_deref(), stamp)?;
                     report.files_done += 1;
-                    report.bytes_done += file.size;
-                    self.progress.file_synced(file.size);
+                    report.bytes_done += written;
+                    self.progress.file_synced(written);
                 }
                 Done::Failed { file, error } => {
                     let error = super::failnote::explain(&file.dest, error);

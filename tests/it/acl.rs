@@ -300,3 +300,71 @@ fn an_attribute_change_alone_follows_at_the_next_run() {
         "one copy per change"
     );
 }
+
+/// Puts `path`'s atime and mtime back to those of `md` (`touch -r`).
+fn put_times_back(path: &Path, md: &std::fs::Metadata) {
+    let (a, m) = (
+        filetime::FileTime::from_last_access_time(md),
+        filetime::FileTime::from_last_modification_time(md),
+    );
+    filetime::set_file_times(path, a, m).unwrap();
+}
+
+fn last_run_bytes(env: &TestEnv) -> u64 {
+    env.log_with_status("run_end").pop().unwrap()["bytes"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Item 3, without the bytes: an attribute change alone updates the copy
+/// in place (same inode, nothing written; the source is read once to
+/// vouch that its content is still the one copied), while an edit whose
+/// mtime was put back, with or without an attribute change, is copied.
+#[test]
+fn an_attribute_change_alone_writes_no_bytes_but_an_edit_with_its_mtime_put_back_is_copied() {
+    use std::os::unix::fs::FileExt;
+    let env = TestEnv::new();
+    let data = crate::env::bytes(4 << 20, 3);
+    let f = env.src_file("a.bin", &data);
+    set_xattr(&f, "user.color", b"blue");
+    env.manifest("xattrs = true");
+    env.run(&[]).assert_code(0);
+    let d = env.dst.join("a.bin");
+    let ino = std::fs::metadata(&d).unwrap().ino();
+    // Attributes alone.
+    set_xattr(&f, "user.color", b"red");
+    env.run(&[]).assert_code(0);
+    assert_eq!(xattr(&d, "user.color").as_deref(), Some(&b"red"[..]));
+    assert_eq!(
+        std::fs::metadata(&d).unwrap().ino(),
+        ino,
+        "updated in place"
+    );
+    assert_eq!(last_run_bytes(&env), 0, "no byte written for attributes");
+    assert_eq!(env.rows()[f.to_str().unwrap()].0, "synced");
+    // An edit of the same size, its mtime put back, and an attribute change.
+    let md = std::fs::metadata(&f).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .write_all_at(b"EDITED", 1000)
+        .unwrap();
+    put_times_back(&f, &md);
+    set_xattr(&f, "user.color", b"green");
+    env.run(&[]).assert_code(0);
+    assert_eq!(std::fs::read(&d).unwrap(), std::fs::read(&f).unwrap());
+    assert_eq!(xattr(&d, "user.color").as_deref(), Some(&b"green"[..]));
+    assert_eq!(last_run_bytes(&env), 4 << 20, "the edit is copied");
+    // The same edit alone (ctime moves, nothing else).
+    let md = std::fs::metadata(&f).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .write_all_at(b"AGAIN!", 2000)
+        .unwrap();
+    put_times_back(&f, &md);
+    env.run(&[]).assert_code(0);
+    assert_eq!(std::fs::read(&d).unwrap(), std::fs::read(&f).unwrap());
+}

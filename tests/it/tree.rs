@@ -351,3 +351,96 @@ fn hard_links_and_holes_left_out_are_said_by_check_the_scan_and_status() {
         assert!(!text.contains("source files"), "{text}");
     }
 }
+
+/// The figure every report gives as copied (summary line, `run_end`, the
+/// `runs` row, `status --json` and `jobrun_copied_bytes_total`): the bytes
+/// written, never a linked name's or a hole's size.
+#[test]
+fn copied_bytes_are_the_bytes_written_not_the_holes_nor_the_linked_names() {
+    let env = TestEnv::new();
+    std::fs::create_dir(env.root().join("textfile")).unwrap();
+    env.manifest("metrics_file = \"textfile/job.prom\"");
+    let chunks = vec![
+        (0, bytes(MIB as usize, 1)),
+        (32 * MIB, bytes(MIB as usize, 2)),
+    ];
+    sparse_file(&env.src.join("vm.img"), 64 * MIB, &chunks);
+    // 4 inodes of 256 KiB with 10 names each: 10 MiB of names, 1 MiB of data.
+    snapshot_tree(&env, 4, 10, 256 * 1024);
+    let data = 3 * MIB;
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert_eq!(link_groups(&env.dst), link_groups(&env.src));
+    let end = env
+        .log_with_status("run_end")
+        .pop()
+        .expect("a run_end line");
+    let copied = end["bytes"].as_u64().unwrap();
+    // The data regions the source reports are whole filesystem blocks.
+    assert!(
+        (data..=data + 64 * 1024).contains(&copied),
+        "run_end says {copied} bytes copied; {data} bytes of data were written"
+    );
+    let runs: u64 = env
+        .db()
+        .query_row("SELECT bytes_done FROM runs ORDER BY id DESC", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|b| b as u64)
+        .unwrap();
+    assert_eq!(runs, copied, "the runs row");
+    let line = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with("jobrun: "))
+        .unwrap();
+    let shown = format!(", {} copied", jobrun::units::human_bytes(copied));
+    assert!(line.contains(&shown), "summary `{line}` lacks `{shown}`");
+    let status = env
+        .cmd()
+        .arg("status")
+        .arg(&env.manifest)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["runs"][0]["bytes_done"], copied, "status runs");
+    let prom = std::fs::read_to_string(env.root().join("textfile/job.prom")).unwrap();
+    let total = prom
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("jobrun_copied_bytes_total{")?
+                .split_once("} ")?
+                .1
+                .parse::<f64>()
+                .ok()
+        })
+        .expect("jobrun_copied_bytes_total");
+    assert_eq!(total as u64, copied, "the metric");
+}
+
+/// A racy file is read a second time once its window has passed
+/// (`decide::racy_window`; a future mtime makes it racy at once): that
+/// read skips the holes as the first one does, under the same limit. Read
+/// in full, the 1 GiB of holes would take 500 s at 2 MB/s.
+#[test]
+fn the_racy_second_read_skips_the_holes_too() {
+    let env = TestEnv::new();
+    env.manifest("bwlimit = \"2M\"\ntransfers = 1\nchecksum = \"sha256\"");
+    let size = 1 << 30;
+    let chunks = vec![(0, bytes(64 * 1024, 7)), (size / 2, bytes(64 * 1024, 8))];
+    let src = env.src.join("racy.img");
+    sparse_file(&src, size, &chunks);
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let secs = future
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    TestEnv::set_mtime(&src, secs as i64, 123_456_789);
+    let out = Running::start(&env, &[]).wait(Duration::from_secs(60));
+    out.assert_code(0);
+    assert_same_content(&src, &env.dst.join("racy.img"));
+    let (status, hash) = &env.rows()[src.to_str().unwrap()];
+    assert_eq!(status, "synced");
+    assert_eq!(hash.as_deref(), Some(sha256_of(size, &chunks).as_str()));
+}

@@ -19,6 +19,11 @@ audit logs, never the guest's mounts. Each command prints one line and exits
                             DST has SRC's exact bits and, OWNERS `source`,
                             its uid:gid; OWNERS `root`: uid:gid 0:0 and no
                             setuid/setgid the source's owner/group had
+  links SRC DST             the files of DST form the hard-link groups of
+                            SRC: one inode per group, the same names
+  blocks FILE MAX_KIB       FILE takes at most MAX_KIB KiB on disk (holes)
+  wire NET0 NET1 RX|TX MAX_MIB  the guest's counters (eth0 received, sent)
+                            moved by at most MAX_MIB MiB between two samples
 """
 import hashlib
 import json
@@ -203,8 +208,40 @@ def modes(src, dst, owners):
     return 0
 
 
+def groups(root):
+    by_ino = {}
+    for rel, st in entries(os.fsencode(root)).items():
+        if stat.S_ISREG(st.st_mode):
+            by_ino.setdefault(st.st_ino, []).append(rel.decode())
+    return sorted(sorted(names) for names in by_ino.values() if len(names) > 1)
+
+
+def links(src, dst):
+    a, b = groups(src), groups(dst)
+    if a != b:
+        print(f"{len(b)} groups at the destination, {len(a)} in the source; first: {b[:1]} vs {a[:1]}")
+        return 1
+    print(f"{len(a)} groups of {sorted({len(g) for g in a})} names, one inode each")
+    return 0
+
+
+def blocks(path, max_kib):
+    kib = os.stat(path).st_blocks // 2
+    print(f"{kib} KiB on disk for {os.stat(path).st_size >> 10} KiB")
+    return 0 if kib <= int(max_kib) else 1
+
+
+def wire(net0, net1, side, max_mib):
+    a = [int(x) for x in open(net0).read().split()]
+    b = [int(x) for x in open(net1).read().split()]
+    i = {"rx": 0, "tx": 1}[side]
+    mib = (b[i] - a[i]) / (1 << 20)
+    print(f"{mib:.1f} MiB {'read from' if i == 0 else 'written to'} the share")
+    return 0 if mib <= float(max_mib) else 1
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     cmds = {"same": same, "synced": synced, "status": status, "counts": counts, "absent": absent}
-    cmds.update(deleted=deleted, modes=modes)
+    cmds.update(deleted=deleted, modes=modes, links=links, blocks=blocks, wire=wire)
     sys.exit(cmds[cmd](*args))

@@ -306,6 +306,53 @@ phase_silent() { # nothing silent: an edit behind the reader, a vanished
   done
 }
 
+phase_tree() { # hard links, holes, xattrs, ACLs (issue 25): jobrun, then
+  # `rsync -aHS` and `cp -a` of the same tree, the guest's eth0 byte
+  # counters (received = read from the shares, sent = written) around each,
+  # the guest's page cache dropped before each (every tool reads cold)
+  local p tag tool s side protos=$PROTOS
+  net() { sync; echo 3 >/proc/sys/vm/drop_caches; awk '/eth0:/ {print $2, $10}' /proc/net/dev; }
+  # NFSv4.2 (SEEK_HOLE and RFC 8276 xattrs reach the server) where the
+  # server offers it: the nfs4 shares mounted again with vers=4.2.
+  if [ -n "${TREE_NFS42:-}" ]; then
+    for side in src dst; do
+      mkdir -p "$M/nfs42/$side"
+      mount -t nfs4 -o vers=4.2 "$(findmnt -no SOURCE "$M/nfs4/$side")" "$M/nfs42/$side" \
+        2>>"$W/out/nfs42.mount" || echo "mount $side failed" >>"$W/out/nfs42.mount"
+    done
+    if [ -s "$W/out/nfs42.mount" ]; then
+      umount "$M/nfs42/src" "$M/nfs42/dst" 2>/dev/null
+    else
+      protos="$protos nfs42"
+      findmnt -no FSTYPE,OPTIONS "$M/nfs42/src" >"$W/out/nfs42.options"
+    fi
+  fi
+  for p in $protos; do
+    tag=${TREE_TAG:-$p} s=$M/$p/src/jr/tree
+    job "tree-$tag" "$s" "$M/$p/dst/jr/tree-$tag" 'xattrs = true\n'
+    net >"$W/out/tree-$tag.net0"
+    jr "tree-$tag.run1" "$W/tree-$tag.toml"
+    net >"$W/out/tree-$tag.net1"
+    jr "tree-$tag.run2" "$W/tree-$tag.toml"
+    # Never more open: a 0600 file whose ACL grants another user rw.
+    job "acl-$tag" "$M/$p/src/jr/acl" "$M/$p/dst/jr/acl-$tag"
+    jr "acl-$tag.run1" "$W/acl-$tag.toml"
+    job "aclt-$tag" "$M/$p/src/jr/acl" "$M/$p/dst/jr/aclt-$tag" 'acls = true\n'
+    jr "aclt-$tag.run1" "$W/aclt-$tag.toml"
+    python3 -c 'import os, sys; print(oct(os.stat(sys.argv[1]).st_mode), os.listxattr(sys.argv[1]))' \
+      "$M/$p/src/jr/acl/private.txt" >"$W/out/acl-$tag.seen" 2>&1
+    for tool in rsync cp; do
+      net >"$W/out/peer-$tool-$tag.net0"
+      case $tool in
+        rsync) rsync -aHS "$s/" "$M/$p/dst/jr/peer-rsync-$tag/" >"$W/out/peer-rsync-$tag.err" 2>&1 ;;
+        cp) cp -a "$s" "$M/$p/dst/jr/peer-cp-$tag" >"$W/out/peer-cp-$tag.err" 2>&1 ;;
+      esac
+      echo $? >"$W/out/peer-$tool-$tag.rc"
+      net >"$W/out/peer-$tool-$tag.net1"
+    done
+  done
+}
+
 for ph in "$@"; do
   "phase_$ph"
 done

@@ -20,6 +20,7 @@ use flume::{Receiver, Sender};
 use tracing::debug;
 
 mod packer;
+mod settle;
 mod source;
 mod vouch;
 
@@ -355,21 +356,9 @@ impl<'a> Reader<'a> {
             Ok(_) => return Ok(Outcome::Failed("source is no longer a regular file".into())),
             Err(e) => return Ok(Outcome::Failed(format!("cannot stat source: {e}"))),
         };
-        // The mode at open, not the scanned one: a file made private since
-        // the scan must not arrive with its old, wider bits; nor with an
-        // ACL's mask as its group bits (`crate::xattrs`).
-        let mode = crate::xattrs::narrowed_mode(&f, before.mode());
-        let mut file = task(
-            before.len(),
-            ns(before.mtime(), before.mtime_nsec()),
-            ns(before.atime(), before.atime_nsec()),
-            (mode, before.uid(), before.gid()),
-        );
-        let attrs = self.read_attrs(&f, &row.source);
-        if let Some(f) = Arc::get_mut(&mut file) {
-            f.attrs = attrs;
-            f.created_ns = before.created().ok().map(crate::beneath::system_ns);
-            f.changed_ns = Some(ns(before.ctime(), before.ctime_nsec()));
+        let file = self.task_at_open(row, &f, &before, task);
+        if let Some(outcome) = self.settle(row, &mut f, (&before, started), &file, send)? {
+            return Ok(outcome);
         }
         debug!(id = row.id.get(), path = %row.source.display(), size = before.len(), "reading");
         let mut hasher = self.ctx.job.checksum.hasher();
@@ -430,6 +419,33 @@ impl<'a> Reader<'a> {
             }
         }
     }
+    /// The entry as the open source shows it: the mode at open, not the
+    /// scanned one (a file made private since the scan must not arrive
+    /// with its old, wider bits; nor with an ACL's mask as its group bits,
+    /// `crate::xattrs`), its attributes and times.
+    fn task_at_open(
+        &self,
+        row: &PendingFile,
+        f: &File,
+        before: &std::fs::Metadata,
+        task: &dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask>,
+    ) -> Arc<FileTask> {
+        let mode = crate::xattrs::narrowed_mode(f, before.mode());
+        let mut file = task(
+            before.len(),
+            ns(before.mtime(), before.mtime_nsec()),
+            ns(before.atime(), before.atime_nsec()),
+            (mode, before.uid(), before.gid()),
+        );
+        let attrs = self.read_attrs(f, &row.source);
+        if let Some(t) = Arc::get_mut(&mut file) {
+            t.attrs = attrs;
+            t.created_ns = before.created().ok().map(crate::beneath::system_ns);
+            t.changed_ns = Some(ns(before.ctime(), before.ctime_nsec()));
+        }
+        file
+    }
+
     /// The next block at `offset`: bytes to read, or a hole to skip
     /// (`sparse`, see `holes`), never both.
     fn span(

@@ -14,6 +14,7 @@ use super::Reader;
 use super::source::ReadAhead;
 use crate::beneath::ns;
 use crate::decide::{self, ReadStamp};
+use crate::transfer::holes::{Regions, feed_zeros};
 
 impl Reader<'_> {
     /// Whether the bytes just read (hash `hash`) are the file's: nothing of
@@ -70,18 +71,23 @@ impl Reader<'_> {
         Vouch::Same
     }
 
-    /// The hash of the first `size` bytes of `f`, read again from its start.
-    fn hash_again(&self, f: &mut File, size: u64) -> io::Result<String> {
+    /// The hash of the first `size` bytes of `f`, read again from its start,
+    /// its holes skipped as the first read skipped them (`sparse`: zeros
+    /// fed to the hasher, not read).
+    pub(super) fn hash_again(&self, f: &mut File, size: u64) -> io::Result<String> {
         f.seek(SeekFrom::Start(0))?;
         let mut hasher = self.ctx.job.checksum.hasher();
         let mut buf = vec![0; self.ctx.job.block_size];
         let mut ra = ReadAhead::Default;
-        let mut left = size;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            self.fill(f, &mut buf[..n], &mut ra)?;
-            hasher.update(&buf[..n]);
-            left -= n as u64;
+        let blocks = f.metadata()?.blocks();
+        let mut regions = Regions::new(self.ctx.job.sparse, size, blocks);
+        let mut offset = 0;
+        while offset < size {
+            let (want, hole) = self.span(regions.as_mut(), f, offset, size)?;
+            feed_zeros(hole, &mut |z| hasher.update(z));
+            self.fill(f, &mut buf[..want], &mut ra)?;
+            hasher.update(&buf[..want]);
+            offset += want as u64 + hole;
         }
         Ok(hasher.finish_hex())
     }

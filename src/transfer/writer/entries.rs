@@ -1,14 +1,15 @@
 //! Entries without bytes of their own to copy: a hard link to its
-//! group's copy, a symlink.
+//! group's copy, a symlink, a file whose copy needs its attributes only.
 
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Fault, Writer, classify};
+use super::{Fault, Finished, Writer, classify};
 use crate::db::LinkedCopy;
-use crate::decide::{EntryKind, Stamp};
+use crate::decide::EntryKind;
 use crate::fsmeta::temp_name;
 use crate::transfer::block::FileTask;
 use crate::transfer::dest::stamp_of;
@@ -19,8 +20,9 @@ impl Writer<'_> {
     /// name that already is that inode, from a run killed before its
     /// commit, is left as it is). A destination that refuses the link gets
     /// a copy of it (see `links`). The copy must still show the size and
-    /// mtime it had right after it was made.
-    pub(super) fn link(&mut self, task: &FileTask, copy: &LinkedCopy) -> Result<Stamp, Fault> {
+    /// mtime it had right after it was made. With the bytes written: none
+    /// for a link.
+    pub(super) fn link(&mut self, task: &FileTask, copy: &LinkedCopy) -> Result<Finished, Fault> {
         let to = copy.dest.as_path();
         let slot = self.slot()?;
         let (dir, name) = self.parent_dir(&task.dest)?;
@@ -49,9 +51,14 @@ impl Writer<'_> {
                 let mut src = from
                     .open_read(from_name, false)
                     .map_err(|e| classify("cannot open", to, e))?;
-                io::copy(&mut src, &mut o.file)
+                let written = io::copy(&mut src, &mut o.file)
                     .map_err(|e| classify("cannot write", &o.path, e))?;
-                return self.finish(task, o);
+                let stamp = self.finish(task, o)?;
+                return Ok(Finished {
+                    hash: copy.hash.clone(),
+                    stamp,
+                    written,
+                });
             }
             Err(e) => return Err(classify("cannot link", &task.dest, e)),
         }
@@ -71,10 +78,16 @@ impl Writer<'_> {
         let md = dir
             .stat(&name)
             .map_err(|e| classify("cannot stat", &task.dest, e))?;
-        Ok(stamp_of(EntryKind::File, &md))
+        // A name, no bytes: nothing written.
+        Ok(Finished {
+            hash: copy.hash.clone(),
+            stamp: stamp_of(EntryKind::File, &md),
+            written: 0,
+        })
     }
 
-    pub(super) fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Stamp, Fault> {
+    /// A symlink: its target, read and written, counts as written.
+    pub(super) fn symlink(&mut self, task: &FileTask, target: &Path) -> Result<Finished, Fault> {
         let _slot = self.slot()?;
         let (dir, name) = self.parent_dir(&task.dest)?;
         let tmp_name = OsString::from(temp_name(task.id));
@@ -111,11 +124,50 @@ impl Writer<'_> {
                     .map_err(|e| classify("cannot stat", &task.dest, e))
             });
         match done {
-            Ok(md) => Ok(stamp_of(EntryKind::Symlink, &md)),
+            Ok(md) => Ok(Finished {
+                hash: None,
+                stamp: stamp_of(EntryKind::Symlink, &md),
+                written: task.size,
+            }),
             Err(f) => {
                 let _ = dir.unlink(&tmp_name);
                 Err(f)
             }
         }
+    }
+
+    /// The copy at the destination is the source's content (`Msg::Settle`):
+    /// its owners, bits and attributes are given in place, no byte written.
+    /// The copy must still show `after_copy`, or it is copied next run.
+    pub(super) fn settle(
+        &mut self,
+        task: &FileTask,
+        hash: String,
+        after_copy: (u64, i128),
+    ) -> Result<Finished, Fault> {
+        let (dir, name) = self.parent_dir(&task.dest)?;
+        let file = dir
+            .open_read(&name, false)
+            .map_err(|e| classify("cannot open", &task.dest, e))?;
+        let md = file
+            .metadata()
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        let found = (md.len(), crate::beneath::ns(md.mtime(), md.mtime_nsec()));
+        if !md.is_file() || found != after_copy {
+            return Err(Fault::File(format!(
+                "the copy `{}` changed since it was made; copied again next run",
+                task.dest.display()
+            )));
+        }
+        self.settle_file(task, &file);
+        drop(file);
+        let md = dir
+            .stat(&name)
+            .map_err(|e| classify("cannot stat", &task.dest, e))?;
+        Ok(Finished {
+            hash: Some(hash),
+            stamp: stamp_of(EntryKind::File, &md),
+            written: 0,
+        })
     }
 }

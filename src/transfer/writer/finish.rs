@@ -91,7 +91,7 @@ impl Writer<'_> {
     }
 
     /// `owners` and `preserve`, best-effort (see [`Modes`]).
-    fn settle_file(&self, task: &FileTask, file: &File) {
+    pub(super) fn settle_file(&self, task: &FileTask, file: &File) {
         let (m, path) = (self.ctx.modes, task.dest.as_path());
         let shown = m
             .owners

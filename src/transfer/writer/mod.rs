@@ -64,13 +64,24 @@ struct Open<'a> {
     pacer: WriteBack,
     /// The last bytes given were a hole, skipped: the size is set at the end.
     tail_hole: bool,
+    /// Bytes written so far (holes and zero runs skipped are not).
+    written: u64,
     /// Its place among the files in flight, given back when it is dropped.
     _slot: Slot<'a>,
 }
 
-/// What one message led to: nothing yet, a finished entry (with its hash and
-/// the destination's stamp after the copy), or a fault for that entry.
-type Outcome = Result<Option<(Arc<FileTask>, Option<String>, Stamp)>, (Arc<FileTask>, Fault)>;
+/// An entry in place under its name.
+struct Finished {
+    hash: Option<String>,
+    /// The destination's stamp after the copy.
+    stamp: Stamp,
+    /// The bytes written for it (see [`Done::Synced`]).
+    written: u64,
+}
+
+/// What one message led to: nothing yet, a finished entry, or a fault for
+/// that entry.
+type Outcome = Result<Option<(Arc<FileTask>, Finished)>, (Arc<FileTask>, Fault)>;
 
 /// A per-file failure or a fatal one.
 enum Fault {
@@ -148,16 +159,24 @@ impl<'a> Writer<'a> {
                     }
                     let file = b.file.clone();
                     match self.block(&mut open, b) {
-                        Ok(done) => Ok(done.map(|(h, s)| (file, h, s))),
+                        Ok(done) => Ok(done.map(|f| (file, f))),
                         Err(f) => Err((file, f)),
                     }
                 }
                 Msg::Symlink { file, target } => match self.symlink(&file, &target) {
-                    Ok(stamp) => Ok(Some((file, None, stamp))),
+                    Ok(f) => Ok(Some((file, f))),
                     Err(f) => Err((file, f)),
                 },
                 Msg::Link { file, to } => match self.link(&file, &to) {
-                    Ok(stamp) => Ok(Some((file, to.hash, stamp))),
+                    Ok(f) => Ok(Some((file, f))),
+                    Err(f) => Err((file, f)),
+                },
+                Msg::Settle {
+                    file,
+                    hash,
+                    after_copy,
+                } => match self.settle(&file, hash, after_copy) {
+                    Ok(f) => Ok(Some((file, f))),
                     Err(f) => Err((file, f)),
                 },
                 Msg::Failed { file, error } => Err((file, Fault::File(error))),
@@ -169,9 +188,14 @@ impl<'a> Writer<'a> {
             };
             let event = match outcome {
                 Ok(None) => continue,
-                Ok(Some((file, hash, stamp))) => {
+                Ok(Some((file, f))) => {
                     debug!(id = file.id.get(), "renamed");
-                    Done::Synced { file, hash, stamp }
+                    Done::Synced {
+                        file,
+                        hash: f.hash,
+                        stamp: f.stamp,
+                        written: f.written,
+                    }
                 }
                 Err((file, Fault::File(error))) => {
                     discard(&mut open, Some(file.id), self.ctx.job.inplace);
@@ -222,11 +246,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes one block; on the last one, finishes the file.
-    fn block(
-        &mut self,
-        open: &mut Option<Open<'a>>,
-        b: Block,
-    ) -> Result<Option<(Option<String>, Stamp)>, Fault> {
+    fn block(&mut self, open: &mut Option<Open<'a>>, b: Block) -> Result<Option<Finished>, Fault> {
         let task = &b.file;
         if b.offset == 0 {
             discard(open, None, self.ctx.job.inplace);
@@ -239,6 +259,7 @@ impl<'a> Writer<'a> {
         let Some(o) = open.as_mut().filter(|o| o.id == task.id) else {
             return Err(Fault::File("internal: block without an open file".into()));
         };
+        let before = o.written;
         self.put(o, &b).map_err(|e| {
             if e.kind() == io::ErrorKind::Interrupted && self.ctx.stop.load(Relaxed) {
                 Fault::Stopped
@@ -249,7 +270,10 @@ impl<'a> Writer<'a> {
         if !self.ctx.first_block.swap(true, Relaxed) {
             info!("first block written");
         }
-        self.lane.bytes_written(b.data.len() as u64);
+        let written = o.written - before;
+        self.lane.bytes_written(written);
+        self.lane
+            .bytes_skipped(b.data.len() as u64 + b.hole - written);
         self.recycle(b.data);
         if !b.last {
             return Ok(None);
@@ -257,8 +281,13 @@ impl<'a> Writer<'a> {
         let o = open
             .take()
             .expect("checked above: the open file is this one");
+        let written = o.written;
         let stamp = self.finish(task, o)?;
-        Ok(Some((b.hash, stamp)))
+        Ok(Some(Finished {
+            hash: b.hash,
+            stamp,
+            written,
+        }))
     }
 
     /// The next entry's place among those in flight (see `space`); waits
@@ -307,6 +336,7 @@ impl<'a> Writer<'a> {
             .set_limit(self.ctx.write_limit.active().unwrap_or(0));
         if !limited {
             o.file.write_all(data)?;
+            o.written += data.len() as u64;
             return o.pacer.wrote(&o.file, data.len(), WRITEBACK_UNLIMITED);
         }
         let range = self
@@ -326,6 +356,7 @@ impl<'a> Writer<'a> {
             o.pacer.settle_in_flight(&o.file)?;
             self.ctx.write_limit.consume(chunk.len());
             o.file.write_all(chunk)?;
+            o.written += chunk.len() as u64;
             o.pacer.wrote(&o.file, chunk.len(), range)?;
         }
         Ok(())
@@ -412,6 +443,7 @@ impl<'a> Writer<'a> {
             path,
             pacer: WriteBack::default(),
             tail_hole: false,
+            written: 0,
             _slot: slot,
         })
     }
