@@ -80,6 +80,7 @@ pub mod merge;
 pub mod metrics;
 pub mod mirror;
 pub mod modes;
+pub mod polite;
 pub mod progress;
 pub mod relpath;
 pub mod retune;
