@@ -6,8 +6,10 @@
 //! - The **base delay** is the floor of the link: the minimum of per-minute
 //!   minima over the last [`BASE_MINUTES`] minutes (LEDBAT's base history).
 //!   A route change that raises the floor ages out of it in that time.
-//! - The **current delay** is the minimum of the last [`CURRENT_SAMPLES`]
-//!   samples, so one slow call (a busy CPU, a server hiccup) is no queue.
+//! - The **current delay** is the minimum of the samples of the last
+//!   [`CURRENT_WINDOW`] (at least the last [`CURRENT_SAMPLES`]), so one slow
+//!   call, or a burst of them (a busy CPU, a server hiccup), is no queue: a
+//!   queue at the bottleneck delays every call while it stands.
 //! - queuing delay = current − base. Above the target the rate drops
 //!   multiplicatively (at most once per [`DECREASE_EVERY`], so the queue has
 //!   time to drain before it is judged again); below it the rate grows
@@ -25,8 +27,12 @@ use std::time::Duration;
 
 /// Minutes of per-minute minima kept for the base delay (RFC 6817: 10).
 pub const BASE_MINUTES: usize = 10;
-/// Samples whose minimum is the current delay (RFC 6817: CURRENT_FILTER).
+/// Samples whose minimum is the current delay, at least (RFC 6817:
+/// CURRENT_FILTER)...
 pub const CURRENT_SAMPLES: usize = 4;
+/// ... and all those of this last stretch of time: the lanes time hundreds
+/// of calls a second, and a busy machine delays a few in a row.
+pub const CURRENT_WINDOW: Duration = Duration::from_millis(100);
 /// Rates are never set below this (a stalled copy times nothing).
 pub const MIN_RATE: u64 = 1 << 20;
 /// Where a run starts (below the ceiling, if that is lower).
@@ -84,13 +90,15 @@ pub struct Controller {
     cfg: Config,
     /// Per-minute minima, newest last: (minute since the start, minimum).
     base: VecDeque<(u64, Duration)>,
-    /// The last samples, newest last.
-    current: VecDeque<Duration>,
+    /// The last samples, newest last: (time counted, delay).
+    current: VecDeque<(Duration, Duration)>,
     rate: f64,
     /// The caller's clock at the last sample, and the time counted since
     /// the start (a step back counts as none).
     last: Duration,
     elapsed: Duration,
+    /// `elapsed` at the last sample (growth is counted from there).
+    grown_at: Duration,
     /// Minute index the clock was in at the last sample.
     minute: u64,
     last_decrease: Option<Duration>,
@@ -110,6 +118,7 @@ impl Controller {
             rate: start,
             last: now,
             elapsed: Duration::ZERO,
+            grown_at: Duration::ZERO,
             minute: 0,
             last_decrease: None,
             window_start: now,
@@ -134,7 +143,7 @@ impl Controller {
 
     /// The filtered current delay.
     pub fn current(&self) -> Option<Duration> {
-        self.current.iter().copied().min()
+        self.current.iter().map(|c| c.1).min()
     }
 
     /// Current minus base.
@@ -145,7 +154,11 @@ impl Controller {
     /// One call took `delay` to move `bytes` at `now` (the clock of the
     /// caller, any origin): updates the delays and the rate.
     pub fn sample(&mut self, now: Duration, delay: Duration, bytes: u64) {
-        let dt = self.advance(now);
+        self.advance(now);
+        // Growth for the time since the last sample (calls without one
+        // between them included), at most a second of it.
+        let dt = self.elapsed.saturating_sub(self.grown_at).min(MAX_STEP);
+        self.grown_at = self.elapsed;
         self.note_used(now, bytes);
         self.record(delay);
         let (Some(q), target) = (self.queuing(), self.cfg.target) else {
@@ -158,7 +171,7 @@ impl Controller {
             if !recent {
                 // The further above the target, the deeper the cut.
                 let over = (q - target).as_secs_f64() / target.as_secs_f64().max(1e-6);
-                let keep = (1.0 - 0.25 * over.min(2.0)).max(MIN_KEEP);
+                let keep = (1.0 - 0.125 * over.min(4.0)).max(MIN_KEEP);
                 self.rate *= keep;
                 self.last_decrease = Some(self.elapsed);
             }
@@ -173,8 +186,15 @@ impl Controller {
         self.rate = self.rate.clamp(self.cfg.floor(), self.cfg.top());
     }
 
-    /// Moves the clock to `now`; returns the time to count for growth.
-    fn advance(&mut self, now: Duration) -> Duration {
+    /// A call moved `bytes` at `now` without a delay sample (what was
+    /// moved still counts: see [`USED_HEADROOM`]).
+    pub fn moved(&mut self, now: Duration, bytes: u64) {
+        self.advance(now);
+        self.note_used(now, bytes);
+    }
+
+    /// Moves the clock to `now`.
+    fn advance(&mut self, now: Duration) {
         // A step back counts as no time; the caller's clock is followed
         // from there.
         let dt = now.saturating_sub(self.last);
@@ -192,7 +212,6 @@ impl Controller {
             self.window_bytes = 0;
             self.used = None;
         }
-        dt.min(MAX_STEP)
     }
 
     fn note_used(&mut self, now: Duration, bytes: u64) {
@@ -210,8 +229,10 @@ impl Controller {
             Some((m, d)) if *m == self.minute => *d = (*d).min(delay),
             _ => self.base.push_back((self.minute, delay)),
         }
-        self.current.push_back(delay);
-        while self.current.len() > CURRENT_SAMPLES {
+        self.current.push_back((self.elapsed, delay));
+        while self.current.len() > CURRENT_SAMPLES
+            && self.elapsed.saturating_sub(self.current[0].0) > CURRENT_WINDOW
+        {
             self.current.pop_front();
         }
     }

@@ -39,6 +39,9 @@ const MAX_DEBT: Duration = Duration::from_secs(2);
 const DEBT_ON: Duration = Duration::from_millis(50);
 /// How often a running throttle looks at the clock for a timetable boundary.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Under `auto`, calls beside another are delay samples only when none
+/// was alone for this long (see [`Throttle::observe`]).
+const ALONE_AT_LEAST: Duration = Duration::from_millis(250);
 /// How often a paused lane looks whether the pause ended.
 const PAUSE_POLL: Duration = Duration::from_millis(100);
 /// The limit in force as one number (progress counters): 0 = none,
@@ -150,6 +153,11 @@ pub struct Throttle {
     auto: AtomicBool,
     /// Origin of the controller's clock.
     epoch: Instant,
+    /// Paced calls under way, and started so far (a call alone saw both
+    /// unchanged), and when (µs after `epoch`) the last one alone ended.
+    calls: AtomicU64,
+    started: AtomicU64,
+    last_alone: AtomicU64,
     /// `auto`'s slice: one size for the run, so that the calls' times
     /// compare (64 KiB unless the ceiling is below 3.2 MB/s); 0 otherwise.
     auto_slice: AtomicU64,
@@ -226,6 +234,9 @@ impl Throttle {
             polite: Mutex::new(None),
             auto: AtomicBool::new(false),
             epoch: Instant::now(),
+            calls: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            last_alone: AtomicU64::new(0),
             auto_slice: AtomicU64::new(0),
             next_check: Mutex::new(Instant::now() + check_every),
             check_every,
@@ -402,23 +413,54 @@ impl Throttle {
         if !self.auto.load(Relaxed) {
             return io();
         }
+        let others = self.calls.fetch_add(1, Relaxed);
+        let ticket = self.started.fetch_add(1, Relaxed);
         let start = Instant::now();
-        let out = io()?;
-        self.observe(start, n);
+        let out = io();
+        self.calls.fetch_sub(1, Relaxed);
+        // Alone from start to end: no other lane's call shared the link.
+        let alone = others == 0 && self.started.load(Relaxed) == ticket + 1;
+        let out = out?;
+        self.observe(start, n, alone);
         Ok(out)
     }
 
-    /// One call that started at `start` moved `n` bytes: only whole
-    /// slices are samples (a short tail call is quicker, not less queued).
-    fn observe(&self, start: Instant, n: usize) {
+    /// One call that started at `start` moved `n` bytes. Its time is a
+    /// delay sample when it was a whole slice (a short tail call is
+    /// quicker, not less queued) and alone: the lanes share one connection
+    /// to the server on most mounts, so a call beside another waits for
+    /// the other's bytes, its own run's queue, which the other users of the
+    /// link never see. When no call has been alone for
+    /// [`ALONE_AT_LEAST`], every call is a sample again (a link slowed by
+    /// another user makes every call overlap: that must not blind it).
+    fn observe(&self, start: Instant, n: usize, alone: bool) {
         let end = Instant::now();
+        let now = end - self.epoch;
         let mut c = self.controller();
-        let whole = n as u64 >= self.auto_slice.load(Relaxed);
-        let Some(ctl) = c.as_mut().filter(|_| whole) else {
+        let Some(ctl) = c.as_mut() else {
             return;
         };
-        ctl.sample(end - self.epoch, end - start, n as u64);
+        let last_alone = Duration::from_micros(self.last_alone.load(Relaxed));
+        let whole = n as u64 >= self.auto_slice.load(Relaxed);
+        if !whole || (!alone && now.saturating_sub(last_alone) < ALONE_AT_LEAST) {
+            ctl.moved(now, n as u64);
+            return;
+        }
+        if alone {
+            self.last_alone.store(now.as_micros() as u64, Relaxed);
+        }
+        ctl.sample(now, end - start, n as u64);
         let (r, ceiling) = (ctl.rate(), ctl.config().ceiling);
+        // `RUST_LOG=jobrun::throttle=trace`: every sample, for a bench.
+        tracing::trace!(
+            dir = if self.log_changes { "read" } else { "write" },
+            t_ms = (end - self.epoch).as_millis() as u64,
+            delay_us = (end - start).as_micros() as u64,
+            base_us = ctl.base().map_or(0, |d| d.as_micros() as u64),
+            queuing_us = ctl.queuing().map_or(0, |d| d.as_micros() as u64),
+            rate = r,
+            "auto sample"
+        );
         drop(c);
         let a = self.active.load(Relaxed);
         // Small moves are not worth re-arming the bucket for, but the
