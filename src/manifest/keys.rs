@@ -148,7 +148,7 @@ pub const TABLE: &[Key] = &[
         default: "`2ms`",
         help: "Under bwlimit auto: the queuing delay allowed above the link's floor before the \
                rate backs off (e.g. 2ms)",
-        anchor: "docs/bandwidth.md#bandwidth-limit",
+        anchor: "docs/bandwidth.md#polite-mode-bwlimit--auto",
         example: "\"5ms\"",
         flag: Some("polite-target"),
         env: Some("JOBRUN_POLITE_TARGET"),
