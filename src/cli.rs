@@ -232,6 +232,9 @@ pub struct Overrides {
     #[arg(long, value_name = "RATE", help = keys::help("bwlimit"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<String>,
+    #[arg(long, value_name = "DURATION", help = keys::help("polite_target"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polite_target: Option<String>,
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("delete_extras"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_extras: Option<bool>,

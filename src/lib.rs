@@ -56,7 +56,8 @@
 //!   rails and verdicts, type changes, racy reads), `modes` (permission bits and owners), `xattrs`
 //!   (extended attributes and ACLs: the group bits an ACL allows, what is
 //!   copied or left out, ACL models), `checksum`,
-//!   `throttle` and `timetable` (`bwlimit`), `units`, `exit` (exit codes),
+//!   `throttle` and `timetable` (`bwlimit`), `polite` (`bwlimit = "auto"`:
+//!   the delay-based controller, pure), `units`, `exit` (exit codes),
 //!   `lock`, `audit` (the JSON Lines log), `sumfile` (coreutils lines);
 //! - what the operator sees: `progress/` (private counters and one slot per
 //!   lane; `render` pure, `reporter` the thread, `term` the terminal),
@@ -80,6 +81,7 @@ pub mod merge;
 pub mod metrics;
 pub mod mirror;
 pub mod modes;
+pub mod polite;
 pub mod progress;
 pub mod relpath;
 pub mod retune;

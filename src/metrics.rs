@@ -131,10 +131,12 @@ fn transfer_families(text: &mut Families, s: &Sample) {
             Limit::Off => f64::INFINITY,
             Limit::Pause => 0.0,
             Limit::Rate(r) => r as f64,
+            // Before `auto` has a rate of its own: its ceiling.
+            Limit::Auto(c) => c.map_or(f64::INFINITY, |c| c as f64),
         };
         text.gauge(
             "jobrun_bwlimit_bytes_per_second",
-            "Bandwidth limit in force (+Inf: none, 0: paused).",
+            "Bandwidth limit in force (+Inf: none, 0: paused; under auto the rate it holds now).",
             v,
         );
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use ratelimit::{Ratelimiter, TryWaitError};
 
+use crate::polite::{self, Controller};
 use crate::timetable::local_week_secs;
 pub use crate::timetable::{Limit, Schedule};
 
@@ -38,6 +39,9 @@ const MAX_DEBT: Duration = Duration::from_secs(2);
 const DEBT_ON: Duration = Duration::from_millis(50);
 /// How often a running throttle looks at the clock for a timetable boundary.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Under `auto`, calls beside another are delay samples only when none
+/// was alone for this long (see [`Throttle::observe`]).
+const ALONE_AT_LEAST: Duration = Duration::from_millis(250);
 /// How often a paused lane looks whether the pause ended.
 const PAUSE_POLL: Duration = Duration::from_millis(100);
 /// The limit in force as one number (progress counters): 0 = none,
@@ -46,21 +50,25 @@ pub const PAUSED: u64 = u64::MAX;
 // No rate a manifest can spell reaches the pause code.
 const _: () = assert!(crate::units::MAX_RATE < PAUSED);
 
-/// [`Limit`] as one number: 0 = off, [`PAUSED`], or bytes/s.
+/// Set in a limit code when the rate is `auto`'s (the rate in force is the
+/// rest of the code): the progress line says `limit auto 20.0 MiB/s`.
+pub const AUTO: u64 = 1 << 62;
+const _: () = assert!(crate::units::MAX_RATE < AUTO && AUTO < PAUSED);
+
+/// [`Limit`] as one number: 0 = off, [`PAUSED`], or bytes/s (`auto`:
+/// [`AUTO`] alone, until a throttle adds the rate it holds).
 pub fn limit_code(l: Limit) -> u64 {
     match l {
         Limit::Off => 0,
         Limit::Pause => PAUSED,
         Limit::Rate(r) => r,
+        Limit::Auto(_) => AUTO,
     }
 }
 
-fn limit_of_code(c: u64) -> Limit {
-    match c {
-        0 => Limit::Off,
-        PAUSED => Limit::Pause,
-        r => Limit::Rate(r),
-    }
+/// The rate a limit code stands for: `None` = off or paused.
+pub fn code_rate(c: u64) -> Option<u64> {
+    (c != PAUSED).then_some(c & !AUTO).filter(|&r| r > 0)
 }
 
 // ---- the run's limit, replaceable while it runs -----------------------------
@@ -74,14 +82,26 @@ pub struct LiveLimit {
     generation: AtomicU64,
     /// Set when the run stops: a paused lane gives up waiting.
     cancelled: AtomicBool,
+    /// `polite_target`: the queuing delay `auto` allows.
+    target: Mutex<Duration>,
 }
 
 impl LiveLimit {
     pub fn new(schedule: Schedule) -> Arc<Self> {
+        Self::polite(schedule, polite::DEFAULT_TARGET)
+    }
+
+    /// A limit whose `auto` entries hold the queuing delay to `target`.
+    pub fn polite(schedule: Schedule, target: Duration) -> Arc<Self> {
         Arc::new(Self {
             schedule: Mutex::new(schedule),
+            target: Mutex::new(target),
             ..Self::default()
         })
+    }
+
+    fn target(&self) -> Duration {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn get(&self) -> Schedule {
@@ -122,8 +142,25 @@ pub struct Throttle {
     /// Whether `schedule` is a timetable (the clock must be looked at).
     timed: AtomicBool,
     limiter: Ratelimiter,
-    /// Limit in force, as [`limit_code`]: 0 = unlimited right now.
+    /// Rate in force, as [`limit_code`]: 0 = unlimited right now; under
+    /// `auto` the controller's rate (without the [`AUTO`] bit).
     active: AtomicU64,
+    /// The schedule's limit in force (`auto` is one limit whatever its rate).
+    in_force: Mutex<Limit>,
+    /// `auto`'s controller, fed by [`Throttle::paced`].
+    polite: Mutex<Option<Controller>>,
+    /// Whether `polite` is in charge (one atomic load per call).
+    auto: AtomicBool,
+    /// Origin of the controller's clock.
+    epoch: Instant,
+    /// Paced calls under way, and started so far (a call alone saw both
+    /// unchanged), and when (µs after `epoch`) the last one alone ended.
+    calls: AtomicU64,
+    started: AtomicU64,
+    last_alone: AtomicU64,
+    /// `auto`'s slice: one size for the run, so that the calls' times
+    /// compare (64 KiB unless the ceiling is below 3.2 MB/s); 0 otherwise.
+    auto_slice: AtomicU64,
     next_check: Mutex<Instant>,
     check_every: Duration,
     /// Catch-up state; a mutex because all lanes share one throttle.
@@ -193,6 +230,14 @@ impl Throttle {
             schedule: Mutex::new(schedule),
             limiter,
             active: AtomicU64::new(0),
+            in_force: Mutex::new(Limit::Off),
+            polite: Mutex::new(None),
+            auto: AtomicBool::new(false),
+            epoch: Instant::now(),
+            calls: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            last_alone: AtomicU64::new(0),
+            auto_slice: AtomicU64::new(0),
             next_check: Mutex::new(Instant::now() + check_every),
             check_every,
             pace: Mutex::new(Pace::new()),
@@ -216,24 +261,58 @@ impl Throttle {
     /// Makes `limit` the one in force (no-op when it already is); `why`
     /// names the cause for the diagnostic.
     fn apply(&self, limit: Limit, why: Option<&str>) {
-        let new = limit_code(limit);
-        if new == self.active.load(Relaxed) {
-            return;
+        let before = {
+            let mut in_force = self.in_force.lock().unwrap_or_else(|e| e.into_inner());
+            if *in_force == limit {
+                return;
+            }
+            std::mem::replace(&mut *in_force, limit)
+        };
+        let rate = match limit {
+            Limit::Auto(ceiling) => {
+                let cfg = polite::Config::new(self.live.target(), ceiling);
+                let c = Controller::new(cfg, self.epoch.elapsed());
+                let r = c.rate();
+                *self.controller() = Some(c);
+                Some(r)
+            }
+            Limit::Rate(r) => Some(r),
+            Limit::Off | Limit::Pause => None,
+        };
+        if let Limit::Auto(c) = limit {
+            self.auto_slice
+                .store(slice_for(c.unwrap_or(u64::MAX)), Relaxed);
+        } else {
+            self.auto_slice.store(0, Relaxed);
         }
-        if let Limit::Rate(r) = limit {
-            // Capacity first: `set_rate` keeps a max_tokens that is not u64::MAX.
-            self.limiter.set_max_tokens(bucket_for(r));
-            self.limiter.set_rate(r);
+        self.auto.store(matches!(limit, Limit::Auto(_)), Relaxed);
+        if let Some(r) = rate {
+            self.set_rate(r);
         }
         if let Some(why) = why.filter(|_| self.log_changes) {
-            tracing::info!(
-                from = %limit_of_code(self.active.load(Relaxed)),
-                to = %limit,
-                "bandwidth limit changed ({why})"
-            );
+            tracing::info!(from = %before, to = %limit, "bandwidth limit changed ({why})");
         }
-        self.active.store(new, Relaxed);
+        self.active.store(
+            match limit {
+                Limit::Off => 0,
+                Limit::Pause => PAUSED,
+                _ => rate.unwrap_or(0),
+            },
+            Relaxed,
+        );
         *self.pace_state() = Pace::new();
+    }
+
+    fn set_rate(&self, r: u64) {
+        // Capacity first: `set_rate` keeps a max_tokens that is not u64::MAX.
+        // Under `auto` it holds one of its slices, whatever the rate.
+        let slice = self.auto_slice.load(Relaxed);
+        self.limiter.set_max_tokens(bucket_for(r).max(slice));
+        self.limiter.set_rate(r);
+    }
+
+    fn controller(&self) -> std::sync::MutexGuard<'_, Option<Controller>> {
+        self.polite.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Compares the bytes consumed with what the rate allowed since
@@ -245,6 +324,10 @@ impl Throttle {
     }
 
     fn pace(&self, n: u64) {
+        if self.auto.load(Relaxed) {
+            // `auto` makes up nothing: a lost moment is no debt to the link.
+            return;
+        }
         let l = &self.limiter;
         let rate = self.active.load(Relaxed);
         let mut p = self.pace_state();
@@ -307,6 +390,88 @@ impl Throttle {
         Some(self.active.load(Relaxed)).filter(|&r| r > 0)
     }
 
+    /// The limit in force as [`limit_code`] encodes it, `auto`'s rate now
+    /// marked [`AUTO`] (what the progress line shows).
+    pub fn code(&self) -> u64 {
+        let a = self.active.load(Relaxed);
+        if self.auto.load(Relaxed) && a != PAUSED {
+            a | AUTO
+        } else {
+            a
+        }
+    }
+
+    /// Takes the tokens for `n` bytes ([`Self::consume`]), then does the
+    /// call `io` that moves them; under `auto` the time the call took is a
+    /// delay sample for the controller (see `polite`).
+    pub fn paced<T>(
+        &self,
+        n: usize,
+        io: impl FnOnce() -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        self.consume(n);
+        if !self.auto.load(Relaxed) {
+            return io();
+        }
+        let others = self.calls.fetch_add(1, Relaxed);
+        let ticket = self.started.fetch_add(1, Relaxed);
+        let start = Instant::now();
+        let out = io();
+        self.calls.fetch_sub(1, Relaxed);
+        // Alone from start to end: no other lane's call shared the link.
+        let alone = others == 0 && self.started.load(Relaxed) == ticket + 1;
+        let out = out?;
+        self.observe(start, n, alone);
+        Ok(out)
+    }
+
+    /// One call that started at `start` moved `n` bytes. Its time is a
+    /// delay sample when it was a whole slice (a short tail call is
+    /// quicker, not less queued) and alone: the lanes share one connection
+    /// to the server on most mounts, so a call beside another waits for
+    /// the other's bytes, its own run's queue, which the other users of the
+    /// link never see. When no call has been alone for
+    /// [`ALONE_AT_LEAST`], every call is a sample again (a link slowed by
+    /// another user makes every call overlap: that must not blind it).
+    fn observe(&self, start: Instant, n: usize, alone: bool) {
+        let end = Instant::now();
+        let now = end - self.epoch;
+        let mut c = self.controller();
+        let Some(ctl) = c.as_mut() else {
+            return;
+        };
+        let last_alone = Duration::from_micros(self.last_alone.load(Relaxed));
+        let whole = n as u64 >= self.auto_slice.load(Relaxed);
+        if !whole || (!alone && now.saturating_sub(last_alone) < ALONE_AT_LEAST) {
+            ctl.moved(now, n as u64);
+            return;
+        }
+        if alone {
+            self.last_alone.store(now.as_micros() as u64, Relaxed);
+        }
+        ctl.sample(now, end - start, n as u64);
+        let (r, ceiling) = (ctl.rate(), ctl.config().ceiling);
+        // `RUST_LOG=jobrun::throttle=trace`: every sample, for a bench.
+        tracing::trace!(
+            dir = if self.log_changes { "read" } else { "write" },
+            t_ms = (end - self.epoch).as_millis() as u64,
+            delay_us = (end - start).as_micros() as u64,
+            base_us = ctl.base().map_or(0, |d| d.as_micros() as u64),
+            queuing_us = ctl.queuing().map_or(0, |d| d.as_micros() as u64),
+            rate = r,
+            "auto sample"
+        );
+        drop(c);
+        let a = self.active.load(Relaxed);
+        // Small moves are not worth re-arming the bucket for, but the
+        // ceiling is reached exactly.
+        let moved = r.abs_diff(a) > a / 64 || (r != a && Some(r) == ceiling);
+        if a != PAUSED && a != 0 && moved {
+            self.set_rate(r);
+            self.active.store(r, Relaxed);
+        }
+    }
+
     /// Whether bytes must go through [`Self::consume`] right now (a rate or
     /// a pause). Also the point where a timetable boundary or a reload is
     /// noticed: call it per block.
@@ -320,6 +485,8 @@ impl Throttle {
         match self.active.load(Relaxed) {
             0 => usize::MAX,
             PAUSED => MAX_SLICE as usize,
+            // `auto`: slices of one size, so that their times compare.
+            _ if self.auto.load(Relaxed) => self.auto_slice.load(Relaxed) as usize,
             r => slice_for(r) as usize,
         }
     }
@@ -340,6 +507,7 @@ impl Throttle {
                     std::thread::sleep(PAUSE_POLL);
                     continue;
                 }
+                _ if self.auto.load(Relaxed) => left.min(self.auto_slice.load(Relaxed)),
                 r => left.min(slice_for(r)),
             };
             match l.try_wait_n(step) {
@@ -582,5 +750,55 @@ mod tests {
         // Off after a limit: free again.
         live.set(Schedule::Fixed(Limit::Off));
         assert!(!t.is_limited());
+    }
+
+    /// The fixed limit's property under `auto`: the throttle paces at the
+    /// controller's rate, which never exceeds the ceiling, so no 1 s or
+    /// 100 ms window carries more than the fixed limit's bounds allow.
+    #[test]
+    fn auto_climbs_to_its_ceiling_never_above_it_and_backs_off_on_a_queue() {
+        let ceiling = 8u64 << 20;
+        let t = Throttle::new(&Schedule::Fixed(Limit::Auto(Some(ceiling))));
+        assert!(t.is_limited());
+        assert_eq!(t.code(), AUTO | polite::START_RATE);
+        assert_eq!(t.slice_len(), 64 << 10);
+        let start = Instant::now();
+        let mut log = Vec::new();
+        // ~3 s on a quiet machine; a loaded one stalls a call now and then,
+        // which the controller takes for a queue: up to 30 s allowed.
+        while t.active() != Some(ceiling) && start.elapsed() < Duration::from_secs(30) {
+            let n = t.slice_len();
+            t.paced(n, || Ok(())).unwrap();
+            log.push((start.elapsed().as_secs_f64(), n as f64));
+        }
+        assert_eq!(t.active(), Some(ceiling), "a quiet link: up to the ceiling");
+        for (window, bound) in [(1.0, 1.07), (0.1, 1.25)] {
+            let mut j = 0;
+            let mut sum = 0.0;
+            for i in 0..log.len() {
+                sum += log[i].1;
+                while log[i].0 - log[j].0 > window {
+                    sum -= log[j].1;
+                    j += 1;
+                }
+                let most = bound * ceiling as f64 * window;
+                assert!(sum <= most, "{sum} bytes in {window} s at {}", log[i].0);
+            }
+        }
+        // Each call now takes 20 ms (a queue ten times the target): it backs off.
+        for _ in 0..40 {
+            t.paced(64 << 10, || {
+                std::thread::sleep(Duration::from_millis(20));
+                Ok(())
+            })
+            .unwrap();
+        }
+        let backed = t.active().unwrap();
+        assert!(backed <= ceiling / 2, "{backed}");
+        assert_eq!(t.code(), AUTO | backed);
+        // A reload to a fixed rate ends `auto`.
+        t.live.set(Schedule::Fixed(Limit::Rate(1 << 20)));
+        assert!(t.is_limited());
+        assert_eq!(t.code(), 1 << 20);
     }
 }

@@ -21,7 +21,7 @@ pub const DAY_SECS: u32 = 24 * 3600;
 pub const WEEK_SECS: u32 = 7 * DAY_SECS;
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const ENTRY_HELP: &str = "expected entries like `Mon-08:00,10M 18:00,off` \
-     ([DAY-]HH:MM,RATE; DAY Mon…Sun; RATE may also be `off` or `pause`)";
+     ([DAY-]HH:MM,RATE; DAY Mon…Sun; RATE may also be `off`, `pause` or `auto`)";
 
 /// What an entry (or a plain `bwlimit`) sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +32,34 @@ pub enum Limit {
     Rate(u64),
     /// No file bytes move until the next entry (`pause`).
     Pause,
+    /// The rate follows the delay the run's own I/O sees (`auto`, `auto,
+    /// 60M`: see `polite`), at most the ceiling when one is given.
+    Auto(Option<u64>),
 }
 
 impl Limit {
-    /// `pause`, or a rate as [`units::parse_rate`] reads it.
+    /// `pause`, `auto` (optionally `auto, CEILING`), or a rate as
+    /// [`units::parse_rate`] reads it.
     pub fn parse(s: &str) -> Result<Self, String> {
         if s.trim().eq_ignore_ascii_case("pause") {
             return Ok(Limit::Pause);
+        }
+        if let Some(rest) = strip_auto(s) {
+            let rest = rest.trim_start();
+            let Some(ceiling) = rest.strip_prefix(',') else {
+                return if rest.is_empty() {
+                    Ok(Limit::Auto(None))
+                } else {
+                    Err(format!(
+                        "invalid `{}`: expected `auto` or `auto, CEILING` (e.g. `auto, 60M`)",
+                        s.trim()
+                    ))
+                };
+            };
+            return match units::parse_rate(ceiling) {
+                Ok(c) => Ok(Limit::Auto(c)),
+                Err(e) => Err(format!("the ceiling of `{}`: {e}", s.trim())),
+            };
         }
         units::parse_rate(s).map(Self::from_rate).map_err(|e| {
             e.to_string().replace(
@@ -57,18 +78,29 @@ impl Limit {
     pub fn audit_text(self) -> String {
         match self {
             Limit::Rate(r) => format!("{r} B/s"),
+            Limit::Auto(Some(c)) => format!("auto, {c} B/s"),
             other => other.to_string(),
         }
     }
 }
 
-/// `20.0 MiB/s`, `off` or `pause`.
+/// `auto` and its ceiling: `auto`, `AUTO, 60M`.
+fn strip_auto(s: &str) -> Option<&str> {
+    let t = s.trim_start();
+    t.get(..4)
+        .filter(|a| a.eq_ignore_ascii_case("auto"))
+        .map(|_| &t[4..])
+}
+
+/// `20.0 MiB/s`, `off`, `pause`, `auto` or `auto, 60.0 MiB/s`.
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Limit::Off => f.write_str("off"),
             Limit::Pause => f.write_str("pause"),
             Limit::Rate(r) => write!(f, "{}", HumanRate(*r as f64)),
+            Limit::Auto(None) => f.write_str("auto"),
+            Limit::Auto(Some(c)) => write!(f, "auto, {}", HumanRate(*c as f64)),
         }
     }
 }
@@ -234,11 +266,12 @@ impl Default for Schedule {
 }
 
 impl Schedule {
-    /// Parses a rate (`20M`, `20MB/s`, `0`, `off`), `pause`, or a timetable
+    /// Parses a rate (`20M`, `20MB/s`, `0`, `off`), `pause`, `auto`
+    /// (`auto, 60M` with a ceiling), or a timetable
     /// (`Mon-00:00,512 Fri-23:59,10M Sat-10:00,1M Sun-20:00,off`).
     pub fn parse(input: &str) -> Result<Self, String> {
         let t = input.trim();
-        if !t.contains(',') && !t.contains(':') {
+        if (!t.contains(',') || strip_auto(t).is_some()) && !t.contains(':') {
             return Limit::parse(t).map(Schedule::Fixed);
         }
         Timetable::parse(t).map(Schedule::Timetable)
@@ -638,5 +671,39 @@ mod tests {
         };
         assert_eq!(one.next_change(0), None);
         insta::assert_snapshot!(tt.week_table(at(1, 14, 3) + 7, "Europe/Berlin", "  "));
+    }
+
+    #[test]
+    fn auto_with_and_without_a_ceiling_and_in_a_timetable() {
+        let m = 1u64 << 20;
+        for (text, want) in [
+            ("auto", Limit::Auto(None)),
+            ("AUTO", Limit::Auto(None)),
+            (" auto ", Limit::Auto(None)),
+            ("auto, 60M", Limit::Auto(Some(60 * m))),
+            ("auto,60M", Limit::Auto(Some(60 * m))),
+            ("Auto ,60MB/s", Limit::Auto(Some(60_000_000))),
+            ("auto, off", Limit::Auto(None)),
+        ] {
+            assert_eq!(Schedule::parse(text), Ok(Schedule::Fixed(want)), "{text}");
+        }
+        assert_eq!(Limit::Auto(Some(60 * m)).to_string(), "auto, 60.0 MiB/s");
+        assert_eq!(Limit::Auto(None).to_string(), "auto");
+        assert_eq!(Limit::Auto(Some(60 * m)).audit_text(), "auto, 62914560 B/s");
+        let Ok(Schedule::Timetable(tt)) = Schedule::parse("08:00,auto 19:00,off Sat-08:00,auto,5M")
+        else {
+            panic!("a timetable")
+        };
+        assert_eq!(tt.limit_at(9 * 3600), Limit::Auto(None));
+        assert_eq!(tt.limit_at(20 * 3600), Limit::Off);
+        assert_eq!(
+            tt.limit_at(5 * DAY_SECS + 9 * 3600),
+            Limit::Auto(Some(5 * m))
+        );
+        for bad in ["auto 60M", "autoo", "auto, 60Q", "auto,", "08:00,auto 60M"] {
+            let e = Schedule::parse(bad).unwrap_err();
+            assert!(e.contains("auto") || e.contains("60"), "{bad}: {e}");
+        }
+        assert!(Schedule::parse("autox").unwrap_err().contains("`autox`"));
     }
 }

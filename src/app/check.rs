@@ -219,6 +219,10 @@ fn paths_and_streams(job: &Job, key: &str) -> Option<String> {
             job.lane_capacity()
         ),
         "bwlimit" => bwlimit(&job.bwlimit),
+        "polite_target" => format!(
+            "{} (queuing delay allowed under bwlimit auto)",
+            humantime::format_duration(job.polite_target)
+        ),
         _ => return None,
     })
 }
@@ -230,6 +234,10 @@ fn bwlimit(limit: &Schedule) -> String {
         Schedule::Fixed(Limit::Pause) => {
             "pause (no file bytes move; edit and reload to go on)".into()
         }
+        Schedule::Fixed(Limit::Auto(_)) => format!(
+            "{} (the rate follows the delay the run's own I/O sees)",
+            limit
+        ),
         Schedule::Fixed(l) => l.to_string(),
         t @ Schedule::Timetable(tt) => {
             let now = timetable::local_week_secs();

@@ -202,7 +202,7 @@ impl Beside<'_> {
                 m.write(
                     self.job,
                     self.progress,
-                    Some(self.shared.limit.get().limit_now()),
+                    Some(in_force(&self.shared.limit.get(), self.progress)),
                     None,
                 );
                 next_write = Instant::now() + METRICS_EVERY;
@@ -234,6 +234,21 @@ impl Beside<'_> {
         if let Err(e) = written {
             tracing::warn!("reload: {e}");
         }
+    }
+}
+
+/// The limit in force: the schedule's, and under `auto` the rate it holds
+/// now (as the lanes last reported it).
+pub(crate) fn in_force(schedule: &crate::throttle::Schedule, progress: &Progress) -> Limit {
+    match schedule.limit_now() {
+        auto @ Limit::Auto(_) => {
+            let code = progress.snapshot().bwlimit;
+            match crate::throttle::code_rate(code).filter(|_| code & crate::throttle::AUTO != 0) {
+                Some(r) => Limit::Rate(r),
+                None => auto,
+            }
+        }
+        l => l,
     }
 }
 

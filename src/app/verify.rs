@@ -172,7 +172,7 @@ pub fn verify(args: &VerifyArgs) -> Result<Exit, Failure> {
         audit: &mut opened.audit,
         progress: &progress,
         stop: &opened.stop,
-        limit: LiveLimit::new(job.bwlimit.clone()),
+        limit: LiveLimit::polite(job.bwlimit.clone(), job.polite_target),
         source_at_start: None,
         dry_run: false,
         say: &say,

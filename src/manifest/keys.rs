@@ -132,15 +132,26 @@ pub const TABLE: &[Key] = &[
     },
     Key {
         name: "bwlimit",
-        kind: "byte rate, `0`/`off` = none, `pause`, or a weekly timetable \
-               `\"08:00,10M 19:00,off Sat-00:00,off\"`",
+        kind: "byte rate, `0`/`off` = none, `pause`, `auto` / `\"auto, 60M\"`, or a weekly \
+               timetable `\"08:00,auto 19:00,off Sat-00:00,off\"`",
         default: "off",
-        help: "Max copy rate per direction (e.g. 20M, 20MB/s, off, pause), or a weekly timetable \
-               (\"Mon-08:00,10M 19:00,off Sat-00:00,off\")",
+        help: "Max copy rate per direction (e.g. 20M, 20MB/s, off, pause, auto, \"auto, 60M\"), \
+               or a weekly timetable (\"Mon-08:00,10M 19:00,off Sat-00:00,off\")",
         anchor: "docs/bandwidth.md#bandwidth-limit",
         example: "\"20M\"",
         flag: Some("bwlimit"),
         env: Some("JOBRUN_BWLIMIT"),
+    },
+    Key {
+        name: "polite_target",
+        kind: "duration 1ms–1s",
+        default: "`2ms`",
+        help: "Under bwlimit auto: the queuing delay allowed above the link's floor before the \
+               rate backs off (e.g. 2ms)",
+        anchor: "docs/bandwidth.md#polite-mode-bwlimit--auto",
+        example: "\"5ms\"",
+        flag: Some("polite-target"),
+        env: Some("JOBRUN_POLITE_TARGET"),
     },
     Key {
         name: "delete_extras",

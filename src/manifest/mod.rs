@@ -25,8 +25,8 @@ mod values;
 pub use keys::KEYS;
 use keys::env_name;
 pub use values::{
-    BlockSize, Bwlimit, Dur, Interval, MaxDel, Patterns, QueueCapacity, SymlinkPolicy, Transfers,
-    parse_duration,
+    BlockSize, Bwlimit, Dur, Interval, MaxDel, Patterns, PoliteTarget, QueueCapacity,
+    SymlinkPolicy, Transfers, parse_duration,
 };
 
 use crate::checksum::HashAlgo;
@@ -66,6 +66,10 @@ pub const MAX_PROGRESS_INTERVAL: Duration = Duration::from_secs(86_400);
 /// one-hour daylight-saving shift; a window of months once kept changed
 /// files from ever being copied again.
 pub const MAX_MODIFY_WINDOW: Duration = Duration::from_secs(7_200);
+/// Shortest accepted `polite_target`: below it a call's own jitter is a queue.
+pub const MIN_POLITE_TARGET: Duration = Duration::from_millis(1);
+/// Longest accepted `polite_target`: a second of queue is no politeness.
+pub const MAX_POLITE_TARGET: Duration = Duration::from_secs(1);
 
 /// Errors of manifest loading; every one maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,7 @@ pub struct RawManifest {
     pub queue_capacity: Option<QueueCapacity>,
     pub transfers: Option<Transfers>,
     pub bwlimit: Option<Bwlimit>,
+    pub polite_target: Option<PoliteTarget>,
     pub delete_extras: Option<bool>,
     pub max_delete: Option<MaxDel>,
     pub inplace: Option<bool>,
@@ -166,6 +171,10 @@ pub struct Job {
     /// weekly timetable in local time whose limit in force changes while a
     /// run goes (and which a reload may replace, see `retune`).
     pub bwlimit: Schedule,
+    /// Under `bwlimit = "auto"`: the queuing delay allowed above the
+    /// floor the run's own I/O measures before the rate backs off
+    /// (`polite`). Default [`crate::polite::DEFAULT_TARGET`].
+    pub polite_target: Duration,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
     /// Most destination entries the mirror stage may delete in one run
@@ -610,6 +619,38 @@ mod tests {
         }
         let job = load_text(&format!("{base}progress_interval = \"1s\"\n")).unwrap();
         assert_eq!(job.progress_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn polite_target_and_bwlimit_auto() {
+        let base = "source = \"/a\"\ndestination = \"/b\"\n";
+        let job = load_text(&format!("{base}bwlimit = \"auto, 60M\"\n")).unwrap();
+        assert_eq!(
+            job.bwlimit,
+            Schedule::Fixed(crate::throttle::Limit::Auto(Some(60 << 20)))
+        );
+        assert_eq!(job.polite_target, crate::polite::DEFAULT_TARGET);
+        let job = load_text(&format!(
+            "{base}bwlimit = \"auto\"\npolite_target = \"5ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(job.polite_target, Duration::from_millis(5));
+        for (v, why) in [
+            ("\"0s\"", "must be at least 1ms"),
+            ("\"500us\"", "must be at least 1ms"),
+            ("\"2s\"", "must be at most 1s"),
+            ("\"fast\"", ""),
+        ] {
+            let e = load_text(&format!("{base}polite_target = {v}\n")).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.starts_with("/jobs/t.toml:3: `polite_target`: "),
+                "{v}: {e}"
+            );
+            assert!(e.contains(why), "{v}: {e}");
+        }
+        let e = load_text(&format!("{base}bwlimit = \"auto 60M\"\n")).unwrap_err();
+        assert!(e.to_string().contains("`auto, CEILING`"), "{e}");
     }
 
     #[test]

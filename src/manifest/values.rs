@@ -8,7 +8,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    MAX_BLOCK_SIZE, MAX_MODIFY_WINDOW, MAX_PROGRESS_INTERVAL, MAX_TRANSFERS, MIN_PROGRESS_INTERVAL,
+    MAX_BLOCK_SIZE, MAX_MODIFY_WINDOW, MAX_POLITE_TARGET, MAX_PROGRESS_INTERVAL, MAX_TRANSFERS,
+    MIN_POLITE_TARGET, MIN_PROGRESS_INTERVAL,
 };
 use crate::decide::MaxDelete;
 use crate::throttle::{Limit, Schedule};
@@ -382,6 +383,17 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         within(duration(d)?, Duration::ZERO, MAX_MODIFY_WINDOW).map(Dur)
+    }
+}
+
+/// `polite_target`: a duration within [`MIN_POLITE_TARGET`] ..=
+/// [`MAX_POLITE_TARGET`] (`"2ms"`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PoliteTarget(pub Duration);
+
+impl<'de> Deserialize<'de> for PoliteTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        within(duration(d)?, MIN_POLITE_TARGET, MAX_POLITE_TARGET).map(PoliteTarget)
     }
 }
 

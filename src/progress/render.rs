@@ -174,6 +174,11 @@ fn limit_note(bwlimit: u64) -> String {
         String::new()
     } else if bwlimit == crate::throttle::PAUSED {
         " limit paused".into()
+    } else if bwlimit & crate::throttle::AUTO != 0 {
+        match bwlimit & !crate::throttle::AUTO {
+            0 => " limit auto".into(),
+            r => format!(" limit auto {}", HumanRate(r as f64)),
+        }
     } else {
         format!(" limit {}", HumanRate(bwlimit as f64))
     }
@@ -766,5 +771,15 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+    }
+
+    #[test]
+    fn the_limit_in_force_under_auto_says_auto_and_its_rate() {
+        use crate::throttle::{AUTO, PAUSED};
+        assert_eq!(limit_note(AUTO), " limit auto");
+        assert_eq!(limit_note(AUTO | (20 * MIB)), " limit auto 20.0 MiB/s");
+        assert_eq!(limit_note(20 * MIB), " limit 20.0 MiB/s");
+        assert_eq!(limit_note(PAUSED), " limit paused");
+        assert_eq!(limit_note(0), "");
     }
 }

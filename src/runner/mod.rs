@@ -178,7 +178,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(job: &Job) -> Self {
         Self {
-            limit: LiveLimit::new(job.bwlimit.clone()),
+            limit: LiveLimit::polite(job.bwlimit.clone(), job.polite_target),
             run_id: OnceLock::new(),
             db_id: OnceLock::new(),
         }
@@ -280,9 +280,29 @@ pub fn run(
     report.transfer.bytes_done = bytes;
     report.transfer.failed = failed;
     let stopped = stop.load(Relaxed);
-    let end = RunEnding { job, opts, run_id };
+    let auto = auto_in_force(&shared.limit.get(), progress);
+    let end = RunEnding {
+        job,
+        opts,
+        run_id,
+        auto,
+    };
     let error = end.record(&mut db, &mut audit, &mut report, outcome, stopped);
     Ok(Finished { report, error })
+}
+
+/// Under `bwlimit = "auto"`, what `run_end` says of it: the rate the lanes
+/// held last (`auto, 23068672 B/s`), `auto` when none moved a byte.
+fn auto_in_force(schedule: &crate::throttle::Schedule, progress: &Progress) -> Option<String> {
+    use crate::throttle::{AUTO, Limit, code_rate};
+    let Limit::Auto(_) = schedule.limit_now() else {
+        return None;
+    };
+    let code = progress.snapshot().bwlimit;
+    Some(match code_rate(code).filter(|_| code & AUTO != 0) {
+        Some(r) => format!("auto, {r} B/s"),
+        None => "auto".into(),
+    })
 }
 
 /// The lanes' files for the DB (`status` shows them while the run goes).
@@ -306,6 +326,8 @@ struct RunEnding<'a> {
     job: &'a Job,
     opts: RunOptions,
     run_id: i64,
+    /// `run_end`'s `bwlimit`: under `auto`, the rate it held last.
+    auto: Option<String>,
 }
 
 impl RunEnding<'_> {
@@ -362,6 +384,7 @@ impl RunEnding<'_> {
             exit: report.exit.code(),
             reason: report.exit.reason(),
             error: text.as_deref(),
+            bwlimit: self.auto.clone(),
         });
         if let (Err(e), None) = (ended, &error) {
             report.exit = Exit::Fatal;

@@ -47,6 +47,10 @@ pub(super) struct RunEnd<'a> {
     pub(super) reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<&'a str>,
+    /// Under `bwlimit = "auto"`: the rate it held last (`auto, 23068672
+    /// B/s`); absent for any other limit (`run_start` says those).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) bwlimit: Option<String>,
 }
 
 /// The host name (`uname`'s node name), empty if it cannot be read.

@@ -186,3 +186,40 @@ fn a_paused_weekday_ends_at_local_midnight() {
         out.stderr
     );
 }
+
+/// `bwlimit = "auto, 4M"` on a local disk: the copy is whole, never faster
+/// than its ceiling allows, and `run_start`/`run_end` say `auto` and the
+/// rate it held last (at most the ceiling); `check` names `polite_target`.
+#[test]
+#[ignore = "slow tier (5 s)"]
+fn auto_holds_its_ceiling_and_says_its_rate() {
+    let env = sixteen_mib("bwlimit = \"auto, 4M\"\npolite_target = \"3ms\"");
+    let (out, took) = timed_run(&env, &[], &[]);
+    out.assert_code(0);
+    env.assert_trees_equal();
+    // 16 MiB at most 4 MiB/s (and a 20 ms bucket): at least ~4 s.
+    assert!(took >= Duration::from_millis(3500), "{took:?}");
+    assert_eq!(start_bwlimit(&env), "auto, 4194304 B/s");
+    let end = env.log_with_status("run_end");
+    let said = end.last().unwrap()["bwlimit"].as_str().unwrap().to_string();
+    let rate: u64 = said
+        .strip_prefix("auto, ")
+        .and_then(|r| r.strip_suffix(" B/s"))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("run_end bwlimit: {said}"));
+    assert!((1 << 20..=4 << 20).contains(&rate), "{said}");
+    let check: Out = env
+        .cmd()
+        .arg("check")
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    check.assert_code(0);
+    assert!(check.stdout.contains("auto, 4.0 MiB/s"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("3ms (queuing delay allowed"),
+        "{}",
+        check.stdout
+    );
+}

@@ -60,6 +60,8 @@ fn limit_value(l: Limit) -> Option<f64> {
         Limit::Off => None,
         Limit::Rate(r) => Some(r as f64),
         Limit::Pause => Some(0.0),
+        // `auto` moves under its ceiling: the ceiling is the line drawn.
+        Limit::Auto(c) => c.map(|c| c as f64),
     }
 }
 

@@ -480,8 +480,10 @@ impl<'a> Reader<'a> {
             if self.stopping() {
                 return Err(io::ErrorKind::Interrupted.into());
             }
-            self.ctx.read_limit.consume(chunk.len());
-            f.read_exact(chunk)?;
+            // Timed: under `auto` each read's latency is a delay sample.
+            self.ctx
+                .read_limit
+                .paced(chunk.len(), || f.read_exact(chunk))?;
         }
         Ok(())
     }

@@ -332,8 +332,7 @@ impl<'a> Writer<'a> {
 
     fn write(&self, o: &mut Open<'_>, data: &[u8]) -> io::Result<()> {
         let limited = self.ctx.write_limit.is_limited();
-        self.lane
-            .set_limit(self.ctx.write_limit.active().unwrap_or(0));
+        self.lane.set_limit(self.ctx.write_limit.code());
         if !limited {
             o.file.write_all(data)?;
             o.written += data.len() as u64;
@@ -354,8 +353,11 @@ impl<'a> Writer<'a> {
             // On the wire before the next tokens are taken: a stalled
             // transport holds the lane, not the lane's next chunk.
             o.pacer.settle_in_flight(&o.file)?;
-            self.ctx.write_limit.consume(chunk.len());
-            o.file.write_all(chunk)?;
+            // Timed: under `auto` each write's latency is a delay sample.
+            let file = &mut o.file;
+            self.ctx
+                .write_limit
+                .paced(chunk.len(), || file.write_all(chunk))?;
             o.written += chunk.len() as u64;
             o.pacer.wrote(&o.file, chunk.len(), range)?;
         }
