@@ -117,6 +117,7 @@ pub struct RawManifest {
     pub queue_capacity: Option<QueueCapacity>,
     pub transfers: Option<Transfers>,
     pub bwlimit: Option<Bwlimit>,
+    pub shard_bwlimit: Option<Bwlimit>,
     pub delete_extras: Option<bool>,
     pub max_delete: Option<MaxDel>,
     pub inplace: Option<bool>,
@@ -166,6 +167,9 @@ pub struct Job {
     /// weekly timetable in local time whose limit in force changes while a
     /// run goes (and which a reload may replace, see `retune`).
     pub bwlimit: Schedule,
+    /// Each shard's own limit (`jobrun --shard K`); `None`: the job's
+    /// `bwlimit` divided by the number of shards (see [`crate::shard`]).
+    pub shard_bwlimit: Option<Schedule>,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
     /// Most destination entries the mirror stage may delete in one run
@@ -214,6 +218,10 @@ pub struct Job {
     /// Default: none.
     #[serde(skip)]
     pub filter: Filter,
+    /// `Some((k, n))`: this is shard `k` of `n` (`--shard`, see
+    /// [`crate::shard::shard_job`]); `None` when loaded from the manifest.
+    #[serde(skip)]
+    pub shard: Option<(usize, usize)>,
     /// Warnings of loading (a `JOBRUN_*` variable that is no key), one
     /// line each, for the command to print.
     #[serde(skip)]

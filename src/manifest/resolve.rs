@@ -46,6 +46,7 @@ pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, Mani
         queue_capacity: raw.queue_capacity.map_or(DEFAULT_QUEUE_CAPACITY, |q| q.0) as usize,
         transfers: raw.transfers.map_or(DEFAULT_TRANSFERS, |t| t.0) as usize,
         bwlimit: raw.bwlimit.map(|b| b.0).unwrap_or_default(),
+        shard_bwlimit: raw.shard_bwlimit.map(|b| b.0),
         delete_extras: raw.delete_extras.unwrap_or(false),
         max_delete: raw.max_delete.map_or(decide::DEFAULT_MAX_DELETE, |m| m.0),
         inplace: raw.inplace.unwrap_or(false),
@@ -63,6 +64,7 @@ pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, Mani
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
         metrics_file: places.metrics_file,
         filter,
+        shard: None,
         notices: Vec::new(),
     };
     check_memory(o, &job, raw.block_size.is_some())?;
