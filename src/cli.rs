@@ -47,6 +47,10 @@ pub enum Command {
     Hashes(HashesArgs),
     /// Write one self-contained HTML report of the job (runs, rates against the limit, backlog, failures, last verify, what is kept) from its state DB and audit log.
     Report(ReportArgs),
+    /// Split the source into N shards of whole subtrees (near-equal bytes and entries) and write `<stem>.plan.toml` beside the manifest; each shard then runs as `jobrun --shard K`.
+    Plan(PlanArgs),
+    /// The mirror stage alone, over the whole destination, once every shard of a sharded job finished (exit 4 naming the shards that did not).
+    Mirror(MirrorArgs),
     /// Write the manual pages (jobrun.1, jobrun-COMMAND.1) into DIR (for packagers).
     #[command(name = "generate-man", hide = true)]
     GenerateMan {
@@ -76,6 +80,33 @@ pub struct ReportArgs {
     /// Where to write the HTML file (replaced whole).
     #[arg(long, value_name = "FILE")]
     pub html: camino::Utf8PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The job manifest (TOML).
+    #[arg(value_name = "JOB.toml")]
+    pub job: PathBuf,
+    /// How many shards.
+    #[arg(long, value_name = "N")]
+    pub shards: usize,
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// The job manifest (TOML).
+    #[arg(value_name = "JOB.toml")]
+    pub job: PathBuf,
+    #[command(flatten)]
+    pub overrides: Overrides,
+    /// Only print what would be deleted; delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Print only errors and the final summary.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +200,9 @@ pub struct RunArgs {
     /// Print the run's summary as one JSON object on stdout instead of its line (fields: docs/running.md).
     #[arg(long)]
     pub json: bool,
+    /// Run shard K of the job's plan (`jobrun plan`), or `auto`: K from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or OMPI_COMM_WORLD_RANK.
+    #[arg(long, value_name = "K|auto")]
+    pub shard: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +212,9 @@ pub struct CommonArgs {
     pub job: PathBuf,
     #[command(flatten)]
     pub overrides: Overrides,
+    /// Shard K of the job's plan (its DB, log, lock and limit), or `auto` (see the run's `--shard`).
+    #[arg(long, value_name = "K|auto")]
+    pub shard: Option<String>,
 }
 
 /// A command's job and `--json`.
@@ -235,6 +272,9 @@ pub struct Overrides {
     #[arg(long, value_name = "DURATION", help = keys::help("polite_target"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polite_target: Option<String>,
+    #[arg(long, value_name = "RATE", help = keys::help("shard_bwlimit"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard_bwlimit: Option<String>,
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", help = keys::help("delete_extras"))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_extras: Option<bool>,

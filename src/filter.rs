@@ -28,6 +28,19 @@ pub struct Filter {
     exclude: Vec<String>,
     include: Vec<String>,
     matcher: Gitignore,
+    /// A shard's part of the tree (`shard`): what is outside it is left
+    /// out as if excluded.
+    scope: Option<std::sync::Arc<dyn Scope>>,
+}
+
+/// A part of the tree a run is limited to (a shard's subtrees): entries
+/// outside it are left out, folders outside it not entered.
+pub trait Scope: std::fmt::Debug + Send + Sync {
+    /// Whether the entry at `rel` (not the root) is inside, its parent
+    /// folders being inside.
+    fn keeps(&self, rel: &Path, is_dir: bool) -> bool;
+    /// A stable text of the part, for [`Filter::fingerprint`].
+    fn fingerprint(&self) -> String;
 }
 
 impl Default for Filter {
@@ -36,6 +49,7 @@ impl Default for Filter {
             exclude: Vec::new(),
             include: Vec::new(),
             matcher: Gitignore::empty(),
+            scope: None,
         }
     }
 }
@@ -104,12 +118,19 @@ impl Filter {
             exclude: exclude.to_vec(),
             include: include.to_vec(),
             matcher,
+            scope: None,
         })
     }
 
-    /// No `exclude` pattern: nothing is left out.
+    /// The same filter, limited to `scope` as well.
+    pub fn scoped(mut self, scope: std::sync::Arc<dyn Scope>) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// No `exclude` pattern and no scope: nothing is left out.
     pub fn is_empty(&self) -> bool {
-        self.exclude.is_empty()
+        self.exclude.is_empty() && self.scope.is_none()
     }
 
     pub fn exclude(&self) -> &[String] {
@@ -127,7 +148,10 @@ impl Filter {
         if self.is_empty() || rel.as_os_str().is_empty() {
             return false;
         }
-        matches!(self.matcher.matched(rel, is_dir), Match::Ignore(_))
+        if self.scope.as_ref().is_some_and(|s| !s.keeps(rel, is_dir)) {
+            return true;
+        }
+        !self.exclude.is_empty() && matches!(self.matcher.matched(rel, is_dir), Match::Ignore(_))
     }
 
     /// Whether `rel` or one of its parent folders is excluded: the same
@@ -144,7 +168,15 @@ impl Filter {
     /// A stable text of the patterns, to tell whether they changed since
     /// the DB's rows were last filtered.
     pub fn fingerprint(&self) -> String {
-        serde_json::json!({ "exclude": self.exclude, "include": self.include }).to_string()
+        match &self.scope {
+            None => serde_json::json!({ "exclude": self.exclude, "include": self.include }),
+            Some(s) => serde_json::json!({
+                "exclude": self.exclude,
+                "include": self.include,
+                "scope": s.fingerprint(),
+            }),
+        }
+        .to_string()
     }
 
     /// One line for `check` and the run's start: the patterns, or `none`.

@@ -51,7 +51,11 @@
 //!   `beneath` (every path below a root, never through a symlink; the one
 //!   nanosecond conversion), `fsmeta` (temporaries' names, NFS silly
 //!   names, lstat → row), `merge` (the merge of two sorted listings, used by
-//!   the scan and by the mirror's listing), `filter` (`exclude`/`include`);
+//!   the scan and by the mirror's listing), `filter` (`exclude`/`include`,
+//!   and a shard's part of the tree as a scope);
+//! - `shard/` (one job as N runs: `pack` the pure bin-packing of subtrees,
+//!   `file` the plan beside the manifest, `sizes` from the last scan or a
+//!   walk, and in `mod` a shard's job: its state files, limit and scope);
 //! - `decide` (pure decisions: skip rule, run mode, mount check, mirror
 //!   rails and verdicts, type changes, racy reads), `modes` (permission bits and owners), `xattrs`
 //!   (extended attributes and ACLs: the group bits an ACL allows, what is
@@ -88,6 +92,7 @@ pub mod retune;
 pub mod roots;
 pub mod runner;
 pub mod scan;
+pub mod shard;
 pub mod stage;
 pub mod sumfile;
 pub mod sys;

@@ -55,7 +55,7 @@ pub struct ReloadRecord<'a> {
 pub fn reload(path: &Path, overrides: &Overrides, running: &Job, limit: &LiveLimit) -> Reload {
     let current = limit.get();
     let new = match manifest::load(path, overrides) {
-        Ok(j) => j,
+        Ok(j) => crate::shard::as_running_shard(j, running),
         Err(e) => {
             return Reload::Refused {
                 kept: current,

@@ -84,6 +84,18 @@ impl Limit {
     }
 }
 
+impl Limit {
+    /// A rate shared by `n` runs (at least 1 B/s); `auto`'s ceiling is
+    /// shared the same way; `off` and `pause` stay.
+    pub fn divided(self, n: u64) -> Self {
+        match self {
+            Limit::Rate(r) => Limit::Rate((r / n.max(1)).max(1)),
+            Limit::Auto(Some(c)) => Limit::Auto(Some((c / n.max(1)).max(1))),
+            other => other,
+        }
+    }
+}
+
 /// `auto` and its ceiling: `auto`, `AUTO, 60M`.
 fn strip_auto(s: &str) -> Option<&str> {
     let t = s.trim_start();
@@ -293,6 +305,25 @@ impl Schedule {
         }
     }
 
+    /// The schedule shared by `n` runs: each limit divided (a timetable
+    /// entry by entry).
+    pub fn divided(&self, n: u64) -> Self {
+        match self {
+            Schedule::Fixed(l) => Schedule::Fixed(l.divided(n)),
+            Schedule::Timetable(t) => Schedule::Timetable(Timetable {
+                entries: t
+                    .entries
+                    .iter()
+                    .map(|e| Entry {
+                        limit: e.limit.divided(n),
+                        ..*e
+                    })
+                    .collect(),
+                week: t.week.iter().map(|&(at, l)| (at, l.divided(n))).collect(),
+            }),
+        }
+    }
+
     /// True when nothing ever limits or pauses.
     pub fn is_off(&self) -> bool {
         match self {
@@ -426,6 +457,27 @@ mod tests {
 
     fn at(day: u32, h: u32, m: u32) -> u32 {
         day * DAY_SECS + h * H + m * 60
+    }
+
+    #[test]
+    fn divided_among_shards_entry_by_entry() {
+        let s = Schedule::parse("08:00,10M 19:00,off Sat-00:00,pause").unwrap();
+        let d = s.divided(4);
+        let text: Vec<String> = match &d {
+            Schedule::Timetable(t) => t.entries().iter().map(|e| e.to_string()).collect(),
+            Schedule::Fixed(_) => panic!("{d:?}"),
+        };
+        assert_eq!(text, ["08:00,2.5 MiB/s", "19:00,off", "Sat-00:00,pause"]);
+        assert_eq!(d.limit_at(9 * 3600), Limit::Rate(10 * 1024 * 1024 / 4));
+        assert_eq!(d.limit_at(20 * 3600), Limit::Off);
+        assert_eq!(
+            Schedule::parse("3").unwrap().divided(4),
+            Schedule::Fixed(Limit::Rate(1))
+        );
+        assert_eq!(
+            Schedule::parse("off").unwrap().divided(4),
+            Schedule::parse("0").unwrap()
+        );
     }
 
     #[test]

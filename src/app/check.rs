@@ -63,6 +63,7 @@ impl Checked {
 
 pub fn check(args: &JsonArgs) -> Result<Exit, Failure> {
     let job = load_runnable(&args.common.job, &args.common.overrides)?;
+    let job = super::shard::pick(job, args.common.shard.as_deref(), false)?;
     let mut found = Checked {
         settings: settings(&job),
         mode: None,
@@ -218,11 +219,18 @@ fn paths_and_streams(job: &Job, key: &str) -> Option<String> {
             job.transfers,
             job.lane_capacity()
         ),
-        "bwlimit" => bwlimit(&job.bwlimit),
+        "bwlimit" => match job.shard {
+            Some((k, n)) => format!("{} (shard {k} of {n})", bwlimit(&job.bwlimit)),
+            None => bwlimit(&job.bwlimit),
+        },
         "polite_target" => format!(
             "{} (queuing delay allowed under bwlimit auto)",
             humantime::format_duration(job.polite_target)
         ),
+        "shard_bwlimit" => match &job.shard_bwlimit {
+            Some(s) => bwlimit(s),
+            None => "bwlimit ÷ shards (for `--shard K`)".into(),
+        },
         _ => return None,
     })
 }
@@ -323,7 +331,7 @@ fn tree_and_reporting(job: &Job, key: &str) -> Option<String> {
         "exclude" => Filter::describe(job.filter.exclude()),
         "include" => match job.filter.include() {
             [] => "none".into(),
-            _ if job.filter.is_empty() => format!(
+            _ if job.filter.exclude().is_empty() => format!(
                 "{} (no effect: nothing is excluded)",
                 Filter::describe(job.filter.include())
             ),

@@ -6,9 +6,12 @@
 mod check;
 mod hashes;
 mod manual;
+mod mirror;
 mod reload;
 mod report;
 mod run;
+mod shard;
+mod shards_status;
 mod status;
 mod verify;
 
@@ -51,7 +54,9 @@ pub fn run(cli: Cli) -> Exit {
             Command::Hashes(_)
             | Command::Report(_)
             | Command::GenerateMan { .. }
-            | Command::Completions { .. },
+            | Command::Completions { .. }
+            | Command::Plan(_)
+            | Command::Mirror(_),
         ) => false,
         None => cli.run.json,
     };
@@ -65,6 +70,8 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Report(args)) => report::report(&args),
         Some(Command::GenerateMan { dir }) => manual::generate_man(&dir),
         Some(Command::Completions { shell }) => manual::completions(shell),
+        Some(Command::Plan(args)) => shard::plan(&args),
+        Some(Command::Mirror(args)) => mirror::mirror(&args),
         None => run::run_job(cli),
     };
     match result {
@@ -108,8 +115,15 @@ fn out(text: &str) {
     let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
 }
 
+/// The job, or the shard of it `--shard` names.
 fn load(args: &CommonArgs) -> Result<Job, Failure> {
-    manifest::load(&args.job, &args.overrides)
+    let job = load_plain(&args.job, &args.overrides)?;
+    shard::pick(job, args.shard.as_deref(), false)
+}
+
+/// The whole job, as the manifest says.
+fn load_plain(path: &std::path::Path, overrides: &crate::cli::Overrides) -> Result<Job, Failure> {
+    manifest::load(path, overrides)
         .map(noticed)
         .map_err(|e| Failure::new(e, Exit::Usage))
 }

@@ -25,6 +25,7 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
     let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone());
     super::reopen_on_sigusr1();
     let job = load_runnable(&path, &args.overrides)?;
+    let job = super::shard::pick(job, args.shard.as_deref(), true)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal exits at once (still safe: temps are cleaned by the
@@ -40,6 +41,7 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
     let opts = runner::RunOptions {
         rescan: args.rescan,
         dry_run: args.dry_run,
+        mirror_of: None,
     };
     let shared = runner::Shared::new(&job);
     let done = AtomicBool::new(false);

@@ -423,6 +423,11 @@ fn render_runs(o: &mut String, r: &StatusReport) {
 
 pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {
     let job = load(&args.common)?;
+    if args.common.shard.is_none()
+        && let Some(plan) = super::shard::plan_of(&job)?
+    {
+        return super::shards_status::status_all(&job, &plan, args.json);
+    }
     let db = super::job_db(&job)?;
     let report = status_report(&job, &db).map_err(|e| Failure::new(e, Exit::Fatal))?;
     if args.json {

@@ -28,6 +28,7 @@ mod mounts;
 mod roots;
 mod runs;
 mod schema;
+mod shards;
 mod times;
 mod totals;
 mod verifies;

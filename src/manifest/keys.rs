@@ -154,6 +154,17 @@ pub const TABLE: &[Key] = &[
         env: Some("JOBRUN_POLITE_TARGET"),
     },
     Key {
+        name: "shard_bwlimit",
+        kind: "as `bwlimit`",
+        default: "`<bwlimit>` ÷ shards",
+        help: "Each shard's limit (`--shard K`), a rate or a timetable as bwlimit; default: bwlimit \
+               divided by the number of shards",
+        anchor: "docs/more-than-one-machine.md#a-shard-is-one-run",
+        example: "\"5M\"",
+        flag: Some("shard-bwlimit"),
+        env: Some("JOBRUN_SHARD_BWLIMIT"),
+    },
+    Key {
         name: "delete_extras",
         kind: "bool",
         default: "`false`",

@@ -122,6 +122,7 @@ pub struct RawManifest {
     pub transfers: Option<Transfers>,
     pub bwlimit: Option<Bwlimit>,
     pub polite_target: Option<PoliteTarget>,
+    pub shard_bwlimit: Option<Bwlimit>,
     pub delete_extras: Option<bool>,
     pub max_delete: Option<MaxDel>,
     pub inplace: Option<bool>,
@@ -175,6 +176,9 @@ pub struct Job {
     /// floor the run's own I/O measures before the rate backs off
     /// (`polite`). Default [`crate::polite::DEFAULT_TARGET`].
     pub polite_target: Duration,
+    /// Each shard's own limit (`jobrun --shard K`); `None`: the job's
+    /// `bwlimit` divided by the number of shards (see [`crate::shard`]).
+    pub shard_bwlimit: Option<Schedule>,
     /// Mirror stage on: delete destination entries without a source.
     pub delete_extras: bool,
     /// Most destination entries the mirror stage may delete in one run
@@ -223,6 +227,10 @@ pub struct Job {
     /// Default: none.
     #[serde(skip)]
     pub filter: Filter,
+    /// `Some((k, n))`: this is shard `k` of `n` (`--shard`, see
+    /// [`crate::shard::shard_job`]); `None` when loaded from the manifest.
+    #[serde(skip)]
+    pub shard: Option<(usize, usize)>,
     /// Warnings of loading (a `JOBRUN_*` variable that is no key), one
     /// line each, for the command to print.
     #[serde(skip)]

@@ -49,6 +49,7 @@ pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, Mani
         polite_target: raw
             .polite_target
             .map_or(crate::polite::DEFAULT_TARGET, |t| t.0),
+        shard_bwlimit: raw.shard_bwlimit.map(|b| b.0),
         delete_extras: raw.delete_extras.unwrap_or(false),
         max_delete: raw.max_delete.map_or(decide::DEFAULT_MAX_DELETE, |m| m.0),
         inplace: raw.inplace.unwrap_or(false),
@@ -66,6 +67,7 @@ pub(super) fn resolve(o: &Origins<'_>, mut raw: RawManifest) -> Result<Job, Mani
             .map_or(DEFAULT_PROGRESS_INTERVAL, |d| d.0),
         metrics_file: places.metrics_file,
         filter,
+        shard: None,
         notices: Vec::new(),
     };
     check_memory(o, &job, raw.block_size.is_some())?;

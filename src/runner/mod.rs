@@ -164,6 +164,24 @@ pub fn next_mode(
     Ok((mode, line))
 }
 
+/// `jobrun mirror`: the job's DB holds the rows of its `n` shard DBs; a
+/// resume with no backlog, so the mirror walks the destination afresh.
+fn gather(job: &Job, db: &mut StateDb, n: usize) -> Result<(RunMode, String), RunError> {
+    let paths: Vec<_> = (0..n)
+        .map(|k| crate::shard::shard_file(&job.db, k))
+        .collect();
+    let refs: Vec<&Utf8Path> = paths.iter().map(|p| p.as_path()).collect();
+    db.gather_shards(&refs)?;
+    let entries = db.source_entries(job.source.as_std_path())?;
+    Ok((
+        RunMode::Resume { files: 0, bytes: 0 },
+        format!(
+            "mirror of {n} shards: {} recorded by them",
+            count(entries, "source entry", "source entries")
+        ),
+    ))
+}
+
 /// What a run shares with the threads beside it while it goes (reload,
 /// metrics): the limit a reload may replace, and the run's `runs` row id
 /// once it is recorded.
@@ -195,6 +213,9 @@ pub struct RunOptions {
     /// property of one invocation, and `dry_run = true` forgotten in a cron
     /// manifest would silently stop a job while it reports success.
     pub dry_run: bool,
+    /// `jobrun mirror` of a job in this many shards: the mirror stage
+    /// alone, on the union of the shard DBs' rows gathered into the job's.
+    pub mirror_of: Option<usize>,
 }
 
 /// Executes a job. `say` receives the user-facing lines (mode, stage notes).
@@ -219,7 +240,10 @@ pub fn run(
     db.check_roots(&job.source, &job.destination, &same_folder)?;
     // Before the mode is picked: a backlog the filters now exclude is none.
     scan::forget_excluded(job, &mut db)?;
-    let (mode, mode_said) = next_mode(job, &db, opts.rescan)?;
+    let (mode, mode_said) = match opts.mirror_of {
+        None => next_mode(job, &db, opts.rescan)?,
+        Some(n) => gather(job, &mut db, n)?,
+    };
     let mut audit = AuditLog::open(&job.log)?;
     if audit.ended_torn_line() {
         warn!(
@@ -236,7 +260,10 @@ pub fn run(
     if opts.dry_run {
         say("dry run: nothing will be copied or deleted");
     }
-    let stages = plan(job, mode);
+    let stages = match opts.mirror_of {
+        None => plan(job, mode),
+        Some(_) => vec![Stage::Mirror],
+    };
     let mut report = RunReport {
         mode,
         stages: stages.clone(),
@@ -452,14 +479,29 @@ fn start(ctx: &mut RunCtx<'_>, rescan: bool, mode: RunMode) -> Result<(), RunErr
                 crate::modes::Modes::new(job.permissions, job.owners)
                     .dir_create(crate::xattrs::narrowed_mode(&f, bits))
             });
-        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode)
-            .create(&job.destination)
-            .map_err(|source| RunError::DestRoot {
+        create_dest_root(job.destination.as_std_path(), mode).map_err(|source| {
+            RunError::DestRoot {
                 path: job.destination.clone(),
                 source,
-            })?;
+            }
+        })?;
     }
     Ok(())
+}
+
+/// Creates the destination root with `mode`; one made meanwhile by
+/// another run (the shards of a job start at once) is no error.
+fn create_dest_root(path: &Path, mode: u32) -> std::io::Result<()> {
+    match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode).create(path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match std::fs::symlink_metadata(path) {
+                Ok(md) if md.is_dir() => Ok(()),
+                _ => Err(e),
+            }
+        }
+        r => r,
+    }
 }
 
 /// Runs the stages in order, each on the one context; stops before the
@@ -521,6 +563,26 @@ mod tests {
         assert_eq!(
             plan(&job(true), resume),
             vec![Stage::Transfer, Stage::Mirror]
+        );
+    }
+
+    #[test]
+    fn a_destination_root_made_meanwhile_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("d");
+        create_dest_root(&root, 0o755).unwrap();
+        // Another shard's run made it between its check and this one's mkdir.
+        create_dest_root(&root, 0o755).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(
+            create_dest_root(&file, 0o755).is_err(),
+            "a file in its place is not"
+        );
+        std::os::unix::fs::symlink(&root, dir.path().join("l")).unwrap();
+        assert!(
+            create_dest_root(&dir.path().join("l"), 0o755).is_err(),
+            "nor a symlink"
         );
     }
 

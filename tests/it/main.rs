@@ -33,6 +33,8 @@ mod retune;
 mod roots;
 mod rotate;
 mod scan;
+mod shards;
+mod slurm;
 mod stateguard;
 mod transfers;
 mod tree;
