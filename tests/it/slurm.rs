@@ -308,7 +308,9 @@ fn the_slurm_example_runs_every_shard_then_the_mirror() {
 
     // 1. Four shards (two at once), one of them requeued mid-copy.
     let env = TestEnv::new();
-    env.manifest("delete_extras = true\nbwlimit = \"1M\"");
+    // One lane: a shard's files end one after another (eight lanes under
+    // one limit end them all at once, and the requeue could come too late).
+    env.manifest("delete_extras = true\nbwlimit = \"1M\"\ntransfers = 1");
     tree(&env);
     env.dst_file("extra/old", b"not in the source");
     let (array, mirror) = cluster.submit(&env, "2");
