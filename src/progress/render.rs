@@ -106,8 +106,12 @@ fn percent(done: u64, total: u64) -> String {
 pub struct Rates {
     /// Recent rate (seconds).
     pub now: Option<f64>,
-    /// Smoothed rate (a minute), for the backlog's ETA.
+    /// Smoothed rate of bytes written (a minute).
     pub smoothed: Option<f64>,
+    /// Smoothed rate (a minute) the backlog drains at: bytes written plus
+    /// holes and zero runs left as holes, which take no time on the wire;
+    /// the backlog's ETA.
+    pub draining: Option<f64>,
     /// Time since the run started.
     pub elapsed: Duration,
 }
@@ -137,7 +141,7 @@ pub fn plain_line(s: &Snapshot, r: &Rates) -> String {
                 human_bytes(s.backlog_bytes_done),
                 human_bytes(s.backlog_bytes),
                 percent(s.backlog_bytes_done, s.backlog_bytes),
-                fmt_eta(eta(s.backlog_bytes_left(), r.smoothed)),
+                fmt_eta(eta(s.backlog_bytes_left(), r.draining.or(r.smoothed))),
                 fmt_rate(r.now),
                 fmt_rate(r.smoothed),
                 limit_note(s.bwlimit),
@@ -246,7 +250,7 @@ pub fn live_frame(
 /// fits, so a narrow terminal (60 columns) keeps the ETA and the totals.
 fn transfer_totals(s: &Snapshot, r: &Rates, width: usize, spin: char) -> Vec<String> {
     let (done, total) = (s.backlog_bytes_done, s.backlog_bytes);
-    let eta = fmt_eta(eta(s.backlog_bytes_left(), r.smoothed));
+    let eta = fmt_eta(eta(s.backlog_bytes_left(), r.draining.or(r.smoothed)));
     let (files, pct) = (
         format!("{}/{}", s.backlog_files_done, s.backlog_files),
         percent(done, total),
@@ -602,6 +606,7 @@ mod tests {
         Rates {
             now: Some(20.0 * MIB as f64),
             smoothed: Some(19.5 * MIB as f64),
+            draining: Some(19.5 * MIB as f64),
             elapsed: Duration::from_secs(62),
         }
     }

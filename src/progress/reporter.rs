@@ -175,6 +175,9 @@ impl Reporter {
 struct Sampler {
     now: Ewma,
     smoothed: Ewma,
+    /// The backlog's bytes done (written or skipped as holes) per second.
+    draining: Ewma,
+    drained: u64,
     phase: Phase,
     at: Instant,
     bytes: u64,
@@ -191,6 +194,8 @@ impl Sampler {
         Self {
             now: Ewma::new(TAU_NOW),
             smoothed: Ewma::new(TAU_SMOOTHED),
+            draining: Ewma::new(TAU_SMOOTHED),
+            drained: 0,
             phase: Phase::Idle,
             at: Instant::now(),
             bytes: 0,
@@ -202,8 +207,12 @@ impl Sampler {
         if snap.phase != self.phase {
             // A new stage: its rate starts afresh.
             (self.now, self.smoothed) = (Ewma::new(TAU_NOW), Ewma::new(TAU_SMOOTHED));
+            self.draining = Ewma::new(TAU_SMOOTHED);
             self.phase = snap.phase;
         }
+        let drained = snap.backlog_bytes_done.saturating_sub(self.drained);
+        self.draining.record(drained, now - self.at);
+        self.drained = snap.backlog_bytes_done;
         let dt = now - self.at;
         let delta = snap.bytes_done.saturating_sub(self.bytes);
         self.now.record(delta, dt);
@@ -234,6 +243,7 @@ impl Sampler {
         let rates = Rates {
             now: self.now.rate(),
             smoothed: self.smoothed.rate(),
+            draining: self.draining.rate(),
             elapsed: started.elapsed(),
         };
         (snap, rates)
@@ -347,6 +357,37 @@ impl Drop for Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sparse file: a little written, much skipped as holes. The ETA
+    /// follows the backlog's drain (holes cost no wire time), not the rate
+    /// of bytes written.
+    #[test]
+    fn the_backlog_drains_at_written_plus_skipped_bytes() {
+        let mut s = Sampler::new();
+        let t0 = s.at;
+        let mut snap = Snapshot {
+            phase: Phase::Transfer,
+            backlog_bytes: 100 << 30,
+            ..Snapshot::default()
+        };
+        for i in 1..=120u64 {
+            snap.bytes_done = i << 20; // 1 MiB/s written
+            snap.backlog_bytes_done = i * (101 << 20); // + 100 MiB/s of holes
+            s.sample(&snap, t0 + Duration::from_secs(i));
+        }
+        let (snap, r) = s.annotate(snap, t0);
+        let (written, draining) = (r.smoothed.unwrap(), r.draining.unwrap());
+        assert!(
+            (written / f64::from(1 << 20) - 1.0).abs() < 0.1,
+            "{written}"
+        );
+        assert!(
+            (draining / f64::from(101 << 20) - 1.0).abs() < 0.1,
+            "{draining}"
+        );
+        let eta = crate::progress::eta(snap.backlog_bytes_left(), r.draining).unwrap();
+        assert!(eta < Duration::from_secs(1000), "{eta:?}");
+    }
 
     #[test]
     fn diagnostics_for_pipes_lose_control_characters_only() {
