@@ -65,6 +65,13 @@ impl Held {
     fn take(key: (u64, u64), stopping: &dyn Fn() -> bool) -> Option<Held> {
         let (lock, cv) = &HELD;
         let mut held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.contains(&key) {
+            tracing::debug!(
+                dev = key.0,
+                ino = key.1,
+                "another lane holds this inode open; waiting"
+            );
+        }
         while held.contains(&key) {
             if stopping() {
                 return None;
