@@ -339,17 +339,12 @@ impl<'a> Reader<'a> {
         // Before the open: the racy-file rule compares the file's times
         // with the moment its read began.
         let started = (Instant::now(), crate::clock::now_ns());
-        let mut f = match open_source(dir, name) {
-            Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Ok(Outcome::Failed(
-                    "source is no longer a regular file (now a symlink)".into(),
-                ));
-            }
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                return Ok(Outcome::Failed(e.to_string()));
-            }
-            Err(e) => return Ok(Outcome::Failed(format!("cannot open source: {e}"))),
+        // `_held` keeps other lanes off this inode until `f` is closed
+        // (declared first, so dropped after `f`).
+        let (_held, mut f) = match open_source(dir, name, &|| self.stopping()) {
+            Ok(Some(open)) => open,
+            Ok(None) => return Ok(Outcome::Abandoned),
+            Err(e) => return Ok(Outcome::Failed(source::open_failure(&e))),
         };
         let before = match f.metadata() {
             Ok(m) if m.is_file() => m,
