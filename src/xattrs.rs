@@ -15,7 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use rustix::fs::XattrFlags;
@@ -350,26 +350,39 @@ pub fn left_out_line(xattrs: u64, acls: u64) -> Option<String> {
 }
 
 /// `check`'s quick look: the source root and its first `limit` entries
-/// (breadth first, never through a symlink), how many were looked at and
-/// how many carry extended attributes and ACLs that `keep` leaves out.
-pub fn probe(root: &Path, keep: Keep, limit: usize) -> (usize, u64, u64) {
-    let (mut seen, mut xattrs, mut acls) = (0usize, 0u64, 0u64);
+/// (breadth first, never through a symlink), each with its `lstat` (none
+/// when it cannot be read). One walk serves every probe of `check`.
+pub fn first_entries(root: &Path, limit: usize) -> Vec<(PathBuf, Option<std::fs::Metadata>)> {
+    let mut out = Vec::new();
     let mut queue = std::collections::VecDeque::from([root.to_path_buf()]);
     while let Some(p) = queue.pop_front() {
-        if seen > limit {
+        if out.len() > limit {
             break;
         }
-        seen += 1;
-        let left = keep.left_out(&path_names(&p));
-        xattrs += u64::from(left.xattrs);
-        acls += u64::from(left.acls);
-        let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
-        if let Some(entries) = is_dir.then(|| std::fs::read_dir(&p).ok()).flatten() {
-            let room = (limit + 1).saturating_sub(seen + queue.len());
+        let md = std::fs::symlink_metadata(&p).ok();
+        if let Some(entries) = md
+            .as_ref()
+            .filter(|m| m.is_dir())
+            .and_then(|_| std::fs::read_dir(&p).ok())
+        {
+            let room = (limit + 1).saturating_sub(out.len() + 1 + queue.len());
             queue.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).take(room));
         }
+        out.push((p, md));
     }
-    (seen, xattrs, acls)
+    out
+}
+
+/// Of `paths`, how many carry extended attributes and how many ACLs that
+/// `keep` leaves out.
+pub fn left_out_among<'a>(paths: impl Iterator<Item = &'a Path>, keep: Keep) -> (u64, u64) {
+    let (mut xattrs, mut acls) = (0u64, 0u64);
+    for p in paths {
+        let left = keep.left_out(&path_names(p));
+        xattrs += u64::from(left.xattrs);
+        acls += u64::from(left.acls);
+    }
+    (xattrs, acls)
 }
 
 /// The attribute names of `path` itself (never followed); none when they

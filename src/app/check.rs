@@ -77,8 +77,9 @@ pub fn check(args: &JsonArgs) -> Result<Exit, Failure> {
         Ok((mode, stages)) => {
             found.mode = Some(mode);
             found.plan = stages;
-            found.left_out.extend(left_out_probe(&job));
-            found.left_out.extend(tree_probe(&job));
+            let probed = crate::xattrs::first_entries(job.source.as_std_path(), PROBE_ENTRIES);
+            found.left_out.extend(left_out_probe(&job, &probed));
+            found.left_out.extend(tree_probe(&job, &probed));
             if !job.destination.exists() {
                 found.warnings.push(format!(
                     "destination root `{}` does not exist (yet); a run creates it",
@@ -117,14 +118,20 @@ pub fn check(args: &JsonArgs) -> Result<Exit, Failure> {
     }
 }
 
-/// Entries `check` looks at for attributes left out: the root and this many.
+/// Entries `check` looks at for what the keys leave out: the root and
+/// this many.
 const PROBE_ENTRIES: usize = 300;
 
+/// One entry `check` looked at: its path and `lstat`.
+type Probed = (std::path::PathBuf, Option<std::fs::Metadata>);
+
 /// What the source holds that the keys leave out, from a quick look at its
-/// root and first entries (`crate::xattrs::probe`); empty when nothing.
-fn left_out_probe(job: &Job) -> Vec<String> {
+/// root and first entries; empty when nothing.
+fn left_out_probe(job: &Job, probed: &[Probed]) -> Vec<String> {
     let keep = crate::xattrs::Attrs::new(job.xattrs, job.acls).keep;
-    let (seen, xattrs, acls) = crate::xattrs::probe(job.source.as_std_path(), keep, PROBE_ENTRIES);
+    let (xattrs, acls) =
+        crate::xattrs::left_out_among(probed.iter().map(|(p, _)| p.as_path()), keep);
+    let seen = probed.len();
     let mut out = Vec::new();
     if acls > 0 {
         out.push(format!(
@@ -139,33 +146,26 @@ fn left_out_probe(job: &Job) -> Vec<String> {
     out
 }
 
-/// The hard links and holes among the source's first entries that
-/// `hard_links = false`/`sparse = false` leave out; empty when none (or
-/// both keys on: nothing is looked at).
-fn tree_probe(job: &Job) -> Option<String> {
+/// The hard links and holes among the source's first entries (the root
+/// aside) that `hard_links = false`/`sparse = false` leave out; none when
+/// none (or both keys on).
+fn tree_probe(job: &Job, probed: &[Probed]) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     if job.hard_links && job.sparse {
         return None;
     }
-    let (mut seen, mut linked, mut sparse) = (0, 0, 0);
-    let mut folders = vec![job.source.as_std_path().to_path_buf()];
-    while let Some(dir) = folders.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if seen >= PROBE_ENTRIES {
-                break;
-            }
-            seen += 1;
-            let Ok(md) = entry.metadata() else { continue };
-            if md.is_dir() {
-                folders.push(entry.path());
-            } else if md.is_file() {
-                linked += u64::from(!job.hard_links && md.nlink() > 1);
-                sparse += u64::from(!job.sparse && md.blocks().saturating_mul(512) < md.len());
-            }
-        }
+    let entries = probed.get(1..).unwrap_or_default();
+    let (mut linked, mut sparse) = (0, 0);
+    for md in entries
+        .iter()
+        .filter_map(|(_, md)| md.as_ref())
+        .filter(|m| m.is_file())
+    {
+        linked += u64::from(!job.hard_links && md.nlink() > 1);
+        sparse += u64::from(!job.sparse && md.blocks().saturating_mul(512) < md.len());
     }
     crate::fsmeta::tree_left_out_line(linked, sparse)
-        .map(|line| format!("among the first {seen} source entries: {line}"))
+        .map(|line| format!("among the first {} source entries: {line}", entries.len()))
 }
 
 /// Each setting as resolved, with its unit or meaning: the manifest, then
