@@ -467,17 +467,39 @@ mod tests {
             .collect()
     }
 
-    /// logrotate renames the log away: lines already under way go on into
-    /// the rotated file; within a second the log finds its path replaced
-    /// and the next line starts the new file. No line lost or doubled.
-    #[test]
-    fn a_log_renamed_away_is_reopened_at_its_path() {
+    /// A log with line `a`, then renamed away to `job.log.1` as logrotate
+    /// does: (a turn, its folder, the path, the rotated path, the open log).
+    ///
+    /// The reopen flag is the process's own, so the tests that rotate take
+    /// turns (one test's SIGUSR1 would reopen the other's log early): hold
+    /// the returned guard for the whole test.
+    fn rotated_after_a() -> (
+        std::sync::MutexGuard<'static, ()>,
+        tempfile::TempDir,
+        Utf8PathBuf,
+        Utf8PathBuf,
+        AuditLog,
+    ) {
+        static ROTATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let turn = ROTATING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reopen_flag().store(false, Ordering::Release);
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8PathBuf::from_path_buf(dir.path().join("job.log")).unwrap();
         let rotated = Utf8PathBuf::from_path_buf(dir.path().join("job.log.1")).unwrap();
         let mut log = AuditLog::open(&path).unwrap();
         synced_line(&mut log, "a");
         std::fs::rename(&path, &rotated).unwrap();
+        (turn, dir, path, rotated, log)
+    }
+
+    /// logrotate renames the log away: lines already under way go on into
+    /// the rotated file; within a second the log finds its path replaced
+    /// and the next line starts the new file. No line lost or doubled.
+    #[test]
+    fn a_log_renamed_away_is_reopened_at_its_path() {
+        let (_turn, _dir, path, rotated, mut log) = rotated_after_a();
         synced_line(&mut log, "b");
         log.checked -= PATH_CHECK * 2;
         synced_line(&mut log, "c");
@@ -490,12 +512,7 @@ mod tests {
     /// once, without waiting for the second's check.
     #[test]
     fn a_reopen_asked_takes_effect_at_the_next_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("job.log")).unwrap();
-        let rotated = Utf8PathBuf::from_path_buf(dir.path().join("job.log.1")).unwrap();
-        let mut log = AuditLog::open(&path).unwrap();
-        synced_line(&mut log, "a");
-        std::fs::rename(&path, &rotated).unwrap();
+        let (_turn, _dir, path, rotated, mut log) = rotated_after_a();
         reopen_flag().store(true, Ordering::Release);
         synced_line(&mut log, "b");
         assert_eq!(names(&rotated), ["a"]);
