@@ -89,6 +89,12 @@ enum Outcome {
     Abandoned,
 }
 
+/// Makes a file's task from what its open found: size, mtime and atime
+/// (ns), and (mode, uid, gid).
+type MakeTask<'f> = dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask> + 'f;
+/// Hands a message to the lane's writer.
+pub(super) type SendMsg<'f> = dyn FnMut(Msg) -> Result<(), TransferError> + 'f;
+
 impl<'a> Reader<'a> {
     pub fn new(
         ctx: &'a LaneCtx<'a>,
@@ -302,8 +308,8 @@ impl<'a> Reader<'a> {
         row: &PendingFile,
         dir: &Dir,
         name: &OsStr,
-        task: &dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask>,
-        send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
+        task: &MakeTask<'_>,
+        send: &mut SendMsg<'_>,
     ) -> Result<Outcome, TransferError> {
         let copy = row.link_to.as_ref().expect("checked by the caller");
         match dir.stat(name) {
@@ -333,8 +339,8 @@ impl<'a> Reader<'a> {
         row: &PendingFile,
         dir: &Dir,
         name: &OsStr,
-        task: &dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask>,
-        send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
+        task: &MakeTask<'_>,
+        send: &mut SendMsg<'_>,
     ) -> Result<Outcome, TransferError> {
         // Before the open: the racy-file rule compares the file's times
         // with the moment its read began.
@@ -423,7 +429,7 @@ impl<'a> Reader<'a> {
         row: &PendingFile,
         f: &File,
         before: &std::fs::Metadata,
-        task: &dyn Fn(u64, i128, i128, (u32, u32, u32)) -> Arc<FileTask>,
+        task: &MakeTask<'_>,
     ) -> Arc<FileTask> {
         let mode = crate::xattrs::narrowed_mode(f, before.mode());
         let mut file = task(

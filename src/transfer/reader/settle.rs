@@ -29,7 +29,7 @@ impl Reader<'_> {
         f: &mut File,
         (before, started): (&std::fs::Metadata, (Instant, i64)),
         file: &Arc<FileTask>,
-        send: &mut dyn FnMut(Msg) -> Result<(), TransferError>,
+        send: &mut super::SendMsg<'_>,
     ) -> Result<Option<Outcome>, TransferError> {
         let Some(copy) = row.copied.as_ref() else {
             return Ok(None);
