@@ -28,30 +28,8 @@ REPEATS="${REPEATS:-3}"
 [[ -x /usr/bin/time ]] || apt-get install -y -q time >/dev/null
 (cd "$ROOT" && cargo build --locked --release --bin jobrun --example scale_db)
 
-now() { date +%s.%N; }
-timev() { python3 - "$1" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-w = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", t)
-h, m, s = (float(x) if x else 0.0 for x in w.groups())
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
-print(f"{h*3600+m*60+s:.2f} {rss/1024:.1f}")
-PY
-}
-since() { python3 - "$1" "$2" "$3" <<'PY'
-import datetime, re, sys
-f, t0, pat = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-for line in open(f, errors="replace"):
-    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-    if pat in line:
-        ts = line.split()[0].rstrip("Z")
-        d = datetime.datetime.fromisoformat(ts).replace(tzinfo=datetime.timezone.utc)
-        print(f"{d.timestamp() - t0:.2f}"); break
-else:
-    print("n/a")
-PY
-}
-median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "$@"; }
+# now, timev (wall s and peak RSS MB of a /usr/bin/time -v file), since, median
+source "$HERE/scale-lib.sh"
 
 for N in "$@"; do
   B="$ROOT/target/scale-db/t$N"
