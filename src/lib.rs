@@ -36,7 +36,8 @@
 //!
 //! Leaves, each rule written once:
 //! - `clock` (every "now"), `sys` (the only `unsafe`: the raw syscalls
-//!   rustix does not wrap, each with its SAFETY line);
+//!   rustix does not wrap, each with its SAFETY line), `testhook` (pause
+//!   points for tests, debug builds only);
 //! - `walk/` (the one walker for every tree listing: folder descriptors,
 //!   filters before a folder is entered, NFS silly names left out, folders
 //!   listed ahead, nested mount points), `relpath` (a path below its root);
@@ -96,6 +97,7 @@ pub mod shard;
 pub mod stage;
 pub mod sumfile;
 pub mod sys;
+pub mod testhook;
 pub mod throttle;
 pub mod timetable;
 pub mod transfer;

@@ -423,21 +423,3 @@ fn commit<'db>(
     }
     Ok(())
 }
-
-/// Test hook (debug builds only): with `JOBRUN_TEST_MIRROR_PAUSE=<path>`,
-/// creates `<path>.ready` once the candidates are listed and the rails
-/// passed, then waits (up to 60 s) for `<path>` to exist, so a test can
-/// change the source between the listing and the live checks.
-pub(super) fn test_pause() {
-    #[cfg(debug_assertions)]
-    if let Some(p) = std::env::var_os("JOBRUN_TEST_MIRROR_PAUSE") {
-        let p = PathBuf::from(p);
-        let mut ready = p.clone().into_os_string();
-        ready.push(".ready");
-        let _ = std::fs::write(&ready, b"");
-        let until = Instant::now() + Duration::from_secs(60);
-        while !p.exists() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}

@@ -37,7 +37,7 @@ use crate::roots::{RootId, RootNow};
 use crate::stage::RunCtx;
 use crate::units::human_bytes;
 
-use delete::{delete_pass, test_pause};
+use delete::delete_pass;
 use listing::list_candidates;
 
 /// Rows per DB page and per batch of inserted listing rows.
@@ -194,7 +194,7 @@ pub fn run(ctx: &mut RunCtx<'_>, fresh_listing: bool) -> Result<MirrorReport, Mi
 
     // 3. Run-level rails.
     check_rails(job, &mut run, &policy, opts, &mut report, say, &mut pass)?;
-    test_pause();
+    crate::testhook::pause("MIRROR");
 
     // 4. One candidate at a time, deepest first, each re-checked live.
     let outcome = pass(&mut run, &policy, &mut report);

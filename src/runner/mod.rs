@@ -461,11 +461,16 @@ fn start(ctx: &mut RunCtx<'_>, rescan: bool, mode: RunMode) -> Result<(), RunErr
         pid: std::process::id(),
         torn_line_ended: audit.ended_torn_line(),
     })?;
+    // The source root as found now, taken before its filesystem is checked:
+    // the scan refuses to walk another folder in its place, so a share
+    // unmounted after this look is caught there, and one unmounted before
+    // it by the check below. (Taken after the check, a share unmounted in
+    // between left the empty mount point as "the root at start": scanned
+    // as an empty source, ending "ok".)
+    ctx.source_at_start = crate::roots::RootId::of(job.source.as_std_path()).ok();
     check_filesystems(job, Some(db), filesystems::Record::Yes)?;
     preflight(job)?;
-    // The source root as found now: the scan refuses to walk another
-    // folder in its place (a share unmounted in between).
-    ctx.source_at_start = crate::roots::RootId::of(job.source.as_std_path()).ok();
+    crate::testhook::pause("ROOTS");
     // A dry run creates nothing at the destination: a missing root is
     // simply an empty destination to its scan.
     if !dry_run && !job.destination.exists() {

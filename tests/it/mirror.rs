@@ -2,10 +2,9 @@
 //! real trees with the real binary.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv, bytes};
+use crate::support::Paused;
 
 /// Ten source files in three folders, copied once without mirroring.
 fn synced_env(extra_manifest: &str) -> TestEnv {
@@ -218,28 +217,11 @@ fn missing_source_deletes_nothing() {
 /// Runs jobrun up to the mirror test hook (debug builds only), calls
 /// `meanwhile`, then lets it go on.
 fn run_with_pause_before_deletes(env: &TestEnv, args: &[&str], meanwhile: impl FnOnce()) -> Out {
-    let gate = env.root().join("gate");
-    let ready = env.root().join("gate.ready");
-    let _ = std::fs::remove_file(&gate);
-    let _ = std::fs::remove_file(&ready);
     let mut c = env.cmd();
-    c.args(args)
-        .arg(&env.manifest)
-        .env("JOBRUN_TEST_MIRROR_PAUSE", &gate)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(
-            Instant::now() < until,
-            "jobrun never reached the mirror hook"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    c.args(args).arg(&env.manifest);
+    let paused = Paused::start(env, c, "MIRROR");
     meanwhile();
-    std::fs::write(&gate, b"").unwrap();
-    child.wait_with_output().unwrap().into()
+    paused.release()
 }
 
 /// The source share goes away after the candidates were listed: the root is

@@ -15,15 +15,13 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::env::{Out, TestEnv};
-use crate::support::all_rows;
 use crate::support::require_debug_hooks;
+use crate::support::{Paused, all_rows};
 
 /// Files per sub-folder, and sub-folders of the swapped folder: each
 /// sub-folder a lane moves to is resolved again through the swapped one.
@@ -377,28 +375,15 @@ fn a_destination_folder_swapped_for_a_symlink_while_the_mirror_deletes_loses_not
             let p = env.dst_file(&format!("d/{n}"), &body(i));
             TestEnv::set_mtime(&p, mtime, 0);
         }
-        let gate = env.root().join("gate");
-        let ready = env.root().join("gate.ready");
-        let _ = std::fs::remove_file(&gate);
-        let _ = std::fs::remove_file(&ready);
         let mut c = env.cmd();
         if it % 2 == 1 {
             c.env("JOBRUN_TEST_NO_OPENAT2", "1");
         }
-        c.arg(&env.manifest)
-            .env("JOBRUN_TEST_MIRROR_PAUSE", &gate)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = c.spawn().unwrap();
-        let until = Instant::now() + Duration::from_secs(60);
-        while !ready.exists() {
-            assert!(Instant::now() < until, "jobrun never reached the mirror");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        c.arg(&env.manifest);
+        let paused = Paused::start(&env, c, "MIRROR");
         // Candidates listed with d/ a real folder; now it keeps swapping.
         let swapper = Swapper::start(&env.dst.join("d"), &canaries.dir);
-        std::fs::write(&gate, b"").unwrap();
-        let out: Out = child.wait_with_output().unwrap().into();
+        let out = paused.release();
         swapper.stop();
         assert!(matches!(out.code, 0 | 1), "{out:?}");
         canaries.assert_untouched(&format!("iteration {it}"), &body);

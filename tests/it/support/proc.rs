@@ -187,3 +187,46 @@ pub fn require_debug_hooks() {
     #[cfg(not(debug_assertions))]
     panic!("needs the debug build's test hooks (JOBRUN_TEST_*): run without --release");
 }
+
+/// A `jobrun` held at one of its test pause points (`src/testhook.rs`,
+/// debug builds only) until [`Paused::release`].
+pub struct Paused {
+    child: Child,
+    gate: PathBuf,
+}
+
+impl Paused {
+    /// Starts `c` (args and manifest already on it) with the pause at
+    /// `point` (`MIRROR`, `ROOTS`) and waits until the run is there.
+    #[track_caller]
+    pub fn start(env: &TestEnv, mut c: Command, point: &str) -> Self {
+        require_debug_hooks();
+        let gate = env.root().join(format!("gate-{point}"));
+        let ready = env.root().join(format!("gate-{point}.ready"));
+        let _ = std::fs::remove_file(&gate);
+        let _ = std::fs::remove_file(&ready);
+        c.env(format!("JOBRUN_TEST_{point}_PAUSE"), &gate)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn jobrun");
+        let until = Instant::now() + Duration::from_secs(60);
+        while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let out: Out = child.wait_with_output().unwrap().into();
+                panic!("jobrun ended ({status}) before its {point} pause: {out:?}");
+            }
+            assert!(
+                Instant::now() < until,
+                "jobrun never reached its {point} pause"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Paused { child, gate }
+    }
+
+    /// Lets the run go on and waits for its end.
+    pub fn release(self) -> Out {
+        std::fs::write(&self.gate, b"").unwrap();
+        self.child.wait_with_output().unwrap().into()
+    }
+}

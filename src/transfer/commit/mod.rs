@@ -6,15 +6,16 @@
 //! folder times at the end.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flume::Receiver;
 use tracing::{debug, warn};
+
+mod batch;
 
 use super::TransferError;
 use super::block::FileTask;
@@ -22,10 +23,11 @@ use super::dest::*;
 use crate::audit::{AuditLog, FileRecord};
 use crate::beneath::{self, Dir, Meta, Root};
 use crate::checksum::HashAlgo;
-use crate::db::{PendingFile, StateDb, Synced, Tx};
+use crate::db::{PendingFile, StateDb, Synced};
 use crate::decide::{EntryKind, Stamp};
 use crate::modes::{Modes, Permissions};
 use crate::progress::Progress;
+use batch::{Batch, Logged};
 
 /// Commit the DB (and flush the audit log) after this many outcomes...
 const COMMIT_FILES: usize = 512;
@@ -110,7 +112,7 @@ impl Committer<'_> {
         halt: &AtomicBool,
     ) -> Result<WriterReport, TransferError> {
         let mut batch = Batch::begin(self.db, self.dest_root)?;
-        let result = match self.record(done, &mut batch) {
+        let result = match self.record(done, &mut batch, halt) {
             Ok(report) => batch.end(self.audit).map(|()| report),
             // Every row of the open batch has its line: committed, they say
             // what happened (a failed commit says so line by line).
@@ -133,9 +135,15 @@ impl Committer<'_> {
         &mut self,
         done: Receiver<Done>,
         batch: &mut Batch<'_>,
+        halt: &AtomicBool,
     ) -> Result<WriterReport, Stop> {
         let mut report = WriterReport::default();
         let mut notes = super::failnote::FailureNotes::default();
+        // A file that does not fit alone: the lanes are halted, and what
+        // they finished before (a file renamed just before, its outcome
+        // still on the way) is recorded before the run's line counts the
+        // backlog left.
+        let mut full: Option<(Arc<FileTask>, String)> = None;
         loop {
             // Waits at most a commit interval: while only big files are in
             // flight, the idle commits keep the `runs` row and the files in
@@ -189,14 +197,19 @@ impl Committer<'_> {
                     continue;
                 }
                 Done::DoesNotFit { file, error } => {
-                    // Committed first: the line counts the backlog left.
-                    batch.renew(self.audit).map_err(Stop::Abandon)?;
-                    return Err(Stop::Commit(self.does_not_fit(&file, &error)));
+                    halt.store(true, Relaxed);
+                    full.get_or_insert((file, error));
+                    continue;
                 }
             }
             batch.tick(self.audit).map_err(Stop::Abandon)?;
         }
         notes.finish();
+        if let Some((file, error)) = full {
+            // Committed first: the line counts the backlog left.
+            batch.renew(self.audit).map_err(Stop::Abandon)?;
+            return Err(Stop::Commit(self.does_not_fit(&file, &error)));
+        }
         if !self.stop.load(Relaxed) {
             self.restore_dirs(batch)?;
         }
@@ -427,181 +440,5 @@ impl Committer<'_> {
         }
         // Last: an ACL gives the group bits its mask.
         copy_dir_attrs(self.source, &d.source, m, (dir, name), &d.dest);
-    }
-}
-
-/// Groups row updates into transactions; the audit log is flushed before
-/// each commit, so no committed `synced` row lacks its audit line, and a
-/// line whose transaction is not committed (a full DB disk, a failed
-/// barrier, a DB deleted under the run) is followed by an `uncommitted`
-/// line naming the same entry.
-///
-/// Durability is batched too: before each commit, one `syncfs` of the
-/// destination filesystem puts every file of the batch (data, times and
-/// rename) on stable storage, so a row only becomes `synced` once its file
-/// would survive a crash, without paying an fdatasync per file (measured:
-/// 2,000 tiny files took 2.7× as long with a per-file fdatasync on ext4). A
-/// crash before the barrier leaves the batch's rows `pending`, and a resume
-/// copies them again.
-pub(super) struct Batch<'db> {
-    db: &'db StateDb,
-    /// The open transaction; `None` only while [`Self::commit`] replaces it.
-    tx: Option<Tx<'db>>,
-    count: usize,
-    since: Instant,
-    /// The destination root, kept open for `syncfs`.
-    dest: File,
-    dest_root: PathBuf,
-    /// The outcomes whose lines were written for the open transaction.
-    logged: Vec<Logged>,
-}
-
-/// An outcome whose audit line is written and whose row waits in the open
-/// transaction.
-struct Logged {
-    status: &'static str,
-    source: PathBuf,
-    dest: PathBuf,
-    size: u64,
-    kind: EntryKind,
-    modified_ns: i128,
-}
-
-impl Logged {
-    fn new(
-        status: &'static str,
-        source: &Path,
-        dest: &Path,
-        size: u64,
-        kind: EntryKind,
-        modified_ns: i128,
-    ) -> Self {
-        Self {
-            status,
-            source: source.to_path_buf(),
-            dest: dest.to_path_buf(),
-            size,
-            kind,
-            modified_ns,
-        }
-    }
-}
-
-impl<'db> Batch<'db> {
-    fn begin(db: &'db StateDb, dest_root: &Path) -> Result<Self, TransferError> {
-        let dest = File::open(dest_root).map_err(|e| {
-            TransferError::Fatal(format!(
-                "cannot open destination root `{}`: {e}",
-                dest_root.display()
-            ))
-        })?;
-        Ok(Self {
-            db,
-            tx: Some(db.begin()?),
-            count: 0,
-            since: Instant::now(),
-            dest,
-            dest_root: dest_root.to_path_buf(),
-            logged: Vec::new(),
-        })
-    }
-
-    /// Remembers an outcome whose line was written, until its commit.
-    fn logged(&mut self, l: Logged) {
-        self.logged.push(l);
-    }
-
-    /// The batch's transaction: the rows of its files are written in it.
-    fn tx(&self) -> &Tx<'db> {
-        self.tx.as_ref().expect("a batch holds its transaction")
-    }
-
-    fn tick(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
-        self.count += 1;
-        if self.count >= COMMIT_FILES || self.since.elapsed() >= COMMIT_EVERY {
-            debug!(files = self.count, "commit");
-            self.renew(audit)?;
-        }
-        Ok(())
-    }
-
-    /// No outcome for a while: commits anyway once the interval is up
-    /// (nothing to make durable, only the run's figures).
-    fn idle(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
-        if self.since.elapsed() >= COMMIT_EVERY {
-            self.renew(audit)?;
-        }
-        Ok(())
-    }
-
-    /// Commits and opens the next transaction.
-    fn renew(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
-        self.commit(audit)?;
-        self.tx = Some(self.db.begin()?);
-        self.count = 0;
-        self.since = Instant::now();
-        Ok(())
-    }
-
-    fn commit(&mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
-        let tx = self.tx.take().expect("a batch holds its transaction");
-        let result = self.commit_tx(tx, audit);
-        match &result {
-            Ok(()) => self.logged.clear(),
-            Err(e) => self.uncommitted(audit, e),
-        }
-        result
-    }
-
-    /// The barrier, then the commit; on any error the transaction is rolled
-    /// back (dropped).
-    fn commit_tx(&self, tx: Tx<'db>, audit: &mut AuditLog) -> Result<(), TransferError> {
-        if self.count > 0
-            && let Err(e) = super::writeback::sync_filesystem(&self.dest)
-        {
-            // Nothing of this batch is marked synced: its rows stay
-            // pending and the next run copies them again.
-            let _ = tx.rollback();
-            return Err(TransferError::Fatal(format!(
-                "cannot make the destination `{}` durable: {e}",
-                self.dest_root.display()
-            )));
-        }
-        // A failed flush drops `tx`: rolled back, as a failed barrier is.
-        audit.flush()?;
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Drops the open transaction (an error on the way): its rows keep
-    /// their previous status, and each line written for it is retracted.
-    fn abandon(mut self, audit: &mut AuditLog, error: &TransferError) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.rollback();
-        }
-        self.uncommitted(audit, error);
-    }
-
-    /// One `uncommitted` line per outcome whose line was written for a
-    /// transaction that was not committed (best effort: the log may be
-    /// the thing that failed).
-    fn uncommitted(&mut self, audit: &mut AuditLog, error: &TransferError) {
-        for l in self.logged.drain(..) {
-            let text = format!(
-                "its `{}` line was not committed to the state DB (the row keeps its previous \
-                 status): {error}",
-                l.status
-            );
-            let mut rec = FileRecord::new("uncommitted", &l.source, &l.dest, l.size)
-                .entry(l.kind.as_str(), l.modified_ns);
-            rec.error = Some(&text);
-            if audit.write(&rec).is_err() {
-                break;
-            }
-        }
-    }
-
-    fn end(mut self, audit: &mut AuditLog) -> Result<(), TransferError> {
-        self.commit(audit)
     }
 }
