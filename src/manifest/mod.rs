@@ -291,6 +291,17 @@ pub fn load_str(
     Ok(job)
 }
 
+/// A file in the manifest's syntax that jobrun writes and reads back
+/// (`jobrun plan`'s `<stem>.plan.toml`): `toml` stays this module's crate.
+pub fn to_toml<T: Serialize>(value: &T) -> Result<String, String> {
+    toml::to_string(value).map_err(|e| e.to_string())
+}
+
+/// Reads back what [`to_toml`] wrote; the error is `toml`'s message.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| e.message().to_string())
+}
+
 fn syntax_error(path: &Utf8Path, text: &str, e: &toml::de::Error) -> ManifestError {
     let start = e.span().map_or(0, |s| s.start);
     let line = line_at(text, start);

@@ -120,7 +120,7 @@ impl Plan {
             made_at: self.made_at.clone(),
             shard,
         };
-        let body = toml::to_string(&t).map_err(|e| e.to_string())?;
+        let body = crate::manifest::to_toml(&t)?;
         Ok(format!(
             "# jobrun shard plan: made by `jobrun plan`; run each shard with `jobrun --shard K`.\n\
              # Paths are relative to the source root (`.` is the root). Do not edit: plan again.\n{body}"
@@ -142,7 +142,7 @@ impl Plan {
     }
 
     fn parse(text: &str) -> Result<Self, String> {
-        let t: PlanToml = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let t: PlanToml = crate::manifest::from_toml(text)?;
         if t.shards == 0 || t.shard.len() != t.shards {
             return Err(format!(
                 "{} shards listed, `shards = {}`",
