@@ -45,7 +45,13 @@ pub fn is_nfs_silly_name(name: &OsStr) -> bool {
 }
 
 /// Converts lstat data into a row; `None` for FIFOs, sockets and devices.
-pub fn to_entry(path: PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
+/// `inode_dev`: the device of a source whose names of one file share an
+/// inode with a link count of 1 (see [`link_key`]).
+pub fn to_entry(
+    path: PathBuf,
+    md: &std::fs::Metadata,
+    inode_dev: Option<u64>,
+) -> Option<ScanEntry> {
     use std::os::unix::fs::MetadataExt;
     let ft = md.file_type();
     let kind = if ft.is_file() {
@@ -70,8 +76,29 @@ pub fn to_entry(path: PathBuf, md: &std::fs::Metadata) -> Option<ScanEntry> {
         uid: md.uid(),
         gid: md.gid(),
         // From the walk's own stat: no extra system call.
-        link: (kind == EntryKind::File && md.nlink() > 1).then(|| (md.dev(), md.ino())),
+        link: link_key(
+            kind == EntryKind::File,
+            md.nlink(),
+            (md.dev(), md.ino()),
+            inode_dev,
+        ),
     })
+}
+
+/// The (device, inode) a file's row records for its hard-link group, or
+/// `None` when it is in none. A link count above 1 says so; so does any
+/// file on `inode_dev`, the device of a source whose client shows a link
+/// count of 1 for every name but one inode number for the names of one
+/// file (the kernel's SMB client, see `roots::Filesystem::names_share_inode`):
+/// there the groups are the rows sharing it (`StateDb::link_shared`,
+/// `StateDb::shared_link_names`), found in the DB, not in memory.
+pub fn link_key(
+    is_file: bool,
+    nlink: u64,
+    (dev, ino): (u64, u64),
+    inode_dev: Option<u64>,
+) -> Option<(u64, u64)> {
+    (is_file && (nlink > 1 || inode_dev == Some(dev))).then_some((dev, ino))
 }
 
 /// The never-silent line of the hard links and holes a job leaves out
@@ -115,6 +142,22 @@ mod tests {
         assert!(!is_nfs_silly_name(OsStr::new(
             "x.nfs000000000012a4f700000001"
         )));
+    }
+
+    #[test]
+    fn a_files_group_key_from_its_link_count_or_its_sources_inode_numbers() {
+        let (dev, other) = (41, 42);
+        // Local disks and NFS: the link count decides.
+        assert_eq!(link_key(true, 2, (dev, 7), None), Some((dev, 7)));
+        assert_eq!(link_key(true, 1, (dev, 7), None), None);
+        // The SMB client: a link count of 1, every file on its device keyed.
+        assert_eq!(link_key(true, 1, (dev, 7), Some(dev)), Some((dev, 7)));
+        assert_eq!(link_key(true, 3, (dev, 7), Some(dev)), Some((dev, 7)));
+        // A mount nested below it (another device) goes by its link count.
+        assert_eq!(link_key(true, 1, (other, 7), Some(dev)), None);
+        // Folders and symlinks are never in a group.
+        assert_eq!(link_key(false, 1, (dev, 7), Some(dev)), None);
+        assert_eq!(link_key(false, 2, (dev, 7), None), None);
     }
 
     #[test]

@@ -21,6 +21,9 @@ use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::decide::SourceRoot;
 
+mod mountinfo;
+use mountinfo::MountLine;
+
 /// A folder's identity: device and inode, as `stat` reports them. Two
 /// spellings of one folder (a symlink, a bind mount) have the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -342,6 +345,24 @@ impl Filesystem {
     /// nearest existing ancestor, by the kernel's mount id (by device and
     /// the longest mount point above it on kernels before 5.8).
     pub fn of(path: &Path) -> io::Result<Self> {
+        MountLine::of(path).map(|l| l.fs)
+    }
+
+    /// Whether the names of one file on the filesystem `path` lies on show
+    /// one inode number while their link count says 1: the kernel's SMB
+    /// client (`cifs`, `smb3`) with the server's inode numbers (`serverino`,
+    /// its default; with `noserverino` the client numbers inodes itself, a
+    /// file's names apart and across mounts anew, so nothing is grouped).
+    pub fn names_share_inode(path: &Path) -> io::Result<bool> {
+        let l = MountLine::of(path)?;
+        Ok(mountinfo::names_share_inode(&l.fs.fstype, &l.opts))
+    }
+}
+
+impl MountLine {
+    /// The line of the mount `path` (absolute, canonical) lies on, see
+    /// [`Filesystem::of`].
+    fn of(path: &Path) -> io::Result<Self> {
         let mut at = path;
         let m = loop {
             match Mount::of(at) {
@@ -358,18 +379,25 @@ impl Filesystem {
             }
         };
         let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-        Self::find(&text, &m, at).ok_or_else(|| {
+        Filesystem::find_line(&text, &m, at).ok_or_else(|| {
             io::Error::other(format!(
                 "no mount in /proc/self/mountinfo holds `{}`",
                 at.display()
             ))
         })
     }
+}
+
+impl Filesystem {
+    #[cfg(test)]
+    fn find(mountinfo: &str, m: &Mount, at: &Path) -> Option<Self> {
+        Self::find_line(mountinfo, m, at).map(|l| l.fs)
+    }
 
     /// The line of `mountinfo` for the mount `m` of the existing `at`.
-    fn find(mountinfo: &str, m: &Mount, at: &Path) -> Option<Self> {
+    fn find_line(mountinfo: &str, m: &Mount, at: &Path) -> Option<MountLine> {
         let mut lines = mountinfo.lines().filter_map(MountLine::parse);
-        let best = match m.mnt_id {
+        match m.mnt_id {
             Some(id) => lines.rfind(|l| l.id == id),
             None => {
                 let dev = format!(
@@ -381,8 +409,7 @@ impl Filesystem {
                     .filter(|l| l.dev == dev && at.starts_with(&l.fs.mount_point))
                     .max_by_key(|l| l.fs.mount_point.len())
             }
-        };
-        best.map(|l| l.fs)
+        }
     }
 
     /// NFS, SMB/CIFS, FUSE (sshfs, rclone…) and the cluster filesystems:
@@ -429,64 +456,6 @@ impl std::fmt::Display for Filesystem {
         }
         Ok(())
     }
-}
-
-/// One line of `/proc/self/mountinfo`:
-/// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw`.
-struct MountLine {
-    id: u64,
-    dev: String,
-    fs: Filesystem,
-}
-
-impl MountLine {
-    fn parse(line: &str) -> Option<Self> {
-        let (head, tail) = line.split_once(" - ")?;
-        let mut h = head.split(' ');
-        let id = h.next()?.parse().ok()?;
-        let _parent = h.next()?;
-        let dev = h.next()?.to_string();
-        let root = unescape(h.next()?);
-        let mount_point = unescape(h.next()?);
-        let mut t = tail.split(' ');
-        let fstype = unescape(t.next()?);
-        let source = unescape(t.next()?);
-        Some(Self {
-            id,
-            dev,
-            fs: Filesystem {
-                fstype,
-                source,
-                mount_point,
-                root,
-            },
-        })
-    }
-}
-
-/// mountinfo's octal escapes (`\040` a space, `\011` a tab, `\012` a
-/// newline, `\134` a backslash).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(o)) => {
-                let v = o.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                out.push(u8::try_from(v).unwrap_or(b'?'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a run does about a root's filesystem (one rule for both roots, and

@@ -155,15 +155,24 @@ fn tree_probe(job: &Job, probed: &[Probed]) -> Option<String> {
         return None;
     }
     let entries = probed.get(1..).unwrap_or_default();
+    // On the SMB client a file's names show a link count of 1 and one
+    // inode: the names seen sharing one are its hard links.
+    let by_inode = !job.hard_links
+        && crate::roots::Filesystem::names_share_inode(job.source.as_std_path()).unwrap_or(false);
+    let mut inodes = std::collections::HashMap::<(u64, u64), u64>::new();
     let (mut linked, mut sparse) = (0, 0);
     for md in entries
         .iter()
         .filter_map(|(_, md)| md.as_ref())
         .filter(|m| m.is_file())
     {
-        linked += u64::from(!job.hard_links && md.nlink() > 1);
+        if by_inode {
+            *inodes.entry((md.dev(), md.ino())).or_default() += 1;
+        }
+        linked += u64::from(!job.hard_links && !by_inode && md.nlink() > 1);
         sparse += u64::from(!job.sparse && md.blocks().saturating_mul(512) < md.len());
     }
+    linked += inodes.values().filter(|&&n| n > 1).sum::<u64>();
     crate::fsmeta::tree_left_out_line(linked, sparse)
         .map(|line| format!("among the first {} source entries: {line}", entries.len()))
 }

@@ -21,6 +21,7 @@ mod failed;
 mod files;
 mod hashed;
 mod in_flight;
+mod links;
 mod listing;
 mod lookup;
 mod meta;

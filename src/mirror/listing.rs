@@ -97,7 +97,7 @@ fn for_each_dest_entry(
             continue;
         }
         let Ok(md) = node.meta else { continue };
-        if let Some(e) = to_entry(node.path, &md) {
+        if let Some(e) = to_entry(node.path, &md, None) {
             f(e)?;
         }
     }

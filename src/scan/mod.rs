@@ -192,6 +192,7 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
     let mut seen = Seen::default();
     let tally = Tally::default();
     let mounts = db.mount_points()?;
+    let inode_dev = inode_grouped(source).then_some(root_id.dev);
     let walks = Walks {
         job,
         progress,
@@ -201,6 +202,7 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
         dry_run,
         scan_id,
         mounts: Recorded::new(mounts.iter().map(|m| (m.rel.clone(), m.entries))),
+        inode_dev,
     };
     walk_both(&walks, db, &tally, &mut report, &mut seen)?;
     debug!(ms = t0.elapsed().as_millis() as u64, "walk + decide done");
@@ -212,6 +214,9 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
     check_source_root(source, Some(root_id))?;
     record_mounts(db, source, &mut report, &mut seen, &mounts)?;
     finish(db, &mut report, &seen)?;
+    if inode_dev.is_some() && !job.hard_links {
+        report.hard_linked += db.shared_link_names()?;
+    }
     debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
     info!(
         source = report.source_entries,
@@ -287,6 +292,28 @@ struct Walks<'w> {
     scan_id: i64,
     /// The source's mount points the last scan recorded.
     mounts: Recorded,
+    /// The source root's device when its names of one file share an inode
+    /// with a link count of 1 (`fsmeta::link_key`).
+    inode_dev: Option<u64>,
+}
+
+/// Whether the source's hard-link groups are found by inode number alone
+/// (`roots::Filesystem::names_share_inode`: the SMB client), said once.
+fn inode_grouped(source: &Path) -> bool {
+    match crate::roots::Filesystem::names_share_inode(source) {
+        Ok(yes) => {
+            if yes {
+                info!(
+                    "source on the SMB client (link counts of 1): hard links grouped by inode number"
+                );
+            }
+            yes
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read the source's mount options: hard links found by link count only");
+            false
+        }
+    }
 }
 
 /// Walks both trees on two threads and merges their streams into the DB on
@@ -314,7 +341,7 @@ fn walk_both(
         ] {
             let (tx, rx) = flume::bounded::<Vec<ScanEntry>>(walk::BATCHES_AHEAD);
             let span = span.clone();
-            let counters = Counters::new(
+            let mut counters = Counters::new(
                 tally,
                 side,
                 other_root,
@@ -322,6 +349,7 @@ fn walk_both(
                 !walks.dry_run,
                 &job.filter,
             );
+            counters.inode_dev = walks.inode_dev.filter(|_| side == Side::Source);
             let mounts = match side {
                 Side::Source => walks.mounts.clone(),
                 Side::Dest => Recorded::default(),

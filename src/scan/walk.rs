@@ -163,6 +163,10 @@ pub(super) struct Counters<'a> {
     mounts: Option<MountLists<'a>>,
     /// Source side only: counts hard-linked and sparse files.
     tree: Option<(&'a AtomicU64, &'a AtomicU64)>,
+    /// Source side only: the device whose files are grouped by inode
+    /// number alone (the SMB client, `fsmeta::link_key`); their groups are
+    /// counted from the rows after the walk, not here.
+    pub(super) inode_dev: Option<u64>,
 }
 
 impl<'a> Counters<'a> {
@@ -195,6 +199,7 @@ impl<'a> Counters<'a> {
             remove_temps: !source && may_remove,
             mounts: source.then_some((&tally.mounts, &tally.gone)),
             tree: source.then_some((&tally.hard_linked, &tally.sparse_files)),
+            inode_dev: None,
         }
     }
 
@@ -384,9 +389,9 @@ fn step(entry: Node, side: Side, counters: &Counters) -> Step {
     let ft = md.file_type();
     if ft.is_file() || ft.is_dir() || ft.is_symlink() {
         if let Some(tree) = counters.tree.filter(|_| ft.is_file()) {
-            count_tree(tree, &md);
+            count_tree(tree, &md, counters.inode_dev);
         }
-        return to_entry(path, &md).map_or(Step::Skip, Step::Send);
+        return to_entry(path, &md, counters.inode_dev).map_or(Step::Skip, Step::Send);
     }
     // Never opened: opening a FIFO would block the walk forever, and
     // opening some devices has side effects (tape rewind).
@@ -402,10 +407,15 @@ fn step(entry: Node, side: Side, counters: &Counters) -> Step {
     Step::Skip
 }
 
-/// A source file's hard links and holes, from the walk's own stat.
-fn count_tree((linked, sparse): (&AtomicU64, &AtomicU64), md: &std::fs::Metadata) {
+/// A source file's hard links and holes, from the walk's own stat (the
+/// links of a file on `inode_dev` from the rows, after the walk).
+fn count_tree(
+    (linked, sparse): (&AtomicU64, &AtomicU64),
+    md: &std::fs::Metadata,
+    inode_dev: Option<u64>,
+) {
     use std::os::unix::fs::MetadataExt;
-    if md.nlink() > 1 {
+    if md.nlink() > 1 && inode_dev != Some(md.dev()) {
         linked.fetch_add(1, Relaxed);
     }
     if md.blocks().saturating_mul(512) < md.len() {

@@ -334,6 +334,11 @@ phase_tree() { # hard links, holes, xattrs, ACLs (issue 25): jobrun, then
     jr "tree-$tag.run1" "$W/tree-$tag.toml"
     net >"$W/out/tree-$tag.net1"
     jr "tree-$tag.run2" "$W/tree-$tag.toml"
+    # Never silent: the hard links `hard_links = false` leaves out are
+    # counted by `check` and by a scan (a dry run), on SMB too.
+    job "treenl-$tag" "$s" "$M/$p/dst/jr/treenl-$tag" 'hard_links = false\n'
+    jr "treenl-$tag.check" check "$W/treenl-$tag.toml"
+    jr "treenl-$tag.dry" --dry-run "$W/treenl-$tag.toml"
     # Never more open: a 0600 file whose ACL grants another user rw.
     job "acl-$tag" "$M/$p/src/jr/acl" "$M/$p/dst/jr/acl-$tag"
     jr "acl-$tag.run1" "$W/acl-$tag.toml"

@@ -103,6 +103,10 @@ tree_checks() { # TAG: the checks of one protocol's tree-TAG jobs
     chk wire "$n/tree-$t.net0" "$n/tree-$t.net1" tx 16
   note "tree $t: read from the share: $(chk wire "$n/tree-$t.net0" "$n/tree-$t.net1" rx 0)"
   expect "tree $t: second run copies nothing" noop "tree-$t.run2"
+  expect "tree $t: hard_links = false: check counts the 100 linked names" \
+    out_has "treenl-$t.check" "100 source files are hard links"
+  expect "tree $t: hard_links = false: the scan counts the 100 linked names" \
+    out_has "treenl-$t.dry" "100 source files are hard links"
   # SMB carries them (as EAs); NFSv4.2 only from a server that serves RFC
   # 8276 xattrs (this ganesha does not: a note, not a check).
   if [ "$t" = smb ]; then
