@@ -40,10 +40,12 @@ use crate::roots::RootId;
 mod created;
 mod dir;
 mod meta;
+mod turn;
 
 use dir::set_times_at;
 pub use dir::{DIR_TTL, Dir, DirCache};
 pub use meta::{Meta, ns, system_ns};
+pub use turn::Turn;
 
 /// The error of an entry whose path goes through a symlink below its root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,11 @@
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use super::Outcome;
 use super::read::{Paced, open_below, open_dest_file, read_full};
-use crate::beneath::{Root, ns};
+use crate::beneath::{Root, Turn, ns};
 use crate::checksum::HashAlgo;
 use crate::db::VerifyRow;
 use crate::progress::Lane;
@@ -47,7 +48,8 @@ fn open_source(
     root: Result<&Root, &str>,
     path: &Path,
     (size, modified_ns): (u64, i128),
-) -> Result<(File, SourceStamp), Outcome> {
+    stop: &AtomicBool,
+) -> Result<(Turn, File, SourceStamp), Outcome> {
     let failed = |error: String| Outcome::Failed { error };
     let root = root.map_err(|why| {
         failed(format!(
@@ -56,12 +58,13 @@ fn open_source(
         ))
     })?;
     let src = path.display();
-    let f = open_below(Some(root), path).map_err(|e| match e.raw_os_error() {
+    let open = open_below(Some(root), path, stop).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOENT | libc::ENOTDIR) => failed(format!(
             "adopted (no recorded hash), and its source `{src}` is gone: nothing to compare with"
         )),
         _ => failed(format!("cannot read the source `{src}`: {e}")),
     })?;
+    let (turn, f) = open.ok_or(Outcome::Stopped)?;
     let md = f
         .metadata()
         .map_err(|e| failed(format!("cannot read the source `{src}`: {e}")))?;
@@ -69,7 +72,7 @@ fn open_source(
     if !md.file_type().is_file() || st.size != size || st.mtime_ns != modified_ns {
         return Err(changed(path, "since the last scan"));
     }
-    Ok((f, st))
+    Ok((turn, f, st))
 }
 
 /// The outcome for a source that is not (or no longer) what the row says.
@@ -100,12 +103,16 @@ pub(super) fn compare(
     paced: &mut Paced<'_>,
     progress: &Lane,
 ) -> (Outcome, u64) {
-    let mut dest = match open_dest_file(roots.dest, &row.dest, row.size) {
-        Ok(f) => f,
+    // The turns keep other lanes off both inodes until the files close
+    // (bound first, dropped last). The destination's first: a lane waits
+    // for a source's turn holding one on the other filesystem only.
+    let (_dest_turn, mut dest) = match open_dest_file(roots.dest, &row.dest, row.size, paced.stop) {
+        Ok(open) => open,
         Err(o) => return (o, 0),
     };
-    let (mut source, before) =
-        match open_source(roots.source, &row.source, (row.size, row.modified_ns)) {
+    let stamp_of = (row.size, row.modified_ns);
+    let (_source_turn, mut source, before) =
+        match open_source(roots.source, &row.source, stamp_of, paced.stop) {
             Ok(s) => s,
             Err(o) => return (o, 0),
         };
@@ -204,19 +211,20 @@ mod tests {
         std::fs::write(&p, b"abc").unwrap();
         let md = std::fs::metadata(&p).unwrap();
         let mtime = ns(md.mtime(), md.mtime_nsec());
+        let go = AtomicBool::new(false);
         let error = |r: Result<_, Outcome>| match r {
             Err(Outcome::Failed { error }) => error,
             _ => panic!("taken"),
         };
-        assert!(open_source(Ok(&root), &p, (3, mtime)).is_ok());
+        assert!(open_source(Ok(&root), &p, (3, mtime), &go).is_ok());
         for changed in [(4, mtime), (3, mtime + 1)] {
-            let e = error(open_source(Ok(&root), &p, changed));
+            let e = error(open_source(Ok(&root), &p, changed, &go));
             assert!(e.contains("changed since the last scan"), "{e}");
         }
-        let e = error(open_source(Err("gone"), &p, (3, mtime)));
+        let e = error(open_source(Err("gone"), &p, (3, mtime), &go));
         assert!(e.ends_with("cannot be opened: gone"), "{e}");
         std::fs::remove_file(&p).unwrap();
-        let e = error(open_source(Ok(&root), &p, (3, mtime)));
+        let e = error(open_source(Ok(&root), &p, (3, mtime), &go));
         assert!(e.contains("is gone"), "{e}");
     }
 }

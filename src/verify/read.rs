@@ -4,12 +4,12 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use super::Outcome;
-use crate::beneath::Root;
+use crate::beneath::{Root, Turn};
 use crate::checksum::HashAlgo;
 use crate::progress::Lane;
 use crate::throttle::Throttle;
@@ -47,29 +47,42 @@ pub(super) fn not_a_file(md: &Metadata) -> &'static str {
 
 /// Opens a file below the held root through no symlink on the way
 /// (`beneath`), `O_NOATIME` where permitted; without a held root, by path
-/// ([`open_dest`]).
-pub(super) fn open_below(root: Option<&Root>, path: &Path) -> io::Result<File> {
+/// ([`open_dest`]). In its inode's turn ([`Turn`]: an SMB share refuses a
+/// second name of a file open under another); `Ok(None)` when a stop was
+/// requested while waiting. Bind the turn before the file.
+pub(super) fn open_below(
+    root: Option<&Root>,
+    path: &Path,
+    stop: &AtomicBool,
+) -> io::Result<Option<(Turn, File)>> {
+    let stopping = || stop.load(Relaxed);
     let Some(root) = root else {
-        return open_dest(path);
+        let md = std::fs::symlink_metadata(path)?;
+        let Some(turn) = Turn::take((md.dev(), md.ino()), &stopping) else {
+            return Ok(None);
+        };
+        return open_dest(path).map(|f| Some((turn, f)));
     };
     let (dir, name) = root.split(path)?;
-    let dir = root.dir(dir)?;
-    match dir.open_read(name, true) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {
-            dir.open_read(name, false)
-        }
-        r => r,
-    }
+    root.dir(dir)?
+        .open_read_in_turn(name, |_| Ok(()), &stopping)
 }
 
 /// Opens the destination file of a row and checks it is a regular file of
-/// `size` bytes; otherwise the outcome that says what is there.
-pub(super) fn open_dest_file(root: Option<&Root>, dest: &Path, size: u64) -> Result<File, Outcome> {
+/// `size` bytes; otherwise the outcome that says what is there (`Stopped`
+/// when a stop came while waiting for its inode's turn).
+pub(super) fn open_dest_file(
+    root: Option<&Root>,
+    dest: &Path,
+    size: u64,
+    stop: &AtomicBool,
+) -> Result<(Turn, File), Outcome> {
     let failed = |e: io::Error| Outcome::Failed {
         error: format!("cannot read `{}`: {e}", dest.display()),
     };
-    let f = match open_below(root, dest) {
-        Ok(f) => f,
+    let (turn, f) = match open_below(root, dest, stop) {
+        Ok(Some(open)) => open,
+        Ok(None) => return Err(Outcome::Stopped),
         Err(e) if crate::beneath::is_symlink_in_path(&e) => {
             return Err(Outcome::Missing {
                 reason: Some("a symlink is on the way to it; not followed".into()),
@@ -98,7 +111,7 @@ pub(super) fn open_dest_file(root: Option<&Root>, dest: &Path, size: u64) -> Res
             differs_at: None,
         });
     }
-    Ok(f)
+    Ok((turn, f))
 }
 
 /// Reads of one file under the job's limit: read-ahead off while limited,
@@ -192,8 +205,9 @@ pub(super) fn check_hashed(
     paced: &mut Paced<'_>,
     progress: &Lane,
 ) -> (Outcome, u64) {
-    let mut f = match open_dest_file(root, dest, size) {
-        Ok(f) => f,
+    // `_turn` keeps other lanes off this inode until `f` is closed.
+    let (_turn, mut f) = match open_dest_file(root, dest, size, paced.stop) {
+        Ok(open) => open,
         Err(o) => return (o, 0),
     };
     let shown = root.and_then(|r| dest.strip_prefix(r.path()).ok());
@@ -228,4 +242,39 @@ pub(super) fn check_hashed(
         }
     };
     (outcome, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A destination folder with `a` and its hard link `b` (as a copy of a
+    /// hard-link group arrives), held as a root.
+    fn linked() -> (tempfile::TempDir, Root) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("a"), "linked").unwrap();
+        std::fs::hard_link(t.path().join("a"), t.path().join("b")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        (t, root)
+    }
+
+    /// Two lanes of `verify` never hold one inode open under two names
+    /// (an SMB share refuses the second with `EINVAL`): the second waits
+    /// its turn, with or without a held root; a stop ends the wait.
+    #[test]
+    fn two_names_of_one_destination_inode_are_read_in_turn() {
+        let (t, root) = linked();
+        let (go, stop) = (AtomicBool::new(false), AtomicBool::new(true));
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        for root in [Some(&root), None] {
+            let first = open_dest_file(root, &a, 6, &go).unwrap();
+            let waited = open_dest_file(root, &b, 6, &stop).map(|_| ());
+            assert!(matches!(waited, Err(Outcome::Stopped)), "{waited:?}");
+            drop(first);
+            let (_turn, mut f) = open_dest_file(root, &b, 6, &stop).unwrap();
+            let mut text = String::new();
+            f.read_to_string(&mut text).unwrap();
+            assert_eq!(text, "linked");
+        }
+    }
 }

@@ -345,9 +345,9 @@ impl<'a> Reader<'a> {
         // Before the open: the racy-file rule compares the file's times
         // with the moment its read began.
         let started = (Instant::now(), crate::clock::now_ns());
-        // `_held` keeps other lanes off this inode until `f` is closed
+        // `_turn` keeps other lanes off this inode until `f` is closed
         // (declared first, so dropped after `f`).
-        let (_held, mut f) = match open_source(dir, name, &|| self.stopping()) {
+        let (_turn, mut f) = match open_source(dir, name, &|| self.stopping()) {
             Ok(Some(open)) => open,
             Ok(None) => return Ok(Outcome::Abandoned),
             Err(e) => return Ok(Outcome::Failed(source::open_failure(&e))),

@@ -1,13 +1,10 @@
 //! Opening a source file for reading, and the read-ahead advice on it.
 
+use crate::beneath::{Dir, Turn};
+use crate::decide::EntryKind;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::sync::{Condvar, Mutex, PoisonError};
-use std::time::Duration;
-
-use crate::beneath::Dir;
-use crate::decide::EntryKind;
 
 /// The kernel read-ahead advice on the open source file. Under a limit the
 /// kernel must not read ahead: a network client fetches its read-ahead
@@ -44,59 +41,6 @@ impl ReadAhead {
     }
 }
 
-/// Source inodes (device, inode) that a reader of this process holds open.
-/// An SMB share refuses to open a file under one name while this client
-/// holds it open under another: `EINVAL` (measured on kernlab, Linux 6.1
-/// cifs and Samba 4.17; the client keeps one lease key per inode, and a
-/// server refuses a lease key in use for another file name,
-/// `STATUS_INVALID_PARAMETER`). Two lanes reading two names of one
-/// hard-linked file at once would fail one of them. The client reports a link count of 1 there,
-/// so such names are not grouped and each is read; a lane waits for the
-/// other to close the inode instead. Process-wide, as the lease key is.
-static HELD: (Mutex<Vec<(u64, u64)>>, Condvar) = (Mutex::new(Vec::new()), Condvar::new());
-
-/// One inode held open by a reader; released when dropped.
-#[derive(Debug)]
-pub struct Held((u64, u64));
-
-impl Held {
-    /// Waits until no other reader holds `key` open, then holds it. `None`
-    /// when `stopping()` turned true while waiting (looked at every 100 ms).
-    fn take(key: (u64, u64), stopping: &dyn Fn() -> bool) -> Option<Held> {
-        let (lock, cv) = &HELD;
-        let mut held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.contains(&key) {
-            tracing::debug!(
-                dev = key.0,
-                ino = key.1,
-                "another lane holds this inode open; waiting"
-            );
-        }
-        while held.contains(&key) {
-            if stopping() {
-                return None;
-            }
-            held = cv
-                .wait_timeout(held, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        held.push(key);
-        Some(Held(key))
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        let (lock, cv) = &HELD;
-        let mut held = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = held.iter().position(|k| *k == self.0) {
-            held.swap_remove(i);
-        }
-        cv.notify_all();
-    }
-}
-
 /// Opens the source file `name` in `dir` for reading, never anything else:
 /// an entry that is no longer a regular file (replaced by a FIFO, device or
 /// symlink since the scan) is refused with `InvalidInput` before it is
@@ -107,38 +51,29 @@ impl Drop for Held {
 /// does not rewrite atimes all over the source share; falls back silently
 /// where the flag is refused (EPERM) or unsupported.
 ///
-/// Waits while another reader holds the same inode open ([`HELD`]); the
-/// returned [`Held`] must outlive the file: bind it first
-/// (`let (_held, f) = …`), as bindings drop in reverse order. `Ok(None)` when
+/// Waits while another reader of this process holds the same inode open
+/// (an SMB share refuses the second name: [`crate::beneath::Turn`]); the
+/// returned [`Turn`] must outlive the file: bind it first
+/// (`let (_turn, f) = …`), as bindings drop in reverse order. `Ok(None)` when
 /// `stopping()` turned true while waiting: nothing was opened.
 pub fn open_source(
     dir: &Dir,
     name: &OsStr,
     stopping: &dyn Fn() -> bool,
-) -> io::Result<Option<(Held, File)>> {
-    let md = dir.stat(name)?;
-    if md.kind != Some(EntryKind::File) {
-        return Err(io::Error::new(
+) -> io::Result<Option<(Turn, File)>> {
+    let regular = |md: &crate::beneath::Meta| {
+        if md.kind == Some(EntryKind::File) {
+            return Ok(());
+        }
+        Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "source is no longer a regular file (now a {}); not opened",
                 kind_name(md.mode)
             ),
-        ));
-    }
-    let Some(held) = Held::take((md.dev, md.ino), stopping) else {
-        return Ok(None);
+        ))
     };
-    let f = match dir.open_read(name, true) {
-        Ok(f) => f,
-        Err(e)
-            if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EINVAL) =>
-        {
-            dir.open_read(name, false)?
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(Some((held, f)))
+    dir.open_read_in_turn(name, regular, stopping)
 }
 
 /// The failure text of a source file that could not be opened: jobrun's own
@@ -170,8 +105,6 @@ fn kind_name(mode: u32) -> &'static str {
 mod tests {
     use std::io::Read;
     use std::path::Path;
-    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-    use std::time::Duration;
 
     use super::*;
     use crate::beneath::Root;
@@ -191,28 +124,18 @@ mod tests {
     }
 
     #[test]
-    fn a_second_name_of_an_open_inode_waits_for_the_first_to_close() {
-        let (_t, dir) = linked();
-        let first = open_source(&dir, os("a"), &|| false).unwrap().unwrap();
-        // Another inode opens at once; the same inode under its other name
-        // does not while `a` is open (a stop ends the wait, nothing opened).
-        assert!(open_source(&dir, os("c"), &|| true).unwrap().is_some());
-        assert!(open_source(&dir, os("b"), &|| true).unwrap().is_none());
-        let closed = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                let (_held, mut f) = open_source(&dir, os("b"), &|| false).unwrap().unwrap();
-                let mut text = String::new();
-                f.read_to_string(&mut text).unwrap();
-                (closed.load(SeqCst), text)
-            });
-            std::thread::sleep(Duration::from_millis(300));
-            closed.store(true, SeqCst);
-            drop(first);
-            assert_eq!(waiter.join().unwrap(), (true, "linked".to_string()));
-        });
-        // Released again: opens at once.
-        assert!(open_source(&dir, os("a"), &|| true).unwrap().is_some());
+    fn a_source_that_is_no_longer_a_file_is_refused_unopened() {
+        let (t, dir) = linked();
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        let e = open_source(&dir, os("d"), &|| false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "source is no longer a regular file (now a folder); not opened"
+        );
+        let (_turn, mut f) = open_source(&dir, os("a"), &|| false).unwrap().unwrap();
+        let mut text = String::new();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "linked");
     }
 
     #[test]
