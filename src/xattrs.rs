@@ -493,6 +493,39 @@ pub fn models_differ(source: &Path, destination: &Path) -> Option<String> {
     model_refusal((source, s), (destination, d))
 }
 
+/// With `acls = true`, the line saying that the source cannot show the
+/// ACLs of its model (its filesystem answers "not supported" for the
+/// model's attribute on the source root: an NFS server without ACLs, a
+/// filesystem mounted without them), so none is copied; `None` when it
+/// can, or cannot be asked (another rail says why).
+pub fn acls_unseen(source: &Path) -> Option<String> {
+    let model = acl_model(source)?;
+    let name = match model {
+        AclModel::Posix => ACL_ACCESS,
+        AclModel::Nfs4 => NFS4_ACL,
+        AclModel::Smb => CIFS_ACL,
+    };
+    let e = rustix::fs::getxattr(source, name, &mut [0u8; 0][..]).err()?;
+    unseen_line(
+        source,
+        model,
+        name,
+        e == Errno::NOTSUP || e == Errno::OPNOTSUPP,
+    )
+}
+
+/// The line of [`acls_unseen`], pure: `unsupported` when the source's
+/// filesystem says it keeps no such attribute.
+fn unseen_line(source: &Path, model: AclModel, name: &str, unsupported: bool) -> Option<String> {
+    unsupported.then(|| {
+        format!(
+            "the source `{}` shows no {model} ({name}: not supported by its filesystem or \
+             server): acls = true copies none from it; files keep only their permission bits",
+            source.display()
+        )
+    })
+}
+
 /// The refusal line of [`models_differ`], pure.
 fn model_refusal(
     (source, s): (&Path, AclModel),
@@ -560,6 +593,26 @@ mod tests {
         assert_eq!(narrow_group(0o100670, Some(4)), 0o100640);
         assert_eq!(narrow_group(0o100640, Some(7)), 0o100640, "never widened");
         assert_eq!(narrow_group(0o42775, None), 0o42705, "unreadable: none");
+    }
+
+    #[test]
+    fn a_source_that_cannot_show_acls_is_said() {
+        let p = Path::new("/mnt/old");
+        assert_eq!(
+            unseen_line(p, AclModel::Nfs4, NFS4_ACL, true).as_deref(),
+            Some(
+                "the source `/mnt/old` shows no NFSv4 ACLs (system.nfs4_acl: not supported by \
+                 its filesystem or server): acls = true copies none from it; files keep only \
+                 their permission bits"
+            )
+        );
+        assert_eq!(unseen_line(p, AclModel::Posix, ACL_ACCESS, false), None);
+        // A folder that can hold ACLs (this one has none: "no data").
+        let t = tempfile::tempdir().unwrap();
+        if rustix::fs::getxattr(t.path(), ACL_ACCESS, &mut [0u8; 0][..]) == Err(Errno::NODATA) {
+            assert_eq!(acls_unseen(t.path()), None);
+        }
+        assert_eq!(acls_unseen(Path::new("/no/such/root")), None);
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub fn check(args: &JsonArgs) -> Result<Exit, Failure> {
             let probed = crate::xattrs::first_entries(job.source.as_std_path(), PROBE_ENTRIES);
             found.left_out.extend(left_out_probe(&job, &probed));
             found.left_out.extend(tree_probe(&job, &probed));
+            if job.acls {
+                found
+                    .warnings
+                    .extend(crate::xattrs::acls_unseen(job.source.as_std_path()));
+            }
             if !job.destination.exists() {
                 found.warnings.push(format!(
                     "destination root `{}` does not exist (yet); a run creates it",

@@ -26,6 +26,7 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
     super::reopen_on_sigusr1();
     let job = load_runnable(&path, &args.overrides)?;
     let job = super::shard::pick(job, args.shard.as_deref(), true)?;
+    acls_unseen(&job);
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second signal exits at once (still safe: temps are cleaned by the
@@ -345,5 +346,17 @@ impl Metrics {
         {
             tracing::warn!(path = %self.path, error = %e, "cannot write the metrics file (warned once per run)");
         }
+    }
+}
+
+/// Never silent: `acls = true` from a source that shows no ACLs, one line
+/// per run (`check` says it too).
+fn acls_unseen(job: &Job) {
+    if let Some(line) = job
+        .acls
+        .then(|| crate::xattrs::acls_unseen(job.source.as_std_path()))
+        .flatten()
+    {
+        tracing::warn!(key = "acls", "{line}");
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::env::TestEnv;
-use crate::support::require_root;
+use crate::support::{Mount, require_root};
 
 const ACCESS: &str = "system.posix_acl_access";
 
@@ -225,6 +225,59 @@ fn a_destination_refusing_xattrs_keeps_the_files_and_warns_once() {
         out.stderr
             .contains("3 entries kept without their extended attributes"),
         "{}",
+        out.stderr
+    );
+}
+
+/// `acls = true` from a source that cannot show ACLs (ramfs keeps no
+/// attributes at all, as an NFS server without ACLs answers "not
+/// supported"): one line in `check` and one per run, naming the source;
+/// the files are copied all the same. With `acls = false`, or from a
+/// source that keeps ACLs, no such line.
+#[test]
+#[ignore = "needs root"]
+fn acls_true_from_a_source_that_cannot_show_acls_is_said_once_per_run() {
+    require_root();
+    let env = TestEnv::new();
+    let st = Command::new("mount")
+        .args(["-t", "ramfs", "ramfs"])
+        .arg(&env.src)
+        .status();
+    assert!(st.is_ok_and(|s| s.success()), "cannot mount ramfs here");
+    let _mounted = Mount(env.src.clone());
+    env.src_file("a.txt", b"a");
+    env.src_file("d/b.txt", b"b");
+    let line = "shows no POSIX ACLs (system.posix_acl_access: not supported by its \
+                filesystem or server): acls = true copies none from it";
+    let said = |o: &crate::env::Out| format!("{}{}", o.stdout, o.stderr).matches(line).count();
+    env.manifest("acls = true");
+    let check = env.check(&[]);
+    check.assert_code(0);
+    assert_eq!(said(&check), 1, "{}{}", check.stdout, check.stderr);
+    for _ in 0..2 {
+        let out = env.run(&[]);
+        out.assert_code(0);
+        assert_eq!(said(&out), 1, "{}", out.stderr);
+    }
+    env.assert_trees_equal();
+    env.manifest("");
+    let (check, out) = (env.check(&[]), env.run(&[]));
+    assert_eq!(
+        said(&check) + said(&out),
+        0,
+        "{}{}",
+        check.stdout,
+        out.stderr
+    );
+    let keeps = TestEnv::new();
+    keeps.src_file("a.txt", b"a");
+    keeps.manifest("acls = true");
+    let (check, out) = (keeps.check(&[]), keeps.run(&[]));
+    assert_eq!(
+        said(&check) + said(&out),
+        0,
+        "{}{}",
+        check.stdout,
         out.stderr
     );
 }
