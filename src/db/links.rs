@@ -1,7 +1,8 @@
 //! Hard-link groups found among the rows: on a source whose names of one
 //! file show one inode with a link count of 1 (the SMB client), every
 //! file's row records its (device, inode), and a group is the rows that
-//! share one. Found by the `files_link` index, never by a map in memory.
+//! share one. Found by the `files_link` index alone (covering: only file
+//! rows have a key, see `fsmeta::link_key`), never by a map in memory.
 
 use rusqlite::params;
 
@@ -12,20 +13,21 @@ impl StateDb {
     pub fn link_shared(&self, link: (u64, u64), id: RowId) -> Result<bool> {
         let mut st = self.conn.prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM files
-                 WHERE link_ino = ?2 AND link_dev = ?1 AND kind = 'file' AND rowid <> ?3)",
+                 WHERE link_ino = ?2 AND link_dev = ?1 AND rowid <> ?3)",
         )?;
         Ok(st.query_row(params![link.0 as i64, link.1 as i64, id.0], |r| r.get(0))?)
     }
 
-    /// The file rows whose hard-link key another row shares: the names of
-    /// the source's hard-link groups, in one pass over the index.
-    pub fn shared_link_names(&self) -> Result<u64> {
+    /// The file rows on device `dev` whose hard-link key another row
+    /// shares: the names of the hard-link groups found there, in one pass
+    /// over the index.
+    pub fn shared_link_names(&self, dev: u64) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT COALESCE(SUM(n), 0) FROM (
                  SELECT COUNT(*) AS n FROM files
-                 WHERE link_ino IS NOT NULL AND kind = 'file'
-                 GROUP BY link_ino, link_dev HAVING n > 1)",
-            [],
+                 WHERE link_ino IS NOT NULL AND link_dev = ?1
+                 GROUP BY link_ino HAVING n > 1)",
+            [dev as i64],
             |r| r.get(0),
         )?;
         Ok(n as u64)
@@ -62,7 +64,7 @@ mod tests {
     #[test]
     fn groups_are_the_rows_sharing_an_inode_whatever_the_link_count() {
         let (_dir, _, mut db) = super::super::tests::temp_db();
-        assert_eq!(db.shared_link_names().unwrap(), 0);
+        assert_eq!(db.shared_link_names(40).unwrap(), 0);
         let scan = db.begin_scan().unwrap();
         let mut ids = Vec::new();
         let tx = db.begin().unwrap();
@@ -85,6 +87,7 @@ mod tests {
         assert!(!db.link_shared((40, 8), ids[3]).unwrap());
         // Same inode number on another device: another file.
         assert!(!db.link_shared((41, 7), ids[0]).unwrap());
-        assert_eq!(db.shared_link_names().unwrap(), 5);
+        assert_eq!(db.shared_link_names(40).unwrap(), 5);
+        assert_eq!(db.shared_link_names(41).unwrap(), 0, "another device's");
     }
 }

@@ -214,8 +214,10 @@ fn walk_and_decide(ctx: &mut RunCtx<'_>) -> Result<ScanReport, ScanError> {
     check_source_root(source, Some(root_id))?;
     record_mounts(db, source, &mut report, &mut seen, &mounts)?;
     finish(db, &mut report, &seen)?;
-    if inode_dev.is_some() && !job.hard_links {
-        report.hard_linked += db.shared_link_names()?;
+    // The groups on the SMB client are the rows sharing an inode (the walk
+    // counted the link counts of every other device).
+    if let Some(dev) = inode_dev.filter(|_| !job.hard_links) {
+        report.hard_linked += db.shared_link_names(dev)?;
     }
     debug!(ms = t0.elapsed().as_millis() as u64, "scan finished");
     info!(

@@ -43,19 +43,21 @@ impl Groups {
 
     /// Whether the feed sends `row` now: as a link when its group has a
     /// copy (`row.link_to`), as a copy when it is alone with its key or its
-    /// group's first name in this round; held back (false) otherwise. Up
-    /// to two DB queries per row with a key, none for any other row; only
-    /// the groups of more than one row are claimed (on the SMB client every
-    /// file has a key: memory follows the groups, not the files).
+    /// group's first name in this round; held back (false) otherwise. One
+    /// DB query per row alone with its key, two per name of a group, none
+    /// for a row without a key; only the groups of more than one row are
+    /// claimed (on the SMB client every file has a key: memory follows the
+    /// groups, not the files).
     pub fn route(&mut self, db: &StateDb, row: &mut PendingFile) -> Result<bool, DbError> {
         let Some(key) = row.link.filter(|_| self.on) else {
             return Ok(true);
         };
-        if let Some(copy) = db.linked_copy(key, row.size, row.modified_ns, self.algorithm)? {
-            row.link_to = Some(copy);
+        // Alone with its key (most files on the SMB client): one query.
+        if !self.claimed.contains(&key) && !db.link_shared(key, row.id)? {
             return Ok(true);
         }
-        if !self.claimed.contains(&key) && !db.link_shared(key, row.id)? {
+        if let Some(copy) = db.linked_copy(key, row.size, row.modified_ns, self.algorithm)? {
+            row.link_to = Some(copy);
             return Ok(true);
         }
         if self.claimed.insert(key) {
