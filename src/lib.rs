@@ -43,6 +43,7 @@
 //!   listed ahead, nested mount points), `relpath` (a path below its root);
 //! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,
 //!   `files` (`RowStatus`, `RowId`), `lookup` (the scan's row lookup),
+//!   `links` (hard-link groups found among the rows),
 //!   `hashed` (recorded hashes as `verify`/`hashes` read them), `listing`,
 //!   `mounts`, `runs`,
 //!   `verifies`, `in_flight`; writes that belong in a batch take a
@@ -50,7 +51,8 @@
 //! - `roots` (root identity, the filesystem a root is on, overlap, the
 //!   delete guard),
 //!   `beneath` (every path below a root, never through a symlink; the one
-//!   nanosecond conversion), `fsmeta` (temporaries' names, NFS silly
+//!   nanosecond conversion; `turn`: one inode open at a time for every
+//!   reader), `fsmeta` (temporaries' names, NFS silly
 //!   names, lstat → row), `merge` (the merge of two sorted listings, used by
 //!   the scan and by the mirror's listing), `filter` (`exclude`/`include`,
 //!   and a shard's part of the tree as a scope);

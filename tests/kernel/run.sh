@@ -115,6 +115,15 @@ tree_checks() { # TAG: the checks of one protocol's tree-TAG jobs
   else
     note "tree $t: user.* attributes: $(python3 -c 'import os, sys; print(os.listxattr(sys.argv[1]) or "none at the server (the client sees none: no xattrs before NFSv4.2, RFC 8276, nor from a 4.2 server without them)")' "$dst/x.txt")"
   fi
+  # NFSv4 answers "not supported" for system.nfs4_acl: said. SMB shows its
+  # descriptors; NFSv3 answers "no data" for every file (as for a file
+  # without an ACL): nothing to tell, a note.
+  if [ "$t" = smb ] || [ "$t" = nfs3 ]; then
+    note "acl $t: acls = true run: $(grep -h -c 'acls = true copies none' "$n/aclt-$t.run1.err") line(s) saying the source shows no ACLs"
+  else
+    expect "acl $t: acls = true from a server that shows no ACLs says so" \
+      out_has "aclt-$t.run1" "acls = true copies none from it"
+  fi
   note "acl $t: the client sees the 0600 + user:nobody:rw file as $(cat "$n/acl-$t.seen"); the copy is $(stat -c %a "$D/acl-$t/private.txt") (acls = false), $(stat -c %a "$D/aclt-$t/private.txt") (acls = true), source group::--- at the server"
   for tool in rsync cp; do
     note "peer $tool $t: exit $(cat "$n/peer-$tool-$t.rc"), $(chk links "$src" "$D/peer-$tool-$t" | cut -c1-60); sparse $(chk blocks "$D/peer-$tool-$t/sparse.img" 0); $(chk wire "$n/peer-$tool-$t.net0" "$n/peer-$tool-$t.net1" rx 0); $(chk wire "$n/peer-$tool-$t.net0" "$n/peer-$tool-$t.net1" tx 0)"
