@@ -36,6 +36,7 @@ mod scan;
 mod shards;
 mod slurm;
 mod stateguard;
+mod systemd;
 mod transfers;
 mod tree;
 mod verify;
