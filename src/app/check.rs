@@ -2,7 +2,7 @@
 //! plan, and what a run would refuse, with its line and exit code. Touches
 //! nothing.
 
-use super::{Failure, load_runnable};
+use super::{Failure, Stdout, load_runnable};
 use serde::Serialize;
 
 use crate::cli::JsonArgs;
@@ -116,7 +116,7 @@ pub fn check(args: &JsonArgs) -> Result<Exit, Failure> {
     super::out(&text);
     match refused {
         Some(f) => Err(Failure {
-            then: Some(String::new()),
+            stdout: Stdout::Printed,
             ..f
         }),
         None => Ok(Exit::Ok),

@@ -114,7 +114,11 @@ const REOPEN: Codes = &[
 ];
 
 const REPORT: Codes = &[
-    ("0", "The HTML file was written."),
+    ("0", "The HTML file was written whole."),
+    (
+        "1",
+        "The HTML file was written but is incomplete: the audit log is missing or could not be read to its end, so the rate and backlog charts are missing or stop early (the page and stderr say so).",
+    ),
     (
         "2",
         "Bad manifest, no state DB yet (the job never ran), or a DB of another job.",

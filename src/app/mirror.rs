@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::{Failure, load_runnable, out};
+use super::{Failure, Stdout, load_runnable, out};
 use crate::cli::MirrorArgs;
 use crate::db::StateDb;
 use crate::exit::Exit;
@@ -68,7 +68,7 @@ pub(super) fn mirror(args: &MirrorArgs) -> Result<Exit, Failure> {
                 Some(e) => Err(Failure {
                     message: runner::describe(&e, &job),
                     exit: report.exit,
-                    then: Some(summary),
+                    stdout: Stdout::After(summary),
                 }),
                 None => {
                     out(&summary);

@@ -23,13 +23,25 @@ use crate::manifest::{self, Job};
 
 pub use status::{FailedFile, RunStatus, StatusReport, render_status};
 
-/// A command that did not succeed: the one line to print, the exit code,
-/// and what still goes to stdout after the line (a run's summary).
+/// A command that did not succeed: the one line to print (stderr), the
+/// exit code, and what its stdout holds.
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub exit: Exit,
-    pub then: Option<String>,
+    pub stdout: Stdout,
+}
+
+/// A failed command's stdout, besides its stderr line.
+#[derive(Debug)]
+pub enum Stdout {
+    /// Nothing yet: with `--json` the dispatcher prints `{"exit", "error"}`.
+    Nothing,
+    /// This text, printed after the stderr line (a run's summary).
+    After(String),
+    /// The command printed its whole stdout itself, before the line
+    /// (`check`: its settings, or its one JSON object).
+    Printed,
 }
 
 impl Failure {
@@ -37,7 +49,7 @@ impl Failure {
         Self {
             message: message.to_string(),
             exit,
-            then: None,
+            stdout: Stdout::Nothing,
         }
     }
 }
@@ -78,10 +90,10 @@ pub fn run(cli: Cli) -> Exit {
         Ok(exit) => exit,
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "jobrun: {}", f.message);
-            match &f.then {
-                Some(text) => out(text),
-                None if json => out(&error_json(&f)),
-                None => {}
+            match &f.stdout {
+                Stdout::After(text) => out(text),
+                Stdout::Nothing if json => out(&error_json(&f)),
+                Stdout::Nothing | Stdout::Printed => {}
             }
             f.exit
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use super::{Failure, load_runnable, out};
+use super::{Failure, Stdout, load_runnable, out};
 use crate::audit::AuditLog;
 use crate::cli::{Cli, Overrides};
 use crate::manifest::Job;
@@ -90,7 +90,7 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
                 Some(message) => Err(Failure {
                     message,
                     exit: report.exit,
-                    then: Some(summary),
+                    stdout: Stdout::After(summary),
                 }),
                 None => {
                     out(&summary);
@@ -113,15 +113,15 @@ pub fn run_job(cli: Cli) -> Result<Exit, Failure> {
                 exit_code: exit.code(),
                 reason: exit.reason(),
             };
-            let then = if args.json {
-                Some(summary_json(&nothing, 0, Some(&message))?)
-            } else {
-                (exit == Exit::Fatal).then(|| format!("{}\n", summary_line(&nothing)))
+            let stdout = match (args.json, exit) {
+                (true, _) => Stdout::After(summary_json(&nothing, 0, Some(&message))?),
+                (false, Exit::Fatal) => Stdout::After(format!("{}\n", summary_line(&nothing))),
+                (false, _) => Stdout::Nothing,
             };
             Err(Failure {
                 message,
                 exit,
-                then,
+                stdout,
             })
         }
     }

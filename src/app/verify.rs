@@ -11,7 +11,7 @@ use crate::clock::now_ns;
 
 use serde::Serialize;
 
-use super::{Failure, load, out};
+use super::{Failure, Stdout, load, out};
 use crate::audit::{AuditLog, now_rfc3339, rfc3339_ns};
 use crate::cli::VerifyArgs;
 use crate::db::{DbError, JobRoot, StateDb, VerifyRecord};
@@ -109,7 +109,7 @@ fn fail(e: impl std::fmt::Display, exit: Exit) -> Failure {
     Failure {
         message: e.to_string(),
         exit,
-        then: None,
+        stdout: Stdout::Nothing,
     }
 }
 
@@ -459,7 +459,7 @@ fn finish(
         Some(message) => Err(Failure {
             message,
             exit: Exit::Fatal,
-            then: Some(text),
+            stdout: Stdout::After(text),
         }),
         None => {
             out(&text);

@@ -179,9 +179,11 @@ fn without_its_audit_log_the_report_says_what_is_missing() {
     env.run(&[]).assert_code(0);
     std::fs::remove_file(env.log_path()).unwrap();
 
+    // Written, but incomplete: a script that files the page can tell.
     let (out, path) = report(&env);
-    out.assert_code(0);
+    out.assert_code(1);
     assert!(out.stderr.contains("cannot be read"), "{}", out.stderr);
+    assert!(out.stdout.contains("incomplete"), "{}", out.stdout);
     let (_, doc) = page(&path);
     let rate: String = doc
         .select(&sel("section#rate p.bad"))

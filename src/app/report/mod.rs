@@ -257,11 +257,17 @@ pub fn report(args: &ReportArgs) -> Result<Exit, Failure> {
     if let Some(note) = &data.log_note {
         let _ = writeln!(std::io::stderr(), "jobrun: {note}");
     }
+    // Written, but without (part of) its charts: exit 1, as a verify that
+    // could not compare everything, so a script filing the page can tell.
+    let (exit, incomplete) = match data.log_note {
+        Some(_) => (Exit::FilesFailed, " (incomplete: see the audit log's note)"),
+        None => (Exit::Ok, ""),
+    };
     out(&format!(
-        "jobrun: report written to {}: {} runs, {} failed files\n",
+        "jobrun: report written to {}{incomplete}: {} runs, {} failed files\n",
         args.html,
         data.runs.len(),
         data.status.failed_total
     ));
-    Ok(Exit::Ok)
+    Ok(exit)
 }
