@@ -96,6 +96,20 @@ impl Limit {
     }
 }
 
+/// A timetable's entries: words split at white space, joined again where
+/// a comma ends one or starts the next (`08:00,auto, 5M` is one entry, as
+/// `bwlimit = "auto, 5M"` is one limit).
+fn entry_texts(input: &str) -> Vec<String> {
+    let mut entries: Vec<String> = Vec::new();
+    for word in input.split_whitespace() {
+        match entries.last_mut() {
+            Some(last) if last.ends_with(',') || word.starts_with(',') => last.push_str(word),
+            _ => entries.push(word.to_string()),
+        }
+    }
+    entries
+}
+
 /// `auto` and its ceiling: `auto`, `AUTO, 60M`.
 fn strip_auto(s: &str) -> Option<&str> {
     let t = s.trim_start();
@@ -149,8 +163,9 @@ impl Timetable {
     pub fn parse(input: &str) -> Result<Self, String> {
         let mut entries = Vec::new();
         // (instant of the week, limit, from a weekday entry, the entry's text)
-        let mut points: Vec<(u32, Limit, bool, &str)> = Vec::new();
-        for text in input.split_whitespace() {
+        let mut points: Vec<(u32, Limit, bool, String)> = Vec::new();
+        for text in entry_texts(input) {
+            let text = text.as_str();
             let bad =
                 |why: String| format!("invalid timetable entry `{text}`: {why}; {ENTRY_HELP}");
             let (when, limit) = text
@@ -176,12 +191,12 @@ impl Timetable {
                 match points.iter_mut().find(|p| p.0 == t) {
                     // A weekday entry is more precise than a daily one at
                     // the same instant, whichever comes first.
-                    Some(p) if !p.2 && day.is_some() => *p = (t, limit, true, text),
+                    Some(p) if !p.2 && day.is_some() => *p = (t, limit, true, text.into()),
                     Some(p) if p.2 && day.is_none() => {}
                     Some(p) => {
                         return Err(bad(format!("`{when}` is already given by `{}`", p.3)));
                     }
-                    None => points.push((t, limit, day.is_some(), text)),
+                    None => points.push((t, limit, day.is_some(), text.into())),
                 }
             }
             entries.push(entry);
@@ -757,5 +772,22 @@ mod tests {
             assert!(e.contains("auto") || e.contains("60"), "{bad}: {e}");
         }
         assert!(Schedule::parse("autox").unwrap_err().contains("`autox`"));
+    }
+
+    #[test]
+    fn a_ceiling_in_an_entry_may_follow_a_space_as_the_issue_writes_it() {
+        let tight = Schedule::parse("08:00,auto,5M 19:00,off Sat-08:00,20M").unwrap();
+        for spaced in [
+            "08:00,auto, 5M 19:00,off Sat-08:00,20M",
+            "08:00, auto, 5M  19:00, off Sat-08:00 ,20M",
+            "08:00,auto ,5M 19:00,off Sat-08:00,20M",
+        ] {
+            assert_eq!(Schedule::parse(spaced), Ok(tight.clone()), "{spaced}");
+        }
+        // An entry's text in an error is the entry as joined.
+        let e = Schedule::parse("08:00,auto, 5Q 19:00,off").unwrap_err();
+        assert!(e.contains("`08:00,auto,5Q`"), "{e}");
+        // Without a comma between them, two words are two entries.
+        assert!(Schedule::parse("08:00,auto 5M").unwrap_err().contains("`5M`"));
     }
 }
