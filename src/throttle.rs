@@ -71,6 +71,18 @@ pub fn code_rate(c: u64) -> Option<u64> {
     (c != PAUSED).then_some(c & !AUTO).filter(|&r| r > 0)
 }
 
+/// A limit code as `run_end` and the `runs` row say it: `off`, `pause`,
+/// `2097152 B/s`, `auto` (no rate held yet) or `auto, 9751756 B/s`.
+pub fn code_text(c: u64) -> String {
+    match (c, code_rate(c)) {
+        (PAUSED, _) => "pause".into(),
+        (c, Some(r)) if c & AUTO != 0 => format!("auto, {r} B/s"),
+        (c, None) if c & AUTO != 0 => "auto".into(),
+        (_, Some(r)) => format!("{r} B/s"),
+        (_, None) => "off".into(),
+    }
+}
+
 // ---- the run's limit, replaceable while it runs -----------------------------
 
 /// The `bwlimit` a run follows, which a reload (SIGHUP) may replace: the

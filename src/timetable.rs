@@ -788,6 +788,10 @@ mod tests {
         let e = Schedule::parse("08:00,auto, 5Q 19:00,off").unwrap_err();
         assert!(e.contains("`08:00,auto,5Q`"), "{e}");
         // Without a comma between them, two words are two entries.
-        assert!(Schedule::parse("08:00,auto 5M").unwrap_err().contains("`5M`"));
+        assert!(
+            Schedule::parse("08:00,auto 5M")
+                .unwrap_err()
+                .contains("`5M`")
+        );
     }
 }

@@ -218,7 +218,14 @@ pub fn render_status(r: &StatusReport) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "db        {}", printable(&r.db));
     let state = match r.running_pid {
-        Some(pid) => format!("running (pid {pid})"),
+        Some(pid) => {
+            // The rate in force, as the running run's row last recorded it.
+            let limit = r.runs.first().and_then(|run| run.row.bwlimit.as_deref());
+            match limit {
+                Some(l) => format!("running (pid {pid}); limit {}", limit_text(l)),
+                None => format!("running (pid {pid})"),
+            }
+        }
         None => "idle".into(),
     };
     let _ = writeln!(o, "state     {state}; next run: {}", r.next_run);
@@ -381,6 +388,20 @@ pub(super) fn verify_line(v: &crate::db::VerifyRecord) -> String {
     )
 }
 
+/// A `runs` row's `bwlimit` (`2097152 B/s`, `auto, 9751756 B/s`, `off`,
+/// `pause`, `auto`) for a person: `2.0 MiB/s`, `auto 9.3 MiB/s`.
+fn limit_text(stored: &str) -> String {
+    let rate = |r: &str| {
+        r.strip_suffix(" B/s")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(|n| HumanRate(n as f64).to_string())
+    };
+    match stored.strip_prefix("auto, ") {
+        Some(r) => rate(r).map_or_else(|| stored.to_string(), |h| format!("auto {h}")),
+        None => rate(stored).unwrap_or_else(|| stored.to_string()),
+    }
+}
+
 /// The "last runs" table of `status`.
 fn render_runs(o: &mut String, r: &StatusReport) {
     use std::fmt::Write as _;
@@ -390,8 +411,8 @@ fn render_runs(o: &mut String, r: &StatusReport) {
         let _ = writeln!(o, "last runs, newest first:");
         let _ = writeln!(
             o,
-            "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  exit",
-            "run", "started (UTC)", "took", "mode", "files", "bytes", "failed"
+            "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  {:<16}  exit",
+            "run", "started (UTC)", "took", "mode", "files", "bytes", "failed", "limit"
         );
         for r in &r.runs {
             let row = &r.row;
@@ -408,7 +429,7 @@ fn render_runs(o: &mut String, r: &StatusReport) {
             }
             let _ = writeln!(
                 o,
-                "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  {exit}",
+                "{:>5}  {:<19}  {:>8}  {:<6}  {:>9}  {:>11}  {:>6}  {:<16}  {exit}",
                 row.id,
                 started,
                 took,
@@ -416,6 +437,7 @@ fn render_runs(o: &mut String, r: &StatusReport) {
                 row.files_done,
                 human_bytes(row.bytes_done),
                 row.failures,
+                row.bwlimit.as_deref().map_or("-".into(), limit_text),
             );
         }
     }
@@ -456,6 +478,7 @@ mod tests {
             exit_code: exit,
             dry_run: false,
             error: None,
+            bwlimit: None,
         }
     }
 

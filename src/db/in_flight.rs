@@ -134,6 +134,7 @@ mod tests {
             exit_code: Some(0),
             dry_run: false,
             error: None,
+            bwlimit: None,
         })
         .unwrap();
         assert!(ro.in_flight(run).unwrap().is_empty());

@@ -57,7 +57,7 @@ pub use listing::Listed;
 pub use lookup::SourceLookup;
 pub use meta::JobRoot;
 pub use mounts::MountPoint;
-pub use runs::{RunCounts, RunRow};
+pub use runs::{RunCounts, RunLimit, RunRow};
 pub use verifies::{VerifyRecord, VerifyResult, VerifyRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +231,8 @@ pub struct StateDb {
     id: Option<String>,
     /// The run whose `runs` row each [`Tx::commit`] brings up to date.
     run: Option<(i64, RunCounts)>,
+    /// The limit in force that each commit records in the run's row.
+    run_limit: Option<RunLimit>,
     /// The run's counters as last committed (see [`StateDb::committed_counts`]).
     committed: std::cell::Cell<(u64, u64, u64)>,
     /// The run whose files in flight each commit records (`in_flight`).
@@ -300,6 +302,7 @@ impl StateDb {
             run: None,
             committed: std::cell::Cell::default(),
             in_flight: None,
+            run_limit: None,
         };
         db.file = Some(file_id(path).map_err(|_| DbError::Lost {
             path: path.to_owned(),
@@ -349,6 +352,7 @@ impl StateDb {
             run: None,
             committed: std::cell::Cell::default(),
             in_flight: None,
+            run_limit: None,
         };
         db.id = db.read_db_id().ok().flatten();
         Ok(Some(db))
@@ -393,6 +397,7 @@ impl StateDb {
             run: None,
             committed: std::cell::Cell::default(),
             in_flight: None,
+            run_limit: None,
         };
         // Replaced before this connection opened: it has the new file.
         db.check_file()?;
@@ -429,7 +434,8 @@ impl Tx<'_> {
         self.db.check_file()?;
         let counts = self.db.run.as_ref().map(|(id, counts)| (*id, counts()));
         if let Some((id, counts)) = counts {
-            runs::record_progress(&self.conn, id, counts)?;
+            let limit = self.db.run_limit.as_ref().map(|f| f());
+            runs::record_progress(&self.conn, id, counts, limit.as_deref())?;
         }
         in_flight::record(&self.conn, self.db.in_flight.as_ref())?;
         self.conn.commit()?;

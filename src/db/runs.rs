@@ -20,21 +20,40 @@ pub struct RunRow {
     /// The fatal condition that ended the run (exit 4, or 130 for a
     /// stopped scan); `None` otherwise.
     pub error: Option<String>,
+    /// The limit in force, as `run_end` says it (`2097152 B/s`, `off`,
+    /// `pause`, `auto, 9751756 B/s`): the last one while the run goes, the
+    /// one it ended with after. `None` for runs before schema v11.
+    pub bwlimit: Option<String>,
 }
 
 /// Reads a run's counters `(files_done, bytes_done, failures)`; see
 /// [`StateDb::track_run`].
 pub type RunCounts = Box<dyn Fn() -> (u64, u64, u64) + Send>;
 
+/// Reads the limit in force for the run's row; see [`StateDb::track_limit`].
+pub type RunLimit = Box<dyn Fn() -> String + Send>;
+
 /// Brings run `id`'s counters `(files_done, bytes_done, failures)` up to
 /// date, inside the transaction that commits the rows they count.
-pub(super) fn record_progress(conn: &Connection, id: i64, counts: (u64, u64, u64)) -> Result<()> {
+pub(super) fn record_progress(
+    conn: &Connection,
+    id: i64,
+    counts: (u64, u64, u64),
+    limit: Option<&str>,
+) -> Result<()> {
     let (files, bytes, failures) = counts;
     conn.prepare_cached(
-        "UPDATE runs SET files_done = ?2, bytes_done = ?3, failures = ?4
+        "UPDATE runs SET files_done = ?2, bytes_done = ?3, failures = ?4,
+             bwlimit = coalesce(?5, bwlimit)
          WHERE id = ?1 AND ended_at IS NULL",
     )?
-    .execute(params![id, files as i64, bytes as i64, failures as i64])?;
+    .execute(params![
+        id,
+        files as i64,
+        bytes as i64,
+        failures as i64,
+        limit
+    ])?;
     Ok(())
 }
 
@@ -60,17 +79,24 @@ impl StateDb {
     /// the last commit recorded them with the rows they count: what the
     /// run's summary, `run_end` and `runs` row say, whatever happened to
     /// outcomes counted after it (a batch whose commit failed).
+    /// From now on every batch commit also records the limit in force
+    /// (read from `limit`) in the tracked run's row, for `status`.
+    pub fn track_limit(&mut self, limit: RunLimit) {
+        self.run_limit = Some(limit);
+    }
+
     pub fn committed_counts(&self) -> (u64, u64, u64) {
         self.committed.get()
     }
 
     pub fn finish_run(&mut self, row: &RunRow) -> Result<()> {
         self.run = None;
+        self.run_limit = None;
         self.check_file()?;
         self.untrack_in_flight()?;
         self.conn.execute(
             "UPDATE runs SET ended_at = ?2, files_done = ?3, bytes_done = ?4, failures = ?5,
-                 exit_code = ?6, error = ?7
+                 exit_code = ?6, error = ?7, bwlimit = coalesce(?8, bwlimit)
              WHERE id = ?1",
             params![
                 row.id,
@@ -79,7 +105,8 @@ impl StateDb {
                 row.bytes_done as i64,
                 row.failures as i64,
                 row.exit_code,
-                row.error
+                row.error,
+                row.bwlimit
             ],
         )?;
         Ok(())
@@ -92,10 +119,10 @@ impl StateDb {
         let version: i64 = self
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let extra = if version >= 2 {
-            "dry_run, error"
-        } else {
-            "0, NULL"
+        let extra = match version {
+            11.. => "dry_run, error, bwlimit",
+            2.. => "dry_run, error, NULL",
+            _ => "0, NULL, NULL",
         };
         let mut st = self.conn.prepare(&format!(
             "SELECT id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code,
@@ -114,6 +141,7 @@ impl StateDb {
                 exit_code: r.get(7)?,
                 dry_run: r.get(8)?,
                 error: r.get(9)?,
+                bwlimit: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -170,6 +198,7 @@ mod tests {
             exit_code: Some(4),
             dry_run: true,
             error: Some("cannot create destination root".into()),
+            bwlimit: None,
         })
         .unwrap();
         let runs = db.last_runs(5).unwrap();

@@ -7,7 +7,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Result, StateDb};
 
 /// The version the last migration brings a DB to.
-pub(super) const LATEST: i64 = 10;
+pub(super) const LATEST: i64 = 11;
 
 pub(super) static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
@@ -169,6 +169,11 @@ CREATE TABLE runs (
         // and `status --json` read nine rows instead of every row (50M rows
         // took minutes). Filled from the rows in place.
         M::up(super::totals::V10),
+        // v11: the limit a run follows (`bwlimit` as `run_end` writes it:
+        // `2097152 B/s`, `off`, `pause`, `auto`, `auto, 9751756 B/s` for
+        // the rate `auto` holds), brought up to date with each commit and
+        // at the end, so `status` shows the rate in force. NULL: older runs.
+        M::up("ALTER TABLE runs ADD COLUMN bwlimit TEXT;"),
     ])
 });
 

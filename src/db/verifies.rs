@@ -352,7 +352,11 @@ mod tests {
         assert_eq!(ro.status_counts().unwrap()[1].bytes, 1);
         drop(ro);
         let db = StateDb::open(&path).unwrap();
-        assert_eq!(db.schema_version().unwrap(), 10, "migrated to the latest");
+        assert_eq!(
+            db.schema_version().unwrap(),
+            crate::db::schema::LATEST,
+            "migrated to the latest"
+        );
         assert_eq!(db.synced_files().unwrap(), (1, 0), "totals filled in place");
         assert_eq!(
             (db.count_files().unwrap(), db.backlog().unwrap()),

@@ -175,6 +175,11 @@ impl Progress {
         self.0.bwlimit.store(code, Relaxed);
     }
 
+    /// The limit in force now (see [`Self::set_limit`]).
+    pub fn limit(&self) -> u64 {
+        self.0.bwlimit.load(Relaxed)
+    }
+
     /// `n` fresh slots, one per lane of the stage about to run; the slots
     /// of an earlier stage are dropped from the display.
     pub fn lanes(&self, n: usize) -> Vec<Lane> {

@@ -282,6 +282,8 @@ pub fn run(
             (t.files_synced, t.bytes_synced, t.files_failed)
         }),
     );
+    let limit = progress.clone();
+    db.track_limit(Box::new(move || crate::throttle::code_text(limit.limit())));
     let lanes = progress.clone();
     db.track_in_flight(run_id, Box::new(move || in_flight(&lanes)))?;
     let mut ctx = RunCtx {
@@ -313,6 +315,7 @@ pub fn run(
         opts,
         run_id,
         auto,
+        limit: crate::throttle::code_text(progress.limit()),
     };
     let error = end.record(&mut db, &mut audit, &mut report, outcome, stopped);
     Ok(Finished { report, error })
@@ -355,6 +358,8 @@ struct RunEnding<'a> {
     run_id: i64,
     /// `run_end`'s `bwlimit`: under `auto`, the rate it held last.
     auto: Option<String>,
+    /// The `runs` row's `bwlimit`: the limit in force at the end.
+    limit: String,
 }
 
 impl RunEnding<'_> {
@@ -389,6 +394,7 @@ impl RunEnding<'_> {
             exit_code: Some(i32::from(report.exit.code())),
             dry_run: self.opts.dry_run,
             error: text.clone(),
+            bwlimit: Some(self.limit.clone()),
         };
         if let Err(e) = db.finish_run(&row) {
             // The DB failed at the very end: the run is aborted after all, and

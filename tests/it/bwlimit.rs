@@ -223,3 +223,75 @@ fn auto_holds_its_ceiling_and_says_its_rate() {
         check.stdout
     );
 }
+
+/// `status` (text and `--json`) of a job: stdout parsed when `json`.
+fn status(env: &TestEnv, json: bool) -> (Out, serde_json::Value) {
+    let mut c = env.cmd();
+    c.arg("status").arg(&env.manifest);
+    if json {
+        c.arg("--json");
+    }
+    let out: Out = c.output().unwrap().into();
+    let v = if json {
+        serde_json::from_str(&out.stdout).expect("status --json")
+    } else {
+        serde_json::Value::Null
+    };
+    (out, v)
+}
+
+/// The limit a run followed is in its `runs` row, so `status` shows it:
+/// a fixed one in the runs table and `--json`.
+#[test]
+fn status_shows_the_limit_each_run_followed() {
+    let env = TestEnv::new();
+    env.src_file("a.bin", &bytes(64 << 10, 1));
+    env.manifest("bwlimit = \"2M\"");
+    env.run(&[]).assert_code(0);
+    let (_, v) = status(&env, true);
+    assert_eq!(v["runs"][0]["bwlimit"], "2097152 B/s", "{v}");
+    let (out, _) = status(&env, false);
+    out.assert_code(0);
+    assert!(out.stdout.contains("limit"), "{}", out.stdout);
+    assert!(out.stdout.contains("2.0 MiB/s"), "{}", out.stdout);
+}
+
+/// Under `auto`, `status` shows the rate in force while the run goes (the
+/// `runs` row is brought up to date with each commit) and the rate it held
+/// last once it ended, as `run_end` says it.
+#[test]
+#[ignore = "slow tier (5 s)"]
+fn status_shows_auto_s_rate_in_force_while_it_runs() {
+    use crate::support::{Running, wait_for_every};
+    let env = TestEnv::new();
+    for i in 0..16 {
+        env.src_file(&format!("f{i:02}.bin"), &bytes(MIB, i));
+    }
+    env.manifest("bwlimit = \"auto, 4M\"\ntransfers = 1");
+    let run = Running::start(&env, &[]);
+    let mut said = String::new();
+    wait_for_every(
+        "status to show auto's rate",
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || {
+            let (_, v) = status(&env, true);
+            said = v["runs"][0]["bwlimit"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            v["runs"][0]["state"] == "running" && said.starts_with("auto, ")
+        },
+    );
+    let (out, _) = status(&env, false);
+    assert!(out.stdout.contains("running (pid"), "{}", out.stdout);
+    assert!(out.stdout.contains("; limit auto "), "{}", out.stdout);
+    run.wait(Duration::from_secs(60)).assert_code(0);
+    let (_, v) = status(&env, true);
+    let end = env.log_with_status("run_end");
+    assert_eq!(
+        v["runs"][0]["bwlimit"],
+        end.last().unwrap()["bwlimit"],
+        "{v}"
+    );
+}

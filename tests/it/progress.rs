@@ -221,6 +221,9 @@ fn env_with_history() -> TestEnv {
             (4, '2026-01-04T01:00:00.000000Z', '2026-01-04T01:00:05.000000Z', 'scan', 0, 0, 0, 0),
             (5, '2026-01-05T01:00:00.000000Z', '2026-01-05T01:00:01.000000Z', 'resume', 0, 0, 0, 130);
          UPDATE runs SET dry_run = 1 WHERE id = 4;
+         UPDATE runs SET bwlimit = 'auto, 9751756 B/s' WHERE id = 2;
+         UPDATE runs SET bwlimit = '20971520 B/s' WHERE id = 4;
+         UPDATE runs SET bwlimit = 'pause' WHERE id = 5;
          INSERT INTO runs (id, started_at, ended_at, mode, files_done, bytes_done, failures, exit_code, error) VALUES
             (6, '2026-01-06T01:00:00.000000Z', '2026-01-06T01:00:01.000000Z', 'resume', 0, 0, 0, 4,
              'cannot create destination root `/mnt/dst`: Permission denied (os error 13)');",
@@ -290,6 +293,15 @@ fn status_json_parses_and_matches_the_db() {
     assert_eq!(runs[1]["error"], serde_json::Value::Null);
     assert_eq!(runs[2]["dry_run"], true);
     assert_eq!(runs[1]["dry_run"], false);
+    assert_eq!(
+        runs[4]["bwlimit"], "auto, 9751756 B/s",
+        "the limit in force"
+    );
+    assert_eq!(
+        runs[0]["bwlimit"],
+        serde_json::Value::Null,
+        "a run before v11"
+    );
     assert_eq!(runs[3]["state"], "unfinished");
     assert_eq!(runs[3]["seconds"], serde_json::Value::Null);
     assert_eq!(runs[4]["seconds"], 1800.0);
