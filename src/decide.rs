@@ -114,6 +114,9 @@ pub enum RunMode {
     Scan,
     /// `--rescan` given while a backlog exists.
     ForcedScan { files: u64, bytes: u64 },
+    /// `jobrun mirror` of a sharded job: the mirror stage alone, on the
+    /// shards' rows, no scan and no backlog.
+    Mirror,
 }
 
 /// Run mode from the backlog and `--rescan`.
@@ -133,11 +136,15 @@ pub fn run_mode(pending_files: u64, pending_bytes: u64, rescan: bool) -> RunMode
 
 impl RunMode {
     pub fn scans(self) -> bool {
-        !matches!(self, RunMode::Resume { .. })
+        !matches!(self, RunMode::Resume { .. } | RunMode::Mirror)
     }
 
     pub fn name(self) -> &'static str {
-        if self.scans() { "scan" } else { "resume" }
+        match self {
+            RunMode::Mirror => "mirror",
+            m if m.scans() => "scan",
+            _ => "resume",
+        }
     }
 }
 

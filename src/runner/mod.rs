@@ -104,6 +104,9 @@ pub fn preflight(job: &Job) -> Result<(), RunError> {
 
 /// The ordered stages a run executes for `mode`.
 pub fn plan(job: &Job, mode: RunMode) -> Vec<Stage> {
+    if mode == RunMode::Mirror {
+        return vec![Stage::Mirror];
+    }
     let mut stages = Vec::with_capacity(3);
     if mode.scans() {
         stages.push(Stage::Scan);
@@ -125,6 +128,7 @@ pub fn mode_line(mode: RunMode, rescan: bool) -> String {
             format!("resuming backlog: {}, {}", files(n), human_bytes(bytes))
         }
         RunMode::Scan => "no backlog: full scan".into(),
+        RunMode::Mirror => "mirror of the shards: no scan, nothing copied".into(),
         RunMode::ForcedScan { files: n, bytes } if rescan => format!(
             "rescan requested: full scan (backlog was {}, {})",
             files(n),
@@ -164,8 +168,8 @@ pub fn next_mode(
     Ok((mode, line))
 }
 
-/// `jobrun mirror`: the job's DB holds the rows of its `n` shard DBs; a
-/// resume with no backlog, so the mirror walks the destination afresh.
+/// `jobrun mirror`: the job's DB holds the rows of its `n` shard DBs; no
+/// scan and no backlog, so the mirror walks the destination afresh.
 fn gather(job: &Job, db: &mut StateDb, n: usize) -> Result<(RunMode, String), RunError> {
     let paths: Vec<_> = (0..n)
         .map(|k| crate::shard::shard_file(&job.db, k))
@@ -174,7 +178,7 @@ fn gather(job: &Job, db: &mut StateDb, n: usize) -> Result<(RunMode, String), Ru
     db.gather_shards(&refs)?;
     let entries = db.source_entries(job.source.as_std_path())?;
     Ok((
-        RunMode::Resume { files: 0, bytes: 0 },
+        RunMode::Mirror,
         format!(
             "mirror of {n} shards: {} recorded by them",
             count(entries, "source entry", "source entries")

@@ -202,6 +202,19 @@ fn each_shard_copies_its_part_once_and_the_mirror_runs_after_all() {
     out.assert_code(0);
     assert!(!env.dst.join("extra").exists(), "{}", out.stdout);
     env.assert_trees_equal();
+    // It says what it did: a mirror, in its summary, `runs` row and audit.
+    assert!(out.stdout.contains("mode mirror"), "{}", out.stdout);
+    let mode: String = env
+        .db()
+        .query_row("SELECT mode FROM runs ORDER BY id DESC LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(mode, "mirror");
+    assert_eq!(
+        env.log_with_status("run_start").last().unwrap()["mode"],
+        "mirror"
+    );
     // A shard run again resumes from its own DB and copies nothing.
     shard(&env, "1").assert_copied_nothing();
 }
