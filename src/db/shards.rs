@@ -58,6 +58,17 @@ impl StateDb {
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let cols = cols.join(", ");
+        // What `jobrun verify JOB.toml` found in this DB since the last
+        // gather: kept below for the copies the shards did not touch.
+        self.conn.execute_batch(
+            "DROP TABLE IF EXISTS temp.found;
+             CREATE TEMP TABLE found AS
+                 SELECT source_path, size, modified_ns, hash, hash_algorithm,
+                        after_copy_size, after_copy_modified_ns,
+                        verified_at, verify_result, verified_hash
+                 FROM main.files
+                 WHERE verified_at IS NOT NULL AND status = 'synced';",
+        )?;
         self.conn.execute("DELETE FROM files", [])?;
         self.conn.execute("DELETE FROM mount_points", [])?;
         let mut errors = 0u64;
@@ -96,6 +107,31 @@ impl StateDb {
             self.conn.execute("DETACH DATABASE shard", [])?;
             errors += copied?;
         }
+        self.keep_findings()?;
         self.set_scan_source_errors(errors)
+    }
+
+    /// Puts back the verify's findings (and the hash a verify learned of
+    /// an adopted file) on the gathered rows that still describe the same
+    /// copy: synced, same source size and mtime, same size and mtime after
+    /// the copy, same hash or none yet. A shard's newer copy starts afresh.
+    fn keep_findings(&self) -> Result<()> {
+        self.conn.execute_batch(
+            "UPDATE main.files AS f
+             SET verified_at = o.verified_at, verify_result = o.verify_result,
+                 verified_hash = o.verified_hash,
+                 hash = coalesce(f.hash, o.hash),
+                 hash_algorithm = coalesce(f.hash_algorithm, o.hash_algorithm)
+             FROM temp.found AS o
+             WHERE o.source_path = f.source_path AND f.status = 'synced'
+               AND f.verified_at IS NULL
+               AND o.size = f.size AND o.modified_ns IS f.modified_ns
+               AND o.after_copy_size IS f.after_copy_size
+               AND o.after_copy_modified_ns IS f.after_copy_modified_ns
+               AND (f.hash IS o.hash
+                    OR (f.hash IS NULL AND o.verify_result = 'ok' AND o.verified_hash IS o.hash));
+             DROP TABLE temp.found;",
+        )?;
+        Ok(())
     }
 }

@@ -348,3 +348,66 @@ fn shards_started_at_once_share_the_destination_root() {
         env.assert_trees_equal();
     }
 }
+
+/// `jobrun mirror` gathers the shards' rows into the job's own DB, where
+/// `jobrun verify JOB.toml` records what it found of each file: the next
+/// mirror keeps those findings for the copies the shards did not touch
+/// (it replaced every row with the shards', which never saw the verify).
+#[test]
+fn a_second_mirror_keeps_what_a_verify_of_the_whole_job_recorded() {
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true");
+    tree(&env);
+    plan(&env, "2").assert_code(0);
+    let mirror = || {
+        let out: Out = env
+            .cmd()
+            .arg("mirror")
+            .arg(&env.manifest)
+            .output()
+            .unwrap()
+            .into();
+        out.assert_code(0);
+    };
+    for _ in 0..2 {
+        shard(&env, "0").assert_code(0);
+        shard(&env, "1").assert_code(0);
+    }
+    mirror();
+    let out: Out = env
+        .cmd()
+        .arg("verify")
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(0);
+    let found = || -> (i64, i64) {
+        env.db()
+            .query_row(
+                "SELECT count(*) FILTER (WHERE verify_result = 'ok'),
+                        count(*) FILTER (WHERE kind = 'file' AND hash IS NULL)
+                 FROM files",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let verified = found();
+    assert_eq!(verified, (23, 0), "every file verified");
+    // Nothing changed: the shards copy nothing, the mirror deletes nothing.
+    shard(&env, "0").assert_copied_nothing();
+    shard(&env, "1").assert_copied_nothing();
+    mirror();
+    assert_eq!(
+        found(),
+        verified,
+        "the verify's findings after a second mirror"
+    );
+    // A changed file is the shard's new copy: its old finding goes.
+    env.src_file("a/f0", b"changed");
+    shard(&env, "0").assert_code(0);
+    shard(&env, "1").assert_code(0);
+    mirror();
+    assert_eq!(found(), (22, 0));
+}
