@@ -411,3 +411,122 @@ fn a_second_mirror_keeps_what_a_verify_of_the_whole_job_recorded() {
     mirror();
     assert_eq!(found(), (22, 0));
 }
+
+/// Names that are not UTF-8: inside a shard's subtree and directly in the
+/// root they go with their part; a folder the plan would have to name is
+/// refused (a plan is TOML text), saying how to avoid it, and no plan is
+/// written.
+#[test]
+fn names_that_are_not_utf8_go_with_their_part_or_are_refused_by_the_plan() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::new();
+    env.manifest("delete_extras = true");
+    tree(&env);
+    let raw = |b: &[u8]| env.src.join(OsStr::from_bytes(b));
+    std::fs::write(raw(b"root-caf\xe9"), b"root, not UTF-8").unwrap();
+    std::fs::create_dir(raw(b"a/d\xff")).unwrap();
+    std::fs::write(raw(b"a/d\xff/x\xfe"), b"inside a's subtree").unwrap();
+    plan(&env, "2").assert_code(0);
+    for k in ["0", "1"] {
+        shard(&env, k).assert_code(0);
+    }
+    let out: Out = env
+        .cmd()
+        .arg("mirror")
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(0);
+    env.assert_trees_equal();
+
+    // A top-level folder that is not UTF-8, big enough to be a part.
+    let env = TestEnv::new();
+    tree(&env);
+    std::fs::create_dir(raw_in(&env, b"big\xe9")).unwrap();
+    for i in 0..8 {
+        let name = [&b"big\xe9/f"[..], format!("{i}").as_bytes()].concat();
+        std::fs::write(raw_in(&env, &name), bytes(50_000, i)).unwrap();
+    }
+    let out = plan(&env, "4");
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("is not UTF-8") && out.stderr.contains("plan fewer shards"),
+        "{}",
+        out.stderr
+    );
+    assert!(!plan_path(&env).exists());
+}
+
+fn raw_in(env: &TestEnv, b: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    env.src.join(std::ffi::OsStr::from_bytes(b))
+}
+
+/// `--shard K` on `verify`, `hashes` and `reopen` works on shard K's own
+/// DB, lock and log; each shard writes its own metrics file.
+#[test]
+fn verify_hashes_reopen_and_metrics_take_the_shard_s_own_files() {
+    use crate::support::{Running, wait_for};
+    use std::time::Duration;
+    let env = TestEnv::new();
+    env.manifest("metrics_file = \"job.prom\"");
+    tree(&env);
+    plan(&env, "2").assert_code(0);
+    shard(&env, "0").assert_code(0);
+    assert!(env.root().join("job.shard-0.prom").exists());
+    assert!(!env.root().join("job.prom").exists());
+    let files = |k| {
+        shard_rows(&env, k)
+            .into_values()
+            .filter(|kind| kind == "file")
+            .count()
+    };
+    let out: Out = env
+        .cmd()
+        .args(["verify", "--shard", "0", "--json"])
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["ok"].as_u64(), Some(files(0) as u64), "{v}");
+    let verifies = |k: usize| -> i64 {
+        rusqlite::Connection::open(env.root().join(format!("job.shard-{k}.db")))
+            .unwrap()
+            .query_row("SELECT count(*) FROM verifies", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(verifies(0), 1);
+    let out: Out = env
+        .cmd()
+        .args(["hashes", "--shard", "0"])
+        .arg(&env.manifest)
+        .output()
+        .unwrap()
+        .into();
+    out.assert_code(0);
+    assert_eq!(out.stdout.lines().count(), files(0), "{}", out.stdout);
+    // Shard 1 runs (slowly): `reopen --shard 1` reaches it, `--shard 0` does not.
+    let running = Running::start(&env, &["--shard", "1", "--bwlimit", "20K"]);
+    wait_for("shard 1's lock", Duration::from_secs(20), || {
+        env.root().join("job.shard-1.db.lock").exists()
+            && env.root().join("job.shard-1.log").exists()
+    });
+    let reopen = |k: &str| -> Out {
+        env.cmd()
+            .args(["reopen", "--shard", k])
+            .arg(&env.manifest)
+            .output()
+            .unwrap()
+            .into()
+    };
+    reopen("0").assert_code(3);
+    reopen("1").assert_code(0);
+    running.signal(libc::SIGINT);
+    running.wait(Duration::from_secs(30)).assert_code(130);
+    assert!(env.root().join("job.shard-1.prom").exists());
+    assert_eq!(verifies(1), 0, "the verify of shard 0 touched shard 1's DB");
+}
