@@ -270,7 +270,9 @@ fn assert_sequential(runs: &[(String, u64, Option<i64>)]) {
 #[ignore = "needs root"]
 fn the_shipped_timer_runs_the_job_under_systemd_one_run_at_a_time() {
     require_root();
+    let t0 = Instant::now();
     let c = Container::boot();
+    eprintln!("container booted in {:.1} s", t0.elapsed().as_secs_f64());
     let enabled = c.run(&["systemctl", "enable", "--now", "jobrun@demo.timer"]);
     assert!(enabled.status.success(), "{enabled:?}");
     let timers = c.systemctl(&["list-timers", "--all"]);
@@ -299,6 +301,12 @@ fn the_shipped_timer_runs_the_job_under_systemd_one_run_at_a_time() {
     assert_eq!(most, 1, "a firing during the run started a second jobrun");
     let first = c.runs();
     assert_eq!(first[1].2, Some(0), "the first run's exit: {first:?}");
+    // Persistent=true: the timer keeps its last firing on disk, so a
+    // firing missed while the machine was off happens at boot.
+    let stamp = c
+        .root()
+        .join("var/lib/systemd/timers/stamp-jobrun@demo.timer");
+    assert!(stamp.exists(), "no {}", stamp.display());
     for i in 0..12 {
         let rel = format!("srv/src/a{i}");
         let dst = c.root().join(rel.replace("src", "dst"));
