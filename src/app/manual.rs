@@ -117,7 +117,7 @@ const REPORT: Codes = &[
     ("0", "The HTML file was written whole."),
     (
         "1",
-        "The HTML file was written but is incomplete: the audit log is missing or could not be read to its end, so the rate and backlog charts are missing or stop early (the page and stderr say so).",
+        "The HTML file was written but is incomplete: the audit log is missing, could not be read to its end, or no longer holds the oldest runs (rotated away), so the rate and backlog charts are missing or partial (the page and stderr say so).",
     ),
     (
         "2",

@@ -271,3 +271,38 @@ fn chromium_draws_the_page() {
     );
     assert!(blue > 200, "no bars drawn: {blue} blue pixels");
 }
+
+/// The log rotated away (logrotate keeps `LOG.1`, `LOG.2.gz`, …): the
+/// charts would show the last runs only; the report says which runs are
+/// missing from them and exits 1, written but incomplete.
+#[test]
+fn a_log_rotated_away_is_said_and_the_report_is_incomplete() {
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.run(&[]).assert_code(0);
+    env.src_file("b.txt", b"bravo");
+    env.run(&[]).assert_code(0);
+    let rotated = env.log_path().with_extension("log.1");
+    std::fs::rename(env.log_path(), rotated).unwrap();
+    env.src_file("c.txt", b"charlie");
+    env.run(&[]).assert_code(0);
+
+    let (out, path) = report(&env);
+    out.assert_code(1);
+    assert!(out.stderr.contains("runs 1–2"), "{}", out.stderr);
+    assert!(out.stdout.contains("incomplete"), "{}", out.stdout);
+    let (text, doc) = page(&path);
+    assert!(text.contains("rotated away"), "the page says it");
+    assert_eq!(table(&doc, "runs").len(), 3, "the DB's runs are all there");
+    // The lines put back together: complete again.
+    let rotated = env.log_path().with_extension("log.1");
+    let whole = [
+        std::fs::read(&rotated).unwrap(),
+        std::fs::read(env.log_path()).unwrap(),
+    ]
+    .concat();
+    std::fs::write(env.log_path(), whole).unwrap();
+    let (out, _) = report(&env);
+    out.assert_code(0);
+    assert!(!out.stderr.contains("rotated"), "{}", out.stderr);
+}

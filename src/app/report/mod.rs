@@ -190,6 +190,27 @@ fn read_log(path: &Utf8Path) -> (Option<Timeline>, Option<String>) {
     }
 }
 
+/// The DB's runs older than the log's first `run_start`: their lines were
+/// rotated away (logrotate keeps them as `LOG.1`, `LOG.2.gz`, …), so the
+/// charts leave them out; `None` when the log holds every run's start.
+fn rotated_note(log: &Utf8Path, t: &Timeline, runs: &[RunStatus]) -> Option<String> {
+    let first = t.run_starts.iter().map(|r| r.1).min();
+    let before: Vec<i64> = runs
+        .iter()
+        .map(|r| r.row.id)
+        .filter(|&id| first.is_none_or(|f| id < f))
+        .collect();
+    let (lo, hi) = (*before.iter().min()?, *before.iter().max()?);
+    let which = if lo == hi {
+        format!("run {lo}")
+    } else {
+        format!("runs {lo}–{hi}")
+    };
+    Some(format!(
+        "The audit log `{log}` holds no line of {which} (rotated away? logrotate keeps older lines as `{log}.1`, `{log}.2.gz`, …): the rate and backlog charts leave them out."
+    ))
+}
+
 fn gather(job: &Job, db: &StateDb) -> Result<ReportData, crate::db::DbError> {
     let status = status_report(job, db)?;
     let running = status.running_pid.is_some();
@@ -208,7 +229,13 @@ fn gather(job: &Job, db: &StateDb) -> Result<ReportData, crate::db::DbError> {
         })
         .collect();
     let failures = super::status::failed_files(db, LISTED_FAILURES)?;
-    let (timeline, log_note) = read_log(&job.log);
+    let (timeline, mut log_note) = read_log(&job.log);
+    if let Some(rotated) = timeline
+        .as_ref()
+        .and_then(|t| rotated_note(&job.log, t, &runs))
+    {
+        log_note = Some(log_note.map_or(rotated.clone(), |n| format!("{n} {rotated}")));
+    }
     let limits = timeline.as_ref().map_or_else(Vec::new, |t| {
         (0..t.bytes.len())
             .map(|i| limit_at_unix(&job.bwlimit, t.at(i) + t.bucket_secs / 2))
