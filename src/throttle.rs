@@ -559,6 +559,20 @@ mod tests {
     }
 
     #[test]
+    fn a_limit_code_reads_as_run_end_writes_it() {
+        let said = |l| code_text(limit_code(l));
+        assert_eq!(said(Limit::Off), "off");
+        assert_eq!(said(Limit::Pause), "pause");
+        assert_eq!(said(Limit::Rate(2 << 20)), "2097152 B/s");
+        assert_eq!(
+            said(Limit::Auto(Some(60 << 20))),
+            "auto",
+            "no rate held yet"
+        );
+        assert_eq!(code_text(AUTO | 9_751_756), "auto, 9751756 B/s");
+    }
+
+    #[test]
     fn unlimited_costs_nothing() {
         for s in [
             Schedule::Fixed(Limit::Off),
