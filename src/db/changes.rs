@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 
 use super::times::Ns;
-use super::{Result, RowId, RowStatus, StateDb, Tx, kind_of, path_from, path_value};
+use super::{Result, RowId, RowStatus, StateDb, Tx, kind_of, path_value};
 use crate::decide::{EntryKind, Stamp};
 
 /// One type change with its source row as it stands now.
@@ -32,17 +32,18 @@ pub struct TypeChange {
 impl StateDb {
     /// Every recorded type change whose source row still exists.
     pub fn type_changes(&self) -> Result<Vec<TypeChange>> {
-        let mut st = self.conn.prepare(
-            "SELECT f.rowid, f.source_path, f.dest_path, f.kind, f.status, f.size, f.modified_ns,
+        let mut st = self.conn.prepare(&format!(
+            "SELECT f.rowid, f.path, f.dest, f.kind, f.status, f.size, f.modified_ns,
                     t.dest_kind, t.dest_size, t.dest_modified_ns
-             FROM type_changes t JOIN files f ON f.source_path = t.source_path
+             FROM type_changes t JOIN entries f ON f.path = {}
              ORDER BY t.source_path",
-        )?;
+            super::compact::rel_sql("t.source_path", super::compact::SOURCE_ROOT)
+        ))?;
         let rows = st.query_map([], |r| {
             Ok(TypeChange {
                 id: r.get(0)?,
-                source: path_from(r.get_ref(1)?)?,
-                dest: path_from(r.get_ref(2)?)?,
+                source: self.source_of(r.get_ref(1)?)?,
+                dest: self.dest_of(r.get_ref(2)?, r.get_ref(1)?)?,
                 kind: kind_of(r.get_ref(3)?)?,
                 status: r.get(4)?,
                 size: r.get::<_, i64>(5)? as u64,

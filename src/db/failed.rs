@@ -13,13 +13,24 @@ impl StateDb {
     /// (`status` reads without migrating: before v8 each counts 1.)
     pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String, u64)>> {
         let streak = self.fail_streak_column()?;
-        let mut st = self.conn.prepare(&format!(
-            "SELECT source_path, coalesce(error, ''), {streak} FROM files
-             WHERE status = 'failed' ORDER BY {streak} DESC, rowid LIMIT ?1",
-        ))?;
+        let version = self.schema_version()?;
+        let mut st = self.conn.prepare(&if version >= 11 {
+            "SELECT path, coalesce(error, ''), fail_streak FROM entries
+             WHERE status <> 1 AND status = 2 ORDER BY fail_streak DESC, rowid LIMIT ?1"
+                .to_owned()
+        } else {
+            format!(
+                "SELECT source_path, coalesce(error, ''), {streak} FROM files
+                 WHERE status = 'failed' ORDER BY {streak} DESC, rowid LIMIT ?1",
+            )
+        })?;
         let rows = st.query_map([n as i64], |r| {
             Ok((
-                path_from(r.get_ref(0)?)?,
+                if version >= 11 {
+                    self.source_of(r.get_ref(0)?)?
+                } else {
+                    path_from(r.get_ref(0)?)?
+                },
                 r.get(1)?,
                 r.get::<_, i64>(2)? as u64,
             ))
@@ -31,10 +42,15 @@ impl StateDb {
     /// streak of any.
     pub fn fail_streaks(&self) -> Result<(u64, u64)> {
         let streak = self.fail_streak_column()?;
+        let rows = if self.schema_version()? >= 11 {
+            "entries WHERE status <> 1 AND status = 2"
+        } else {
+            "files WHERE status = 'failed'"
+        };
         Ok(self.conn.query_row(
             &format!(
                 "SELECT count(CASE WHEN {streak} >= 2 THEN 1 END), coalesce(max({streak}), 0)
-                 FROM files WHERE status = 'failed'"
+                 FROM {rows}"
             ),
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),

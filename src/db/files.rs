@@ -3,6 +3,7 @@
 //! and the writes that record hashes (`lookup`: the scan's reads; `hashed`:
 //! the recorded hashes as verify and hashes read them).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{OptionalExtension, params};
@@ -10,8 +11,9 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
+use super::compact::{self, Algorithm, algorithm_opt, hash_opt, hash_read};
 use super::times::{self, Ns};
-use super::{Result, StateDb, Tx, kind_of, path_from, path_value};
+use super::{Result, StateDb, Tx, kind_code, kind_of, path_value};
 use crate::decide::{EntryKind, Stamp};
 
 /// The id of a `files` row (its rowid). Only the DB hands them out.
@@ -74,6 +76,15 @@ impl RowStatus {
     fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
+
+    /// Its code in `entries.status` (see `compact`).
+    pub(super) fn code(self) -> i64 {
+        match self {
+            Self::Pending => 0,
+            Self::Synced => 1,
+            Self::Failed => 2,
+        }
+    }
 }
 
 impl std::fmt::Display for RowStatus {
@@ -90,6 +101,12 @@ impl ToSql for RowStatus {
 
 impl FromSql for RowStatus {
     fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        if let ValueRef::Integer(i) = v {
+            return Self::ALL
+                .into_iter()
+                .find(|st| st.code() == i)
+                .ok_or(FromSqlError::OutOfRange(i));
+        }
         let s = v.as_str()?;
         Self::parse(s).ok_or_else(|| FromSqlError::Other(format!("unknown status `{s}`").into()))
     }
@@ -208,13 +225,14 @@ impl StateDb {
     fn drop_rows_by(&mut self, drop: impl Fn(RowId, &Path, EntryKind) -> bool) -> Result<u64> {
         const CHUNK: i64 = 50_000;
         let (mut last, mut dropped) = (0i64, 0u64);
+        let root = self.roots.borrow()[0].clone();
         loop {
             let tx = self.conn.transaction()?;
             let mut n = 0;
             let mut gone = Vec::new();
             {
                 let mut st = tx.prepare_cached(
-                    "SELECT rowid, source_path, kind FROM files WHERE rowid > ?1
+                    "SELECT rowid, path, kind FROM entries WHERE rowid > ?1
                      ORDER BY rowid LIMIT ?2",
                 )?;
                 let mut rows = st.query(params![last, CHUNK])?;
@@ -223,13 +241,16 @@ impl StateDb {
                     last = r.get(0)?;
                     if drop(
                         RowId(last),
-                        &path_from(r.get_ref(1)?)?,
+                        &compact::full_path(
+                            root.as_deref(),
+                            super::path_from(r.get_ref(1)?)?.as_os_str().as_bytes(),
+                        ),
                         kind_of(r.get_ref(2)?)?,
                     ) {
                         gone.push(last);
                     }
                 }
-                let mut del = tx.prepare_cached("DELETE FROM files WHERE rowid = ?1")?;
+                let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
                 for id in &gone {
                     del.execute([id])?;
                 }
@@ -246,20 +267,21 @@ impl StateDb {
     /// a row whose destination is a folder the mirror must remove first
     /// (a recorded type change, see `changes.rs`) waits for it.
     pub fn pending_page(&self, after: Option<RowId>, limit: usize) -> Result<Vec<PendingFile>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT rowid, path, dest, kind, size, modified_ns, accessed_ns, mode,
                     uid, gid, link_dev, link_ino, hash, hash_algorithm, after_copy_size,
                     after_copy_modified_ns
-             FROM files WHERE status = 'pending' AND rowid > ?1
-                 AND source_path NOT IN
-                     (SELECT source_path FROM type_changes WHERE dest_kind = 'dir')
+             FROM entries e WHERE status <> 1 AND status = 0 AND rowid > ?1
+                 AND NOT EXISTS (SELECT 1 FROM type_changes t
+                     WHERE t.dest_kind = 'dir' AND t.source_path = {})
              ORDER BY rowid LIMIT ?2",
-        )?;
+            compact::full_sql("e.path", compact::SOURCE_ROOT)
+        ))?;
         let rows = st.query_map(params![after_value(after), limit as i64], |r| {
             Ok(PendingFile {
                 id: r.get(0)?,
-                source: path_from(r.get_ref(1)?)?,
-                dest: path_from(r.get_ref(2)?)?,
+                source: self.source_of(r.get_ref(1)?)?,
+                dest: self.dest_of(r.get_ref(2)?, r.get_ref(1)?)?,
                 kind: kind_of(r.get_ref(3)?)?,
                 size: r.get::<_, i64>(4)? as u64,
                 modified_ns: r.get::<_, Ns>(5)?.0,
@@ -270,8 +292,8 @@ impl StateDb {
                 link: link_of(r.get(10)?, r.get(11)?),
                 link_to: None,
                 copied: match (
-                    r.get(12)?,
-                    r.get(13)?,
+                    hash_read(r, 12)?,
+                    r.get::<_, Option<Algorithm>>(13)?.map(|a| a.0),
                     r.get::<_, Option<i64>>(14)?,
                     r.get::<_, Option<Ns>>(15)?,
                 ) {
@@ -299,10 +321,10 @@ impl StateDb {
         algorithm: &str,
     ) -> Result<Option<LinkedCopy>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT dest_path, CASE WHEN hash_algorithm = ?5 THEN hash END,
+            "SELECT dest, path, CASE WHEN hash_algorithm = ?5 THEN hash END,
                     COALESCE(after_copy_size, size), COALESCE(after_copy_modified_ns, modified_ns)
-             FROM files
-             WHERE link_ino = ?2 AND link_dev = ?1 AND status = 'synced' AND kind = 'file'
+             FROM entries
+             WHERE link_ino = ?2 AND link_dev = ?1 AND status = 1 AND kind = 0
                  AND size = ?3 AND modified_ns = ?4
              ORDER BY rowid LIMIT 1",
         )?;
@@ -313,13 +335,13 @@ impl StateDb {
                     link.1 as i64,
                     size as i64,
                     Ns(modified_ns),
-                    algorithm
+                    Algorithm(algorithm.to_owned())
                 ],
                 |r| {
                     Ok(LinkedCopy {
-                        dest: path_from(r.get_ref(0)?)?,
-                        hash: r.get(1)?,
-                        stamp: (r.get::<_, i64>(2)? as u64, r.get::<_, Ns>(3)?.0),
+                        dest: self.dest_of(r.get_ref(0)?, r.get_ref(1)?)?,
+                        hash: hash_read(r, 2)?,
+                        stamp: (r.get::<_, i64>(3)? as u64, r.get::<_, Ns>(4)?.0),
                     })
                 },
             )
@@ -329,15 +351,15 @@ impl StateDb {
     /// Directory rows waiting for their mtime, deepest paths first.
     pub fn pending_dirs(&self) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare(
-            "SELECT rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns, mode,
+            "SELECT rowid, path, dest, kind, size, modified_ns, accessed_ns, mode,
                     uid, gid
-             FROM files WHERE status = 'pending' AND kind = 'dir' ORDER BY source_path DESC",
+             FROM entries WHERE status <> 1 AND status = 0 AND kind = 1 ORDER BY path DESC",
         )?;
         let rows = st.query_map([], |r| {
             Ok(PendingFile {
                 id: r.get(0)?,
-                source: path_from(r.get_ref(1)?)?,
-                dest: path_from(r.get_ref(2)?)?,
+                source: self.source_of(r.get_ref(1)?)?,
+                dest: self.dest_of(r.get_ref(2)?, r.get_ref(1)?)?,
                 kind: EntryKind::Dir,
                 size: r.get::<_, i64>(4)? as u64,
                 modified_ns: r.get::<_, Ns>(5)?.0,
@@ -356,8 +378,8 @@ impl StateDb {
     /// Source rows other than the source root itself.
     pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM files WHERE source_path != ?1",
-            [path_value(source_root)],
+            "SELECT count(*) FROM entries WHERE path != ?1",
+            [path_value(self.key(source_root))],
             |r| r.get::<_, i64>(0),
         )? as u64)
     }
@@ -366,8 +388,8 @@ impl StateDb {
     pub fn has_source(&self, source_path: &Path) -> Result<bool> {
         Ok(self
             .conn
-            .prepare_cached("SELECT 1 FROM files WHERE source_path = ?1")?
-            .exists([path_value(source_path)])?)
+            .prepare_cached("SELECT 1 FROM entries WHERE path = ?1")?
+            .exists([path_value(self.key(source_path))])?)
     }
 
     /// (accessed_ns, modified_ns) of a directory row, by source path.
@@ -375,9 +397,9 @@ impl StateDb {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT accessed_ns, modified_ns FROM files WHERE source_path = ?1 AND kind = 'dir'",
+                "SELECT accessed_ns, modified_ns FROM entries WHERE path = ?1 AND kind = 1",
             )?
-            .query_row([path_value(source_path)], |r| {
+            .query_row([path_value(self.key(source_path))], |r| {
                 Ok((r.get::<_, Ns>(0)?.0, r.get::<_, Ns>(1)?.0))
             })
             .optional()?)
@@ -395,14 +417,15 @@ impl Tx<'_> {
         scan_id: i64,
     ) -> Result<RowId> {
         let mut st = self.conn.prepare_cached(
-            "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+            "INSERT INTO entries (path, dest, kind, size, modified_ns, accessed_ns,
                 changed_ns, created_ns, mode, uid, gid, status, scan_id, link_dev, link_ino)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
+        let at = self.key(&e.path);
         st.execute(params![
-            path_value(&e.path),
-            path_value(dest),
-            e.kind.as_str(),
+            path_value(at),
+            self.dest_value(at, dest),
+            kind_code(e.kind),
             e.size as i64,
             Ns(e.modified_ns),
             Ns(e.accessed_ns),
@@ -411,7 +434,7 @@ impl Tx<'_> {
             e.mode,
             e.uid,
             e.gid,
-            status,
+            status.code(),
             scan_id,
             e.link.map(|l| l.0 as i64),
             e.link.map(|l| l.1 as i64),
@@ -432,10 +455,10 @@ impl Tx<'_> {
         scan_id: i64,
     ) -> Result<()> {
         let mut st = self.conn.prepare_cached(
-            "UPDATE files SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
+            "UPDATE entries SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
                 changed_ns = ?6, created_ns = ?7, mode = ?8, uid = ?9, gid = ?10,
                 error = CASE WHEN status = ?11 THEN error END, status = ?11,
-                fail_streak = CASE WHEN ?11 = 'synced' THEN 0 ELSE fail_streak END,
+                fail_streak = CASE WHEN ?11 = 1 THEN 0 ELSE fail_streak END,
                 hash = CASE WHEN ?12 THEN hash END,
                 hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
                 after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
@@ -445,7 +468,7 @@ impl Tx<'_> {
         )?;
         st.execute(params![
             id,
-            e.kind.as_str(),
+            kind_code(e.kind),
             e.size as i64,
             Ns(e.modified_ns),
             Ns(e.accessed_ns),
@@ -454,7 +477,7 @@ impl Tx<'_> {
             e.mode,
             e.uid,
             e.gid,
-            status,
+            status.code(),
             same_content,
             scan_id,
             e.link.map(|l| l.0 as i64),
@@ -468,7 +491,7 @@ impl Tx<'_> {
     /// copy has not been verified, even when its hash is the old one.
     pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
         let mut st = self.conn.prepare_cached(
-            "UPDATE files SET status = 'synced', error = NULL, hash = ?2, hash_algorithm = ?3,
+            "UPDATE entries SET status = 1, error = NULL, hash = ?2, hash_algorithm = ?3,
                 size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
                 changed_ns = coalesce(?8, changed_ns), fail_streak = 0,
                 verified_at = NULL, verify_result = NULL, verified_hash = NULL
@@ -476,8 +499,8 @@ impl Tx<'_> {
         )?;
         st.execute(params![
             done.id,
-            done.hash,
-            done.algorithm,
+            hash_opt(done.hash),
+            algorithm_opt(done.algorithm),
             done.size as i64,
             Ns(done.modified_ns),
             done.after_copy.map(|s| s.size as i64),
@@ -492,7 +515,7 @@ impl Tx<'_> {
     pub fn mark_failed(&self, id: RowId, error: &str) -> Result<()> {
         self.conn
             .prepare_cached(
-                "UPDATE files SET status = 'failed', error = ?2, fail_streak = fail_streak + 1
+                "UPDATE entries SET status = 2, error = ?2, fail_streak = fail_streak + 1
                  WHERE rowid = ?1",
             )?
             .execute(params![id, error])?;
@@ -506,10 +529,10 @@ impl Tx<'_> {
         Ok(self
             .conn
             .prepare_cached(
-                "UPDATE files SET status = 'failed', error = ?2, fail_streak = fail_streak + 1
-                 WHERE source_path = ?1",
+                "UPDATE entries SET status = 2, error = ?2, fail_streak = fail_streak + 1
+                 WHERE path = ?1",
             )?
-            .execute(params![path_value(source), error])?
+            .execute(params![path_value(self.key(source)), error])?
             > 0)
     }
 
@@ -518,9 +541,9 @@ impl Tx<'_> {
     pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
         self.conn
             .prepare_cached(
-                "UPDATE files SET status = 'pending' WHERE source_path = ?1 AND kind = 'dir' AND status = 'synced'",
+                "UPDATE entries SET status = 0 WHERE path = ?1 AND kind = 1 AND status = 1",
             )?
-            .execute([path_value(source_dir)])?;
+            .execute([path_value(self.key(source_dir))])?;
         Ok(())
     }
 }

@@ -113,7 +113,7 @@ impl StateDb {
                     .back()
                     .is_none_or(|s: &PathBuf| key(s, source_root).is_some_and(|k| k <= last_key))
             {
-                let more = self.paths_after("files", "source_path", src_last.as_deref(), page)?;
+                let more = self.source_paths_after(src_last.as_deref(), page)?;
                 match more.last() {
                     Some(l) => src_last = Some(l.clone()),
                     None => src_done = true,
@@ -158,6 +158,23 @@ impl StateDb {
         let after = after.map_or(ToSqlOutput::Owned(Value::Null), path_value);
         let rows = st.query_map(params![after, limit as i64], |r| path_from(r.get_ref(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Up to `limit` whole source paths of rows above `after`, in the
+    /// order of their stored paths (the order of the whole paths below the
+    /// root; see `collect_dest_only`).
+    fn source_paths_after(&self, after: Option<&Path>, limit: usize) -> Result<Vec<PathBuf>> {
+        let stored = after.map(|a| self.key(a).to_path_buf());
+        let rows = self.paths_after("entries", "path", stored.as_deref(), limit)?;
+        Ok(rows
+            .into_iter()
+            .map(|p| {
+                super::compact::full_path(
+                    self.roots.borrow()[0].as_deref(),
+                    p.as_os_str().as_bytes(),
+                )
+            })
+            .collect())
     }
 
     fn add_candidates_from_listing(&mut self, paths: &[PathBuf]) -> Result<u64> {

@@ -15,6 +15,7 @@ impl StateDb {
     pub fn source_lookup(&self) -> Result<SourceLookup<'_>> {
         Ok(SourceLookup {
             st: self.conn.prepare(FIND_SOURCE)?,
+            db: self,
         })
     }
 }
@@ -23,7 +24,7 @@ const FIND_SOURCE: &str =
     "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
             mode, uid, gid, status, after_copy_size, after_copy_modified_ns, hash IS NOT NULL,
             link_dev, link_ino
-     FROM files WHERE source_path = ?1";
+     FROM entries WHERE path = ?1";
 
 /// The row of each source path the scan meets, on one statement prepared
 /// for the whole scan: a rescan looks up every source entry, and the
@@ -31,6 +32,7 @@ const FIND_SOURCE: &str =
 /// about as much as the lookup itself.
 pub struct SourceLookup<'db> {
     st: rusqlite::Statement<'db>,
+    db: &'db StateDb,
 }
 
 impl SourceLookup<'_> {
@@ -38,7 +40,7 @@ impl SourceLookup<'_> {
     pub fn find(&mut self, path: &Path) -> Result<Option<KnownRow>> {
         Ok(self
             .st
-            .query_row([path_value(path)], known_row)
+            .query_row([path_value(self.db.key(path))], known_row)
             .optional()?)
     }
 }

@@ -119,7 +119,8 @@ impl StateDb {
 
     /// Records the path of `root`.
     pub(super) fn record_root_path(&self, root: JobRoot, path: &str) -> Result<()> {
-        Ok(set(&self.conn, Key::Root(root), path)?)
+        set(&self.conn, Key::Root(root), path)?;
+        self.load_roots()
     }
 
     /// Whether `root` was a mount point when the job started, as a DB made

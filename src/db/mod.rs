@@ -3,8 +3,10 @@
 //! table has its own file. SQLite in WAL mode, schema versioned by
 //! rusqlite_migration (`schema`), writes batched in transactions.
 //!
-//! Paths are stored as full paths: TEXT when the name is valid UTF-8, a BLOB
-//! of the raw bytes otherwise, so nothing is ever lost to lossy conversion.
+//! Paths are TEXT when the name is valid UTF-8, a BLOB of the raw bytes
+//! otherwise, so nothing is ever lost to lossy conversion. `files` rows are
+//! stored in `entries` with their paths below the recorded roots (v11,
+//! `compact`); the view `files` shows them whole.
 //! File times are ns since the epoch, without loss over any `stat` time
 //! (`times`: an INTEGER where 64 bits hold it, `@SECS.NNNNNNNNN` beyond).
 //!
@@ -17,6 +19,7 @@
 //! `runs`; verify results in `verifies`.
 
 mod changes;
+mod compact;
 mod failed;
 mod files;
 mod hashed;
@@ -237,6 +240,9 @@ pub struct StateDb {
     committed: std::cell::Cell<(u64, u64, u64)>,
     /// The run whose files in flight each commit records (`in_flight`).
     in_flight: Option<(i64, InFlight)>,
+    /// The recorded source and destination roots (`entries` paths are
+    /// stored below them), as last read from `meta`.
+    roots: std::cell::RefCell<[Option<PathBuf>; 2]>,
 }
 
 /// The (device, inode) of the file at `path`.
@@ -303,7 +309,9 @@ impl StateDb {
             committed: std::cell::Cell::default(),
             in_flight: None,
             run_limit: None,
+            roots: std::cell::RefCell::default(),
         };
+        db.load_roots()?;
         db.file = Some(file_id(path).map_err(|_| DbError::Lost {
             path: path.to_owned(),
         })?);
@@ -353,7 +361,9 @@ impl StateDb {
             committed: std::cell::Cell::default(),
             in_flight: None,
             run_limit: None,
+            roots: std::cell::RefCell::default(),
         };
+        db.load_roots()?;
         db.id = db.read_db_id().ok().flatten();
         Ok(Some(db))
     }
@@ -398,7 +408,9 @@ impl StateDb {
             committed: std::cell::Cell::default(),
             in_flight: None,
             run_limit: None,
+            roots: std::cell::RefCell::default(),
         };
+        db.load_roots()?;
         // Replaced before this connection opened: it has the new file.
         db.check_file()?;
         Ok(db)
@@ -460,7 +472,75 @@ impl std::ops::Deref for Tx<'_> {
     }
 }
 
+impl StateDb {
+    /// Reads the recorded roots again (after one is recorded).
+    fn load_roots(&self) -> Result<()> {
+        let read = |root| -> Result<Option<PathBuf>> {
+            Ok(self
+                .recorded_root_path(root)
+                .ok()
+                .flatten()
+                .map(PathBuf::from))
+        };
+        let both = [read(JobRoot::Source)?, read(JobRoot::Destination)?];
+        *self.roots.borrow_mut() = both;
+        Ok(())
+    }
+
+    /// Source path `p` as `entries.path` stores it.
+    fn key<'a>(&self, p: &'a Path) -> &'a Path {
+        compact::stored(self.roots.borrow()[0].as_deref(), p)
+    }
+
+    /// The whole source path of a stored `entries.path`.
+    fn source_of(&self, v: ValueRef<'_>) -> rusqlite::Result<PathBuf> {
+        let stored = path_from(v)?;
+        Ok(compact::full_path(
+            self.roots.borrow()[0].as_deref(),
+            stored.as_os_str().as_bytes(),
+        ))
+    }
+
+    /// The destination path of a row from its `dest` and `path` columns.
+    fn dest_of(&self, dest: ValueRef<'_>, path: ValueRef<'_>) -> rusqlite::Result<PathBuf> {
+        if dest != ValueRef::Null {
+            return path_from(dest);
+        }
+        let stored = path_from(path)?;
+        Ok(compact::full_path(
+            self.roots.borrow()[1].as_deref(),
+            stored.as_os_str().as_bytes(),
+        ))
+    }
+
+    /// `dest` as `entries.dest` stores it: NULL where it is the
+    /// destination root joined with the stored source path `at`.
+    fn dest_value<'a>(&self, at: &Path, dest: &'a Path) -> Option<ToSqlOutput<'a>> {
+        let derived = at.is_relative()
+            && self.roots.borrow()[1]
+                .as_deref()
+                .is_some_and(|d| compact::full_path(Some(d), at.as_os_str().as_bytes()) == dest);
+        (!derived).then(|| path_value(dest))
+    }
+}
+
+/// The code of a kind in `entries.kind`.
+fn kind_code(k: EntryKind) -> i64 {
+    compact::KINDS
+        .iter()
+        .position(|n| *n == k.as_str())
+        .map_or(-1, |i| i as i64)
+}
+
 fn kind_of(v: ValueRef<'_>) -> rusqlite::Result<EntryKind> {
+    if let ValueRef::Integer(i) = v
+        && let Some(k) = usize::try_from(i)
+            .ok()
+            .and_then(|i| compact::KINDS.get(i))
+            .and_then(|n| EntryKind::parse(n))
+    {
+        return Ok(k);
+    }
     let s = v.as_str()?;
     EntryKind::parse(s).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(

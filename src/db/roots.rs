@@ -32,7 +32,12 @@ impl StateDb {
     ) -> Result<()> {
         for (root, wanted) in JobRoot::BOTH.into_iter().zip([source, destination]) {
             match self.recorded_root(root, wanted, same_folder)? {
-                Recorded::Nothing => self.record_root_path(root, wanted.as_str())?,
+                Recorded::Nothing => {
+                    self.record_root_path(root, wanted.as_str())?;
+                    if root == JobRoot::Source {
+                        self.relativize()?;
+                    }
+                }
                 Recorded::Same => {}
                 Recorded::Respelled(r) => self.rebase_root(root, &r, wanted)?,
             }
@@ -74,14 +79,39 @@ impl StateDb {
         })
     }
 
+    /// Stores below the newly recorded source root the rows written whole
+    /// before it was (none in a DB the product made: roots come first).
+    fn relativize(&self) -> Result<()> {
+        let whole: Vec<(i64, PathBuf)> = self
+            .conn
+            .prepare(
+                "SELECT rowid, path FROM entries WHERE CAST(substr(path, 1, 1) AS TEXT) = '/'",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, path_from(r.get_ref(1)?)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut update = self
+            .conn
+            .prepare("UPDATE OR IGNORE entries SET path = ?2 WHERE rowid = ?1")?;
+        for (id, p) in &whole {
+            let at = self.key(p);
+            if at != p {
+                update.execute(params![id, path_value(at)])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Rewrites the stored paths below root `which` from `old` to `new`.
     /// Pages by rowid, so memory stays flat whatever the row count.
     fn rebase_root(&self, which: JobRoot, old: &str, new: &Utf8Path) -> Result<()> {
         const PAGE: i64 = 10_000;
+        // `entries` paths are stored below the source root, and its
+        // destinations derived from the destination root where they can be
+        // (v11): only whole paths move.
         let columns: &[(&str, &str)] = if which == JobRoot::Source {
-            &[("files", "source_path")]
+            &[("entries", "path")]
         } else {
-            &[("files", "dest_path"), ("dest_entries", "path")]
+            &[("entries", "dest"), ("dest_entries", "path")]
         };
         let tx = self.begin()?;
         (|| -> Result<()> {
@@ -91,7 +121,9 @@ impl StateDb {
                     let page: Vec<(i64, PathBuf)> = self
                         .conn
                         .prepare(&format!(
-                            "SELECT rowid, {column} FROM {table} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2"
+                            "SELECT rowid, {column} FROM {table} WHERE rowid > ?1 AND {column} IS NOT NULL
+                             AND CAST(substr({column}, 1, 1) AS TEXT) = '/'
+                             ORDER BY rowid LIMIT ?2"
                         ))?
                         .query_map(params![after, PAGE], |r| Ok((r.get(0)?, path_from(r.get_ref(1)?)?)))?
                         .collect::<rusqlite::Result<_>>()?;
@@ -107,7 +139,14 @@ impl StateDb {
                             } else {
                                 new.as_std_path().join(rel)
                             };
-                            update.execute(params![id, path_value(&moved)])?;
+                            // A source path whole (written before v11 or
+                            // through the view) is stored below the new root.
+                            let at = if *column == "path" {
+                                super::compact::stored(Some(new.as_std_path()), &moved)
+                            } else {
+                                &moved
+                            };
+                            update.execute(params![id, path_value(at)])?;
                         }
                     }
                 }

@@ -7,7 +7,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Result, StateDb};
 
 /// The version the last migration brings a DB to.
-pub(super) const LATEST: i64 = 11;
+pub(super) const LATEST: i64 = 12;
 
 pub(super) static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
@@ -174,6 +174,11 @@ CREATE TABLE runs (
         // the rate `auto` holds), brought up to date with each commit and
         // at the end, so `status` shows the rate in force. NULL: older runs.
         M::up("ALTER TABLE runs ADD COLUMN bwlimit TEXT;"),
+        // v12: the rows stored compactly in `entries` (paths below their
+        // roots, hashes as bytes, codes for kinds and statuses; see
+        // `compact.rs`), rewritten row by row with a progress line, and
+        // `files` a view showing them as before.
+        M::up_with_hook(super::compact::TABLE, super::compact::migrate),
     ])
 });
 

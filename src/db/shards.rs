@@ -69,7 +69,7 @@ impl StateDb {
                  FROM main.files
                  WHERE verified_at IS NOT NULL AND status = 'synced';",
         )?;
-        self.conn.execute("DELETE FROM files", [])?;
+        self.conn.execute("DELETE FROM entries", [])?;
         self.conn.execute("DELETE FROM mount_points", [])?;
         let mut errors = 0u64;
         for path in shards {

@@ -262,12 +262,29 @@ mod migrate_fixture {
 
     type Dump = Vec<(String, Vec<Vec<Value>>)>;
 
-    fn dump(c: &rusqlite::Connection, tables: &[String]) -> Dump {
+    /// Every table's columns (as `name` lists them; a view after v11).
+    fn columns(c: &rusqlite::Connection, tables: &[String]) -> Vec<(String, String)> {
         tables
             .iter()
             .map(|t| {
+                let cols: Vec<String> = c
+                    .prepare(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                (t.clone(), cols.join(", "))
+            })
+            .collect()
+    }
+
+    fn dump(c: &rusqlite::Connection, tables: &[(String, String)]) -> Dump {
+        tables
+            .iter()
+            .map(|(t, cols)| {
                 let mut st = c
-                    .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))
+                    .prepare(&format!("SELECT {cols} FROM \"{t}\" ORDER BY rowid"))
                     .unwrap();
                 let n = st.column_count();
                 let rows = st
@@ -300,6 +317,7 @@ mod migrate_fixture {
                 .unwrap()
                 .map(Result::unwrap)
                 .collect();
+            let tables = columns(&c, &tables);
             let before = dump(&c, &tables);
             let counted: Vec<(String, i64, i64)> = c
                 .prepare(
