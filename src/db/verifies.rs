@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::compact;
 use super::files::after_value;
 use super::times::Ns;
 use super::{Result, RowId, StateDb, Tx, path_from};
@@ -278,12 +279,18 @@ impl Tx<'_> {
         let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
         self.conn
             .prepare_cached(
-                "UPDATE files SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
-                    status = CASE WHEN ?5 THEN 'pending' ELSE status END,
+                "UPDATE entries SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
+                    status = CASE WHEN ?5 THEN 0 ELSE status END,
                     error = CASE WHEN ?5 THEN NULL ELSE error END
                  WHERE rowid = ?1",
             )?
-            .execute(params![id, at_ns, result.as_str(), hash, back])?;
+            .execute(params![
+                id,
+                at_ns,
+                result.as_str(),
+                compact::hash_opt(Some(hash)),
+                back
+            ])?;
         Ok(())
     }
 
@@ -304,9 +311,9 @@ impl Tx<'_> {
         let hash = source_hash.filter(|_| result == VerifyResult::Ok);
         self.conn
             .prepare_cached(
-                "UPDATE files SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
+                "UPDATE entries SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
                     hash = ?4, hash_algorithm = ?5,
-                    status = CASE WHEN ?6 THEN 'pending' ELSE status END,
+                    status = CASE WHEN ?6 THEN 0 ELSE status END,
                     error = CASE WHEN ?6 THEN NULL ELSE error END
                  WHERE rowid = ?1 AND hash IS NULL",
             )?
@@ -314,8 +321,8 @@ impl Tx<'_> {
                 id,
                 at_ns,
                 result.as_str(),
-                hash.map(|h| h.0),
-                hash.map(|h| h.1),
+                compact::hash_opt(hash.map(|h| h.0)),
+                compact::algorithm_opt(hash.map(|h| h.1)),
                 back
             ])?;
         Ok(())
