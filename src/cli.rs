@@ -51,6 +51,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// The mirror stage alone, over the whole destination, once every shard of a sharded job finished (exit 4 naming the shards that did not).
     Mirror(MirrorArgs),
+    /// After `source` or `destination` was edited (a share mounted elsewhere): check that the new roots hold the recorded tree (a sample of synced entries' kinds, sizes and mtimes, and the recorded filesystem), then point the state DB at them, keeping every row, hash and run (exit 2 with the first mismatches).
+    Rebase(RebaseArgs),
     /// Write the manual pages (jobrun.1, jobrun-COMMAND.1) into DIR (for packagers).
     #[command(name = "generate-man", hide = true)]
     GenerateMan {
@@ -215,6 +217,16 @@ pub struct CommonArgs {
     /// Shard K of the job's plan (its DB, log, lock and limit), or `auto` (see the run's `--shard`).
     #[arg(long, value_name = "K|auto")]
     pub shard: Option<String>,
+}
+
+/// `jobrun rebase`.
+#[derive(Debug, Args)]
+pub struct RebaseArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How many synced entries to check at the new roots, spread over the rows.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub sample: usize,
 }
 
 /// A command's job and `--json`.

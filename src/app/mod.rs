@@ -7,6 +7,7 @@ mod check;
 mod hashes;
 mod manual;
 mod mirror;
+mod rebase;
 mod reload;
 mod report;
 mod run;
@@ -68,7 +69,8 @@ pub fn run(cli: Cli) -> Exit {
             | Command::GenerateMan { .. }
             | Command::Completions { .. }
             | Command::Plan(_)
-            | Command::Mirror(_),
+            | Command::Mirror(_)
+            | Command::Rebase(_),
         ) => false,
         None => cli.run.json,
     };
@@ -84,6 +86,7 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Completions { shell }) => manual::completions(shell),
         Some(Command::Plan(args)) => shard::plan(&args),
         Some(Command::Mirror(args)) => mirror::mirror(&args),
+        Some(Command::Rebase(args)) => rebase::rebase(&args),
         None => run::run_job(cli),
     };
     match result {

@@ -60,6 +60,7 @@ pub use listing::Listed;
 pub use lookup::SourceLookup;
 pub use meta::JobRoot;
 pub use mounts::MountPoint;
+pub use roots::RecordedEntry;
 pub use runs::{RunCounts, RunLimit, RunRow};
 pub use verifies::{VerifyRecord, VerifyResult, VerifyRow};
 

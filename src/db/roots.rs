@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use camino::Utf8Path;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{DbError, JobRoot, Result, StateDb, path_from, path_value};
 
@@ -155,6 +155,108 @@ impl StateDb {
         })()?;
         // On an error above, dropping `tx` rolls back.
         tx.commit()
+    }
+}
+
+/// A synced entry as `jobrun rebase` checks it at a new root: where it is
+/// below each root, and what the DB recorded of it.
+#[derive(Debug, Clone)]
+pub struct RecordedEntry {
+    /// Below the source root (`None`: recorded whole, not below it).
+    pub below_source: Option<PathBuf>,
+    /// Below the destination root (`None`: recorded elsewhere).
+    pub below_dest: Option<PathBuf>,
+    pub kind: crate::decide::EntryKind,
+    pub size: u64,
+    pub modified_ns: i128,
+    /// What the destination showed right after the copy, if recorded.
+    pub after_copy: Option<(u64, i128)>,
+}
+
+impl StateDb {
+    /// The recorded (source, destination) roots.
+    pub fn recorded_roots(&self) -> Result<(Option<String>, Option<String>)> {
+        Ok((
+            self.recorded_root_path(JobRoot::Source)?,
+            self.recorded_root_path(JobRoot::Destination)?,
+        ))
+    }
+
+    /// Up to `n` synced files and symlinks spread evenly over the rows (one
+    /// rowid seek each).
+    pub fn sample_synced(&self, n: usize) -> Result<Vec<RecordedEntry>> {
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            self.conn
+                .query_row("SELECT min(rowid), max(rowid) FROM entries", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(Vec::new());
+        };
+        let mut st = self.conn.prepare(
+            "SELECT rowid, path, dest, kind, size, modified_ns, after_copy_size,
+                    after_copy_modified_ns
+             FROM entries WHERE rowid >= ?1 AND status = 1 AND kind <> 1 ORDER BY rowid LIMIT 1",
+        )?;
+        let dest_root = self.roots.borrow()[1].clone();
+        let (mut out, mut last) = (Vec::new(), i64::MIN);
+        for i in 0..n as i64 {
+            let at = lo + (hi - lo) * i / (n as i64).max(1);
+            let row = st
+                .query_row([at.max(last + 1)], |r| {
+                    let stored = path_from(r.get_ref(1)?)?;
+                    let dest: Option<PathBuf> = match r.get_ref(2)? {
+                        rusqlite::types::ValueRef::Null => None,
+                        v => Some(path_from(v)?),
+                    };
+                    let below_source = stored.is_relative().then(|| stored.clone());
+                    let below_dest = match dest {
+                        None => below_source.clone(),
+                        Some(d) => dest_root
+                            .as_deref()
+                            .and_then(|root| d.strip_prefix(root).ok())
+                            .map(PathBuf::from),
+                    };
+                    let after = match (
+                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, Option<super::times::Ns>>(7)?,
+                    ) {
+                        (Some(s), Some(m)) => Some((s as u64, m.0)),
+                        _ => None,
+                    };
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        RecordedEntry {
+                            below_source,
+                            below_dest,
+                            kind: super::kind_of(r.get_ref(3)?)?,
+                            size: r.get::<_, i64>(4)? as u64,
+                            modified_ns: r.get::<_, super::times::Ns>(5)?.0,
+                            after_copy: after,
+                        },
+                    ))
+                })
+                .optional()?;
+            let Some((id, e)) = row else { break };
+            if id > last {
+                last = id;
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Points the DB at new roots (`jobrun rebase`, after its checks):
+    /// every row, hash and run kept; only paths stored whole move.
+    pub fn move_roots(&self, source: &Utf8Path, destination: &Utf8Path) -> Result<()> {
+        for (root, wanted) in JobRoot::BOTH.into_iter().zip([source, destination]) {
+            match self.recorded_root_path(root)? {
+                Some(old) if old != wanted.as_str() => self.rebase_root(root, &old, wanted)?,
+                Some(_) => {}
+                None => self.record_root_path(root, wanted.as_str())?,
+            }
+        }
+        Ok(())
     }
 }
 

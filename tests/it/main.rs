@@ -27,6 +27,7 @@ mod mounts;
 mod progress;
 mod race;
 mod racy;
+mod rebase;
 mod refuse;
 mod report;
 mod retune;
