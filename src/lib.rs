@@ -41,9 +41,11 @@
 //! - `walk/` (the one walker for every tree listing: folder descriptors,
 //!   filters before a folder is entered, NFS silly names left out, folders
 //!   listed ahead, nested mount points), `relpath` (a path below its root);
-//! - `db/` (the only SQL): `schema`, `meta` (every meta key), `roots`,
-//!   `files` (`RowStatus`, `RowId`), `lookup` (the scan's row lookup),
-//!   `links` (hard-link groups found among the rows),
+//! - `db/` (the only SQL): `schema`, `compact` (v11: rows stored in
+//!   `entries` below their roots, the view `files`), `meta` (every meta
+//!   key), `roots` (and `rebase`'s sample), `files` (`RowStatus`, `RowId`),
+//!   `lookup` (the scan's row lookup), `links` (hard-link groups found
+//!   among the rows),
 //!   `hashed` (recorded hashes as `verify`/`hashes` read them), `listing`,
 //!   `mounts`, `runs`,
 //!   `verifies`, `in_flight`; writes that belong in a batch take a
