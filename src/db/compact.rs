@@ -350,7 +350,25 @@ pub(super) fn algorithm_opt(a: Option<&str>) -> Option<Algorithm> {
 /// and made a view. One transaction (rusqlite_migration's); a line on
 /// stderr every few seconds for a big DB.
 pub(super) fn migrate(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
-    migrate_every(tx, Progress::EVERY, &mut |line| tracing::info!("{line}"))
+    migrate_every(tx, Progress::EVERY, &mut say)
+}
+
+/// Rows from which a migration is big: its lines go to stderr whatever the
+/// verbosity (a rewrite of millions of rows takes minutes); below, to the
+/// log at `info` (`-v`).
+const BIG: u64 = 100_000;
+
+/// Whether the last v11 rewrite in this process was big (see [`BIG`]).
+static WAS_BIG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One line about a migration: on stderr for a big one, else in the log.
+pub(super) fn say(line: String) {
+    if WAS_BIG.load(std::sync::atomic::Ordering::Relaxed) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "jobrun: {line}");
+    } else {
+        tracing::info!("{line}");
+    }
 }
 
 /// [`migrate`] with a progress line every `every`.
@@ -367,6 +385,7 @@ fn migrate_every(
     };
     let (src, dst) = (root("source")?, root("destination")?);
     let total: i64 = tx.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+    WAS_BIG.store(total as u64 >= BIG, std::sync::atomic::Ordering::Relaxed);
     let mut progress = Progress::new(total as u64, every, say);
     let mut read = tx.prepare(&format!(
         "SELECT rowid, source_path, dest_path, kind, status, size, {}, hash, hash_algorithm,

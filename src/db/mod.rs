@@ -286,13 +286,16 @@ fn migrate(conn: &mut Connection, path: &Utf8Path) -> Result<()> {
         // v11 rewrote every row into `entries`: the old table's pages are
         // free but still in the file until a VACUUM gives them back. A
         // failure (no room for its copy) leaves the DB whole and as large.
-        tracing::info!(db = %path, "state DB: giving back the old rows' space (VACUUM)");
+        compact::say("state DB v11: giving back the old rows' space (VACUUM)".into());
         if let Err(e) = conn.execute_batch("VACUUM") {
             tracing::warn!(db = %path, "state DB kept its free pages: VACUUM failed: {e}");
         }
     }
     if from > 0 && from < latest {
-        tracing::info!(db = %path, "state DB migrated to v{latest} in {:.1} s", started.elapsed().as_secs_f64());
+        compact::say(format!(
+            "state DB `{path}` migrated to v{latest} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
     }
     Ok(())
 }
