@@ -13,7 +13,10 @@
 //! - `hash` and `verified_hash` are BLOBs of the digest (lowercase hex
 //!   text reads back the same; text that is not hex is kept as TEXT).
 //! - `hash_algorithm` is 1 for `sha256` (other names kept as TEXT).
-//! - Only the rows not synced are in the status index (`entries_todo`).
+//! - Only the rows not synced are in the status index (`entries_todo`);
+//!   the failed ones by their runs in a row (`entries_failed`: `status`
+//!   reads the longest streaks and their count without reading every
+//!   failed row).
 //!
 //! The view `files` has the v10 table's columns and values (full paths,
 //! text statuses and kinds, hex hashes), plus `rowid`; writes through it
@@ -100,6 +103,7 @@ fn after_rows() -> String {
         "
 CREATE UNIQUE INDEX entries_path ON entries (path);
 CREATE INDEX entries_todo ON entries (status) WHERE status <> 1;
+CREATE INDEX entries_failed ON entries (fail_streak DESC) WHERE status = 2;
 CREATE INDEX entries_link ON entries (link_ino, link_dev) WHERE link_ino IS NOT NULL;
 CREATE VIEW files AS SELECT
     e.rowid AS rowid,
