@@ -77,7 +77,7 @@ pub enum DbError {
         source: rusqlite_migration::Error,
     },
     #[error(
-        "state DB `{path}` belongs to another job: its {which} root is `{recorded}`, the manifest says `{wanted}`"
+        "state DB `{path}` belongs to another job: its {which} root is `{recorded}`, the manifest says `{wanted}` (a share mounted elsewhere: `jobrun rebase` checks the new root and keeps the state)"
     )]
     RootsDiffer {
         path: Utf8PathBuf,

@@ -64,7 +64,8 @@ fn a_moved_share_keeps_every_row_and_hash_and_the_next_run_copies_nothing() {
     let out = env.run(&[]);
     out.assert_code(2);
     assert!(
-        out.stderr.contains("belongs to another job"),
+        out.stderr.contains("belongs to another job")
+            && out.stderr.contains("`jobrun rebase` checks the new root"),
         "{}",
         out.stderr
     );
