@@ -41,7 +41,7 @@
 //! - `walk/` (the one walker for every tree listing: folder descriptors,
 //!   filters before a folder is entered, NFS silly names left out, folders
 //!   listed ahead, nested mount points), `relpath` (a path below its root);
-//! - `db/` (the only SQL): `schema`, `compact` (v11: rows stored in
+//! - `db/` (the only SQL): `schema`, `compact` (v12: rows stored in
 //!   `entries` below their roots, the view `files`), `meta` (every meta
 //!   key), `roots` (and `rebase`'s sample), `files` (`RowStatus`, `RowId`),
 //!   `lookup` (the scan's row lookup), `links` (hard-link groups found

@@ -4,7 +4,7 @@
 //! (kind, size, mtime; at the destination as it showed right after the
 //! copy) and the filesystem recorded for each root (type and mount source;
 //! the mount point may differ) — and the DB is pointed at them: every row,
-//! hash and run kept (paths are stored below their roots, v11), one
+//! hash and run kept (paths are stored below their roots, v12), one
 //! `rebase` audit line. Any mismatch refuses with the first ones (exit 2),
 //! the DB unchanged.
 

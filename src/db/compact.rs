@@ -1,4 +1,4 @@
-//! v11: `files` rows stored compactly in `entries` (issue 26 item 1), and
+//! v12: `files` rows stored compactly in `entries` (issue 26 item 1), and
 //! the view `files` that shows them as SPEC §4 describes them.
 //!
 //! What `entries` saves over the v1–v10 `files` table (369 bytes a row at
@@ -356,7 +356,7 @@ pub(super) fn algorithm_opt(a: Option<&str>) -> Option<Algorithm> {
     a.map(|a| Algorithm(a.to_owned()))
 }
 
-/// The v11 migration: `entries` filled from `files` row by row (paths made
+/// The v12 migration: `entries` filled from `files` row by row (paths made
 /// relative with the same rule as every later write), then `files` dropped
 /// and made a view. One transaction (rusqlite_migration's); a line on
 /// stderr every few seconds for a big DB.
@@ -369,7 +369,7 @@ pub(super) fn migrate(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
 /// log at `info` (`-v`).
 const BIG: u64 = 100_000;
 
-/// Whether the last v11 rewrite in this process was big (see [`BIG`]).
+/// Whether the last v12 rewrite in this process was big (see [`BIG`]).
 static WAS_BIG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// One line about a migration: on stderr for a big one, else in the log.
@@ -521,7 +521,7 @@ impl<'a> Progress<'a> {
     ) -> Self {
         if total > 0 {
             say(format!(
-                "state DB v11: rewriting {total} rows compactly (paths below their roots)"
+                "state DB v12: rewriting {total} rows compactly (paths below their roots)"
             ));
         }
         let now = std::time::Instant::now();
@@ -547,7 +547,7 @@ impl<'a> Progress<'a> {
     /// `rewritten D of T rows (P%), S s`.
     pub(super) fn line(&self) -> String {
         format!(
-            "state DB v11: rewritten {} of {} rows ({}%), {:.0} s",
+            "state DB v12: rewritten {} of {} rows ({}%), {:.0} s",
             self.done,
             self.total,
             (self.done * 100).checked_div(self.total).unwrap_or(100),
@@ -656,7 +656,7 @@ mod tests {
         }
         assert!(
             p.line()
-                .starts_with("state DB v11: rewritten 50 of 200 rows (25%), "),
+                .starts_with("state DB v12: rewritten 50 of 200 rows (25%), "),
             "{}",
             p.line()
         );
@@ -696,7 +696,7 @@ mod tests {
         tx.commit().unwrap();
         let text = lines.join("\n");
         assert!(
-            text.contains("state DB v11: rewriting 20000 rows compactly"),
+            text.contains("state DB v12: rewriting 20000 rows compactly"),
             "{text}"
         );
         for done in [4096, 8192, 12288, 16384] {

@@ -14,7 +14,7 @@ impl StateDb {
     pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String, u64)>> {
         let streak = self.fail_streak_column()?;
         let version = self.schema_version()?;
-        let mut st = self.conn.prepare(&if version >= 11 {
+        let mut st = self.conn.prepare(&if version >= 12 {
             "SELECT path, coalesce(error, ''), fail_streak FROM entries
              WHERE status = 2 ORDER BY fail_streak DESC, rowid LIMIT ?1"
                 .to_owned()
@@ -26,7 +26,7 @@ impl StateDb {
         })?;
         let rows = st.query_map([n as i64], |r| {
             Ok((
-                if version >= 11 {
+                if version >= 12 {
                     self.source_of(r.get_ref(0)?)?
                 } else {
                     path_from(r.get_ref(0)?)?
@@ -41,7 +41,7 @@ impl StateDb {
     /// Failed rows that failed in 2 or more runs in a row, and the longest
     /// streak of any.
     pub fn fail_streaks(&self) -> Result<(u64, u64)> {
-        if self.schema_version()? >= 11 {
+        if self.schema_version()? >= 12 {
             // Two lookups of `entries_failed`, not a pass over the failed rows.
             let (n, max): (i64, Option<i64>) = self.conn.query_row(
                 "SELECT (SELECT count(*) FROM entries WHERE status = 2 AND fail_streak >= 2),

@@ -1,7 +1,7 @@
 //! Hard-link groups found among the rows: on a source whose names of one
 //! file show one inode with a link count of 1 (the SMB client), every
 //! file's row records its (device, inode), and a group is the rows that
-//! share one. Found by the `entries_link` index alone (`files_link` before v11) (covering: only file
+//! share one. Found by the `entries_link` index alone (`files_link` before v12) (covering: only file
 //! rows have a key, see `fsmeta::link_key`), never by a map in memory.
 
 use rusqlite::params;

@@ -5,7 +5,7 @@
 //!
 //! Paths are TEXT when the name is valid UTF-8, a BLOB of the raw bytes
 //! otherwise, so nothing is ever lost to lossy conversion. `files` rows are
-//! stored in `entries` with their paths below the recorded roots (v11,
+//! stored in `entries` with their paths below the recorded roots (v12,
 //! `compact`); the view `files` shows them whole.
 //! File times are ns since the epoch, without loss over any `stat` time
 //! (`times`: an INTEGER where 64 bits hold it, `@SECS.NNNNNNNNN` beyond).
@@ -282,11 +282,11 @@ fn migrate(conn: &mut Connection, path: &Utf8Path) -> Result<()> {
             path: path.to_owned(),
             source,
         })?;
-    if from > 0 && from < 11 {
-        // v11 rewrote every row into `entries`: the old table's pages are
+    if from > 0 && from < 12 {
+        // v12 rewrote every row into `entries`: the old table's pages are
         // free but still in the file until a VACUUM gives them back. A
         // failure (no room for its copy) leaves the DB whole and as large.
-        compact::say("state DB v11: giving back the old rows' space (VACUUM)".into());
+        compact::say("state DB v12: giving back the old rows' space (VACUUM)".into());
         if let Err(e) = conn.execute_batch("VACUUM") {
             tracing::warn!(db = %path, "state DB kept its free pages: VACUUM failed: {e}");
         }

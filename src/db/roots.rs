@@ -107,7 +107,7 @@ impl StateDb {
         const PAGE: i64 = 10_000;
         // `entries` paths are stored below the source root, and its
         // destinations derived from the destination root where they can be
-        // (v11): only whole paths move.
+        // (v12): only whole paths move.
         let columns: &[(&str, &str)] = if which == JobRoot::Source {
             &[("entries", "path")]
         } else {
@@ -139,7 +139,7 @@ impl StateDb {
                             } else {
                                 new.as_std_path().join(rel)
                             };
-                            // A source path whole (written before v11 or
+                            // A source path whole (written before v12 or
                             // through the view) is stored below the new root.
                             let at = if *column == "path" {
                                 super::compact::stored(Some(new.as_std_path()), &moved)

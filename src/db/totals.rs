@@ -262,7 +262,7 @@ mod migrate_fixture {
 
     type Dump = Vec<(String, Vec<Vec<Value>>)>;
 
-    /// Every table's columns (as `name` lists them; a view after v11).
+    /// Every table's columns (as `name` lists them; a view after v12).
     fn columns(c: &rusqlite::Connection, tables: &[String]) -> Vec<(String, String)> {
         tables
             .iter()
