@@ -445,44 +445,11 @@ pub fn acl_model(path: &Path) -> Option<AclModel> {
     Some(model_of(magic, fstype.as_deref()))
 }
 
-/// The filesystem type of the mount holding `path` (the longest mount
-/// point of `/proc/self/mountinfo` above it).
+/// The filesystem type of the mount holding `path` (`roots`: by the
+/// kernel's mount id, one reading of mountinfo for the whole house).
 fn mount_fstype(path: &Path) -> Option<String> {
     let path = std::fs::canonicalize(path).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let point = unescape(f.nth(4)?);
-            let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
-            path.starts_with(&point)
-                .then(|| (point.len(), fstype.to_owned()))
-        })
-        .max_by_key(|(n, _)| *n)
-        .map(|(_, t)| t)
-}
-
-/// A mountinfo field: spaces, tabs, newlines and backslashes are `\ooo`.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
-        match (b[i], oct) {
-            (b'\\', Some(c)) => {
-                out.push(c);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::roots::Filesystem::of(&path).ok().map(|f| f.fstype)
 }
 
 /// With `acls = true`, the line refusing two roots of different ACL
@@ -622,8 +589,6 @@ mod tests {
         assert_eq!(model_of(0x6969, Some("nfs4")), AclModel::Nfs4);
         assert_eq!(model_of(0xFF53_4D42, None), AclModel::Smb);
         assert_eq!(model_of(0xFE53_4D42, Some("smb3")), AclModel::Smb);
-        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
-        assert_eq!(unescape("/x\\"), "/x\\");
         let (a, b) = (Path::new("/mnt/old"), Path::new("/mnt/new"));
         assert_eq!(
             model_refusal((a, AclModel::Posix), (b, AclModel::Posix)),

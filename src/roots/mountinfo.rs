@@ -80,6 +80,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn octal_escapes_are_read_and_a_lone_backslash_kept() {
+        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape("/mnt/t\\011x\\134y"), "/mnt/t\tx\\y");
+        assert_eq!(unescape("/x\\"), "/x\\");
+    }
+
+    #[test]
     fn only_the_smb_client_with_server_inode_numbers_shares_a_files_inode() {
         let line = "52 27 0:60 / /mnt/kernlab/smb/src rw,relatime shared:30 - cifs //198.18.1.1/src \
                     rw,vers=3.1.1,cache=strict,username=root,uid=0,noforceuid,gid=0,noforcegid,\

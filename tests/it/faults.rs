@@ -734,19 +734,8 @@ fn source_share_unmounted_during_the_scan_is_fatal() {
     require_root();
     let env = TestEnv::new();
     populate_kill_tree(&env, 1_000, 0);
-    let share = env.root().join("share");
-    std::fs::rename(&env.src, &share).unwrap();
-    std::fs::create_dir(&env.src).unwrap();
-    let mounted = Command::new("mount")
-        .arg("--bind")
-        .arg(&share)
-        .arg(&env.src)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(mounted, "bind mounts are not permitted here");
-    let _m = Mount(env.src.clone());
     // The first run records that the source root is a mount point.
-    env.run(&[]).assert_code(0);
+    let (share, _m) = source_as_a_share(&env);
     for i in 0..3_000 {
         env.src_file(
             &format!("new/n{:02}/f{i:04}.txt", i / 100),
@@ -822,18 +811,7 @@ fn source_share_unmounted_just_after_the_root_checks_is_fatal() {
     require_root();
     let env = TestEnv::new();
     populate_kill_tree(&env, 200, 0);
-    let share = env.root().join("share");
-    std::fs::rename(&env.src, &share).unwrap();
-    std::fs::create_dir(&env.src).unwrap();
-    let mounted = Command::new("mount")
-        .arg("--bind")
-        .arg(&share)
-        .arg(&env.src)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(mounted, "bind mounts are not permitted here");
-    let _m = Mount(env.src.clone());
-    env.run(&[]).assert_code(0);
+    let (share, _m) = source_as_a_share(&env);
     env.src_file("new/f.txt", b"new");
     let mut c = env.cmd();
     c.arg("--rescan").arg(&env.manifest);
@@ -945,4 +923,22 @@ fn an_unmounted_destination_share_is_refused_not_filled() {
     let _m = Mount(env.dst.clone());
     env.run(&[]).assert_code(0);
     assert!(env.dst.join("b.bin").exists());
+}
+
+/// The source tree moved to `share` and bind-mounted at the source root,
+/// and a first run that records the root as a mount point.
+fn source_as_a_share(env: &TestEnv) -> (std::path::PathBuf, Mount) {
+    let share = env.root().join("share");
+    std::fs::rename(&env.src, &share).unwrap();
+    std::fs::create_dir(&env.src).unwrap();
+    let mounted = Command::new("mount")
+        .arg("--bind")
+        .arg(&share)
+        .arg(&env.src)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "bind mounts are not permitted here");
+    let m = Mount(env.src.clone());
+    env.run(&[]).assert_code(0);
+    (share, m)
 }
