@@ -40,7 +40,7 @@ use crate::roots::RootId;
 mod created;
 mod dir;
 mod meta;
-mod turn;
+pub(crate) mod turn;
 
 use dir::set_times_at;
 pub use dir::{DIR_TTL, Dir, DirCache};

@@ -97,7 +97,7 @@ impl Dir {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Read;
     use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -106,7 +106,7 @@ mod tests {
     use crate::beneath::Root;
 
     /// A folder with `a`, its hard link `b`, and another file `c`.
-    fn linked() -> (tempfile::TempDir, Dir) {
+    pub(crate) fn linked() -> (tempfile::TempDir, Dir) {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("a"), "linked").unwrap();
         std::fs::hard_link(t.path().join("a"), t.path().join("b")).unwrap();

@@ -104,20 +104,9 @@ fn kind_name(mode: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use std::io::Read;
-    use std::path::Path;
 
     use super::*;
-    use crate::beneath::Root;
-
-    /// A folder with `a`, its hard link `b`, and another file `c`.
-    fn linked() -> (tempfile::TempDir, Dir) {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("a"), "linked").unwrap();
-        std::fs::hard_link(t.path().join("a"), t.path().join("b")).unwrap();
-        std::fs::write(t.path().join("c"), "other").unwrap();
-        let dir = Root::open(t.path()).unwrap().dir(Path::new("")).unwrap();
-        (t, dir)
-    }
+    use crate::beneath::turn::tests::linked;
 
     fn os(s: &str) -> &OsStr {
         OsStr::new(s)
