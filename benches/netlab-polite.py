@@ -13,9 +13,13 @@ connection's byte counters to 198.18.0.2 (`ss -tin`): port 22 is the copy
 Cases (DIRS="rx tx", REPEATS=3):
   idle        ping alone
   comp        competitor alone (+ ping)
-  X-alone     copy X alone (+ ping)              X in rsync, fixed, auto
+  X-alone     copy X alone (+ ping)              X in rsync, fixed, auto, fixedNN
   X-comp      competitor from 0 s, copy X from 2 s, both cut at 22 s
   X-mid       copy X from 0 s, competitor from 8 s to 23 s, copy cut at 40 s
+`fixed` is jobrun at half the link; `fixedNN` jobrun at NN % of the link
+(bytes/s, e.g. fixed85-alone: is "85 % of the link with the probe within
+2 ms of idle" reachable by any pacing above sshfs at all?); `autoNN` auto
+with its ceiling at NN % of the link.
 Output: OUT/*.json per run, OUT/table.md (medians).
 """
 import json
@@ -34,6 +38,7 @@ OUT = os.environ["OUT"]
 RATE = os.environ.get("RATE", "200mbit")
 LINK = float(re.match(r"(\d+)mbit", RATE).group(1)) * 1e6 / 8  # bytes/s
 REPEATS = int(os.environ.get("REPEATS", "3"))
+FIRST_REP = int(os.environ.get("FIRST_REP", "1"))  # more repeats into the same OUT
 DIRS = os.environ.get("DIRS", "rx tx").split()
 CASES = os.environ.get(
     "CASES", "idle comp rsync-alone fixed-alone auto-alone rsync-comp fixed-comp auto-comp auto-mid fixed-mid"
@@ -142,7 +147,14 @@ def copy_cmd(tool, tag):
     job = f"{OUT}/job.toml"
     if tool == "rsync":
         return ["rsync", "-a", f"{SRC}/{P}", f"{DST}/"]
-    limit = HALF if tool == "fixed" else "auto"
+    if tool == "fixed":
+        limit = HALF
+    elif tool.startswith("fixed"):
+        limit = str(int(LINK * int(tool[5:]) / 100))
+    elif tool.startswith("auto") and tool[4:]:
+        limit = f"auto, {int(LINK * int(tool[4:]) / 100)}"
+    else:
+        limit = "auto"
     return [JOBRUN, "--bwlimit", limit, "-q", job]
 
 
@@ -255,7 +267,7 @@ def main():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1)
     try:
-        for rep in range(1, REPEATS + 1):
+        for rep in range(FIRST_REP, FIRST_REP + REPEATS):
             for d in DIRS:
                 for case in CASES:
                     one(case, d, rep)
