@@ -12,9 +12,12 @@
 //!   queue at the bottleneck delays every call while it stands.
 //! - queuing delay = current − base. Above the target the rate drops
 //!   multiplicatively (at most once per [`DECREASE_EVERY`], so the queue has
-//!   time to drain before it is judged again); below it the rate grows
-//!   additively, by up to [`Config::ramp`] per second scaled by how far below
-//!   the target it is (LEDBAT's off-target gain), up to the ceiling.
+//!   time to drain before it is judged again, unless it is still growing),
+//!   each cut in a row deeper than the last (a queue that outlasts the cuts
+//!   is another user's); below it
+//!   the rate grows additively, by up to [`Config::ramp`] per second scaled
+//!   by how far below the target it is (LEDBAT's off-target gain), up to
+//!   the ceiling.
 //! - While the copy cannot use its rate (small files, a slow disk) the rate
 //!   grows no further than twice what was moved: a rate never used is
 //!   a burst waiting for the next big file.
@@ -43,6 +46,11 @@ pub const DEFAULT_RAMP: u64 = 8 << 20;
 const MIN_KEEP: f64 = 0.5;
 /// Shortest time between two decreases.
 pub const DECREASE_EVERY: Duration = Duration::from_millis(200);
+/// A decrease this soon after the one before is one more in a row (see
+/// [`Controller::sample`]).
+const IN_A_ROW: Duration = Duration::from_millis(400);
+/// ... and a queue still growing after a cut is cut again this soon.
+const REGROW_WINDOW: Duration = Duration::from_millis(50);
 /// The rate is kept within this many times what was moved in the last
 /// second (application-limited: see the module header). A copy that uses
 /// its rate moves about the rate, so this never holds back one that does.
@@ -102,6 +110,10 @@ pub struct Controller {
     /// Minute index the clock was in at the last sample.
     minute: u64,
     last_decrease: Option<Duration>,
+    /// Decreases in a row (each within [`IN_A_ROW`] of the one before,
+    /// the queue no shorter than at it), and the queue at the last one.
+    cuts: u32,
+    cut_at: Duration,
     /// Bytes moved since `window_start`, and in the window before.
     window_start: Duration,
     window_bytes: u64,
@@ -121,6 +133,8 @@ impl Controller {
             grown_at: Duration::ZERO,
             minute: 0,
             last_decrease: None,
+            cuts: 0,
+            cut_at: Duration::ZERO,
             window_start: now,
             window_bytes: 0,
             used: None,
@@ -165,14 +179,23 @@ impl Controller {
             return;
         };
         if q > target {
-            let recent = self
-                .last_decrease
-                .is_some_and(|t| self.elapsed.saturating_sub(t) < DECREASE_EVERY);
-            if !recent {
+            let since = self.last_decrease.map(|t| self.elapsed.saturating_sub(t));
+            // A queue half as long again as at the last cut is still
+            // growing: that cut was too shallow, the next one is due now.
+            let growing = q >= self.cut_at + self.cut_at / 2;
+            let due = |d: Duration| d >= DECREASE_EVERY || (growing && d >= REGROW_WINDOW);
+            if since.is_none_or(due) {
+                // A queue no shorter at the next cut is not (only) ours:
+                // ours drains once the rate is below the link. Each cut in
+                // a row goes deeper, so a competitor just above the target
+                // is yielded to as fast as one far above it.
+                let in_a_row = since.is_some_and(|d| d <= IN_A_ROW) && q >= self.cut_at;
+                self.cuts = if in_a_row { self.cuts + 1 } else { 1 };
+                self.cut_at = q;
                 // The further above the target, the deeper the cut.
                 let over = (q - target).as_secs_f64() / target.as_secs_f64().max(1e-6);
-                let keep = (1.0 - 0.125 * over.min(4.0)).max(MIN_KEEP);
-                self.rate *= keep;
+                let depth = 0.125 * (over.min(4.0) + 0.5 * f64::from(self.cuts - 1));
+                self.rate *= (1.0 - depth).max(MIN_KEEP);
                 self.last_decrease = Some(self.elapsed);
             }
         } else {
