@@ -402,6 +402,11 @@ impl Throttle {
         Some(self.active.load(Relaxed)).filter(|&r| r > 0)
     }
 
+    /// Whether `auto` sets the rate now (its calls are delay samples).
+    pub fn is_auto(&self) -> bool {
+        self.auto.load(Relaxed) && self.active.load(Relaxed) != PAUSED
+    }
+
     /// The limit in force as [`limit_code`] encodes it, `auto`'s rate now
     /// marked [`AUTO`] (what the progress line shows).
     pub fn code(&self) -> u64 {

@@ -353,6 +353,18 @@ impl<'a> Writer<'a> {
             // On the wire before the next tokens are taken: a stalled
             // transport holds the lane, not the lane's next chunk.
             o.pacer.settle_in_flight(&o.file)?;
+            if self.ctx.write_limit.is_auto() {
+                // `auto`: the chunk's write-back is part of the timed call,
+                // so that a kernel client's WRITE round trip (the page
+                // cache returns `write()` at once) is the delay sample.
+                let (file, pacer) = (&mut o.file, &mut o.pacer);
+                self.ctx.write_limit.paced(chunk.len(), || {
+                    file.write_all(chunk)?;
+                    pacer.write_through(file, chunk.len())
+                })?;
+                o.written += chunk.len() as u64;
+                continue;
+            }
             // Timed: under `auto` each write's latency is a delay sample.
             let file = &mut o.file;
             self.ctx
