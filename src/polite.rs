@@ -111,8 +111,10 @@ pub struct Controller {
     minute: u64,
     last_decrease: Option<Duration>,
     /// Decreases in a row (each within [`IN_A_ROW`] of the one before,
-    /// the queue no shorter than at it), and the queue at the last one.
+    /// the queue above the target all along: `stood`), and the queue at the
+    /// last one.
     cuts: u32,
+    stood: bool,
     cut_at: Duration,
     /// Bytes moved since `window_start`, and in the window before.
     window_start: Duration,
@@ -134,6 +136,7 @@ impl Controller {
             minute: 0,
             last_decrease: None,
             cuts: 0,
+            stood: false,
             cut_at: Duration::ZERO,
             window_start: now,
             window_bytes: 0,
@@ -185,11 +188,13 @@ impl Controller {
             let growing = q >= self.cut_at + self.cut_at / 2;
             let due = |d: Duration| d >= DECREASE_EVERY || (growing && d >= REGROW_WINDOW);
             if since.is_none_or(due) {
-                // A queue no shorter at the next cut is not (only) ours:
-                // ours drains once the rate is below the link. Each cut in
-                // a row goes deeper, so a competitor just above the target
-                // is yielded to as fast as one far above it.
-                let in_a_row = since.is_some_and(|d| d <= IN_A_ROW) && q >= self.cut_at;
+                // A queue that stayed above the target from one cut to the
+                // next is not (only) ours: ours drains once the rate is
+                // below the link. Each cut in a row goes deeper, so a
+                // competitor just above the target is yielded to as fast as
+                // one far above it.
+                let in_a_row = since.is_some_and(|d| d <= IN_A_ROW) && self.stood;
+                self.stood = true;
                 self.cuts = if in_a_row { self.cuts + 1 } else { 1 };
                 self.cut_at = q;
                 // The further above the target, the deeper the cut.
@@ -199,6 +204,7 @@ impl Controller {
                 self.last_decrease = Some(self.elapsed);
             }
         } else {
+            self.stood = false;
             let off = 1.0 - q.as_secs_f64() / target.as_secs_f64().max(1e-6);
             let grow = self.cfg.ramp as f64 * off * dt.as_secs_f64();
             let cap = self

@@ -182,6 +182,38 @@ fn a_competitor_just_above_the_target_is_yielded_to_within_2_s() {
     assert!(back <= 10.0, "back after {back} s");
 }
 
+/// netlab's `tx` case as measured: the competitor's slow start fills the
+/// whole queue for a moment (a first cut at 11 ms of queue), then its queue
+/// stands above the target, shrinking slowly (a TCP sawtooth between two
+/// losses: 3.5 ms down to 2.6 ms). Cuts in a row are judged by the queue
+/// staying above the target, not by its length against the cut before:
+/// each shorter queue broke the row and the cuts went on at 5-9 % each.
+#[test]
+fn a_competitor_arriving_with_a_full_queue_then_standing_just_above_is_yielded_to() {
+    let mut c = Controller::new(cfg(None), Duration::ZERO);
+    let mut now = Duration::ZERO;
+    let mut feed = |c: &mut Controller, n: u32, delay: &dyn Fn(u32) -> Duration| {
+        for i in 0..n {
+            now += STEP;
+            c.sample(now, delay(i), (LINK * 0.01) as u64);
+        }
+    };
+    feed(&mut c, 2000, &|_| 2 * MS);
+    let before = c.rate() as f64;
+    assert!(before >= LINK, "{before}");
+    feed(&mut c, 15, &|_| 13 * MS);
+    assert!(
+        (c.rate() as f64) <= before * 0.6,
+        "one deep cut: {}",
+        c.rate()
+    );
+    feed(&mut c, 185, &|i| {
+        2 * MS + Duration::from_micros(3500 - 5 * u64::from(i))
+    });
+    let after = c.rate() as f64;
+    assert!(after <= before / 10.0, "{after} of {before} after 2 s");
+}
+
 /// Alone, its own queue drains once the rate is below the link: a first
 /// cut too shallow for that is followed at once (the queue still grows),
 /// and the rate holds near the link, not a sawtooth down to 60 % of it
