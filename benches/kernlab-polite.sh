@@ -17,7 +17,8 @@
 # less the competitor's own bytes (iperf3's 1 s intervals).
 # Cases: idle, comp, auto-alone, auto-comp (competitor from 0 s, the copy
 # from 2 s, measured 8-21 s), fixed-comp (jobrun at half the link), as in
-# netlab-polite.py. Env: PROTOS, CASES, REPEATS, KERNLAB, OUT, JOBRUN.
+# netlab-polite.py; fixed-alone (half the link, alone). Env: PROTOS, CASES,
+# REPEATS, POLITE_TARGET (the manifest's polite_target), KERNLAB, OUT, JOBRUN.
 set -euo pipefail
 if [[ -z "${KERNLAB_POLITE_LOCKED:-}" ]]; then
   exec env KERNLAB_POLITE_LOCKED=1 flock /tmp/kernlab.lock "$0" "$@"
@@ -44,6 +45,7 @@ if [[ ! -f "$OUT/../payload-polite/ok" ]]; then
 fi
 PAYLOAD=$(cd "$OUT/../payload-polite" && pwd)
 printf 'source = "/nonexistent"\ndestination = "/nonexistent"\n' >"$OUT/job.toml"
+[[ -z "${POLITE_TARGET:-}" ]] || echo "polite_target = \"$POLITE_TARGET\"" >>"$OUT/job.toml"
 
 timeout 7200 iperf3 -s -B 198.18.1.1 >"$OUT/iperf3-server.log" 2>&1 &
 server=$!
