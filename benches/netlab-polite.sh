@@ -5,9 +5,9 @@
 #   benches/netlab-polite.sh            (REPEATS=3 DIRS="rx tx" RATE=200mbit)
 #
 # Env: REPEATS, FIRST_REP (adds repeats to an OUT), DIRS ("rx": the
-# competitor reads, as jobrun's reads of the source; "tx": it writes), CASES (see netlab-polite.py), RATE, OUT,
-# POLITE_TARGET (the manifest's polite_target), NETLAB, JOBRUN (default:
-# build release). Holds /tmp/netlab.lock for its whole run; leaves the lab up
+# competitor reads, as jobrun's reads of the source; "tx": it writes), CASES
+# (see netlab-polite.py), RATE, OUT, POLITE_TARGET (the manifest's
+# polite_target), NETLAB, JOBRUN (default: build release). Holds /tmp/netlab.lock for its whole run; leaves the lab up
 # as netlab's default (sshfs) for the next user.
 set -euo pipefail
 if [[ -z "${NETLAB_POLITE_LOCKED:-}" ]]; then
