@@ -41,7 +41,7 @@ const ALGORITHMS: [&str; 1] = ["sha256"];
 /// SQL: the recorded source root.
 pub(super) const SOURCE_ROOT: &str = "(SELECT value FROM meta WHERE key = 'source')";
 /// SQL: the recorded destination root.
-const DEST_ROOT: &str = "(SELECT value FROM meta WHERE key = 'destination')";
+pub(super) const DEST_ROOT: &str = "(SELECT value FROM meta WHERE key = 'destination')";
 
 /// The `entries` table (created empty; the hook fills it).
 pub(super) const TABLE: &str = "
@@ -372,6 +372,11 @@ const BIG: u64 = 100_000;
 /// Whether the last v12 rewrite in this process was big (see [`BIG`]).
 static WAS_BIG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Records whether the rewrite of `total` rows is big (see [`BIG`]).
+pub(super) fn set_big(total: u64) {
+    WAS_BIG.store(total >= BIG, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// One line about a migration: on stderr for a big one, else in the log.
 pub(super) fn say(line: String) {
     if WAS_BIG.load(std::sync::atomic::Ordering::Relaxed) {
@@ -396,8 +401,8 @@ fn migrate_every(
     };
     let (src, dst) = (root("source")?, root("destination")?);
     let total: i64 = tx.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
-    WAS_BIG.store(total as u64 >= BIG, std::sync::atomic::Ordering::Relaxed);
-    let mut progress = Progress::new(total as u64, every, say);
+    set_big(total as u64);
+    let mut progress = Progress::new(12, total as u64, every, say);
     let mut read = tx.prepare(&format!(
         "SELECT rowid, source_path, dest_path, kind, status, size, {}, hash, hash_algorithm,
                 verified_hash, link_dev, link_ino FROM files ORDER BY rowid",
@@ -503,6 +508,7 @@ fn code(v: ValueRef<'_>, names: &[&str]) -> rusqlite::Result<rusqlite::types::Va
 /// The migration's progress on stderr (through the log, as every other
 /// line): the rows to rewrite at the start, then every [`Progress::EVERY`].
 pub(super) struct Progress<'a> {
+    version: u32,
     say: &'a mut dyn FnMut(String),
     every: std::time::Duration,
     total: u64,
@@ -515,17 +521,20 @@ impl<'a> Progress<'a> {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
     pub(super) fn new(
+        version: u32,
         total: u64,
         every: std::time::Duration,
         say: &'a mut dyn FnMut(String),
     ) -> Self {
         if total > 0 {
             say(format!(
-                "state DB v12: rewriting {total} rows compactly (paths below their roots)"
+                "state DB v{version}: rewriting {total} rows compactly ({})",
+                if version == 12 { "paths below their roots" } else { "keyed by folder and name" }
             ));
         }
         let now = std::time::Instant::now();
         Self {
+            version,
             say,
             every,
             total,
@@ -535,7 +544,7 @@ impl<'a> Progress<'a> {
         }
     }
 
-    fn step(&mut self) {
+    pub(super) fn step(&mut self) {
         self.done += 1;
         if self.done.is_multiple_of(4096) && self.last.elapsed() >= self.every {
             self.last = std::time::Instant::now();
@@ -547,7 +556,8 @@ impl<'a> Progress<'a> {
     /// `rewritten D of T rows (P%), S s`.
     pub(super) fn line(&self) -> String {
         format!(
-            "state DB v12: rewritten {} of {} rows ({}%), {:.0} s",
+            "state DB v{}: rewritten {} of {} rows ({}%), {:.0} s",
+            self.version,
             self.done,
             self.total,
             (self.done * 100).checked_div(self.total).unwrap_or(100),
@@ -555,7 +565,7 @@ impl<'a> Progress<'a> {
         )
     }
 
-    fn done(&mut self) {
+    pub(super) fn done(&mut self) {
         if self.total > 0 {
             let line = self.line();
             (self.say)(line);
@@ -650,7 +660,7 @@ mod tests {
     #[test]
     fn the_progress_line_says_rows_done_of_all() {
         let mut sink = |_| {};
-        let mut p = Progress::new(200, Progress::EVERY, &mut sink);
+        let mut p = Progress::new(12, 200, Progress::EVERY, &mut sink);
         for _ in 0..50 {
             p.step();
         }

@@ -24,6 +24,7 @@ mod failed;
 mod files;
 mod hashed;
 mod in_flight;
+mod keyed;
 mod links;
 mod listing;
 mod lookup;
@@ -282,11 +283,11 @@ fn migrate(conn: &mut Connection, path: &Utf8Path) -> Result<()> {
             path: path.to_owned(),
             source,
         })?;
-    if from > 0 && from < 12 {
-        // v12 rewrote every row into `entries`: the old table's pages are
+    if from > 0 && from < 13 {
+        // v12 and v13 rewrote every row: the old table's pages are
         // free but still in the file until a VACUUM gives them back. A
         // failure (no room for its copy) leaves the DB whole and as large.
-        compact::say("state DB v12: giving back the old rows' space (VACUUM)".into());
+        compact::say("state DB: giving back the old rows' space (VACUUM)".into());
         if let Err(e) = conn.execute_batch("VACUUM") {
             tracing::warn!(db = %path, "state DB kept its free pages: VACUUM failed: {e}");
         }

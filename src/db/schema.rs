@@ -7,7 +7,7 @@ use rusqlite_migration::{M, Migrations};
 use super::{Result, StateDb};
 
 /// The version the last migration brings a DB to.
-pub(super) const LATEST: i64 = 12;
+pub(super) const LATEST: i64 = 13;
 
 pub(super) static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     Migrations::new(vec![
@@ -179,6 +179,11 @@ CREATE TABLE runs (
         // `compact.rs`), rewritten row by row with a progress line, and
         // `files` a view showing them as before.
         M::up_with_hook(super::compact::TABLE, super::compact::migrate),
+        // v13: the rows keyed by (folder, name) in a WITHOUT ROWID table,
+        // times as differences, the rarely set columns apart (see
+        // `keyed.rs`), rewritten row by row with a progress line; `files`
+        // the same view.
+        M::up_with_hook(super::keyed::TABLES, super::keyed::migrate),
     ])
 });
 

@@ -1,0 +1,692 @@
+//! v13: `files` rows keyed by (folder, name) in a `WITHOUT ROWID` table
+//! (issue 26 item 1: ≤ 100 bytes a row), and the view `files` that shows
+//! them as SPEC §4 describes them.
+//!
+//! What v13 saves over v12's `entries` (147 B a row at 1M rows):
+//! - No rowid table plus path index: the table *is* the index on
+//!   (`folder`, `name`), so a path is stored once, as its last name and
+//!   the id of its folder (`folders`: one row per folder, its stored path
+//!   as v12 stored entries' paths, below the source root).
+//! - `id` is the row's id (the v12 rowid, kept by the migration): the order
+//!   rows were found in, the scan's bitset, samples, names. Only rows not
+//!   synced are found by it (`entries_todo`); the rest by their key.
+//! - Times: the mtime as seconds and nanoseconds; the atime and ctime as
+//!   differences from it, the birth time from the ctime, the after-copy
+//!   mtime from the mtime (usually 0, stored in no byte); a difference
+//!   beyond 64 bits is stored as the whole time in `times`' text form.
+//! - `mode` with its kind's type bits flipped off (a 2-byte value).
+//! - The rarely set columns (explicit destination, error and streak, the
+//!   verify result, hard-link identity) in `entry_extra`, by `id`, with the
+//!   row's key.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::compact::{self, KINDS, STATUSES};
+use super::times::{self, Ns};
+
+/// The tables, created empty (the hook fills them from v12's `entries`).
+pub(super) const TABLES: &str = "
+DROP VIEW files;
+DROP TRIGGER IF EXISTS entries_totals_insert;
+DROP TRIGGER IF EXISTS entries_totals_delete;
+DROP TRIGGER IF EXISTS entries_totals_update;
+ALTER TABLE entries RENAME TO entries_v12;
+CREATE TABLE folders (
+    id   INTEGER PRIMARY KEY,
+    path NOT NULL UNIQUE
+);
+CREATE TABLE entry_ids (next INTEGER NOT NULL);
+INSERT INTO entry_ids VALUES (1);
+CREATE TABLE entries (
+    folder     INTEGER NOT NULL,
+    name       NOT NULL,
+    id         INTEGER NOT NULL,
+    kind       INTEGER NOT NULL CHECK (kind IN (0, 1, 2)),
+    status     INTEGER NOT NULL CHECK (status IN (0, 1, 2)),
+    size       INTEGER NOT NULL,
+    mtime      INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    atime_d    NOT NULL,
+    ctime_d    NOT NULL,
+    birth_d,
+    mode_x     INTEGER NOT NULL,
+    uid        INTEGER NOT NULL,
+    gid        INTEGER NOT NULL,
+    hash,
+    hash_algorithm,
+    after_d,
+    after_size INTEGER,
+    scan_id    INTEGER NOT NULL,
+    PRIMARY KEY (folder, name)
+) WITHOUT ROWID;
+CREATE TABLE entry_extra (
+    id            INTEGER PRIMARY KEY,
+    folder        INTEGER NOT NULL,
+    name          NOT NULL,
+    dest,
+    error         TEXT,
+    fail_streak   INTEGER NOT NULL DEFAULT 0,
+    verified_at   INTEGER,
+    verify_result TEXT,
+    verified_hash,
+    link_dev      INTEGER,
+    link_ino      INTEGER
+);
+";
+
+/// The file type bits of each kind (`KINDS` order), flipped off in
+/// `mode_x`.
+const TYPE_BITS: [u32; 3] = [0o100000, 0o040000, 0o120000];
+
+/// `mode` as stored for a row of kind code `kind`.
+pub(super) fn mode_x(kind: i64, mode: u32) -> i64 {
+    i64::from(mode ^ TYPE_BITS.get(kind as usize).copied().unwrap_or(0))
+}
+
+/// The mode of a stored `mode_x`.
+pub(super) fn mode_of(kind: i64, x: i64) -> u32 {
+    (x as u32) ^ TYPE_BITS.get(kind as usize).copied().unwrap_or(0)
+}
+
+const S: i128 = 1_000_000_000;
+
+/// A time as (seconds, nanoseconds 0..1e9).
+pub(super) fn split_ns(ns: i128) -> (i64, i64) {
+    (
+        i64::try_from(ns.div_euclid(S)).unwrap_or(i64::MAX),
+        ns.rem_euclid(S) as i64,
+    )
+}
+
+/// The time of stored (seconds, nanoseconds).
+pub(super) fn join_ns(secs: i64, ns: i64) -> i128 {
+    i128::from(secs) * S + i128::from(ns)
+}
+
+/// `t` stored against `base`: the difference where 64 bits hold it, else
+/// the whole time as text.
+pub(super) fn delta(base: i128, t: i128) -> ToSqlOutput<'static> {
+    match i64::try_from(t - base) {
+        Ok(d) => ToSqlOutput::from(d),
+        Err(_) => ToSqlOutput::from(times::text(t)),
+    }
+}
+
+/// An optional [`delta`].
+pub(super) fn delta_opt(base: i128, t: Option<i128>) -> Option<ToSqlOutput<'static>> {
+    t.map(|t| delta(base, t))
+}
+
+/// The birth time stored against the ctime (itself stored against the
+/// mtime): the whole time as text when the ctime's difference is text, so
+/// that SQL can always read it back.
+pub(super) fn birth_delta(
+    mtime: i128,
+    changed: i128,
+    birth: Option<i128>,
+) -> Option<ToSqlOutput<'static>> {
+    let birth = birth?;
+    Some(match i64::try_from(changed - mtime) {
+        Ok(_) => delta(changed, birth),
+        Err(_) => ToSqlOutput::from(times::text(birth)),
+    })
+}
+
+/// Inverse of [`delta`].
+pub(super) fn undelta(base: i128, v: ValueRef<'_>) -> rusqlite::Result<i128> {
+    match v {
+        ValueRef::Integer(d) => Ok(base + i128::from(d)),
+        other => Ok(rusqlite::types::FromSql::column_result(other)
+            .map(|t: Ns| t.0)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, other.data_type(), e.into()))?),
+    }
+}
+
+/// Inverse of [`delta_opt`].
+pub(super) fn undelta_opt(base: i128, v: ValueRef<'_>) -> rusqlite::Result<Option<i128>> {
+    match v {
+        ValueRef::Null => Ok(None),
+        v => undelta(base, v).map(Some),
+    }
+}
+
+/// A stored path (below the source root, or whole) as its folder's stored
+/// path and its name; `None` for a path with no folder (the root `''`, or
+/// `/`).
+pub(super) fn split(stored: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    if stored.is_empty() || stored == b"/" {
+        return (None, stored);
+    }
+    match stored.iter().rposition(|&b| b == b'/') {
+        None => (Some(b""), stored),
+        Some(0) => (Some(b"/"), &stored[1..]),
+        Some(i) => (Some(&stored[..i]), &stored[i + 1..]),
+    }
+}
+
+/// A stored path back from its folder's path and its name.
+pub(super) fn join(folder: Option<&[u8]>, name: &[u8]) -> Vec<u8> {
+    match folder {
+        None | Some(b"") => name.to_vec(),
+        Some(b"/") => [b"/", name].concat(),
+        Some(f) => [f, b"/", name].concat(),
+    }
+}
+
+/// Bytes as a path value (TEXT when UTF-8).
+pub(super) fn bytes_value(b: &[u8]) -> ToSqlOutput<'_> {
+    super::path_value(Path::new(OsStr::from_bytes(b)))
+}
+
+/// The bytes of a TEXT or BLOB value.
+pub(super) fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<&[u8]> {
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => Ok(b),
+        other => Err(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            other.data_type(),
+            "not a path".into(),
+        )),
+    }
+}
+
+/// A row's key: its folder's id (0: none) and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowKey {
+    pub(super) folder: i64,
+    pub(super) name: Vec<u8>,
+}
+
+/// The id of folder `path` (stored form), if recorded.
+pub(super) fn folder_id(conn: &Connection, path: Option<&[u8]>) -> rusqlite::Result<Option<i64>> {
+    let Some(path) = path else { return Ok(Some(0)) };
+    conn.prepare_cached("SELECT id FROM folders WHERE path = ?1")?
+        .query_row([bytes_value(path)], |r| r.get(0))
+        .optional()
+}
+
+/// The id of folder `path`, recorded now if new.
+pub(super) fn folder_id_or_new(conn: &Connection, path: Option<&[u8]>) -> rusqlite::Result<i64> {
+    if let Some(id) = folder_id(conn, path)? {
+        return Ok(id);
+    }
+    conn.prepare_cached("INSERT INTO folders (path) VALUES (?1)")?
+        .execute([bytes_value(path.unwrap_or_default())])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The key of stored path `stored`, if its folder is recorded.
+pub(super) fn key_of(conn: &Connection, stored: &[u8]) -> rusqlite::Result<Option<RowKey>> {
+    let (folder, name) = split(stored);
+    Ok(folder_id(conn, folder)?.map(|folder| RowKey {
+        folder,
+        name: name.to_vec(),
+    }))
+}
+
+/// The key of stored path `stored`, its folder recorded now if new.
+pub(super) fn key_or_new(conn: &Connection, stored: &[u8]) -> rusqlite::Result<RowKey> {
+    let (folder, name) = split(stored);
+    Ok(RowKey {
+        folder: folder_id_or_new(conn, folder)?,
+        name: name.to_vec(),
+    })
+}
+
+/// The next row id, taken.
+pub(super) fn next_id(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("UPDATE entry_ids SET next = next + 1 RETURNING next - 1")?
+        .query_row([], |r| r.get(0))
+}
+
+/// SQL: the stored path of entry alias `e` with its folder alias `f`
+/// (LEFT JOINed on `f.id = e.folder`).
+pub(super) fn stored_sql(e: &str, f: &str) -> String {
+    format!(
+        "(CASE WHEN {e}.folder = 0 OR {f}.path = '' THEN {e}.name
+              WHEN typeof({e}.name) = 'blob' OR typeof({f}.path) = 'blob'
+                THEN CAST(CASE WHEN {f}.path = '/' THEN '' ELSE {f}.path END || '/' || {e}.name AS BLOB)
+              WHEN {f}.path = '/' THEN '/' || {e}.name
+              ELSE {f}.path || '/' || {e}.name END)"
+    )
+}
+
+/// SQL: a time of (seconds, ns) expressions, as `Ns` stores it (an
+/// INTEGER where 64 bits hold it, `@SECS.NNNNNNNNN` beyond).
+fn ns_sql(secs: &str, ns: &str) -> String {
+    format!(
+        "(CASE WHEN {secs} BETWEEN -9223372036 AND 9223372035 THEN {secs} * 1000000000 + {ns}
+              ELSE printf('@%d.%09d', {secs}, {ns}) END)"
+    )
+}
+
+/// SQL: (seconds, ns) of the time (seconds, ns) moved by integer `d`:
+/// secs + d / 1e9 + carry, without overflowing (d / 1e9 and d % 1e9 apart).
+fn moved_sql(secs: &str, ns: &str, d: &str) -> (String, String) {
+    let sum = format!("({ns} + {d} % 1000000000)");
+    let rem = format!("((({sum} % 1000000000) + 1000000000) % 1000000000)");
+    let secs2 = format!("({secs} + {d} / 1000000000 + ({sum} - {rem}) / 1000000000)");
+    (secs2, rem)
+}
+
+/// SQL: the time stored as [`delta`] `d` against the time (seconds, ns).
+fn undelta_sql(secs: &str, ns: &str, d: &str) -> String {
+    let (s2, n2) = moved_sql(secs, ns, d);
+    format!(
+        "(CASE WHEN {d} IS NULL THEN NULL WHEN typeof({d}) <> 'integer' THEN {d}
+              ELSE {} END)",
+        ns_sql(&s2, &n2)
+    )
+}
+
+/// SQL: the birth time (see [`birth_delta`]).
+fn birth_sql() -> String {
+    let (cs, cn) = moved_sql("e.mtime", "e.mtime_ns", "e.ctime_d");
+    let (bs, bn) = moved_sql(&cs, &cn, "e.birth_d");
+    format!(
+        "(CASE WHEN e.birth_d IS NULL THEN NULL WHEN typeof(e.birth_d) <> 'integer' THEN e.birth_d
+              ELSE {} END)",
+        ns_sql(&bs, &bn)
+    )
+}
+
+/// SQL: the name of code `col`.
+fn name_of(col: &str, names: &[&str]) -> String {
+    let whens: String = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!(" WHEN {i} THEN '{n}'"))
+        .collect();
+    format!("CASE {col}{whens} END")
+}
+
+/// SQL: the code of name `col` (unchanged when no name).
+fn code_of(col: &str, names: &[&str]) -> String {
+    let whens: String = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!(" WHEN '{n}' THEN {i}"))
+        .collect();
+    format!("CASE {col}{whens} ELSE {col} END")
+}
+
+fn hex_of(col: &str) -> String {
+    format!("CASE typeof({col}) WHEN 'blob' THEN lower(hex({col})) ELSE {col} END")
+}
+
+/// SQL: a hex text hash as its bytes (anything else unchanged).
+fn unhex_sql(col: &str) -> String {
+    format!(
+        "CASE WHEN typeof({col}) = 'text' AND length({col}) % 2 = 0 AND length({col}) > 0
+                   AND {col} NOT GLOB '*[^0-9a-f]*' THEN unhex({col}) ELSE {col} END"
+    )
+}
+
+/// SQL: `mode_x` as the mode (`kind` the code).
+fn mode_sql(kind: &str, x: &str) -> String {
+    let bits = format!(
+        "CASE {kind} WHEN 0 THEN {} WHEN 1 THEN {} WHEN 2 THEN {} ELSE 0 END",
+        TYPE_BITS[0], TYPE_BITS[1], TYPE_BITS[2]
+    );
+    format!("(({x} | ({bits})) & ~({x} & ({bits})))")
+}
+
+/// The view `files`, its triggers, the indexes and the totals' triggers.
+pub(super) fn after_rows() -> String {
+    let (src, dst) = (compact::SOURCE_ROOT, compact::DEST_ROOT);
+    let stored = stored_sql("e", "f");
+    let m = ns_sql("e.mtime", "e.mtime_ns");
+    let changed = undelta_sql("e.mtime", "e.mtime_ns", "e.ctime_d");
+    format!(
+        "
+CREATE INDEX entries_todo ON entries (id) WHERE status <> 1;
+CREATE INDEX extra_failed ON entry_extra (fail_streak DESC, id) WHERE fail_streak > 0;
+CREATE INDEX extra_link ON entry_extra (link_ino, link_dev) WHERE link_ino IS NOT NULL;
+CREATE VIEW files AS SELECT
+    e.id AS rowid,
+    {full_src} AS source_path,
+    coalesce(x.dest, {full_dst}) AS dest_path,
+    {kind} AS kind,
+    e.size AS size,
+    {m} AS modified_ns,
+    {accessed} AS accessed_ns,
+    {changed} AS changed_ns,
+    {birth} AS created_ns,
+    {mode} AS mode,
+    e.uid AS uid,
+    e.gid AS gid,
+    CASE WHEN e.after_d IS NULL THEN NULL ELSE coalesce(e.after_size, e.size) END
+        AS after_copy_size,
+    {after} AS after_copy_modified_ns,
+    e.scan_id AS scan_id,
+    x.error AS error,
+    coalesce(x.fail_streak, 0) AS fail_streak,
+    x.verified_at AS verified_at,
+    x.verify_result AS verify_result,
+    {hash} AS hash,
+    CASE e.hash_algorithm WHEN 1 THEN 'sha256' ELSE e.hash_algorithm END AS hash_algorithm,
+    {status} AS status,
+    {vhash} AS verified_hash,
+    x.link_dev AS link_dev,
+    x.link_ino AS link_ino,
+    e.folder AS key_folder,
+    e.name AS key_name
+FROM entries e LEFT JOIN folders f ON f.id = e.folder LEFT JOIN entry_extra x ON x.id = e.id;
+CREATE TRIGGER entries_extra_delete AFTER DELETE ON entries BEGIN
+    DELETE FROM entry_extra WHERE id = old.id;
+END;
+CREATE TRIGGER entries_ids AFTER INSERT ON entries WHEN new.id >= (SELECT next FROM entry_ids)
+BEGIN
+    UPDATE entry_ids SET next = new.id + 1;
+END;
+{view_triggers}
+CREATE TRIGGER entries_totals_insert AFTER INSERT ON entries BEGIN
+    UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
+        hashed = hashed + (new.hash IS NOT NULL)
+    WHERE status = {status_n} AND kind = {kind_n};
+END;
+CREATE TRIGGER entries_totals_delete AFTER DELETE ON entries BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - old.size,
+        hashed = hashed - (old.hash IS NOT NULL)
+    WHERE status = {status_o} AND kind = {kind_o};
+END;
+CREATE TRIGGER entries_totals_update AFTER UPDATE OF status, kind, size, hash ON entries
+WHEN old.status IS NOT new.status OR old.kind IS NOT new.kind OR old.size IS NOT new.size
+    OR (old.hash IS NULL) IS NOT (new.hash IS NULL)
+BEGIN
+    UPDATE totals SET entries = entries - 1, bytes = bytes - old.size,
+        hashed = hashed - (old.hash IS NOT NULL)
+    WHERE status = {status_o} AND kind = {kind_o};
+    UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
+        hashed = hashed + (new.hash IS NOT NULL)
+    WHERE status = {status_n} AND kind = {kind_n};
+END;
+",
+        full_src = compact::full_sql(&stored, src),
+        full_dst = compact::full_sql(&stored, dst),
+        kind = name_of("e.kind", &KINDS),
+        birth = birth_sql(),
+        accessed = undelta_sql("e.mtime", "e.mtime_ns", "e.atime_d"),
+        mode = mode_sql("e.kind", "e.mode_x"),
+        after = undelta_sql("e.mtime", "e.mtime_ns", "e.after_d"),
+        hash = hex_of("e.hash"),
+        vhash = hex_of("x.verified_hash"),
+        status = name_of("e.status", &STATUSES),
+        view_triggers = view_triggers(),
+        status_n = name_of("new.status", &STATUSES),
+        kind_n = name_of("new.kind", &KINDS),
+        status_o = name_of("old.status", &STATUSES),
+        kind_o = name_of("old.kind", &KINDS),
+    )
+}
+
+/// SQL: the (seconds, ns) of a view time value `v` (INTEGER ns or text).
+fn secs_of(v: &str) -> (String, String) {
+    // Text times (beyond 64 bits) keep their whole value in `mtime` as far
+    // as SQL can compute; the product never writes through the view.
+    let rem = format!("((({v} % 1000000000) + 1000000000) % 1000000000)");
+    (format!("(({v} - {rem}) / 1000000000)"), rem)
+}
+
+/// The view's INSTEAD OF triggers: writes through `files` (scripts, the
+/// tests) land in `entries` and `entry_extra`.
+fn view_triggers() -> String {
+    let src = compact::SOURCE_ROOT;
+    let rel = compact::rel_sql("NEW.source_path", src);
+    let (ms, mn) = secs_of("NEW.modified_ns");
+    let kind_new = code_of("NEW.kind", &KINDS);
+    let status_new = code_of("NEW.status", &STATUSES);
+    let alg_new = "CASE NEW.hash_algorithm WHEN 'sha256' THEN 1 ELSE NEW.hash_algorithm END";
+    // The stored path `r`: its folder's path (up to its last `/`) and name.
+    let cut = |r: &str| {
+        format!(
+            "length(CAST(rtrim(CAST({r} AS BLOB), replace(CAST({r} AS BLOB), '/', '')) AS BLOB))"
+        )
+    };
+    let parent = |r: &str| {
+        format!(
+            "(CASE WHEN CAST({r} AS BLOB) IN (X'', X'2F') THEN NULL
+                  WHEN {c} = 0 THEN ''
+                  WHEN {c} = 1 THEN '/'
+                  WHEN typeof({r}) = 'blob' THEN substr(CAST({r} AS BLOB), 1, {c} - 1)
+                  ELSE CAST(substr(CAST({r} AS BLOB), 1, {c} - 1) AS TEXT) END)",
+            c = cut(r)
+        )
+    };
+    let name = |r: &str| {
+        format!(
+            "(CASE WHEN CAST({r} AS BLOB) IN (X'', X'2F') THEN {r}
+                  WHEN typeof({r}) = 'blob' THEN substr(CAST({r} AS BLOB), {c} + 1)
+                  ELSE CAST(substr(CAST({r} AS BLOB), {c} + 1) AS TEXT) END)",
+            c = cut(r)
+        )
+    };
+    let folder = |r: &str| {
+        format!(
+            "coalesce((SELECT id FROM folders WHERE path = {p}), 0)",
+            p = parent(r)
+        )
+    };
+    let values = |key_folder: &str, key_name: &str, id: &str| {
+        format!(
+            "{key_folder}, {key_name}, {id}, {kind_new}, {status_new}, NEW.size, {ms}, {mn},
+             NEW.accessed_ns - NEW.modified_ns, NEW.changed_ns - NEW.modified_ns,
+             NEW.created_ns - NEW.changed_ns, {mode}, NEW.uid, NEW.gid, {hash}, {alg_new},
+             NEW.after_copy_modified_ns - NEW.modified_ns,
+             CASE WHEN NEW.after_copy_size IS NOT NEW.size THEN NEW.after_copy_size END,
+             coalesce(NEW.scan_id, 0)",
+            mode = format!(
+                "(NEW.mode | ({b})) & ~(NEW.mode & ({b}))",
+                b = format!(
+                    "CASE {kind_new} WHEN 0 THEN {} WHEN 1 THEN {} WHEN 2 THEN {} ELSE 0 END",
+                    TYPE_BITS[0], TYPE_BITS[1], TYPE_BITS[2]
+                )
+            ),
+            hash = unhex_sql("NEW.hash"),
+        )
+    };
+    let cols = "folder, name, id, kind, status, size, mtime, mtime_ns, atime_d, ctime_d, birth_d,
+        mode_x, uid, gid, hash, hash_algorithm, after_d, after_size, scan_id";
+    let extra = |id: &str, f: &str, n: &str| {
+        format!(
+            "INSERT OR REPLACE INTO entry_extra (id, folder, name, dest, error, fail_streak,
+                 verified_at, verify_result, verified_hash, link_dev, link_ino)
+             SELECT {id}, {f}, {n}, NEW.dest_path, NEW.error, coalesce(NEW.fail_streak, 0),
+                 NEW.verified_at, NEW.verify_result, {vh}, NEW.link_dev, NEW.link_ino
+             WHERE NEW.error IS NOT NULL OR coalesce(NEW.fail_streak, 0) <> 0
+                 OR NEW.verified_at IS NOT NULL OR NEW.verify_result IS NOT NULL
+                 OR NEW.verified_hash IS NOT NULL OR NEW.link_dev IS NOT NULL
+                 OR NEW.link_ino IS NOT NULL OR (NEW.dest_path IS NOT NULL
+                     AND NEW.dest_path IS NOT {derived});
+             DELETE FROM entry_extra WHERE id = {id} AND NOT (NEW.error IS NOT NULL
+                 OR coalesce(NEW.fail_streak, 0) <> 0 OR NEW.verified_at IS NOT NULL
+                 OR NEW.verify_result IS NOT NULL OR NEW.verified_hash IS NOT NULL
+                 OR NEW.link_dev IS NOT NULL OR NEW.link_ino IS NOT NULL
+                 OR (NEW.dest_path IS NOT NULL AND NEW.dest_path IS NOT {derived}));",
+            vh = unhex_sql("NEW.verified_hash"),
+            derived = compact::full_sql(&rel, compact::DEST_ROOT),
+        )
+    };
+    let new_id = "coalesce(NEW.rowid, (SELECT next FROM entry_ids))";
+    format!(
+        "
+CREATE TRIGGER files_insert INSTEAD OF INSERT ON files BEGIN
+    INSERT OR IGNORE INTO folders (path) SELECT {p} WHERE {p} IS NOT NULL;
+    INSERT INTO entries ({cols}) VALUES ({vals_new});
+    {extra_new}
+END;
+CREATE TRIGGER files_update INSTEAD OF UPDATE ON files BEGIN
+    INSERT OR IGNORE INTO folders (path) SELECT {p} WHERE {p} IS NOT NULL;
+    DELETE FROM entries WHERE folder = OLD.key_folder AND name = OLD.key_name;
+    INSERT INTO entries ({cols}) VALUES ({vals_upd});
+    {extra_upd}
+END;
+CREATE TRIGGER files_delete INSTEAD OF DELETE ON files BEGIN
+    DELETE FROM entries WHERE folder = OLD.key_folder AND name = OLD.key_name;
+END;
+",
+        p = parent(&rel),
+        vals_new = values(&folder(&rel), &name(&rel), new_id),
+        extra_new = extra(
+            "coalesce(NEW.rowid, (SELECT next - 1 FROM entry_ids))",
+            &folder(&rel),
+            &name(&rel)
+        ),
+        vals_upd = values(&folder(&rel), &name(&rel), "OLD.rowid"),
+        extra_upd = extra("OLD.rowid", &folder(&rel), &name(&rel)),
+    )
+}
+
+/// The v13 migration: every v12 row rewritten under its key, with its
+/// extra columns where it has any, then the old table dropped. One
+/// transaction; progress lines as v12's.
+pub(super) fn migrate(tx: &Transaction<'_>) -> rusqlite_migration::HookResult {
+    migrate_every(tx, std::time::Duration::from_secs(5), &mut compact::say)
+}
+
+fn migrate_every(
+    tx: &Transaction<'_>,
+    every: std::time::Duration,
+    say: &mut dyn FnMut(String),
+) -> rusqlite_migration::HookResult {
+    let total: i64 = tx.query_row("SELECT count(*) FROM entries_v12", [], |r| r.get(0))?;
+    compact::set_big(total as u64);
+    let mut progress = compact::Progress::new(13, total as u64, every, say);
+    let mut read = tx.prepare(
+        "SELECT rowid, path, dest, kind, status, size, modified_ns, accessed_ns, changed_ns,
+                created_ns, mode, uid, gid, hash, hash_algorithm, after_copy_size,
+                after_copy_modified_ns, scan_id, error, fail_streak, verified_at,
+                verify_result, verified_hash, link_dev, link_ino
+         FROM entries_v12 ORDER BY rowid",
+    )?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let key = key_or_new(tx, bytes_of(r.get_ref(1)?)?)?;
+        let kind: i64 = r.get(3)?;
+        let m: Ns = r.get(6)?;
+        let (secs, ns) = split_ns(m.0);
+        let changed: Ns = r.get(8)?;
+        let after_size: Option<i64> = r.get(15)?;
+        let after_m: Option<Ns> = r.get(16)?;
+        let size: i64 = r.get(5)?;
+        tx.prepare_cached(
+            "INSERT INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
+                 atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, hash_algorithm, after_d,
+                 after_size, scan_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19)",
+        )?
+        .execute(params![
+            key.folder,
+            bytes_value(&key.name),
+            id,
+            kind,
+            r.get::<_, i64>(4)?,
+            size,
+            secs,
+            ns,
+            delta(m.0, r.get::<_, Ns>(7)?.0),
+            delta(m.0, changed.0),
+            birth_delta(m.0, changed.0, r.get::<_, Option<Ns>>(9)?.map(|t| t.0)),
+            mode_x(kind, r.get(10)?),
+            r.get::<_, i64>(11)?,
+            r.get::<_, i64>(12)?,
+            r.get_ref(13)?,
+            r.get_ref(14)?,
+            delta_opt(m.0, after_m.map(|t| t.0)),
+            after_size.filter(|s| *s != size),
+            r.get::<_, i64>(17)?,
+        ])?;
+        let extra = (18..=24)
+            .map(|i| r.get_ref(i))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let dest = r.get_ref(2)?;
+        let any = dest != ValueRef::Null
+            || extra
+                .iter()
+                .enumerate()
+                .any(|(i, v)| *v != ValueRef::Null && !(i == 1 && *v == ValueRef::Integer(0)));
+        if any {
+            tx.prepare_cached(
+                "INSERT INTO entry_extra (id, folder, name, dest, error, fail_streak,
+                     verified_at, verify_result, verified_hash, link_dev, link_ino)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                id,
+                key.folder,
+                bytes_value(&key.name),
+                dest,
+                extra[0],
+                extra[1],
+                extra[2],
+                extra[3],
+                extra[4],
+                extra[5],
+                extra[6],
+            ])?;
+        }
+        progress.step();
+    }
+    drop(rows);
+    drop(read);
+    tx.execute_batch(&format!(
+        "UPDATE entry_ids SET next = (SELECT coalesce(max(rowid), 0) + 1 FROM entries_v12);
+         DROP TABLE entries_v12;\n{}",
+        after_rows()
+    ))?;
+    progress.done();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_folder_and_name_and_back() {
+        for (p, f, n) in [
+            (&b""[..], None, &b""[..]),
+            (b"/", None, b"/"),
+            (b"a", Some(&b""[..]), b"a"),
+            (b"a/b", Some(b"a"), b"b"),
+            (b"a/b/c.txt", Some(b"a/b"), b"c.txt"),
+            (b"/x", Some(b"/"), b"x"),
+            (b"/x/y", Some(b"/x"), b"y"),
+            (b"caf\xe9/\xff", Some(b"caf\xe9"), b"\xff"),
+        ] {
+            assert_eq!(split(p), (f, n), "{p:?}");
+            assert_eq!(join(f, n), p, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn modes_keep_every_bit_through_the_flip() {
+        for (kind, mode) in [(0, 0o100644), (1, 0o40755), (2, 0o120777), (0, 0o644), (1, 0o104755)] {
+            assert_eq!(mode_of(kind, mode_x(kind, mode)), mode);
+        }
+        assert!(mode_x(0, 0o100644) < 0o10000);
+    }
+
+    #[test]
+    fn deltas_round_trip_over_any_range() {
+        let big = i128::from(i64::MAX) * 3;
+        for (base, t) in [(0, 0), (5, -7), (-big, big), (big, -big), (1, 1 + i128::from(i64::MAX))] {
+            let v = delta(base, t);
+            let r = match &v {
+                ToSqlOutput::Owned(o) => ValueRef::from(o),
+                ToSqlOutput::Borrowed(b) => *b,
+                _ => unreachable!(),
+            };
+            assert_eq!(undelta(base, r).unwrap(), t, "{base} {t}");
+        }
+        assert_eq!(split_ns(-1), (-1, 999_999_999));
+        assert_eq!(join_ns(-1, 999_999_999), -1);
+    }
+}
