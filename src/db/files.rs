@@ -11,9 +11,9 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
-use super::compact::{self, Algorithm, algorithm_opt, hash_opt, hash_read};
-use super::times::{self, Ns};
-use super::{Result, StateDb, Tx, kind_code, kind_of, path_value};
+use super::compact::{self, algorithm_opt, hash_opt};
+use super::keyed;
+use super::{Result, StateDb, Tx, kind_code, kind_of};
 use crate::decide::{EntryKind, Stamp};
 
 /// The id of a `files` row (its rowid). Only the DB hands them out.
@@ -208,7 +208,7 @@ pub struct Synced<'a> {
 
 impl StateDb {
     /// Deletes every row whose id `seen` rejects (rows of entries the scan
-    /// did not find), in chunks of rowids; returns how many.
+    /// did not find), in chunks; returns how many.
     pub fn drop_unseen(&mut self, seen: impl Fn(RowId) -> bool) -> Result<u64> {
         self.drop_rows_by(|id, _, _| !seen(id))
     }
@@ -221,10 +221,14 @@ impl StateDb {
     }
 
     /// Deletes the rows for which `drop(id, source_path, kind)` holds, in
-    /// chunks of one transaction each; returns how many.
+    /// chunks of one transaction each (in key order); returns how many.
     fn drop_rows_by(&mut self, drop: impl Fn(RowId, &Path, EntryKind) -> bool) -> Result<u64> {
         const CHUNK: i64 = 50_000;
-        let (mut last, mut dropped) = (0i64, 0u64);
+        let mut last = keyed::RowKey {
+            folder: -1,
+            name: Vec::new(),
+        };
+        let mut dropped = 0u64;
         let root = self.roots.borrow()[0].clone();
         loop {
             let tx = self.conn.transaction()?;
@@ -232,27 +236,34 @@ impl StateDb {
             let mut gone = Vec::new();
             {
                 let mut st = tx.prepare_cached(
-                    "SELECT rowid, path, kind FROM entries WHERE rowid > ?1
-                     ORDER BY rowid LIMIT ?2",
+                    "SELECT e.id, e.folder, e.name, f.path, e.kind
+                     FROM entries e LEFT JOIN folders f ON f.id = e.folder
+                     WHERE (e.folder, e.name) > (?1, ?2) ORDER BY e.folder, e.name LIMIT ?3",
                 )?;
-                let mut rows = st.query(params![last, CHUNK])?;
+                let mut rows = st.query(params![last.folder, last.name_value(), CHUNK])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
-                    last = r.get(0)?;
+                    let folder: i64 = r.get(1)?;
+                    let name = keyed::bytes_of(r.get_ref(2)?)?.to_vec();
+                    let fpath = match r.get_ref(3)? {
+                        ValueRef::Null => None,
+                        v => Some(keyed::bytes_of(v)?.to_vec()),
+                    };
+                    let stored =
+                        keyed::join(if folder == 0 { None } else { fpath.as_deref() }, &name);
+                    last = keyed::RowKey { folder, name };
                     if drop(
-                        RowId(last),
-                        &compact::full_path(
-                            root.as_deref(),
-                            super::path_from(r.get_ref(1)?)?.as_os_str().as_bytes(),
-                        ),
-                        kind_of(r.get_ref(2)?)?,
+                        RowId(r.get(0)?),
+                        &compact::full_path(root.as_deref(), &stored),
+                        kind_of(r.get_ref(4)?)?,
                     ) {
-                        gone.push(last);
+                        gone.push(last.clone());
                     }
                 }
-                let mut del = tx.prepare_cached("DELETE FROM entries WHERE rowid = ?1")?;
-                for id in &gone {
-                    del.execute([id])?;
+                let mut del =
+                    tx.prepare_cached("DELETE FROM entries WHERE folder = ?1 AND name = ?2")?;
+                for k in &gone {
+                    del.execute(params![k.folder, k.name_value()])?;
                 }
             }
             tx.commit()?;
@@ -263,48 +274,61 @@ impl StateDb {
         }
     }
 
-    /// Up to `limit` pending rows with rowid above `after`, in rowid order;
-    /// a row whose destination is a folder the mirror must remove first
-    /// (a recorded type change, see `changes.rs`) waits for it.
+    /// The row's source and destination paths.
+    fn paths_of(&self, d: &keyed::Decoded) -> (PathBuf, PathBuf) {
+        let roots = self.roots.borrow();
+        let source = compact::full_path(roots[0].as_deref(), &d.stored);
+        let dest = d
+            .dest
+            .clone()
+            .unwrap_or_else(|| compact::full_path(roots[1].as_deref(), &d.stored));
+        (source, dest)
+    }
+
+    /// A decoded row as the transfer takes it.
+    fn pending_file(&self, d: keyed::Decoded) -> rusqlite::Result<PendingFile> {
+        let (source, dest) = self.paths_of(&d);
+        Ok(PendingFile {
+            id: RowId(d.id),
+            source,
+            dest,
+            kind: kind_of(ValueRef::Integer(d.kind))?,
+            size: d.size as u64,
+            modified_ns: d.modified,
+            accessed_ns: d.accessed,
+            mode: d.mode,
+            uid: d.uid,
+            gid: d.gid,
+            link: d.link.map(|(a, b)| (a as u64, b as u64)),
+            link_to: None,
+            copied: match (d.hash, d.algorithm, d.after) {
+                (Some(hash), Some(algorithm), Some((size, mtime))) => Some(RecordedCopy {
+                    hash,
+                    algorithm,
+                    after_copy: (size as u64, mtime),
+                }),
+                _ => None,
+            },
+        })
+    }
+
+    /// Up to `limit` pending rows with id above `after`, in id order (the
+    /// order they were found in); a row whose destination is a folder the
+    /// mirror must remove first (a recorded type change, see `changes.rs`)
+    /// waits for it.
     pub fn pending_page(&self, after: Option<RowId>, limit: usize) -> Result<Vec<PendingFile>> {
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT rowid, path, dest, kind, size, modified_ns, accessed_ns, mode,
-                    uid, gid, link_dev, link_ino, hash, hash_algorithm, after_copy_size,
-                    after_copy_modified_ns
-             FROM entries e WHERE status <> 1 AND status = 0 AND rowid > ?1
+            "SELECT {cols} FROM {from}
+             WHERE e.status <> 1 AND e.status = 0 AND e.id > ?1
                  AND NOT EXISTS (SELECT 1 FROM type_changes t
-                     WHERE t.dest_kind = 'dir' AND t.source_path = {})
-             ORDER BY rowid LIMIT ?2",
-            compact::full_sql("e.path", compact::SOURCE_ROOT)
+                     WHERE t.dest_kind = 'dir' AND t.source_path = {src})
+             ORDER BY e.id LIMIT ?2",
+            cols = keyed::COLS,
+            from = keyed::FROM,
+            src = compact::full_sql(&keyed::stored_sql("e", "f"), compact::SOURCE_ROOT)
         ))?;
         let rows = st.query_map(params![after_value(after), limit as i64], |r| {
-            Ok(PendingFile {
-                id: r.get(0)?,
-                source: self.source_of(r.get_ref(1)?)?,
-                dest: self.dest_of(r.get_ref(2)?, r.get_ref(1)?)?,
-                kind: kind_of(r.get_ref(3)?)?,
-                size: r.get::<_, i64>(4)? as u64,
-                modified_ns: r.get::<_, Ns>(5)?.0,
-                accessed_ns: r.get::<_, Ns>(6)?.0,
-                mode: r.get(7)?,
-                uid: r.get(8)?,
-                gid: r.get(9)?,
-                link: link_of(r.get(10)?, r.get(11)?),
-                link_to: None,
-                copied: match (
-                    hash_read(r, 12)?,
-                    r.get::<_, Option<Algorithm>>(13)?.map(|a| a.0),
-                    r.get::<_, Option<i64>>(14)?,
-                    r.get::<_, Option<Ns>>(15)?,
-                ) {
-                    (Some(hash), Some(algorithm), Some(size), Some(mtime)) => Some(RecordedCopy {
-                        hash,
-                        algorithm,
-                        after_copy: (size as u64, mtime.0),
-                    }),
-                    _ => None,
-                },
-            })
+            self.pending_file(keyed::Decoded::read(r, 0)?)
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -320,87 +344,94 @@ impl StateDb {
         modified_ns: i128,
         algorithm: &str,
     ) -> Result<Option<LinkedCopy>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT dest, path, CASE WHEN hash_algorithm = ?5 THEN hash END,
-                    COALESCE(after_copy_size, size), COALESCE(after_copy_modified_ns, modified_ns)
-             FROM entries
-             WHERE link_ino = ?2 AND link_dev = ?1 AND status = 1 AND kind = 0
-                 AND size = ?3 AND modified_ns = ?4
-             ORDER BY rowid LIMIT 1",
-        )?;
-        Ok(st
+        let (secs, ns) = keyed::split_ns(modified_ns);
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {cols} FROM entry_extra xl
+                 JOIN entries e ON e.folder = xl.folder AND e.name = xl.name
+                 LEFT JOIN folders f ON f.id = e.folder LEFT JOIN entry_extra x ON x.id = e.id
+             WHERE xl.link_ino = ?2 AND xl.link_dev = ?1 AND e.status = 1 AND e.kind = 0
+                 AND e.size = ?3 AND e.mtime = ?4 AND e.mtime_ns = ?5
+             ORDER BY xl.id LIMIT 1",
+            cols = keyed::COLS
+        ))?;
+        let found = st
             .query_row(
-                params![
-                    link.0 as i64,
-                    link.1 as i64,
-                    size as i64,
-                    Ns(modified_ns),
-                    Algorithm(algorithm.to_owned())
-                ],
-                |r| {
-                    Ok(LinkedCopy {
-                        dest: self.dest_of(r.get_ref(0)?, r.get_ref(1)?)?,
-                        hash: hash_read(r, 2)?,
-                        stamp: (r.get::<_, i64>(3)? as u64, r.get::<_, Ns>(4)?.0),
-                    })
-                },
+                params![link.0 as i64, link.1 as i64, size as i64, secs, ns],
+                |r| keyed::Decoded::read(r, 0),
             )
-            .optional()?)
+            .optional()?;
+        Ok(found.map(|d| {
+            let (_, dest) = self.paths_of(&d);
+            LinkedCopy {
+                dest,
+                hash: d.hash.filter(|_| d.algorithm.as_deref() == Some(algorithm)),
+                stamp: d
+                    .after
+                    .map_or((d.size as u64, d.modified), |(s, m)| (s as u64, m)),
+            }
+        }))
     }
 
     /// Directory rows waiting for their mtime, deepest paths first.
     pub fn pending_dirs(&self) -> Result<Vec<PendingFile>> {
-        let mut st = self.conn.prepare(
-            "SELECT rowid, path, dest, kind, size, modified_ns, accessed_ns, mode,
-                    uid, gid
-             FROM entries WHERE status <> 1 AND status = 0 AND kind = 1 ORDER BY path DESC",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(PendingFile {
-                id: r.get(0)?,
-                source: self.source_of(r.get_ref(1)?)?,
-                dest: self.dest_of(r.get_ref(2)?, r.get_ref(1)?)?,
-                kind: EntryKind::Dir,
-                size: r.get::<_, i64>(4)? as u64,
-                modified_ns: r.get::<_, Ns>(5)?.0,
-                accessed_ns: r.get::<_, Ns>(6)?.0,
-                mode: r.get(7)?,
-                uid: r.get(8)?,
-                gid: r.get(9)?,
-                link: None,
-                link_to: None,
-                copied: None,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {cols} FROM {from} WHERE e.status <> 1 AND e.status = 0 AND e.kind = 1",
+            cols = keyed::COLS,
+            from = keyed::FROM
+        ))?;
+        let mut rows: Vec<(Vec<u8>, PendingFile)> = st
+            .query_map([], |r| {
+                let d = keyed::Decoded::read(r, 0)?;
+                let stored = d.stored.clone();
+                let mut p = self.pending_file(d)?;
+                p.copied = None;
+                p.link = None;
+                Ok((stored, p))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(rows.into_iter().map(|(_, p)| p).collect())
     }
 
     /// Source rows other than the source root itself.
     pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
-        Ok(self.conn.query_row(
-            "SELECT count(*) FROM entries WHERE path != ?1",
-            [path_value(self.key(source_root))],
-            |r| r.get::<_, i64>(0),
-        )? as u64)
+        let all: i64 = self.conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
+        Ok(all as u64 - u64::from(self.has_source(source_root)?))
+    }
+
+    /// The key of the row of source path `p`, when its folder is recorded.
+    pub(super) fn row_key(&self, p: &Path) -> Result<Option<keyed::RowKey>> {
+        Ok(keyed::key_of(
+            &self.conn,
+            self.key(p).as_os_str().as_bytes(),
+        )?)
     }
 
     /// Whether the DB has a row for this source path.
     pub fn has_source(&self, source_path: &Path) -> Result<bool> {
+        let Some(k) = self.row_key(source_path)? else {
+            return Ok(false);
+        };
         Ok(self
             .conn
-            .prepare_cached("SELECT 1 FROM entries WHERE path = ?1")?
-            .exists([path_value(self.key(source_path))])?)
+            .prepare_cached("SELECT 1 FROM entries WHERE folder = ?1 AND name = ?2")?
+            .exists(params![k.folder, k.name_value()])?)
     }
 
     /// (accessed_ns, modified_ns) of a directory row, by source path.
     pub fn dir_times(&self, source_path: &Path) -> Result<Option<(i128, i128)>> {
+        let Some(k) = self.row_key(source_path)? else {
+            return Ok(None);
+        };
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT accessed_ns, modified_ns FROM entries WHERE path = ?1 AND kind = 1",
+                "SELECT mtime, mtime_ns, atime_d FROM entries
+                 WHERE folder = ?1 AND name = ?2 AND kind = 1",
             )?
-            .query_row([path_value(self.key(source_path))], |r| {
-                Ok((r.get::<_, Ns>(0)?.0, r.get::<_, Ns>(1)?.0))
+            .query_row(params![k.folder, k.name_value()], |r| {
+                let m = keyed::join_ns(r.get(0)?, r.get(1)?);
+                Ok((keyed::undelta(m, r.get_ref(2)?)?, m))
             })
             .optional()?)
     }
@@ -416,36 +447,56 @@ impl Tx<'_> {
         status: RowStatus,
         scan_id: i64,
     ) -> Result<RowId> {
-        let mut st = self.conn.prepare_cached(
-            "INSERT INTO entries (path, dest, kind, size, modified_ns, accessed_ns,
-                changed_ns, created_ns, mode, uid, gid, status, scan_id, link_dev, link_ino)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        )?;
         let at = self.key(&e.path);
-        st.execute(params![
-            path_value(at),
-            self.dest_value(at, dest),
-            kind_code(e.kind),
-            e.size as i64,
-            Ns(e.modified_ns),
-            Ns(e.accessed_ns),
-            Ns(e.changed_ns),
-            times::opt(e.created_ns),
-            e.mode,
-            e.uid,
-            e.gid,
-            status.code(),
-            scan_id,
-            e.link.map(|l| l.0 as i64),
-            e.link.map(|l| l.1 as i64),
-        ])?;
-        Ok(RowId(self.conn.last_insert_rowid()))
+        let key = keyed::key_or_new(&self.conn, at.as_os_str().as_bytes())?;
+        let id = keyed::next_id(&self.conn)?;
+        let kind = kind_code(e.kind);
+        let (secs, ns) = keyed::split_ns(e.modified_ns);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
+                     atime_d, ctime_d, birth_d, mode_x, uid, gid, scan_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?
+            .execute(params![
+                key.folder,
+                key.name_value(),
+                id,
+                kind,
+                status.code(),
+                e.size as i64,
+                secs,
+                ns,
+                keyed::delta(e.modified_ns, e.accessed_ns),
+                keyed::delta(e.modified_ns, e.changed_ns),
+                keyed::birth_delta(e.modified_ns, e.changed_ns, e.created_ns),
+                keyed::mode_x(kind, e.mode),
+                e.uid,
+                e.gid,
+                scan_id,
+            ])?;
+        let dest = self.dest_value(at, dest).map(|v| match v {
+            ToSqlOutput::Borrowed(b) => rusqlite::types::Value::from(b),
+            ToSqlOutput::Owned(o) => o,
+            _ => rusqlite::types::Value::Null,
+        });
+        let link = e.link.map(|l| (l.0 as i64, l.1 as i64));
+        if dest.is_some() || link.is_some() {
+            keyed::Extra {
+                dest,
+                link,
+                ..Default::default()
+            }
+            .store(&self.conn, id, &key)?;
+        }
+        Ok(RowId(id))
     }
 
-    /// Rewrites a known row after a rescan: the new source stamp and status.
-    /// `same_content` (size, mtime and kind unchanged) keeps the hash and the
-    /// after-copy stamp; otherwise both are cleared. A status change clears
-    /// the error. `scan_id` records the scan that last changed the row.
+    /// Rewrites the known row of `e.path` after a rescan: the new source
+    /// stamp and status. `same_content` (size, mtime and kind unchanged)
+    /// keeps the hash and the after-copy stamp; otherwise both are cleared.
+    /// A status change clears the error. `scan_id` records the scan that
+    /// last changed the row.
     pub fn update_source(
         &self,
         id: RowId,
@@ -454,35 +505,59 @@ impl Tx<'_> {
         same_content: bool,
         scan_id: i64,
     ) -> Result<()> {
-        let mut st = self.conn.prepare_cached(
-            "UPDATE entries SET kind = ?2, size = ?3, modified_ns = ?4, accessed_ns = ?5,
-                changed_ns = ?6, created_ns = ?7, mode = ?8, uid = ?9, gid = ?10,
-                error = CASE WHEN status = ?11 THEN error END, status = ?11,
-                fail_streak = CASE WHEN ?11 = 1 THEN 0 ELSE fail_streak END,
-                hash = CASE WHEN ?12 THEN hash END,
-                hash_algorithm = CASE WHEN ?12 THEN hash_algorithm END,
-                after_copy_size = CASE WHEN ?12 THEN after_copy_size END,
-                after_copy_modified_ns = CASE WHEN ?12 THEN after_copy_modified_ns END,
-                scan_id = ?13, link_dev = ?14, link_ino = ?15
-             WHERE rowid = ?1",
-        )?;
-        st.execute(params![
-            id,
-            kind_code(e.kind),
-            e.size as i64,
-            Ns(e.modified_ns),
-            Ns(e.accessed_ns),
-            Ns(e.changed_ns),
-            times::opt(e.created_ns),
-            e.mode,
-            e.uid,
-            e.gid,
-            status.code(),
-            same_content,
-            scan_id,
-            e.link.map(|l| l.0 as i64),
-            e.link.map(|l| l.1 as i64),
-        ])?;
+        let Some(key) = self.row_key(&e.path)? else {
+            return Ok(());
+        };
+        let old_status: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT status FROM entries WHERE folder = ?1 AND name = ?2")?
+            .query_row(params![key.folder, key.name_value()], |r| r.get(0))
+            .optional()?;
+        let Some(old_status) = old_status else {
+            return Ok(());
+        };
+        let kind = kind_code(e.kind);
+        let (secs, ns) = keyed::split_ns(e.modified_ns);
+        // The after-copy stamp is a difference from the mtime: kept as the
+        // same time when the mtime moves (it does not with `same_content`).
+        self.conn
+            .prepare_cached(
+                "UPDATE entries SET kind = ?3, size = ?4, mtime = ?5, mtime_ns = ?6,
+                    atime_d = ?7, ctime_d = ?8, birth_d = ?9, mode_x = ?10, uid = ?11,
+                    gid = ?12, status = ?13,
+                    hash = CASE WHEN ?14 THEN hash END,
+                    hash_algorithm = CASE WHEN ?14 THEN hash_algorithm END,
+                    after_d = CASE WHEN ?14 THEN after_d END,
+                    after_size = CASE WHEN ?14 THEN after_size END,
+                    scan_id = ?15
+                 WHERE folder = ?1 AND name = ?2",
+            )?
+            .execute(params![
+                key.folder,
+                key.name_value(),
+                kind,
+                e.size as i64,
+                secs,
+                ns,
+                keyed::delta(e.modified_ns, e.accessed_ns),
+                keyed::delta(e.modified_ns, e.changed_ns),
+                keyed::birth_delta(e.modified_ns, e.changed_ns, e.created_ns),
+                keyed::mode_x(kind, e.mode),
+                e.uid,
+                e.gid,
+                status.code(),
+                same_content,
+                scan_id,
+            ])?;
+        keyed::Extra::change(&self.conn, id.0, &key, |x| {
+            if old_status != status.code() {
+                x.error = None;
+            }
+            if status == RowStatus::Synced {
+                x.fail_streak = 0;
+            }
+            x.link = e.link.map(|l| (l.0 as i64, l.1 as i64));
+        })?;
         Ok(())
     }
 
@@ -490,35 +565,82 @@ impl Tx<'_> {
     /// from, and what the destination showed right after the copy. A new
     /// copy has not been verified, even when its hash is the old one.
     pub fn mark_synced(&self, done: &Synced<'_>) -> Result<()> {
-        let mut st = self.conn.prepare_cached(
-            "UPDATE entries SET status = 1, error = NULL, hash = ?2, hash_algorithm = ?3,
-                size = ?4, modified_ns = ?5, after_copy_size = ?6, after_copy_modified_ns = ?7,
-                changed_ns = coalesce(?8, changed_ns), fail_streak = 0,
-                verified_at = NULL, verify_result = NULL, verified_hash = NULL
-             WHERE rowid = ?1",
-        )?;
-        st.execute(params![
-            done.id,
-            hash_opt(done.hash),
-            algorithm_opt(done.algorithm),
-            done.size as i64,
-            Ns(done.modified_ns),
-            done.after_copy.map(|s| s.size as i64),
-            done.after_copy.map(|s| Ns(s.modified_ns)),
-            times::opt(done.changed_ns),
-        ])?;
+        let Some((key, _)) = keyed::by_id(&self.conn, done.id.0)? else {
+            return Ok(());
+        };
+        // The other times are differences from the mtime (and the ctime):
+        // read them whole, then stored against the new ones.
+        let times = self
+            .conn
+            .prepare_cached(
+                "SELECT mtime, mtime_ns, atime_d, ctime_d, birth_d FROM entries
+                 WHERE folder = ?1 AND name = ?2",
+            )?
+            .query_row(params![key.folder, key.name_value()], |r| {
+                let m = keyed::join_ns(r.get(0)?, r.get(1)?);
+                let c = keyed::undelta(m, r.get_ref(3)?)?;
+                Ok((
+                    keyed::undelta(m, r.get_ref(2)?)?,
+                    c,
+                    keyed::undelta_opt(c, r.get_ref(4)?)?,
+                ))
+            })?;
+        let (accessed, changed, created) = times;
+        let changed = done.changed_ns.unwrap_or(changed);
+        let m = done.modified_ns;
+        let (secs, ns) = keyed::split_ns(m);
+        self.conn
+            .prepare_cached(
+                "UPDATE entries SET status = 1, hash = ?3, hash_algorithm = ?4, size = ?5,
+                    mtime = ?6, mtime_ns = ?7, atime_d = ?8, ctime_d = ?9, birth_d = ?10,
+                    after_d = ?11, after_size = ?12
+                 WHERE folder = ?1 AND name = ?2",
+            )?
+            .execute(params![
+                key.folder,
+                key.name_value(),
+                hash_opt(done.hash),
+                algorithm_opt(done.algorithm),
+                done.size as i64,
+                secs,
+                ns,
+                keyed::delta(m, accessed),
+                keyed::delta(m, changed),
+                keyed::birth_delta(m, changed, created),
+                done.after_copy.map(|s| keyed::delta(m, s.modified_ns)),
+                done.after_copy
+                    .map(|s| s.size)
+                    .filter(|s| *s != done.size)
+                    .map(|s| s as i64),
+            ])?;
+        keyed::Extra::change(&self.conn, done.id.0, &key, |x| {
+            x.error = None;
+            x.fail_streak = 0;
+            x.verified_at = None;
+            x.verify_result = None;
+            x.verified_hash = None;
+        })?;
+        Ok(())
+    }
+
+    /// Marks row `key` (id `id`) failed, one more run in a row.
+    fn fail(&self, id: i64, key: &keyed::RowKey, error: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE entries SET status = 2 WHERE folder = ?1 AND name = ?2")?
+            .execute(params![key.folder, key.name_value()])?;
+        keyed::Extra::change(&self.conn, id, key, |x| {
+            x.error = Some(error.to_owned());
+            x.fail_streak += 1;
+        })?;
         Ok(())
     }
 
     /// Marks a row failed, one more run in a row (a row fails at most once
     /// a run: it is not pending after).
     pub fn mark_failed(&self, id: RowId, error: &str) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE entries SET status = 2, error = ?2, fail_streak = fail_streak + 1
-                 WHERE rowid = ?1",
-            )?
-            .execute(params![id, error])?;
+        if let Some((key, _)) = keyed::by_id(&self.conn, id.0)? {
+            self.fail(id.0, &key, error)?;
+        }
         Ok(())
     }
 
@@ -526,24 +648,32 @@ impl Tx<'_> {
     /// read, e.g. a folder without read permission: its contents are unknown,
     /// so it must not look synced). Returns whether such a row exists.
     pub fn mark_failed_path(&self, source: &Path, error: &str) -> Result<bool> {
-        Ok(self
+        let Some(key) = self.row_key(source)? else {
+            return Ok(false);
+        };
+        let id: Option<i64> = self
             .conn
-            .prepare_cached(
-                "UPDATE entries SET status = 2, error = ?2, fail_streak = fail_streak + 1
-                 WHERE path = ?1",
-            )?
-            .execute(params![path_value(self.key(source)), error])?
-            > 0)
+            .prepare_cached("SELECT id FROM entries WHERE folder = ?1 AND name = ?2")?
+            .query_row(params![key.folder, key.name_value()], |r| r.get(0))
+            .optional()?;
+        match id {
+            Some(id) => self.fail(id, &key, error).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Marks the directory row for `source_dir` pending again: writing into
     /// a directory changes its mtime, which must be restored afterwards.
     pub fn touch_dir(&self, source_dir: &Path) -> Result<()> {
+        let Some(key) = self.row_key(source_dir)? else {
+            return Ok(());
+        };
         self.conn
             .prepare_cached(
-                "UPDATE entries SET status = 0 WHERE path = ?1 AND kind = 1 AND status = 1",
+                "UPDATE entries SET status = 0
+                 WHERE folder = ?1 AND name = ?2 AND kind = 1 AND status = 1",
             )?
-            .execute([path_value(self.key(source_dir))])?;
+            .execute(params![key.folder, key.name_value()])?;
         Ok(())
     }
 }

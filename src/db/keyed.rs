@@ -196,10 +196,17 @@ pub(super) fn bytes_of(v: ValueRef<'_>) -> rusqlite::Result<&[u8]> {
 }
 
 /// A row's key: its folder's id (0: none) and its name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RowKey {
     pub(super) folder: i64,
     pub(super) name: Vec<u8>,
+}
+
+impl RowKey {
+    /// The name as bound (TEXT when UTF-8).
+    pub(super) fn name_value(&self) -> ToSqlOutput<'_> {
+        bytes_value(&self.name)
+    }
 }
 
 /// The id of folder `path` (stored form), if recorded.
@@ -643,6 +650,201 @@ fn migrate_every(
     ))?;
     progress.done();
     Ok(())
+}
+
+/// SQL: the FROM of a row read with its folder and extra columns.
+pub(super) const FROM: &str =
+    "entries e LEFT JOIN folders f ON f.id = e.folder LEFT JOIN entry_extra x ON x.id = e.id";
+
+/// SQL: the columns [`Decoded::read`] reads, from column `at` on.
+pub(super) const COLS: &str = "e.id, e.folder, e.name, f.path, x.dest, e.kind, e.status, e.size,
+    e.mtime, e.mtime_ns, e.atime_d, e.ctime_d, e.birth_d, e.mode_x, e.uid, e.gid, e.hash,
+    e.hash_algorithm, e.after_d, e.after_size, x.link_dev, x.link_ino";
+
+/// A row as stored, decoded (the columns of [`COLS`]).
+#[derive(Debug, Clone)]
+pub(super) struct Decoded {
+    pub id: i64,
+    pub key: RowKey,
+    /// The stored path (below the source root, or whole).
+    pub stored: Vec<u8>,
+    /// The explicit destination, where not derived.
+    pub dest: Option<std::path::PathBuf>,
+    pub kind: i64,
+    pub status: i64,
+    pub size: i64,
+    pub modified: i128,
+    pub accessed: i128,
+    pub changed: i128,
+    pub created: Option<i128>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub hash: Option<String>,
+    pub algorithm: Option<String>,
+    /// The destination's (size, mtime) right after the copy.
+    pub after: Option<(i64, i128)>,
+    pub link: Option<(i64, i64)>,
+}
+
+impl Decoded {
+    /// Reads the columns of [`COLS`] starting at column `at`.
+    pub fn read(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        let c = |i: usize| at + i;
+        let folder: i64 = r.get(c(1))?;
+        let name = bytes_of(r.get_ref(c(2))?)?.to_vec();
+        let fpath = match r.get_ref(c(3))? {
+            ValueRef::Null => None,
+            v => Some(bytes_of(v)?.to_vec()),
+        };
+        let stored = join(if folder == 0 { None } else { fpath.as_deref() }, &name);
+        let kind: i64 = r.get(c(5))?;
+        let size: i64 = r.get(c(7))?;
+        let modified = join_ns(r.get(c(8))?, r.get(c(9))?);
+        let changed = undelta(modified, r.get_ref(c(11))?)?;
+        let after = match r.get_ref(c(18))? {
+            ValueRef::Null => None,
+            d => Some((
+                r.get::<_, Option<i64>>(c(19))?.unwrap_or(size),
+                undelta(modified, d)?,
+            )),
+        };
+        Ok(Self {
+            id: r.get(c(0))?,
+            key: RowKey { folder, name },
+            stored,
+            dest: match r.get_ref(c(4))? {
+                ValueRef::Null => None,
+                v => Some(super::path_from(v)?),
+            },
+            kind,
+            status: r.get(c(6))?,
+            size,
+            modified,
+            accessed: undelta(modified, r.get_ref(c(10))?)?,
+            changed,
+            created: undelta_opt(changed, r.get_ref(c(12))?)?,
+            mode: mode_of(kind, r.get(c(13))?),
+            uid: r.get(c(14))?,
+            gid: r.get(c(15))?,
+            hash: compact::hash_read(r, c(16))?,
+            algorithm: r
+                .get::<_, Option<compact::Algorithm>>(c(17))?
+                .map(|a| a.0),
+            after,
+            link: match (r.get(c(20))?, r.get(c(21))?) {
+                (Some(d), Some(i)) => Some((d, i)),
+                _ => None,
+            },
+        })
+    }
+}
+
+/// The rarely set columns of a row (`entry_extra`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Extra {
+    pub dest: Option<rusqlite::types::Value>,
+    pub error: Option<String>,
+    pub fail_streak: i64,
+    pub verified_at: Option<i64>,
+    pub verify_result: Option<String>,
+    pub verified_hash: Option<rusqlite::types::Value>,
+    pub link: Option<(i64, i64)>,
+}
+
+impl Extra {
+    /// Row `id`'s extra columns (all empty when it has none).
+    pub fn load(conn: &Connection, id: i64) -> rusqlite::Result<Self> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT dest, error, fail_streak, verified_at, verify_result, verified_hash,
+                        link_dev, link_ino FROM entry_extra WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(Self {
+                    dest: r.get(0)?,
+                    error: r.get(1)?,
+                    fail_streak: r.get(2)?,
+                    verified_at: r.get(3)?,
+                    verify_result: r.get(4)?,
+                    verified_hash: r.get(5)?,
+                    link: match (r.get(6)?, r.get(7)?) {
+                        (Some(d), Some(i)) => Some((d, i)),
+                        _ => None,
+                    },
+                })
+            })
+            .optional()?
+            .unwrap_or_default())
+    }
+
+    /// Writes row `id`'s extra columns (its row gone when all are empty).
+    pub fn store(&self, conn: &Connection, id: i64, key: &RowKey) -> rusqlite::Result<()> {
+        if *self == Self::default() {
+            conn.prepare_cached("DELETE FROM entry_extra WHERE id = ?1")?
+                .execute([id])?;
+            return Ok(());
+        }
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO entry_extra (id, folder, name, dest, error, fail_streak,
+                 verified_at, verify_result, verified_hash, link_dev, link_ino)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            id,
+            key.folder,
+            key.name_value(),
+            self.dest,
+            self.error,
+            self.fail_streak,
+            self.verified_at,
+            self.verify_result,
+            self.verified_hash,
+            self.link.map(|l| l.0),
+            self.link.map(|l| l.1),
+        ])?;
+        Ok(())
+    }
+
+    /// Changes row `id`'s extra columns with `f`.
+    pub fn change(
+        conn: &Connection,
+        id: i64,
+        key: &RowKey,
+        f: impl FnOnce(&mut Self),
+    ) -> rusqlite::Result<()> {
+        let old = Self::load(conn, id)?;
+        let mut new = old.clone();
+        f(&mut new);
+        if new != old {
+            new.store(conn, id, key)?;
+        }
+        Ok(())
+    }
+}
+
+/// The id and key of a row not synced, found by its id (the backlog's
+/// index); a synced row by reading every row (never on a hot path).
+pub(super) fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<(RowKey, i64)>> {
+    let read = |r: &rusqlite::Row<'_>| {
+        Ok((
+            RowKey {
+                folder: r.get(0)?,
+                name: bytes_of(r.get_ref(1)?)?.to_vec(),
+            },
+            r.get(2)?,
+        ))
+    };
+    if let Some(found) = conn
+        .prepare_cached("SELECT folder, name, status FROM entries WHERE status <> 1 AND id = ?1")?
+        .query_row([id], read)
+        .optional()?
+    {
+        return Ok(Some(found));
+    }
+    conn.prepare_cached("SELECT folder, name, status FROM entries WHERE id = ?1")?
+        .query_row([id], read)
+        .optional()
 }
 
 #[cfg(test)]

@@ -1,77 +1,93 @@
 //! The scan's lookup of each source entry's row: one statement prepared
 //! for the whole scan, the row decoded as the merge compares it.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::OptionalExtension;
+use rusqlite::types::{FromSql, ValueRef};
+use rusqlite::{OptionalExtension, params};
 
-use super::files::link_of;
-use super::times::Ns;
-use super::{KnownRow, Result, ScanEntry, StateDb, kind_of, path_value};
+use super::keyed;
+use super::{KnownRow, Result, RowId, RowStatus, ScanEntry, StateDb, kind_of};
 use crate::decide::Stamp;
 
 impl StateDb {
     /// The scan's lookup of source rows by path (see [`SourceLookup`]).
     pub fn source_lookup(&self) -> Result<SourceLookup<'_>> {
         Ok(SourceLookup {
-            st: self.conn.prepare(FIND_SOURCE)?,
+            st: self.conn.prepare(&format!(
+                "SELECT {} FROM {} WHERE e.folder = ?1 AND e.name = ?2",
+                keyed::COLS,
+                keyed::FROM
+            ))?,
             db: self,
+            folder: None,
         })
     }
 }
 
-const FIND_SOURCE: &str =
-    "SELECT rowid, kind, size, modified_ns, accessed_ns, changed_ns, created_ns,
-            mode, uid, gid, status, after_copy_size, after_copy_modified_ns, hash IS NOT NULL,
-            link_dev, link_ino
-     FROM entries WHERE path = ?1";
-
 /// The row of each source path the scan meets, on one statement prepared
 /// for the whole scan: a rescan looks up every source entry, and the
 /// statement cache's hashing of the SQL text and its bookkeeping cost
-/// about as much as the lookup itself.
+/// about as much as the lookup itself. The last folder's id is kept: the
+/// walk meets a folder's entries one after another.
 pub struct SourceLookup<'db> {
     st: rusqlite::Statement<'db>,
     db: &'db StateDb,
+    folder: Option<(Vec<u8>, Option<i64>)>,
 }
 
 impl SourceLookup<'_> {
     /// The row of `path`; `None` when new.
     pub fn find(&mut self, path: &Path) -> Result<Option<KnownRow>> {
+        let stored = self.db.key(path).as_os_str().as_bytes();
+        let (parent, name) = keyed::split(stored);
+        let folder = match (parent, &self.folder) {
+            (None, _) => Some(0),
+            (Some(p), Some((last, id))) if p == last.as_slice() && id.is_some() => *id,
+            (Some(p), _) => {
+                let id = keyed::folder_id(&self.db.conn, Some(p))?;
+                // Only a folder found is kept: one recorded later (by this
+                // scan's inserts) is looked up again.
+                self.folder = Some((p.to_vec(), id));
+                id
+            }
+        };
+        let Some(folder) = folder else {
+            return Ok(None);
+        };
         Ok(self
             .st
-            .query_row([path_value(self.db.key(path))], known_row)
+            .query_row(params![folder, keyed::bytes_value(name)], known_row)
             .optional()?)
     }
 }
 
 fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
-    let kind = kind_of(r.get_ref(1)?)?;
-    let after = match (r.get::<_, Option<i64>>(11)?, r.get::<_, Option<Ns>>(12)?) {
-        (Some(size), Some(m)) => Some(Stamp {
-            kind,
-            size: size as u64,
-            modified_ns: m.0,
-        }),
-        _ => None,
-    };
+    let d = keyed::Decoded::read(r, 0)?;
+    let kind = kind_of(ValueRef::Integer(d.kind))?;
     Ok(KnownRow {
-        id: r.get(0)?,
+        id: RowId(d.id),
         entry: ScanEntry {
             path: PathBuf::new(),
             kind,
-            size: r.get::<_, i64>(2)? as u64,
-            modified_ns: r.get::<_, Ns>(3)?.0,
-            accessed_ns: r.get::<_, Ns>(4)?.0,
-            changed_ns: r.get::<_, Ns>(5)?.0,
-            created_ns: r.get::<_, Option<Ns>>(6)?.map(|t| t.0),
-            mode: r.get(7)?,
-            uid: r.get(8)?,
-            gid: r.get(9)?,
-            link: link_of(r.get(14)?, r.get(15)?),
+            size: d.size as u64,
+            modified_ns: d.modified,
+            accessed_ns: d.accessed,
+            changed_ns: d.changed,
+            created_ns: d.created,
+            mode: d.mode,
+            uid: d.uid,
+            gid: d.gid,
+            link: d.link.map(|(a, b)| (a as u64, b as u64)),
         },
-        status: r.get(10)?,
-        after_copy: after,
-        hashed: r.get(13)?,
+        status: RowStatus::column_result(ValueRef::Integer(d.status))
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, e.into()))?,
+        after_copy: d.after.map(|(size, m)| Stamp {
+            kind,
+            size: size as u64,
+            modified_ns: m,
+        }),
+        hashed: d.hash.is_some(),
     })
 }
