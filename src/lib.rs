@@ -42,7 +42,9 @@
 //!   filters before a folder is entered, NFS silly names left out, folders
 //!   listed ahead, nested mount points), `relpath` (a path below its root);
 //! - `db/` (the only SQL): `schema`, `compact` (v12: rows stored in
-//!   `entries` below their roots, the view `files`), `meta` (every meta
+//!   `entries` below their roots, the view `files`), `keyed` (v13: rows
+//!   keyed by folder and name, times as differences, rare columns apart;
+//!   the view `files` on them), `meta` (every meta
 //!   key), `roots` (and `rebase`'s sample), `files` (`RowStatus`, `RowId`),
 //!   `lookup` (the scan's row lookup), `links` (hard-link groups found
 //!   among the rows),

@@ -224,11 +224,11 @@ fn feed(
 ) -> Result<(), DbError> {
     let mut after = None;
     loop {
-        let page = db.verify_page(plan.since_ns, after, PAGE)?;
+        let page = db.verify_page(plan.since_ns, after.as_ref(), PAGE)?;
         let Some(last) = page.last() else {
             return Ok(());
         };
-        after = Some(last.id);
+        after = Some(last.key.clone());
         for row in page.into_iter().filter(|r| plan.wants(r.id)) {
             if stop.load(Relaxed) || tx.send(row).is_err() {
                 // Stopped, or the recorder is gone (it has the error).
@@ -359,7 +359,7 @@ impl Recorder<'_> {
             .write(&lines::audit_line(rec, row, &c.outcome, algo, repair))?;
         let now = crate::clock::now_ns();
         match &row.recorded {
-            Some((hash, _)) => tx.record_verify(row.id, hash, result, now, repair)?,
+            Some((hash, _)) => tx.record_verify(row.id, &row.key, hash, result, now, repair)?,
             None => {
                 let source_hash = match &c.outcome {
                     Outcome::Verified {
@@ -367,7 +367,7 @@ impl Recorder<'_> {
                     } => Some((h.as_str(), algo)),
                     _ => None,
                 };
-                tx.record_adopted(row.id, source_hash, result, now, repair)?;
+                tx.record_adopted(row.id, &row.key, source_hash, result, now, repair)?;
                 if matches!(result, VerifyResult::Ok | VerifyResult::Mismatch) {
                     rec.adopted += 1;
                 }

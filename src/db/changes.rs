@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::params;
 
 use super::times::Ns;
-use super::{Result, RowId, RowStatus, StateDb, Tx, kind_of, path_value};
+use super::{Result, RowId, RowStatus, StateDb, Tx, kind_of, path_from, path_value};
 use crate::decide::{EntryKind, Stamp};
 
 /// One type change with its source row as it stands now.
@@ -32,30 +32,49 @@ pub struct TypeChange {
 impl StateDb {
     /// Every recorded type change whose source row still exists.
     pub fn type_changes(&self) -> Result<Vec<TypeChange>> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT f.rowid, f.path, f.dest, f.kind, f.status, f.size, f.modified_ns,
-                    t.dest_kind, t.dest_size, t.dest_modified_ns
-             FROM type_changes t JOIN entries f ON f.path = {}
-             ORDER BY t.source_path",
-            super::compact::rel_sql("t.source_path", super::compact::SOURCE_ROOT)
-        ))?;
-        let rows = st.query_map([], |r| {
-            Ok(TypeChange {
-                id: r.get(0)?,
-                source: self.source_of(r.get_ref(1)?)?,
-                dest: self.dest_of(r.get_ref(2)?, r.get_ref(1)?)?,
-                kind: kind_of(r.get_ref(3)?)?,
-                status: r.get(4)?,
-                size: r.get::<_, i64>(5)? as u64,
-                modified_ns: r.get::<_, Ns>(6)?.0,
-                dest_stamp: Stamp {
-                    kind: kind_of(r.get_ref(7)?)?,
-                    size: r.get::<_, i64>(8)? as u64,
-                    modified_ns: r.get::<_, Ns>(9)?.0,
-                },
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut st = self.conn.prepare(
+            "SELECT source_path, dest_kind, dest_size, dest_modified_ns FROM type_changes
+             ORDER BY source_path",
+        )?;
+        let noted = st
+            .query_map([], |r| {
+                Ok((
+                    path_from(r.get_ref(0)?)?,
+                    Stamp {
+                        kind: kind_of(r.get_ref(1)?)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        modified_ns: r.get::<_, Ns>(3)?.0,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut found = Vec::new();
+        for (source, dest_stamp) in noted {
+            let Some(d) = self.decoded(&source)? else {
+                continue;
+            };
+            let (_, dest) = self.paths_of(&d);
+            found.push(TypeChange {
+                id: RowId(d.id),
+                source,
+                dest,
+                kind: kind_of(rusqlite::types::ValueRef::Integer(d.kind))?,
+                status: rusqlite::types::FromSql::column_result(
+                    rusqlite::types::ValueRef::Integer(d.status),
+                )
+                .map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Integer,
+                        Box::new(e),
+                    )
+                })?,
+                size: d.size as u64,
+                modified_ns: d.modified,
+                dest_stamp,
+            });
+        }
+        Ok(found)
     }
 
     /// Adds to the mirror's candidates the destination folders that must

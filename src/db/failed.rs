@@ -5,15 +5,22 @@
 use std::path::PathBuf;
 
 use super::path_from;
-use super::{Result, StateDb};
+use super::{Result, StateDb, keyed};
+
+/// SQL: the failed rows with their extra columns (`x`), by `extra_failed`.
+const FAILED: &str = "entry_extra x JOIN entries e ON e.folder = x.folder AND e.name = x.name
+    WHERE x.error IS NOT NULL AND e.status = 2";
 
 impl StateDb {
     /// Up to `n` failed rows with their error text and the runs in a row
     /// they failed, for `status`: the longest streaks first.
     /// (`status` reads without migrating: before v8 each counts 1.)
     pub fn failed_sample(&self, n: usize) -> Result<Vec<(PathBuf, String, u64)>> {
-        let streak = self.fail_streak_column()?;
         let version = self.schema_version()?;
+        if version >= 13 {
+            return self.failed_sample_keyed(n);
+        }
+        let streak = self.fail_streak_column()?;
         let mut st = self.conn.prepare(&if version >= 12 {
             "SELECT path, coalesce(error, ''), fail_streak FROM entries
              WHERE status = 2 ORDER BY fail_streak DESC, rowid LIMIT ?1"
@@ -41,6 +48,19 @@ impl StateDb {
     /// Failed rows that failed in 2 or more runs in a row, and the longest
     /// streak of any.
     pub fn fail_streaks(&self) -> Result<(u64, u64)> {
+        if self.schema_version()? >= 13 {
+            // Lookups of `extra_failed`, not a pass over the failed rows.
+            let (n, max): (i64, Option<i64>) = self.conn.query_row(
+                &format!(
+                    "SELECT (SELECT count(*) FROM {FAILED} AND x.fail_streak >= 2),
+                            (SELECT x.fail_streak FROM {FAILED}
+                             ORDER BY x.fail_streak DESC, x.id LIMIT 1)"
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            return Ok((n as u64, max.unwrap_or(0) as u64));
+        }
         if self.schema_version()? >= 12 {
             // Two lookups of `entries_failed`, not a pass over the failed rows.
             let (n, max): (i64, Option<i64>) = self.conn.query_row(
@@ -63,6 +83,23 @@ impl StateDb {
         )?)
     }
 
+    /// [`StateDb::failed_sample`] on v13 rows: by `extra_failed`.
+    fn failed_sample_keyed(&self, n: usize) -> Result<Vec<(PathBuf, String, u64)>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {cols}, xf.error, xf.fail_streak
+             FROM entry_extra xf JOIN entries e ON e.folder = xf.folder AND e.name = xf.name
+                 LEFT JOIN folders f ON f.id = e.folder LEFT JOIN entry_extra x ON x.id = e.id
+             WHERE xf.error IS NOT NULL AND e.status = 2
+             ORDER BY xf.fail_streak DESC, xf.id LIMIT ?1",
+            cols = keyed::COLS,
+        ))?;
+        let rows = st.query_map([n as i64], |r| {
+            let d = keyed::Decoded::read(r, 0)?;
+            Ok((self.paths_of(&d).0, r.get(23)?, r.get::<_, i64>(24)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// The `fail_streak` column, or before v8 an expression that is 1 on
     /// failed rows (not the literal `1`: `ORDER BY 1` names a column).
     fn fail_streak_column(&self) -> Result<&'static str> {
@@ -77,6 +114,8 @@ impl StateDb {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use super::FAILED;
 
     use crate::db::{RowStatus, Synced};
 
@@ -145,10 +184,12 @@ mod tests {
     fn the_streaks_are_read_through_their_index() {
         let (_dir, _path, db) = crate::db::tests::temp_db();
         for sql in [
-            "SELECT path, coalesce(error, ''), fail_streak FROM entries
-             WHERE status = 2 ORDER BY fail_streak DESC, rowid LIMIT 5",
-            "SELECT count(*) FROM entries WHERE status = 2 AND fail_streak >= 2",
-            "SELECT max(fail_streak) FROM entries WHERE status = 2",
+            "SELECT xf.error, xf.fail_streak
+             FROM entry_extra xf JOIN entries e ON e.folder = xf.folder AND e.name = xf.name
+             WHERE xf.error IS NOT NULL AND e.status = 2
+             ORDER BY xf.fail_streak DESC, xf.id LIMIT 5".to_owned(),
+            format!("SELECT count(*) FROM {FAILED} AND x.fail_streak >= 2"),
+            format!("SELECT x.fail_streak FROM {FAILED} ORDER BY x.fail_streak DESC, x.id LIMIT 1"),
         ] {
             let plan: Vec<String> = db
                 .conn
@@ -159,7 +200,7 @@ mod tests {
                 .map(Result::unwrap)
                 .collect();
             let plan = plan.join(" | ");
-            assert!(plan.contains("INDEX entries_failed"), "{sql}: {plan}");
+            assert!(plan.contains("INDEX extra_failed"), "{sql}: {plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
         }
     }

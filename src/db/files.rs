@@ -275,7 +275,7 @@ impl StateDb {
     }
 
     /// The row's source and destination paths.
-    fn paths_of(&self, d: &keyed::Decoded) -> (PathBuf, PathBuf) {
+    pub(super) fn paths_of(&self, d: &keyed::Decoded) -> (PathBuf, PathBuf) {
         let roots = self.roots.borrow();
         let source = compact::full_path(roots[0].as_deref(), &d.stored);
         let dest = d
@@ -407,6 +407,24 @@ impl StateDb {
         )?)
     }
 
+    /// The row of source path `p`, decoded.
+    pub(super) fn decoded(&self, p: &Path) -> Result<Option<keyed::Decoded>> {
+        let Some(k) = self.row_key(p)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {} FROM {} WHERE e.folder = ?1 AND e.name = ?2",
+                keyed::COLS,
+                keyed::FROM
+            ))?
+            .query_row(params![k.folder, k.name_value()], |r| {
+                keyed::Decoded::read(r, 0)
+            })
+            .optional()?)
+    }
+
     /// Whether the DB has a row for this source path.
     pub fn has_source(&self, source_path: &Path) -> Result<bool> {
         let Some(k) = self.row_key(source_path)? else {
@@ -475,11 +493,7 @@ impl Tx<'_> {
                 e.gid,
                 scan_id,
             ])?;
-        let dest = self.dest_value(at, dest).map(|v| match v {
-            ToSqlOutput::Borrowed(b) => rusqlite::types::Value::from(b),
-            ToSqlOutput::Owned(o) => o,
-            _ => rusqlite::types::Value::Null,
-        });
+        let dest = self.dest_value(at, dest).map(compact::value_of);
         let link = e.link.map(|l| (l.0 as i64, l.1 as i64));
         if dest.is_some() || link.is_some() {
             keyed::Extra {
@@ -624,7 +638,7 @@ impl Tx<'_> {
     }
 
     /// Marks row `key` (id `id`) failed, one more run in a row.
-    fn fail(&self, id: i64, key: &keyed::RowKey, error: &str) -> Result<()> {
+    pub(super) fn fail(&self, id: i64, key: &keyed::RowKey, error: &str) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE entries SET status = 2 WHERE folder = ?1 AND name = ?2")?
             .execute(params![key.folder, key.name_value()])?;
@@ -676,11 +690,6 @@ impl Tx<'_> {
             .execute(params![key.folder, key.name_value()])?;
         Ok(())
     }
-}
-
-/// A recorded hard-link group (both columns set), else none.
-pub(super) fn link_of(dev: Option<i64>, ino: Option<i64>) -> Option<(u64, u64)> {
-    Some((dev? as u64, ino? as u64))
 }
 
 #[cfg(test)]

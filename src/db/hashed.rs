@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::times::Ns;
-use super::{DbError, Result, RowId, StateDb, path_from};
+use super::{DbError, Result, RowId, StateDb, keyed};
 
 /// A synced file as `verify` checks it and `hashes` lists it.
 #[derive(Debug, Clone)]
@@ -34,7 +33,7 @@ impl StateDb {
             .collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Calls `f` for every synced file with a recorded hash, in rowid order,
+    /// Calls `f` for every synced file with a recorded hash, in key order,
     /// from one statement: memory stays constant however many rows there
     /// are. An error from `f` stops the walk and is returned.
     pub fn for_each_hashed<E: From<DbError>>(
@@ -43,28 +42,26 @@ impl StateDb {
     ) -> std::result::Result<(), E> {
         let mut st = self
             .conn
-            .prepare(
-                "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
-                 FROM files WHERE status = 'synced' AND kind = 'file' AND hash IS NOT NULL
-                 ORDER BY rowid",
-            )
+            .prepare(&format!(
+                "SELECT {} FROM {} WHERE e.status = 1 AND e.kind = 0 AND e.hash IS NOT NULL",
+                keyed::COLS,
+                keyed::FROM
+            ))
             .map_err(DbError::from)?;
         let mut rows = st.query([]).map_err(DbError::from)?;
         while let Some(r) = rows.next().map_err(DbError::from)? {
-            f(hashed_file(r).map_err(DbError::from)?)?;
+            let d = keyed::Decoded::read(r, 0).map_err(DbError::from)?;
+            let (source, dest) = self.paths_of(&d);
+            f(HashedFile {
+                id: RowId(d.id),
+                source,
+                dest,
+                size: d.size as u64,
+                modified_ns: d.modified,
+                hash: d.hash.unwrap_or_default(),
+                algorithm: d.algorithm.unwrap_or_default(),
+            })?;
         }
         Ok(())
     }
-}
-
-pub(super) fn hashed_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<HashedFile> {
-    Ok(HashedFile {
-        id: r.get(0)?,
-        source: path_from(r.get_ref(1)?)?,
-        dest: path_from(r.get_ref(2)?)?,
-        size: r.get::<_, i64>(3)? as u64,
-        modified_ns: r.get::<_, Ns>(4)?.0,
-        hash: r.get(5)?,
-        algorithm: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-    })
 }

@@ -266,9 +266,23 @@ pub(super) fn stored_sql(e: &str, f: &str) -> String {
 /// SQL: a time of (seconds, ns) expressions, as `Ns` stores it (an
 /// INTEGER where 64 bits hold it, `@SECS.NNNNNNNNN` beyond).
 fn ns_sql(secs: &str, ns: &str) -> String {
+    // i64 ns reach -9223372037 s + 145224192 ns and 9223372036 s +
+    // 854775807 ns; a negative second is summed from its upper neighbour
+    // so that the lowest one does not overflow.
     format!(
-        "(CASE WHEN {secs} BETWEEN -9223372036 AND 9223372035 THEN {secs} * 1000000000 + {ns}
+        "(CASE WHEN ({secs} > -9223372037 OR ({secs} = -9223372037 AND {ns} >= 145224192))
+                AND ({secs} < 9223372036 OR ({secs} = 9223372036 AND {ns} <= 854775807))
+              THEN CASE WHEN {secs} < 0 THEN ({secs} + 1) * 1000000000 + ({ns} - 1000000000)
+                        ELSE {secs} * 1000000000 + {ns} END
               ELSE printf('@%d.%09d', {secs}, {ns}) END)"
+    )
+}
+
+/// SQL: a time stored whole as text (`@SECS.NNNNNNNNN`), as `Ns` shows it.
+fn text_sql(d: &str) -> String {
+    ns_sql(
+        &format!("CAST(substr({d}, 2, instr({d}, '.') - 2) AS INTEGER)"),
+        &format!("CAST(substr({d}, instr({d}, '.') + 1) AS INTEGER)"),
     )
 }
 
@@ -285,8 +299,9 @@ fn moved_sql(secs: &str, ns: &str, d: &str) -> (String, String) {
 fn undelta_sql(secs: &str, ns: &str, d: &str) -> String {
     let (s2, n2) = moved_sql(secs, ns, d);
     format!(
-        "(CASE WHEN {d} IS NULL THEN NULL WHEN typeof({d}) <> 'integer' THEN {d}
+        "(CASE WHEN {d} IS NULL THEN NULL WHEN typeof({d}) <> 'integer' THEN {}
               ELSE {} END)",
+        text_sql(d),
         ns_sql(&s2, &n2)
     )
 }
@@ -296,8 +311,9 @@ fn birth_sql() -> String {
     let (cs, cn) = moved_sql("e.mtime", "e.mtime_ns", "e.ctime_d");
     let (bs, bn) = moved_sql(&cs, &cn, "e.birth_d");
     format!(
-        "(CASE WHEN e.birth_d IS NULL THEN NULL WHEN typeof(e.birth_d) <> 'integer' THEN e.birth_d
+        "(CASE WHEN e.birth_d IS NULL THEN NULL WHEN typeof(e.birth_d) <> 'integer' THEN {}
               ELSE {} END)",
+        text_sql("e.birth_d"),
         ns_sql(&bs, &bn)
     )
 }
@@ -352,7 +368,7 @@ pub(super) fn after_rows() -> String {
     format!(
         "
 CREATE INDEX entries_todo ON entries (id) WHERE status <> 1;
-CREATE INDEX extra_failed ON entry_extra (fail_streak DESC, id) WHERE fail_streak > 0;
+CREATE INDEX extra_failed ON entry_extra (fail_streak DESC, id) WHERE error IS NOT NULL;
 CREATE INDEX extra_link ON entry_extra (link_ino, link_dev) WHERE link_ino IS NOT NULL;
 CREATE VIEW files AS SELECT
     e.id AS rowid,
@@ -561,6 +577,12 @@ fn migrate_every(
     every: std::time::Duration,
     say: &mut dyn FnMut(String),
 ) -> rusqlite_migration::HookResult {
+    let dest_root: Option<std::path::PathBuf> = tx
+        .query_row("SELECT value FROM meta WHERE key = 'destination'", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()?
+        .map(Into::into);
     let total: i64 = tx.query_row("SELECT count(*) FROM entries_v12", [], |r| r.get(0))?;
     compact::set_big(total as u64);
     let mut progress = compact::Progress::new(13, total as u64, every, say);
@@ -604,21 +626,37 @@ fn migrate_every(
             mode_x(kind, r.get(10)?),
             r.get::<_, i64>(11)?,
             r.get::<_, i64>(12)?,
-            r.get_ref(13)?,
-            r.get_ref(14)?,
+            ToSqlOutput::Borrowed(r.get_ref(13)?),
+            ToSqlOutput::Borrowed(r.get_ref(14)?),
             delta_opt(m.0, after_m.map(|t| t.0)),
             after_size.filter(|s| *s != size),
             r.get::<_, i64>(17)?,
         ])?;
         let extra = (18..=24)
-            .map(|i| r.get_ref(i))
+            .map(|i| r.get_ref(i).map(ToSqlOutput::Borrowed))
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let dest = r.get_ref(2)?;
-        let any = dest != ValueRef::Null
+        // A destination written whole where it is derived (through v12's
+        // view) is dropped: derived again from the path.
+        let stored = bytes_of(r.get_ref(1)?)?;
+        let derived = match (r.get_ref(2)?, &dest_root) {
+            (ValueRef::Null, _) => true,
+            (v, Some(root)) if stored.first() != Some(&b'/') => {
+                bytes_of(v)? == compact::full_path(Some(root), stored).as_os_str().as_bytes()
+            }
+            _ => false,
+        };
+        let dest = if derived {
+            ToSqlOutput::Borrowed(ValueRef::Null)
+        } else {
+            ToSqlOutput::Borrowed(r.get_ref(2)?)
+        };
+        let null = ToSqlOutput::Borrowed(ValueRef::Null);
+        let zero = ToSqlOutput::Borrowed(ValueRef::Integer(0));
+        let any = dest != null
             || extra
                 .iter()
                 .enumerate()
-                .any(|(i, v)| *v != ValueRef::Null && !(i == 1 && *v == ValueRef::Integer(0)));
+                .any(|(i, v)| *v != null && !(i == 1 && *v == zero));
         if any {
             tx.prepare_cached(
                 "INSERT INTO entry_extra (id, folder, name, dest, error, fail_streak,
@@ -659,7 +697,7 @@ pub(super) const FROM: &str =
 /// SQL: the columns [`Decoded::read`] reads, from column `at` on.
 pub(super) const COLS: &str = "e.id, e.folder, e.name, f.path, x.dest, e.kind, e.status, e.size,
     e.mtime, e.mtime_ns, e.atime_d, e.ctime_d, e.birth_d, e.mode_x, e.uid, e.gid, e.hash,
-    e.hash_algorithm, e.after_d, e.after_size, x.link_dev, x.link_ino";
+    e.hash_algorithm, e.after_d, e.after_size, x.link_dev, x.link_ino, e.scan_id";
 
 /// A row as stored, decoded (the columns of [`COLS`]).
 #[derive(Debug, Clone)]
@@ -685,6 +723,7 @@ pub(super) struct Decoded {
     /// The destination's (size, mtime) right after the copy.
     pub after: Option<(i64, i128)>,
     pub link: Option<(i64, i64)>,
+    pub scan_id: i64,
 }
 
 impl Decoded {
@@ -736,6 +775,7 @@ impl Decoded {
                 (Some(d), Some(i)) => Some((d, i)),
                 _ => None,
             },
+            scan_id: r.get(c(22))?,
         })
     }
 }
@@ -823,6 +863,47 @@ impl Extra {
     }
 }
 
+/// Inserts decoded row `d` (from another DB) with its extra columns under
+/// a new id, unless a row has its path already.
+pub(super) fn insert_decoded(conn: &Connection, d: &Decoded, x: &Extra) -> rusqlite::Result<()> {
+    let key = key_or_new(conn, &d.stored)?;
+    let id = next_id(conn)?;
+    let (secs, ns) = split_ns(d.modified);
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO main.entries (folder, name, id, kind, status, size, mtime,
+                 mtime_ns, atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, hash_algorithm,
+                 after_d, after_size, scan_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 ?17, ?18, ?19)",
+        )?
+        .execute(params![
+            key.folder,
+            key.name_value(),
+            id,
+            d.kind,
+            d.status,
+            d.size,
+            secs,
+            ns,
+            delta(d.modified, d.accessed),
+            delta(d.modified, d.changed),
+            birth_delta(d.modified, d.changed, d.created),
+            mode_x(d.kind, d.mode),
+            d.uid,
+            d.gid,
+            compact::hash_opt(d.hash.as_deref()),
+            compact::algorithm_opt(d.algorithm.as_deref()),
+            d.after.map(|(_, m)| delta(d.modified, m)),
+            d.after.map(|(s, _)| s).filter(|s| *s != d.size),
+            d.scan_id,
+        ])?;
+    if n > 0 && *x != Extra::default() {
+        x.store(conn, id, &key)?;
+    }
+    Ok(())
+}
+
 /// The id and key of a row not synced, found by its id (the backlog's
 /// index); a synced row by reading every row (never on a hot path).
 pub(super) fn by_id(conn: &Connection, id: i64) -> rusqlite::Result<Option<(RowKey, i64)>> {
@@ -890,5 +971,127 @@ mod tests {
         }
         assert_eq!(split_ns(-1), (-1, 999_999_999));
         assert_eq!(join_ns(-1, 999_999_999), -1);
+    }
+
+    /// Writes through the view land in `entries` as the product writes
+    /// them, and the running totals follow.
+    #[test]
+    fn the_view_takes_inserts_updates_and_deletes() {
+        let (_dir, _path, db) = crate::db::tests::temp_db();
+        db.check_roots("/s".into(), "/d".into(), &|_, _| false)
+            .unwrap();
+        let c = &db.conn;
+        c.execute(
+            "INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                changed_ns, mode, uid, gid, hash, hash_algorithm, status, scan_id)
+             VALUES (CAST(X'2F732F6361FF' AS BLOB), '/d/x', 'file', 7, 1, 2, 3, 420, 0, 0,
+                'ab01', 'sha256', 'synced', 1)",
+            [],
+        )
+        .unwrap();
+        let (path, ty, kind, status, alg): (Vec<u8>, String, i64, i64, i64) = c
+            .query_row(
+                "SELECT CAST(e.name AS BLOB), typeof(e.name), kind, status, hash_algorithm
+                 FROM entries e JOIN folders f ON f.id = e.folder AND f.path = ''",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!((path.as_slice(), ty.as_str()), (&b"ca\xff"[..], "blob"));
+        assert_eq!((kind, status, alg), (0, 1, 1));
+        assert_eq!(db.synced_files().unwrap(), (1, 0), "one synced, hashed");
+        assert_eq!(db.status_counts().unwrap()[1].bytes, 7);
+        c.execute("UPDATE files SET status = 'failed', error = 'x'", [])
+            .unwrap();
+        let (status, hash): (String, String) = c
+            .query_row("SELECT status, hash FROM files", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((status.as_str(), hash.as_str()), ("failed", "ab01"));
+        assert_eq!(db.synced_files().unwrap(), (0, 0));
+        assert_eq!(db.status_counts().unwrap()[2].files, 1);
+        c.execute("DELETE FROM files", []).unwrap();
+        assert_eq!(db.count_files().unwrap(), 0);
+        let left: i64 = c
+            .query_row("SELECT sum(entries) FROM totals", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    /// A v12 DB with every kind of fact migrates to v13 and the view shows
+    /// every row exactly as before: non-UTF-8 names, a root row, a path
+    /// stored whole, failed rows with their streak, a verify result, a
+    /// hard-link key, an explicit destination, times past 2262 and before
+    /// 1677, a birth time, an after-copy stamp that differs.
+    #[test]
+    fn a_v12_db_keeps_every_fact_through_v13() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::schema::MIGRATIONS
+            .to_version(&mut c, 12)
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO meta VALUES ('source', '/s'), ('destination', '/d');
+             INSERT INTO files (source_path, dest_path, kind, size, modified_ns, accessed_ns,
+                 changed_ns, created_ns, mode, uid, gid, hash, hash_algorithm, status, scan_id,
+                 after_copy_size, after_copy_modified_ns, error, fail_streak, verified_at,
+                 verify_result, verified_hash, link_dev, link_ino)
+             VALUES
+             ('/s', '/d', 'dir', 0, 5, 5, 6, NULL, 16877, 0, 0, NULL, NULL, 'synced', 1,
+                 NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL),
+             ('/s/a', '/d/a', 'dir', 0, 5, 5, 6, 4, 16877, 1, 2, NULL, NULL, 'pending', 1,
+                 NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL),
+             ('/s/a/f.txt', '/d/a/f.txt', 'file', 7, 1704067200123456789, 1704067200123456789,
+                 1796598241517002970, 1796598241517002970, 33188, 1000, 1000,
+                 'ab01', 'sha256', 'synced', 2, 7, 1704067200123456700, NULL, 0,
+                 1796598241, 'ok', 'ab01', 40, 7),
+             (CAST(X'2F732F61FF2F62' AS BLOB), CAST(X'2F642F61FF2F62' AS BLOB), 'file', 3,
+                 '@15032385535.000000001', '@-9300000000.999999999', -5, NULL, 33152, 0, 0,
+                 NULL, NULL, 'failed', 3, NULL, NULL, 'EIO', 4, NULL, NULL, NULL, NULL, NULL),
+             ('/elsewhere/x', '/d/x', 'symlink', 2, 0, 0, 0, NULL, 41471, 0, 0, NULL, NULL,
+                 'pending', 1, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL),
+             ('/s/moved', '/other/place', 'file', 9, 10, 11, 12, 13, 33188, 0, 0, 'cd', 'md5',
+                 'synced', 1, 10, 10, NULL, 0, 5, 'mismatch', 'ee', NULL, NULL);",
+        )
+        .unwrap();
+        let cols = "rowid, source_path, dest_path, kind, size, modified_ns, accessed_ns,
+            changed_ns, created_ns, mode, uid, gid, after_copy_size, after_copy_modified_ns,
+            scan_id, error, fail_streak, verified_at, verify_result, hash, hash_algorithm,
+            status, verified_hash, link_dev, link_ino";
+        let read = |c: &rusqlite::Connection| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut st = c
+                .prepare(&format!("SELECT {cols} FROM files ORDER BY rowid"))
+                .unwrap();
+            let n = st.column_count();
+            st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let before = read(&c);
+        assert_eq!(before.len(), 6);
+        let mut lines = Vec::new();
+        let tx = c.transaction().unwrap();
+        tx.execute_batch(TABLES).unwrap();
+        migrate_every(&tx, std::time::Duration::ZERO, &mut |l| lines.push(l)).unwrap();
+        tx.commit().unwrap();
+        assert!(
+            lines.join("\n").contains("state DB v13: rewriting 6 rows"),
+            "{lines:?}"
+        );
+        let after = read(&c);
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!(a, b, "the view shows the row as v12 did");
+        }
+        // A new row takes the next id.
+        let next: i64 = c
+            .query_row("SELECT next FROM entry_ids", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(next, 7);
+        let extra: i64 = c
+            .query_row("SELECT count(*) FROM entry_extra", [], |r| r.get(0))
+            .unwrap();
+
+        assert_eq!(extra, 4, "the verified, failed, moved and whole rows only");
     }
 }

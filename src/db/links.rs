@@ -1,7 +1,7 @@
 //! Hard-link groups found among the rows: on a source whose names of one
 //! file show one inode with a link count of 1 (the SMB client), every
 //! file's row records its (device, inode), and a group is the rows that
-//! share one. Found by the `entries_link` index alone (`files_link` before v12) (covering: only file
+//! share one. Found by the `extra_link` index alone (`entries_link` in v12, `files_link` before) (covering: only file
 //! rows have a key, see `fsmeta::link_key`), never by a map in memory.
 
 use rusqlite::params;
@@ -12,8 +12,8 @@ impl StateDb {
     /// Whether a row other than `id` records the hard-link key `link`.
     pub fn link_shared(&self, link: (u64, u64), id: RowId) -> Result<bool> {
         let mut st = self.conn.prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM entries
-                 WHERE link_ino = ?2 AND link_dev = ?1 AND rowid <> ?3)",
+            "SELECT EXISTS (SELECT 1 FROM entry_extra
+                 WHERE link_ino = ?2 AND link_dev = ?1 AND id <> ?3)",
         )?;
         Ok(st.query_row(params![link.0 as i64, link.1 as i64, id.0], |r| r.get(0))?)
     }
@@ -24,7 +24,7 @@ impl StateDb {
     pub fn shared_link_names(&self, dev: u64) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT COALESCE(SUM(n), 0) FROM (
-                 SELECT COUNT(*) AS n FROM entries
+                 SELECT COUNT(*) AS n FROM entry_extra
                  WHERE link_ino IS NOT NULL AND link_dev = ?1
                  GROUP BY link_ino HAVING n > 1)",
             [dev as i64],

@@ -74,64 +74,57 @@ impl StateDb {
     /// relative to the roots (the roots themselves excluded). Returns how
     /// many.
     ///
-    /// A merge of two ordered, covering index scans (`dest_entries.path`,
-    /// `files.source_path`), paged by key: O(listing + files) with no
-    /// per-row lookup. SQLite orders every TEXT before every BLOB and each
-    /// by memcmp; the roots are UTF-8, so a full path is a BLOB exactly when
-    /// its relative part is not UTF-8, and (is BLOB, relative bytes) orders
-    /// both sides as SQLite does. Were the two orders ever to disagree, an
-    /// entry would only become a candidate wrongly, and the mirror stage's
-    /// live check of its source path would still keep it.
+    /// The listing is read in pages of its index, and each of its paths
+    /// looked up by key (folder, name): the folder's id once for a run of
+    /// entries of one folder, then one seek in the rows' own order.
     pub fn collect_dest_only(
         &mut self,
         dest_root: &Path,
         source_root: &Path,
         page: usize,
     ) -> Result<u64> {
-        fn key<'a>(p: &'a Path, root: &Path) -> Option<(bool, &'a [u8])> {
-            let rel = crate::relpath::strictly_below(p, root)?;
-            Some((p.to_str().is_none(), rel.as_os_str().as_bytes()))
-        }
-        // Page by page of the listing: the source paths up to its last key
-        // are read ahead (keyed paths only), then the two are merged.
-        let mut src = std::collections::VecDeque::new();
-        let (mut dest_last, mut src_last) = (None::<PathBuf>, None::<PathBuf>);
-        let (mut src_done, mut count) = (false, 0u64);
+        let mut dest_last = None::<PathBuf>;
+        let mut count = 0u64;
+        let mut folder: Option<(Vec<u8>, Option<i64>)> = None;
         loop {
             let dest = self.paths_after("dest_entries", "path", dest_last.as_deref(), page)?;
             let Some(last) = dest.last() else { break };
             dest_last = Some(last.clone());
-            let dest: Vec<PathBuf> = dest
-                .into_iter()
-                .filter(|d| key(d, dest_root).is_some())
-                .collect();
-            let Some(last_key) = dest.last().and_then(|d| key(d, dest_root)) else {
-                continue;
-            };
-            while !src_done
-                && src
-                    .back()
-                    .is_none_or(|s: &PathBuf| key(s, source_root).is_some_and(|k| k <= last_key))
+            let mut found = Vec::new();
             {
-                let more = self.source_paths_after(src_last.as_deref(), page)?;
-                match more.last() {
-                    Some(l) => src_last = Some(l.clone()),
-                    None => src_done = true,
+                let mut exists = self
+                    .conn
+                    .prepare_cached("SELECT 1 FROM entries WHERE folder = ?1 AND name = ?2")?;
+                for d in dest {
+                    let Some(rel) = crate::relpath::strictly_below(&d, dest_root) else {
+                        continue;
+                    };
+                    // The stored form of the source path at the same place.
+                    let source = if rel.as_os_str().is_empty() {
+                        source_root.to_path_buf()
+                    } else {
+                        source_root.join(rel)
+                    };
+                    let stored = self.key(&source).as_os_str().as_bytes().to_vec();
+                    let (parent, name) = super::keyed::split(&stored);
+                    let id = match (parent, &folder) {
+                        (None, _) => Some(0),
+                        (Some(p), Some((f, id))) if f.as_slice() == p => *id,
+                        (Some(p), _) => {
+                            let id = super::keyed::folder_id(&self.conn, Some(p))?;
+                            folder = Some((p.to_vec(), id));
+                            id
+                        }
+                    };
+                    let known = match id {
+                        Some(id) => exists.exists(params![id, super::keyed::bytes_value(name)])?,
+                        None => false,
+                    };
+                    if !known {
+                        found.push(d);
+                    }
                 }
-                src.extend(more.into_iter().filter(|s| key(s, source_root).is_some()));
             }
-            let upto = src
-                .iter()
-                .take_while(|s| key(s, source_root).is_some_and(|k| k <= last_key))
-                .count();
-            let found: Vec<PathBuf> = crate::merge::merge(src.drain(..upto), dest, |s, d| {
-                key(s, source_root).cmp(&key(d, dest_root))
-            })
-            .filter_map(|m| match m {
-                crate::merge::Merged::DestOnly(d) => Some(d),
-                _ => None,
-            })
-            .collect();
             count += self.add_candidates_from_listing(&found)?;
         }
         Ok(count)
@@ -158,23 +151,6 @@ impl StateDb {
         let after = after.map_or(ToSqlOutput::Owned(Value::Null), path_value);
         let rows = st.query_map(params![after, limit as i64], |r| path_from(r.get_ref(0)?))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Up to `limit` whole source paths of rows above `after`, in the
-    /// order of their stored paths (the order of the whole paths below the
-    /// root; see `collect_dest_only`).
-    fn source_paths_after(&self, after: Option<&Path>, limit: usize) -> Result<Vec<PathBuf>> {
-        let stored = after.map(|a| self.key(a).to_path_buf());
-        let rows = self.paths_after("entries", "path", stored.as_deref(), limit)?;
-        Ok(rows
-            .into_iter()
-            .map(|p| {
-                super::compact::full_path(
-                    self.roots.borrow()[0].as_deref(),
-                    p.as_os_str().as_bytes(),
-                )
-            })
-            .collect())
     }
 
     fn add_candidates_from_listing(&mut self, paths: &[PathBuf]) -> Result<u64> {

@@ -57,6 +57,7 @@ pub use files::{
 };
 pub use hashed::HashedFile;
 pub use in_flight::{InFlight, InFlightFile};
+pub use keyed::RowKey;
 pub use listing::Listed;
 pub use lookup::SourceLookup;
 pub use meta::JobRoot;
@@ -516,19 +517,6 @@ impl StateDb {
     }
 
     /// The destination path of a row from its `dest` and `path` columns.
-    fn dest_of(&self, dest: ValueRef<'_>, path: ValueRef<'_>) -> rusqlite::Result<PathBuf> {
-        if dest != ValueRef::Null {
-            return path_from(dest);
-        }
-        let stored = path_from(path)?;
-        Ok(compact::full_path(
-            self.roots.borrow()[1].as_deref(),
-            stored.as_os_str().as_bytes(),
-        ))
-    }
-
-    /// `dest` as `entries.dest` stores it: NULL where it is the
-    /// destination root joined with the stored source path `at`.
     fn dest_value<'a>(&self, at: &Path, dest: &'a Path) -> Option<ToSqlOutput<'a>> {
         let derived = at.is_relative()
             && self.roots.borrow()[1]

@@ -5,10 +5,10 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 
-use super::{Result, RowId, StateDb, path_from, path_value};
+use super::{Result, RowId, RowKey, StateDb, path_from, path_value};
 
 /// One recorded mount point.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,25 +64,48 @@ impl StateDb {
     /// back judges them again), the others kept as they are. Returns the
     /// ids of all of them (the scan counts them seen: none is forgotten).
     pub fn hold_below(&self, folder: &Path, error: &str) -> Result<Vec<RowId>> {
-        let bounds = Subtree::of(folder);
+        let stored = self.key(folder).to_path_buf();
+        let bounds = Subtree::of(&stored);
         let tx = self.begin()?;
-        // (id, to fail: the folder's own row or a pending one)
-        let found: Vec<(RowId, bool)> = {
+        // (id, key, to fail: the folder's own row or a pending one)
+        let mut found: Vec<(RowId, RowKey, bool)> = Vec::new();
+        if let Some(k) = tx.row_key(folder)? {
+            let own: Option<i64> = tx
+                .conn
+                .prepare_cached("SELECT id FROM entries WHERE folder = ?1 AND name = ?2")?
+                .query_row(params![k.folder, k.name_value()], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = own {
+                found.push((RowId(id), k, true));
+            }
+        }
+        {
             let mut st = tx.conn.prepare_cached(&format!(
-                "SELECT rowid, status = 'pending' OR source_path = ?1 FROM files WHERE {}",
-                Subtree::WHERE.replace("path", "source_path")
+                "SELECT e.id, e.folder, e.name, e.status = 0
+                 FROM folders fo JOIN entries e ON e.folder = fo.id WHERE {}",
+                Subtree::WHERE.replace("path", "fo.path")
             ))?;
-            let rows =
-                st.query_map(bounds.params(folder), |r| Ok((RowId(r.get(0)?), r.get(1)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        for (id, fail) in &found {
+            let rows = st.query_map(bounds.params(&stored), |r| {
+                Ok((
+                    RowId(r.get(0)?),
+                    RowKey {
+                        folder: r.get(1)?,
+                        name: super::keyed::bytes_of(r.get_ref(2)?)?.to_vec(),
+                    },
+                    r.get(3)?,
+                ))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+        for (id, key, fail) in &found {
             if *fail {
-                tx.mark_failed(*id, error)?;
+                tx.fail(id.0, key, error)?;
             }
         }
         tx.commit()?;
-        Ok(found.into_iter().map(|(id, _)| id).collect())
+        Ok(found.into_iter().map(|(id, _, _)| id).collect())
     }
 }
 

@@ -2,12 +2,13 @@
 //! open, and stored paths moved when a root is recorded under another
 //! spelling of the same folder.
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use camino::Utf8Path;
 use rusqlite::{OptionalExtension, params};
 
-use super::{DbError, JobRoot, Result, StateDb, path_from, path_value};
+use super::{DbError, JobRoot, Result, RowKey, StateDb, keyed, path_from, path_value};
 
 /// What a DB says of one of the job's roots.
 enum Recorded {
@@ -79,23 +80,59 @@ impl StateDb {
         })
     }
 
+    /// The rows whose source path is stored whole (not below the source
+    /// root): id, key and stored path. One pass over the rows; none in a
+    /// DB the product made (roots come first).
+    fn stored_whole(&self) -> Result<Vec<(i64, RowKey, PathBuf)>> {
+        let mut st = self.conn.prepare(
+            "SELECT e.id, e.folder, e.name, f.path
+             FROM entries e LEFT JOIN folders f ON f.id = e.folder
+             WHERE (e.folder = 0 AND CAST(substr(e.name, 1, 1) AS TEXT) = '/')
+                OR CAST(substr(f.path, 1, 1) AS TEXT) = '/'",
+        )?;
+        let rows = st.query_map([], |r| {
+            let folder: i64 = r.get(1)?;
+            let name = keyed::bytes_of(r.get_ref(2)?)?.to_vec();
+            let fpath = match r.get_ref(3)? {
+                rusqlite::types::ValueRef::Null => None,
+                v => Some(keyed::bytes_of(v)?.to_vec()),
+            };
+            let stored = keyed::join(if folder == 0 { None } else { fpath.as_deref() }, &name);
+            Ok((
+                r.get(0)?,
+                RowKey { folder, name },
+                PathBuf::from(std::ffi::OsStr::from_bytes(&stored)),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Moves row `id` from `key` to stored path `to` (kept where another
+    /// row has it already, as `UPDATE OR IGNORE` does).
+    fn rekey(&self, id: i64, key: &RowKey, to: &Path) -> Result<()> {
+        let new = keyed::key_or_new(&self.conn, to.as_os_str().as_bytes())?;
+        let moved = self
+            .conn
+            .prepare_cached(
+                "UPDATE OR IGNORE entries SET folder = ?3, name = ?4
+                 WHERE folder = ?1 AND name = ?2",
+            )?
+            .execute(params![key.folder, key.name_value(), new.folder, new.name_value()])?;
+        if moved > 0 {
+            self.conn
+                .prepare_cached("UPDATE entry_extra SET folder = ?2, name = ?3 WHERE id = ?1")?
+                .execute(params![id, new.folder, new.name_value()])?;
+        }
+        Ok(())
+    }
+
     /// Stores below the newly recorded source root the rows written whole
     /// before it was (none in a DB the product made: roots come first).
     fn relativize(&self) -> Result<()> {
-        let whole: Vec<(i64, PathBuf)> = self
-            .conn
-            .prepare(
-                "SELECT rowid, path FROM entries WHERE CAST(substr(path, 1, 1) AS TEXT) = '/'",
-            )?
-            .query_map([], |r| Ok((r.get(0)?, path_from(r.get_ref(1)?)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut update = self
-            .conn
-            .prepare("UPDATE OR IGNORE entries SET path = ?2 WHERE rowid = ?1")?;
-        for (id, p) in &whole {
-            let at = self.key(p);
+        for (id, key, p) in self.stored_whole()? {
+            let at = self.key(&p);
             if at != p {
-                update.execute(params![id, path_value(at)])?;
+                self.rekey(id, &key, at)?;
             }
         }
         Ok(())
@@ -109,12 +146,26 @@ impl StateDb {
         // destinations derived from the destination root where they can be
         // (v12): only whole paths move.
         let columns: &[(&str, &str)] = if which == JobRoot::Source {
-            &[("entries", "path")]
+            &[]
         } else {
-            &[("entries", "dest"), ("dest_entries", "path")]
+            &[("entry_extra", "dest"), ("dest_entries", "path")]
         };
         let tx = self.begin()?;
         (|| -> Result<()> {
+            if which == JobRoot::Source {
+                // Only the rows stored whole (not below the old root) move.
+                for (id, key, path) in self.stored_whole()? {
+                    if let Ok(rel) = path.strip_prefix(old) {
+                        let moved = if rel.as_os_str().is_empty() {
+                            new.as_std_path().to_path_buf()
+                        } else {
+                            new.as_std_path().join(rel)
+                        };
+                        let at = super::compact::stored(Some(new.as_std_path()), &moved);
+                        self.rekey(id, &key, at)?;
+                    }
+                }
+            }
             for (table, column) in columns {
                 let mut after = 0i64;
                 loop {
@@ -139,14 +190,7 @@ impl StateDb {
                             } else {
                                 new.as_std_path().join(rel)
                             };
-                            // A source path whole (written before v12 or
-                            // through the view) is stored below the new root.
-                            let at = if *column == "path" {
-                                super::compact::stored(Some(new.as_std_path()), &moved)
-                            } else {
-                                &moved
-                            };
-                            update.execute(params![id, path_value(at)])?;
+                            update.execute(params![id, path_value(&moved)])?;
                         }
                     }
                 }
@@ -182,66 +226,60 @@ impl StateDb {
         ))
     }
 
-    /// Up to `n` synced files and symlinks spread evenly over the rows (one
-    /// rowid seek each).
+    /// Up to `n` synced files and symlinks spread evenly over the folders
+    /// (one key seek each).
     pub fn sample_synced(&self, n: usize) -> Result<Vec<RecordedEntry>> {
         let (lo, hi): (Option<i64>, Option<i64>) =
             self.conn
-                .query_row("SELECT min(rowid), max(rowid) FROM entries", [], |r| {
+                .query_row("SELECT min(folder), max(folder) FROM entries", [], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
         let (Some(lo), Some(hi)) = (lo, hi) else {
             return Ok(Vec::new());
         };
-        let mut st = self.conn.prepare(
-            "SELECT rowid, path, dest, kind, size, modified_ns, after_copy_size,
-                    after_copy_modified_ns
-             FROM entries WHERE rowid >= ?1 AND status = 1 AND kind <> 1 ORDER BY rowid LIMIT 1",
-        )?;
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {} FROM {} WHERE (e.folder, e.name) > (?1, ?2) AND e.status = 1
+                 AND e.kind <> 1 ORDER BY e.folder, e.name LIMIT 1",
+            keyed::COLS,
+            keyed::FROM
+        ))?;
         let dest_root = self.roots.borrow()[1].clone();
-        let (mut out, mut last) = (Vec::new(), i64::MIN);
+        let mut out = Vec::new();
+        let mut last: Option<RowKey> = None;
         for i in 0..n as i64 {
-            let at = lo + (hi - lo) * i / (n as i64).max(1);
+            let at = RowKey {
+                folder: lo + (hi - lo) * i / (n as i64).max(1),
+                name: Vec::new(),
+            };
+            // From the spread point, or past the last one taken.
+            let from = match last {
+                Some(l) if (l.folder, &l.name) >= (at.folder, &at.name) => l,
+                _ => at,
+            };
             let row = st
-                .query_row([at.max(last + 1)], |r| {
-                    let stored = path_from(r.get_ref(1)?)?;
-                    let dest: Option<PathBuf> = match r.get_ref(2)? {
-                        rusqlite::types::ValueRef::Null => None,
-                        v => Some(path_from(v)?),
-                    };
-                    let below_source = stored.is_relative().then(|| stored.clone());
-                    let below_dest = match dest {
-                        None => below_source.clone(),
-                        Some(d) => dest_root
-                            .as_deref()
-                            .and_then(|root| d.strip_prefix(root).ok())
-                            .map(PathBuf::from),
-                    };
-                    let after = match (
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, Option<super::times::Ns>>(7)?,
-                    ) {
-                        (Some(s), Some(m)) => Some((s as u64, m.0)),
-                        _ => None,
-                    };
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        RecordedEntry {
-                            below_source,
-                            below_dest,
-                            kind: super::kind_of(r.get_ref(3)?)?,
-                            size: r.get::<_, i64>(4)? as u64,
-                            modified_ns: r.get::<_, super::times::Ns>(5)?.0,
-                            after_copy: after,
-                        },
-                    ))
+                .query_row(params![from.folder, from.name_value()], |r| {
+                    keyed::Decoded::read(r, 0)
                 })
                 .optional()?;
-            let Some((id, e)) = row else { break };
-            if id > last {
-                last = id;
-                out.push(e);
-            }
+            let Some(d) = row else { break };
+            last = Some(d.key.clone());
+            let stored = PathBuf::from(std::ffi::OsStr::from_bytes(&d.stored));
+            let below_source = stored.is_relative().then(|| stored.clone());
+            let below_dest = match &d.dest {
+                None => below_source.clone(),
+                Some(p) => dest_root
+                    .as_deref()
+                    .and_then(|root| p.strip_prefix(root).ok())
+                    .map(PathBuf::from),
+            };
+            out.push(RecordedEntry {
+                below_source,
+                below_dest,
+                kind: super::kind_of(rusqlite::types::ValueRef::Integer(d.kind))?,
+                size: d.size as u64,
+                modified_ns: d.modified,
+                after_copy: d.after.map(|(s, m)| (s as u64, m)),
+            });
         }
         Ok(out)
     }

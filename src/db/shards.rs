@@ -2,12 +2,13 @@
 //! sizes of an earlier scan (the plan), and the union of the shard DBs'
 //! rows in the job's own DB (the one mirror after every shard finished).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use camino::Utf8Path;
 use rusqlite::params;
 
-use super::{Result, StateDb, kind_of, path_from};
+use super::times::Ns;
+use super::{Result, StateDb, compact, keyed, kind_of, path_from};
 use crate::decide::EntryKind;
 
 impl StateDb {
@@ -21,30 +22,24 @@ impl StateDb {
             )?)
     }
 
-    /// Calls `f(source_path, kind, size)` for every row, in pages.
+    /// Calls `f(source_path, kind, size)` for every row, in key order,
+    /// from one statement.
     pub fn for_each_source_row(&self, mut f: impl FnMut(&Path, EntryKind, u64)) -> Result<()> {
-        const PAGE: i64 = 50_000;
-        let mut last = 0i64;
-        let mut st = self.conn.prepare(
-            "SELECT rowid, source_path, kind, size FROM files WHERE rowid > ?1
-             ORDER BY rowid LIMIT ?2",
-        )?;
-        loop {
-            let mut rows = st.query(params![last, PAGE])?;
-            let mut n = 0;
-            while let Some(r) = rows.next()? {
-                n += 1;
-                last = r.get(0)?;
-                f(
-                    &path_from(r.get_ref(1)?)?,
-                    kind_of(r.get_ref(2)?)?,
-                    r.get::<_, i64>(3)? as u64,
-                );
-            }
-            if n < PAGE {
-                return Ok(());
-            }
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {} FROM {}",
+            keyed::COLS,
+            keyed::FROM
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let d = keyed::Decoded::read(r, 0)?;
+            f(
+                &self.paths_of(&d).0,
+                kind_of(rusqlite::types::ValueRef::Integer(d.kind))?,
+                d.size as u64,
+            );
         }
+        Ok(())
     }
 
     /// Replaces the rows and recorded mount points with the union of the
@@ -52,12 +47,6 @@ impl StateDb {
     /// parts, once), and records the sum of their scans' unreadable source
     /// entries: the DB the job's one mirror runs on.
     pub fn gather_shards(&mut self, shards: &[&Utf8Path]) -> Result<()> {
-        let cols: Vec<String> = self
-            .conn
-            .prepare("SELECT name FROM pragma_table_info('files')")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let cols = cols.join(", ");
         // What `jobrun verify JOB.toml` found in this DB since the last
         // gather: kept below for the copies the shards did not touch.
         self.conn.execute_batch(
@@ -70,6 +59,7 @@ impl StateDb {
                  WHERE verified_at IS NOT NULL AND status = 'synced';",
         )?;
         self.conn.execute("DELETE FROM entries", [])?;
+        self.conn.execute("DELETE FROM entry_extra", [])?;
         self.conn.execute("DELETE FROM mount_points", [])?;
         let mut errors = 0u64;
         for path in shards {
@@ -83,12 +73,7 @@ impl StateDb {
             );
             self.conn.execute("ATTACH DATABASE ?1 AS shard", [uri])?;
             let copied = (|| -> Result<u64> {
-                self.conn.execute(
-                    &format!(
-                        "INSERT OR IGNORE INTO main.files ({cols}) SELECT {cols} FROM shard.files"
-                    ),
-                    [],
-                )?;
+                self.copy_shard_rows()?;
                 self.conn.execute(
                     "INSERT OR IGNORE INTO main.mount_points (path, entries, gone)
                      SELECT path, entries, gone FROM shard.mount_points",
@@ -111,27 +96,98 @@ impl StateDb {
         self.set_scan_source_errors(errors)
     }
 
+    /// Adds the attached shard's rows (a path already here kept as it is).
+    fn copy_shard_rows(&self) -> Result<()> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {}, x.error, x.fail_streak, x.verified_at, x.verify_result, x.verified_hash
+             FROM shard.entries e LEFT JOIN shard.folders f ON f.id = e.folder
+                 LEFT JOIN shard.entry_extra x ON x.id = e.id",
+            keyed::COLS
+        ))?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let d = keyed::Decoded::read(r, 0)?;
+            let extra = keyed::Extra {
+                dest: match &d.dest {
+                    Some(p) => Some(compact::value_of(super::path_value(p))),
+                    None => None,
+                },
+                error: r.get(23)?,
+                fail_streak: r.get::<_, Option<i64>>(24)?.unwrap_or(0),
+                verified_at: r.get(25)?,
+                verify_result: r.get(26)?,
+                verified_hash: r.get(27)?,
+                link: d.link,
+            };
+            keyed::insert_decoded(&self.conn, &d, &extra)?;
+        }
+        Ok(())
+    }
+
     /// Puts back the verify's findings (and the hash a verify learned of
     /// an adopted file) on the gathered rows that still describe the same
     /// copy: synced, same source size and mtime, same size and mtime after
     /// the copy, same hash or none yet. A shard's newer copy starts afresh.
     fn keep_findings(&self) -> Result<()> {
-        self.conn.execute_batch(
-            "UPDATE main.files AS f
-             SET verified_at = o.verified_at, verify_result = o.verify_result,
-                 verified_hash = o.verified_hash,
-                 hash = coalesce(f.hash, o.hash),
-                 hash_algorithm = coalesce(f.hash_algorithm, o.hash_algorithm)
-             FROM temp.found AS o
-             WHERE o.source_path = f.source_path AND f.status = 'synced'
-               AND f.verified_at IS NULL
-               AND o.size = f.size AND o.modified_ns IS f.modified_ns
-               AND o.after_copy_size IS f.after_copy_size
-               AND o.after_copy_modified_ns IS f.after_copy_modified_ns
-               AND (f.hash IS o.hash
-                    OR (f.hash IS NULL AND o.verify_result = 'ok' AND o.verified_hash IS o.hash));
-             DROP TABLE temp.found;",
-        )?;
+        type Found = (PathBuf, i64, Ns, Option<String>, Option<String>, Option<i64>, Option<Ns>, i64, String, Option<String>);
+        let found: Vec<Found> = self
+            .conn
+            .prepare(
+                "SELECT source_path, size, modified_ns, hash, hash_algorithm, after_copy_size,
+                        after_copy_modified_ns, verified_at, verify_result, verified_hash
+                 FROM temp.found",
+            )?
+            .query_map([], |r| {
+                Ok((
+                    path_from(r.get_ref(0)?)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        self.conn.execute_batch("DROP TABLE temp.found;")?;
+        for (source, size, m, hash, alg, asize, am, at, result, vhash) in found {
+            let Some(d) = self.decoded(&source)? else {
+                continue;
+            };
+            let x = keyed::Extra::load(&self.conn, d.id)?;
+            let after = d.after.map(|(s, t)| (s, Ns(t)));
+            let same = d.status == 1
+                && x.verified_at.is_none()
+                && d.size == size
+                && d.modified == m.0
+                && after == asize.zip(am)
+                && (d.hash == hash
+                    || (d.hash.is_none() && result == "ok" && vhash.is_some() && vhash == hash));
+            if !same {
+                continue;
+            }
+            if d.hash.is_none() && hash.is_some() {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE entries SET hash = ?3, hash_algorithm = ?4
+                         WHERE folder = ?1 AND name = ?2",
+                    )?
+                    .execute(params![
+                        d.key.folder,
+                        d.key.name_value(),
+                        compact::hash_opt(hash.as_deref()),
+                        compact::algorithm_opt(alg.as_deref())
+                    ])?;
+            }
+            keyed::Extra::change(&self.conn, d.id, &d.key, |x| {
+                x.verified_at = Some(at);
+                x.verify_result = Some(result.clone());
+                x.verified_hash = vhash.as_deref().map(compact::hash_value);
+            })?;
+        }
         Ok(())
     }
 }

@@ -49,11 +49,6 @@ fn parse(t: &str) -> Option<i128> {
     Some(i128::from(secs.parse::<i64>().ok()?) * S + nanos.parse::<i128>().ok()?)
 }
 
-/// An optional time, bound as NULL when absent.
-pub(super) fn opt(ns: Option<i128>) -> Option<Ns> {
-    ns.map(Ns)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

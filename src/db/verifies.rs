@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use rusqlite::{OptionalExtension, params};
 
 use super::compact;
-use super::files::after_value;
-use super::times::Ns;
-use super::{Result, RowId, StateDb, Tx, path_from};
+use super::keyed::{self, RowKey};
+use super::{Result, RowId, StateDb, Tx};
 
 /// What a verify found for one row (`files.verify_result`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +37,8 @@ impl VerifyResult {
 #[derive(Debug, Clone)]
 pub struct VerifyRow {
     pub id: RowId,
+    /// Where the row is (the cursor of [`StateDb::verify_page`]).
+    pub key: RowKey,
     pub source: PathBuf,
     pub dest: PathBuf,
     pub size: u64,
@@ -62,19 +63,6 @@ impl VerifyRow {
             self.size
         }
     }
-}
-
-fn verify_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VerifyRow> {
-    let hash: Option<String> = r.get(5)?;
-    let algorithm: Option<String> = r.get(6)?;
-    Ok(VerifyRow {
-        id: r.get(0)?,
-        source: path_from(r.get_ref(1)?)?,
-        dest: path_from(r.get_ref(2)?)?,
-        size: r.get::<_, i64>(3)? as u64,
-        modified_ns: r.get::<_, Ns>(4)?.0,
-        recorded: hash.map(|h| (h, algorithm.unwrap_or_default())),
-    })
 }
 
 /// One row of the `verifies` table: one `jobrun verify`.
@@ -117,13 +105,13 @@ pub struct VerifyRecord {
 /// The rows a verify checks: synced files, except those found `ok` at or
 /// after `?1` for the hash they still carry. Adopted files (no hash) are
 /// always checked: one found equal to its source gets the source's hash.
-const VERIFY_TODO: &str = "status = 'synced' AND kind = 'file'
-    AND NOT (hash IS NOT NULL AND verify_result IS 'ok' AND verified_at >= ?1
-             AND verified_hash IS hash)";
+const VERIFY_TODO: &str = "e.status = 1 AND e.kind = 0
+    AND NOT (e.hash IS NOT NULL AND x.verify_result IS 'ok' AND x.verified_at >= ?1
+             AND x.verified_hash IS e.hash)";
 
 impl StateDb {
-    /// Calls `f(rowid, size, adopted)` for every row a verify with
-    /// `since_ns` would check, in rowid order, from one statement (constant
+    /// Calls `f(id, size, adopted)` for every row a verify with
+    /// `since_ns` would check, in key order, from one statement (constant
     /// memory).
     pub fn verify_todo_sizes(
         &self,
@@ -131,29 +119,50 @@ impl StateDb {
         mut f: impl FnMut(RowId, u64, bool),
     ) -> Result<()> {
         let mut st = self.conn.prepare(&format!(
-            "SELECT rowid, size, hash IS NULL FROM files WHERE {VERIFY_TODO} ORDER BY rowid"
+            "SELECT e.id, e.size, e.hash IS NULL
+             FROM entries e LEFT JOIN entry_extra x ON x.id = e.id WHERE {VERIFY_TODO}"
         ))?;
         let mut rows = st.query([since_ns])?;
         while let Some(r) = rows.next()? {
-            f(r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?);
+            f(RowId(r.get(0)?), r.get::<_, i64>(1)? as u64, r.get(2)?);
         }
         Ok(())
     }
 
-    /// Up to `limit` rows to verify with rowid above `after`, in rowid order.
+    /// Up to `limit` rows to verify after row `after`, in key order.
     pub fn verify_page(
         &self,
         since_ns: i64,
-        after: Option<RowId>,
+        after: Option<&RowKey>,
         limit: usize,
     ) -> Result<Vec<VerifyRow>> {
+        let start = RowKey {
+            folder: -1,
+            name: Vec::new(),
+        };
+        let after = after.unwrap_or(&start);
         let mut st = self.conn.prepare_cached(&format!(
-            "SELECT rowid, source_path, dest_path, size, modified_ns, hash, hash_algorithm
-             FROM files WHERE {VERIFY_TODO} AND rowid > ?2 ORDER BY rowid LIMIT ?3"
+            "SELECT {cols} FROM {from}
+             WHERE {VERIFY_TODO} AND (e.folder, e.name) > (?2, ?3)
+             ORDER BY e.folder, e.name LIMIT ?4",
+            cols = keyed::COLS,
+            from = keyed::FROM,
         ))?;
         let rows = st.query_map(
-            params![since_ns, after_value(after), limit as i64],
-            verify_row,
+            params![since_ns, after.folder, after.name_value(), limit as i64],
+            |r| {
+                let d = keyed::Decoded::read(r, 0)?;
+                let (source, dest) = self.paths_of(&d);
+                Ok(VerifyRow {
+                    id: RowId(d.id),
+                    key: d.key,
+                    source,
+                    dest,
+                    size: d.size as u64,
+                    modified_ns: d.modified,
+                    recorded: d.hash.map(|h| (h, d.algorithm.unwrap_or_default())),
+                })
+            },
         )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -265,43 +274,57 @@ impl StateDb {
 }
 
 impl Tx<'_> {
-    /// Records what a verify found for row `id` (compared with `hash`), at
-    /// `at_ns`. `repair` with a mismatch or a missing file puts the row back
-    /// to `pending`, so the next run copies it again.
+    /// Records what a verify found for row `id` at `key` (compared with
+    /// `hash`), at `at_ns`. `repair` with a mismatch or a missing file puts
+    /// the row back to `pending`, so the next run copies it again.
     pub fn record_verify(
         &self,
         id: RowId,
+        key: &RowKey,
         hash: &str,
         result: VerifyResult,
         at_ns: i64,
         repair: bool,
     ) -> Result<()> {
         let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
-        self.conn
-            .prepare_cached(
-                "UPDATE entries SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
-                    status = CASE WHEN ?5 THEN 0 ELSE status END,
-                    error = CASE WHEN ?5 THEN NULL ELSE error END
-                 WHERE rowid = ?1",
-            )?
-            .execute(params![
-                id,
-                at_ns,
-                result.as_str(),
-                compact::hash_opt(Some(hash)),
-                back
-            ])?;
+        if back {
+            self.conn
+                .prepare_cached("UPDATE entries SET status = 0 WHERE folder = ?1 AND name = ?2")?
+                .execute(params![key.folder, key.name_value()])?;
+        }
+        self.record_found(id, key, Some(hash), result, at_ns, back)
+    }
+
+    /// The verify columns of row `id`.
+    fn record_found(
+        &self,
+        id: RowId,
+        key: &RowKey,
+        hash: Option<&str>,
+        result: VerifyResult,
+        at_ns: i64,
+        back: bool,
+    ) -> Result<()> {
+        keyed::Extra::change(&self.conn, id.0, key, |x| {
+            x.verified_at = Some(at_ns);
+            x.verify_result = Some(result.as_str().to_owned());
+            x.verified_hash = hash.map(compact::hash_value);
+            if back {
+                x.error = None;
+            }
+        })?;
         Ok(())
     }
 
-    /// Records what a verify found for the adopted row `id` (no recorded
-    /// hash): with `ok`, `source_hash` (the source's hash and algorithm,
-    /// read while both sides were compared) becomes the row's hash, so the
-    /// next verify reads the destination only. Other results record no
-    /// hash; `repair` as in [`Tx::record_verify`].
+    /// Records what a verify found for the adopted row `id` at `key` (no
+    /// recorded hash): with `ok`, `source_hash` (the source's hash and
+    /// algorithm, read while both sides were compared) becomes the row's
+    /// hash, so the next verify reads the destination only. Other results
+    /// record no hash; `repair` as in [`Tx::record_verify`].
     pub fn record_adopted(
         &self,
         id: RowId,
+        key: &RowKey,
         source_hash: Option<(&str, &str)>,
         result: VerifyResult,
         at_ns: i64,
@@ -309,22 +332,23 @@ impl Tx<'_> {
     ) -> Result<()> {
         let back = repair && matches!(result, VerifyResult::Mismatch | VerifyResult::Missing);
         let hash = source_hash.filter(|_| result == VerifyResult::Ok);
-        self.conn
+        let changed = self
+            .conn
             .prepare_cached(
-                "UPDATE entries SET verified_at = ?2, verify_result = ?3, verified_hash = ?4,
-                    hash = ?4, hash_algorithm = ?5,
-                    status = CASE WHEN ?6 THEN 0 ELSE status END,
-                    error = CASE WHEN ?6 THEN NULL ELSE error END
-                 WHERE rowid = ?1 AND hash IS NULL",
+                "UPDATE entries SET hash = ?3, hash_algorithm = ?4,
+                    status = CASE WHEN ?5 THEN 0 ELSE status END
+                 WHERE folder = ?1 AND name = ?2 AND hash IS NULL",
             )?
             .execute(params![
-                id,
-                at_ns,
-                result.as_str(),
+                key.folder,
+                key.name_value(),
                 compact::hash_opt(hash.map(|h| h.0)),
                 compact::algorithm_opt(hash.map(|h| h.1)),
                 back
             ])?;
+        if changed > 0 {
+            self.record_found(id, key, hash.map(|h| h.0), result, at_ns, back)?;
+        }
         Ok(())
     }
 }
@@ -373,8 +397,9 @@ mod tests {
         db.verify_todo_sizes(0, |id, size, adopted| todo.push((id, size, adopted)))
             .unwrap();
         assert_eq!(todo, vec![(RowId(1), 1, false)]);
+        let rows = db.verify_page(0, None, 10).unwrap();
         let tx = db.begin().unwrap();
-        tx.record_verify(RowId(1), "ab", VerifyResult::Ok, 10, false)
+        tx.record_verify(rows[0].id, &rows[0].key, "ab", VerifyResult::Ok, 10, false)
             .unwrap();
         tx.commit().unwrap();
         let mut todo = Vec::new();
@@ -415,11 +440,20 @@ mod tests {
         db.verify_todo_sizes(i64::MAX, |id, _, adopted| todo.push((id, adopted)))
             .unwrap();
         assert_eq!(todo, vec![(RowId(1), true), (RowId(2), true)]);
+        let rows = db.verify_page(i64::MAX, None, 10).unwrap();
         let tx = db.begin().unwrap();
-        tx.record_adopted(RowId(1), Some(("ab", "sha256")), VerifyResult::Ok, 10, true)
-            .unwrap();
         tx.record_adopted(
-            RowId(2),
+            rows[0].id,
+            &rows[0].key,
+            Some(("ab", "sha256")),
+            VerifyResult::Ok,
+            10,
+            true,
+        )
+        .unwrap();
+        tx.record_adopted(
+            rows[1].id,
+            &rows[1].key,
             Some(("cd", "sha256")),
             VerifyResult::Mismatch,
             10,
