@@ -373,7 +373,7 @@ CREATE INDEX extra_link ON entry_extra (link_ino, link_dev) WHERE link_ino IS NO
 CREATE VIEW files AS SELECT
     e.id AS rowid,
     {full_src} AS source_path,
-    coalesce(x.dest, {full_dst}) AS dest_path,
+    coalesce(e.x_dest, {full_dst}) AS dest_path,
     {kind} AS kind,
     e.size AS size,
     {m} AS modified_ns,
@@ -387,19 +387,24 @@ CREATE VIEW files AS SELECT
         AS after_copy_size,
     {after} AS after_copy_modified_ns,
     e.scan_id AS scan_id,
-    x.error AS error,
-    coalesce(x.fail_streak, 0) AS fail_streak,
-    x.verified_at AS verified_at,
-    x.verify_result AS verify_result,
+    e.x_error AS error,
+    coalesce(e.x_fail_streak, 0) AS fail_streak,
+    e.x_verified_at AS verified_at,
+    e.x_verify_result AS verify_result,
     {hash} AS hash,
     CASE e.hash_algorithm WHEN 1 THEN 'sha256' ELSE e.hash_algorithm END AS hash_algorithm,
     {status} AS status,
     {vhash} AS verified_hash,
-    x.link_dev AS link_dev,
-    x.link_ino AS link_ino,
+    e.x_link_dev AS link_dev,
+    e.x_link_ino AS link_ino,
     e.folder AS key_folder,
     e.name AS key_name
-FROM entries e LEFT JOIN folders f ON f.id = e.folder LEFT JOIN entry_extra x ON x.id = e.id;
+FROM (SELECT e.*, {stored} AS p, x.dest AS x_dest, x.error AS x_error,
+          x.fail_streak AS x_fail_streak, x.verified_at AS x_verified_at,
+          x.verify_result AS x_verify_result, x.verified_hash AS x_verified_hash,
+          x.link_dev AS x_link_dev, x.link_ino AS x_link_ino
+      FROM entries e LEFT JOIN folders f ON f.id = e.folder
+          LEFT JOIN entry_extra x ON x.id = e.id) e;
 CREATE TRIGGER entries_extra_delete AFTER DELETE ON entries BEGIN
     DELETE FROM entry_extra WHERE id = old.id;
 END;
@@ -430,15 +435,15 @@ BEGIN
     WHERE status = {status_n} AND kind = {kind_n};
 END;
 ",
-        full_src = compact::full_sql(&stored, src),
-        full_dst = compact::full_sql(&stored, dst),
+        full_src = compact::full_sql("e.p", src),
+        full_dst = compact::full_sql("e.p", dst),
         kind = name_of("e.kind", &KINDS),
         birth = birth_sql(),
         accessed = undelta_sql("e.mtime", "e.mtime_ns", "e.atime_d"),
         mode = mode_sql("e.kind", "e.mode_x"),
         after = undelta_sql("e.mtime", "e.mtime_ns", "e.after_d"),
         hash = hex_of("e.hash"),
-        vhash = hex_of("x.verified_hash"),
+        vhash = hex_of("e.x_verified_hash"),
         status = name_of("e.status", &STATUSES),
         view_triggers = view_triggers(),
         status_n = name_of("new.status", &STATUSES),
@@ -465,103 +470,85 @@ fn view_triggers() -> String {
     let kind_new = code_of("NEW.kind", &KINDS);
     let status_new = code_of("NEW.status", &STATUSES);
     let alg_new = "CASE NEW.hash_algorithm WHEN 'sha256' THEN 1 ELSE NEW.hash_algorithm END";
-    // The stored path `r`: its folder's path (up to its last `/`) and name.
-    let cut = |r: &str| {
+    // `k`: the stored path `r` of NEW.source_path, its folder's path `p`
+    // (up to its last `/`; NULL for none) and its name `n`, each computed
+    // once in a derived table.
+    let c = "length(CAST(rtrim(CAST(r AS BLOB), replace(CAST(r AS BLOB), '/', '')) AS BLOB))";
+    let key = format!(
+        "(SELECT r,
+            CASE WHEN CAST(r AS BLOB) IN (X'', X'2F') THEN NULL
+                 WHEN {c} = 0 THEN ''
+                 WHEN {c} = 1 THEN '/'
+                 WHEN typeof(r) = 'blob' THEN substr(CAST(r AS BLOB), 1, {c} - 1)
+                 ELSE CAST(substr(CAST(r AS BLOB), 1, {c} - 1) AS TEXT) END AS p,
+            CASE WHEN CAST(r AS BLOB) IN (X'', X'2F') THEN r
+                 WHEN typeof(r) = 'blob' THEN substr(CAST(r AS BLOB), {c} + 1)
+                 ELSE CAST(substr(CAST(r AS BLOB), {c} + 1) AS TEXT) END AS n
+          FROM (SELECT {rel} AS r)) AS k"
+    );
+    let folder = "coalesce((SELECT id FROM folders WHERE path = k.p), 0)";
+    let bits = format!(
+        "CASE {kind_new} WHEN 0 THEN {} WHEN 1 THEN {} WHEN 2 THEN {} ELSE 0 END",
+        TYPE_BITS[0], TYPE_BITS[1], TYPE_BITS[2]
+    );
+    let values = |id: &str| {
         format!(
-            "length(CAST(rtrim(CAST({r} AS BLOB), replace(CAST({r} AS BLOB), '/', '')) AS BLOB))"
-        )
-    };
-    let parent = |r: &str| {
-        format!(
-            "(CASE WHEN CAST({r} AS BLOB) IN (X'', X'2F') THEN NULL
-                  WHEN {c} = 0 THEN ''
-                  WHEN {c} = 1 THEN '/'
-                  WHEN typeof({r}) = 'blob' THEN substr(CAST({r} AS BLOB), 1, {c} - 1)
-                  ELSE CAST(substr(CAST({r} AS BLOB), 1, {c} - 1) AS TEXT) END)",
-            c = cut(r)
-        )
-    };
-    let name = |r: &str| {
-        format!(
-            "(CASE WHEN CAST({r} AS BLOB) IN (X'', X'2F') THEN {r}
-                  WHEN typeof({r}) = 'blob' THEN substr(CAST({r} AS BLOB), {c} + 1)
-                  ELSE CAST(substr(CAST({r} AS BLOB), {c} + 1) AS TEXT) END)",
-            c = cut(r)
-        )
-    };
-    let folder = |r: &str| {
-        format!(
-            "coalesce((SELECT id FROM folders WHERE path = {p}), 0)",
-            p = parent(r)
-        )
-    };
-    let values = |key_folder: &str, key_name: &str, id: &str| {
-        format!(
-            "{key_folder}, {key_name}, {id}, {kind_new}, {status_new}, NEW.size, {ms}, {mn},
+            "{folder}, k.n, {id}, {kind_new}, {status_new}, NEW.size, {ms}, {mn},
              NEW.accessed_ns - NEW.modified_ns, NEW.changed_ns - NEW.modified_ns,
-             NEW.created_ns - NEW.changed_ns, {mode}, NEW.uid, NEW.gid, {hash}, {alg_new},
+             NEW.created_ns - NEW.changed_ns, (NEW.mode | ({bits})) & ~(NEW.mode & ({bits})),
+             NEW.uid, NEW.gid, {hash}, {alg_new},
              NEW.after_copy_modified_ns - NEW.modified_ns,
              CASE WHEN NEW.after_copy_size IS NOT NEW.size THEN NEW.after_copy_size END,
              coalesce(NEW.scan_id, 0)",
-            mode = format!(
-                "(NEW.mode | ({b})) & ~(NEW.mode & ({b}))",
-                b = format!(
-                    "CASE {kind_new} WHEN 0 THEN {} WHEN 1 THEN {} WHEN 2 THEN {} ELSE 0 END",
-                    TYPE_BITS[0], TYPE_BITS[1], TYPE_BITS[2]
-                )
-            ),
             hash = unhex_sql("NEW.hash"),
         )
     };
     let cols = "folder, name, id, kind, status, size, mtime, mtime_ns, atime_d, ctime_d, birth_d,
         mode_x, uid, gid, hash, hash_algorithm, after_d, after_size, scan_id";
-    let extra = |id: &str, f: &str, n: &str| {
+    let any = format!(
+        "(NEW.error IS NOT NULL OR coalesce(NEW.fail_streak, 0) <> 0
+          OR NEW.verified_at IS NOT NULL OR NEW.verify_result IS NOT NULL
+          OR NEW.verified_hash IS NOT NULL OR NEW.link_dev IS NOT NULL
+          OR NEW.link_ino IS NOT NULL
+          OR (NEW.dest_path IS NOT NULL AND NEW.dest_path IS NOT {derived}))",
+        derived = compact::full_sql("k.r", compact::DEST_ROOT),
+    );
+    let extra = |id: &str| {
         format!(
             "INSERT OR REPLACE INTO entry_extra (id, folder, name, dest, error, fail_streak,
                  verified_at, verify_result, verified_hash, link_dev, link_ino)
-             SELECT {id}, {f}, {n}, NEW.dest_path, NEW.error, coalesce(NEW.fail_streak, 0),
-                 NEW.verified_at, NEW.verify_result, {vh}, NEW.link_dev, NEW.link_ino
-             WHERE NEW.error IS NOT NULL OR coalesce(NEW.fail_streak, 0) <> 0
-                 OR NEW.verified_at IS NOT NULL OR NEW.verify_result IS NOT NULL
-                 OR NEW.verified_hash IS NOT NULL OR NEW.link_dev IS NOT NULL
-                 OR NEW.link_ino IS NOT NULL OR (NEW.dest_path IS NOT NULL
-                     AND NEW.dest_path IS NOT {derived});
-             DELETE FROM entry_extra WHERE id = {id} AND NOT (NEW.error IS NOT NULL
-                 OR coalesce(NEW.fail_streak, 0) <> 0 OR NEW.verified_at IS NOT NULL
-                 OR NEW.verify_result IS NOT NULL OR NEW.verified_hash IS NOT NULL
-                 OR NEW.link_dev IS NOT NULL OR NEW.link_ino IS NOT NULL
-                 OR (NEW.dest_path IS NOT NULL AND NEW.dest_path IS NOT {derived}));",
+             SELECT {id}, {folder}, k.n,
+                 CASE WHEN NEW.dest_path IS NOT {derived} THEN NEW.dest_path END,
+                 NEW.error, coalesce(NEW.fail_streak, 0), NEW.verified_at, NEW.verify_result,
+                 {vh}, NEW.link_dev, NEW.link_ino
+             FROM {key} WHERE {any};
+             DELETE FROM entry_extra WHERE id = {id} AND NOT (SELECT {any} FROM {key});",
             vh = unhex_sql("NEW.verified_hash"),
-            derived = compact::full_sql(&rel, compact::DEST_ROOT),
+            derived = compact::full_sql("k.r", compact::DEST_ROOT),
         )
     };
     let new_id = "coalesce(NEW.rowid, (SELECT next FROM entry_ids))";
     format!(
         "
 CREATE TRIGGER files_insert INSTEAD OF INSERT ON files BEGIN
-    INSERT OR IGNORE INTO folders (path) SELECT {p} WHERE {p} IS NOT NULL;
-    INSERT INTO entries ({cols}) VALUES ({vals_new});
+    INSERT OR IGNORE INTO folders (path) SELECT k.p FROM {key} WHERE k.p IS NOT NULL;
+    INSERT INTO entries ({cols}) SELECT {vals_new} FROM {key};
     {extra_new}
 END;
 CREATE TRIGGER files_update INSTEAD OF UPDATE ON files BEGIN
-    INSERT OR IGNORE INTO folders (path) SELECT {p} WHERE {p} IS NOT NULL;
+    INSERT OR IGNORE INTO folders (path) SELECT k.p FROM {key} WHERE k.p IS NOT NULL;
     DELETE FROM entries WHERE folder = OLD.key_folder AND name = OLD.key_name;
-    INSERT INTO entries ({cols}) VALUES ({vals_upd});
+    INSERT INTO entries ({cols}) SELECT {vals_upd} FROM {key};
     {extra_upd}
 END;
 CREATE TRIGGER files_delete INSTEAD OF DELETE ON files BEGIN
     DELETE FROM entries WHERE folder = OLD.key_folder AND name = OLD.key_name;
 END;
 ",
-        p = parent(&rel),
-        vals_new = values(&folder(&rel), &name(&rel), new_id),
-        extra_new = extra(
-            "coalesce(NEW.rowid, (SELECT next - 1 FROM entry_ids))",
-            &folder(&rel),
-            &name(&rel)
-        ),
-        vals_upd = values(&folder(&rel), &name(&rel), "OLD.rowid"),
-        extra_upd = extra("OLD.rowid", &folder(&rel), &name(&rel)),
+        vals_new = values(new_id),
+        extra_new = extra("coalesce(NEW.rowid, (SELECT next - 1 FROM entry_ids))"),
+        vals_upd = values("OLD.rowid"),
+        extra_upd = extra("OLD.rowid"),
     )
 }
 

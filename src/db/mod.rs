@@ -114,6 +114,7 @@ fn create_whole(path: &Utf8Path) -> Result<()> {
     };
     clean();
     let made = Connection::open(&tmp).and_then(|conn| {
+        conn.pragma_update(None, "page_size", 8192)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.close().map_err(|(_, e)| e)
     });
