@@ -359,11 +359,6 @@ impl FromSql for Algorithm {
     }
 }
 
-/// An optional algorithm for binding.
-pub(super) fn algorithm_opt(a: Option<&str>) -> Option<Algorithm> {
-    a.map(|a| Algorithm(a.to_owned()))
-}
-
 /// The v12 migration: `entries` filled from `files` row by row (paths made
 /// relative with the same rule as every later write), then `files` dropped
 /// and made a view. One transaction (rusqlite_migration's); a line on

@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use rusqlite::ToSql;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 
-use super::compact::{self, algorithm_opt, hash_opt};
+use super::compact::{self, hash_opt};
 use super::keyed;
 use super::{Result, StateDb, Tx, kind_code, kind_of};
 use crate::decide::{EntryKind, Stamp};
@@ -540,9 +540,7 @@ impl Tx<'_> {
                     atime_d = ?7, ctime_d = ?8, birth_d = ?9, mode_x = ?10, uid = ?11,
                     gid = ?12, status = ?13,
                     hash = CASE WHEN ?14 THEN hash END,
-                    hash_algorithm = CASE WHEN ?14 THEN hash_algorithm END,
                     after_d = CASE WHEN ?14 THEN after_d END,
-                    after_size = CASE WHEN ?14 THEN after_size END,
                     scan_id = ?15
                  WHERE folder = ?1 AND name = ?2",
             )?
@@ -571,6 +569,10 @@ impl Tx<'_> {
                 x.fail_streak = 0;
             }
             x.link = e.link.map(|l| (l.0 as i64, l.1 as i64));
+            if !same_content {
+                x.algorithm = None;
+                x.after_size = None;
+            }
         })?;
         Ok(())
     }
@@ -605,16 +607,14 @@ impl Tx<'_> {
         let (secs, ns) = keyed::split_ns(m);
         self.conn
             .prepare_cached(
-                "UPDATE entries SET status = 1, hash = ?3, hash_algorithm = ?4, size = ?5,
-                    mtime = ?6, mtime_ns = ?7, atime_d = ?8, ctime_d = ?9, birth_d = ?10,
-                    after_d = ?11, after_size = ?12
+                "UPDATE entries SET status = 1, hash = ?3, size = ?4, mtime = ?5, mtime_ns = ?6,
+                    atime_d = ?7, ctime_d = ?8, birth_d = ?9, after_d = ?10
                  WHERE folder = ?1 AND name = ?2",
             )?
             .execute(params![
                 key.folder,
                 key.name_value(),
                 hash_opt(done.hash),
-                algorithm_opt(done.algorithm),
                 done.size as i64,
                 secs,
                 ns,
@@ -622,10 +622,6 @@ impl Tx<'_> {
                 keyed::delta(m, changed),
                 keyed::birth_delta(m, changed, created),
                 done.after_copy.map(|s| keyed::delta(m, s.modified_ns)),
-                done.after_copy
-                    .map(|s| s.size)
-                    .filter(|s| *s != done.size)
-                    .map(|s| s as i64),
             ])?;
         keyed::Extra::change(&self.conn, done.id.0, &key, |x| {
             x.error = None;
@@ -633,6 +629,16 @@ impl Tx<'_> {
             x.verified_at = None;
             x.verify_result = None;
             x.verified_hash = None;
+            x.algorithm = done
+                .hash
+                .and(done.algorithm)
+                .filter(|a| *a != "sha256")
+                .map(str::to_owned);
+            x.after_size = done
+                .after_copy
+                .map(|s| s.size)
+                .filter(|s| *s != done.size)
+                .map(|s| s as i64);
         })?;
         Ok(())
     }

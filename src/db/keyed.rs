@@ -58,9 +58,7 @@ CREATE TABLE entries (
     uid        INTEGER NOT NULL,
     gid        INTEGER NOT NULL,
     hash,
-    hash_algorithm,
     after_d,
-    after_size INTEGER,
     scan_id    INTEGER NOT NULL,
     PRIMARY KEY (folder, name)
 ) WITHOUT ROWID;
@@ -75,7 +73,9 @@ CREATE TABLE entry_extra (
     verify_result TEXT,
     verified_hash,
     link_dev      INTEGER,
-    link_ino      INTEGER
+    link_ino      INTEGER,
+    hash_algorithm TEXT,
+    after_size    INTEGER
 );
 ";
 
@@ -383,7 +383,7 @@ CREATE VIEW files AS SELECT
     {mode} AS mode,
     e.uid AS uid,
     e.gid AS gid,
-    CASE WHEN e.after_d IS NULL THEN NULL ELSE coalesce(e.after_size, e.size) END
+    CASE WHEN e.after_d IS NULL THEN NULL ELSE coalesce(e.x_after_size, e.size) END
         AS after_copy_size,
     {after} AS after_copy_modified_ns,
     e.scan_id AS scan_id,
@@ -392,7 +392,8 @@ CREATE VIEW files AS SELECT
     e.x_verified_at AS verified_at,
     e.x_verify_result AS verify_result,
     {hash} AS hash,
-    CASE e.hash_algorithm WHEN 1 THEN 'sha256' ELSE e.hash_algorithm END AS hash_algorithm,
+    CASE WHEN e.hash IS NOT NULL THEN coalesce(e.x_hash_algorithm, 'sha256') END
+        AS hash_algorithm,
     {status} AS status,
     {vhash} AS verified_hash,
     e.x_link_dev AS link_dev,
@@ -402,7 +403,8 @@ CREATE VIEW files AS SELECT
 FROM (SELECT e.*, {stored} AS p, x.dest AS x_dest, x.error AS x_error,
           x.fail_streak AS x_fail_streak, x.verified_at AS x_verified_at,
           x.verify_result AS x_verify_result, x.verified_hash AS x_verified_hash,
-          x.link_dev AS x_link_dev, x.link_ino AS x_link_ino
+          x.link_dev AS x_link_dev, x.link_ino AS x_link_ino,
+          x.hash_algorithm AS x_hash_algorithm, x.after_size AS x_after_size
       FROM entries e LEFT JOIN folders f ON f.id = e.folder
           LEFT JOIN entry_extra x ON x.id = e.id) e;
 CREATE TRIGGER entries_extra_delete AFTER DELETE ON entries BEGIN
@@ -469,7 +471,10 @@ fn view_triggers() -> String {
     let (ms, mn) = secs_of("NEW.modified_ns");
     let kind_new = code_of("NEW.kind", &KINDS);
     let status_new = code_of("NEW.status", &STATUSES);
-    let alg_new = "CASE NEW.hash_algorithm WHEN 'sha256' THEN 1 ELSE NEW.hash_algorithm END";
+    let alg_new = "CASE WHEN NEW.hash IS NOT NULL AND NEW.hash_algorithm IS NOT 'sha256'
+        THEN NEW.hash_algorithm END";
+    let after_size_new = "CASE WHEN NEW.after_copy_modified_ns IS NOT NULL
+        AND NEW.after_copy_size IS NOT NEW.size THEN NEW.after_copy_size END";
     // `k`: the stored path `r` of NEW.source_path, its folder's path `p`
     // (up to its last `/`; NULL for none) and its name `n`, each computed
     // once in a derived table.
@@ -496,17 +501,16 @@ fn view_triggers() -> String {
             "{folder}, k.n, {id}, {kind_new}, {status_new}, NEW.size, {ms}, {mn},
              NEW.accessed_ns - NEW.modified_ns, NEW.changed_ns - NEW.modified_ns,
              NEW.created_ns - NEW.changed_ns, (NEW.mode | ({bits})) & ~(NEW.mode & ({bits})),
-             NEW.uid, NEW.gid, {hash}, {alg_new},
-             NEW.after_copy_modified_ns - NEW.modified_ns,
-             CASE WHEN NEW.after_copy_size IS NOT NEW.size THEN NEW.after_copy_size END,
+             NEW.uid, NEW.gid, {hash}, NEW.after_copy_modified_ns - NEW.modified_ns,
              coalesce(NEW.scan_id, 0)",
             hash = unhex_sql("NEW.hash"),
         )
     };
     let cols = "folder, name, id, kind, status, size, mtime, mtime_ns, atime_d, ctime_d, birth_d,
-        mode_x, uid, gid, hash, hash_algorithm, after_d, after_size, scan_id";
+        mode_x, uid, gid, hash, after_d, scan_id";
     let any = format!(
         "(NEW.error IS NOT NULL OR coalesce(NEW.fail_streak, 0) <> 0
+          OR ({alg_new}) IS NOT NULL OR ({after_size_new}) IS NOT NULL
           OR NEW.verified_at IS NOT NULL OR NEW.verify_result IS NOT NULL
           OR NEW.verified_hash IS NOT NULL OR NEW.link_dev IS NOT NULL
           OR NEW.link_ino IS NOT NULL
@@ -516,11 +520,12 @@ fn view_triggers() -> String {
     let extra = |id: &str| {
         format!(
             "INSERT OR REPLACE INTO entry_extra (id, folder, name, dest, error, fail_streak,
-                 verified_at, verify_result, verified_hash, link_dev, link_ino)
+                 verified_at, verify_result, verified_hash, link_dev, link_ino,
+                 hash_algorithm, after_size)
              SELECT {id}, {folder}, k.n,
                  CASE WHEN NEW.dest_path IS NOT {derived} THEN NEW.dest_path END,
                  NEW.error, coalesce(NEW.fail_streak, 0), NEW.verified_at, NEW.verify_result,
-                 {vh}, NEW.link_dev, NEW.link_ino
+                 {vh}, NEW.link_dev, NEW.link_ino, {alg_new}, {after_size_new}
              FROM {key} WHERE {any};
              DELETE FROM entry_extra WHERE id = {id} AND NOT (SELECT {any} FROM {key});",
             vh = unhex_sql("NEW.verified_hash"),
@@ -593,10 +598,9 @@ fn migrate_every(
         let size: i64 = r.get(5)?;
         tx.prepare_cached(
             "INSERT INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
-                 atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, hash_algorithm, after_d,
-                 after_size, scan_id)
+                 atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, after_d, scan_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19)",
+                 ?17)",
         )?
         .execute(params![
             key.folder,
@@ -614,14 +618,16 @@ fn migrate_every(
             r.get::<_, i64>(11)?,
             r.get::<_, i64>(12)?,
             ToSqlOutput::Borrowed(r.get_ref(13)?),
-            ToSqlOutput::Borrowed(r.get_ref(14)?),
             delta_opt(m.0, after_m.map(|t| t.0)),
-            after_size.filter(|s| *s != size),
             r.get::<_, i64>(17)?,
         ])?;
-        let extra = (18..=24)
-            .map(|i| r.get_ref(i).map(ToSqlOutput::Borrowed))
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let hash_algorithm = match r.get_ref(13)? {
+            ValueRef::Null => None,
+            _ => r
+                .get::<_, Option<compact::Algorithm>>(14)?
+                .map(|a| a.0)
+                .filter(|a| a != "sha256"),
+        };
         // A destination written whole where it is derived (through v12's
         // view) is dropped: derived again from the path.
         let stored = bytes_of(r.get_ref(1)?)?;
@@ -632,37 +638,22 @@ fn migrate_every(
             }
             _ => false,
         };
-        let dest = if derived {
-            ToSqlOutput::Borrowed(ValueRef::Null)
-        } else {
-            ToSqlOutput::Borrowed(r.get_ref(2)?)
+        let extra = Extra {
+            dest: (!derived).then(|| r.get(2)).transpose()?,
+            error: r.get(18)?,
+            fail_streak: r.get(19)?,
+            verified_at: r.get(20)?,
+            verify_result: r.get(21)?,
+            verified_hash: r.get(22)?,
+            link: match (r.get(23)?, r.get(24)?) {
+                (Some(d), Some(i)) => Some((d, i)),
+                _ => None,
+            },
+            algorithm: hash_algorithm,
+            after_size: after_m.and(after_size).filter(|s| *s != size),
         };
-        let null = ToSqlOutput::Borrowed(ValueRef::Null);
-        let zero = ToSqlOutput::Borrowed(ValueRef::Integer(0));
-        let any = dest != null
-            || extra
-                .iter()
-                .enumerate()
-                .any(|(i, v)| *v != null && !(i == 1 && *v == zero));
-        if any {
-            tx.prepare_cached(
-                "INSERT INTO entry_extra (id, folder, name, dest, error, fail_streak,
-                     verified_at, verify_result, verified_hash, link_dev, link_ino)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                id,
-                key.folder,
-                bytes_value(&key.name),
-                dest,
-                extra[0],
-                extra[1],
-                extra[2],
-                extra[3],
-                extra[4],
-                extra[5],
-                extra[6],
-            ])?;
+        if extra != Extra::default() {
+            extra.store(tx, id, &key)?;
         }
         progress.step();
     }
@@ -684,7 +675,7 @@ pub(super) const FROM: &str =
 /// SQL: the columns [`Decoded::read`] reads, from column `at` on.
 pub(super) const COLS: &str = "e.id, e.folder, e.name, f.path, x.dest, e.kind, e.status, e.size,
     e.mtime, e.mtime_ns, e.atime_d, e.ctime_d, e.birth_d, e.mode_x, e.uid, e.gid, e.hash,
-    e.hash_algorithm, e.after_d, e.after_size, x.link_dev, x.link_ino, e.scan_id";
+    x.hash_algorithm, e.after_d, x.after_size, x.link_dev, x.link_ino, e.scan_id";
 
 /// A row as stored, decoded (the columns of [`COLS`]).
 #[derive(Debug, Clone)]
@@ -754,9 +745,13 @@ impl Decoded {
             uid: r.get(c(14))?,
             gid: r.get(c(15))?,
             hash: compact::hash_read(r, c(16))?,
-            algorithm: r
-                .get::<_, Option<compact::Algorithm>>(c(17))?
-                .map(|a| a.0),
+            algorithm: match r.get_ref(c(16))? {
+                ValueRef::Null => None,
+                _ => Some(
+                    r.get::<_, Option<String>>(c(17))?
+                        .unwrap_or_else(|| "sha256".to_owned()),
+                ),
+            },
             after,
             link: match (r.get(c(20))?, r.get(c(21))?) {
                 (Some(d), Some(i)) => Some((d, i)),
@@ -777,6 +772,10 @@ pub(super) struct Extra {
     pub verify_result: Option<String>,
     pub verified_hash: Option<rusqlite::types::Value>,
     pub link: Option<(i64, i64)>,
+    /// The hash's algorithm where it is not `sha256`.
+    pub algorithm: Option<String>,
+    /// The destination's size right after the copy, where not the row's.
+    pub after_size: Option<i64>,
 }
 
 impl Extra {
@@ -785,7 +784,8 @@ impl Extra {
         Ok(conn
             .prepare_cached(
                 "SELECT dest, error, fail_streak, verified_at, verify_result, verified_hash,
-                        link_dev, link_ino FROM entry_extra WHERE id = ?1",
+                        link_dev, link_ino, hash_algorithm, after_size
+                 FROM entry_extra WHERE id = ?1",
             )?
             .query_row([id], |r| {
                 Ok(Self {
@@ -799,6 +799,8 @@ impl Extra {
                         (Some(d), Some(i)) => Some((d, i)),
                         _ => None,
                     },
+                    algorithm: r.get(8)?,
+                    after_size: r.get(9)?,
                 })
             })
             .optional()?
@@ -814,8 +816,9 @@ impl Extra {
         }
         conn.prepare_cached(
             "INSERT OR REPLACE INTO entry_extra (id, folder, name, dest, error, fail_streak,
-                 verified_at, verify_result, verified_hash, link_dev, link_ino)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 verified_at, verify_result, verified_hash, link_dev, link_ino, hash_algorithm,
+                 after_size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?
         .execute(params![
             id,
@@ -829,6 +832,8 @@ impl Extra {
             self.verified_hash,
             self.link.map(|l| l.0),
             self.link.map(|l| l.1),
+            self.algorithm,
+            self.after_size,
         ])?;
         Ok(())
     }
@@ -859,10 +864,9 @@ pub(super) fn insert_decoded(conn: &Connection, d: &Decoded, x: &Extra) -> rusql
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO main.entries (folder, name, id, kind, status, size, mtime,
-                 mtime_ns, atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, hash_algorithm,
-                 after_d, after_size, scan_id)
+                 mtime_ns, atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, after_d, scan_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17, ?18, ?19)",
+                 ?17)",
         )?
         .execute(params![
             key.folder,
@@ -880,9 +884,7 @@ pub(super) fn insert_decoded(conn: &Connection, d: &Decoded, x: &Extra) -> rusql
             d.uid,
             d.gid,
             compact::hash_opt(d.hash.as_deref()),
-            compact::algorithm_opt(d.algorithm.as_deref()),
             d.after.map(|(_, m)| delta(d.modified, m)),
-            d.after.map(|(s, _)| s).filter(|s| *s != d.size),
             d.scan_id,
         ])?;
     if n > 0 && *x != Extra::default() {
@@ -976,16 +978,21 @@ mod tests {
             [],
         )
         .unwrap();
-        let (path, ty, kind, status, alg): (Vec<u8>, String, i64, i64, i64) = c
+        let (path, ty, kind, status, extra): (Vec<u8>, String, i64, i64, i64) = c
             .query_row(
-                "SELECT CAST(e.name AS BLOB), typeof(e.name), kind, status, hash_algorithm
+                "SELECT CAST(e.name AS BLOB), typeof(e.name), kind, status,
+                        (SELECT count(*) FROM entry_extra)
                  FROM entries e JOIN folders f ON f.id = e.folder AND f.path = ''",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .unwrap();
         assert_eq!((path.as_slice(), ty.as_str()), (&b"ca\xff"[..], "blob"));
-        assert_eq!((kind, status, alg), (0, 1, 1));
+        assert_eq!((kind, status, extra), (0, 1, 0), "sha256 is implied, nothing apart");
+        let alg: String = c
+            .query_row("SELECT hash_algorithm FROM files", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(alg, "sha256");
         assert_eq!(db.synced_files().unwrap(), (1, 0), "one synced, hashed");
         assert_eq!(db.status_counts().unwrap()[1].bytes, 7);
         c.execute("UPDATE files SET status = 'failed', error = 'x'", [])

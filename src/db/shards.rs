@@ -118,6 +118,11 @@ impl StateDb {
                 verify_result: r.get(26)?,
                 verified_hash: r.get(27)?,
                 link: d.link,
+                algorithm: d
+                    .algorithm
+                    .clone()
+                    .filter(|a| d.hash.is_some() && a != "sha256"),
+                after_size: d.after.map(|(s, _)| s).filter(|s| *s != d.size),
             };
             keyed::insert_decoded(&self.conn, &d, &extra)?;
         }
@@ -172,17 +177,19 @@ impl StateDb {
             if d.hash.is_none() && hash.is_some() {
                 self.conn
                     .prepare_cached(
-                        "UPDATE entries SET hash = ?3, hash_algorithm = ?4
-                         WHERE folder = ?1 AND name = ?2",
+                        "UPDATE entries SET hash = ?3 WHERE folder = ?1 AND name = ?2",
                     )?
                     .execute(params![
                         d.key.folder,
                         d.key.name_value(),
-                        compact::hash_opt(hash.as_deref()),
-                        compact::algorithm_opt(alg.as_deref())
+                        compact::hash_opt(hash.as_deref())
                     ])?;
             }
+            let learned = d.hash.is_none() && hash.is_some();
             keyed::Extra::change(&self.conn, d.id, &d.key, |x| {
+                if learned {
+                    x.algorithm = alg.clone().filter(|a| a != "sha256");
+                }
                 x.verified_at = Some(at);
                 x.verify_result = Some(result.clone());
                 x.verified_hash = vhash.as_deref().map(compact::hash_value);

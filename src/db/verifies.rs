@@ -335,18 +335,19 @@ impl Tx<'_> {
         let changed = self
             .conn
             .prepare_cached(
-                "UPDATE entries SET hash = ?3, hash_algorithm = ?4,
-                    status = CASE WHEN ?5 THEN 0 ELSE status END
+                "UPDATE entries SET hash = ?3, status = CASE WHEN ?4 THEN 0 ELSE status END
                  WHERE folder = ?1 AND name = ?2 AND hash IS NULL",
             )?
             .execute(params![
                 key.folder,
                 key.name_value(),
                 compact::hash_opt(hash.map(|h| h.0)),
-                compact::algorithm_opt(hash.map(|h| h.1)),
                 back
             ])?;
         if changed > 0 {
+            keyed::Extra::change(&self.conn, id.0, key, |x| {
+                x.algorithm = hash.map(|h| h.1).filter(|a| *a != "sha256").map(str::to_owned);
+            })?;
             self.record_found(id, key, hash.map(|h| h.0), result, at_ns, back)?;
         }
         Ok(())
