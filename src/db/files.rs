@@ -473,8 +473,8 @@ impl Tx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
-                     atime_d, ctime_d, birth_d, mode_x, uid, gid, scan_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     atime_d, ctime_d, birth_d, mode_x, owner, scan_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 key.folder,
@@ -489,8 +489,7 @@ impl Tx<'_> {
                 keyed::delta(e.modified_ns, e.changed_ns),
                 keyed::birth_delta(e.modified_ns, e.changed_ns, e.created_ns),
                 keyed::mode_x(kind, e.mode),
-                e.uid,
-                e.gid,
+                keyed::owner(e.uid, e.gid),
                 scan_id,
             ])?;
         let dest = self.dest_value(at, dest).map(compact::value_of);
@@ -537,11 +536,11 @@ impl Tx<'_> {
         self.conn
             .prepare_cached(
                 "UPDATE entries SET kind = ?3, size = ?4, mtime = ?5, mtime_ns = ?6,
-                    atime_d = ?7, ctime_d = ?8, birth_d = ?9, mode_x = ?10, uid = ?11,
-                    gid = ?12, status = ?13,
-                    hash = CASE WHEN ?14 THEN hash END,
-                    after_d = CASE WHEN ?14 THEN after_d END,
-                    scan_id = ?15
+                    atime_d = ?7, ctime_d = ?8, birth_d = ?9, mode_x = ?10, owner = ?11,
+                    status = ?12,
+                    hash = CASE WHEN ?13 THEN hash END,
+                    after_d = CASE WHEN ?13 THEN after_d END,
+                    scan_id = ?14
                  WHERE folder = ?1 AND name = ?2",
             )?
             .execute(params![
@@ -555,8 +554,7 @@ impl Tx<'_> {
                 keyed::delta(e.modified_ns, e.changed_ns),
                 keyed::birth_delta(e.modified_ns, e.changed_ns, e.created_ns),
                 keyed::mode_x(kind, e.mode),
-                e.uid,
-                e.gid,
+                keyed::owner(e.uid, e.gid),
                 status.code(),
                 same_content,
                 scan_id,

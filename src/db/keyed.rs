@@ -55,8 +55,7 @@ CREATE TABLE entries (
     ctime_d    NOT NULL,
     birth_d,
     mode_x     INTEGER NOT NULL,
-    uid        INTEGER NOT NULL,
-    gid        INTEGER NOT NULL,
+    owner      NOT NULL,
     hash,
     after_d,
     scan_id    INTEGER NOT NULL,
@@ -94,6 +93,40 @@ pub(super) fn mode_of(kind: i64, x: i64) -> u32 {
 }
 
 const S: i128 = 1_000_000_000;
+
+/// (uid, gid) as one value: `uid * 65536 + gid` when both are below 65536
+/// (0 bytes for root's, 4 for 1000/1000), `-(uid << 32 | gid) - 1` for a
+/// uid below 2^31, else the text `UID:GID`.
+pub(super) fn owner(uid: u32, gid: u32) -> ToSqlOutput<'static> {
+    let (u, g) = (i64::from(uid), i64::from(gid));
+    if uid < 65536 && gid < 65536 {
+        ToSqlOutput::from(u * 65536 + g)
+    } else if uid < 1 << 31 {
+        ToSqlOutput::from(-((u << 32) | g) - 1)
+    } else {
+        ToSqlOutput::from(format!("{uid}:{gid}"))
+    }
+}
+
+/// Inverse of [`owner`].
+pub(super) fn owner_of(v: ValueRef<'_>) -> rusqlite::Result<(u32, u32)> {
+    let bad = || {
+        rusqlite::Error::FromSqlConversionFailure(0, v.data_type(), "not an owner".into())
+    };
+    match v {
+        ValueRef::Integer(o) if o >= 0 => Ok(((o >> 16) as u32, (o & 0xffff) as u32)),
+        ValueRef::Integer(o) => {
+            let w = -(o + 1);
+            Ok(((w >> 32) as u32, (w & 0xffff_ffff) as u32))
+        }
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|t| t.split_once(':'))
+            .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+            .ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
 
 /// A time as (seconds, nanoseconds 0..1e9).
 pub(super) fn split_ns(ns: i128) -> (i64, i64) {
@@ -381,8 +414,12 @@ CREATE VIEW files AS SELECT
     {changed} AS changed_ns,
     {birth} AS created_ns,
     {mode} AS mode,
-    e.uid AS uid,
-    e.gid AS gid,
+    CASE WHEN typeof(e.owner) = 'integer' AND e.owner >= 0 THEN e.owner / 65536
+         WHEN typeof(e.owner) = 'integer' THEN (-(e.owner + 1)) / 4294967296
+         ELSE CAST(substr(e.owner, 1, instr(e.owner, ':') - 1) AS INTEGER) END AS uid,
+    CASE WHEN typeof(e.owner) = 'integer' AND e.owner >= 0 THEN e.owner % 65536
+         WHEN typeof(e.owner) = 'integer' THEN (-(e.owner + 1)) % 4294967296
+         ELSE CAST(substr(e.owner, instr(e.owner, ':') + 1) AS INTEGER) END AS gid,
     CASE WHEN e.after_d IS NULL THEN NULL ELSE coalesce(e.x_after_size, e.size) END
         AS after_copy_size,
     {after} AS after_copy_modified_ns,
@@ -501,13 +538,16 @@ fn view_triggers() -> String {
             "{folder}, k.n, {id}, {kind_new}, {status_new}, NEW.size, {ms}, {mn},
              NEW.accessed_ns - NEW.modified_ns, NEW.changed_ns - NEW.modified_ns,
              NEW.created_ns - NEW.changed_ns, (NEW.mode | ({bits})) & ~(NEW.mode & ({bits})),
-             NEW.uid, NEW.gid, {hash}, NEW.after_copy_modified_ns - NEW.modified_ns,
+             CASE WHEN NEW.uid < 65536 AND NEW.gid < 65536 THEN NEW.uid * 65536 + NEW.gid
+                  WHEN NEW.uid < 2147483648 THEN -(NEW.uid * 4294967296 + NEW.gid) - 1
+                  ELSE NEW.uid || ':' || NEW.gid END,
+             {hash}, NEW.after_copy_modified_ns - NEW.modified_ns,
              coalesce(NEW.scan_id, 0)",
             hash = unhex_sql("NEW.hash"),
         )
     };
     let cols = "folder, name, id, kind, status, size, mtime, mtime_ns, atime_d, ctime_d, birth_d,
-        mode_x, uid, gid, hash, after_d, scan_id";
+        mode_x, owner, hash, after_d, scan_id";
     let any = format!(
         "(NEW.error IS NOT NULL OR coalesce(NEW.fail_streak, 0) <> 0
           OR ({alg_new}) IS NOT NULL OR ({after_size_new}) IS NOT NULL
@@ -598,9 +638,8 @@ fn migrate_every(
         let size: i64 = r.get(5)?;
         tx.prepare_cached(
             "INSERT INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
-                 atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, after_d, scan_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17)",
+                 atime_d, ctime_d, birth_d, mode_x, owner, hash, after_d, scan_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             key.folder,
@@ -615,8 +654,7 @@ fn migrate_every(
             delta(m.0, changed.0),
             birth_delta(m.0, changed.0, r.get::<_, Option<Ns>>(9)?.map(|t| t.0)),
             mode_x(kind, r.get(10)?),
-            r.get::<_, i64>(11)?,
-            r.get::<_, i64>(12)?,
+            owner(r.get(11)?, r.get(12)?),
             ToSqlOutput::Borrowed(r.get_ref(13)?),
             delta_opt(m.0, after_m.map(|t| t.0)),
             r.get::<_, i64>(17)?,
@@ -674,7 +712,7 @@ pub(super) const FROM: &str =
 
 /// SQL: the columns [`Decoded::read`] reads, from column `at` on.
 pub(super) const COLS: &str = "e.id, e.folder, e.name, f.path, x.dest, e.kind, e.status, e.size,
-    e.mtime, e.mtime_ns, e.atime_d, e.ctime_d, e.birth_d, e.mode_x, e.uid, e.gid, e.hash,
+    e.mtime, e.mtime_ns, e.atime_d, e.ctime_d, e.birth_d, e.mode_x, e.owner, e.birth_d, e.hash,
     x.hash_algorithm, e.after_d, x.after_size, x.link_dev, x.link_ino, e.scan_id";
 
 /// A row as stored, decoded (the columns of [`COLS`]).
@@ -742,8 +780,8 @@ impl Decoded {
             changed,
             created: undelta_opt(changed, r.get_ref(c(12))?)?,
             mode: mode_of(kind, r.get(c(13))?),
-            uid: r.get(c(14))?,
-            gid: r.get(c(15))?,
+            uid: owner_of(r.get_ref(c(14))?)?.0,
+            gid: owner_of(r.get_ref(c(14))?)?.1,
             hash: compact::hash_read(r, c(16))?,
             algorithm: match r.get_ref(c(16))? {
                 ValueRef::Null => None,
@@ -864,9 +902,8 @@ pub(super) fn insert_decoded(conn: &Connection, d: &Decoded, x: &Extra) -> rusql
     let n = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO main.entries (folder, name, id, kind, status, size, mtime,
-                 mtime_ns, atime_d, ctime_d, birth_d, mode_x, uid, gid, hash, after_d, scan_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 ?17)",
+                 mtime_ns, atime_d, ctime_d, birth_d, mode_x, owner, hash, after_d, scan_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?
         .execute(params![
             key.folder,
@@ -881,8 +918,7 @@ pub(super) fn insert_decoded(conn: &Connection, d: &Decoded, x: &Extra) -> rusql
             delta(d.modified, d.changed),
             birth_delta(d.modified, d.changed, d.created),
             mode_x(d.kind, d.mode),
-            d.uid,
-            d.gid,
+            owner(d.uid, d.gid),
             compact::hash_opt(d.hash.as_deref()),
             d.after.map(|(_, m)| delta(d.modified, m)),
             d.scan_id,
@@ -944,6 +980,18 @@ mod tests {
             assert_eq!(mode_of(kind, mode_x(kind, mode)), mode);
         }
         assert!(mode_x(0, 0o100644) < 0o10000);
+        for (uid, gid) in [(0, 0), (1000, 1000), (65535, 65535), (65536, 0), (0, 1_000_513),
+            (2_147_483_647, u32::MAX), (u32::MAX, 0), (4_294_967_294, 4_294_967_294)]
+        {
+            let v = owner(uid, gid);
+            let r = match &v {
+                ToSqlOutput::Owned(o) => ValueRef::from(o),
+                ToSqlOutput::Borrowed(b) => *b,
+                _ => unreachable!(),
+            };
+            assert_eq!(owner_of(r).unwrap(), (uid, gid));
+        }
+        assert_eq!(owner(0, 0), ToSqlOutput::from(0i64), "root's owner takes no byte");
     }
 
     #[test]
@@ -988,7 +1036,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!((path.as_slice(), ty.as_str()), (&b"ca\xff"[..], "blob"));
-        assert_eq!((kind, status, extra), (0, 1, 0), "sha256 is implied, nothing apart");
+        assert_eq!(
+            (kind, status, extra),
+            (0, 1, 1),
+            "sha256 implied; apart only the destination, not the one derived"
+        );
         let alg: String = c
             .query_row("SELECT hash_algorithm FROM files", [], |r| r.get(0))
             .unwrap();
