@@ -196,6 +196,65 @@ fn pending_backlog_resumes_without_scanning() {
     full_scan_run(&env);
 }
 
+/// The view `files` answers Debian's own `sqlite3` as the docs say: full
+/// paths, text statuses, hex hashes; and an admin's `UPDATE` through it
+/// puts a file back in the backlog (the view's triggers use no function an
+/// older `sqlite3` lacks).
+#[test]
+fn the_sqlite3_command_reads_and_writes_the_view() {
+    let sqlite3 = |db: &std::path::Path, sql: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(db)
+            .arg(sql)
+            .output()
+            .expect("sqlite3 (Debian's sqlite3 package) must be installed");
+        assert!(
+            out.status.success(),
+            "sqlite3 {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let env = TestEnv::new();
+    env.src_file("a.txt", b"alpha");
+    env.src_file("d/b.txt", b"bravo");
+    env.run(&[]).assert_code(0);
+    let db = env.db_path();
+    let rows = sqlite3(
+        &db,
+        "SELECT source_path, dest_path, status, hash, hash_algorithm FROM files
+         WHERE kind = 'file' ORDER BY source_path",
+    );
+    let src = env.root().join("src");
+    let dst = env.root().join("dst");
+    let sha = |rel: &str| crate::env::coreutils_hash("sha256sum", &src.join(rel));
+    assert_eq!(
+        rows,
+        format!(
+            "{s}/a.txt|{d}/a.txt|synced|{}|sha256\n{s}/d/b.txt|{d}/d/b.txt|synced|{}|sha256\n",
+            sha("a.txt"),
+            sha("d/b.txt"),
+            s = src.display(),
+            d = dst.display(),
+        )
+    );
+    std::fs::remove_file(dst.join("d/b.txt")).unwrap();
+    sqlite3(
+        &db,
+        "UPDATE files SET status = 'pending', hash = NULL WHERE source_path LIKE '%/d/b.txt'",
+    );
+    let out = env.run(&[]);
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("resuming backlog: 1 file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(std::fs::read(dst.join("d/b.txt")).unwrap(), b"bravo");
+    let after = sqlite3(&db, "SELECT status, hash FROM files WHERE source_path LIKE '%/d/b.txt'");
+    assert_eq!(after, format!("synced|{}\n", sha("d/b.txt")));
+}
+
 #[test]
 fn rescan_flag_forces_a_scan_over_a_backlog() {
     let env = TestEnv::new();
