@@ -532,7 +532,11 @@ impl<'a> Progress<'a> {
         if total > 0 {
             say(format!(
                 "state DB v{version}: rewriting {total} rows compactly ({})",
-                if version == 12 { "paths below their roots" } else { "keyed by folder and name" }
+                if version == 12 {
+                    "paths below their roots"
+                } else {
+                    "keyed by folder and name"
+                }
             ));
         }
         let now = std::time::Instant::now();

@@ -187,7 +187,8 @@ mod tests {
             "SELECT xf.error, xf.fail_streak
              FROM entry_extra xf JOIN entries e ON e.folder = xf.folder AND e.name = xf.name
              WHERE xf.error IS NOT NULL AND e.status = 2
-             ORDER BY xf.fail_streak DESC, xf.id LIMIT 5".to_owned(),
+             ORDER BY xf.fail_streak DESC, xf.id LIMIT 5"
+                .to_owned(),
             format!("SELECT count(*) FROM {FAILED} AND x.fail_streak >= 2"),
             format!("SELECT x.fail_streak FROM {FAILED} ORDER BY x.fail_streak DESC, x.id LIMIT 1"),
         ] {

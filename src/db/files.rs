@@ -395,7 +395,9 @@ impl StateDb {
 
     /// Source rows other than the source root itself.
     pub fn source_entries(&self, source_root: &Path) -> Result<u64> {
-        let all: i64 = self.conn.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
+        let all: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
         Ok(all as u64 - u64::from(self.has_source(source_root)?))
     }
 

@@ -110,9 +110,7 @@ pub(super) fn owner(uid: u32, gid: u32) -> ToSqlOutput<'static> {
 
 /// Inverse of [`owner`].
 pub(super) fn owner_of(v: ValueRef<'_>) -> rusqlite::Result<(u32, u32)> {
-    let bad = || {
-        rusqlite::Error::FromSqlConversionFailure(0, v.data_type(), "not an owner".into())
-    };
+    let bad = || rusqlite::Error::FromSqlConversionFailure(0, v.data_type(), "not an owner".into());
     match v {
         ValueRef::Integer(o) if o >= 0 => Ok(((o >> 16) as u32, (o & 0xffff) as u32)),
         ValueRef::Integer(o) => {
@@ -176,7 +174,9 @@ pub(super) fn undelta(base: i128, v: ValueRef<'_>) -> rusqlite::Result<i128> {
         ValueRef::Integer(d) => Ok(base + i128::from(d)),
         other => Ok(rusqlite::types::FromSql::column_result(other)
             .map(|t: Ns| t.0)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, other.data_type(), e.into()))?),
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, other.data_type(), e.into())
+            })?),
     }
 }
 
@@ -604,9 +604,11 @@ fn migrate_every(
     say: &mut dyn FnMut(String),
 ) -> rusqlite_migration::HookResult {
     let dest_root: Option<std::path::PathBuf> = tx
-        .query_row("SELECT value FROM meta WHERE key = 'destination'", [], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'destination'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
         .optional()?
         .map(Into::into);
     let total: i64 = tx.query_row("SELECT count(*) FROM entries_v12", [], |r| r.get(0))?;
@@ -666,7 +668,10 @@ fn migrate_every(
         let derived = match (r.get_ref(2)?, &dest_root) {
             (ValueRef::Null, _) => true,
             (v, Some(root)) if stored.first() != Some(&b'/') => {
-                bytes_of(v)? == compact::full_path(Some(root), stored).as_os_str().as_bytes()
+                bytes_of(v)?
+                    == compact::full_path(Some(root), stored)
+                        .as_os_str()
+                        .as_bytes()
             }
             _ => false,
         };
@@ -970,13 +975,26 @@ mod tests {
 
     #[test]
     fn modes_keep_every_bit_through_the_flip() {
-        for (kind, mode) in [(0, 0o100644), (1, 0o40755), (2, 0o120777), (0, 0o644), (1, 0o104755)] {
+        for (kind, mode) in [
+            (0, 0o100644),
+            (1, 0o40755),
+            (2, 0o120777),
+            (0, 0o644),
+            (1, 0o104755),
+        ] {
             assert_eq!(mode_of(kind, mode_x(kind, mode)), mode);
         }
         assert!(mode_x(0, 0o100644) < 0o10000);
-        for (uid, gid) in [(0, 0), (1000, 1000), (65535, 65535), (65536, 0), (0, 1_000_513),
-            (2_147_483_647, u32::MAX), (u32::MAX, 0), (4_294_967_294, 4_294_967_294)]
-        {
+        for (uid, gid) in [
+            (0, 0),
+            (1000, 1000),
+            (65535, 65535),
+            (65536, 0),
+            (0, 1_000_513),
+            (2_147_483_647, u32::MAX),
+            (u32::MAX, 0),
+            (4_294_967_294, 4_294_967_294),
+        ] {
             let v = owner(uid, gid);
             let r = match &v {
                 ToSqlOutput::Owned(o) => ValueRef::from(o),
@@ -985,13 +1003,23 @@ mod tests {
             };
             assert_eq!(owner_of(r).unwrap(), (uid, gid));
         }
-        assert_eq!(owner(0, 0), ToSqlOutput::from(0i64), "root's owner takes no byte");
+        assert_eq!(
+            owner(0, 0),
+            ToSqlOutput::from(0i64),
+            "root's owner takes no byte"
+        );
     }
 
     #[test]
     fn deltas_round_trip_over_any_range() {
         let big = i128::from(i64::MAX) * 3;
-        for (base, t) in [(0, 0), (5, -7), (-big, big), (big, -big), (1, 1 + i128::from(i64::MAX))] {
+        for (base, t) in [
+            (0, 0),
+            (5, -7),
+            (-big, big),
+            (big, -big),
+            (1, 1 + i128::from(i64::MAX)),
+        ] {
             let v = delta(base, t);
             let r = match &v {
                 ToSqlOutput::Owned(o) => ValueRef::from(o),

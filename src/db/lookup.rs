@@ -81,8 +81,9 @@ fn known_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KnownRow> {
             gid: d.gid,
             link: d.link.map(|(a, b)| (a as u64, b as u64)),
         },
-        status: RowStatus::column_result(ValueRef::Integer(d.status))
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, e.into()))?,
+        status: RowStatus::column_result(ValueRef::Integer(d.status)).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, e.into())
+        })?,
         after_copy: d.after.map(|(size, m)| Stamp {
             kind,
             size: size as u64,

@@ -5,8 +5,8 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{OptionalExtension, params};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{OptionalExtension, params};
 
 use super::{Result, RowId, RowKey, StateDb, path_from, path_value};
 

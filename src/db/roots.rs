@@ -117,7 +117,12 @@ impl StateDb {
                 "UPDATE OR IGNORE entries SET folder = ?3, name = ?4
                  WHERE folder = ?1 AND name = ?2",
             )?
-            .execute(params![key.folder, key.name_value(), new.folder, new.name_value()])?;
+            .execute(params![
+                key.folder,
+                key.name_value(),
+                new.folder,
+                new.name_value()
+            ])?;
         if moved > 0 {
             self.conn
                 .prepare_cached("UPDATE entry_extra SET folder = ?2, name = ?3 WHERE id = ?1")?

@@ -25,11 +25,9 @@ impl StateDb {
     /// Calls `f(source_path, kind, size)` for every row, in key order,
     /// from one statement.
     pub fn for_each_source_row(&self, mut f: impl FnMut(&Path, EntryKind, u64)) -> Result<()> {
-        let mut st = self.conn.prepare(&format!(
-            "SELECT {} FROM {}",
-            keyed::COLS,
-            keyed::FROM
-        ))?;
+        let mut st = self
+            .conn
+            .prepare(&format!("SELECT {} FROM {}", keyed::COLS, keyed::FROM))?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
             let d = keyed::Decoded::read(r, 0)?;
@@ -108,10 +106,10 @@ impl StateDb {
         while let Some(r) = rows.next()? {
             let d = keyed::Decoded::read(r, 0)?;
             let extra = keyed::Extra {
-                dest: match &d.dest {
-                    Some(p) => Some(compact::value_of(super::path_value(p))),
-                    None => None,
-                },
+                dest: d
+                    .dest
+                    .as_deref()
+                    .map(|p| compact::value_of(super::path_value(p))),
                 error: r.get(23)?,
                 fail_streak: r.get::<_, Option<i64>>(24)?.unwrap_or(0),
                 verified_at: r.get(25)?,
@@ -134,7 +132,18 @@ impl StateDb {
     /// copy: synced, same source size and mtime, same size and mtime after
     /// the copy, same hash or none yet. A shard's newer copy starts afresh.
     fn keep_findings(&self) -> Result<()> {
-        type Found = (PathBuf, i64, Ns, Option<String>, Option<String>, Option<i64>, Option<Ns>, i64, String, Option<String>);
+        type Found = (
+            PathBuf,
+            i64,
+            Ns,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<Ns>,
+            i64,
+            String,
+            Option<String>,
+        );
         let found: Vec<Found> = self
             .conn
             .prepare(
@@ -176,9 +185,7 @@ impl StateDb {
             }
             if d.hash.is_none() && hash.is_some() {
                 self.conn
-                    .prepare_cached(
-                        "UPDATE entries SET hash = ?3 WHERE folder = ?1 AND name = ?2",
-                    )?
+                    .prepare_cached("UPDATE entries SET hash = ?3 WHERE folder = ?1 AND name = ?2")?
                     .execute(params![
                         d.key.folder,
                         d.key.name_value(),

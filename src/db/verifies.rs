@@ -346,7 +346,10 @@ impl Tx<'_> {
             ])?;
         if changed > 0 {
             keyed::Extra::change(&self.conn, id.0, key, |x| {
-                x.algorithm = hash.map(|h| h.1).filter(|a| *a != "sha256").map(str::to_owned);
+                x.algorithm = hash
+                    .map(|h| h.1)
+                    .filter(|a| *a != "sha256")
+                    .map(str::to_owned);
             })?;
             self.record_found(id, key, hash.map(|h| h.0), result, at_ns, back)?;
         }

@@ -251,7 +251,10 @@ fn the_sqlite3_command_reads_and_writes_the_view() {
         out.stderr
     );
     assert_eq!(std::fs::read(dst.join("d/b.txt")).unwrap(), b"bravo");
-    let after = sqlite3(&db, "SELECT status, hash FROM files WHERE source_path LIKE '%/d/b.txt'");
+    let after = sqlite3(
+        &db,
+        "SELECT status, hash FROM files WHERE source_path LIKE '%/d/b.txt'",
+    );
     assert_eq!(after, format!("synced|{}\n", sha("d/b.txt")));
 }
 
