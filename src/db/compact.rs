@@ -187,7 +187,7 @@ END;
 }
 
 /// SQL: the name of code `col` (`names` by index).
-fn name_of(col: &str, names: &[&str]) -> String {
+pub(super) fn name_of(col: &str, names: &[&str]) -> String {
     let whens: String = names
         .iter()
         .enumerate()
@@ -198,7 +198,7 @@ fn name_of(col: &str, names: &[&str]) -> String {
 
 /// SQL: the code of name `col` (a code or anything else passes unchanged,
 /// and the table's CHECK refuses what is no code).
-fn code_of(col: &str, names: &[&str]) -> String {
+pub(super) fn code_of(col: &str, names: &[&str]) -> String {
     let whens: String = names
         .iter()
         .enumerate()
@@ -208,7 +208,7 @@ fn code_of(col: &str, names: &[&str]) -> String {
 }
 
 /// SQL: a hash as lowercase hex, whichever way it is stored.
-fn hex_of(col: &str) -> String {
+pub(super) fn hex_of(col: &str) -> String {
     format!("CASE typeof({col}) WHEN 'blob' THEN lower(hex({col})) ELSE {col} END")
 }
 

@@ -26,7 +26,7 @@ use std::path::Path;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::compact::{self, KINDS, STATUSES};
+use super::compact::{self, KINDS, STATUSES, code_of, hex_of, name_of};
 use super::times::{self, Ns};
 
 /// The tables, created empty (the hook fills them from v12's `entries`).
@@ -349,30 +349,6 @@ fn birth_sql() -> String {
         text_sql("e.birth_d"),
         ns_sql(&bs, &bn)
     )
-}
-
-/// SQL: the name of code `col`.
-fn name_of(col: &str, names: &[&str]) -> String {
-    let whens: String = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!(" WHEN {i} THEN '{n}'"))
-        .collect();
-    format!("CASE {col}{whens} END")
-}
-
-/// SQL: the code of name `col` (unchanged when no name).
-fn code_of(col: &str, names: &[&str]) -> String {
-    let whens: String = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| format!(" WHEN '{n}' THEN {i}"))
-        .collect();
-    format!("CASE {col}{whens} ELSE {col} END")
-}
-
-fn hex_of(col: &str) -> String {
-    format!("CASE typeof({col}) WHEN 'blob' THEN lower(hex({col})) ELSE {col} END")
 }
 
 /// SQL: `mode_x` as the mode (`kind` the code).
