@@ -147,7 +147,26 @@ END;
 CREATE TRIGGER files_delete INSTEAD OF DELETE ON files BEGIN
     DELETE FROM entries WHERE rowid = OLD.rowid;
 END;
-CREATE TRIGGER entries_totals_insert AFTER INSERT ON entries BEGIN
+{totals}",
+        full_src = full_sql("e.path", src),
+        full_dst = full_sql("e.path", dst),
+        kind = name_of("e.kind", &KINDS),
+        status = name_of("e.status", &STATUSES),
+        hash = hex_of("e.hash"),
+        vhash = hex_of("e.verified_hash"),
+        rel_new = rel_sql("NEW.source_path", src),
+        kind_new = code_of("NEW.kind", &KINDS),
+        status_new = code_of("NEW.status", &STATUSES),
+        alg_new = "CASE NEW.hash_algorithm WHEN 'sha256' THEN 1 ELSE NEW.hash_algorithm END",
+        totals = totals_triggers(),
+    )
+}
+
+/// The triggers that keep `totals` (v10) in the transaction of every write
+/// to `entries` (v12's table and v13's alike).
+pub(super) fn totals_triggers() -> String {
+    format!(
+        "CREATE TRIGGER entries_totals_insert AFTER INSERT ON entries BEGIN
     UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
         hashed = hashed + (new.hash IS NOT NULL)
     WHERE status = {status_n} AND kind = {kind_n};
@@ -167,18 +186,7 @@ BEGIN
     UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
         hashed = hashed + (new.hash IS NOT NULL)
     WHERE status = {status_n} AND kind = {kind_n};
-END;
-",
-        full_src = full_sql("e.path", src),
-        full_dst = full_sql("e.path", dst),
-        kind = name_of("e.kind", &KINDS),
-        status = name_of("e.status", &STATUSES),
-        hash = hex_of("e.hash"),
-        vhash = hex_of("e.verified_hash"),
-        rel_new = rel_sql("NEW.source_path", src),
-        kind_new = code_of("NEW.kind", &KINDS),
-        status_new = code_of("NEW.status", &STATUSES),
-        alg_new = "CASE NEW.hash_algorithm WHEN 'sha256' THEN 1 ELSE NEW.hash_algorithm END",
+END;",
         status_n = name_of("new.status", &STATUSES),
         kind_n = name_of("new.kind", &KINDS),
         status_o = name_of("old.status", &STATUSES),

@@ -420,28 +420,7 @@ BEGIN
     UPDATE entry_ids SET next = new.id + 1;
 END;
 {view_triggers}
-CREATE TRIGGER entries_totals_insert AFTER INSERT ON entries BEGIN
-    UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
-        hashed = hashed + (new.hash IS NOT NULL)
-    WHERE status = {status_n} AND kind = {kind_n};
-END;
-CREATE TRIGGER entries_totals_delete AFTER DELETE ON entries BEGIN
-    UPDATE totals SET entries = entries - 1, bytes = bytes - old.size,
-        hashed = hashed - (old.hash IS NOT NULL)
-    WHERE status = {status_o} AND kind = {kind_o};
-END;
-CREATE TRIGGER entries_totals_update AFTER UPDATE OF status, kind, size, hash ON entries
-WHEN old.status IS NOT new.status OR old.kind IS NOT new.kind OR old.size IS NOT new.size
-    OR (old.hash IS NULL) IS NOT (new.hash IS NULL)
-BEGIN
-    UPDATE totals SET entries = entries - 1, bytes = bytes - old.size,
-        hashed = hashed - (old.hash IS NOT NULL)
-    WHERE status = {status_o} AND kind = {kind_o};
-    UPDATE totals SET entries = entries + 1, bytes = bytes + new.size,
-        hashed = hashed + (new.hash IS NOT NULL)
-    WHERE status = {status_n} AND kind = {kind_n};
-END;
-",
+{totals}",
         full_src = compact::full_sql("e.p", src),
         full_dst = compact::full_sql("e.p", dst),
         kind = name_of("e.kind", &KINDS),
@@ -453,10 +432,7 @@ END;
         vhash = hex_of("e.x_verified_hash"),
         status = name_of("e.status", &STATUSES),
         view_triggers = view_triggers(),
-        status_n = name_of("new.status", &STATUSES),
-        kind_n = name_of("new.kind", &KINDS),
-        status_o = name_of("old.status", &STATUSES),
-        kind_o = name_of("old.kind", &KINDS),
+        totals = compact::totals_triggers(),
     )
 }
 
