@@ -210,24 +210,33 @@ impl StateDb {
     /// Deletes every row whose id `seen` rejects (rows of entries the scan
     /// did not find), in chunks; returns how many.
     pub fn drop_unseen(&mut self, seen: impl Fn(RowId) -> bool) -> Result<u64> {
-        self.drop_rows_by(|id, _, _| !seen(id))
+        self.drop_rows_by(false, |id, _, _| !seen(id))
     }
 
     /// Deletes the `files` rows for which `drop(source_path, kind)` holds
     /// (entries a filter edit leaves out of the job); returns how many.
     /// Listing rows and the destination are untouched.
     pub fn drop_rows_where(&mut self, drop: impl Fn(&Path, EntryKind) -> bool) -> Result<u64> {
-        self.drop_rows_by(|_, path, kind| drop(path, kind))
+        self.drop_rows_by(true, |_, path, kind| drop(path, kind))
     }
 
     /// Deletes the rows for which `drop(id, source_path, kind)` holds, in
     /// chunks of one transaction each (in key order); returns how many.
-    fn drop_rows_by(&mut self, drop: impl Fn(RowId, &Path, EntryKind) -> bool) -> Result<u64> {
+    /// Without `with_paths` the path passed is empty and no path is built
+    /// (a rescan's pass over every row needs only the ids).
+    fn drop_rows_by(
+        &mut self,
+        with_paths: bool,
+        drop: impl Fn(RowId, &Path, EntryKind) -> bool,
+    ) -> Result<u64> {
         const CHUNK: i64 = 50_000;
         let mut last = keyed::RowKey {
             folder: -1,
             name: Vec::new(),
         };
+        // The folder's stored path, read once per folder (rows come in key
+        // order, a folder's entries one after another).
+        let mut folder: Option<(i64, Option<Vec<u8>>)> = None;
         let mut dropped = 0u64;
         let root = self.roots.borrow()[0].clone();
         loop {
@@ -236,27 +245,29 @@ impl StateDb {
             let mut gone = Vec::new();
             {
                 let mut st = tx.prepare_cached(
-                    "SELECT e.id, e.folder, e.name, f.path, e.kind
-                     FROM entries e LEFT JOIN folders f ON f.id = e.folder
-                     WHERE (e.folder, e.name) > (?1, ?2) ORDER BY e.folder, e.name LIMIT ?3",
+                    "SELECT id, folder, name, kind FROM entries
+                     WHERE (folder, name) > (?1, ?2) ORDER BY folder, name LIMIT ?3",
                 )?;
                 let mut rows = st.query(params![last.folder, last.name_value(), CHUNK])?;
                 while let Some(r) = rows.next()? {
                     n += 1;
-                    let folder: i64 = r.get(1)?;
-                    let name = keyed::bytes_of(r.get_ref(2)?)?.to_vec();
-                    let fpath = match r.get_ref(3)? {
-                        ValueRef::Null => None,
-                        v => Some(keyed::bytes_of(v)?.to_vec()),
+                    last.folder = r.get(1)?;
+                    last.name.clear();
+                    last.name.extend_from_slice(keyed::bytes_of(r.get_ref(2)?)?);
+                    let path = if with_paths {
+                        if folder.as_ref().is_none_or(|(id, _)| *id != last.folder) {
+                            let p = match last.folder {
+                                0 => None,
+                                id => keyed::folder_path(&tx, id)?,
+                            };
+                            folder = Some((last.folder, p));
+                        }
+                        let fpath = folder.as_ref().and_then(|(_, p)| p.as_deref());
+                        compact::full_path(root.as_deref(), &keyed::join(fpath, &last.name))
+                    } else {
+                        PathBuf::new()
                     };
-                    let stored =
-                        keyed::join(if folder == 0 { None } else { fpath.as_deref() }, &name);
-                    last = keyed::RowKey { folder, name };
-                    if drop(
-                        RowId(r.get(0)?),
-                        &compact::full_path(root.as_deref(), &stored),
-                        kind_of(r.get_ref(4)?)?,
-                    ) {
+                    if drop(RowId(r.get(0)?), &path, kind_of(r.get_ref(3)?)?) {
                         gone.push(last.clone());
                     }
                 }
@@ -742,7 +753,7 @@ pub(super) mod tests {
             .unwrap();
         }
         tx.commit().unwrap();
-        let mut lookup = db.source_lookup().unwrap();
+        let mut lookup = db.source_lookup(true).unwrap();
         let a = lookup.find(Path::new("/s/a")).unwrap().unwrap();
         assert_eq!(
             (a.id, a.status, a.entry.size),

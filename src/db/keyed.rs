@@ -188,6 +188,28 @@ pub(super) fn undelta_opt(base: i128, v: ValueRef<'_>) -> rusqlite::Result<Optio
     }
 }
 
+/// A row's times as stored in the five columns `mtime, mtime_ns, atime_d,
+/// ctime_d, birth_d` from column `at` on.
+pub(super) struct Times {
+    pub modified: i128,
+    pub accessed: i128,
+    pub changed: i128,
+    pub created: Option<i128>,
+}
+
+impl Times {
+    pub fn read(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        let modified = join_ns(r.get(at)?, r.get(at + 1)?);
+        let changed = undelta(modified, r.get_ref(at + 3)?)?;
+        Ok(Self {
+            modified,
+            accessed: undelta(modified, r.get_ref(at + 2)?)?,
+            changed,
+            created: undelta_opt(changed, r.get_ref(at + 4)?)?,
+        })
+    }
+}
+
 /// A stored path (below the source root, or whole) as its folder's stored
 /// path and its name; `None` for a path with no folder (the root `''`, or
 /// `/`).
@@ -247,6 +269,13 @@ pub(super) fn folder_id(conn: &Connection, path: Option<&[u8]>) -> rusqlite::Res
     let Some(path) = path else { return Ok(Some(0)) };
     conn.prepare_cached("SELECT id FROM folders WHERE path = ?1")?
         .query_row([bytes_value(path)], |r| r.get(0))
+        .optional()
+}
+
+/// The stored path of folder `id` (not 0), if recorded.
+pub(super) fn folder_path(conn: &Connection, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT path FROM folders WHERE id = ?1")?
+        .query_row([id], |r| Ok(bytes_of(r.get_ref(0)?)?.to_vec()))
         .optional()
 }
 
@@ -706,8 +735,8 @@ impl Decoded {
         let stored = join(if folder == 0 { None } else { fpath.as_deref() }, &name);
         let kind: i64 = r.get(c(5))?;
         let size: i64 = r.get(c(7))?;
-        let modified = join_ns(r.get(c(8))?, r.get(c(9))?);
-        let changed = undelta(modified, r.get_ref(c(11))?)?;
+        let t = Times::read(r, c(8))?;
+        let modified = t.modified;
         let after = match r.get_ref(c(18))? {
             ValueRef::Null => None,
             d => Some((
@@ -727,9 +756,9 @@ impl Decoded {
             status: r.get(c(6))?,
             size,
             modified,
-            accessed: undelta(modified, r.get_ref(c(10))?)?,
-            changed,
-            created: undelta_opt(changed, r.get_ref(c(12))?)?,
+            accessed: t.accessed,
+            changed: t.changed,
+            created: t.created,
             mode: mode_of(kind, r.get(c(13))?),
             uid: owner_of(r.get_ref(c(14))?)?.0,
             gid: owner_of(r.get_ref(c(14))?)?.1,

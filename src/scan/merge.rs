@@ -112,7 +112,7 @@ impl<'a> Join<'a> {
         });
         let mut in_tx = 0usize;
         let db = self.db;
-        let mut lookup = db.source_lookup()?;
+        let mut lookup = db.source_lookup(!fold)?;
         let mut tx = db.begin()?;
         // The type changes are this scan's findings alone.
         tx.clear_type_changes()?;
