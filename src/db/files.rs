@@ -483,9 +483,13 @@ impl Tx<'_> {
         let id = keyed::next_id(&self.conn)?;
         let kind = kind_code(e.kind);
         let (secs, ns) = keyed::split_ns(e.modified_ns);
+        // `OR FAIL`, here and in `mark_synced`: with triggers, a statement
+        // that may abort keeps a statement journal, written page by page
+        // (most of a row's insert). A failed statement fails its whole
+        // transaction, which is then rolled back, so nothing is lost.
         self.conn
             .prepare_cached(
-                "INSERT INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
+                "INSERT OR FAIL INTO entries (folder, name, id, kind, status, size, mtime, mtime_ns,
                      atime_d, ctime_d, birth_d, mode_x, owner, scan_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
@@ -618,7 +622,7 @@ impl Tx<'_> {
         let (secs, ns) = keyed::split_ns(m);
         self.conn
             .prepare_cached(
-                "UPDATE entries SET status = 1, hash = ?3, size = ?4, mtime = ?5, mtime_ns = ?6,
+                "UPDATE OR FAIL entries SET status = 1, hash = ?3, size = ?4, mtime = ?5, mtime_ns = ?6,
                     atime_d = ?7, ctime_d = ?8, birth_d = ?9, after_d = ?10
                  WHERE folder = ?1 AND name = ?2",
             )?
