@@ -199,7 +199,9 @@ impl<'a> Join<'a> {
         };
         if let Some(lost) = lost {
             let error = collision_error(source, dest, rel, &lost);
-            tx.mark_failed(id, &error)?;
+            // By its path: the row may be synced, which its id alone does
+            // not find without reading every row.
+            tx.mark_failed_path(&e.path, &error)?;
             report.case_collisions += 1;
             if report.case_collisions <= WARN_EACH {
                 warn!("{error}");
