@@ -2,11 +2,13 @@
 # What grouping hard links by inode number (the SMB client: every file keyed,
 # see docs/tree-fidelity.md) costs in the state DB: N file rows made by a
 # real jobrun DB's schema, 10% of them in groups of 10, the rest alone; the
-# scan's count of linked names (one pass over the `files_link` index, only
+# scan's count of linked names (one pass over the `extra_link` index, only
 # with `hard_links = false`) timed RUNS times with its peak RSS, then the
 # transfer feed's queries per row (`link_shared` alone, `linked_copy`, both)
 # over 100,000 rows through Python's sqlite3 (the interpreter's own cost is
-# the `empty` line). The SQL is the product's (src/db/links.rs, files.rs).
+# the `empty` line). The rows are written through the view `files`; the
+# queries are the product's on schema v13's tables (src/db/links.rs,
+# files.rs: `link_shared`, `linked_copy`, `shared_link_names`).
 #
 #   benches/tree-link-queries.sh            # N=1000000
 #   N=10000000 RUNS=3 benches/tree-link-queries.sh
@@ -31,25 +33,32 @@ echo "rows: $(sqlite3 job.db 'SELECT count(*) FROM files')"
 for _ in $(seq "$RUNS"); do
   sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
   /usr/bin/time -f "count of linked names: %e s, peak RSS %M KB" sqlite3 job.db \
-    "SELECT COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM files
+    "SELECT COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) AS n FROM entry_extra
      WHERE link_ino IS NOT NULL AND link_dev = 40 GROUP BY link_ino HAVING n > 1)" >/dev/null
 done
 python3 - <<'PY'
 import sqlite3, statistics, time
 c = sqlite3.connect("job.db")
-rows = list(c.execute("SELECT rowid, link_dev, link_ino, size, modified_ns FROM files "
-                      "WHERE rowid % 10 = 0 LIMIT 100000"))
-LINKED = """SELECT dest_path, CASE WHEN hash_algorithm = ?5 THEN hash END,
-  COALESCE(after_copy_size, size), COALESCE(after_copy_modified_ns, modified_ns)
-  FROM files WHERE link_ino = ?2 AND link_dev = ?1 AND status = 'synced' AND kind = 'file'
-  AND size = ?3 AND modified_ns = ?4 ORDER BY rowid LIMIT 1"""
-SHARED = "SELECT EXISTS (SELECT 1 FROM files WHERE link_ino = ?2 AND link_dev = ?1 AND rowid <> ?3)"
+rows = list(c.execute("SELECT x.id, x.link_dev, x.link_ino, e.size, e.mtime, e.mtime_ns "
+                      "FROM entry_extra x JOIN entries e ON e.folder = x.folder AND e.name = x.name "
+                      "WHERE x.id % 10 = 0 AND x.link_ino IS NOT NULL LIMIT 100000"))
+LINKED = """SELECT e.id, e.folder, e.name, f.path, x.dest, e.kind, e.status, e.size,
+    e.mtime, e.mtime_ns, e.atime_d, e.ctime_d, e.birth_d, e.mode_x, e.owner, e.birth_d, e.hash,
+    x.hash_algorithm, e.after_d, x.after_size, x.link_dev, x.link_ino, e.scan_id
+  FROM entry_extra xl
+    JOIN entries e ON e.folder = xl.folder AND e.name = xl.name
+    LEFT JOIN folders f ON f.id = e.folder LEFT JOIN entry_extra x ON x.id = e.id
+  WHERE xl.link_ino = ?2 AND xl.link_dev = ?1 AND e.status = 1 AND e.kind = 0
+    AND e.size = ?3 AND e.mtime = ?4 AND e.mtime_ns = ?5
+  ORDER BY xl.id LIMIT 1"""
+SHARED = """SELECT EXISTS (SELECT 1 FROM entry_extra
+  WHERE link_ino = ?2 AND link_dev = ?1 AND id <> ?3)"""
 cases = {
     "empty": lambda r: [("SELECT 1", ())],
     "link_shared (a file alone)": lambda r: [(SHARED, (r[1], r[2], r[0]))],
-    "linked_copy": lambda r: [(LINKED, (r[1], r[2], r[3], r[4], "sha256"))],
+    "linked_copy": lambda r: [(LINKED, (r[1], r[2], r[3], r[4], r[5]))],
     "link_shared + linked_copy (a name of a group)":
-        lambda r: [(SHARED, (r[1], r[2], r[0])), (LINKED, (r[1], r[2], r[3], r[4], "sha256"))],
+        lambda r: [(SHARED, (r[1], r[2], r[0])), (LINKED, (r[1], r[2], r[3], r[4], r[5]))],
 }
 for name, qs in cases.items():
     runs = []
