@@ -17,7 +17,10 @@
 #       written, and peak RSS (goals <= 5 s, <= 150 MB);
 #   (e) a filter edit's pass dropping 1% of rows (`drop_rows_where`), s, RSS.
 # Results: target/scale-db/results-<N>.txt and a summary on stdout.
-# Environment: JOBRUN (default target/release/jobrun), REPEATS (default 3).
+# Environment: JOBRUN (default target/release/jobrun), REPEATS (default 3),
+# REUSE=1 (measure the DB a previous run left for N again, without building
+# it: the synthesis of 50M rows takes about an hour; the filter edit drops
+# 1% of what is left).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -33,9 +36,13 @@ source "$HERE/scale-lib.sh"
 
 for N in "$@"; do
   B="$ROOT/target/scale-db/t$N"
+  M="$B/state/job.toml"
+  R="$ROOT/target/scale-db/results-$N.txt"
+  if [[ "${REUSE:-}" == 1 && -f "$B/state/job.db" ]]; then
+    echo "reusing $B/state/job.db (REUSE=1)" | tee -a "$R"
+  else
   rm -rf "$B"; mkdir -p "$B/state"
   python3 "$HERE/gen-tree.py" "$B/src" 1000
-  M="$B/state/job.toml"
   cat >"$M" <<TOML
 source = "$B/src"
 destination = "$B/dst"
@@ -43,12 +50,13 @@ db = "$B/state/job.db"
 log = "$B/state/job.log"
 checksum = "sha256"
 TOML
-  R="$ROOT/target/scale-db/results-$N.txt"; : >"$R"
+  : >"$R"
   "$JOBRUN" "$M" >"$B/state/first.out" 2>&1
   t0=$(now)
   /usr/bin/time -v -o "$B/state/synth.time" "$SYNTH" synth "$B/state/job.db" "$B/src" "$B/dst" 1000 "$N" | tee -a "$R"
   read -r w r < <(timev "$B/state/synth.time")
   echo "synth wall_s=$w peak_rss_MB=$r" | tee -a "$R"
+  fi
 
   # (a) bytes per row
   echo "$("$SYNTH" size "$B/state/job.db") (goal <= 100)" | tee -a "$R"
