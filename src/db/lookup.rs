@@ -1,5 +1,6 @@
-//! The scan's lookup of each source entry's row: one statement prepared
-//! for the whole scan, the row decoded as the merge compares it.
+//! The scan's lookup of each source entry's row: statements prepared for
+//! the whole scan, a folder's rows read ahead in walk order, each row
+//! decoded only as far as the merge compares it.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
