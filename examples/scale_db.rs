@@ -8,8 +8,9 @@
 //!       `mark_failed`: 90% synced with a sha256, 9% pending, 1% failed
 //!   scale_db lookup DB SRC N SAMPLE    ns per `SourceLookup::find` of
 //!       SAMPLE paths in walk order (a no-op rescan's per-entry lookup)
-//!   scale_db drop DB                   `drop_rows_where` dropping the
-//!       names ending in `00.dat` (1%), as a filter edit's pass does
+//!   scale_db drop DB [NN]              `drop_rows_where` dropping the
+//!       names ending in `NN.dat` (default 00: 1%), as a filter edit's
+//!       pass does
 //!   scale_db size DB                   bytes per file row after a checkpoint
 //!   scale_db migrate DB                opens (and so migrates) DB, timed
 
@@ -127,11 +128,15 @@ fn lookup(db: &str, src: &Path, n: u64, sample: u64) {
     println!("lookup rows={n} sample={sample} found={found} ns_per_entry={ns:.0}");
 }
 
-fn drop_pct(db: &str) {
+fn drop_pct(db: &str, ending: &str) {
     let mut db = open(db);
     let started = Instant::now();
     let gone = db
-        .drop_rows_where(|p, _| p.as_os_str().as_encoded_bytes().ends_with(b"00.dat"))
+        .drop_rows_where(|p, _| {
+            p.as_os_str()
+                .as_encoded_bytes()
+                .ends_with(format!("{ending}.dat").as_bytes())
+        })
         .expect("drop");
     println!(
         "filter_edit dropped={gone} s={:.2}",
@@ -163,7 +168,7 @@ fn main() {
     match arg(1) {
         "synth" => synth(arg(2), Path::new(arg(3)), Path::new(arg(4)), num(5), num(6)),
         "lookup" => lookup(arg(2), Path::new(arg(3)), num(4), num(5)),
-        "drop" => drop_pct(arg(2)),
+        "drop" => drop_pct(arg(2), std::env::args().nth(3).as_deref().unwrap_or("00")),
         "size" => size(arg(2)),
         "migrate" => {
             let started = Instant::now();
