@@ -131,11 +131,12 @@ fn lookup(db: &str, src: &Path, n: u64, sample: u64) {
 fn drop_pct(db: &str, ending: &str) {
     let mut db = open(db);
     let started = Instant::now();
+    let ending = format!("{ending}.dat");
     let gone = db
         .drop_rows_where(|p, _| {
             p.as_os_str()
                 .as_encoded_bytes()
-                .ends_with(format!("{ending}.dat").as_bytes())
+                .ends_with(ending.as_bytes())
         })
         .expect("drop");
     println!(

@@ -19,11 +19,8 @@ impl StateDb {
     /// sorts by folded name); rows are then read ahead a window at a time.
     pub fn source_lookup(&self, ordered: bool) -> Result<SourceLookup<'_>> {
         Ok(SourceLookup {
-            st: self.conn.prepare(&format!(
-                "SELECT {LOOKUP_COLS} {LOOKUP_FROM} AND e.name = ?2"
-            ))?,
-            ahead: if ordered {
-                Some([
+            reads: if ordered {
+                Reads::Ahead([
                     // All TEXT sorts before any BLOB (x'' the least BLOB).
                     self.conn.prepare(&format!(
                         "SELECT e.name, {LOOKUP_COLS} {LOOKUP_FROM}
@@ -35,7 +32,9 @@ impl StateDb {
                     ))?,
                 ])
             } else {
-                None
+                Reads::Seek(self.conn.prepare(&format!(
+                    "SELECT {LOOKUP_COLS} {LOOKUP_FROM} AND e.name = ?2"
+                ))?)
             },
             db: self,
             folder: None,
@@ -71,12 +70,18 @@ const WINDOW: usize = 256;
 /// The window holds rows not yet asked for; the scan writes only the row
 /// of the path it asked for last, so they stay as read.
 pub struct SourceLookup<'db> {
-    st: rusqlite::Statement<'db>,
-    /// The read-ahead statements (TEXT names, BLOB names), in walk order.
-    ahead: Option<[rusqlite::Statement<'db>; 2]>,
+    reads: Reads<'db>,
     db: &'db StateDb,
     folder: Option<(Vec<u8>, Option<i64>)>,
     windows: [Window; 2],
+}
+
+/// How [`SourceLookup`] reads rows.
+enum Reads<'db> {
+    /// One query per path (paths not in bytewise order).
+    Seek(rusqlite::Statement<'db>),
+    /// Windows read ahead (TEXT names, BLOB names), paths in walk order.
+    Ahead([rusqlite::Statement<'db>; 2]),
 }
 
 /// Rows of one folder read ahead, names of one storage class.
@@ -110,13 +115,15 @@ impl SourceLookup<'_> {
         let Some(folder) = folder else {
             return Ok(None);
         };
-        let Some(ahead) = &mut self.ahead else {
-            return Ok(self
-                .st
-                .query_row(params![folder, keyed::bytes_value(name)], |r| {
-                    known_row(r, 0)
-                })
-                .optional()?);
+        let ahead = match &mut self.reads {
+            Reads::Ahead(ahead) => ahead,
+            Reads::Seek(st) => {
+                return Ok(st
+                    .query_row(params![folder, keyed::bytes_value(name)], |r| {
+                        known_row(r, 0)
+                    })
+                    .optional()?);
+            }
         };
         let class = usize::from(std::str::from_utf8(name).is_err());
         let w = &mut self.windows[class];
@@ -127,7 +134,14 @@ impl SourceLookup<'_> {
                 ..Window::default()
             };
         }
-        w.asked = Some(name.to_vec());
+        // The buffer is kept from path to path (no allocation per entry).
+        match &mut w.asked {
+            Some(a) => {
+                a.clear();
+                a.extend_from_slice(name);
+            }
+            None => w.asked = Some(name.to_vec()),
+        }
         loop {
             while w.rows.front().is_some_and(|(n, _)| n.as_slice() < name) {
                 w.rows.pop_front();
