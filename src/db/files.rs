@@ -484,8 +484,9 @@ impl Tx<'_> {
         let kind = kind_code(e.kind);
         let (secs, ns) = keyed::split_ns(e.modified_ns);
         // `OR FAIL`, here and in `mark_synced`: with triggers, a statement
-        // that may abort keeps a statement journal, written page by page
-        // (most of a row's insert). A failed statement fails its whole
+        // that may abort keeps a statement journal, written page by page to
+        // a temporary file once past 64 KiB (a third of the synthesis's
+        // time in `perf`). A failed statement fails its whole
         // transaction, which is then rolled back, so nothing is lost.
         self.conn
             .prepare_cached(
@@ -608,16 +609,10 @@ impl Tx<'_> {
                  WHERE folder = ?1 AND name = ?2",
             )?
             .query_row(params![key.folder, key.name_value()], |r| {
-                let m = keyed::join_ns(r.get(0)?, r.get(1)?);
-                let c = keyed::undelta(m, r.get_ref(3)?)?;
-                Ok((
-                    keyed::undelta(m, r.get_ref(2)?)?,
-                    c,
-                    keyed::undelta_opt(c, r.get_ref(4)?)?,
-                ))
+                keyed::Times::read(r, 0)
             })?;
-        let (accessed, changed, created) = times;
-        let changed = done.changed_ns.unwrap_or(changed);
+        let (accessed, created) = (times.accessed, times.created);
+        let changed = done.changed_ns.unwrap_or(times.changed);
         let m = done.modified_ns;
         let (secs, ns) = keyed::split_ns(m);
         self.conn
